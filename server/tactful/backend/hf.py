@@ -1,0 +1,410 @@
+"""The transformers/torch backend: loading (embedded default, local folder or hub id),
+greedy generation with per-document KV-cache reuse, token healing, and cancellation within
+one decoding step. torch and transformers are imported lazily, inside ``load``."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tactful.backend import embedded
+from tactful.backend.fim import FimTemplate, detect_fim
+from tactful.backend.types import GenerateRequest, Generation, LineScores, ModelError
+
+log = logging.getLogger(__name__)
+
+#: Prefill long prompts in chunks so that a cancel is seen between chunks.
+PREFILL_CHUNK = 256
+#: Documents whose KV caches are kept (least recently used is dropped).
+MAX_SLOTS = 4
+_HEAL_CHARS = " \t\n\r"
+
+Progress = Callable[[str, int], None]
+
+
+def cpu_has_bf16() -> bool:
+    """True where bfloat16 matmuls are fast on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class _Slot:
+    ids: list[int] = field(default_factory=list)
+    cache: Any = None
+
+
+class TransformersBackend:
+    """A Hugging Face causal LM behind tactful's ``Backend`` interface."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, device: str) -> None:
+        import torch
+
+        self.model = model
+        self.tok = tokenizer
+        self.name = name
+        self.device = device
+        self._torch = torch
+        specials = list(getattr(tokenizer, "all_special_tokens", []))
+        specials += list(getattr(tokenizer, "additional_special_tokens", []) or [])
+        specials += list(tokenizer.get_vocab().keys()) if len(tokenizer) < 300_000 else []
+        self.fim_template: FimTemplate | None = detect_fim(t for t in specials if "<" in t)
+        self.fim = self.fim_template is not None
+        self._stop_ids = self._collect_stop_ids()
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._lock = threading.RLock()
+        self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
+        #: Totals since start, for benchmarks and the status command.
+        self.stats = {"prefilled": 0, "reused": 0, "generated": 0, "calls": 0, "cancelled": 0}
+
+    # --- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        spec: str | None,
+        *,
+        cache_dir: Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        progress: Progress | None = None,
+    ) -> TransformersBackend:
+        """Load ``spec`` (None: the embedded model; a folder; or a hub id)."""
+        report = progress or (lambda _m, _p: None)
+        report("Loading torch", 2)
+        try:
+            import torch
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ModelError(f"torch/transformers are not installed: {exc}. Run scripts/setup.sh.") from exc
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "bfloat16" if device != "cpu" or cpu_has_bf16() else "float32"
+        torch_dtype = getattr(torch, dtype)
+
+        if spec is None:
+            path: str = str(embedded.ensure_converted(cache_dir, report))
+            name = embedded.MODEL_NAME
+        else:
+            expanded = Path(spec).expanduser()
+            looks_local = spec.startswith((".", "/", "~")) or expanded.exists()
+            if looks_local:
+                if not expanded.is_dir():
+                    raise ModelError(f"Model folder not found: {expanded}")
+                if not (expanded / "config.json").is_file():
+                    raise ModelError(f"{expanded} is not a Hugging Face model folder (no config.json)")
+            path = str(expanded) if looks_local else spec
+            name = expanded.name if looks_local else spec
+        report(f"Loading {name}", 50)
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+            archs = getattr(config, "architectures", None) or []
+            if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+                raise ModelError(f"{name} is not a causal language model (architectures: {', '.join(archs)})")
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype, trust_remote_code=False, use_safetensors=True
+            )
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"Could not load model {name!r}: {msg}") from exc
+        model.to(device).eval()
+        if device == "cpu":
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        backend = cls(model, tokenizer, name, device)
+        report("Warming up", 90)
+        backend.generate(GenerateRequest(prefix="def add(a, b):", max_new_tokens=2))
+        report(f"{name} ready", 100)
+        return backend
+
+    def _collect_stop_ids(self) -> set[int]:
+        ids: set[int] = set()
+        eos = self.tok.eos_token_id
+        if isinstance(eos, int):
+            ids.add(eos)
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+            if isinstance(e, int):
+                ids.add(e)
+        names = list(self.fim_template.stop_tokens) if self.fim_template else []
+        names += ["<|endoftext|>", "<|im_end|>", "<|im_start|>", "<file_sep>", "<|file_sep|>"]
+        vocab = self.tok.get_vocab()
+        for n in names:
+            for v in (n, "▁" + n):
+                if v in vocab:
+                    ids.add(vocab[v])
+        return ids
+
+    # --- helpers -------------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tok.encode(text, add_special_tokens=False))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=False))
+
+    def drop_cache(self, cache_key: str) -> None:
+        with self._lock:
+            self._slots.pop(cache_key, None)
+
+    def _token_strings(self) -> dict[str, list[tuple[int, str]]]:
+        if self._vocab_by_char is None:
+            n = len(self.tok)
+            strings = self.tok.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+            special = set(getattr(self.tok, "all_special_ids", []))
+            by_char: dict[str, list[tuple[int, str]]] = {}
+            for i, s in enumerate(strings):
+                if s and i not in special and i not in self._stop_ids and "\ufffd" not in s:
+                    by_char.setdefault(s[0], []).append((i, s))
+            self._vocab_by_char = by_char
+        return self._vocab_by_char
+
+    def _allowed_for_heal(self, heal: str) -> list[tuple[int, str]]:
+        cands = self._token_strings().get(heal[0], [])
+        return [(i, s) for i, s in cands if heal.startswith(s) or s.startswith(heal)]
+
+    def _forward(self, ids: list[int], cache: Any) -> Any:
+        torch = self._torch
+        inp = torch.tensor([ids], device=self.device)
+        out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float()
+
+    def _crop(self, cache: Any, length: int) -> None:
+        extra = cache.get_seq_length() - length
+        if extra > 0:
+            cache.crop(-extra)
+
+    # --- generation ----------------------------------------------------------------------------
+    def _build_prompt(self, req: GenerateRequest) -> tuple[str, str]:
+        """The prompt text and the text healed away from its end (regenerated, then dropped)."""
+        if req.use_fim and self.fim_template is not None and req.suffix:
+            return self.fim_template.render(req.prefix, req.suffix), ""
+        base = req.prefix.rstrip(_HEAL_CHARS)
+        heal = req.prefix[len(base):]
+        if not heal and base:
+            # Back off a trailing partial word too ("ret" -> allow "return").
+            ids = self.encode(base)
+            if ids:
+                last = self.tok.decode(ids[-1:])
+                if last and last.strip() and (last[-1].isalnum() or last[-1] == "_") and len(last) < len(base):
+                    base, heal = base[: -len(last)], last
+        return base, heal
+
+    def generate(self, req: GenerateRequest) -> Generation:
+        with self._lock, self._torch.inference_mode():
+            return self._generate(req)
+
+    def _generate(self, req: GenerateRequest) -> Generation:
+        torch = self._torch
+        t0 = time.perf_counter()
+        prompt, heal = self._build_prompt(req)
+        ids = self.encode(prompt)
+        if not ids:
+            bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            ids = [bos]
+        self.stats["calls"] += 1
+        slot: _Slot | None = None
+        if req.cache_key is not None:
+            slot = self._slots.pop(req.cache_key, None) or _Slot()
+            self._slots[req.cache_key] = slot
+            while len(self._slots) > MAX_SLOTS:
+                self._slots.popitem(last=False)
+        else:
+            slot = _Slot()
+        if slot.cache is None:
+            from transformers import DynamicCache
+
+            slot.cache = DynamicCache(config=self.model.config)
+            slot.ids = []
+        cache = slot.cache
+        keep = min(_common_prefix(slot.ids, ids), len(ids) - 1)
+        self._crop(cache, keep)
+        slot.ids = ids[:keep]
+        gen = Generation(text="", prompt_tokens=len(ids), reused_tokens=keep)
+        self.stats["reused"] += keep
+        try:
+            logits = None
+            pos = keep
+            while pos < len(ids):
+                if req.cancel.is_set():
+                    gen.cancelled = True
+                    self.stats["cancelled"] += 1
+                    return self._finish(gen, t0)
+                chunk = ids[pos : pos + PREFILL_CHUNK]
+                logits = self._forward(chunk, cache)
+                pos += len(chunk)
+                slot.ids = ids[:pos]
+                self.stats["prefilled"] += len(chunk)
+            assert logits is not None
+            gen_ids: list[int] = []
+            text = ""
+            heal_left = heal
+            for _step in range(req.max_new_tokens + (4 if heal else 0)):
+                if req.cancel.is_set():
+                    gen.cancelled = True
+                    self.stats["cancelled"] += 1
+                    break
+                logp = torch.log_softmax(logits, dim=-1)
+                if heal_left:
+                    allowed = self._allowed_for_heal(heal_left)
+                    if not allowed:
+                        break
+                    idx = torch.tensor([i for i, _ in allowed])
+                    best = int(idx[int(torch.argmax(logp[idx]))])
+                else:
+                    best = int(torch.argmax(logp))
+                if best in self._stop_ids:
+                    gen.stopped = True
+                    break
+                gen_ids.append(best)
+                gen.token_logprobs.append(float(logp[best]))
+                piece = self.tok.decode([best])
+                gen.tokens.append(piece)
+                self.stats["generated"] += 1
+                if heal_left:
+                    if piece.startswith(heal_left):
+                        piece_visible = piece[len(heal_left) :]
+                        heal_left = ""
+                    else:
+                        heal_left = heal_left[len(piece) :]
+                        piece_visible = ""
+                    text += piece_visible
+                else:
+                    text = self.tok.decode(gen_ids)[len(heal):] if heal else self.tok.decode(gen_ids)
+                if self._should_stop(text, req):
+                    gen.stopped = True
+                    break
+                if len(gen.tokens) >= req.max_new_tokens + (len(heal) and 4):
+                    break
+                logits = self._forward([best], cache)
+                slot.ids.append(best)
+            gen.text = self._cut(text, req)
+        except (RuntimeError, MemoryError) as exc:
+            if req.cache_key is not None:
+                self._slots.pop(req.cache_key, None)
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                if self.device == "cuda":
+                    torch.cuda.empty_cache()
+                raise ModelError("The model ran out of memory while generating; try a shorter context or a smaller model") from exc
+            raise
+        return self._finish(gen, t0)
+
+    def _finish(self, gen: Generation, t0: float) -> Generation:
+        gen.seconds = time.perf_counter() - t0
+        return gen
+
+    @staticmethod
+    def _should_stop(text: str, req: GenerateRequest) -> bool:
+        if req.single_line:
+            stripped = text.lstrip("\n")
+            if "\n" in stripped and stripped[: stripped.index("\n")].strip():
+                return True
+            if text.startswith("\n") and stripped.strip() == "" and len(text) > 200:
+                return True
+        if any(s in text for s in req.stop):
+            return True
+        check = req.should_stop
+        return bool(check(text)) if callable(check) else False
+
+    @staticmethod
+    def _cut(text: str, req: GenerateRequest) -> str:
+        for s in req.stop:
+            i = text.find(s)
+            if i >= 0:
+                text = text[:i]
+        if req.single_line:
+            lead = len(text) - len(text.lstrip("\n"))
+            rest = text[lead:]
+            if "\n" in rest:
+                text = text[: lead + rest.index("\n")]
+        return text
+
+    # --- scoring -------------------------------------------------------------------------------
+    def score(self, text: str, cancel: threading.Event | None = None) -> LineScores:
+        with self._lock, self._torch.inference_mode():
+            return self._score(text, cancel or threading.Event())
+
+    def _score(self, text: str, cancel: threading.Event) -> LineScores:
+        from transformers import DynamicCache
+
+        torch = self._torch
+        line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+        nlines = len(line_starts)
+        lp: list[list[float]] = [[] for _ in range(nlines)]
+        ent: list[list[float]] = [[] for _ in range(nlines)]
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids: list[int] = list(enc["input_ids"])
+        offsets = enc["offset_mapping"]
+        if not ids:
+            return LineScores(lp, ent, 0)
+        bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+        seq = [bos, *ids] if bos is not None else ids
+        shift = 1 if bos is not None else 0
+        window = 2048
+        cache = DynamicCache(config=self.model.config)
+        pos = 0
+        while pos < len(seq) - 1:
+            if cancel.is_set():
+                raise InterruptedError("scoring cancelled")
+            if pos and pos % window == 0:
+                cache = DynamicCache(config=self.model.config)  # restart context on very long files
+            chunk = seq[pos : min(pos + 256, len(seq) - 1, (pos // window + 1) * window)]
+            out = self.model(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True)
+            logits = out.logits[0].float()  # (chunk, vocab)
+            logp = torch.log_softmax(logits, dim=-1)
+            entropy = -(logp.exp() * logp).sum(-1)
+            for j in range(len(chunk)):
+                target_pos = pos + j + 1  # index in seq of the predicted token
+                tok_index = target_pos - shift
+                if tok_index < 0 or tok_index >= len(ids):
+                    continue
+                start = offsets[tok_index][0]
+                # A token that starts with the newline belongs to the line it ends.
+                piece = text[start : offsets[tok_index][1]]
+                anchor = start + (len(piece) - len(piece.lstrip("\n")) if piece.strip() else 0)
+                line = bisect.bisect_right(line_starts, min(anchor, len(text) - 1 if text else 0)) - 1
+                lp[line].append(float(logp[j, seq[target_pos]]))
+                ent[line].append(float(entropy[j]))
+            pos += len(chunk)
+        return LineScores(lp, ent, len(ids))
+
+    def log_prob(self, prefix: str, continuation: str, suffix: str = "") -> float:
+        with self._lock, self._torch.inference_mode():
+            torch = self._torch
+            if suffix and self.fim_template is not None:
+                ctx = self.encode(self.fim_template.render(prefix, suffix))
+            else:
+                ctx = self.encode(prefix)
+            cont = self.encode(continuation)
+            if not cont:
+                return 0.0
+            bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            if not ctx:
+                ctx = [bos]
+            seq = ctx + cont
+            out = self.model(input_ids=torch.tensor([seq]), logits_to_keep=len(cont) + 1)
+            logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)  # predicts cont tokens
+            total = sum(float(logp[i, t]) for i, t in enumerate(cont))
+            return total if math.isfinite(total) else -1e9

@@ -1,0 +1,91 @@
+"""The small interface between tactful and a language model, as plain data.
+
+This is the only backend module the LSP layer imports; it must not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ModelError(Exception):
+    """A model could not be loaded or run; the message is meant for a person."""
+
+
+@dataclass
+class GenerateRequest:
+    """Generate a continuation of ``prefix`` (and, for FIM models, before ``suffix``)."""
+
+    prefix: str
+    suffix: str = ""
+    max_new_tokens: int = 24
+    #: Stop at the first newline that follows generated non-whitespace text.
+    single_line: bool = True
+    #: Extra stop strings (the generated text is cut before them).
+    stop: tuple[str, ...] = ()
+    #: Key of the KV cache slot to reuse (usually the document URI); None: no reuse.
+    cache_key: str | None = None
+    #: Set from another thread to stop generation within one decoding step.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: Use the suffix through the model's FIM template when it has one.
+    use_fim: bool = True
+    #: Optional per-step check on the text so far; returning True stops generation
+    #: (used to cut multi-line completions at the end of the block).
+    should_stop: object | None = None
+
+
+@dataclass
+class Generation:
+    """A generated continuation with per-token log-probabilities."""
+
+    text: str
+    token_logprobs: list[float] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    #: Prompt tokens served from the KV cache instead of being prefilled.
+    reused_tokens: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    #: The generation was cut because the model emitted an end token or a stop rule fired.
+    stopped: bool = False
+
+
+@dataclass
+class LineScores:
+    """Teacher-forced token log-probabilities of a text, grouped by line (0-based)."""
+
+    #: For each line: the log-probabilities of the tokens that start on that line.
+    line_logprobs: list[list[float]]
+    #: For each line: the entropy (nats) of the model's distribution at those tokens.
+    line_entropy: list[list[float]]
+    tokens: int = 0
+
+
+class Backend(Protocol):
+    """What tactful needs from a model."""
+
+    name: str
+    #: True when the model has fill-in-the-middle tokens and a template for them.
+    fim: bool
+
+    def generate(self, req: GenerateRequest) -> Generation:
+        """Greedy continuation, reusing the KV cache slot ``req.cache_key`` when given."""
+        ...
+
+    def score(self, text: str, cancel: threading.Event | None = None) -> LineScores:
+        """Per-line token log-probabilities of ``text`` in one teacher-forced pass."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text``."""
+        ...
+
+    def log_prob(self, prefix: str, continuation: str, suffix: str = "") -> float:
+        """Total log-probability of ``continuation`` after ``prefix`` (before ``suffix`` with FIM)."""
+        ...
+
+    def drop_cache(self, cache_key: str) -> None:
+        """Forget the KV cache slot of a closed document."""
+        ...

@@ -1,0 +1,256 @@
+"""Typed, validated settings: what a client may send in ``initializationOptions`` and
+``workspace/didChangeConfiguration``.
+
+Keys are camelCase on the wire (``completion.maxNewTokens``) and snake_case here. ``Settings()``
+is the documented default. ``apply_settings(previous, raw)`` validates a (partial) payload
+field by field: an invalid value is reported with the setting's full name and the previous
+value is kept, so one typo never resets the rest. Import-light: no torch, no pygls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+_SEVERITIES = ("error", "warning", "information", "hint")
+_DTYPES = ("auto", "bfloat16", "float16", "float32")
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+_TEXT_MODES = ("text", "hash")
+
+
+def _check(pred: Callable[[Any], bool], expected: str) -> Callable[[Any, Any, Any], None]:
+    def validator(_inst: Any, attribute: Any, value: Any) -> None:
+        if not pred(value):
+            raise ValueError(f"expected {expected}, got {value!r}")
+
+    return validator
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any, Any, Any], None]:
+    return _check(
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi,
+        f"an integer from {lo} to {hi}",
+    )
+
+
+def _float_range(lo: float, hi: float) -> Callable[[Any, Any, Any], None]:
+    return _check(
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi,
+        f"a number from {lo} to {hi}",
+    )
+
+
+def _one_of(*choices: str) -> Callable[[Any, Any, Any], None]:
+    return _check(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+_bool = _check(lambda v: isinstance(v, bool), "true or false")
+_opt_str = _check(lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string or null")
+_lang_map = _check(
+    lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(b, bool) for k, b in v.items()),
+    'an object mapping language ids to true/false, e.g. {"markdown": false}',
+)
+
+
+@attrs.frozen
+class CompletionSettings:
+    """How completions are generated and served."""
+
+    max_new_tokens: int = attrs.field(default=48, validator=_int_range(1, 512))
+    """Most tokens generated for one multi-line suggestion (single-line ones stop at the newline)."""
+    single_line_max_tokens: int = attrs.field(default=24, validator=_int_range(1, 256))
+    """Most tokens generated for a single-line suggestion."""
+    context_tokens: int = attrs.field(default=1500, validator=_int_range(64, 32768))
+    """Token budget for the prompt (prefix plus, for fill-in-the-middle models, suffix)."""
+    debounce_ms: int = attrs.field(default=0, validator=_int_range(0, 2000))
+    """Server-side wait before generating; a newer request in that time supersedes the older one."""
+    type_along: bool = attrs.field(default=True, validator=_bool)
+    """Answer from the suggestion on screen while the user types characters that match it."""
+    prefix_reuse: bool = attrs.field(default=True, validator=_bool)
+    """Keep the model's KV cache per document and only prefill the new tokens."""
+    cache: bool = attrs.field(default=True, validator=_bool)
+    """Keep a persistent completion cache keyed by model and exact context."""
+    cache_size_mb: int = attrs.field(default=64, validator=_int_range(1, 4096))
+    """Size bound of the persistent completion cache."""
+    multiline: bool = attrs.field(default=True, validator=_bool)
+    """Offer multi-line completions where the syntax says a block starts."""
+
+
+@attrs.frozen
+class FlagSettings:
+    """Line anomaly flags (diagnostics)."""
+
+    enable: bool = attrs.field(default=True, validator=_bool)
+    """Compute line anomaly flags for open documents."""
+    budget: float = attrs.field(default=0.15, validator=_float_range(0.0, 1.0))
+    """Flag at most this fraction of a file's lines."""
+    severity: str = attrs.field(default="information", validator=_one_of(*_SEVERITIES))
+    """Diagnostic severity of a flag."""
+    idle_ms: int = attrs.field(default=1500, validator=_int_range(100, 600000))
+    """Recompute flags after this long without edits."""
+    on_open: bool = attrs.field(default=True, validator=_bool)
+    """Flag a document when it is opened."""
+    on_save: bool = attrs.field(default=True, validator=_bool)
+    """Flag a document when it is saved."""
+    max_lines: int = attrs.field(default=5000, validator=_int_range(1, 1_000_000))
+    """Documents longer than this are not flagged (the reason is logged)."""
+
+
+@attrs.frozen
+class FeedbackSettings:
+    """The local feedback log of shown, accepted and rejected suggestions."""
+
+    enable: bool = attrs.field(default=True, validator=_bool)
+    """Record suggestion events in the local log. Off: nothing is written."""
+    log_path: str | None = attrs.field(default=None, validator=_opt_str)
+    """Path of the SQLite log; null: ``feedback.sqlite3`` in the data directory."""
+    store_text: str = attrs.field(default="text", validator=_one_of(*_TEXT_MODES))
+    """``text`` keeps suggestion text in the log; ``hash`` keeps only a SHA-256 of it."""
+    reject_timeout_s: float = attrs.field(default=10.0, validator=_float_range(0.5, 3600.0))
+    """A shown suggestion with no accept after this long counts as rejected."""
+
+
+@attrs.frozen
+class CdhfSettings:
+    """The show/hide cascade learned from accept/reject feedback."""
+
+    enable: bool = attrs.field(default=True, validator=_bool)
+    """Skip or hide suggestions the cascade predicts will be rejected."""
+    model_dir: str | None = attrs.field(default=None, validator=_opt_str)
+    """Folder of a trained cascade; null: the shipped default (or the user's own, once trained)."""
+    retrain_on_own_log: bool = attrs.field(default=False, validator=_bool)
+    """Retrain from the user's own log when it has grown large enough."""
+    stage1_threshold: float | None = attrs.field(
+        default=None, validator=_check(lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1), "null or a number from 0 to 1")
+    )
+    """Override: skip generation when stage 1's P(reject) is at least this; null: the model's own."""
+    stage2_threshold: float | None = attrs.field(
+        default=None, validator=_check(lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1), "null or a number from 0 to 1")
+    )
+    """Override: hide a suggestion when stage 2's P(reject) is at least this; null: the model's own."""
+
+
+@attrs.frozen
+class Settings:
+    """All of tactful's settings. ``Settings()`` is the documented default."""
+
+    enable: bool = attrs.field(default=True, validator=_bool)
+    """Serve completions at all."""
+    model: str | None = attrs.field(default=None, validator=_opt_str)
+    """A local Hugging Face model folder or a hub id; null: the embedded SmolLM2-135M-Instruct."""
+    device: str = attrs.field(default="auto", validator=_one_of(*_DEVICES))
+    """Where the model runs."""
+    dtype: str = attrs.field(default="auto", validator=_one_of(*_DTYPES))
+    """Weights' precision; ``auto`` picks bfloat16 where the CPU supports it, else float32."""
+    languages: dict[str, bool] = attrs.field(
+        factory=lambda: {"plaintext": False, "markdown": False, "log": False},
+        validator=_lang_map,
+    )
+    """Per-language switch by LSP language id; languages not listed are enabled."""
+    cache_dir: str | None = attrs.field(default=None, validator=_opt_str)
+    """Where the converted model and the completion cache live; null: the user cache directory."""
+    data_dir: str | None = attrs.field(default=None, validator=_opt_str)
+    """Where the feedback log and user-trained models live; null: the user data directory."""
+    completion: CompletionSettings = attrs.field(factory=CompletionSettings)
+    flags: FlagSettings = attrs.field(factory=FlagSettings)
+    feedback: FeedbackSettings = attrs.field(factory=FeedbackSettings)
+    cdhf: CdhfSettings = attrs.field(factory=CdhfSettings)
+
+    def language_enabled(self, language_id: str) -> bool:
+        """Whether completions are on for an LSP language id."""
+        return self.enable and self.languages.get(language_id, True)
+
+
+def camel(name: str) -> str:
+    """``max_new_tokens`` -> ``maxNewTokens``."""
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def snake(name: str) -> str:
+    """``maxNewTokens`` -> ``max_new_tokens``."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def setting_names(cls: type = Settings, prefix: str = "") -> list[str]:
+    """Every leaf setting's dotted camelCase name, e.g. ``completion.maxNewTokens``."""
+    out: list[str] = []
+    for f in attrs.fields(cls):
+        key = prefix + camel(f.name)
+        if attrs.has(f.type) if isinstance(f.type, type) else False:
+            out.extend(setting_names(f.type, key + "."))
+        elif isinstance(f.default, attrs.Factory) and attrs.has(f.default.factory):  # type: ignore[arg-type]
+            out.extend(setting_names(f.default.factory, key + "."))  # type: ignore[arg-type]
+        else:
+            out.append(key)
+    return out
+
+
+_SECTION_PREFIXES = ("tactful",)
+
+
+def _unwrap(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    # didChangeConfiguration payloads often arrive as {"tactful": {...}}.
+    for p in _SECTION_PREFIXES:
+        if set(raw) == {p} and isinstance(raw[p], Mapping):
+            return raw[p]
+    return raw
+
+
+def _apply(obj: Any, raw: Mapping[str, Any], path: str, errors: list[str], unknown: list[str]) -> Any:
+    fields = {camel(f.name): f for f in attrs.fields(type(obj))}
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = fields.get(key) or fields.get(camel(snake(key)))
+        name = f"{path}{key}"
+        if f is None:
+            unknown.append(name)
+            continue
+        current = getattr(obj, f.name)
+        if attrs.has(type(current)):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                errors.append(f"tactful.{name}: expected an object, got {value!r}; keeping the previous value")
+                continue
+            changes[f.name] = _apply(current, value, name + ".", errors, unknown)
+            continue
+        try:
+            if isinstance(value, float) and value.is_integer() and isinstance(f.default, int) and not isinstance(f.default, bool):
+                value = int(value)  # JSON clients may send 48.0
+            if f.validator is not None:
+                f.validator(obj, f, value)
+        except ValueError as exc:
+            errors.append(f"tactful.{name}: {exc}; keeping the previous value {current!r}")
+            continue
+        changes[f.name] = value
+    return attrs.evolve(obj, **changes) if changes else obj
+
+
+def apply_settings(previous: Settings, raw: Any) -> tuple[Settings, list[str], list[str]]:
+    """Validate ``raw`` over ``previous``: returns (settings, errors, unknown keys).
+
+    Invalid values are named in ``errors`` and keep their previous value; valid values apply.
+    """
+    if raw is None:
+        return previous, [], []
+    if not isinstance(raw, Mapping):
+        return previous, [f"tactful settings: expected an object, got {type(raw).__name__}"], []
+    errors: list[str] = []
+    unknown: list[str] = []
+    new = _apply(previous, _unwrap(raw), "", errors, unknown)
+    return new, errors, unknown
+
+
+def to_wire(settings: Settings) -> dict[str, Any]:
+    """Settings as the camelCase dict a client would send."""
+
+    def conv(obj: Any) -> Any:
+        if attrs.has(type(obj)):
+            return {camel(f.name): conv(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
+        return obj
+
+    return conv(settings)
