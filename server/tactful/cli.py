@@ -1,0 +1,62 @@
+"""The ``tactful`` command line: one entry point, subcommands dispatched lazily so that
+``tactful --version`` and ``tactful serve`` start fast and never import torch up front.
+
+Each subcommand lives in its capability's module as ``main(argv) -> int``:
+
+=================  =====================================
+``serve``          :mod:`tactful.server`
+``model``          :mod:`tactful.backend.cli` (install / info)
+``complete``       :mod:`tactful.completion` (one-shot, for scripts)
+``demo``           :mod:`tactful.demo` (a real LSP session on a sample file)
+``flag``           :mod:`tactful.flag`
+``log``            :mod:`tactful.feedback` (export, import-cups, stats)
+``train``          :mod:`tactful.cdhf`
+``replay``         :mod:`tactful.replay`
+``bench NAME``     :mod:`tactful.bench.NAME` (latency, flag, ...)
+=================  =====================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tactful import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("tactful.server", "Run the language server (stdio by default)."),
+    "model": ("tactful.backend.cli", "Install (convert) the embedded model, or show model info."),
+    "complete": ("tactful.completion", "Complete one file at one position and print the suggestion."),
+    "demo": ("tactful.demo", "Drive a real LSP session over a sample file and show what tactful does."),
+    "flag": ("tactful.flag", "Print the lines of files that look wrong."),
+    "log": ("tactful.feedback", "The feedback log: stats, export, import-cups."),
+    "train": ("tactful.cdhf", "Train the show/hide cascade from a feedback log."),
+    "replay": ("tactful.replay", "Replay logged sessions through show/hide policies."),
+    "bench": ("tactful.bench", "Benchmarks: latency, flag, ..."),
+}
+
+USAGE = "usage: tactful [--version] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(
+    f"  {name:<10} {desc}" for name, (_mod, desc) in COMMANDS.items()
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tactful`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"tactful {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"tactful: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
