@@ -1,0 +1,274 @@
+"""The VS Code extension (vscode-client/) in a real VS Code against the real server and model.
+
+``test_extension_unit`` compiles the extension and runs its node:test unit tests (server command
+resolution, settings payload, status bar text, inline suggestion bookkeeping).
+
+``test_vscode_end_to_end`` packages the extension as a .vsix, installs it into code-server 4.139.1
+(VS Code 1.139.1), opens a throwaway workspace in headless Chromium and runs the Playwright
+scenario vscode-client/e2e/scenario.js: ghost text from the embedded model accepted with Tab,
+a word-by-word partial accept, the log-location and toggle commands, a line flag in the
+Problems panel and its quick fix. It then checks the saved files and the server's feedback log
+(SQLite in a temporary ``TACTFUL_DATA_DIR``). Screenshots, results.json, the scenario's output
+and VS Code's logs are kept in ``test-artifacts/vscode/``.
+
+Everything it needs is installed by ``scripts/install-vscode-e2e.sh`` (run here when needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+EXT = REPO / "vscode-client"
+TOOLS = Path(os.environ.get("TACTFUL_TOOLS_DIR", REPO / ".tools"))
+NODE_BIN = TOOLS / "node24" / "node_modules" / ".bin"
+CODE_SERVER = TOOLS / "code-server" / "node_modules" / ".bin" / "code-server"
+INSTALL = REPO / "scripts" / "install-vscode-e2e.sh"
+ARTIFACTS = REPO / "test-artifacts" / "vscode"
+_VENV_TACTFUL = REPO / ".venv" / "bin" / "tactful"
+TACTFUL = _VENV_TACTFUL if _VENV_TACTFUL.exists() else Path(sys.executable).parent / "tactful"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+GHOST_PY = '''"""Small geometry helpers."""
+
+import math
+
+
+def circle_area(radius):
+    """Area of a circle."""
+    return math.pi * radius**2
+
+
+def add(a, b):
+
+'''
+
+FLAGGED_PY = '''def average(values):
+    """The mean of a list of numbers."""
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def largest(values):
+    """The largest number in a list."""
+    best = values[0]
+    for value in values:
+        if value > best:
+            best = value
+    return best
+
+
+def count_words(text):
+    """How many words a text has."""
+    words = text.split()
+    return len(words) * 1000 + "words"
+
+
+def is_even(number):
+    """True when a number is even."""
+    return number % 2 == 0
+'''
+
+#: The cascade off (show whatever the model writes) and no completion cache, as in the other
+#: editor tests; completions and flags otherwise run with their defaults.
+SETTINGS: dict[str, Any] = {
+    "security.workspace.trust.enabled": False,
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "telemetry.telemetryLevel": "off",
+    "update.mode": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "chat.disableAIFeatures": True,
+    "git.enabled": False,
+    "editor.inlineSuggest.enabled": True,
+    "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
+    "editor.suggestOnTriggerCharacters": False,
+    "files.autoSave": "off",
+    "tactful.server.command": str(TACTFUL),
+    "tactful.cdhf.enable": False,
+    "tactful.completion.cache": False,
+}
+
+
+def _env_with_node() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _run(cmd: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env or _env_with_node(), capture_output=True, text=True, timeout=timeout, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{out[-6000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def compiled_extension() -> Path:
+    """The extension's npm deps installed (install script) and its TypeScript compiled."""
+    if not (EXT / "node_modules" / ".tactful-installed").exists():
+        _run(["bash", str(INSTALL), "--no-code-server"], timeout=900)
+    _run(["npm", "run", "compile"], cwd=EXT)
+    return EXT / "out" / "extension.js"
+
+
+def test_extension_unit(compiled_extension: Path) -> None:
+    """The extension's plain-logic modules, through node:test on the compiled JavaScript."""
+    out = _run(["npm", "test"], cwd=EXT, timeout=300)
+    assert "# fail 0" in out, out
+    passed = int(out.split("# pass ")[1].split()[0])
+    assert passed >= 15, out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, Any]]:
+    """code-server with the packaged extension, a workspace and a private data dir."""
+    _run(["bash", str(INSTALL)], timeout=1800)
+    vsix = tmp_path / "tactful.vsix"
+    _run([str(EXT / "node_modules" / ".bin" / "vsce"), "package", "--out", str(vsix)], cwd=EXT, timeout=300)
+    exts = tmp_path / "extensions"
+    _run([str(CODE_SERVER), "--install-extension", str(vsix), "--extensions-dir", str(exts)], timeout=300)
+
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    (ws / "ghost.py").write_text(GHOST_PY)
+    (ws / "flagged.py").write_text(FLAGGED_PY)
+    udd = tmp_path / "user-data"
+    (udd / "User").mkdir(parents=True)
+    (udd / "User" / "settings.json").write_text(json.dumps(SETTINGS, indent=1))
+    data = tmp_path / "data"
+    port = _free_port()
+    env = {**_env_with_node(), "TACTFUL_DATA_DIR": str(data), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"), "XDG_DATA_HOME": str(tmp_path / "xdg-data")}
+    log = (tmp_path / "code-server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(CODE_SERVER),
+            "--bind-addr", f"127.0.0.1:{port}",
+            "--auth", "none",
+            "--user-data-dir", str(udd),
+            "--extensions-dir", str(exts),
+            "--disable-telemetry",
+            "--disable-update-check",
+            "--disable-workspace-trust",
+            str(ws),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: extension host and server stop with it
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, f"code-server exited: {(tmp_path / 'code-server.log').read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "code-server did not answer /healthz in 90 s"
+                time.sleep(0.3)
+        yield {"url": f"http://127.0.0.1:{port}/?folder={ws}", "workspace": ws, "data": data, "user_data": udd, "log": tmp_path / "code-server.log"}
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+
+def _events(db: Path) -> list[dict[str, Any]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT id, kind, suggestion_id, data FROM events ORDER BY id").fetchall()
+    finally:
+        con.close()
+    return [{"id": r[0], "kind": r[1], "suggestion_id": r[2], "data": json.loads(r[3] or "{}")} for r in rows]
+
+
+@pytest.mark.editor
+@pytest.mark.model
+def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    ws: Path = code_server["workspace"]
+    env = {
+        **_env_with_node(),
+        "NODE_PATH": str(EXT / "node_modules"),
+        "CS_URL": code_server["url"],
+        "WORKSPACE": str(ws),
+        "OUT": str(ARTIFACTS),
+        "CHROMIUM": CHROMIUM,
+    }
+    proc = subprocess.run(
+        ["node", str(EXT / "e2e" / "scenario.js")], cwd=EXT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    (ARTIFACTS / "scenario.log").write_text(proc.stdout + proc.stderr)
+    logs = code_server["user_data"] / "logs"
+    if logs.exists():
+        shutil.copytree(logs, ARTIFACTS / "vscode-logs", dirs_exist_ok=True)
+    shutil.copy(code_server["log"], ARTIFACTS / "code-server.log")
+    results_file = ARTIFACTS / "results.json"
+    assert results_file.exists(), f"the scenario wrote no results (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    results = {r["name"]: r for r in json.loads(results_file.read_text())["results"]}
+    failed = {name: r["detail"] for name, r in results.items() if not r["ok"]}
+
+    # What the server recorded: the Tab accept, the shown report, the partial accept.
+    db = code_server["data"] / "feedback.sqlite3"
+    events = _events(db) if db.exists() else []
+    kinds = [e["kind"] for e in events]
+
+    assert not failed, f"scenario checks failed: {json.dumps(failed, indent=1)}\nserver events: {kinds}\n{proc.stdout[-3000:]}"
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # The accepted ghost text is in the saved file.
+    saved = (ws / "ghost.py").read_text()
+    ghost = results["ghost-text-visible"]["detail"]
+    first_line = ghost.split("\n")[0].strip()
+    assert first_line and first_line in saved, (first_line, saved)
+
+    # The quick fix replaced the flagged line with the model's line.
+    fix = results["quick-fix-applied"]["detail"]
+    assert fix["newLine"] != fix["oldLine"], fix
+    assert (ws / "flagged.py").read_text().split("\n")[fix["flaggedLine"] - 1] == fix["newLine"]
+
+    assert db.exists(), f"no feedback log at {db}: the server recorded nothing"
+    accepted = [e for e in events if e["kind"] == "accepted"]
+    assert accepted, f"no accepted event in the server's log: {kinds}"
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_id.setdefault(e["suggestion_id"], []).append(e)
+    full = [e for e in accepted if not e["data"].get("partial")]
+    assert full, f"no full accept (Tab) in the log: {[e['data'] for e in accepted]}"
+    assert any(any(x["kind"] == "shown" for x in by_id[e["suggestion_id"]]) for e in full), kinds
+    partial = [e for e in accepted if e["data"].get("partial") or e["data"].get("accepted_length")]
+    assert partial, f"no partial accept (Ctrl+Right) in the log: {[e['data'] for e in accepted]}"

@@ -1,0 +1,294 @@
+// End-to-end scenario in a real VS Code (code-server in headless Chromium, driven by
+// playwright-core) against the real tactful server and its embedded model.
+//
+// Started by tests/editors/test_vscode.py, which starts code-server with the packaged extension
+// and a throwaway workspace; this script only drives the browser and reports what it saw:
+//   CS_URL     code-server URL with ?folder=...      WORKSPACE  the workspace folder on disk
+//   OUT        where screenshots and results.json go CHROMIUM   the browser executable
+//   GHOST_FILE / FLAG_FILE  file names (in WORKSPACE) for the completion and the flag parts
+// Each step is a named check; results.json lists them (with details) for the pytest to assert
+// on, next to the saved files and the server's feedback log. Exit code: 0 all passed, 1 some
+// failed, 2 the scenario crashed.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const URL = process.env.CS_URL;
+const WORKSPACE = process.env.WORKSPACE;
+const OUT = process.env.OUT;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const GHOST_FILE = process.env.GHOST_FILE || 'ghost.py';
+const FLAG_FILE = process.env.FLAG_FILE || 'flagged.py';
+const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
+const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 60000);
+const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 120000);
+if (!URL || !WORKSPACE || !OUT) {
+  console.error('scenario.js: CS_URL, WORKSPACE and OUT must be set');
+  process.exit(2);
+}
+fs.mkdirSync(OUT, { recursive: true });
+
+const t0 = Date.now();
+const T = () => Date.now() - t0;
+const results = [];
+let shot = 0;
+function check(name, ok, detail) {
+  results.push({ name, ok: !!ok, ms: T(), detail: detail === undefined ? null : detail });
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name} (${T()} ms)${detail === undefined ? '' : ' ' + JSON.stringify(detail)}`);
+  return !!ok;
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function poll(fn, timeout, step = 250) {
+  const end = Date.now() + timeout;
+  let v;
+  while (Date.now() < end) {
+    try {
+      v = await fn();
+    } catch {
+      v = undefined;
+    }
+    if (v) return v;
+    await sleep(step);
+  }
+  return v;
+}
+/** VS Code renders spaces as U+00A0 and may use U+200B; normalise for comparisons. */
+const norm = (s) => (s || '').replace(/\u00a0/g, ' ').replace(/\u200b/g, '');
+const readFile = (name) => fs.readFileSync(path.join(WORKSPACE, name), 'utf8');
+
+async function screenshot(page, name) {
+  shot += 1;
+  const file = path.join(OUT, `${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+async function runCommand(page, title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10000 });
+  await input.fill('>' + title);
+  await sleep(600);
+  await page.keyboard.press('Enter');
+}
+
+async function openFile(page, name) {
+  await page.keyboard.press('Control+P');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10000 });
+  await input.fill(name);
+  await sleep(800);
+  await page.keyboard.press('Enter');
+  await page.locator(`.tab[aria-label*="${name}"]`).first().waitFor({ timeout: 20000 });
+  await page.locator('.monaco-editor .view-lines').first().waitFor({ timeout: 20000 });
+  await sleep(500);
+}
+
+async function gotoLine(page, line) {
+  await page.keyboard.press('Control+G');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10000 });
+  await input.fill(`:${line}`);
+  await sleep(300);
+  await page.keyboard.press('Enter');
+  await sleep(300);
+}
+
+async function statusText(page) {
+  const item = page.locator('[id="tactful.tactful.tactful.status"]');
+  if ((await item.count()) === 0) return '';
+  return norm(await item.first().innerText());
+}
+
+/** The ghost text on screen (inline part and extra lines), '' when there is none. */
+async function ghostText(page) {
+  return norm(
+    await page.evaluate(() => {
+      const parts = [];
+      for (const el of document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')) {
+        parts.push(el.textContent || '');
+      }
+      return parts.join('\n');
+    }),
+  );
+}
+
+async function waitForGhost(page, timeout) {
+  let g = await poll(async () => (await ghostText(page)).trim(), timeout / 2);
+  if (!g) {
+    // No automatic suggestion (yet): ask explicitly, as a user would with Alt+\.
+    await page.keyboard.press('Alt+Backslash');
+    g = await poll(async () => (await ghostText(page)).trim(), timeout / 2);
+  }
+  return g || '';
+}
+
+async function notifications(page) {
+  return (await page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts()).map(norm);
+}
+
+async function clearNotifications(page) {
+  await runCommand(page, 'Notifications: Clear All Notifications');
+  await sleep(300);
+}
+
+async function main() {
+  const udd = fs.mkdtempSync(path.join(OUT, 'chromium-'));
+  const ctx = await chromium.launchPersistentContext(udd, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 850 },
+  });
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  try {
+    await scenario(page);
+  } catch (e) {
+    check('scenario-crashed', false, String(e && e.stack ? e.stack : e));
+    await screenshot(page, 'crash').catch(() => undefined);
+  } finally {
+    await ctx.close();
+    fs.rmSync(udd, { recursive: true, force: true });
+  }
+}
+
+async function scenario(page) {
+  await page.goto(URL);
+  await page.waitForSelector('.monaco-workbench', { timeout: 90000 });
+  check('workbench-loaded', true);
+
+  // 1. The extension starts the server; the status bar shows the model once it is ready.
+  const firstStatus = await poll(statusText, 60000);
+  check('status-bar-item', firstStatus.includes('tactful'), firstStatus);
+  const ready = await poll(async () => {
+    const s = await statusText(page);
+    return /tactful/.test(s) && !/loading|starting/.test(s) ? s : '';
+  }, READY_TIMEOUT);
+  check('model-ready-in-status-bar', ready && !/failed/.test(ready), ready || (await statusText(page)));
+  await screenshot(page, 'ready');
+
+  // 2. Ghost text from the real model: new line after `def ...:`, accept with Tab, save.
+  await openFile(page, GHOST_FILE);
+  const before = readFile(GHOST_FILE);
+  const lines = before.split('\n');
+  const defLine = lines.findIndex((l) => /^def .*:\s*$/.test(l) && (lines[lines.indexOf(l) + 1] ?? '').trim() === '');
+  await gotoLine(page, defLine + 1);
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
+  const ghost = await waitForGhost(page, GHOST_TIMEOUT);
+  check('ghost-text-visible', ghost.length > 0, ghost);
+  await screenshot(page, 'ghost-text');
+  await page.keyboard.press('Tab');
+  await sleep(700);
+  await page.keyboard.press('Control+S');
+  const saved = await poll(async () => {
+    const now = readFile(GHOST_FILE);
+    return now !== before ? now : '';
+  }, 10000);
+  const firstGhostLine = ghost.split('\n')[0].trim();
+  check('tab-accepted-into-saved-file', !!saved && firstGhostLine.length > 0 && saved.includes(firstGhostLine), {
+    firstGhostLine,
+    line: (saved || '').split('\n')[defLine + 1],
+  });
+  await screenshot(page, 'accepted');
+  const afterAccept = await poll(async () => {
+    const s = await statusText(page);
+    return /\d+%/.test(s) ? s : '';
+  }, 15000);
+  check('status-bar-acceptance-rate', afterAccept, afterAccept || (await statusText(page)));
+
+  // 3. Partial accept: a new suggestion, accepted word by word (Ctrl+Right).
+  const textBeforePartial = norm(readFile(GHOST_FILE));
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('def ', { delay: 40 });
+  const ghost2 = await waitForGhost(page, GHOST_TIMEOUT);
+  check('second-ghost-text-visible', ghost2.length > 0, ghost2);
+  await page.keyboard.press('Control+Right');
+  await sleep(600);
+  await screenshot(page, 'partial-accept');
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+S');
+  const partial = await poll(async () => {
+    const now = norm(readFile(GHOST_FILE));
+    return now !== textBeforePartial ? now : '';
+  }, 10000);
+  const lastLine = (partial || '').trimEnd().split('\n').pop() || '';
+  const acceptedPart = lastLine.startsWith('def ') ? lastLine.slice('def '.length).trim() : '';
+  check('partial-accept-inserted-a-word', acceptedPart.length > 0 && ghost2.trim().startsWith(acceptedPart), {
+    lastLine,
+    ghost2,
+  });
+
+  // 4. Commands: the feedback log location, toggling completions off and on.
+  await clearNotifications(page);
+  await runCommand(page, 'tactful: Show the Feedback Log Location');
+  const logNote = await poll(async () => (await notifications(page)).find((n) => n.includes('feedback log')), 15000);
+  check('command-log-location', !!logNote, logNote || (await notifications(page)));
+  await clearNotifications(page);
+  await runCommand(page, 'tactful: Toggle AI Completions');
+  const off = await poll(async () => ((await statusText(page)).includes('off') ? await statusText(page) : ''), 10000);
+  await runCommand(page, 'tactful: Toggle AI Completions');
+  const on = await poll(async () => {
+    const s = await statusText(page);
+    return s && !s.includes('off') ? s : '';
+  }, 10000);
+  check('command-toggle-off-and-on', !!off && !!on, { off, on });
+  await clearNotifications(page);
+
+  // 5. Line flags: a diagnostic in the Problems panel, then its quick fix.
+  await openFile(page, FLAG_FILE);
+  const flagBefore = readFile(FLAG_FILE);
+  await page.keyboard.press('Control+Shift+M');
+  const rows = await poll(async () => {
+    const r = (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()).map(norm);
+    return r.some((x) => x.includes('tactful')) ? r : null;
+  }, FLAG_TIMEOUT);
+  const flagRow = (rows || []).find((x) => x.includes('tactful')) || '';
+  check('flag-in-problems-panel', !!flagRow, rows || (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()));
+  await screenshot(page, 'problems-panel');
+  const m = /Ln (\d+), Col (\d+)/.exec(flagRow);
+  if (!m) {
+    check('quick-fix-applied', false, 'no flagged line to fix');
+    return;
+  }
+  const flaggedLine = Number(m[1]);
+  // Put the cursor on the flagged line and open the quick fix menu (Ctrl+.).
+  await page.locator('.monaco-editor .view-lines').first().click();
+  await gotoLine(page, flaggedLine);
+  await page.keyboard.press('Control+Period');
+  const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Replace with suggested line' }).first();
+  const shown = await poll(async () => (await action.count()) > 0, 15000);
+  await screenshot(page, 'quick-fix-menu');
+  if (!check('quick-fix-offered', shown, await page.locator('.action-widget').allInnerTexts().catch(() => []))) return;
+  await action.click();
+  await sleep(800);
+  await page.keyboard.press('Control+S');
+  const flagAfter = await poll(async () => {
+    const now = readFile(FLAG_FILE);
+    return now !== flagBefore ? now : '';
+  }, 10000);
+  const newLine = (flagAfter || '').split('\n')[flaggedLine - 1];
+  check('quick-fix-applied', !!flagAfter, {
+    flaggedLine,
+    oldLine: flagBefore.split('\n')[flaggedLine - 1],
+    newLine,
+    problem: flagRow,
+  });
+  await screenshot(page, 'quick-fix-applied');
+}
+
+main()
+  .then(() => {
+    fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify({ results, totalMs: T() }, null, 1));
+    const failed = results.filter((r) => !r.ok).length;
+    console.log(`scenario checks: ok=${results.length - failed} failed=${failed}`);
+    process.exit(failed ? 1 : 0);
+  })
+  .catch((e) => {
+    console.error('scenario crashed', e);
+    fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify({ results, totalMs: T(), crash: String(e) }, null, 1));
+    process.exit(2);
+  });

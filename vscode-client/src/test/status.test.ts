@@ -1,0 +1,30 @@
+/** Unit tests of status.ts: the status bar's text for each server state. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import type { Status } from '../protocol';
+import { formatRate, shortModelName, statusView } from '../status';
+
+const base: Status = { state: 'ready', model: '/home/u/.cache/tactful/models/smollm2-135m-instruct-bf16', message: '', enabled: true, shown: 0, accepted: 0, acceptanceRate: null };
+
+test('model names are shortened to the last path component', () => {
+  assert.equal(shortModelName('/a/b/smollm2-135m-instruct-bf16/'), 'smollm2-135m-instruct-bf16');
+  assert.equal(shortModelName('HuggingFaceTB/SmolLM2-360M'), 'SmolLM2-360M');
+});
+
+test('loading, ready, off and failed states read differently', () => {
+  assert.match(statusView('running', { ...base, state: 'loading' }).text, /loading smollm2/);
+  assert.equal(statusView('running', base).text, '$(sparkle) tactful: smollm2-135m-instruct-bf16');
+  assert.match(statusView('running', { ...base, enabled: false }).text, /tactful: off/);
+  const failed = statusView('running', { ...base, state: 'failed', message: 'out of memory' });
+  assert.equal(failed.severity, 'error');
+  assert.match(failed.tooltip, /out of memory/);
+  assert.equal(statusView('startFailed', undefined).severity, 'error');
+  assert.match(statusView('starting', undefined).text, /starting/);
+});
+
+test('the acceptance rate of the session is shown once something was shown', () => {
+  const v = statusView('running', { ...base, shown: 8, accepted: 3, acceptanceRate: 0.375 });
+  assert.match(v.text, / 38%$/);
+  assert.match(v.tooltip, /38% accepted \(3\/8\)/);
+  assert.equal(formatRate(base), 'no suggestions shown yet');
+});
