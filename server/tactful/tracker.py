@@ -1,0 +1,662 @@
+"""The server-side life of every suggestion: ids, outcomes, telemetry, the cascade, the log.
+
+:class:`SuggestionTracker` implements :class:`tactful.hooks.SuggestionHooks`. The completion
+engine calls it before generation (stage 1: features, cascade, ``requested``/``skipped``
+events), after generation (stage 2: ``generated``/``hidden``), and when it shows a suggestion
+(``shown``). The LSP layer (:mod:`tactful.lsp_feedback`) reports accepts, partial accepts, shows
+and explicit rejects. The tracker infers the other rejections itself:
+
+* a newer request that does not type along the pending suggestion (``new_request``), or a
+  request in another place with only the cursor moved (``cursor_left``);
+* an edit that diverges from the suggestion (``diverged``), or the document closing;
+* no accept within ``feedback.rejectTimeoutS`` (``timeout``; ``typed_through`` when the whole
+  suggestion was typed by hand).
+
+After an accept it measures code survival on the server's copy of the document: the share of
+the accepted text still there after 30 s, 2 min and 10 min (``survival`` events).
+
+Timers run on one daemon thread that calls :meth:`SuggestionTracker.poll`; tests call
+``poll(now)`` themselves with a fake clock. Everything is guarded by one lock; no method raises
+into the server (errors are logged).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tactful import features as F
+from tactful.hooks import Decision, RequestInfo, SuggestionInfo
+
+log = logging.getLogger(__name__)
+
+SURVIVAL_CHECKPOINTS_S = (30.0, 120.0, 600.0)
+
+
+@dataclass
+class _Pending:
+    """One suggestion from request to outcome (and survival checks after an accept)."""
+
+    rid: str
+    uri: str
+    language: str
+    offset: int
+    before: str
+    after: str
+    requested_at: float
+    item_id: str | None = None
+    text: str = ""
+    shown_at: float | None = None
+    deadline: float | None = None
+    outcome: str | None = None  # "accepted" | "rejected"
+    inserted: bool = False
+    accepted_text: str = ""
+    anchor: str = ""
+    survival_due: list[float] = field(default_factory=list)
+    accepted_at: float | None = None
+
+
+def survival_fraction(accepted: str, doc: str, offset: int, anchor: str = "") -> float:
+    """Share (0..1) of ``accepted`` still present near where it was inserted.
+
+    The insertion point is re-found through ``anchor`` (the text just before it) when that
+    text still occurs; the accepted text is then matched against a window around it.
+    """
+    if not accepted:
+        return 1.0
+    pos = offset
+    if anchor:
+        hits: list[int] = []
+        start = doc.find(anchor)
+        while start >= 0 and len(hits) < 50:
+            hits.append(start + len(anchor))
+            start = doc.find(anchor, start + 1)
+        if hits:
+            pos = min(hits, key=lambda h: abs(h - offset))
+    margin = len(accepted) + 200
+    lo, hi = max(0, pos - margin), min(len(doc), pos + len(accepted) + margin)
+    sm = difflib.SequenceMatcher(None, accepted, doc[lo:hi], autojunk=False)
+    matched = sum(b.size for b in sm.get_matching_blocks())
+    return min(1.0, matched / len(accepted))
+
+
+class SuggestionTracker:
+    """Suggestion hooks that log, learn and decide. See the module docstring."""
+
+    def __init__(
+        self,
+        log_store: Any | None = None,
+        cascade: Any | None = None,
+        *,
+        reject_timeout_s: float = 10.0,
+        explore_rate: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        start_timer: bool = True,
+        on_decision: Callable[[], None] | None = None,
+    ) -> None:
+        self.log = log_store
+        self.cascade = cascade
+        self.reject_timeout_s = reject_timeout_s
+        self.explore_rate = explore_rate
+        self.clock = clock
+        self.on_decision = on_decision
+        self.telemetry = F.Telemetry()
+        self._lock = threading.RLock()
+        self._by_req: dict[int, tuple[RequestInfo, _Pending, dict[str, Any]]] = {}
+        self._by_item: dict[str, _Pending] = {}
+        self._pending: dict[str, _Pending] = {}  # rid -> shown and undecided
+        self._accepted: dict[str, _Pending] = {}  # rid -> survival checks due
+        self._docs: dict[str, str] = {}
+        self._rng = random.Random(1234)
+        self.counts = {
+            "requested": 0,
+            "skipped": 0,
+            "hidden": 0,
+            "shown": 0,
+            "accepted": 0,
+            "rejected": 0,
+        }
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start_timer:
+            self._thread = threading.Thread(
+                target=self._run_timer, name="tactful-tracker", daemon=True
+            )
+            self._thread.start()
+
+    # --- plumbing ------------------------------------------------------------------------------
+    def _record(
+        self,
+        kind: str,
+        p: _Pending | None,
+        data: dict[str, Any],
+        t: float | None = None,
+        sid: str | None = None,
+    ) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log.record(
+                kind,
+                sid or (p.rid if p else None),
+                data,
+                uri=p.uri if p else None,
+                language=p.language if p else None,
+                t=self.clock() if t is None else t,
+            )
+        except Exception:
+            log.exception("feedback log: could not record a %s event", kind)
+
+    def _run_timer(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.poll()
+            except Exception:
+                log.exception("tracker timer failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self.log is not None:
+            try:
+                self.log.close()
+            except Exception:
+                log.exception("feedback log: close failed")
+
+    # --- hooks: completion path ----------------------------------------------------------------
+    def before_generation(self, req: RequestInfo) -> Decision:
+        try:
+            return self._before_generation(req)
+        except Exception:
+            log.exception("stage 1 failed; showing")
+            return Decision()
+
+    def _before_generation(self, req: RequestInfo) -> Decision:
+        now = self.clock()
+        with self._lock:
+            self._docs[req.uri] = req.text
+            self._infer_on_request(req, now)
+            prefix = req.text[: req.offset]
+            suffix = req.text[req.offset :]
+            feats: dict[str, Any] = F.context_features(prefix, suffix, req.language_id)
+            feats.update(self.telemetry.on_request(now, req.uri, len(req.text)))
+            p = _Pending(
+                rid=uuid.uuid4().hex,
+                uri=req.uri,
+                language=req.language_id,
+                offset=req.offset,
+                before=prefix,
+                after=suffix,
+                requested_at=now,
+            )
+            decision = Decision()
+            if self.cascade is not None:
+                try:
+                    decision = self.cascade.stage1(feats)
+                except Exception:
+                    log.exception("stage 1 model failed; showing")
+                    decision = Decision()
+            explored = False
+            if (
+                not decision.show
+                and self.explore_rate > 0
+                and self._rng.random() < self.explore_rate
+            ):
+                decision = Decision(
+                    show=True,
+                    p_reject=decision.p_reject,
+                    stage=decision.stage,
+                    deferred=decision.deferred,
+                )
+                explored = True
+            self._prune(now)
+            self._by_req[id(req)] = (
+                req,
+                p,
+                {"features": feats, "p1": decision.p_reject, "explored": explored},
+            )
+            self.counts["requested"] += 1
+            self._record(
+                "requested",
+                p,
+                {
+                    "features": feats,
+                    "trigger": req.trigger,
+                    "engine_context_class": req.context_class,
+                    "line": req.line,
+                    "character": req.character,
+                    "p1": decision.p_reject,
+                    "stage1": _decision_json(decision),
+                    "explored": explored,
+                },
+                t=now,
+            )
+            return decision
+
+    def skipped(self, req: RequestInfo, stage1: Decision) -> None:
+        with self._lock:
+            entry = self._by_req.pop(id(req), None)
+            self.counts["skipped"] += 1
+            if entry is not None:
+                self._record("skipped", entry[1], {"p1": stage1.p_reject, "stage": 1})
+
+    def after_generation(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
+    ) -> Decision:
+        try:
+            return self._after_generation(req, sugg, stage1)
+        except Exception:
+            log.exception("stage 2 failed; showing")
+            return Decision()
+
+    def _after_generation(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
+    ) -> Decision:
+        with self._lock:
+            entry = self._by_req.get(id(req))
+            if entry is None:
+                return Decision()
+            _req, p, info = entry
+            prefix = req.text[: req.offset]
+            sf = F.suggestion_features(
+                sugg.text,
+                prefix,
+                req.text[req.offset :],
+                req.language_id,
+                token_logprobs=sugg.token_logprobs or None,
+                n_tokens=len(sugg.tokens) if sugg.tokens else None,
+                history=self.telemetry.history(sugg.text),
+            )
+            info["features"] = {**info["features"], **sf}
+            decision = Decision()
+            if self.cascade is not None:
+                try:
+                    decision = self.cascade.stage2(info["features"], stage1)
+                except Exception:
+                    log.exception("stage 2 model failed; showing")
+                    decision = Decision()
+            if (
+                not decision.show
+                and self.explore_rate > 0
+                and self._rng.random() < self.explore_rate
+            ):
+                decision = Decision(show=True, p_reject=decision.p_reject, stage=decision.stage)
+                info["explored"] = True
+            info["p2"] = decision.p_reject
+            self._record(
+                "generated",
+                p,
+                {
+                    "features": sf,
+                    "source": sugg.source,
+                    "model": sugg.model,
+                    "seconds": round(sugg.seconds, 4),
+                    "p1": stage1.p_reject,
+                    "p2": decision.p_reject,
+                    "stage2": _decision_json(decision),
+                },
+            )
+            return decision
+
+    def hidden(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
+    ) -> None:
+        with self._lock:
+            entry = self._by_req.pop(id(req), None)
+            self.counts["hidden"] += 1
+            if entry is not None:
+                self._record(
+                    "hidden",
+                    entry[1],
+                    {"p1": stage1.p_reject, "p2": stage2.p_reject, "stage": 2, "text": sugg.text},
+                )
+
+    def shown(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        suggestion_id: str,
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
+        try:
+            self._shown(req, sugg, suggestion_id, stage1, stage2)
+        except Exception:
+            log.exception("tracker: shown failed")
+
+    def _shown(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        suggestion_id: str,
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
+        now = self.clock()
+        with self._lock:
+            entry = self._by_req.pop(id(req), None)
+            if entry is None:
+                return
+            _req, p, info = entry
+            # A newer suggestion in the same document replaces an undecided older one.
+            for old in list(self._pending.values()):
+                if old.uri == p.uri:
+                    self._reject(old, "new_request", now)
+            p.item_id = suggestion_id
+            p.text = sugg.text
+            p.shown_at = now
+            p.deadline = now + self.reject_timeout_s
+            self._pending[p.rid] = p
+            self._by_item[suggestion_id] = p
+            self.telemetry.on_shown(now, p.uri)
+            self.counts["shown"] += 1
+            self._record(
+                "shown",
+                p,
+                {
+                    "item_id": suggestion_id,
+                    "text": sugg.text,
+                    "source": sugg.source,
+                    "p1": stage1.p_reject,
+                    "p2": stage2.p_reject,
+                    "explored": bool(info.get("explored")),
+                },
+                t=now,
+            )
+
+    # --- hooks: documents ----------------------------------------------------------------------
+    def document_changed(self, uri: str, text: str, version: int | None) -> None:
+        try:
+            now = self.clock()
+            with self._lock:
+                self._docs[uri] = text
+                for p in list(self._pending.values()):
+                    if p.uri != uri:
+                        continue
+                    state = _typed_state(p, text)
+                    if state == "diverged":
+                        self._reject(p, "diverged", now)
+                    elif state == "inserted":
+                        p.inserted = True
+        except Exception:
+            log.exception("tracker: document_changed failed")
+
+    def document_closed(self, uri: str) -> None:
+        try:
+            now = self.clock()
+            with self._lock:
+                for p in list(self._pending.values()):
+                    if p.uri == uri:
+                        self._reject(p, "closed", now)
+                for p in list(self._accepted.values()):
+                    if p.uri == uri:
+                        self._check_survival(p, now, final=True)
+                self._docs.pop(uri, None)
+        except Exception:
+            log.exception("tracker: document_closed failed")
+
+    # --- client signals ------------------------------------------------------------------------
+    def accept(
+        self, item_id: str, accepted_length: int | None = None, via: str = "command"
+    ) -> bool:
+        """The client accepted (all of, or ``accepted_length`` characters of) an item."""
+        now = self.clock()
+        with self._lock:
+            p = self._by_item.get(item_id)
+            if p is None:
+                # Unknown here (another server process, or after a restart): still log it.
+                self._record(
+                    "accepted",
+                    None,
+                    {
+                        "item_id": item_id,
+                        "accepted_length": accepted_length,
+                        "full": accepted_length is None,
+                        "via": via,
+                        "unknown": True,
+                    },
+                    sid=item_id,
+                )
+                return False
+            full = accepted_length is None or accepted_length >= len(p.text)
+            doc = self._docs.get(p.uri, "")
+            typed = len(_typed_prefix(p, doc))
+            if full:
+                acc_text = p.text
+            else:
+                acc_text = p.text[: min(len(p.text), typed + max(0, int(accepted_length or 0)))]
+            self._record(
+                "accepted",
+                p,
+                {
+                    "item_id": item_id,
+                    "accepted_length": len(p.text)
+                    if accepted_length is None
+                    else int(accepted_length),
+                    "full": full,
+                    "via": via,
+                    "typed_before": typed,
+                },
+                t=now,
+            )
+            first = p.outcome != "accepted"
+            if first:
+                if p.outcome is None:
+                    self.telemetry.on_outcome(now, p.uri, True, p.text)
+                else:  # an inferred rejection raced the accept: the accept wins
+                    self.counts["rejected"] -= 1
+                self.counts["accepted"] += 1
+                p.outcome = "accepted"
+                p.accepted_at = now
+                p.anchor = p.before[-40:]
+                p.survival_due = [now + s for s in SURVIVAL_CHECKPOINTS_S]
+            p.accepted_text = acc_text if len(acc_text) >= len(p.accepted_text) else p.accepted_text
+            self._pending.pop(p.rid, None)
+            self._accepted[p.rid] = p
+            if first:
+                self._notify_decision()
+            return True
+
+    def reject(self, item_id: str, reason: str = "explicit") -> bool:
+        now = self.clock()
+        with self._lock:
+            p = self._by_item.get(item_id)
+            if p is None:
+                self._record(
+                    "rejected",
+                    None,
+                    {"item_id": item_id, "reason": reason, "unknown": True},
+                    sid=item_id,
+                )
+                return False
+            if p.outcome is not None:
+                return False
+            self._reject(p, reason, now)
+            return True
+
+    def did_show(self, item_id: str) -> None:
+        """The client reports that it displayed the item (Copilot-style didShowCompletion)."""
+        now = self.clock()
+        with self._lock:
+            p = self._by_item.get(item_id)
+            if p is None or p.outcome is not None:
+                return
+            p.deadline = now + self.reject_timeout_s  # the reject clock starts at display
+            self._record("shown", p, {"item_id": item_id, "client_reported": True}, t=now)
+
+    # --- inference -----------------------------------------------------------------------------
+    def _reject(self, p: _Pending, reason: str, now: float) -> None:
+        if p.outcome is not None:
+            return
+        p.outcome = "rejected"
+        self._pending.pop(p.rid, None)
+        self.telemetry.on_outcome(now, p.uri, False, p.text)
+        self.counts["rejected"] += 1
+        self._record("rejected", p, {"item_id": p.item_id, "reason": reason}, t=now)
+        self._notify_decision()
+
+    def _notify_decision(self) -> None:
+        if self.on_decision is not None:
+            try:
+                self.on_decision()
+            except Exception:
+                log.exception("tracker: on_decision failed")
+
+    def _infer_on_request(self, req: RequestInfo, now: float) -> None:
+        for p in list(self._pending.values()):
+            if p.uri != req.uri:
+                self._reject(p, "cursor_left", now)
+                continue
+            state = _typed_state(p, req.text)
+            if state in ("typing", "inserted") and req.offset == p.offset + len(
+                _typed_prefix(p, req.text)
+            ):
+                continue  # typing along: still on screen
+            same_text = req.text == p.before + p.after
+            self._reject(p, "cursor_left" if same_text else "new_request", now)
+
+    def poll(self, now: float | None = None) -> None:
+        """Fire due timers: reject timeouts and survival checks."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            for p in list(self._pending.values()):
+                if p.deadline is not None and now >= p.deadline:
+                    self._reject(p, "typed_through" if p.inserted else "timeout", now)
+            for p in list(self._accepted.values()):
+                self._check_survival(p, now)
+            self._prune(now)
+
+    def _check_survival(self, p: _Pending, now: float, final: bool = False) -> None:
+        doc = self._docs.get(p.uri)
+        while p.survival_due and (final or now >= p.survival_due[0]):
+            due = p.survival_due.pop(0)
+            after = round(due - (p.accepted_at or due), 1)
+            if doc is None:
+                self._record(
+                    "survival", p, {"after_s": after, "survived": None, "reason": "closed"}, t=now
+                )
+                continue
+            frac = survival_fraction(p.accepted_text, doc, p.offset, p.anchor)
+            self._record(
+                "survival",
+                p,
+                {"after_s": after, "survived": round(frac, 4), "early": final and now < due},
+                t=now,
+            )
+        if not p.survival_due:
+            self._accepted.pop(p.rid, None)
+
+    def _prune(self, now: float) -> None:
+        # Requests whose generation never reported back (cancelled, superseded).
+        for key, (_req, p, _info) in list(self._by_req.items()):
+            if now - p.requested_at > 120:
+                del self._by_req[key]
+        if len(self._by_item) > 2000:
+            for item, p in list(self._by_item.items())[:500]:
+                if p.outcome is not None and p.rid not in self._accepted:
+                    del self._by_item[item]
+
+    # --- status --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **self.counts,
+                "pending": len(self._pending),
+                "log": str(getattr(self.log, "path", "")) or None,
+            }
+
+
+def _typed_prefix(p: _Pending, text: str) -> str:
+    """What was typed (or inserted) at the suggestion's position, if the document is still
+    ``before + X + after``; '' otherwise."""
+    if not text.startswith(p.before):
+        return ""
+    rest = text[len(p.before) :]
+    if p.after:
+        if not rest.endswith(p.after):
+            return ""
+        rest = rest[: len(rest) - len(p.after)]
+    return rest
+
+
+def _typed_state(p: _Pending, text: str) -> str:
+    """ "same", "typing" (a proper prefix of the suggestion typed), "inserted" (all of it), or
+    "diverged"."""
+    if (
+        len(text) < len(p.before) + len(p.after)
+        or not text.startswith(p.before)
+        or (p.after and not text.endswith(p.after))
+    ):
+        return "diverged"
+    x = text[len(p.before) : len(text) - len(p.after)] if p.after else text[len(p.before) :]
+    if not x:
+        return "same"
+    if x == p.text or (p.text and x.startswith(p.text) and len(x) <= len(p.text) + 1):
+        return "inserted"
+    if p.text.startswith(x):
+        return "typing"
+    return "diverged"
+
+
+def _decision_json(d: Decision) -> dict[str, Any]:
+    return {"show": d.show, "p_reject": d.p_reject, "stage": d.stage, "deferred": d.deferred}
+
+
+# --- construction from settings ----------------------------------------------------------------
+
+
+def load_cascade(settings: Any) -> Any | None:
+    """The cascade the settings ask for, or None (off, or it cannot be loaded: logged)."""
+    from tactful import cdhf
+
+    if not settings.cdhf.enable:
+        return None
+    path = cdhf.resolve_model_dir(settings.cdhf.model_dir, settings.data_dir)
+    try:
+        c = cdhf.Cascade.load(path)
+    except cdhf.CdhfError as exc:
+        log.warning("CDHF cascade off: %s", exc)
+        return None
+    c.stage1_override = settings.cdhf.stage1_threshold
+    c.stage2_override = settings.cdhf.stage2_threshold
+    return c
+
+
+def open_log(settings: Any) -> Any | None:
+    """The feedback log the settings ask for, or None (off, or it cannot be opened: logged)."""
+    from tactful import feedback
+
+    if not settings.feedback.enable:
+        return None
+    path = (
+        Path(settings.feedback.log_path).expanduser()
+        if settings.feedback.log_path
+        else feedback.default_log_path(settings.data_dir)
+    )
+    try:
+        return feedback.FeedbackLog(path, store_text=settings.feedback.store_text)
+    except (feedback.FeedbackError, OSError) as exc:
+        log.error("feedback log off: %s", exc)
+        return None
+
+
+def build(settings: Any, **kw: Any) -> SuggestionTracker | None:
+    """A tracker for the settings, or None when both the log and the cascade are off."""
+    if not settings.feedback.enable and not settings.cdhf.enable:
+        return None
+    return SuggestionTracker(
+        open_log(settings),
+        load_cascade(settings),
+        reject_timeout_s=settings.feedback.reject_timeout_s,
+        explore_rate=getattr(settings.cdhf, "explore_rate", 0.0),
+        **kw,
+    )
