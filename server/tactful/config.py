@@ -131,6 +131,9 @@ class CdhfSettings:
         default=None, validator=_check(lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1), "null or a number from 0 to 1")
     )
     """Override: hide a suggestion when stage 2's P(reject) is at least this; null: the model's own."""
+    explore_rate: float = attrs.field(default=0.05, validator=_float_range(0.0, 0.5))
+    """Share of would-be-skipped or hidden suggestions shown anyway (and marked ``explored`` in
+    the log), so that the log keeps outcomes for them and retraining is not blind there."""
 
 
 @attrs.frozen
