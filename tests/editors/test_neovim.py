@@ -65,17 +65,25 @@ def run_scenario(
         "TACTFUL_CMD": json.dumps([str(TACTFUL), "serve"]),
         "TACTFUL_SETTINGS": json.dumps(settings if settings is not None else BASE_SETTINGS),
         "TACTFUL_DATA_DIR": str(data),
-        # Neovim's own state (LSP log, shada) goes to the temp dir, not the user's home.
+        # Neovim's own state (LSP log, shada) goes to the temp dir; the cache dir (converted model) stays.
         "XDG_STATE_HOME": str(home / "state"),
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CACHE_HOME": str(home / "cache"),
     }
     env.pop("VIMINIT", None)
-    cmd = [str(nvim), "--headless", "-u", str(SCENARIOS / "init.lua"), "-c", f"luafile {SCENARIOS / scenario}.lua"]
+    cmd = [
+        str(nvim),
+        "--headless",
+        "-u",
+        str(SCENARIOS / "init.lua"),
+        "-c",
+        f"luafile {SCENARIOS / scenario}.lua",
+    ]
     if open_file:
         cmd.append(open_file)
-    proc = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     out: dict[str, Any] = json.loads(result.read_text()) if result.exists() else {"checks": []}
     out["returncode"] = proc.returncode
     failed = [c for c in out["checks"] if not c["ok"]]
@@ -88,10 +96,10 @@ def run_scenario(
     return out
 
 
-def copy_sample(tmp_path: Path, name: str = "sample.py") -> str:
+def copy_sample(tmp_path: Path, name: str = "sample.py", source: str = "sample.py.in") -> str:
     proj = tmp_path / "proj"
     proj.mkdir(exist_ok=True)
-    shutil.copy(SCENARIOS / "sample.py.in", proj / name)
+    shutil.copy(SCENARIOS / source, proj / name)
     return name
 
 
@@ -124,3 +132,91 @@ def test_plugin_setup_and_helpers(version: str, tmp_path: Path) -> None:
     nvim = _need(NVIM011 if version == "0.11" else NVIM012)
     out = run_scenario(nvim, "unit", tmp_path, timeout=60)
     assert out["nvim"].startswith(version)
+
+
+# --- real server, embedded model -----------------------------------------------------------------
+def sent(out: dict[str, Any], command: str) -> list[list[Any]]:
+    """Arguments of every `command` the plugin sent to the server during the scenario."""
+    return [c["arguments"] for c in out["info"].get("commands", []) if c["command"] == command]
+
+
+def log_rows(tmp_path: Path, kind: str, suggestion_id: str) -> list[dict[str, Any]]:
+    rows = [
+        r
+        for r in feedback_events(tmp_path)
+        if r.get("kind") == kind and r.get("suggestion_id") == suggestion_id
+    ]
+    for r in rows:
+        r["data"] = json.loads(r.get("data") or "{}")
+    return rows
+
+
+@pytest.mark.model
+def test_inline_ghost_text_accept_dismiss_012(tmp_path: Path) -> None:
+    nvim = _need(NVIM012)
+    name = copy_sample(tmp_path)
+    out = run_scenario(nvim, "inline", tmp_path, open_file=name)
+    info = out["info"]
+    print(
+        f"nvim {out['nvim']}: model ready after {info['ready_ms']} ms, first ghost text after "
+        f"{info['ghost_ms']} ms: {info['ghost']!r}"
+    )
+    # The buffer was written at the end: the accepted suggestion is in the file.
+    saved = (tmp_path / "proj" / name).read_text()
+    assert "    return fib" + info["accepted_text"] in saved
+
+    # What the plugin sent: a whole accept [id], a partial accept [id, utf-16 length of the
+    # word], and an explicit reject [id] ...
+    accepts = sent(out, protocol.CMD_ACCEPT)
+    rejects = sent(out, protocol.CMD_REJECT)
+    assert len(accepts) == 2 and len(accepts[0]) == 1, accepts
+    word = info["accepted_word"]
+    assert accepts[1][1] == len(word.encode("utf-16-le")) // 2, (accepts, word)
+    assert len(rejects) == 1, rejects
+    # ... and what the server made of it: its feedback log holds each of them.
+    full = log_rows(tmp_path, "accepted", accepts[0][0])
+    assert full and full[0]["data"]["full"] is True, full
+    part = log_rows(tmp_path, "accepted", accepts[1][0])
+    assert (
+        part
+        and part[0]["data"]["full"] is False
+        and part[0]["data"]["accepted_length"] == accepts[1][1]
+    ), part
+    rej = log_rows(tmp_path, "rejected", rejects[0][0])
+    assert rej and rej[0]["data"]["reason"] == "explicit", rej
+
+
+@pytest.mark.model
+def test_list_completion_accept_011(tmp_path: Path) -> None:
+    nvim = _need(NVIM011)
+    name = copy_sample(tmp_path)
+    out = run_scenario(nvim, "list", tmp_path, open_file=name)
+    info = out["info"]
+    print(
+        f"nvim {out['nvim']}: model ready after {info['ready_ms']} ms, item after {info['item_ms']} ms: {info['item']!r}"
+    )
+    saved = (tmp_path / "proj" / name).read_text()
+    assert info["accepted_line"] in saved.splitlines()
+    accepts = sent(out, protocol.CMD_ACCEPT)
+    assert len(accepts) == 1, accepts
+    rows = log_rows(tmp_path, "accepted", accepts[0][0])
+    assert rows and rows[0]["data"]["full"] is True, rows
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("version", ["0.11", "0.12"])
+def test_flags_as_diagnostics(version: str, tmp_path: Path) -> None:
+    nvim = _need(NVIM011 if version == "0.11" else NVIM012)
+    name = copy_sample(tmp_path, "flags.py", "flags.py.in")
+    out = run_scenario(nvim, "flags", tmp_path, open_file=name)
+    print(f"nvim {out['nvim']}: flags after {out['info']['flags_ms']} ms: {out['info']['flags']}")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("version", ["0.11", "0.12"])
+def test_checkhealth(version: str, tmp_path: Path) -> None:
+    nvim = _need(NVIM011 if version == "0.11" else NVIM012)
+    out = run_scenario(nvim, "health", tmp_path, timeout=300)
+    report = out["info"]["report"]
+    print(report)
+    assert ("ghost-text inline completion" in report) == (version == "0.12")

@@ -413,6 +413,23 @@ local function use_list()
   return not (M.options.inline and M.has_inline())
 end
 
+--- vim.lsp.completion's `convert`: Neovim inserts a plain-text item's textEdit only up to its
+--- first white space ("fibonacci(n - 1)" would insert "fibonacci(n"); tactful's items (known by
+--- their accept command) insert their whole first line instead. Other servers' items are unchanged.
+---@param item lsp.CompletionItem
+---@return table
+function M.convert_item(item)
+  local cmd = item.command
+  if not (cmd and cmd.command == protocol.CMD_ACCEPT) or item.insertTextFormat == 2 then
+    return {}
+  end
+  local text = (item.textEdit and item.textEdit.newText) or item.insertText
+  if type(text) ~= 'string' or text == '' then
+    return {}
+  end
+  return { word = text:match('^[^\n]*') }
+end
+
 ---@param client vim.lsp.Client
 ---@param bufnr integer
 function M.on_attach(client, bufnr)
@@ -421,7 +438,7 @@ function M.on_attach(client, bufnr)
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   end
   if use_list() and vim.lsp.completion then
-    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.options.autotrigger })
+    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.options.autotrigger, convert = M.convert_item })
   end
   map_keys(bufnr, inline)
 end

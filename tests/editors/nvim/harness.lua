@@ -82,6 +82,18 @@ function H.client(timeout)
   end, timeout or 60000)
 end
 
+--- Record every workspace/executeCommand the client sends (into the result's info.commands).
+function H.record_commands(client)
+  local sent = {}
+  H.info('commands', sent)
+  local orig = client.exec_cmd
+  client.exec_cmd = function(self, command, ctx, handler)
+    sent[#sent + 1] = { command = command.command, arguments = command.arguments or {} }
+    return orig(self, command, ctx, handler)
+  end
+  return sent
+end
+
 --- Wait for the server's model to be ready (tactful/status notification).
 function H.wait_ready(client, timeout)
   local st = H.wait_until(function()

@@ -20,3 +20,7 @@ if vim.env.TACTFUL_SETUP ~= '0' then
     health_timeout_ms = 120000,
   })
 end
+
+if vim.env.TACTFUL_NVIM_LOG then
+  vim.lsp.log.set_level(vim.env.TACTFUL_NVIM_LOG)
+end

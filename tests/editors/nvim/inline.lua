@@ -22,7 +22,7 @@ local function ghost_at(buf, row, timeout)
   H.feed('A')
   return H.wait_until(function()
     return H.ghost(buf)
-  end, timeout or 30000)
+  end, timeout or 60000)
 end
 
 local function status(client)
@@ -36,6 +36,7 @@ H.run(function()
     return
   end
   H.check('server-advertises-inline', client.server_capabilities.inlineCompletionProvider ~= nil)
+  H.record_commands(client)
   local st = H.wait_ready(client, 240000)
   H.info('ready_ms', H.ms())
   if not H.check('model-ready', st and st.state == 'ready', st) then
@@ -48,7 +49,7 @@ H.run(function()
   local row = assert(row_of(buf, 'return fib'), 'sample.py changed?')
   local before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   local t = H.ms()
-  local ghost = ghost_at(buf, row)
+  local ghost = ghost_at(buf, row, 120000)
   H.info('ghost_ms', H.ms() - t)
   H.info('ghost', ghost)
   if not H.check('ghost-text-appears', ghost and ghost ~= '', { line = before }) then
@@ -76,6 +77,7 @@ H.run(function()
   if H.check('ghost-text-appears-2', ghost and ghost ~= '', { line = before }) then
     local word = tactful.next_word(ghost)
     H.info('word_ghost', ghost)
+    H.info('accepted_word', word)
     H.feed('<M-Right>')
     local line = H.wait_until(function()
       local l = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]

@@ -1,0 +1,70 @@
+-- Line flags: the server's FLAG diagnostics (source "tactful", code "line-anomaly") reach the
+-- buffer once each (pull or push, never both), :TactfulFlag re-flags the file, and the code
+-- action "Replace with suggested line" is offered for a flagged line.
+local H = require('harness')
+local P = require('tactful.protocol')
+local api = vim.api
+
+local function tactful_diags(buf)
+  return vim.tbl_filter(function(d)
+    return d.source == P.DIAGNOSTIC_SOURCE
+  end, vim.diagnostic.get(buf))
+end
+
+H.run(function()
+  local buf = api.nvim_get_current_buf()
+  local client = H.client(60000)
+  if not H.check('client-initialized', client ~= nil) then
+    return
+  end
+  local st = H.wait_ready(client, 240000)
+  H.info('ready_ms', H.ms())
+  if not H.check('model-ready', st and st.state == 'ready', st) then
+    return
+  end
+  local t = H.ms()
+  local diags = H.wait_until(function()
+    local d = tactful_diags(buf)
+    return #d > 0 and d
+  end, 90000, 100)
+  H.info('flags_ms', H.ms() - t)
+  if not H.check('flags-arrive-as-diagnostics', diags ~= nil) then
+    return
+  end
+  H.sleep(1500) -- a duplicate (push + pull) would arrive in this time
+  diags = tactful_diags(buf)
+  local seen, dup = {}, {}
+  for _, d in ipairs(diags) do
+    local key = d.lnum .. ':' .. d.message
+    if seen[key] then
+      dup[#dup + 1] = key
+    end
+    seen[key] = true
+  end
+  H.check('flags-not-duplicated', #dup == 0, dup)
+  H.info('flags', vim.tbl_map(function(d)
+    return { lnum = d.lnum, message = d.message, code = d.code, ns = vim.diagnostic.get_namespace(d.namespace).name }
+  end, diags))
+  local d = diags[1]
+  H.check('flag-code', d.code == P.DIAGNOSTIC_CODE, d.code)
+  H.check('flag-message', type(d.message) == 'string' and d.message ~= '', d.message)
+  local lines = #api.nvim_buf_get_lines(buf, 0, -1, false)
+  H.check('flag-budget', #diags <= math.max(1, math.ceil(lines * 0.15)), #diags)
+
+  -- the code action on a flagged line
+  local params = {
+    textDocument = vim.lsp.util.make_text_document_params(buf),
+    range = { start = { line = d.lnum, character = 0 }, ['end'] = { line = d.lnum, character = 0 } },
+    context = { diagnostics = { d.user_data and d.user_data.lsp or d } },
+  }
+  local r = client:request_sync('textDocument/codeAction', params, 30000, buf)
+  local titles = vim.tbl_map(function(a)
+    return a.title
+  end, (r and r.result) or {})
+  H.check('code-action-offered', vim.tbl_contains(titles, P.CODE_ACTION_TITLE), titles)
+
+  -- :TactfulFlag flags the file again on demand
+  local res = H.exec(client, P.CMD_FLAG, { vim.uri_from_bufnr(buf) }, 120000)
+  H.check('flag-command', res and type(res.flags) == 'table', res)
+  vim.cmd('TactfulFlag')
+end, 420000)
