@@ -422,7 +422,8 @@ def load_decisions(path: str | Path) -> list[DecisionRow]:
             if sid not in outcome:
                 outcome[sid] = (False, ev.t, None)
         elif ev.kind == "survival":
-            key = str(ev.data.get("after_s", ev.data.get("checkpoint")))
+            after = ev.data.get("after_s")
+            key = str(after if after is not None else ev.data.get("checkpoint"))
             val = ev.data.get("survived")
             if isinstance(val, int | float):
                 survival.setdefault(sid, {})[key] = float(val)

@@ -84,7 +84,9 @@ def survival_fraction(accepted: str, doc: str, offset: int, anchor: str = "") ->
     margin = len(accepted) + 200
     lo, hi = max(0, pos - margin), min(len(doc), pos + len(accepted) + margin)
     sm = difflib.SequenceMatcher(None, accepted, doc[lo:hi], autojunk=False)
-    matched = sum(b.size for b in sm.get_matching_blocks())
+    # Runs of at least a few characters: single letters matched far apart are not survival.
+    least = min(4, len(accepted))
+    matched = sum(b.size for b in sm.get_matching_blocks() if b.size >= least)
     return min(1.0, matched / len(accepted))
 
 
@@ -464,7 +466,7 @@ class SuggestionTracker:
             self._accepted[p.rid] = p
             if first:
                 self._notify_decision()
-            return True
+            return first
 
     def reject(self, item_id: str, reason: str = "explicit") -> bool:
         now = self.clock()
@@ -521,8 +523,8 @@ class SuggestionTracker:
                 _typed_prefix(p, req.text)
             ):
                 continue  # typing along: still on screen
-            same_text = req.text == p.before + p.after
-            self._reject(p, "cursor_left" if same_text else "new_request", now)
+            moved = req.text == p.before + p.after and req.offset != p.offset
+            self._reject(p, "cursor_left" if moved else "new_request", now)
 
     def poll(self, now: float | None = None) -> None:
         """Fire due timers: reject timeouts and survival checks."""

@@ -1,0 +1,274 @@
+"""LSP surface of the feedback log and the cascade: thin handlers over :mod:`tactful.tracker`.
+
+:func:`register` installs, on the server,
+
+* ``server.hooks``: a :class:`FeedbackHub` that builds the :class:`~tactful.tracker.SuggestionTracker`
+  from the settings on first use and reconfigures it when ``feedback.*``, ``cdhf.*`` or
+  ``dataDir`` change (NullHooks behaviour when both the log and the cascade are off);
+* the commands ``tactful.accept`` [id, acceptedLength?], ``tactful.reject`` [id],
+  ``tactful.logLocation`` and ``tactful.train``;
+* the Copilot-style notifications ``textDocument/didShowCompletion`` {item} and
+  ``textDocument/didPartiallyAcceptCompletion`` {item, acceptedLength}.
+
+Bad arguments are logged and answered with a clear error; nothing here raises into pygls'
+notification path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tactful import protocol
+from tactful.hooks import Decision, NullHooks, RequestInfo, SuggestionInfo
+
+log = logging.getLogger(__name__)
+
+#: Check the log size for automatic retraining every this many decisions.
+RETRAIN_CHECK_EVERY = 20
+#: Retrain again after this many new decisions.
+RETRAIN_EVERY = 200
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def item_id(item: Any) -> str | None:
+    """The suggestion id in an inline item's accept command (``command.arguments[0]``)."""
+    cmd = _get(item, "command")
+    args = _get(cmd, "arguments") if cmd is not None else None
+    if isinstance(args, list | tuple) and args and isinstance(args[0], str):
+        return args[0]
+    return None
+
+
+class FeedbackHub:
+    """The server's suggestion hooks: a tracker built from the current settings, rebuilt in
+    part when they change."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._tracker: Any = None
+        self._built = False
+        self._lock = threading.Lock()
+        self._null = NullHooks()
+        self._decisions = 0
+        self._trained_at: int | None = None
+        self._training: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    @property
+    def tracker(self) -> Any:
+        if not self._built:
+            with self._lock:
+                if not self._built:
+                    from tactful import tracker
+
+                    self._tracker = tracker.build(self.server.settings, on_decision=self._on_decision)
+                    self._built = True
+        return self._tracker
+
+    def settings_changed(self, old: Any, new: Any) -> None:
+        if (old.feedback, old.cdhf, old.data_dir) == (new.feedback, new.cdhf, new.data_dir) or not self._built:
+            return
+        from tactful import tracker
+
+        with self._lock:
+            t = self._tracker
+            if t is None:
+                self._built = False  # built on next use
+                return
+            if not new.feedback.enable and not new.cdhf.enable:
+                t.close()
+                self._tracker = None
+                return
+            if (old.feedback.enable, old.feedback.log_path, old.feedback.store_text, old.data_dir) != (
+                new.feedback.enable,
+                new.feedback.log_path,
+                new.feedback.store_text,
+                new.data_dir,
+            ):
+                if t.log is not None:
+                    t.log.close()
+                t.log = tracker.open_log(new)
+            t.reject_timeout_s = new.feedback.reject_timeout_s
+            t.explore_rate = getattr(new.cdhf, "explore_rate", 0.0)
+            t.cascade = tracker.load_cascade(new)
+
+    def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+
+    # --- SuggestionHooks -----------------------------------------------------------------------
+    def _hooks(self) -> Any:
+        t = self.tracker
+        return self._null if t is None else t
+
+    def before_generation(self, req: RequestInfo) -> Decision:
+        return self._hooks().before_generation(req)  # type: ignore[no-any-return]
+
+    def after_generation(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision) -> Decision:
+        return self._hooks().after_generation(req, sugg, stage1)  # type: ignore[no-any-return]
+
+    def skipped(self, req: RequestInfo, stage1: Decision) -> None:
+        self._hooks().skipped(req, stage1)
+
+    def hidden(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision) -> None:
+        self._hooks().hidden(req, sugg, stage1, stage2)
+
+    def shown(self, req: RequestInfo, sugg: SuggestionInfo, suggestion_id: str, stage1: Decision, stage2: Decision) -> None:
+        self._hooks().shown(req, sugg, suggestion_id, stage1, stage2)
+
+    def document_changed(self, uri: str, text: str, version: int | None) -> None:
+        self._hooks().document_changed(uri, text, version)
+
+    def document_closed(self, uri: str) -> None:
+        self._hooks().document_closed(uri)
+
+    # --- retraining ----------------------------------------------------------------------------
+    def log_path(self) -> Path | None:
+        t = self.tracker
+        return None if t is None or t.log is None else Path(t.log.path)
+
+    def _on_decision(self) -> None:
+        self._decisions += 1
+        s = self.server.settings
+        if not s.cdhf.retrain_on_own_log or s.cdhf.model_dir or self._decisions % RETRAIN_CHECK_EVERY:
+            return
+        t = self._tracker
+        if t is None or t.log is None or (self._training is not None and self._training.is_alive()):
+            return
+        from tactful import cdhf
+
+        n = t.log.decisions_count()
+        if n < cdhf.OWN_LOG_MIN_DECISIONS or (self._trained_at is not None and n - self._trained_at < RETRAIN_EVERY):
+            return
+        self._trained_at = n
+        self._training = threading.Thread(target=self._retrain_quietly, name="tactful-retrain", daemon=True)
+        self._training.start()
+
+    def _retrain_quietly(self) -> None:
+        try:
+            self.train()
+        except Exception as exc:
+            log.warning("automatic retraining failed: %s", exc)
+
+    def train(self) -> dict[str, Any]:
+        """Train the cascade from the user's own log into the user model folder and use it."""
+        from tactful import cdhf, tracker
+
+        path = self.log_path()
+        if path is None:
+            raise cdhf.CdhfError("the feedback log is off (feedback.enable), so there is nothing to train from")
+        out = cdhf.user_model_dir(self.server.settings.data_dir)
+        res = cdhf.train(path, out, curve=False, source=path.name, command="tactful.train (server)")
+        t = self._tracker
+        if t is not None and not self.server.settings.cdhf.model_dir:
+            t.cascade = tracker.load_cascade(self.server.settings)
+        m = res.metrics
+        return {
+            "modelDir": str(res.out),
+            "decisions": m["decisions"],
+            "stage1Auc": m["stage1_auc"],
+            "stage2Auc": m["stage2_auc"],
+            "heldOut": m["held_out"]["pooled"],
+        }
+
+
+def register(server: Any) -> FeedbackHub:
+    """Install the hub as ``server.hooks`` and register the feedback commands and notifications."""
+    hub = FeedbackHub(server)
+    server.hooks = hub
+    server.feedback = hub
+    listeners = getattr(server, "settings_listeners", None)
+    if isinstance(listeners, list):
+        listeners.append(hub.settings_changed)
+
+    def count_accept() -> None:
+        counters = getattr(server, "counters", None)
+        if isinstance(counters, dict):
+            counters["accepted"] = counters.get("accepted", 0) + 1
+
+    def accept(args: tuple[Any, ...], via: str) -> dict[str, Any]:
+        if not args or not isinstance(args[0], str) or not args[0]:
+            msg = f"{protocol.CMD_ACCEPT}: expected [suggestionId: str, acceptedLength?: int], got {list(args)!r}"
+            log.warning(msg)
+            return {"ok": False, "error": msg}
+        length = args[1] if len(args) > 1 else None
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int | float) or length < 0):
+            msg = f"{protocol.CMD_ACCEPT}: acceptedLength must be a non-negative integer, got {length!r}"
+            log.warning(msg)
+            return {"ok": False, "error": msg}
+        t = hub.tracker
+        first = t.accept(args[0], None if length is None else int(length), via=via) if t is not None else True
+        if first:
+            count_accept()
+        return {"ok": True, "known": bool(first) or (t is not None and args[0] in getattr(t, "_by_item", {}))}
+
+    @server.command(protocol.CMD_ACCEPT)
+    def cmd_accept(ls: Any, *args: Any) -> dict[str, Any]:
+        return accept(args, "command")
+
+    @server.command(protocol.CMD_REJECT)
+    def cmd_reject(ls: Any, *args: Any) -> dict[str, Any]:
+        if not args or not isinstance(args[0], str) or not args[0]:
+            msg = f"{protocol.CMD_REJECT}: expected [suggestionId: str], got {list(args)!r}"
+            log.warning(msg)
+            return {"ok": False, "error": msg}
+        t = hub.tracker
+        return {"ok": True, "recorded": bool(t.reject(args[0], "explicit")) if t is not None else False}
+
+    @server.command(protocol.CMD_LOG_LOCATION)
+    def cmd_log_location(ls: Any, *args: Any) -> dict[str, Any]:
+        p = hub.log_path()
+        return {"path": None if p is None else str(p), "enabled": p is not None}
+
+    @server.command(protocol.CMD_TRAIN)
+    async def cmd_train(ls: Any, *args: Any) -> dict[str, Any]:
+        from tactful import cdhf, feedback
+
+        try:
+            result = await asyncio.to_thread(hub.train)
+        except (cdhf.CdhfError, feedback.FeedbackError) as exc:
+            msg = f"training failed: {exc}"
+            _show(ls, msg)
+            return {"modelDir": None, "error": msg}
+        _show(ls, f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})")
+        return result
+
+    @server.feature(protocol.DID_SHOW_COMPLETION)
+    def on_did_show(ls: Any, params: Any) -> None:
+        sid = item_id(_get(params, "item"))
+        if sid is None:
+            log.warning("%s without an item carrying a tactful.accept command: %r", protocol.DID_SHOW_COMPLETION, params)
+            return
+        t = hub.tracker
+        if t is not None:
+            t.did_show(sid)
+
+    @server.feature(protocol.DID_PARTIALLY_ACCEPT_COMPLETION)
+    def on_partial_accept(ls: Any, params: Any) -> None:
+        sid = item_id(_get(params, "item"))
+        length = _get(params, "acceptedLength")
+        if sid is None or isinstance(length, bool) or not isinstance(length, int | float):
+            log.warning("%s: expected {item, acceptedLength}, got %r", protocol.DID_PARTIALLY_ACCEPT_COMPLETION, params)
+            return
+        accept((sid, int(length)), "notification")
+
+    return hub
+
+
+def _show(ls: Any, message: str) -> None:
+    fn = getattr(ls, "show_message", None)
+    if callable(fn):
+        try:
+            fn(message)
+        except Exception:
+            log.debug("could not show: %s", message)
