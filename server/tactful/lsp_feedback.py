@@ -71,12 +71,18 @@ class FeedbackHub:
                 if not self._built:
                     from tactful import tracker
 
-                    self._tracker = tracker.build(self.server.settings, on_decision=self._on_decision)
+                    self._tracker = tracker.build(
+                        self.server.settings, on_decision=self._on_decision
+                    )
                     self._built = True
         return self._tracker
 
     def settings_changed(self, old: Any, new: Any) -> None:
-        if (old.feedback, old.cdhf, old.data_dir) == (new.feedback, new.cdhf, new.data_dir) or not self._built:
+        if (old.feedback, old.cdhf, old.data_dir) == (
+            new.feedback,
+            new.cdhf,
+            new.data_dir,
+        ) or not self._built:
             return
         from tactful import tracker
 
@@ -89,7 +95,12 @@ class FeedbackHub:
                 t.close()
                 self._tracker = None
                 return
-            if (old.feedback.enable, old.feedback.log_path, old.feedback.store_text, old.data_dir) != (
+            if (
+                old.feedback.enable,
+                old.feedback.log_path,
+                old.feedback.store_text,
+                old.data_dir,
+            ) != (
                 new.feedback.enable,
                 new.feedback.log_path,
                 new.feedback.store_text,
@@ -114,16 +125,27 @@ class FeedbackHub:
     def before_generation(self, req: RequestInfo) -> Decision:
         return self._hooks().before_generation(req)  # type: ignore[no-any-return]
 
-    def after_generation(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision) -> Decision:
+    def after_generation(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
+    ) -> Decision:
         return self._hooks().after_generation(req, sugg, stage1)  # type: ignore[no-any-return]
 
     def skipped(self, req: RequestInfo, stage1: Decision) -> None:
         self._hooks().skipped(req, stage1)
 
-    def hidden(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision) -> None:
+    def hidden(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
+    ) -> None:
         self._hooks().hidden(req, sugg, stage1, stage2)
 
-    def shown(self, req: RequestInfo, sugg: SuggestionInfo, suggestion_id: str, stage1: Decision, stage2: Decision) -> None:
+    def shown(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        suggestion_id: str,
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
         self._hooks().shown(req, sugg, suggestion_id, stage1, stage2)
 
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
@@ -140,7 +162,11 @@ class FeedbackHub:
     def _on_decision(self) -> None:
         self._decisions += 1
         s = self.server.settings
-        if not s.cdhf.retrain_on_own_log or s.cdhf.model_dir or self._decisions % RETRAIN_CHECK_EVERY:
+        if (
+            not s.cdhf.retrain_on_own_log
+            or s.cdhf.model_dir
+            or self._decisions % RETRAIN_CHECK_EVERY
+        ):
             return
         t = self._tracker
         if t is None or t.log is None or (self._training is not None and self._training.is_alive()):
@@ -148,10 +174,14 @@ class FeedbackHub:
         from tactful import cdhf
 
         n = t.log.decisions_count()
-        if n < cdhf.OWN_LOG_MIN_DECISIONS or (self._trained_at is not None and n - self._trained_at < RETRAIN_EVERY):
+        if n < cdhf.OWN_LOG_MIN_DECISIONS or (
+            self._trained_at is not None and n - self._trained_at < RETRAIN_EVERY
+        ):
             return
         self._trained_at = n
-        self._training = threading.Thread(target=self._retrain_quietly, name="tactful-retrain", daemon=True)
+        self._training = threading.Thread(
+            target=self._retrain_quietly, name="tactful-retrain", daemon=True
+        )
         self._training.start()
 
     def _retrain_quietly(self) -> None:
@@ -166,7 +196,9 @@ class FeedbackHub:
 
         path = self.log_path()
         if path is None:
-            raise cdhf.CdhfError("the feedback log is off (feedback.enable), so there is nothing to train from")
+            raise cdhf.CdhfError(
+                "the feedback log is off (feedback.enable), so there is nothing to train from"
+            )
         out = cdhf.user_model_dir(self.server.settings.data_dir)
         res = cdhf.train(path, out, curve=False, source=path.name, command="tactful.train (server)")
         t = self._tracker
@@ -202,15 +234,24 @@ def register(server: Any) -> FeedbackHub:
             log.warning(msg)
             return {"ok": False, "error": msg}
         length = args[1] if len(args) > 1 else None
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int | float) or length < 0):
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, int | float) or length < 0
+        ):
             msg = f"{protocol.CMD_ACCEPT}: acceptedLength must be a non-negative integer, got {length!r}"
             log.warning(msg)
             return {"ok": False, "error": msg}
         t = hub.tracker
-        first = t.accept(args[0], None if length is None else int(length), via=via) if t is not None else True
+        first = (
+            t.accept(args[0], None if length is None else int(length), via=via)
+            if t is not None
+            else True
+        )
         if first:
             count_accept()
-        return {"ok": True, "known": bool(first) or (t is not None and args[0] in getattr(t, "_by_item", {}))}
+        return {
+            "ok": True,
+            "known": bool(first) or (t is not None and args[0] in getattr(t, "_by_item", {})),
+        }
 
     @server.command(protocol.CMD_ACCEPT)
     def cmd_accept(ls: Any, *args: Any) -> dict[str, Any]:
@@ -223,7 +264,10 @@ def register(server: Any) -> FeedbackHub:
             log.warning(msg)
             return {"ok": False, "error": msg}
         t = hub.tracker
-        return {"ok": True, "recorded": bool(t.reject(args[0], "explicit")) if t is not None else False}
+        return {
+            "ok": True,
+            "recorded": bool(t.reject(args[0], "explicit")) if t is not None else False,
+        }
 
     @server.command(protocol.CMD_LOG_LOCATION)
     def cmd_log_location(ls: Any, *args: Any) -> dict[str, Any]:
@@ -240,14 +284,21 @@ def register(server: Any) -> FeedbackHub:
             msg = f"training failed: {exc}"
             _show(ls, msg)
             return {"modelDir": None, "error": msg}
-        _show(ls, f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})")
+        _show(
+            ls,
+            f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})",
+        )
         return result
 
     @server.feature(protocol.DID_SHOW_COMPLETION)
     def on_did_show(ls: Any, params: Any) -> None:
         sid = item_id(_get(params, "item"))
         if sid is None:
-            log.warning("%s without an item carrying a tactful.accept command: %r", protocol.DID_SHOW_COMPLETION, params)
+            log.warning(
+                "%s without an item carrying a tactful.accept command: %r",
+                protocol.DID_SHOW_COMPLETION,
+                params,
+            )
             return
         t = hub.tracker
         if t is not None:
@@ -258,7 +309,11 @@ def register(server: Any) -> FeedbackHub:
         sid = item_id(_get(params, "item"))
         length = _get(params, "acceptedLength")
         if sid is None or isinstance(length, bool) or not isinstance(length, int | float):
-            log.warning("%s: expected {item, acceptedLength}, got %r", protocol.DID_PARTIALLY_ACCEPT_COMPLETION, params)
+            log.warning(
+                "%s: expected {item, acceptedLength}, got %r",
+                protocol.DID_PARTIALLY_ACCEPT_COMPLETION,
+                params,
+            )
             return
         accept((sid, int(length)), "notification")
 

@@ -41,7 +41,9 @@ WRITER = textwrap.dedent(
 def test_record_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     log = FeedbackLog(path, session="s1", user="u1")
-    assert log.record("requested", "a", {"features": {"doc_len": 3.0}}, uri="file:///x.py", language="python")
+    assert log.record(
+        "requested", "a", {"features": {"doc_len": 3.0}}, uri="file:///x.py", language="python"
+    )
     assert log.record("shown", "a", {"text": "print(x)"})
     assert log.record("accepted", "a", {"accepted_length": 8, "full": True, "via": "command"})
     log.close()
@@ -107,12 +109,18 @@ def test_export_jsonl_and_stats(tmp_path: Path) -> None:
     for sid, outcome in (("a", "accepted"), ("b", "rejected"), ("c", "rejected")):
         log.record("requested", sid, {"features": {"doc_len": 1.0}})
         log.record("shown", sid, {"text": "x"})
-        log.record(outcome, sid, {"reason": "timeout"} if outcome == "rejected" else {"accepted_length": 1})
+        log.record(
+            outcome, sid, {"reason": "timeout"} if outcome == "rejected" else {"accepted_length": 1}
+        )
     log.close()
     buf = io.StringIO()
     assert feedback.export_jsonl(path, buf) == 9
     rows = [json.loads(line) for line in buf.getvalue().splitlines()]
-    assert rows[0]["kind"] == "requested" and rows[0]["suggestionId"] == "a" and rows[0]["data"]["features"] == {"doc_len": 1.0}
+    assert (
+        rows[0]["kind"] == "requested"
+        and rows[0]["suggestionId"] == "a"
+        and rows[0]["data"]["features"] == {"doc_len": 1.0}
+    )
     st = feedback.stats(path)
     assert st["decisions"] == 3 and st["accepted"] == 1 and st["rejectReasons"] == {"timeout": 2}
     out = tmp_path / "out.jsonl"
@@ -142,7 +150,12 @@ def _env() -> dict[str, str]:
 def test_events_survive_sigkill(tmp_path: Path) -> None:
     """Every event whose record() returned is in the log after the writer is SIGKILLed."""
     path = tmp_path / "log.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "w", "-1"], stdout=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), "w", "-1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     assert proc.stdout is not None
     confirmed = 0
     deadline = time.time() + 60
@@ -165,7 +178,11 @@ def test_events_survive_sigkill(tmp_path: Path) -> None:
 def test_two_processes_write_one_log(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, "300"], stdout=subprocess.DEVNULL, env=_env())
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), tag, "300"],
+            stdout=subprocess.DEVNULL,
+            env=_env(),
+        )
         for tag in ("p1", "p2")
     ]
     for p in procs:
@@ -180,16 +197,71 @@ def test_two_processes_write_one_log(tmp_path: Path) -> None:
 
 
 def _cups_rows() -> list[dict]:
-    base = {"user_id": 3, "session_index": 3, "task": "t", "labeled_state": "x", "hidden_state": "UserTyping", "edit_percentage": [0, 0, 0, 0, 0]}
+    base = {
+        "user_id": 3,
+        "session_index": 3,
+        "task": "t",
+        "labeled_state": "x",
+        "hidden_state": "UserTyping",
+        "edit_percentage": [0, 0, 0, 0, 0],
+    }
     prompt = "#!/usr/bin/env python3\n# Path: code.py\nimport numpy as np\ndef f(x):\n    return "
-    m_shown = {"documentLength": 60.0, "promptEndPos": 60.0, "meanLogProb": -0.5, "numTokens": 3.0, "timeSinceIssuedMs": 200.0, "compCharLen": 5.0}
+    m_shown = {
+        "documentLength": 60.0,
+        "promptEndPos": 60.0,
+        "meanLogProb": -0.5,
+        "numTokens": 3.0,
+        "timeSinceIssuedMs": 200.0,
+        "compCharLen": 5.0,
+    }
     m_decided = {**m_shown, "meanLogProb": -0.01, "numTokens": 40.0, "compCharLen": 99.0}
     return [
-        {**base, "event_index": 0, "time_generated": "2022-08-08T16:00:00.000Z", "state_name": "Shown", "suggestion": "x + 1", "prompt": prompt, "measurements": m_shown},
-        {**base, "event_index": 1, "time_generated": "2022-08-08T16:00:00.500Z", "state_name": "Replay", "suggestion": "x + 1", "prompt": prompt, "measurements": m_shown},
-        {**base, "event_index": 2, "time_generated": "2022-08-08T16:00:02.000Z", "state_name": "Accepted", "suggestion": "x + 1", "prompt": prompt, "measurements": m_decided, "edit_percentage": [0.0, 0.1, 0.2, 0.5, 1.0]},
-        {**base, "event_index": 3, "time_generated": "2022-08-08T16:00:10.000Z", "state_name": "Shown", "suggestion": "print(x)", "prompt": prompt + "x + 1\n", "measurements": {**m_shown, "documentLength": 70.0, "promptEndPos": 66.0}},
-        {**base, "event_index": 4, "time_generated": "2022-08-08T16:00:11.000Z", "state_name": "Rejected", "suggestion": "print(x)", "prompt": prompt, "measurements": m_decided},
+        {
+            **base,
+            "event_index": 0,
+            "time_generated": "2022-08-08T16:00:00.000Z",
+            "state_name": "Shown",
+            "suggestion": "x + 1",
+            "prompt": prompt,
+            "measurements": m_shown,
+        },
+        {
+            **base,
+            "event_index": 1,
+            "time_generated": "2022-08-08T16:00:00.500Z",
+            "state_name": "Replay",
+            "suggestion": "x + 1",
+            "prompt": prompt,
+            "measurements": m_shown,
+        },
+        {
+            **base,
+            "event_index": 2,
+            "time_generated": "2022-08-08T16:00:02.000Z",
+            "state_name": "Accepted",
+            "suggestion": "x + 1",
+            "prompt": prompt,
+            "measurements": m_decided,
+            "edit_percentage": [0.0, 0.1, 0.2, 0.5, 1.0],
+        },
+        {
+            **base,
+            "event_index": 3,
+            "time_generated": "2022-08-08T16:00:10.000Z",
+            "state_name": "Shown",
+            "suggestion": "print(x)",
+            "prompt": prompt + "x + 1\n",
+            "measurements": {**m_shown, "documentLength": 70.0, "promptEndPos": 66.0},
+        },
+        {
+            **base,
+            "event_index": 4,
+            "time_generated": "2022-08-08T16:00:11.000Z",
+            "state_name": "Rejected",
+            "suggestion": "print(x)",
+            "prompt": prompt,
+            "measurements": m_decided,
+        },
     ]
 
 
@@ -205,7 +277,9 @@ def test_import_cups_uses_the_shown_rows_features(tmp_path: Path) -> None:
     first, second = rows
     assert first.user == "cups-3" and first.session == "cups-3"
     f = first.features
-    assert f["mean_logprob"] == -0.5 and f["sugg_tokens"] == 3.0 and f["sugg_chars"] == 5.0, "features of the Shown row, not the decision row"
+    assert f["mean_logprob"] == -0.5 and f["sugg_tokens"] == 3.0 and f["sugg_chars"] == 5.0, (
+        "features of the Shown row, not the decision row"
+    )
     assert f["doc_len"] == 60.0 and f["offset_frac"] == 1.0 and f["ws_after_cursor"] == 1.0
     assert f["since_shown"] is None and f["session_accept_rate"] is None
     assert first.survival == {"0": 1.0, "1": 0.9, "2": 0.8, "3": 0.5, "4": 0.0}

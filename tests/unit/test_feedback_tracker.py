@@ -50,7 +50,9 @@ def env(tmp_path: Path):
     tr.close()
 
 
-def show(tr: SuggestionTracker, text: str, offset: int, sugg: str, item: str, uri: str = URI) -> RequestInfo:
+def show(
+    tr: SuggestionTracker, text: str, offset: int, sugg: str, item: str, uri: str = URI
+) -> RequestInfo:
     """What the engine does for one shown suggestion."""
     req = RequestInfo(uri, "python", text, offset, 1, 11)
     s1 = tr.before_generation(req)
@@ -92,9 +94,17 @@ def test_lifecycle_accept_via_command_and_survival(env) -> None:
     assert surv[0].data["survived"] == pytest.approx(0.8)
     # Features recorded at request time include context and telemetry; suggestion features at generation.
     req_f = evs[0].data["features"]
-    assert req_f["language"] == 0.0 and req_f["since_shown"] is None and req_f["context_class"] is not None
+    assert (
+        req_f["language"] == 0.0
+        and req_f["since_shown"] is None
+        and req_f["context_class"] is not None
+    )
     gen_f = evs[1].data["features"]
-    assert gen_f["sugg_chars"] == 5.0 and gen_f["mean_logprob"] == pytest.approx(-0.8 / 3) and gen_f["min_logprob"] == -0.5
+    assert (
+        gen_f["sugg_chars"] == 5.0
+        and gen_f["mean_logprob"] == pytest.approx(-0.8 / 3)
+        and gen_f["min_logprob"] == -0.5
+    )
     clock.t += 600
     tr.poll()
     assert [e.data["after_s"] for e in events(path) if e.kind == "survival"] == [30.0, 120.0, 600.0]
@@ -103,17 +113,21 @@ def test_lifecycle_accept_via_command_and_survival(env) -> None:
 
 
 def test_partial_accept_via_notification(env) -> None:
-    tr, clock, path = env
+    tr, _clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-2")
     tr.document_changed(URI, TEXT[:CURSOR] + "a " + TEXT[CURSOR:], 2)
     assert tr.accept("item-2", 2, via="notification") is True
     acc = [e for e in events(path) if e.kind == "accepted"]
-    assert acc[0].data["full"] is False and acc[0].data["accepted_length"] == 2 and acc[0].data["via"] == "notification"
+    assert (
+        acc[0].data["full"] is False
+        and acc[0].data["accepted_length"] == 2
+        and acc[0].data["via"] == "notification"
+    )
     assert tr.telemetry.recent[-1] == 1
 
 
 def test_new_request_that_does_not_type_along_rejects(env) -> None:
-    tr, clock, path = env
+    tr, _clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-3")
     # Typing along ("a ") keeps it on screen ...
     typed = TEXT[:CURSOR] + "a " + TEXT[CURSOR:]
@@ -124,12 +138,14 @@ def test_new_request_that_does_not_type_along_rejects(env) -> None:
     other = TEXT[:CURSOR] + "a * " + TEXT[CURSOR:]
     tr.document_changed(URI, other, 3)
     rej = [e for e in events(path) if e.kind == "rejected"]
-    assert len(rej) == 1 and rej[0].data["reason"] == "diverged" and rej[0].data["item_id"] == "item-3"
+    assert (
+        len(rej) == 1 and rej[0].data["reason"] == "diverged" and rej[0].data["item_id"] == "item-3"
+    )
     assert tr.telemetry.recent[-1] == 0
 
 
 def test_request_elsewhere_and_other_document(env) -> None:
-    tr, clock, path = env
+    tr, _clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-4")
     tr.before_generation(RequestInfo(URI, "python", TEXT, 3, 0, 3))  # cursor moved, no edit
     show(tr, TEXT, CURSOR, "a - b", "item-5")
@@ -151,13 +167,20 @@ def test_newer_suggestion_replaces_and_timeout_and_explicit(env) -> None:
     assert tr.reject("item-8") is False
     assert tr.reject("never-seen") is False
     reasons = [(e.data["item_id"], e.data["reason"]) for e in events(path) if e.kind == "rejected"]
-    assert reasons == [("item-6", "new_request"), ("item-7", "timeout"), ("item-8", "explicit"), ("never-seen", "explicit")]
+    assert reasons == [
+        ("item-6", "new_request"),
+        ("item-7", "timeout"),
+        ("item-8", "explicit"),
+        ("never-seen", "explicit"),
+    ]
 
 
 def test_typed_through_and_close(env) -> None:
     tr, clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-9")
-    tr.document_changed(URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 2)  # all typed, never accepted
+    tr.document_changed(
+        URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 2
+    )  # all typed, never accepted
     clock.t += 11
     tr.poll()
     show(tr, TEXT, CURSOR, "a", "item-10", uri="file:///w/c.py")
@@ -180,7 +203,11 @@ def test_telemetry_features_follow_the_history(env) -> None:
     tr.before_generation(req)
     f = [e for e in events(path) if e.kind == "requested"][-1].data["features"]
     assert f["since_accepted"] == pytest.approx(7.0) and f["since_rejected"] == pytest.approx(2.0)
-    assert f["since_shown"] == pytest.approx(3.0) and f["session_accept_rate"] == 0.5 and f["prev_outcome"] == 0.0
+    assert (
+        f["since_shown"] == pytest.approx(3.0)
+        and f["session_accept_rate"] == 0.5
+        and f["prev_outcome"] == 0.0
+    )
     assert f["session_decisions"] == 2.0 and f["file_accept_rate"] == 0.5
     assert f["since_request"] == pytest.approx(3.0) and f["typing_speed"] == pytest.approx(1 / 3)
     info = SuggestionInfo("a + b")
@@ -192,7 +219,9 @@ def test_telemetry_features_follow_the_history(env) -> None:
 def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
     clock = Clock()
     log = FeedbackLog(tmp_path / "log.sqlite3")
-    cas = FixedCascade(Decision(show=False, p_reject=0.97, stage=1), Decision(show=False, p_reject=0.9, stage=2))
+    cas = FixedCascade(
+        Decision(show=False, p_reject=0.97, stage=1), Decision(show=False, p_reject=0.9, stage=2)
+    )
     tr = SuggestionTracker(log, cas, clock=clock, start_timer=False)
     req = RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)
     d1 = tr.before_generation(req)
@@ -209,7 +238,9 @@ def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
     assert [e.kind for e in evs] == ["requested", "skipped", "requested", "generated", "hidden"]
     assert evs[1].data == {"p1": 0.97, "stage": 1}
     assert evs[4].data["p1"] == 0.6 and evs[4].data["p2"] == 0.9
-    assert "sugg_chars" in cas.seen[-1] and "since_shown" in cas.seen[-1], "stage 2 sees all features"
+    assert "sugg_chars" in cas.seen[-1] and "since_shown" in cas.seen[-1], (
+        "stage 2 sees all features"
+    )
     assert tr.counts["skipped"] == 1 and tr.counts["hidden"] == 1
     tr.close()
 
@@ -217,7 +248,10 @@ def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
 def test_exploration_shows_some_would_be_hidden(tmp_path: Path) -> None:
     cas = FixedCascade(Decision(show=False, p_reject=0.99, stage=1), Decision())
     tr = SuggestionTracker(None, cas, explore_rate=0.5, start_timer=False)
-    shown = sum(tr.before_generation(RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)).show for _ in range(200))
+    shown = sum(
+        tr.before_generation(RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)).show
+        for _ in range(200)
+    )
     assert 60 < shown < 140
     tr.close()
 

@@ -1,0 +1,269 @@
+"""The CDHF cascade: threshold fitting, training on a small log, the model folder, run-time
+decisions, the shipped default model, and the show-time features it is built on."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tactful import cdhf
+from tactful import features as F
+from tactful.feedback import FeedbackLog
+from tactful.hooks import Decision
+
+
+def test_entropy() -> None:
+    assert cdhf.entropy(0.5) == pytest.approx(1.0)
+    assert cdhf.entropy(0.99) < 0.1
+    assert np.allclose(cdhf.entropy(np.array([0.1, 0.9])), cdhf.entropy(0.1))
+
+
+def test_fit_thresholds_keeps_accuracy_when_hiding() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = (rng.random(n) < 0.6).astype(float)  # 1 = rejected
+    p2 = np.clip(0.6 + 0.35 * (2 * y - 1) * rng.random(n), 0.01, 0.99)
+    p1 = np.clip(0.6 + 0.1 * (2 * y - 1) + rng.normal(0, 0.15, n), 0.01, 0.99)  # weaker, noisy
+    for target in (0.9, 0.95, 0.99):
+        th = cdhf.fit_thresholds(p1, p2, y, target=target, lam=0.1)
+        m = cdhf.cascade_metrics(p1, p2, y, th)
+        assert m["hidden"] > 0.05
+        assert m["accuracy_when_hiding"] >= target
+    # A high price on model calls makes stage 1 decide more requests alone.
+    cheap = cdhf.cascade_metrics(p1, p2, y, cdhf.fit_thresholds(p1, p2, y, lam=0.01))
+    dear = cdhf.cascade_metrics(p1, p2, y, cdhf.fit_thresholds(p1, p2, y, lam=0.9))
+    assert dear["decided_by_stage1"] > cheap["decided_by_stage1"]
+    assert cheap["hidden"] >= dear["hidden"]
+    # A fixed stage-1 share (the paper's R).
+    th = cdhf.fit_thresholds(p1, p2, y, stage1_share=0.25)
+    assert cdhf.cascade_metrics(p1, p2, y, th)["decided_by_stage1"] == pytest.approx(0.25, abs=0.01)
+    # Nothing can reach the target: hide nothing rather than break the promise.
+    th = cdhf.fit_thresholds(
+        np.full(50, 0.5), np.full(50, 0.5), np.array([0.0, 1.0] * 25), target=0.95
+    )
+    assert (
+        cdhf.cascade_metrics(np.full(50, 0.5), np.full(50, 0.5), np.array([0.0, 1.0] * 25), th)[
+            "hidden"
+        ]
+        == 0
+    )
+
+
+def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1) -> None:
+    """Short suggestions shown right after another one get rejected; long ones accepted."""
+    rnd = random.Random(seed)
+    log = FeedbackLog(path)
+    t = 1000.0
+    for u in range(users):
+        for i in range(per_user):
+            sid = f"u{u}-{i}"
+            short = rnd.random() < 0.5
+            rejected = rnd.random() < (0.9 if short else 0.2)
+            feats1 = {
+                **F.context_features("x = foo(", ")\n", "python"),
+                "since_shown": rnd.uniform(0, 2) if short else rnd.uniform(5, 30),
+                "session_decisions": float(i),
+            }
+            feats2 = {
+                "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
+                "mean_logprob": rnd.uniform(-2, 0),
+            }
+            extra = {"user": f"user{u}", "session": f"s{u}"}
+            log.record("requested", sid, {"features": feats1}, t=t, **extra)
+            log.record("generated", sid, {"features": feats2}, t=t, **extra)
+            log.record("shown", sid, {"text": "x"}, t=t, **extra)
+            log.record(
+                "rejected" if rejected else "accepted",
+                sid,
+                {"reason": "timeout"} if rejected else {"accepted_length": 1},
+                t=t + 1,
+                **extra,
+            )
+            t += 10
+    log.close()
+
+
+def test_train_on_a_small_log(tmp_path: Path) -> None:
+    log = tmp_path / "small.sqlite3"
+    _synthetic_log(log)
+    out = tmp_path / "model"
+    res = cdhf.train(log, out, curve=False)
+    for name in ("stage1.txt", "stage2.txt", "cascade.json", "MODEL_CARD.md"):
+        assert (out / name).is_file()
+    meta = json.loads((out / "cascade.json").read_text())
+    assert meta["metrics"]["held_out_by"] == "user" and meta["metrics"]["decisions"] == 160
+    assert res.metrics["stage2_auc"] > 0.75, res.metrics["stage2_auc"]
+    assert res.metrics["stage1_auc"] > 0.7, "since_shown is a stage-1 feature"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Stage 2 AUC" in card and "held-out users" in card
+    # Model files are LightGBM text, not pickles.
+    assert (out / "stage2.txt").read_text().startswith("tree")
+    c = cdhf.Cascade.load(out)
+    short = {"since_shown": 0.5, "sugg_chars": 3.0, "mean_logprob": -1.0}
+    long = {"since_shown": 20.0, "sugg_chars": 50.0, "mean_logprob": -1.0}
+    assert c.p_stage2(short) > c.p_stage2(long)
+    assert c.p_stage1(short) > c.p_stage1(long)
+    # The CLI writes the same folder and reports the figures.
+    assert cdhf.main(["--log", str(log), "--out", str(tmp_path / "cli"), "--no-curve"]) == 0
+    assert (tmp_path / "cli" / "cascade.json").is_file()
+
+
+def test_train_one_person_holds_out_time_blocks(tmp_path: Path) -> None:
+    log = tmp_path / "one.sqlite3"
+    _synthetic_log(log, users=1, per_user=60)
+    res = cdhf.train(log, tmp_path / "m", curve=False)
+    assert res.metrics["held_out_by"] == "time block"
+
+
+def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
+    log = tmp_path / "tiny.sqlite3"
+    _synthetic_log(log, users=1, per_user=10)
+    with pytest.raises(cdhf.CdhfError, match="at least"):
+        cdhf.train(log, tmp_path / "m")
+    assert cdhf.main(["--log", str(log), "--out", str(tmp_path / "m")]) == 1
+    one = tmp_path / "one.sqlite3"
+    flog = FeedbackLog(one)
+    for i in range(40):
+        flog.record("shown", f"s{i}", {})
+        flog.record("rejected", f"s{i}", {"reason": "timeout"})
+    flog.close()
+    with pytest.raises(cdhf.CdhfError, match="both outcomes"):
+        cdhf.train(one, tmp_path / "m")
+    assert (
+        cdhf.main(["--log", str(tmp_path / "missing.sqlite3"), "--out", str(tmp_path / "m")]) == 1
+    )
+
+
+def test_shipped_default_model() -> None:
+    path = cdhf.default_model_dir()
+    c = cdhf.Cascade.load(path)
+    assert c.stage2_features == F.STAGE2_FEATURES
+    m = c.meta["metrics"]
+    assert m["held_out_by"] == "user" and m["users"] == 14 and m["decisions"] == 653
+    assert m["stage2_auc"] >= 0.75, "the documented target"
+    assert m["held_out"]["pooled"]["decided_by_stage1"] >= 0.25
+    assert (path / "MODEL_CARD.md").is_file()
+    feats = {
+        **F.context_features("def f(x):\n    return ", "\n", "python"),
+        **F.Telemetry().features(0.0, "u", 20),
+    }
+    p = c.p_stage1(feats)
+    assert 0.0 < p < 1.0
+    d = c.stage1(feats)
+    assert d.stage == 1 and d.p_reject == p
+
+
+def test_cascade_decisions_and_overrides() -> None:
+    c = cdhf.Cascade.load(cdhf.default_model_dir())
+    feats = {**F.context_features("x = ", "", "python"), "sugg_chars": 3.0}
+    p1, p2 = c.p_stage1(feats), c.p_stage2(feats)
+    c.thresholds = cdhf.Thresholds(entropy=0.0, stage1=1.01, stage2=p2)  # always defer; hide at p2
+    d1 = c.stage1(feats)
+    assert d1.show and d1.deferred
+    assert not c.stage2(feats, d1).show
+    c.thresholds = cdhf.Thresholds(
+        entropy=1.01, stage1=p1, stage2=1.01
+    )  # stage 1 decides and skips
+    assert not c.stage1(feats).show
+    assert c.stage2(feats, Decision(show=True, stage=1)).stage == 0, (
+        "stage 1 decided: stage 2 is not asked"
+    )
+    c.thresholds = cdhf.Thresholds()
+    c.stage1_override, c.stage2_override = 0.0, None
+    assert not c.stage1(feats).show
+    c.stage1_override, c.stage2_override = None, 0.0
+    assert not c.stage2(feats, c.stage1(feats)).show
+    c.stage2_override = 1.0
+    assert c.stage2(feats, c.stage1(feats)).show
+
+
+def test_bad_model_folders_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(cdhf.CdhfError, match="not a cascade model folder"):
+        cdhf.Cascade.load(tmp_path)
+    src = cdhf.default_model_dir()
+    for name in ("cascade.json", "stage1.txt", "stage2.txt"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    meta = json.loads((tmp_path / "cascade.json").read_text())
+    meta["features_version"] = 999
+    (tmp_path / "cascade.json").write_text(json.dumps(meta))
+    with pytest.raises(cdhf.CdhfError, match="retrain"):
+        cdhf.Cascade.load(tmp_path)
+    meta["features_version"] = F.FEATURES_VERSION
+    (tmp_path / "cascade.json").write_text(json.dumps(meta))
+    (tmp_path / "stage2.txt").write_text("garbage")
+    with pytest.raises(cdhf.CdhfError):
+        cdhf.Cascade.load(tmp_path)
+
+
+def test_resolve_model_dir_prefers_setting_then_own(tmp_path: Path) -> None:
+    assert cdhf.resolve_model_dir(str(tmp_path / "x"), str(tmp_path)) == tmp_path / "x"
+    assert cdhf.resolve_model_dir(None, str(tmp_path)) == cdhf.default_model_dir()
+    own = cdhf.user_model_dir(str(tmp_path))
+    own.mkdir(parents=True)
+    (own / "cascade.json").write_text("{}")
+    assert cdhf.resolve_model_dir(None, str(tmp_path)) == own
+
+
+# --- features ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "expected"),
+    [
+        ("x = 1  # a comm", "\n", "comment"),
+        ("s = 'hello wor", "'\n", "string"),
+        ("def f(x):\n    ", "\n", "block_start"),
+        ("x = 1\n", "\n", "empty_line"),
+        ("x = foo", "\n", "line_end"),
+        ("x = foo", "(1)\n", "mid_line"),
+    ],
+)
+def test_context_class(prefix: str, suffix: str, expected: str) -> None:
+    nl = suffix.find("\n")
+    assert F.context_class(prefix, suffix[: nl if nl >= 0 else None], "python") == expected
+
+
+def test_context_features() -> None:
+    f = F.context_features("def f(x):\n    return x", " + 1\n", "python")
+    assert (
+        f["line_len"] == len("    return x")
+        and f["line_len_stripped"] == len("return x")
+        and f["indent"] == 4
+    )
+    assert f["ws_after_cursor"] == 1.0 and f["doc_len"] == 27 and f["offset"] == 22
+    assert f["last_char"] == F.CHAR_CLASSES.index("alpha")
+    assert f["language"] == F.LANGUAGES.index("python")
+    assert F.context_features("x", None, "weird-lang")["language"] == F.LANGUAGES.index("other")
+    unknown_suffix = F.context_features("x = ", None, "python", doc_len=10)
+    assert unknown_suffix["ws_after_cursor"] is None and unknown_suffix[
+        "offset_frac"
+    ] == pytest.approx(0.4)
+
+
+def test_suggestion_features() -> None:
+    f = F.suggestion_features(
+        "foo(a)\nfoo(a)\n", "x = ", "\n", "python", token_logprobs=[-1.0, -3.0, float("nan")]
+    )
+    assert (
+        f["sugg_lines"] == 3
+        and f["repetition"] == 0.5
+        and f["min_logprob"] == -3.0
+        and f["mean_logprob"] == -2.0
+    )
+    assert f["sugg_tokens"] == 3.0
+    assert F.suggestion_features("a + b", "x = ", "", "python")["syntax_ok"] == 1.0
+    assert F.suggestion_features("a + + )", "x = ", "", "python")["syntax_ok"] == 0.0
+    assert F.suggestion_features("a", "x", "", "plaintext")["syntax_ok"] is None
+    dup = F.suggestion_features("return x", "def f(x):\n    ", "\n    return x\n", "python")
+    assert dup["dup_suffix"] == 1.0
+    assert F.suggestion_features("# note\nx = 1", "", None, "python")["comment_share"] == 0.5
+
+
+def test_vector_handles_missing_and_bad_values() -> None:
+    v = F.vector({"a": 1, "b": None, "c": "x", "d": float("inf")}, ["a", "b", "c", "d", "e"])
+    assert v[0] == 1.0 and all(math.isnan(x) for x in v[1:])
