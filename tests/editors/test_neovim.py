@@ -140,14 +140,13 @@ def sent(out: dict[str, Any], command: str) -> list[list[Any]]:
     return [c["arguments"] for c in out["info"].get("commands", []) if c["command"] == command]
 
 
-def log_rows(tmp_path: Path, kind: str, suggestion_id: str) -> list[dict[str, Any]]:
-    rows = [
-        r
-        for r in feedback_events(tmp_path)
-        if r.get("kind") == kind and r.get("suggestion_id") == suggestion_id
-    ]
-    for r in rows:
-        r["data"] = json.loads(r.get("data") or "{}")
+def log_rows(tmp_path: Path, kind: str, item_id: str) -> list[dict[str, Any]]:
+    """The feedback log's `kind` events for the item the client knew by `item_id`."""
+    rows = []
+    for r in feedback_events(tmp_path):
+        data = json.loads(r.get("data") or "{}")
+        if r.get("kind") == kind and data.get("item_id") == item_id:
+            rows.append({**r, "data": data})
     return rows
 
 
