@@ -29,8 +29,8 @@ M.name = 'tactful'
 ---@field root_markers? string[]     (default: { '.git' })
 ---@field settings? table            tactful settings, nested camelCase (see docs/neovim.md)
 ---@field inline? boolean            ghost text on 0.12+ (default: true)
----@field list? boolean              list completion via vim.lsp.completion (default: only when there is no inline completion)
----@field autotrigger? boolean       list completion pops up on the server's trigger characters (default: true)
+---@field list? boolean              list completion via vim.lsp.completion (default: true)
+---@field autotrigger? boolean       the list pops up on the server's trigger characters (default: only without ghost text)
 ---@field keymaps? tactful.Keymaps|false
 ---@field health_timeout_ms? integer how long :checkhealth waits for the model (default: 60000)
 
@@ -41,8 +41,8 @@ M.defaults = {
   root_markers = { '.git' },
   settings = {},
   inline = true,
-  list = nil,
-  autotrigger = true,
+  list = true,
+  autotrigger = nil,
   keymaps = {
     accept = '<Tab>',
     accept_word = '<M-Right>',
@@ -399,19 +399,14 @@ local function map_keys(bufnr, inline)
       M.cycle(-1)
       return ''
     end, 'previous suggestion')
-  elseif keys.suggest then
+  end
+  if keys.suggest and M.options.list and vim.lsp.completion then
     vim.keymap.set('i', keys.suggest, function()
       vim.lsp.completion.get()
     end, { buffer = bufnr, silent = true, desc = 'tactful: suggest' })
   end
 end
 
-local function use_list()
-  if M.options.list ~= nil then
-    return M.options.list
-  end
-  return not (M.options.inline and M.has_inline())
-end
 
 --- vim.lsp.completion's `convert`: Neovim inserts a plain-text item's textEdit only up to its
 --- first white space ("fibonacci(n - 1)" would insert "fibonacci(n"); tactful's items (known by
@@ -437,8 +432,13 @@ function M.on_attach(client, bufnr)
   if inline then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   end
-  if use_list() and vim.lsp.completion then
-    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.options.autotrigger, convert = M.convert_item })
+  if M.options.list and vim.lsp.completion then
+    -- With ghost text on, the list is there for <C-x><C-o> only; without it, it opens by itself.
+    local autotrigger = M.options.autotrigger
+    if autotrigger == nil then
+      autotrigger = not inline
+    end
+    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = autotrigger, convert = M.convert_item })
   end
   map_keys(bufnr, inline)
 end

@@ -122,6 +122,20 @@ H.run(function()
   }
   local r = client:request_sync('textDocument/inlineCompletion', params, 30000, buf)
   H.check('toggle-off-no-items', r and r.result and #(r.result.items or r.result) == 0, r)
+  -- with nothing to accept, <Tab> is a plain <Tab>
+  api.nvim_win_set_cursor(0, { row, 0 })
+  H.feed('A')
+  H.sleep(600)
+  H.check('no-ghost-when-off', H.ghost(buf) == nil, H.ghost(buf))
+  H.feed('<Tab>')
+  local tabbed = H.wait_until(function()
+    local l = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
+    return l ~= before and l
+  end, 2000)
+  H.check('tab-falls-back-to-indent', tabbed and tabbed:match('^' .. vim.pesc(before) .. '%s+$') ~= nil, tabbed)
+  H.feed('<Esc>')
+  H.sleep(50)
+  vim.cmd('undo')
   vim.cmd('TactfulToggle on')
   H.check('toggle-on', H.wait_until(function()
     local s = tactful.status[client.id]
