@@ -82,6 +82,25 @@ function H.client(timeout)
   end, timeout or 60000)
 end
 
+--- Messages shown with vim.notify, in order (the plugin's command results land here).
+H.notes = {}
+local orig_notify = vim.notify
+vim.notify = function(msg, level, opts)
+  H.notes[#H.notes + 1] = msg
+  return orig_notify(msg, level, opts)
+end
+
+--- Wait for a vim.notify message containing `needle`; returns it.
+function H.wait_note(needle, timeout)
+  return H.wait_until(function()
+    for _, m in ipairs(H.notes) do
+      if m:find(needle, 1, true) then
+        return m
+      end
+    end
+  end, timeout or 5000)
+end
+
 --- Record every workspace/executeCommand the client sends (into the result's info.commands).
 function H.record_commands(client)
   local sent = {}

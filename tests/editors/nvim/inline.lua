@@ -85,6 +85,10 @@ H.run(function()
     end, 3000)
     local want_line = vim.split(before .. word, '\n', { plain = true })[1]
     H.check('accept-word-inserts-one-word', line == want_line, { got = line, want = want_line, ghost = ghost })
+    -- Neovim asks again at the new cursor position; what the server shows then is informative
+    H.info('ghost_after_word', H.wait_until(function()
+      return H.ghost(buf)
+    end, 10000))
   end
 
   -- 3. cycle (<M-]>) redraws the suggestion with its index; dismiss (<C-]>) hides it, nothing inserted
@@ -142,6 +146,12 @@ H.run(function()
     return s and s.enabled == true
   end, 5000))
   H.check('statusline', tactful.statusline() == 'tactful', tactful.statusline())
+  vim.cmd('TactfulStatus')
+  local note = H.wait_note('tactful: ready')
+  H.check('status-command', note and note:find('accepted', 1, true) ~= nil, note)
+  vim.cmd('TactfulLog')
+  note = H.wait_note('feedback log: ')
+  H.check('log-command', note and note:find(vim.env.TACTFUL_DATA_DIR, 1, true) ~= nil, note)
   H.info('status', status(client))
   vim.cmd('write')
 end, 420000)
