@@ -92,6 +92,7 @@ SETTINGS: dict[str, Any] = {
     "security.workspace.trust.enabled": False,
     "workbench.startupEditor": "none",
     "workbench.tips.enabled": False,
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
     "telemetry.telemetryLevel": "off",
     "update.mode": "none",
     "extensions.autoCheckUpdates": False,
@@ -105,6 +106,9 @@ SETTINGS: dict[str, Any] = {
     "tactful.server.command": str(TACTFUL),
     "tactful.cdhf.enable": False,
     "tactful.completion.cache": False,
+    # The server's log (-v) and the LSP traffic end up in the artifacts' VS Code logs.
+    "tactful.server.extraArgs": ["-v"],
+    "tactful.trace.server": "messages",
 }
 
 
@@ -262,13 +266,19 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     assert (ws / "flagged.py").read_text().split("\n")[fix["flaggedLine"] - 1] == fix["newLine"]
 
     assert db.exists(), f"no feedback log at {db}: the server recorded nothing"
-    accepted = [e for e in events if e["kind"] == "accepted"]
-    assert accepted, f"no accepted event in the server's log: {kinds}"
+    (ARTIFACTS / "events.json").write_text(json.dumps(events, indent=1))
     by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_id.setdefault(e["suggestion_id"], []).append(e)
-    full = [e for e in accepted if not e["data"].get("partial")]
+    accepted = [e for e in events if e["kind"] == "accepted"]
+    # Tab ran the item's tactful.accept command: a full accept of a suggestion that was shown.
+    full = [e for e in accepted if e["data"].get("full") and e["data"].get("via") == "command"]
     assert full, f"no full accept (Tab) in the log: {[e['data'] for e in accepted]}"
-    assert any(any(x["kind"] == "shown" for x in by_id[e["suggestion_id"]]) for e in full), kinds
-    partial = [e for e in accepted if e["data"].get("partial") or e["data"].get("accepted_length")]
+    assert not full[0]["data"].get("unknown"), full[0]
+    assert any(x["kind"] == "shown" for x in by_id[full[0]["suggestion_id"]]), kinds
+    # Ctrl+Right sent textDocument/didPartiallyAcceptCompletion with the accepted word's length.
+    word = results["partial-accept-inserted-a-word"]["detail"]["acceptedPart"]
+    partial = [e for e in accepted if not e["data"].get("full") and e["data"].get("via") == "notification"]
     assert partial, f"no partial accept (Ctrl+Right) in the log: {[e['data'] for e in accepted]}"
+    assert partial[0]["data"]["accepted_length"] == len(word), (partial[0], word)
+    assert partial[0]["suggestion_id"] != full[0]["suggestion_id"]

@@ -482,6 +482,15 @@ function M.setup(opts)
   if opts.cmd ~= nil and (type(opts.cmd) ~= 'table' or type(opts.cmd[1]) ~= 'string') then
     error("tactful.setup: 'cmd' must be a list of strings, e.g. { 'tactful', 'serve' }")
   end
+  if opts.settings ~= nil and type(opts.settings) ~= 'table' then
+    error("tactful.setup: 'settings' must be a table of tactful settings, e.g. { completion = { maxNewTokens = 32 } }")
+  end
+  if opts.keymaps ~= nil and opts.keymaps ~= false and type(opts.keymaps) ~= 'table' then
+    error("tactful.setup: 'keymaps' must be a table of keys or false")
+  end
+  if opts.filetypes ~= nil and type(opts.filetypes) ~= 'table' then
+    error("tactful.setup: 'filetypes' must be a list of filetypes or nil (any file)")
+  end
   M.options = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts)
   if opts.keymaps == false then
     M.options.keymaps = false

@@ -21,6 +21,11 @@ H.run(function()
   cfg = vim.lsp.config['tactful']
   H.check('setup-again-replaces', vim.deep_equal(cfg.cmd, want_cmd) and cfg.filetypes == nil, { cmd = cfg.cmd, filetypes = cfg.filetypes })
   H.check('setup-bad-cmd-errors', not pcall(tactful.setup, { cmd = 'tactful serve' }))
+  local ok, err = pcall(tactful.setup, { settings = 'x' })
+  H.check('setup-bad-settings-errors', not ok and tostring(err):find("'settings' must be a table", 1, true) ~= nil, err)
+  H.check('setup-bad-keymaps-errors', not pcall(tactful.setup, { keymaps = 'yes' }))
+  H.check('setup-bad-filetypes-errors', not pcall(tactful.setup, { filetypes = 'python' }))
+  H.check('bad-setup-keeps-config', vim.deep_equal(vim.lsp.config['tactful'].cmd, want_cmd))
   tactful.setup({ cmd = want_cmd })
 
   -- next word / next line
@@ -56,4 +61,8 @@ H.run(function()
     state = 'ready', model = 'm', enabled = true, shown = 4, accepted = 1, acceptanceRate = 0.25,
   }) == 'ready, m, 4 shown, 1 accepted (25%)', tactful.format_status({ state = 'ready', model = 'm', shown = 4, accepted = 1, acceptanceRate = 0.25 }))
   H.check('statusline-no-client', tactful.statusline() == '')
+  vim.cmd('TactfulStatus')
+  H.check('command-without-server-explains', H.wait_note('the server is not running', 1000) ~= nil, H.notes)
+  local ok = pcall(vim.cmd, 'TactfulToggle maybe')
+  H.check('toggle-bad-arg', ok and H.wait_note('usage: :TactfulToggle', 1000) ~= nil, H.notes)
 end, 10000)
