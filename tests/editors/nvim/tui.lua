@@ -1,0 +1,31 @@
+-- Neovim 0.12 in a real terminal (the test runs it in tmux): wait until ghost text is drawn at
+-- the end of "return fib", record it, and hand over to the test, which reads the screen and types
+-- <Tab>, <Esc> and :wq as keys through the terminal.
+local H = require('harness')
+local api = vim.api
+
+H.run(function()
+  local buf = api.nvim_get_current_buf()
+  local client = H.client(60000)
+  if not H.check('client-initialized', client ~= nil) then
+    return
+  end
+  local st = H.wait_ready(client, 240000)
+  if not H.check('model-ready', st and st.state == 'ready', st) then
+    return
+  end
+  local row
+  for i, line in ipairs(api.nvim_buf_get_lines(buf, 0, -1, false)) do
+    if line:find('return fib', 1, true) then
+      row = i
+    end
+  end
+  api.nvim_win_set_cursor(0, { row, 0 })
+  H.feed('A')
+  local ghost = H.wait_until(function()
+    return H.ghost(buf)
+  end, 120000)
+  H.check('ghost-text-appears', ghost ~= nil)
+  H.info('ghost', ghost)
+  H.info('line', api.nvim_buf_get_lines(buf, row - 1, row, false)[1])
+end, 400000, true)
