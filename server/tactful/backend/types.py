@@ -34,6 +34,10 @@ class GenerateRequest:
     #: Optional per-step check on the text so far; returning True stops generation
     #: (used to cut multi-line completions at the end of the block).
     should_stop: object | None = None
+    #: Generate from a copy of the ``cache_key`` slot's cache and leave the slot as it was, so
+    #: that many lines of one scored text can be regenerated without prefilling it again
+    #: (used by line flags after ``score_into_slot``).
+    keep_slot: bool = False
 
 
 @dataclass
@@ -84,6 +88,15 @@ class Backend(Protocol):
 
     def log_prob(self, prefix: str, continuation: str, suffix: str = "") -> float:
         """Total log-probability of ``continuation`` after ``prefix`` (before ``suffix`` with FIM)."""
+        ...
+
+    def score_into_slot(
+        self, text: str, cache_key: str, cancel: threading.Event | None = None
+    ) -> LineScores:
+        """Like ``score``, but without a leading BOS token and keeping the KV cache of ``text``
+        in the slot ``cache_key``, so that ``generate(..., keep_slot=True)`` of any prefix of
+        ``text`` prefills nothing (or the few tokens that tokenise differently at the cut).
+        The first token of the text has no log-probability."""
         ...
 
     def drop_cache(self, cache_key: str) -> None:

@@ -1,0 +1,242 @@
+"""``tactful bench flag``: how well and how fast line flags find known bugs.
+
+On ConDefects Python (real AtCoder programs with one known fault line; the held-out half of the
+tasks by default) and on any files given as ``PATH:LINE``, it reports in one run, for tactful's
+two-stage flagger, for naive FLAG (regenerate every line, rank by normalised edit distance) and
+for a random ranking of the same lines (exact expectation):
+
+* recall at the budget: the bug line is among the flags when at most ``budget`` of the lines are;
+* top-1 and top-3 hit rates of the ranking;
+* seconds per 100 lines;
+
+and the time to flag a 300-line file. Figures are printed (and written as JSON with ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tactful import flag_features as ff
+from tactful.flag import FlagJob, FlagModel, FlagResult
+
+
+@dataclass
+class Tally:
+    n: int = 0
+    top1: float = 0.0
+    top3: float = 0.0
+    recall: float = 0.0
+    seconds: float = 0.0
+    lines: int = 0
+    flagged_share: list[float] = field(default_factory=list)
+
+    def add(
+        self, top1: float, top3: float, recall: float, seconds: float, lines: int, flagged: float
+    ) -> None:
+        self.n += 1
+        self.top1 += top1
+        self.top3 += top3
+        self.recall += recall
+        self.seconds += seconds
+        self.lines += lines
+        self.flagged_share.append(flagged)
+
+    def summary(self) -> dict[str, Any]:
+        n = max(1, self.n)
+        return {
+            "programs": self.n,
+            "recall_at_budget": round(self.recall / n, 4),
+            "top1": round(self.top1 / n, 4),
+            "top3": round(self.top3 / n, 4),
+            "seconds_per_100_lines": round(100 * self.seconds / max(1, self.lines), 2)
+            if self.seconds
+            else None,
+            "mean_flagged_share": round(sum(self.flagged_share) / n, 4),
+        }
+
+
+def _run(
+    backend: Any, text: str, model: FlagModel, budget: float, naive: bool
+) -> tuple[FlagJob, FlagResult, float]:
+    job = FlagJob(text, "python", budget=budget, model=model, regenerate_all=naive, key="bench")
+    t0 = time.perf_counter()
+    for unit in job.steps():
+        unit(backend)
+    res = job.result()
+    return job, res, time.perf_counter() - t0
+
+
+def _naive_ranking(job: FlagJob) -> list[int]:
+    """Naive FLAG: every considered line regenerated, ranked by normalised character edit distance."""
+    scored = []
+    for x in job.info.values():
+        if x.regen is None:
+            continue
+        ed = x.regen[ff.REGEN_FEATURES.index("ed_char")]
+        scored.append((-ed, x.index))
+    return [i for _s, i in sorted(scored)]
+
+
+def evaluate(
+    backend: Any,
+    programs: Sequence[tuple[str, str, int]],
+    model: FlagModel,
+    budget: float,
+    naive_n: int,
+    log: Any = sys.stderr,
+) -> dict[str, Any]:
+    """Evaluate on ``(id, text, bug_line_0based)``; naive FLAG on the first ``naive_n`` programs."""
+    ours, rand, naive, ours_on_naive, rand_on_naive = Tally(), Tally(), Tally(), Tally(), Tally()
+    for k, (pid, text, bug) in enumerate(programs):
+        job, res, secs = _run(backend, text, model, budget, naive=False)
+        # The flags as shown (best first), then every other considered line by its score.
+        flagged = {f.line for f in res.flags}
+        rest = sorted(
+            (-(s or 0.0), i) for i, s in enumerate(res.scores) if s is not None and i not in flagged
+        )
+        ranked = [f.line for f in res.flags] + [i for _s, i in rest]
+        c = len(job.considered)
+        kmax = job.max_flags
+        row = (
+            float(bug in ranked[:1]),
+            float(bug in ranked[:3]),
+            float(bug in flagged),
+            secs,
+            res.lines,
+            len(flagged) / max(1, res.lines),
+        )
+        ours.add(*row)
+        considered = bug in set(job.considered)
+        r = (
+            (min(1, c) / c if considered else 0.0) if c else 0.0,
+            (min(3, c) / c if considered else 0.0) if c else 0.0,
+            (min(kmax, c) / c if considered else 0.0) if c else 0.0,
+        )
+        rand.add(*r, 0.0, res.lines, min(kmax, c) / max(1, res.lines))
+        line = f"[{k + 1}/{len(programs)}] {pid}: ours {'hit' if bug in flagged else 'miss'} ({secs:.1f}s)"
+        if k < naive_n:
+            njob, nres, nsecs = _run(backend, text, model, budget, naive=True)
+            nrank = _naive_ranking(njob)
+            naive.add(
+                float(bug in nrank[:1]),
+                float(bug in nrank[:3]),
+                float(bug in nrank[:kmax]),
+                nsecs,
+                nres.lines,
+                min(kmax, len(nrank)) / max(1, nres.lines),
+            )
+            ours_on_naive.add(*row)
+            rand_on_naive.add(*r, 0.0, res.lines, min(kmax, c) / max(1, res.lines))
+            line += f", naive {'hit' if bug in nrank[:kmax] else 'miss'} ({nsecs:.1f}s)"
+        print(line, file=log, flush=True)
+    out: dict[str, Any] = {
+        "budget": budget,
+        "tactful": ours.summary(),
+        "random": rand.summary(),
+    }
+    if naive.n:
+        out["same_programs_as_naive"] = {
+            "tactful": ours_on_naive.summary(),
+            "naive_flag": naive.summary(),
+            "random": rand_on_naive.summary(),
+            "speedup_vs_naive": round(naive.seconds / ours_on_naive.seconds, 2)
+            if ours_on_naive.seconds
+            else None,
+        }
+    return out
+
+
+def long_file_seconds(backend: Any, model: FlagModel, budget: float) -> dict[str, Any]:
+    """Flag the first 300 lines of the standard library's ``textwrap.py``."""
+    text = "\n".join(Path(textwrap.__file__).read_text().split("\n")[:300]) + "\n"
+    _job, res, secs = _run(backend, text, model, budget, naive=False)
+    return {
+        "file": "textwrap.py[:300]",
+        "lines": res.lines,
+        "seconds": round(secs, 2),
+        "regenerated": res.regenerated,
+    }
+
+
+def _parse_files(specs: Sequence[str]) -> list[tuple[str, str, int]]:
+    out = []
+    for spec in specs:
+        path, _, line = spec.rpartition(":")
+        if not path or not line.isdigit() or int(line) < 1:
+            raise SystemExit(f"tactful bench flag: --files wants PATH:LINE (1-based), got {spec!r}")
+        out.append((spec, Path(path).read_text(encoding="utf-8"), int(line) - 1))
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tactful bench flag", description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--split",
+        choices=["heldout", "dev"],
+        default="heldout",
+        help="ConDefects half (default heldout)",
+    )
+    ap.add_argument("-n", type=int, default=60, help="ConDefects programs (default 60; 0: none)")
+    ap.add_argument(
+        "--max-lines", type=int, default=40, help="only programs this short (default 40)"
+    )
+    ap.add_argument(
+        "--naive", type=int, default=20, help="run naive FLAG on the first N programs (default 20)"
+    )
+    ap.add_argument(
+        "--files",
+        nargs="*",
+        default=[],
+        metavar="PATH:LINE",
+        help="more programs with their bug line",
+    )
+    ap.add_argument("--budget", type=float, default=0.15)
+    ap.add_argument(
+        "--classifier", default=None, help="folder of a flag classifier (default: shipped)"
+    )
+    ap.add_argument("--no-long", action="store_true", help="skip the 300-line timing")
+    ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    args = ap.parse_args(list(argv))
+
+    from tactful import paths
+    from tactful.backend.hf import TransformersBackend
+    from tactful.flag_train import condefects
+
+    model = FlagModel.load(args.classifier)
+    backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    programs: list[tuple[str, str, int]] = []
+    if args.n:
+        rows = condefects(args.split, max_lines=args.max_lines, limit=args.n)
+        programs += [
+            (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
+        ]
+    programs += _parse_files(args.files)
+    t0 = time.time()
+    result = evaluate(backend, programs, model, args.budget, args.naive)
+    result["set"] = (
+        f"ConDefects python {args.split}, n_lines <= {args.max_lines}, first {args.n} by id"
+        + (f" + {len(args.files)} files" if args.files else "")
+    )
+    result["classifier"] = model.name
+    if not args.no_long:
+        result["long_file"] = long_file_seconds(backend, model, args.budget)
+    result["wall_seconds"] = round(time.time() - t0, 1)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    tr, rn = result["tactful"], result["random"]
+    for name, a, b in (
+        ("recall@budget", tr["recall_at_budget"], rn["recall_at_budget"]),
+        ("top-3", tr["top3"], rn["top3"]),
+    ):
+        print(f"{name}: tactful {a:.3f} vs random {b:.3f} ({(a / b if b else math.inf):.2f}x)")
+    return 0

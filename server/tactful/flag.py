@@ -1,0 +1,624 @@
+"""Line anomaly flags (FLAG, made cheaper): find the lines of a document that look wrong.
+
+Owns the flagging pipeline as plain logic over a ``Backend`` and the ``tactful flag`` command.
+
+1. The document is cut into windows of lines (bounded characters). Each window is scored in one
+   teacher-forced pass that also keeps its KV cache (``Backend.score_into_slot``).
+2. A first classifier ranks the window's lines from cheap features (token log-probabilities,
+   entropy, line kind, distance to comments...). Only the top lines are regenerated, each from
+   a copy of the kept cache (no prefill; with a FIM model, with the following lines as suffix).
+3. A second classifier scores the regenerated lines with the comparison features (normalised
+   edit distance on characters and tokens, whitespace-normalised match, log-probability of the
+   written vs the regenerated line). At most ``budget`` of the file's lines are flagged, highest
+   score first; a flag always carries a different alternative line.
+
+Work is cut into short units (one window's scoring, one line's regeneration) so that the LSP
+layer can run them on the shared model one at a time and let completions go first
+(:class:`FlagJob`); :func:`flag_document` runs them all in a row for the CLI and benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tactful import flag_features as ff
+from tactful.backend.types import Backend, GenerateRequest
+
+log = logging.getLogger(__name__)
+
+#: Characters of owned lines per scoring window (about 1,000-1,500 tokens).
+WINDOW_CHARS = 4000
+WINDOW_MAX_LINES = 160
+#: Lines before a window that the model sees as context (scored but owned by the previous window).
+CONTEXT_LINES = 24
+CONTEXT_CHARS = 1500
+#: Longer lines are cut to ``LONG_LINE_KEEP`` characters for the model and never flagged.
+MAX_LINE_CHARS = 400
+LONG_LINE_KEEP = 120
+#: Regenerate this many more lines than can be flagged, and never more than MAX_REGEN per file.
+REGEN_EXTRA = 2
+MAX_REGEN = 64
+#: Lines of a FIM model's suffix.
+FIM_SUFFIX_LINES = 12
+NOT_CONSIDERED = ("blank", "comment")
+
+
+class FlagCancelled(Exception):
+    """The document changed (or the caller gave up) before flagging finished."""
+
+
+class FlagInterrupted(Exception):
+    """A unit gave way to more urgent model work; run the same unit again later."""
+
+
+@dataclass
+class Flag:
+    """One flagged line."""
+
+    #: 0-based line number.
+    line: int
+    score: float
+    #: The written line (without its line ending).
+    text: str
+    #: The model's alternative for the line's content (after its indentation).
+    suggestion: str
+    #: Code-point columns of the written content that the suggestion replaces.
+    start_col: int
+    end_col: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Unusual line (score {self.score:.2f}); the model expected: {self.suggestion.strip()}"
+        )
+
+
+@dataclass
+class FlagResult:
+    """What flagging one document found."""
+
+    flags: list[Flag] = field(default_factory=list)
+    lines: int = 0
+    #: Lines that could be flagged (not blank, not comments, not over-long).
+    considered: int = 0
+    #: Per-line ranking score (None: not considered); for benchmarks.
+    scores: list[float | None] = field(default_factory=list)
+    regenerated: int = 0
+    #: Set when the document was not flagged at all, with the reason.
+    skipped: str | None = None
+    seconds: float = 0.0
+    classifier: str = ""
+
+    def to_json(self, path: str | None = None) -> dict[str, Any]:
+        flags = sorted(self.flags, key=lambda f: -f.score)
+        out: dict[str, Any] = {"path": path} if path is not None else {}
+        out.update(
+            lines=self.lines,
+            considered=self.considered,
+            regenerated=self.regenerated,
+            skipped=self.skipped,
+            seconds=round(self.seconds, 3),
+            classifier=self.classifier,
+            flags=[
+                {
+                    "line": f.line + 1,
+                    "score": round(f.score, 4),
+                    "text": f.text,
+                    "suggestion": f.suggestion,
+                    "message": f.message,
+                }
+                for f in flags
+            ],
+        )
+        return out
+
+
+# --- classifiers ---------------------------------------------------------------------------------
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+class FlagModel:
+    """The two classifiers: ``stage1`` (cheap features, picks lines to regenerate) and ``final``.
+
+    Stored as LightGBM text model files plus ``meta.json`` under ``models/flag/``; without them a
+    documented heuristic stands in (used to build the first training set)."""
+
+    def __init__(
+        self, stage1: Any = None, final: Any = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        self._stage1 = stage1
+        self._final = final
+        self.meta = meta or {}
+        self.name = self.meta.get("name", "heuristic") if stage1 is not None else "heuristic"
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> FlagModel:
+        """The trained classifiers in ``folder`` (default: the shipped ``models/flag``)."""
+        if folder is None:
+            from tactful.paths import repo_models_dir
+
+            folder = repo_models_dir() / "flag"
+        folder = Path(folder)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            log.warning("no trained flag classifier in %s; using the heuristic", folder)
+            return cls()
+        import lightgbm as lgb
+
+        meta = json.loads(meta_path.read_text())
+        if list(meta.get("cheap_features", [])) != list(ff.CHEAP_FEATURES) or list(
+            meta.get("all_features", [])
+        ) != list(ff.ALL_FEATURES):
+            raise ValueError(f"{folder}: the classifier was trained on other features; retrain it")
+        stage1 = lgb.Booster(model_str=(folder / meta["stage1"]).read_text())
+        final = lgb.Booster(model_str=(folder / meta["final"]).read_text())
+        return cls(stage1, final, meta)
+
+    def stage1(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        if not rows:
+            return []
+        if self._stage1 is None:
+            i_min, i_surp = ff.CHEAP_FEATURES.index("lp_min"), ff.CHEAP_FEATURES.index("surp_max")
+            return [
+                _sigmoid(-(_nz(r[i_min], 0.0) + 6.0) / 2.0 + 0.1 * _nz(r[i_surp], 0.0))
+                for r in rows
+            ]
+        import numpy as np
+
+        return [float(x) for x in self._stage1.predict(np.asarray(rows, dtype=float))]
+
+    def final(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        if not rows:
+            return []
+        if self._final is None:
+            i_ed = ff.ALL_FEATURES.index("ed_tok")
+            i_gap = ff.ALL_FEATURES.index("gen_minus_orig")
+            i_min = ff.ALL_FEATURES.index("lp_min")
+            return [
+                _sigmoid(
+                    3.0 * _nz(r[i_ed], 0.0)
+                    + 0.15 * _nz(r[i_gap], 0.0)
+                    - 0.2 * (_nz(r[i_min], 0.0) + 6.0)
+                    - 1.5
+                )
+                for r in rows
+            ]
+        import numpy as np
+
+        return [float(x) for x in self._final.predict(np.asarray(rows, dtype=float))]
+
+
+def _nz(x: float, default: float) -> float:
+    return default if math.isnan(x) else x
+
+
+_DEFAULT_MODEL: FlagModel | None = None
+_MODEL_LOCK = threading.Lock()
+
+
+def default_model() -> FlagModel:
+    """The shipped classifier, loaded once."""
+    global _DEFAULT_MODEL
+    with _MODEL_LOCK:
+        if _DEFAULT_MODEL is None:
+            _DEFAULT_MODEL = FlagModel.load()
+        return _DEFAULT_MODEL
+
+
+# --- the job -------------------------------------------------------------------------------------
+def skip_reason(text: str, max_lines: int) -> str | None:
+    """Why a text is not flagged at all (None: it is flagged)."""
+    if "\x00" in text:
+        return "binary content (NUL characters)"
+    sample = text[:20000]
+    if sample:
+        ctrl = sum(1 for c in sample if ord(c) < 32 and c not in "\n\r\t\f\v")
+        if ctrl / len(sample) > 0.01 or sample.count("\ufffd") / len(sample) > 0.01:
+            return "binary content (control characters)"
+    n = text.count("\n") + 1
+    if n > max_lines:
+        return f"{n} lines is more than flags.maxLines ({max_lines})"
+    lines = text.split("\n")
+    long_chars = sum(len(ln) for ln in lines if len(ln) > MAX_LINE_CHARS)
+    if len(text) > 2000 and long_chars > len(text) / 2:
+        return "minified or generated text (most of it is in lines over 400 characters)"
+    if not any(ln.strip() for ln in lines):
+        return "empty document"
+    return None
+
+
+@dataclass
+class _Window:
+    ctx_start: int  # first line the model sees
+    start: int  # first owned line
+    end: int  # one past the last owned line
+
+
+@dataclass
+class _Line:
+    index: int
+    cheap: list[float]
+    p1: float = 0.0
+    regen: list[float] | None = None
+    suggestion: str = ""
+    p: float | None = None
+
+
+class FlagJob:
+    """Flagging one document, as a sequence of short model units (see :meth:`steps`)."""
+
+    def __init__(
+        self,
+        text: str,
+        language_id: str,
+        *,
+        budget: float = 0.15,
+        model: FlagModel | None = None,
+        max_lines: int = 5000,
+        max_regen: int = MAX_REGEN,
+        key: str = "flag",
+        cancel: threading.Event | None = None,
+        regenerate_all: bool = False,
+        regen_extra: int = REGEN_EXTRA,
+        force: Sequence[int] = (),
+    ) -> None:
+        self.t0 = time.perf_counter()
+        self.seconds = 0.0
+        self.text = text
+        self.language_id = language_id
+        self.budget = budget
+        self.model = model or default_model()
+        self.key = f"flag:{key}"
+        self.cancel = cancel or threading.Event()
+        #: Set by the caller (per unit) to make the running unit give way: FlagInterrupted.
+        self.interrupt: threading.Event | None = None
+        self.regenerate_all = regenerate_all
+        #: Lines regenerated whatever the first stage says (training data: the injected bug).
+        self.force = set(force)
+        raw = text.split("\n")
+        if raw and raw[-1] == "" and len(raw) > 1:
+            raw = raw[:-1]  # a final newline ends the last line; it does not start a new one
+        self.lines = [ln[:-1] if ln.endswith("\r") else ln for ln in raw]
+        self.skipped = skip_reason(text, max_lines)
+        self.info: dict[int, _Line] = {}
+        self.windows: list[_Window] = []
+        n = len(self.lines)
+        self.max_flags = math.floor(budget * n + 1e-9)
+        if self.skipped is not None:
+            self.kinds: list[str] = []
+            self.considered: list[int] = []
+            self.n_regen = 0
+            return
+        facts = ff.syntax_facts("\n".join(self.lines), self.lines, language_id)
+        self.facts = facts
+        self.kinds = ff.line_kinds(self.lines, facts)
+        self.considered = [
+            i
+            for i, k in enumerate(self.kinds)
+            if k not in NOT_CONSIDERED and len(self.lines[i]) <= MAX_LINE_CHARS
+        ]
+        if regenerate_all:
+            self.n_regen = len(self.considered)
+        else:
+            self.n_regen = min(
+                max_regen,
+                len(self.considered),
+                self.max_flags + regen_extra if self.max_flags else 0,
+            )
+        self.windows = self._plan()
+        self.model_lines = [
+            ln if len(ln) <= MAX_LINE_CHARS else ln[:LONG_LINE_KEEP] for ln in self.lines
+        ]
+
+    def _plan(self) -> list[_Window]:
+        out: list[_Window] = []
+        n = len(self.lines)
+        start = 0
+        while start < n:
+            end, chars = start, 0
+            while end < n and (
+                end == start or (chars < WINDOW_CHARS and end - start < WINDOW_MAX_LINES)
+            ):
+                chars += min(len(self.lines[end]), MAX_LINE_CHARS) + 1
+                end += 1
+            ctx, cchars = start, 0
+            while ctx > 0 and start - ctx < CONTEXT_LINES and cchars < CONTEXT_CHARS:
+                ctx -= 1
+                cchars += min(len(self.lines[ctx]), MAX_LINE_CHARS) + 1
+            out.append(_Window(ctx, start, end))
+            start = end
+        return out
+
+    def _check(self) -> None:
+        if self.cancel.is_set():
+            raise FlagCancelled()
+        if self.interrupt is not None and self.interrupt.is_set():
+            raise FlagInterrupted()
+
+    def _event(self) -> threading.Event:
+        """What model calls watch: the unit's interrupt (set on cancel too), else the cancel."""
+        return self.interrupt if self.interrupt is not None else self.cancel
+
+    # -- units --------------------------------------------------------------------------------
+    def steps(self) -> Iterator[Callable[[Backend], None]]:
+        """Units of model work, each short; run each before asking for the next."""
+        if self.skipped is not None or not self.considered or self.n_regen == 0:
+            return  # nothing can be flagged (e.g. a budget below one line): no model work
+        total = len(self.considered)
+        owned_considered = {
+            id(w): [i for i in self.considered if w.start <= i < w.end] for w in self.windows
+        }
+        quota_left = self.n_regen
+        for wi, w in enumerate(self.windows):
+            mine = owned_considered[id(w)]
+            if not mine:
+                continue
+            yield functools.partial(self._score_window, w=w)
+            if self.regenerate_all:
+                k = len(mine)
+            elif wi == len(self.windows) - 1:
+                k = quota_left
+            else:
+                k = min(quota_left, math.ceil(self.n_regen * len(mine) / total))
+            quota_left -= k
+            top = sorted(mine, key=lambda i: -self.info[i].p1)[:k]
+            chosen = sorted(set(top) | (self.force & set(mine)))
+            for i in chosen:
+                yield functools.partial(self._regenerate, w=w, i=i)
+
+    def _score_window(self, backend: Backend, w: _Window) -> None:
+        self._check()
+        text = "\n".join(self.model_lines[w.ctx_start : w.end])
+        try:
+            scores = backend.score_into_slot(text, self.key, self._event())
+        except InterruptedError:
+            self._check()
+            raise FlagCancelled() from None
+        off = w.ctx_start
+        lp = scores.line_logprobs
+        ent = scores.line_entropy
+        # Features over the owned lines (rank and z-score within the window).
+        own = range(w.start, w.end)
+        rows = ff.cheap_features(
+            [self.lines[i] for i in own],
+            [self.kinds[i] for i in own],
+            ff.Syntax(
+                [self.facts.comment[i] for i in own],
+                [self.facts.string[i] for i in own],
+                [self.facts.imports[i] for i in own],
+                [self.facts.error[i] for i in own],
+                self.facts.parsed,
+            ),
+            [lp[i - off] if i - off < len(lp) else [] for i in own],
+            [ent[i - off] if i - off < len(ent) else [] for i in own],
+        )
+        n = len(self.lines)
+        for j, i in enumerate(own):
+            rows[j][ff.CHEAP_FEATURES.index("rel_pos")] = i / max(1, n - 1)
+            rows[j][ff.CHEAP_FEATURES.index("log_lines")] = math.log(n + 1)
+        considered = set(self.considered)
+        mine = [i for i in own if i in considered]
+        p1 = self.model.stage1([rows[i - w.start] for i in mine])
+        for i, p in zip(mine, p1, strict=True):
+            self.info[i] = _Line(i, rows[i - w.start], p)
+        self._lp = lp
+        self._lp_off = off
+
+    def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
+        self._check()
+        line = self.lines[i]
+        indent = line[: len(line) - len(line.lstrip())]
+        prefix_lines = self.model_lines[w.ctx_start : i]
+        prefix = "\n".join(prefix_lines) + ("\n" if prefix_lines else "") + indent
+        orig_lp = self._lp[i - self._lp_off] if i - self._lp_off < len(self._lp) else []
+        fim = bool(getattr(backend, "fim", False))
+        suffix = "\n" + "\n".join(self.model_lines[i + 1 : i + 1 + FIM_SUFFIX_LINES]) if fim else ""
+        req = GenerateRequest(
+            prefix=prefix,
+            suffix=suffix,
+            max_new_tokens=min(40, len(orig_lp) + 6),
+            single_line=True,
+            cache_key=None if fim else self.key,
+            cancel=self._event(),
+            use_fim=fim,
+            keep_slot=not fim,
+        )
+        gen = backend.generate(req)
+        if gen.cancelled:
+            self._check()
+            raise FlagCancelled()
+        generated = gen.text.split("\n")[0].rstrip() if not gen.text.startswith("\n") else ""
+        info = self.info[i]
+        info.suggestion = generated
+        info.regen = ff.regen_features(line, generated, orig_lp, gen.token_logprobs)
+
+    # -- result -------------------------------------------------------------------------------
+    def result(self) -> FlagResult:
+        """Scores and flags from the units run so far (all of them, normally)."""
+        res = FlagResult(
+            lines=len(self.lines),
+            considered=len(self.considered),
+            skipped=self.skipped,
+            classifier=self.model.name,
+        )
+        res.scores = [None] * len(self.lines)
+        if self.skipped is not None:
+            res.seconds = time.perf_counter() - self.t0
+            return res
+        regen = [x for x in self.info.values() if x.regen is not None]
+        probs = self.model.final([x.cheap + (x.regen or []) for x in regen])
+        for x, p in zip(regen, probs, strict=True):
+            x.p = p
+        res.regenerated = len(regen)
+        # Ranking: regenerated lines by the final score above the rest by the first stage's.
+        for x in self.info.values():
+            res.scores[x.index] = 1.0 + x.p if x.p is not None else x.p1
+        eligible = [
+            x
+            for x in regen
+            if x.suggestion.strip()
+            and ff.ws_normal(x.suggestion) != ff.ws_normal(self.lines[x.index])
+        ]
+        eligible.sort(key=lambda x: -(x.p or 0.0))
+        for x in eligible[: self.max_flags]:
+            line = self.lines[x.index]
+            start = len(line) - len(line.lstrip())
+            res.flags.append(
+                Flag(
+                    x.index,
+                    float(x.p or 0.0),
+                    line,
+                    x.suggestion.strip(),
+                    start,
+                    len(line.rstrip()),
+                )
+            )
+        res.flags.sort(key=lambda f: -f.score)
+        res.seconds = time.perf_counter() - self.t0
+        return res
+
+    def rows(self) -> list[tuple[int, list[float], list[float] | None, float]]:
+        """(line, cheap features, regeneration features or None, stage-1 score) per considered line."""
+        return [
+            (x.index, x.cheap, x.regen, x.p1)
+            for x in sorted(self.info.values(), key=lambda x: x.index)
+        ]
+
+
+def flag_document(
+    backend: Backend,
+    text: str,
+    language_id: str,
+    budget: float = 0.15,
+    *,
+    cancel: threading.Event | None = None,
+    should_yield: Callable[[], bool] | None = None,
+    model: FlagModel | None = None,
+    max_lines: int = 5000,
+    max_regen: int = MAX_REGEN,
+    key: str = "flag",
+) -> FlagResult:
+    """Flag ``text`` now, on the calling thread. ``should_yield`` is polled between units: while
+    it returns True the job waits (for callers that share the model with urgent work);
+    ``cancel`` stops it with :class:`FlagCancelled`."""
+    job = FlagJob(
+        text,
+        language_id,
+        budget=budget,
+        model=model,
+        max_lines=max_lines,
+        max_regen=max_regen,
+        key=key,
+        cancel=cancel,
+    )
+    for unit in job.steps():
+        while should_yield is not None and should_yield() and not job.cancel.is_set():
+            time.sleep(0.005)
+        unit(backend)
+    return job.result()
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def read_source(path: str) -> tuple[str | None, str | None]:
+    """(text, None) or (None, reason) for a file given on the command line."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    if b"\x00" in data[:65536]:
+        return None, "binary content (NUL bytes)"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+
+
+def main(argv: Sequence[str]) -> int:
+    """``tactful flag FILE... [--json] [--budget F]``: print the lines that look wrong."""
+    ap = argparse.ArgumentParser(
+        prog="tactful flag", description="Print the lines of files that look wrong."
+    )
+    ap.add_argument("files", nargs="+", metavar="FILE")
+    ap.add_argument("--json", action="store_true", help="one JSON object per file")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=0.15,
+        help="flag at most this fraction of lines (default 0.15)",
+    )
+    ap.add_argument("--max-lines", type=int, default=5000, help="skip longer files (default 5000)")
+    ap.add_argument(
+        "--max-regen",
+        type=int,
+        default=MAX_REGEN,
+        help="regenerate at most this many lines per file",
+    )
+    ap.add_argument(
+        "--language", default=None, help="LSP language id (default: from the file extension)"
+    )
+    ap.add_argument(
+        "--model", default=None, help="model folder or hub id (default: the embedded model)"
+    )
+    ap.add_argument("--classifier", default=None, help="folder of a trained flag classifier")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto")
+    args = ap.parse_args(list(argv))
+    if not 0.0 <= args.budget <= 1.0:
+        ap.error("--budget must be between 0 and 1")
+    from tactful import paths
+    from tactful.backend.hf import TransformersBackend
+    from tactful.backend.types import ModelError
+    from tactful.syntax import language_from_path
+
+    try:
+        classifier = FlagModel.load(args.classifier) if args.classifier else default_model()
+        backend = TransformersBackend.load(
+            args.model, cache_dir=paths.cache_dir(), device=args.device, dtype=args.dtype
+        )
+    except (ModelError, ValueError, OSError) as exc:
+        print(f"tactful flag: {exc}", file=sys.stderr)
+        return 1
+    status = 0
+    for path in args.files:
+        text, why = read_source(path)
+        if text is None:
+            res = FlagResult(skipped=why)
+        else:
+            lang = args.language or language_from_path(path)
+            res = flag_document(
+                backend,
+                text,
+                lang,
+                args.budget,
+                model=classifier,
+                max_lines=args.max_lines,
+                max_regen=args.max_regen,
+                key=path,
+            )
+        if args.json:
+            print(json.dumps(res.to_json(path), ensure_ascii=False), flush=True)
+        elif res.skipped:
+            print(f"{path}: skipped: {res.skipped}", file=sys.stderr)
+        else:
+            for f in sorted(res.flags, key=lambda f: f.line):
+                print(f"{path}:{f.line + 1}: {f.score:.2f}: {f.message}", flush=True)
+        if text is None and why and why.startswith("cannot read"):
+            status = 1
+    return status
+
+
+def flag_to_dict(f: Flag) -> dict[str, Any]:
+    return asdict(f)

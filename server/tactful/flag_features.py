@@ -1,0 +1,338 @@
+"""Features of one line for the line-anomaly classifier: plain text and numbers in, numbers out.
+
+Owns the line kinds (tree-sitter where a grammar exists, line rules otherwise), the distance to
+the nearest comment, the edit distances between a written and a regenerated line, and the
+feature vectors the two classifiers read (``CHEAP_FEATURES`` from the one teacher-forced pass,
+``REGEN_FEATURES`` added for lines that were regenerated). No torch, no pygls.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# --- line kinds --------------------------------------------------------------------------------
+KINDS = ("code", "blank", "comment", "import", "brace", "string", "header", "control", "jump")
+KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
+
+_COMMENT_RE = re.compile(r"^\s*(#|//|/\*|\*|--|;|%|<!--)")
+_IMPORT_RE = re.compile(
+    r"^\s*(import\s|from\s+\S+\s+import\s|#\s*include\b|using\s|use\s|require\b|package\s)"
+)
+_BRACE_RE = re.compile(r"^[\s{}()\[\];,]*$")
+_HEADER_RE = re.compile(
+    r"^\s*(async\s+def\s|def\s|class\s|function\b|fn\s|func\s|pub\s+fn\s|interface\s|struct\s|enum\s|@\w)"
+)
+_CONTROL_RE = re.compile(
+    r"^\s*(if\b|elif\b|else\b|for\b|while\b|try\b|except\b|finally\b|with\b|switch\b|case\b|"
+    r"match\b|do\b|catch\b|\}\s*else\b)"
+)
+_JUMP_RE = re.compile(r"^\s*(return\b|break\b|continue\b|raise\b|throw\b|yield\b|pass\b|goto\b)")
+_STRING_ONLY_RE = re.compile(r"""^\s*[rbuf]*("|'|`)""", re.IGNORECASE)
+
+_COMMENT_NODES = {"comment", "line_comment", "block_comment", "doc_comment"}
+_STRING_NODES = {
+    "string",
+    "string_literal",
+    "raw_string_literal",
+    "template_string",
+    "string_content",
+}
+_IMPORT_NODES = {
+    "import_statement",
+    "import_from_statement",
+    "import_declaration",
+    "preproc_include",
+    "use_declaration",
+    "package_clause",
+    "future_import_statement",
+}
+
+
+def rule_kind(line: str) -> str:
+    """Kind of a line by line rules alone (any language)."""
+    s = line.strip()
+    if not s:
+        return "blank"
+    if _COMMENT_RE.match(line):
+        return "comment"
+    if _IMPORT_RE.match(line):
+        return "import"
+    if _BRACE_RE.match(line):
+        return "brace"
+    if _HEADER_RE.match(line):
+        return "header"
+    if _CONTROL_RE.match(line):
+        return "control"
+    if _JUMP_RE.match(line):
+        return "jump"
+    if _STRING_ONLY_RE.match(line) and s[-1:] in "\"'`,":
+        return "string"
+    return "code"
+
+
+@dataclass
+class Syntax:
+    """Per-line facts from tree-sitter (all False where no grammar is available)."""
+
+    comment: list[bool]
+    string: list[bool]
+    imports: list[bool]
+    error: list[bool]
+    parsed: bool
+
+
+def syntax_facts(text: str, lines: Sequence[str], language_id: str) -> Syntax:
+    """Which lines are whole comments, inside multi-line strings, imports, or hold a parse error."""
+    n = len(lines)
+    comment, string, imports, error = [False] * n, [False] * n, [False] * n, [False] * n
+    try:
+        from tactful import syntax
+
+        tree = syntax.parse(text, language_id)
+    except Exception:
+        tree = None
+    if tree is None:
+        return Syntax(comment, string, imports, error, False)
+    stack = [tree.root_node]
+    visited = 0
+    while stack and visited < 200_000:
+        node = stack.pop()
+        visited += 1
+        t = node.type
+        r0, r1 = node.start_point[0], node.end_point[0]
+        if node.is_error or node.is_missing:
+            for r in range(r0, min(r1, r0 + 2) + 1):
+                if r < n:
+                    error[r] = True
+        if t in _COMMENT_NODES:
+            for r in range(r0, min(r1, n - 1) + 1):
+                # A whole-line comment: nothing but the comment on the line.
+                if r != r0 or not lines[r][: node.start_point[1]].strip():
+                    comment[r] = True
+            continue
+        if t in _STRING_NODES and (
+            r1 > r0 or (r0 < n and lines[r0].strip().startswith(('"', "'")))
+        ):
+            first = r0 if r0 < n and not lines[r0][: node.start_point[1]].strip() else r0 + 1
+            for r in range(first, min(r1, n - 1) + 1):
+                string[r] = True
+            continue
+        if t in _IMPORT_NODES and r0 < n:
+            imports[r0] = True
+        if node.has_error or t in _IMPORT_NODES or node.child_count:
+            stack.extend(node.children)
+    return Syntax(comment, string, imports, error, True)
+
+
+def line_kinds(lines: Sequence[str], facts: Syntax) -> list[str]:
+    """One kind per line, tree-sitter facts first, then line rules."""
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            out.append("blank")
+        elif facts.string[i]:
+            out.append("string")
+        elif facts.comment[i]:
+            out.append("comment")
+        elif facts.imports[i]:
+            out.append("import")
+        else:
+            k = rule_kind(line)
+            # Rules see '#' as a comment in any language; trust the parser where there is one.
+            if (
+                k == "comment"
+                and facts.parsed
+                and not line.lstrip().startswith(("//", "/*", "*", "#"))
+            ):
+                k = "code"
+            out.append(k)
+    return out
+
+
+def comment_distance(kinds: Sequence[str], lines: Sequence[str], cap: int = 20) -> list[int]:
+    """Lines to the nearest comment (a comment line, or a line with a trailing ``#``/``//``)."""
+    n = len(kinds)
+    has = [
+        k == "comment" or (" # " in ln or " // " in ln) for k, ln in zip(kinds, lines, strict=True)
+    ]
+    dist = [cap] * n
+    last = -(10**9)
+    for i in range(n):
+        if has[i]:
+            last = i
+        dist[i] = min(cap, i - last)
+    last = 10**9
+    for i in range(n - 1, -1, -1):
+        if has[i]:
+            last = i
+        dist[i] = min(dist[i], cap, last - i)
+    return dist
+
+
+# --- edit distances ----------------------------------------------------------------------------
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def code_tokens(s: str) -> list[str]:
+    """Identifiers, numbers and single punctuation characters."""
+    return _TOKEN_RE.findall(s)
+
+
+def levenshtein(a: Sequence[object], b: Sequence[object], cap: int = 400) -> int:
+    """Edit distance of two sequences (each cut to ``cap`` items to bound the cost)."""
+    a, b = a[:cap], b[:cap]
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def norm_edit(a: Sequence[object], b: Sequence[object]) -> float:
+    """Edit distance divided by the longer length (0 = same, 1 = nothing in common)."""
+    m = max(len(a), len(b))
+    return levenshtein(a, b) / m if m else 0.0
+
+
+def ws_normal(s: str) -> str:
+    """The line with all whitespace removed (``a = b`` equals ``a=b``)."""
+    return "".join(s.split())
+
+
+# --- feature vectors ---------------------------------------------------------------------------
+CHEAP_FEATURES = (
+    "n_tok",
+    "lp_min",
+    "lp_mean",
+    "lp_sum",
+    "ent_mean",
+    "ent_max",
+    "surp_mean",
+    "surp_max",
+    "lp_min_rank",
+    "lp_mean_z",
+    "prev_lp_mean",
+    "next_lp_mean",
+    "next_lp_min",
+    "kind",
+    "comment_dist",
+    "indent",
+    "length",
+    "rel_pos",
+    "has_num",
+    "has_cmp",
+    "parse_error",
+    "log_lines",
+)
+REGEN_FEATURES = (
+    "regen",
+    "ed_char",
+    "ed_tok",
+    "exact_ws",
+    "gen_lp_sum",
+    "gen_lp_mean",
+    "gen_minus_orig",
+    "gen_len_ratio",
+    "gen_empty",
+    "gen_n_tok",
+    "gen_first_lp",
+)
+ALL_FEATURES = CHEAP_FEATURES + REGEN_FEATURES
+NAN = float("nan")
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else NAN
+
+
+def cheap_features(
+    lines: Sequence[str],
+    kinds: Sequence[str],
+    facts: Syntax,
+    line_lp: Sequence[Sequence[float]],
+    line_ent: Sequence[Sequence[float]],
+) -> list[list[float]]:
+    """One row of ``CHEAP_FEATURES`` per line from the teacher-forced pass."""
+    n = len(lines)
+    cdist = comment_distance(kinds, lines)
+    means = [_mean(lp) for lp in line_lp]
+    mins = [min(lp) if lp else NAN for lp in line_lp]
+    finite_mins = sorted(
+        m for m, k in zip(mins, kinds, strict=True) if not math.isnan(m) and k != "blank"
+    )
+    fm = [m for m, k in zip(means, kinds, strict=True) if not math.isnan(m) and k != "blank"]
+    mu = _mean(fm) if fm else 0.0
+    sd = math.sqrt(_mean([(x - mu) ** 2 for x in fm])) if len(fm) > 1 else 1.0
+    sd = sd or 1.0
+    import bisect
+
+    rows = []
+    for i in range(n):
+        lp, ent, line = line_lp[i], line_ent[i], lines[i]
+        surp = [-a - h for a, h in zip(lp, ent, strict=False)]
+        rank = (
+            bisect.bisect_left(finite_mins, mins[i]) / max(1, len(finite_mins))
+            if not math.isnan(mins[i])
+            else NAN
+        )
+        stripped = line.strip()
+        rows.append(
+            [
+                float(len(lp)),
+                mins[i],
+                means[i],
+                float(sum(lp)) if lp else NAN,
+                _mean(ent),
+                max(ent) if ent else NAN,
+                _mean(surp),
+                max(surp) if surp else NAN,
+                rank,
+                (means[i] - mu) / sd if not math.isnan(means[i]) else NAN,
+                means[i - 1] if i > 0 else NAN,
+                means[i + 1] if i + 1 < n else NAN,
+                mins[i + 1] if i + 1 < n else NAN,
+                float(KIND_INDEX[kinds[i]]),
+                float(cdist[i]),
+                float(len(line) - len(line.lstrip())),
+                float(len(stripped)),
+                i / max(1, n - 1),
+                float(any(c.isdigit() for c in stripped)),
+                float(any(op in stripped for op in ("==", "!=", "<", ">", "<=", ">="))),
+                float(facts.error[i]),
+                math.log(n + 1),
+            ]
+        )
+    return rows
+
+
+def regen_features(
+    original: str, generated: str, orig_lp: Sequence[float], gen_lp: Sequence[float]
+) -> list[float]:
+    """``REGEN_FEATURES`` comparing the written line with the model's regeneration."""
+    o, g = original.strip(), generated.strip()
+    ot, gt = code_tokens(o), code_tokens(g)
+    return [
+        1.0,
+        norm_edit(o, g),
+        norm_edit(ot, gt),
+        float(ws_normal(o) == ws_normal(g)),
+        float(sum(gen_lp)) if gen_lp else 0.0,
+        _mean(gen_lp) if gen_lp else NAN,
+        (float(sum(gen_lp)) - float(sum(orig_lp))) if orig_lp else NAN,
+        len(g) / max(1, len(o)),
+        float(not g),
+        float(len(gen_lp)),
+        gen_lp[0] if gen_lp else NAN,
+    ]
+
+
+def missing_regen() -> list[float]:
+    """The regeneration features of a line that was not regenerated."""
+    return [0.0] + [NAN] * (len(REGEN_FEATURES) - 1)

@@ -1,0 +1,224 @@
+"""Line flags end to end: the real server over stdio with the real embedded model.
+
+A client that can pull diagnostics gets them only by pulling (nothing is pushed); a client that
+cannot gets them pushed. The quick fix replaces the flagged line with the model's alternative,
+``tactful.flagDocument`` returns the flags, no line is flagged twice, and bad documents are
+skipped with a reason while the server keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+from tests.lsp.helpers import (
+    capabilities,
+    change_doc,
+    open_doc,
+    server_config,
+    track_status,
+    wait_ready,
+)
+
+from tactful import protocol
+
+pytestmark = pytest.mark.model
+
+# Injected bug on line 10 (1-based): the parity test compares with 1.
+BUGGY = '''def mean(xs):
+    """Average of a list."""
+    total = 0
+    for x in xs:
+        total += x
+    return total / len(xs)
+
+
+def is_even(n):
+    return n % 2 == 1
+
+
+def clamp(v, lo, hi):
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+def factorial(n):
+    if n <= 1:
+        return 1
+    return n * factorial(n - 1)
+'''
+SETTINGS = {"flags": {"budget": 0.15, "idleMs": 200}, "completion": {"debounceMs": 0}}
+
+
+async def _session(client: LanguageClient, pull: bool) -> None:
+    client.statuses = track_status(client)  # type: ignore[attr-defined]
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=capabilities(pull_diagnostics=pull), initialization_options=SETTINGS
+        )
+    )
+    st = await wait_ready(client, client.statuses)  # type: ignore[attr-defined]
+    assert st["state"] == "ready", st
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module")
+async def pull_client(lsp_client: LanguageClient):
+    await _session(lsp_client, pull=True)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module")
+async def push_client(lsp_client: LanguageClient):
+    await _session(lsp_client, pull=False)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _flag(client: LanguageClient, uri: str) -> dict[str, Any]:
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[uri])
+    )
+    return dict(res) if not isinstance(res, dict) else res
+
+
+async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:
+    report = await client.text_document_diagnostic_async(
+        types.DocumentDiagnosticParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            identifier=protocol.DIAGNOSTIC_IDENTIFIER,
+        )
+    )
+    return list(report.items)
+
+
+def _apply(text: str, edit: types.TextEdit) -> str:
+    lines = text.split("\n")
+    r = edit.range
+    assert r.start.line == r.end.line
+    line = lines[r.start.line]
+    lines[r.start.line] = line[: r.start.character] + edit.new_text + line[r.end.character :]
+    return "\n".join(lines)
+
+
+async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-flags/pull.py"
+    open_doc(pull_client, uri, BUGGY)
+    res = await _flag(pull_client, uri)
+    assert res["ok"] is True, res
+    assert res["skipped"] is None
+    assert res["considered"] > 10
+    flags = res["flags"]
+    n_lines = BUGGY.count("\n")
+    assert 1 <= len(flags) <= int(0.15 * n_lines)
+    scores = [f["score"] for f in flags]
+    assert scores == sorted(scores, reverse=True)
+
+    diags = await _pull(pull_client, uri)
+    assert len(diags) == len(flags)
+    lines = [d.range.start.line for d in diags]
+    assert len(set(lines)) == len(lines), "a line is flagged twice"
+    assert sorted(line + 1 for line in lines) == sorted(f["line"] for f in flags)
+    for d in diags:
+        assert d.source == "tactful" and d.code == "line-anomaly"
+        assert d.severity == types.DiagnosticSeverity.Information
+        assert isinstance(d.data["score"], float) and d.data["suggestion"]
+        assert d.data["suggestion"] in d.message
+    # Pull clients never get the same flags pushed as well.
+    await asyncio.sleep(0.5)
+    assert uri not in pull_client.diagnostics
+
+    d = diags[0]
+    actions = await pull_client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=d.range,
+            context=types.CodeActionContext(diagnostics=[d]),
+        )
+    )
+    assert actions and len(actions) == 1
+    action = actions[0]
+    assert action.title == protocol.CODE_ACTION_TITLE
+    edits = action.edit.changes[uri]
+    fixed = _apply(BUGGY, edits[0])
+    line = d.range.start.line
+    assert fixed.split("\n")[line].strip() == d.data["suggestion"]
+    assert fixed.split("\n")[line] != BUGGY.split("\n")[line]
+    # Everything else is untouched.
+    assert [x for i, x in enumerate(fixed.split("\n")) if i != line] == [
+        x for i, x in enumerate(BUGGY.split("\n")) if i != line
+    ]
+
+
+async def test_flags_follow_edits(pull_client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-flags/edit.py"
+    open_doc(pull_client, uri, BUGGY)
+    first = await _flag(pull_client, uri)
+    assert first["ok"], first
+    # Two lines inserted at the top: flags computed before move down with their lines.
+    change_doc(pull_client, uri, 2, "import math\n\n", (0, 0), (0, 0))
+    await asyncio.sleep(0.05)
+    moved = await _pull(pull_client, uri)
+    new_lines = ("import math\n\n" + BUGGY).split("\n")
+    for d in moved:
+        flagged = next(f for f in first["flags"] if f["line"] + 2 == d.range.start.line + 1)
+        assert new_lines[d.range.start.line] == flagged["text"]
+    second = await _flag(pull_client, uri)
+    assert second["ok"] and second["lines"] == BUGGY.count("\n") + 2
+
+
+async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClient) -> None:
+    binary = "file:///tmp/tactful-flags/blob.py"
+    open_doc(pull_client, binary, "x = 1\n\x00\x01\x02\x03 garbage\n")
+    res = await _flag(pull_client, binary)
+    assert res["ok"] and res["flags"] == [] and "binary" in res["skipped"]
+
+    huge = "file:///tmp/tactful-flags/huge.py"
+    open_doc(pull_client, huge, "x = 1\n" * 50_000)
+    res = await _flag(pull_client, huge)
+    assert res["ok"] and res["flags"] == [] and "maxLines" in res["skipped"]
+
+    minified = "file:///tmp/tactful-flags/min.js"
+    open_doc(pull_client, minified, "var a=1;" * 5000, language_id="javascript")
+    res = await _flag(pull_client, minified)
+    assert res["ok"] and res["flags"] == [] and "minified" in res["skipped"]
+
+    bad = await pull_client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[42])
+    )
+    assert bad["ok"] is False and "expected" in bad["error"]
+    status = await pull_client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
+    )
+    assert status["state"] == "ready"
+
+
+async def test_push_when_the_client_cannot_pull(push_client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-flags/push.py"
+    open_doc(push_client, uri, BUGGY)
+    # Flagged on open, without asking.
+    for _ in range(1200):
+        if push_client.diagnostics.get(uri):
+            break
+        await asyncio.sleep(0.25)
+    diags = list(push_client.diagnostics.get(uri, []))
+    assert diags, "no diagnostics pushed"
+    lines = [d.range.start.line for d in diags]
+    assert len(set(lines)) == len(lines)
+    assert all(d.source == "tactful" and d.code == "line-anomaly" for d in diags)
+    # Closing the document clears its flags.
+    push_client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    for _ in range(200):
+        if not push_client.diagnostics.get(uri):
+            break
+        await asyncio.sleep(0.05)
+    assert not push_client.diagnostics.get(uri)
