@@ -5,6 +5,7 @@ one decoding step. torch and transformers are imported lazily, inside ``load``."
 from __future__ import annotations
 
 import bisect
+import copy
 import logging
 import math
 import os
@@ -238,6 +239,9 @@ class TransformersBackend:
 
             slot.cache = DynamicCache(config=self.model.config)
             slot.ids = []
+        if req.keep_slot and slot.ids:
+            # Work on a copy: the slot keeps the scored text for the next line's regeneration.
+            slot = _Slot(ids=list(slot.ids), cache=copy.deepcopy(slot.cache))
         cache = slot.cache
         keep = min(_common_prefix(slot.ids, ids), len(ids) - 1)
         self._crop(cache, keep)
@@ -408,3 +412,55 @@ class TransformersBackend:
             logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)  # predicts cont tokens
             total = sum(float(logp[i, t]) for i, t in enumerate(cont))
             return total if math.isfinite(total) else -1e9
+
+    def score_into_slot(self, text: str, cache_key: str, cancel: threading.Event | None = None) -> LineScores:
+        with self._lock, self._torch.inference_mode():
+            return self._score_into_slot(text, cache_key, cancel or threading.Event())
+
+    def _score_into_slot(self, text: str, cache_key: str, cancel: threading.Event) -> LineScores:
+        from transformers import DynamicCache
+
+        torch = self._torch
+        line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+        lp: list[list[float]] = [[] for _ in line_starts]
+        ent: list[list[float]] = [[] for _ in line_starts]
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids: list[int] = list(enc["input_ids"])
+        offsets = enc["offset_mapping"]
+        self._slots.pop(cache_key, None)
+        if not ids:
+            return LineScores(lp, ent, 0)
+        cache = DynamicCache(config=self.model.config)
+        slot = _Slot(ids=[], cache=cache)
+        pos = 0
+        try:
+            while pos < len(ids):
+                if cancel.is_set():
+                    raise InterruptedError("scoring cancelled")
+                chunk = ids[pos : pos + PREFILL_CHUNK]
+                out = self.model(input_ids=torch.tensor([chunk], device=self.device), cache=cache, use_cache=True)
+                logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+                entropy = -(logp.exp() * logp).sum(-1)
+                targets = torch.tensor(ids[pos + 1 : pos + len(chunk) + 1], device=self.device)
+                n = len(targets)
+                tok_lp = logp[torch.arange(n), targets].tolist() if n else []
+                tok_ent = entropy[:n].tolist()
+                for j in range(n):
+                    t = pos + j + 1
+                    start, end = offsets[t]
+                    piece = text[start:end]
+                    anchor = start + (len(piece) - len(piece.lstrip("\n")) if piece.strip() else 0)
+                    line = bisect.bisect_right(line_starts, min(anchor, len(text) - 1)) - 1
+                    lp[line].append(tok_lp[j])
+                    ent[line].append(tok_ent[j])
+                pos += len(chunk)
+                slot.ids = ids[:pos]
+                self.stats["prefilled"] += len(chunk)
+        except (RuntimeError, MemoryError) as exc:
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                raise ModelError("The model ran out of memory while scoring; the text is too long") from exc
+            raise
+        self._slots[cache_key] = slot
+        while len(self._slots) > MAX_SLOTS:
+            self._slots.popitem(last=False)
+        return LineScores(lp, ent, len(ids))
