@@ -116,10 +116,22 @@ def _env_with_node() -> dict[str, str]:
     return {**os.environ, "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def _run(cmd: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env or _env_with_node(), capture_output=True, text=True, timeout=timeout, check=False)
+def _run(
+    cmd: list[str], *, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None
+) -> str:
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env or _env_with_node(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{out[-6000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{out[-6000:]}"
+    )
     return out
 
 
@@ -151,9 +163,16 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
     """code-server with the packaged extension, a workspace and a private data dir."""
     _run(["bash", str(INSTALL)], timeout=1800)
     vsix = tmp_path / "tactful.vsix"
-    _run([str(EXT / "node_modules" / ".bin" / "vsce"), "package", "--out", str(vsix)], cwd=EXT, timeout=300)
+    _run(
+        [str(EXT / "node_modules" / ".bin" / "vsce"), "package", "--out", str(vsix)],
+        cwd=EXT,
+        timeout=300,
+    )
     exts = tmp_path / "extensions"
-    _run([str(CODE_SERVER), "--install-extension", str(vsix), "--extensions-dir", str(exts)], timeout=300)
+    _run(
+        [str(CODE_SERVER), "--install-extension", str(vsix), "--extensions-dir", str(exts)],
+        timeout=300,
+    )
 
     ws = tmp_path / "workspace"
     ws.mkdir()
@@ -164,15 +183,24 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
     (udd / "User" / "settings.json").write_text(json.dumps(SETTINGS, indent=1))
     data = tmp_path / "data"
     port = _free_port()
-    env = {**_env_with_node(), "TACTFUL_DATA_DIR": str(data), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"), "XDG_DATA_HOME": str(tmp_path / "xdg-data")}
+    env = {
+        **_env_with_node(),
+        "TACTFUL_DATA_DIR": str(data),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+        "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
+    }
     log = (tmp_path / "code-server.log").open("w")
     proc = subprocess.Popen(
         [
             str(CODE_SERVER),
-            "--bind-addr", f"127.0.0.1:{port}",
-            "--auth", "none",
-            "--user-data-dir", str(udd),
-            "--extensions-dir", str(exts),
+            "--bind-addr",
+            f"127.0.0.1:{port}",
+            "--auth",
+            "none",
+            "--user-data-dir",
+            str(udd),
+            "--extensions-dir",
+            str(exts),
             "--disable-telemetry",
             "--disable-update-check",
             "--disable-workspace-trust",
@@ -191,10 +219,18 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                     break
             except OSError:
-                assert proc.poll() is None, f"code-server exited: {(tmp_path / 'code-server.log').read_text()[-3000:]}"
+                assert proc.poll() is None, (
+                    f"code-server exited: {(tmp_path / 'code-server.log').read_text()[-3000:]}"
+                )
                 assert time.monotonic() < deadline, "code-server did not answer /healthz in 90 s"
                 time.sleep(0.3)
-        yield {"url": f"http://127.0.0.1:{port}/?folder={ws}", "workspace": ws, "data": data, "user_data": udd, "log": tmp_path / "code-server.log"}
+        yield {
+            "url": f"http://127.0.0.1:{port}/?folder={ws}",
+            "workspace": ws,
+            "data": data,
+            "user_data": udd,
+            "log": tmp_path / "code-server.log",
+        }
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -212,10 +248,15 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
 def _events(db: Path) -> list[dict[str, Any]]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT id, kind, suggestion_id, data FROM events ORDER BY id").fetchall()
+        rows = con.execute(
+            "SELECT id, kind, suggestion_id, data FROM events ORDER BY id"
+        ).fetchall()
     finally:
         con.close()
-    return [{"id": r[0], "kind": r[1], "suggestion_id": r[2], "data": json.loads(r[3] or "{}")} for r in rows]
+    return [
+        {"id": r[0], "kind": r[1], "suggestion_id": r[2], "data": json.loads(r[3] or "{}")}
+        for r in rows
+    ]
 
 
 @pytest.mark.editor
@@ -234,7 +275,13 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         "CHROMIUM": CHROMIUM,
     }
     proc = subprocess.run(
-        ["node", str(EXT / "e2e" / "scenario.js")], cwd=EXT, env=env, capture_output=True, text=True, timeout=900, check=False
+        ["node", str(EXT / "e2e" / "scenario.js")],
+        cwd=EXT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     (ARTIFACTS / "scenario.log").write_text(proc.stdout + proc.stderr)
     logs = code_server["user_data"] / "logs"
@@ -242,7 +289,9 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         shutil.copytree(logs, ARTIFACTS / "vscode-logs", dirs_exist_ok=True)
     shutil.copy(code_server["log"], ARTIFACTS / "code-server.log")
     results_file = ARTIFACTS / "results.json"
-    assert results_file.exists(), f"the scenario wrote no results (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert results_file.exists(), (
+        f"the scenario wrote no results (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     results = {r["name"]: r for r in json.loads(results_file.read_text())["results"]}
     failed = {name: r["detail"] for name, r in results.items() if not r["ok"]}
 
@@ -250,8 +299,11 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     db = code_server["data"] / "feedback.sqlite3"
     events = _events(db) if db.exists() else []
     kinds = [e["kind"] for e in events]
+    (ARTIFACTS / "events.json").write_text(json.dumps(events, indent=1))
 
-    assert not failed, f"scenario checks failed: {json.dumps(failed, indent=1)}\nserver events: {kinds}\n{proc.stdout[-3000:]}"
+    assert not failed, (
+        f"scenario checks failed: {json.dumps(failed, indent=1)}\nserver events: {kinds}\n{proc.stdout[-3000:]}"
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # The accepted ghost text is in the saved file.
@@ -266,7 +318,6 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     assert (ws / "flagged.py").read_text().split("\n")[fix["flaggedLine"] - 1] == fix["newLine"]
 
     assert db.exists(), f"no feedback log at {db}: the server recorded nothing"
-    (ARTIFACTS / "events.json").write_text(json.dumps(events, indent=1))
     by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_id.setdefault(e["suggestion_id"], []).append(e)
@@ -276,9 +327,19 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     assert full, f"no full accept (Tab) in the log: {[e['data'] for e in accepted]}"
     assert not full[0]["data"].get("unknown"), full[0]
     assert any(x["kind"] == "shown" for x in by_id[full[0]["suggestion_id"]]), kinds
+    # ... and the extension reported it displayed (textDocument/didShowCompletion).
+    client_shown = {
+        e["suggestion_id"]
+        for e in events
+        if e["kind"] == "shown" and e["data"].get("client_reported")
+    }
+    assert full[0]["suggestion_id"] in client_shown, [e for e in events if e["kind"] == "shown"]
     # Ctrl+Right sent textDocument/didPartiallyAcceptCompletion with the accepted word's length.
     word = results["partial-accept-inserted-a-word"]["detail"]["acceptedPart"]
-    partial = [e for e in accepted if not e["data"].get("full") and e["data"].get("via") == "notification"]
+    partial = [
+        e for e in accepted if not e["data"].get("full") and e["data"].get("via") == "notification"
+    ]
     assert partial, f"no partial accept (Ctrl+Right) in the log: {[e['data'] for e in accepted]}"
     assert partial[0]["data"]["accepted_length"] == len(word), (partial[0], word)
     assert partial[0]["suggestion_id"] != full[0]["suggestion_id"]
+    assert partial[0]["suggestion_id"] in client_shown

@@ -36,7 +36,9 @@ def _py_constants() -> dict[str, str]:
 
 
 def _properties() -> dict[str, Any]:
-    return json.loads(PACKAGE_JSON.read_text(encoding="utf-8"))["contributes"]["configuration"]["properties"]
+    return json.loads(PACKAGE_JSON.read_text(encoding="utf-8"))["contributes"]["configuration"][
+        "properties"
+    ]
 
 
 def test_python_protocol_has_constants() -> None:
@@ -48,7 +50,9 @@ def test_python_protocol_has_constants() -> None:
 def test_constant_mirrored(name: str) -> None:
     ts = _ts_constants()
     assert name in ts, f"{name} of protocol.py is missing from {PROTOCOL_TS}"
-    assert ts[name] == getattr(protocol, name), f"{name}: protocol.ts has {ts[name]!r}, protocol.py {getattr(protocol, name)!r}"
+    assert ts[name] == getattr(protocol, name), (
+        f"{name}: protocol.ts has {ts[name]!r}, protocol.py {getattr(protocol, name)!r}"
+    )
 
 
 def test_all_commands_listed_in_ts() -> None:
@@ -63,13 +67,19 @@ def test_all_commands_listed_in_ts() -> None:
 def test_setting_contributed(name: str) -> None:
     props = _properties()
     key = f"tactful.{name}"
-    assert key in props, f"{key} is not contributed in {PACKAGE_JSON}: run vscode-client/tools/sync_settings.py"
+    assert key in props, (
+        f"{key} is not contributed in {PACKAGE_JSON}: run vscode-client/tools/sync_settings.py"
+    )
     entry = props[key]
     default: Any = to_wire(Settings())
     for part in name.split("."):
         default = default[part]
-    assert entry.get("default") == default, f"{key}: package.json default {entry.get('default')!r} != server default {default!r}"
-    assert (entry.get("markdownDescription") or entry.get("description") or "").strip(), f"{key} has no description"
+    assert entry.get("default") == default, (
+        f"{key}: package.json default {entry.get('default')!r} != server default {default!r}"
+    )
+    assert (entry.get("markdownDescription") or entry.get("description") or "").strip(), (
+        f"{key} has no description"
+    )
 
 
 def test_no_stale_server_settings() -> None:
@@ -77,7 +87,9 @@ def test_no_stale_server_settings() -> None:
     names = set(setting_names())
     for key in _properties():
         short = key.removeprefix("tactful.")
-        assert short in names or short.startswith(("server.", "trace.")), f"{key} is not a server setting any more"
+        assert short in names or short.startswith(("server.", "trace.")), (
+            f"{key} is not a server setting any more"
+        )
 
 
 def test_package_json_in_sync_with_config() -> None:

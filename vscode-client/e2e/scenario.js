@@ -21,7 +21,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GHOST_FILE = process.env.GHOST_FILE || 'ghost.py';
 const FLAG_FILE = process.env.FLAG_FILE || 'flagged.py';
 const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
-const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 60000);
+const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 120000);
 const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 120000);
 if (!URL || !WORKSPACE || !OUT) {
   console.error('scenario.js: CS_URL, WORKSPACE and OUT must be set');
@@ -101,25 +101,48 @@ async function statusText(page) {
   return norm(await item.first().innerText());
 }
 
-/** The ghost text on screen (inline part and extra lines), '' when there is none. */
+/**
+ * The ghost text on screen, '' when there is none: the inline part on the cursor's line
+ * (spans with class ghost-text-decoration inside a view line) and the extra lines VS Code
+ * shows below it (spans of class ghost-text, one parent per line), joined by newlines.
+ */
 async function ghostText(page) {
   return norm(
     await page.evaluate(() => {
-      const parts = [];
-      for (const el of document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')) {
-        parts.push(el.textContent || '');
+      const editor = document.querySelector('.monaco-editor.focused') || document.querySelector('.monaco-editor');
+      if (!editor) return '';
+      const inline = [];
+      for (const line of editor.querySelectorAll('.view-lines .view-line')) {
+        const parts = [...line.querySelectorAll('.ghost-text-decoration, .ghost-text-decoration-preview')].map((e) => e.textContent || '');
+        if (parts.length) inline.push(parts.join(''));
       }
-      return parts.join('\n');
+      // Extra lines: spans of class ghost-text, one parent element per line.
+      const lines = new Map();
+      for (const span of editor.querySelectorAll('span.ghost-text')) {
+        const parent = span.parentElement;
+        if (!lines.has(parent)) lines.set(parent, []);
+        lines.get(parent).push(span.textContent || '');
+      }
+      const extra = [...lines.values()].map((parts) => parts.join(''));
+      return [...inline, ...extra].join('\n');
     }),
   );
 }
 
+async function dumpGhostDom(page, name) {
+  const html = await page.evaluate(() =>
+    [...document.querySelectorAll('.monaco-editor [class*="ghost-text"]')].map((e) => `${e.className}: ${e.outerHTML.slice(0, 400)}`).join('\n'),
+  );
+  fs.writeFileSync(path.join(OUT, `${name}.dom.txt`), html);
+}
+
 async function waitForGhost(page, timeout) {
-  let g = await poll(async () => (await ghostText(page)).trim(), timeout / 2);
+  // The automatic request is already on its way (the model may take a while on a busy CPU);
+  // only late, ask explicitly as a user would with Alt+\ (that cancels the pending request).
+  let g = await poll(async () => (await ghostText(page)).trim(), timeout * 0.75);
   if (!g) {
-    // No automatic suggestion (yet): ask explicitly, as a user would with Alt+\.
     await page.keyboard.press('Alt+Backslash');
-    g = await poll(async () => (await ghostText(page)).trim(), timeout / 2);
+    g = await poll(async () => (await ghostText(page)).trim(), timeout * 0.25);
   }
   return g || '';
 }
@@ -159,7 +182,7 @@ async function scenario(page) {
   check('workbench-loaded', true);
 
   // 1. The extension starts the server; the status bar shows the model once it is ready.
-  const firstStatus = await poll(statusText, 60000);
+  const firstStatus = await poll(() => statusText(page), 60000);
   check('status-bar-item', firstStatus.includes('tactful'), firstStatus);
   const ready = await poll(async () => {
     const s = await statusText(page);
@@ -179,6 +202,7 @@ async function scenario(page) {
   const ghost = await waitForGhost(page, GHOST_TIMEOUT);
   check('ghost-text-visible', ghost.length > 0, ghost);
   await screenshot(page, 'ghost-text');
+  await dumpGhostDom(page, 'ghost-text');
   await page.keyboard.press('Tab');
   await sleep(700);
   await page.keyboard.press('Control+S');
@@ -206,7 +230,7 @@ async function scenario(page) {
   await page.keyboard.type('def ', { delay: 40 });
   const ghost2 = await waitForGhost(page, GHOST_TIMEOUT);
   check('second-ghost-text-visible', ghost2.length > 0, ghost2);
-  await page.keyboard.press('Control+Right');
+  await page.keyboard.press('Control+ArrowRight');
   await sleep(600);
   await screenshot(page, 'partial-accept');
   await page.keyboard.press('Escape');
@@ -220,6 +244,7 @@ async function scenario(page) {
   check('partial-accept-inserted-a-word', acceptedPart.length > 0 && ghost2.trim().startsWith(acceptedPart), {
     lastLine,
     ghost2,
+    acceptedPart,
   });
 
   // 4. Commands: the feedback log location, toggling completions off and on.

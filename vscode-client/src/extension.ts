@@ -40,6 +40,7 @@ class TactfulExtension implements vscode.Disposable {
   private readonly settingKeys: string[];
   private readonly disposables: vscode.Disposable[] = [];
   private startGeneration = 0;
+  private statusRefresh: NodeJS.Timeout | undefined;
 
   constructor(context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel('tactful', { log: true });
@@ -187,11 +188,12 @@ class TactfulExtension implements vscode.Disposable {
         return result;
       },
       executeCommand: async (command, args, next) => {
-        if (command === P.CMD_ACCEPT) {
-          const editor = vscode.window.activeTextEditor;
-          this.tracker.clear(editor?.document.uri.toString());
-        }
-        return next(command, args);
+        if (command !== P.CMD_ACCEPT) return next(command, args);
+        const editor = vscode.window.activeTextEditor;
+        this.tracker.clear(editor?.document.uri.toString());
+        const result = await next(command, args);
+        this.refreshStatusSoon();
+        return result;
       },
       workspace: {
         configuration: async (params, token, next) => {
@@ -235,6 +237,22 @@ class TactfulExtension implements vscode.Disposable {
     this.notify(P.DID_SHOW_COMPLETION, { item: t.item });
   }
 
+  /** Ask for the status (session counters) shortly after an accept, coalescing bursts. */
+  private refreshStatusSoon(): void {
+    if (this.statusRefresh) return;
+    this.statusRefresh = setTimeout(() => {
+      this.statusRefresh = undefined;
+      this.execute<P.Status>(P.CMD_STATUS, [])
+        .then((s) => {
+          if (s) {
+            this.status = s;
+            this.render();
+          }
+        })
+        .catch((err: unknown) => this.output.appendLine(`[tactful] ${P.CMD_STATUS}: ${errorText(err)}`));
+    }, 300);
+  }
+
   private notify(method: string, params: unknown): void {
     const client = this.client;
     if (!client || client.state !== State.Running) return;
@@ -267,7 +285,10 @@ class TactfulExtension implements vscode.Disposable {
     // Let the edit and the cursor move reach the extension host before measuring.
     await new Promise((r) => setTimeout(r, 0));
     const done = this.tracker.partiallyAccepted(editor.document.uri.toString(), editor.document.offsetAt(editor.selection.active));
-    if (done) this.notify(P.DID_PARTIALLY_ACCEPT_COMPLETION, { item: done.item, acceptedLength: done.acceptedLength });
+    if (done) {
+      this.notify(P.DID_PARTIALLY_ACCEPT_COMPLETION, { item: done.item, acceptedLength: done.acceptedLength });
+      this.refreshStatusSoon();
+    }
   }
 
   async dismissInline(): Promise<void> {

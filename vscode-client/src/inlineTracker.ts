@@ -41,7 +41,10 @@ export class InlineTracker {
     const suggestionId = suggestionIdOf(item);
     const cur = this.current;
     if (cur && cur.uri === uri && suggestionId !== undefined && cur.suggestionId === suggestionId) {
-      // The same suggestion again (type-along): keep what was accepted of it so far.
+      // The same suggestion again. At the same place: keep what was accepted of it so far.
+      // Moved on (type-along after typing or a partial accept: the server sends what is left,
+      // from the cursor): accepted lengths now count from the new start.
+      if (cur.startOffset !== startOffset) cur.acceptedLength = 0;
       cur.item = item;
       cur.startOffset = startOffset;
       return cur;

@@ -13,6 +13,7 @@ Client-only settings (``tactful.server.*``, ``tactful.trace.server``) are kept a
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -76,11 +77,13 @@ def server_settings() -> dict[str, dict[str, Any]]:
     consts: dict[str, Any] = {}
     classes: dict[str, ast.ClassDef] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            with contextlib.suppress(ValueError):
                 consts[node.targets[0].id] = _literal(node.value)
-            except ValueError:
-                pass
         elif isinstance(node, ast.ClassDef):
             classes[node.name] = node
 
@@ -104,7 +107,11 @@ def server_settings() -> dict[str, dict[str, Any]]:
             doc = ""
             if i + 1 < len(body):
                 nxt = body[i + 1]
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                if (
+                    isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
                     doc = " ".join(nxt.value.value.split())
             default: Any = wire_defaults
             for part in key.split("."):
@@ -127,7 +134,11 @@ def server_settings() -> dict[str, dict[str, Any]]:
 def updated_package(pkg: dict[str, Any]) -> dict[str, Any]:
     """``pkg`` with its server settings regenerated (client-only ones kept, in front)."""
     props = pkg["contributes"]["configuration"]["properties"]
-    client = {k: v for k, v in props.items() if k.removeprefix("tactful.").startswith(CLIENT_ONLY_PREFIXES)}
+    client = {
+        k: v
+        for k, v in props.items()
+        if k.removeprefix("tactful.").startswith(CLIENT_ONLY_PREFIXES)
+    }
     server = {f"tactful.{k}": v for k, v in server_settings().items()}
     pkg["contributes"]["configuration"]["properties"] = {**client, **server}
     return pkg
@@ -139,7 +150,10 @@ def main(argv: list[str]) -> int:
     new = json.dumps(updated_package(json.loads(text)), indent=2, ensure_ascii=False) + "\n"
     if "--check" in argv:
         if new != text:
-            print(f"{PACKAGE_JSON} is out of date: run {Path(__file__).relative_to(ROOT)}", file=sys.stderr)
+            print(
+                f"{PACKAGE_JSON} is out of date: run {Path(__file__).relative_to(ROOT)}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     PACKAGE_JSON.write_text(new, encoding="utf-8")

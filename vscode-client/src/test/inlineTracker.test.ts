@@ -39,13 +39,16 @@ test('partial accepts report the growing accepted length, then forget a finished
   assert.equal(t.active, undefined);
 });
 
-test('type-along keeps the accepted length of the same suggestion', () => {
+test('the same suggestion at the same place keeps its accepted length; moved on, it counts anew', () => {
   const t = new InlineTracker();
   t.provided('file:///a.py', item('s1'), 100);
   t.partiallyAccepted('file:///a.py', 107);
-  const again = t.provided('file:///a.py', item('s1'), 100);
-  assert.equal(again.acceptedLength, 7);
-  assert.equal(t.provided('file:///a.py', item('s2'), 100).acceptedLength, 0);
+  assert.equal(t.provided('file:///a.py', item('s1'), 100).acceptedLength, 7);
+  // type-along: the server now sends the rest of s1 from the cursor
+  const rest = t.provided('file:///a.py', item('s1', 'a + b'), 107);
+  assert.equal(rest.acceptedLength, 0);
+  assert.equal(t.partiallyAccepted('file:///a.py', 109)?.acceptedLength, 2);
+  assert.equal(t.provided('file:///a.py', item('s2'), 109).acceptedLength, 0);
 });
 
 test('dismiss returns the id once; clear forgets by document', () => {
