@@ -22,7 +22,7 @@ const GHOST_FILE = process.env.GHOST_FILE || 'ghost.py';
 const FLAG_FILE = process.env.FLAG_FILE || 'flagged.py';
 const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
 const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 120000);
-const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 120000);
+const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 240000);
 if (!URL || !WORKSPACE || !OUT) {
   console.error('scenario.js: CS_URL, WORKSPACE and OUT must be set');
   process.exit(2);
@@ -267,11 +267,21 @@ async function scenario(page) {
   await openFile(page, FLAG_FILE);
   const flagBefore = readFile(FLAG_FILE);
   await page.keyboard.press('Control+Shift+M');
+  // Rows are file headers ("flagged.py\n2") followed by their problems ("...\n[Ln 6, Col 1]").
+  const flagRows = async () => {
+    const out = [];
+    let file = '';
+    for (const row of (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()).map(norm)) {
+      if (!/\[Ln \d+, Col \d+\]/.test(row)) file = row.split('\n')[0].trim();
+      else if (file === FLAG_FILE && row.includes('tactful')) out.push(row);
+    }
+    return out;
+  };
   const rows = await poll(async () => {
-    const r = (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()).map(norm);
-    return r.some((x) => x.includes('tactful')) ? r : null;
+    const r = await flagRows();
+    return r.length ? r : null;
   }, FLAG_TIMEOUT);
-  const flagRow = (rows || []).find((x) => x.includes('tactful')) || '';
+  const flagRow = (rows || [])[0] || '';
   check('flag-in-problems-panel', !!flagRow, rows || (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()));
   await screenshot(page, 'problems-panel');
   const m = /Ln (\d+), Col (\d+)/.exec(flagRow);
