@@ -273,6 +273,7 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         "WORKSPACE": str(ws),
         "OUT": str(ARTIFACTS),
         "CHROMIUM": CHROMIUM,
+        "USER_SETTINGS": str(code_server["user_data"] / "User" / "settings.json"),
     }
     proc = subprocess.run(
         ["node", str(EXT / "e2e" / "scenario.js")],

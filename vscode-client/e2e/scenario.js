@@ -6,6 +6,8 @@
 //   CS_URL     code-server URL with ?folder=...      WORKSPACE  the workspace folder on disk
 //   OUT        where screenshots and results.json go CHROMIUM   the browser executable
 //   GHOST_FILE / FLAG_FILE  file names (in WORKSPACE) for the completion and the flag parts
+//   USER_SETTINGS  code-server's User/settings.json: when set, the last step breaks the server
+//              command there and expects the extension's "cannot start" message
 // Each step is a named check; results.json lists them (with details) for the pytest to assert
 // on, next to the saved files and the server's feedback log. Exit code: 0 all passed, 1 some
 // failed, 2 the scenario crashed.
@@ -20,6 +22,7 @@ const OUT = process.env.OUT;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GHOST_FILE = process.env.GHOST_FILE || 'ghost.py';
 const FLAG_FILE = process.env.FLAG_FILE || 'flagged.py';
+const USER_SETTINGS = process.env.USER_SETTINGS; // code-server's User/settings.json (optional step 6)
 const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
 const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 120000);
 const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 240000);
@@ -313,6 +316,19 @@ async function scenario(page) {
     problem: flagRow,
   });
   await screenshot(page, 'quick-fix-applied');
+
+  // 6. A server that cannot start: the extension says why and how to fix it.
+  if (USER_SETTINGS) {
+    await clearNotifications(page);
+    const settings = JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8'));
+    settings['tactful.server.command'] = '/nonexistent/bin/tactful';
+    fs.writeFileSync(USER_SETTINGS, JSON.stringify(settings, null, 1));
+    const note = await poll(async () => (await notifications(page)).find((n) => n.includes('cannot start')), 30000);
+    await screenshot(page, 'server-cannot-start');
+    check('cannot-start-message', !!note && note.includes('/nonexistent/bin/tactful') && note.includes('tactful.server.command'), note || (await notifications(page)));
+    const status = await statusText(page);
+    check('cannot-start-status-bar', status.includes('tactful') && !status.includes('SmolLM2'), status);
+  }
 }
 
 main()
