@@ -62,6 +62,22 @@ H.run(function()
     return a.title
   end, (r and r.result) or {})
   H.check('code-action-offered', vim.tbl_contains(titles, P.CODE_ACTION_TITLE), titles)
+  -- applying it puts the model's line in place of the flagged one
+  local action
+  for _, a in ipairs((r and r.result) or {}) do
+    if a.title == P.CODE_ACTION_TITLE then
+      action = a
+    end
+  end
+  if action and action.edit then
+    vim.lsp.util.apply_workspace_edit(action.edit, client.offset_encoding)
+    local expected = d.message:match('expected: (.*)$')
+    local line = api.nvim_buf_get_lines(buf, d.lnum, d.lnum + 1, false)[1]
+    H.check('code-action-replaces-line', expected and vim.trim(line) == vim.trim(expected), { line = line, message = d.message })
+    vim.cmd('undo')
+  else
+    H.check('code-action-has-edit', false, action)
+  end
 
   -- :TactfulFlag flags the file again on demand (tactful.flagDocument) and says how many lines
   local t2 = H.ms()
