@@ -94,7 +94,11 @@ class TransformersBackend:
         report("Loading torch", 2)
         try:
             import torch
+            import transformers
             from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ModelError(f"torch/transformers are not installed: {exc}. Run scripts/setup.sh.") from exc
 
@@ -189,7 +193,7 @@ class TransformersBackend:
     def _forward(self, ids: list[int], cache: Any) -> Any:
         torch = self._torch
         inp = torch.tensor([ids], device=self.device)
-        out = self.model(input_ids=inp, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1].float()
 
     def _crop(self, cache: Any, length: int) -> None:
@@ -375,7 +379,7 @@ class TransformersBackend:
             if pos and pos % window == 0:
                 cache = DynamicCache(config=self.model.config)  # restart context on very long files
             chunk = seq[pos : min(pos + 256, len(seq) - 1, (pos // window + 1) * window)]
-            out = self.model(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True)
             logits = out.logits[0].float()  # (chunk, vocab)
             logp = torch.log_softmax(logits, dim=-1)
             entropy = -(logp.exp() * logp).sum(-1)

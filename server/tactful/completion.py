@@ -1,0 +1,336 @@
+"""The completion path: context -> stage 1 -> type-along / cache / model -> post-process ->
+stage 2 -> suggestion. One ``CompletionEngine`` per server; LSP handlers only translate.
+
+Guarantees: a newer request for a document cancels the older one's generation (within one
+decoding step); a result is never returned once a newer request for the same document has
+arrived; the event loop never runs model code (``ModelRunner`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tactful import postprocess as pp
+from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
+from tactful.cache import CompletionCache, cache_key
+from tactful.config import Settings
+from tactful.context import CompletionContext, build_context
+from tactful.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
+from tactful.runner import PRIORITY_COMPLETION, ModelRunner
+
+log = logging.getLogger(__name__)
+
+#: Documents larger than this get no tree-sitter pass on each keystroke (line rules instead).
+MAX_PARSE_CHARS = 1_000_000
+
+
+@dataclass
+class Suggestion:
+    """What the server returns: insert ``text`` at ``offset``; ``id`` goes into the accept command."""
+
+    id: str
+    text: str
+    offset: int
+    source: str
+    multiline: bool
+    context_class: str = "other"
+    info: SuggestionInfo | None = None
+
+
+@dataclass
+class _Shown:
+    """The last suggestion shown for a document, for type-along."""
+
+    before: str
+    after: str
+    offset: int
+    suggestion: Suggestion
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    answered: int = 0
+    type_along: int = 0
+    cache_hits: int = 0
+    model_calls: int = 0
+    cancelled: int = 0
+    superseded: int = 0
+    skipped_stage1: int = 0
+    hidden_stage2: int = 0
+    empty: int = 0
+    errors: int = 0
+    prefilled_tokens: int = 0
+    reused_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def make_generate_request(ctx: CompletionContext, settings: Settings, uri: str | None, fim: bool) -> GenerateRequest:
+    """The model call for a context (plain function, unit-tested)."""
+    cs = settings.completion
+
+    def block_ended(text: str) -> bool:
+        if "```" in text:
+            return True
+        if not ctx.multiline or "\n" not in text.strip("\n"):
+            return False
+        # Only judge complete lines: the last one may still be growing.
+        done = text[: text.rfind("\n")]
+        return len(pp.cut_block_end(done + "\n", ctx)) < len(done.rstrip())
+
+    return GenerateRequest(
+        prefix=ctx.prefix,
+        suffix=ctx.suffix if fim else "",
+        max_new_tokens=cs.max_new_tokens if ctx.multiline else cs.single_line_max_tokens,
+        single_line=not ctx.multiline,
+        cache_key=uri if cs.prefix_reuse else None,
+        use_fim=fim,
+        should_stop=block_ended,
+    )
+
+
+def type_along(shown: _Shown | None, text: str, offset: int) -> str | None:
+    """The rest of the shown suggestion if the user typed a prefix of it, else None."""
+    if shown is None or offset < shown.offset:
+        return None
+    typed = text[shown.offset : offset]
+    sugg = shown.suggestion.text
+    if len(typed) >= len(sugg) or not sugg.startswith(typed):
+        return None
+    if text[offset:] != shown.after or text[: shown.offset] != shown.before:
+        return None
+    return sugg[len(typed) :]
+
+
+class CompletionEngine:
+    """Serves suggestions for documents; owns type-along state, supersession and the cache."""
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        settings: Callable[[], Settings],
+        hooks: Callable[[], SuggestionHooks] | None = None,
+        cache: CompletionCache | None = None,
+    ) -> None:
+        self.runner = runner
+        self._settings = settings
+        self._hooks = hooks or (lambda: NullHooks())
+        self.cache = cache
+        self.stats = EngineStats()
+        self._latest: dict[str, int] = {}
+        self._inflight: dict[str, threading.Event] = {}
+        self._shown: dict[str, _Shown] = {}
+        self._seq = 0
+
+    def forget(self, uri: str) -> None:
+        """A document closed: drop its state and KV cache."""
+        self._shown.pop(uri, None)
+        ev = self._inflight.pop(uri, None)
+        if ev is not None:
+            ev.set()
+        self._latest.pop(uri, None)
+        backend = self.runner.backend
+        if backend is not None:
+            self.runner.submit(lambda: backend.drop_cache(uri), PRIORITY_COMPLETION)
+
+    def clear_shown(self, uri: str) -> None:
+        self._shown.pop(uri, None)
+
+    def is_latest(self, uri: str, seq: int) -> bool:
+        return self._latest.get(uri) == seq
+
+    async def complete(
+        self,
+        *,
+        uri: str,
+        text: str,
+        offset: int,
+        language_id: str,
+        line: int,
+        character: int,
+        version: int | None = None,
+        trigger: str = "automatic",
+        single_line: bool = False,
+        current_version: Callable[[], int | None] | None = None,
+    ) -> Suggestion | None:
+        """One suggestion for the cursor at ``offset``, or None."""
+        settings = self._settings()
+        self.stats.requests += 1
+        self._seq += 1
+        seq = self._latest[uri] = self._seq
+        previous = self._inflight.pop(uri, None)
+        if previous is not None:
+            previous.set()  # cancel-previous: the older generation stops within one step
+        if not settings.language_enabled(language_id):
+            return None
+
+        # Type-along: the user typed the start of what is on screen; no model call.
+        if settings.completion.type_along:
+            rest = type_along(self._shown.get(uri), text, offset)
+            if rest is not None:
+                shown = self._shown[uri]
+                self.stats.type_along += 1
+                self.stats.answered += 1
+                return Suggestion(shown.suggestion.id, rest, offset, "type_along", shown.suggestion.multiline,
+                                  shown.suggestion.context_class, shown.suggestion.info)
+        self._shown.pop(uri, None)
+
+        backend = self.runner.backend
+        if backend is None or self.runner.state != "ready":
+            return None
+        parse_text = text if len(text) <= MAX_PARSE_CHARS else ""
+        ctx = build_context(
+            text if parse_text else text[max(0, offset - 20000) : offset + 4000],
+            offset if parse_text else min(offset, 20000),
+            language_id if parse_text else "plaintext",
+            context_tokens=settings.completion.context_tokens,
+            multiline_enabled=settings.completion.multiline and not single_line,
+            fim=backend.fim,
+        )
+        req = RequestInfo(uri, language_id, text, offset, line, character, version, trigger,
+                          ctx.context_class, ctx.multiline)
+        hooks = self._hooks()
+        stage1 = hooks.before_generation(req)
+        if not stage1.show:
+            self.stats.skipped_stage1 += 1
+            hooks.skipped(req, stage1)
+            return None
+
+        debounce = settings.completion.debounce_ms
+        if debounce:
+            await asyncio.sleep(debounce / 1000)
+            if not self.is_latest(uri, seq):
+                self.stats.superseded += 1
+                return None
+
+        gen = await self._generate(backend, ctx, settings, uri, seq)
+        if gen is None:
+            return None
+        text_out, info = gen
+        if not self.is_latest(uri, seq) or (
+            current_version is not None and version is not None and current_version() != version
+        ):
+            self.stats.superseded += 1
+            return None
+        stage2 = hooks.after_generation(req, info, stage1)
+        if not stage2.show:
+            self.stats.hidden_stage2 += 1
+            hooks.hidden(req, info, stage1, stage2)
+            return None
+        sugg = Suggestion(uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info)
+        self._shown[uri] = _Shown(text[:offset], text[offset:], offset, sugg)
+        hooks.shown(req, info, sugg.id, stage1, stage2)
+        self.stats.answered += 1
+        return sugg
+
+    async def _generate(
+        self, backend: Backend, ctx: CompletionContext, settings: Settings, uri: str, seq: int
+    ) -> tuple[str, SuggestionInfo] | None:
+        key = None
+        if self.cache is not None and settings.completion.cache:
+            key = cache_key(backend.name, _gen_settings(settings), ctx.prefix, ctx.suffix if backend.fim else "",
+                            ctx.multiline)
+            hit = self.cache.get(key)
+            if hit is not None and isinstance(hit.get("text"), str):
+                self.stats.cache_hits += 1
+                return hit["text"], SuggestionInfo(hit["text"], list(hit.get("logprobs", [])), list(hit.get("tokens", [])),
+                                                   "cache", backend.name, 0.0)
+        greq = make_generate_request(ctx, settings, uri, backend.fim)
+        self._inflight[uri] = greq.cancel
+        self.stats.model_calls += 1
+        try:
+            result: Generation = await self.runner.run(lambda b: b.generate(greq), PRIORITY_COMPLETION)
+        except asyncio.CancelledError:
+            greq.cancel.set()  # $/cancelRequest: stop the generation too
+            self.stats.cancelled += 1
+            raise
+        except ModelError as exc:
+            self.stats.errors += 1
+            log.warning("completion failed: %s", exc)
+            return None
+        finally:
+            if self._inflight.get(uri) is greq.cancel:
+                del self._inflight[uri]
+        self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
+        self.stats.reused_tokens += result.reused_tokens
+        if result.cancelled:
+            self.stats.cancelled += 1
+            return None
+        text = pp.postprocess(result.text, ctx)
+        if text is None:
+            self.stats.empty += 1
+            return None
+        n = len(text)
+        # Keep the log-probs of the tokens that survived post-processing.
+        kept, acc = 0, 0
+        for tok in result.tokens:
+            if acc >= n:
+                break
+            acc += len(tok)
+            kept += 1
+        info = SuggestionInfo(text, result.token_logprobs[:kept], result.tokens[:kept], "model", backend.name, result.seconds)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, {"text": text, "logprobs": info.token_logprobs, "tokens": info.tokens})
+        return text, info
+
+
+def _gen_settings(settings: Settings) -> str:
+    cs = settings.completion
+    return f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:v1"
+
+
+def complete_text(backend: Backend, text: str, offset: int, language_id: str, settings: Settings | None = None) -> str | None:
+    """One-shot completion of ``text`` at ``offset`` (no server, no cache): for scripts and tests."""
+    settings = settings or Settings()
+    ctx = build_context(text, offset, language_id, context_tokens=settings.completion.context_tokens,
+                        multiline_enabled=settings.completion.multiline, fim=backend.fim)
+    gen = backend.generate(make_generate_request(ctx, settings, None, backend.fim))
+    return pp.postprocess(gen.text, ctx)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``tactful complete FILE LINE COL``: print the suggestion at a 1-based position."""
+    from pathlib import Path
+
+    from tactful import paths, syntax
+    from tactful.backend.hf import TransformersBackend
+    from tactful.documents import Document
+
+    parser = argparse.ArgumentParser(prog="tactful complete")
+    parser.add_argument("file")
+    parser.add_argument("line", type=int, help="1-based line")
+    parser.add_argument("column", type=int, help="1-based column (UTF-16 units); past the end = end of line")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--language", default=None)
+    args = parser.parse_args(list(argv))
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"tactful complete: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    doc = Document("file://" + args.file, text)
+    offset = doc.offset_at(args.line - 1, args.column - 1)
+    try:
+        backend = TransformersBackend.load(args.model, cache_dir=paths.cache_dir())
+    except ModelError as exc:
+        print(f"tactful complete: {exc}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    out = complete_text(backend, text, offset, args.language or syntax.language_from_path(args.file))
+    print(out if out is not None else "", end="\n" if out else "")
+    print(f"[{time.perf_counter() - t0:.2f} s]", file=sys.stderr)
+    return 0
+
+
+__all__ = ["CompletionEngine", "Decision", "Suggestion", "complete_text", "type_along"]

@@ -1,0 +1,158 @@
+"""What the model sees around the cursor, and what kind of completion fits there.
+
+``build_context`` cuts a prefix and suffix within a budget (with a window start that moves in
+steps, so successive prompts share a token prefix and the KV cache can be reused) and decides,
+from the cursor's syntactic position (tree-sitter where a grammar exists, else lines and
+indentation), whether to offer a single line or a block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tactful import syntax
+
+#: Average characters per token used to turn a token budget into a character budget.
+CHARS_PER_TOKEN = 3.0
+#: The window start moves in steps of this many lines (stable prompts -> KV-cache reuse).
+WINDOW_STEP_LINES = 32
+
+_OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
+_CLOSERS = set(")]}>;,\"'`")
+_STRING_TYPES = {"string", "string_content", "string_fragment", "template_string", "raw_string_literal",
+                 "interpreted_string_literal", "char_literal", "string_literal", "character_literal"}
+_COMMENT_TYPES = {"comment", "line_comment", "block_comment"}
+
+
+@dataclass
+class CompletionContext:
+    """Text around the cursor, cut to budget, and the completion kind that fits."""
+
+    prefix: str
+    suffix: str
+    #: Current line before / after the cursor.
+    line_prefix: str
+    line_suffix: str
+    language_id: str
+    #: Offer a block (several lines) rather than the rest of one line.
+    multiline: bool
+    #: "block_start", "line_end", "empty_line", "mid_line", "comment", "string", "other"
+    context_class: str
+    #: Indentation that the suggestion's lines must keep (for cutting at the block end).
+    block_indent: str
+    #: Offset in the document where ``prefix`` starts.
+    prefix_start: int
+    offset: int
+
+
+def _window_start(text: str, offset: int, budget_chars: int) -> int:
+    """Start offset of the prefix window: a line start, moved in steps of WINDOW_STEP_LINES."""
+    if offset <= budget_chars:
+        return 0
+    earliest = offset - budget_chars
+    line_no = text.count("\n", 0, earliest) + 1  # first whole line inside the budget
+    line_no = -(-line_no // WINDOW_STEP_LINES) * WINDOW_STEP_LINES  # round up to a step
+    cursor_line = text.count("\n", 0, offset)
+    line_no = min(line_no, cursor_line)
+    pos = 0
+    for _ in range(line_no):
+        nxt = text.find("\n", pos)
+        if nxt < 0:
+            break
+        pos = nxt + 1
+    return pos
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _node_class(text: str, offset: int, language_id: str) -> str | None:
+    """'comment' or 'string' when the cursor is inside one (per tree-sitter), else None."""
+    tree = syntax.parse(text, language_id)
+    if tree is None:
+        return None
+    byte = len(text[:offset].encode("utf-8", "surrogatepass"))
+    node = tree.root_node.descendant_for_byte_range(max(0, byte - 1), max(0, byte - 1))
+    while node is not None:
+        if node.type in _COMMENT_TYPES:
+            # The cursor right after a line comment's end is still in it.
+            return "comment"
+        if node.type in _STRING_TYPES and node.start_byte < byte < node.end_byte:
+            return "string"
+        node = node.parent
+    return None
+
+
+def build_context(
+    text: str,
+    offset: int,
+    language_id: str,
+    *,
+    context_tokens: int = 1500,
+    multiline_enabled: bool = True,
+    fim: bool = False,
+) -> CompletionContext:
+    """Cut the context around ``offset`` and decide the completion kind."""
+    offset = max(0, min(offset, len(text)))
+    budget = int(context_tokens * CHARS_PER_TOKEN)
+    prefix_budget = budget * 3 // 4 if fim else budget
+    start = _window_start(text, offset, prefix_budget)
+    prefix = text[start:offset]
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    line_prefix = text[line_start:offset]
+    line_suffix = text[offset:line_end].rstrip("\r")
+    suffix_end = min(len(text), offset + max(0, budget - len(prefix)) if fim else offset + 2000)
+    cut = text.rfind("\n", offset, suffix_end)
+    suffix = text[offset : (cut if cut > offset and suffix_end < len(text) else suffix_end)]
+
+    cls = _classify(text, offset, language_id, line_prefix, line_suffix)
+    multiline = multiline_enabled and cls in ("block_start", "empty_line")
+    indent = _indent_of(line_prefix if line_prefix.strip() else line_prefix)
+    if cls == "block_start" and line_prefix.strip():
+        # Cursor at the end of "def f():" / "if (x) {": the block is indented one level deeper.
+        indent = _indent_of(line_prefix) + ("    " if "\t" not in line_prefix else "\t")
+    return CompletionContext(
+        prefix=prefix,
+        suffix=suffix,
+        line_prefix=line_prefix,
+        line_suffix=line_suffix,
+        language_id=language_id,
+        multiline=multiline,
+        context_class=cls,
+        block_indent=indent,
+        prefix_start=start,
+        offset=offset,
+    )
+
+
+def _classify(text: str, offset: int, language_id: str, line_prefix: str, line_suffix: str) -> str:
+    node_cls = _node_class(text, offset, language_id)
+    if node_cls is not None:
+        return node_cls
+    rest = line_suffix.strip()
+    if rest and not all(ch in _CLOSERS for ch in rest):
+        return "mid_line"
+    stripped = line_prefix.rstrip()
+    openers = _OPENERS.get(language_id, _OPENERS["default"])
+    if stripped and stripped.endswith(openers):
+        return "block_start"
+    if not stripped:
+        prev = _previous_nonblank(text, offset - len(line_prefix))
+        if prev is not None and prev.rstrip().endswith(openers):
+            return "block_start"
+        return "empty_line"
+    return "line_end"
+
+
+def _previous_nonblank(text: str, line_start: int) -> str | None:
+    end = line_start - 1
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        line = text[start:end]
+        if line.strip():
+            return line
+        end = start - 1
+    return None

@@ -1,0 +1,98 @@
+"""Helpers for driving ``tactful serve`` over stdio with pytest-lsp and the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+TACTFUL = str(Path(sys.executable).parent / "tactful")
+
+
+def server_config(env: dict[str, str] | None = None) -> ClientServerConfig:
+    """Start the real server as a subprocess (stdio) with an isolated data dir."""
+    full = dict(os.environ)
+    full.update(env or {})
+    return ClientServerConfig(server_command=[TACTFUL, "serve"], server_env=full)
+
+
+def capabilities(pull_diagnostics: bool = True) -> types.ClientCapabilities:
+    """A modern client: VS Code's bundled capabilities plus inline completion and progress."""
+    caps = client_capabilities("visual-studio-code")
+    caps.text_document.inline_completion = types.InlineCompletionClientCapabilities(dynamic_registration=False)
+    if not pull_diagnostics:
+        caps.text_document.diagnostic = None
+    else:
+        caps.text_document.diagnostic = types.DiagnosticClientCapabilities(dynamic_registration=False)
+    caps.window = types.WindowClientCapabilities(work_done_progress=True, show_message=None)
+    return caps
+
+
+def track_status(client: LanguageClient) -> list[dict[str, Any]]:
+    """Collect ``tactful/status`` notifications on ``client.statuses``."""
+    statuses: list[dict[str, Any]] = []
+
+    @client.feature("tactful/status")
+    def _status(params: Any) -> None:
+        statuses.append(_plain(params))
+
+    return statuses
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list) or (isinstance(obj, tuple) and not hasattr(obj, "_asdict")):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items()}
+    return obj
+
+
+async def wait_ready(client: LanguageClient, statuses: list[dict[str, Any]], timeout: float = 180) -> dict[str, Any]:
+    """Wait until the server reports its model ready (or failed)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        for st in reversed(statuses):
+            if st.get("state") in ("ready", "failed", "disabled"):
+                return st
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"server not ready after {timeout} s; statuses: {statuses[-3:]}")
+
+
+def open_doc(client: LanguageClient, uri: str, text: str, language_id: str = "python", version: int = 1) -> None:
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id=language_id, version=version, text=text)
+        )
+    )
+
+
+def change_doc(client: LanguageClient, uri: str, version: int, text: str, start: tuple[int, int], end: tuple[int, int]) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(*start), end=types.Position(*end)), text=text
+                )
+            ],
+        )
+    )
+
+
+async def inline(client: LanguageClient, uri: str, line: int, character: int) -> types.InlineCompletionList | None:
+    return await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+    )

@@ -1,0 +1,149 @@
+"""End to end: the real server over stdio with the real embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.lsp.helpers import capabilities, change_doc, inline, open_doc, server_config, track_status, wait_ready
+
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
+
+SAMPLE = '''import os
+
+
+def read_lines(path):
+    """Return the lines of a text file."""
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def count_words(text):
+    """Return the number of words in text."""
+    return len(text.split())
+
+
+def main():
+    for name in os.listdir("."):
+        if name.endswith(".py"):
+            lines = read_lines(name)
+            print(name, len(lines))
+'''
+URI = "file:///tmp/tactful-e2e/sample.py"
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
+async def client(lsp_client: LanguageClient):
+    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
+    lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
+        types.InitializeParams(capabilities=capabilities(), initialization_options={"completion": {"debounceMs": 0}})
+    )
+    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
+    assert st["state"] == "ready", st
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_capabilities(client: LanguageClient) -> None:
+    caps = client.init_result.capabilities  # type: ignore[attr-defined]
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert "tactful.toggle" in caps.execute_command_provider.commands
+    sync = caps.text_document_sync
+    assert sync.change == types.TextDocumentSyncKind.Incremental
+
+
+async def test_inline_completion_at_a_real_position(client: LanguageClient) -> None:
+    # Cursor at the end of "lines = read_lines(name)" -> next statement; here: mid-function,
+    # after typing "    return " in count_words' replacement.
+    text = SAMPLE.replace("    return len(text.split())", "    return len(")
+    open_doc(client, URI, text)
+    line = text.splitlines().index("    return len(")
+    res = await inline(client, URI, line, len("    return len("))
+    assert res is not None and res.items, "expected a suggestion"
+    item = res.items[0]
+    assert item.insert_text.strip(), "never an empty suggestion"
+    assert "\n" not in item.insert_text, "mid-expression completions are single-line"
+    assert item.range == types.Range(start=types.Position(line, 15), end=types.Position(line, 15))
+    assert item.command is not None and item.command.command == "tactful.accept"
+    assert "text" in item.insert_text, f"a completion that makes sense here uses the parameter: {item.insert_text!r}"
+
+
+async def test_block_completion_after_def(client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-e2e/block.py"
+    text = 'def is_even(n):\n    """Return True if n is even."""\n    '
+    open_doc(client, uri, text)
+    res = await inline(client, uri, 2, 4)
+    assert res is not None and res.items
+    out = res.items[0].insert_text
+    assert "return" in out and "%" in out or "==" in out, out
+    # The block ends where the function ends: nothing at column 0 after it.
+    assert all(not ln or ln.startswith(" ") for ln in out.split("\n")[1:]), out
+
+
+async def test_list_completion(client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-e2e/list.py"
+    text = "import os\n\nfiles = os.listdir('.')\nfor f in fi"
+    open_doc(client, uri, text)
+    res = await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(3, 11))
+    )
+    assert res is not None and res.items
+    item = res.items[0]
+    assert item.text_edit is not None and item.text_edit.new_text.startswith("fi")
+    assert item.text_edit.range.start == types.Position(3, 9)
+    assert item.command is not None and item.command.command == "tactful.accept"
+
+
+async def test_incremental_edits_with_emoji_and_crlf(client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-e2e/emoji.py"
+    text = "s = '😀😀'  # emoji\r\nt = '漢字'\r\nu = "
+    open_doc(client, uri, text)
+    # Replace the second emoji (UTF-16 columns 7-9) with 'x', then type after 'u = '.
+    change_doc(client, uri, 2, "x", (0, 7), (0, 9))
+    change_doc(client, uri, 3, "len(s", (2, 4), (2, 4))
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status", arguments=[])
+    )
+    assert res["state"] == "ready"
+    out = await inline(client, uri, 2, 9)
+    assert out is not None  # answered (possibly empty), no error
+
+
+async def test_configuration_change_and_invalid_value(client: LanguageClient) -> None:
+    messages: list[str] = []
+    client.show_message_handler = None  # type: ignore[attr-defined]
+    orig = list(client.messages)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"tactful": {"completion": {"maxNewTokens": "lots", "debounceMs": 5}}})
+    )
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        messages = [m.message for m in client.messages[len(orig):]]
+        if messages:
+            break
+    assert any("tactful.completion.maxNewTokens" in m for m in messages), messages
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    assert status["state"] == "ready"
+
+
+async def test_bad_requests_keep_the_server_serving(client: LanguageClient) -> None:
+    never = "file:///tmp/tactful-e2e/never-opened.py"
+    res = await inline(client, never, 0, 0)
+    assert res is None or not res.items
+    empty = "file:///tmp/tactful-e2e/empty.zzz"
+    open_doc(client, empty, "", language_id="no-such-language")
+    res = await inline(client, empty, 0, 0)
+    assert res is None or not res.items or res.items[0].insert_text.strip()
+    res = await inline(client, empty, 40, 999)  # past the end of the document
+    assert res is None or not res.items
+    text = "x = 1\n"
+    open_doc(client, "file:///tmp/tactful-e2e/past.py", text)
+    res = await inline(client, "file:///tmp/tactful-e2e/past.py", 0, 500)  # past the end of the line
+    assert res is not None
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    assert status["state"] == "ready"
