@@ -26,7 +26,7 @@ from tests.lsp.helpers import (
 
 from tactful import protocol
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
 
 # Injected bug on line 10 (1-based): the parity test compares with 1.
 BUGGY = '''def mean(xs):
@@ -68,14 +68,14 @@ async def _session(client: LanguageClient, pull: bool) -> None:
     assert st["state"] == "ready", st
 
 
-@pytest_lsp.fixture(config=server_config(), scope="module")
+@pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def pull_client(lsp_client: LanguageClient):
     await _session(lsp_client, pull=True)
     yield
     await lsp_client.shutdown_session()
 
 
-@pytest_lsp.fixture(config=server_config(), scope="module")
+@pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def push_client(lsp_client: LanguageClient):
     await _session(lsp_client, pull=False)
     yield
