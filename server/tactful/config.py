@@ -257,3 +257,52 @@ def to_wire(settings: Settings) -> dict[str, Any]:
         return obj
 
     return conv(settings)
+
+
+def _field_docs() -> dict[tuple[str, str], str]:
+    """Attribute docstrings (the string literal under each field), by (class, field)."""
+    import ast
+    import inspect
+    import sys
+
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    docs: dict[tuple[str, str], str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            for a, b in zip(body, body[1:], strict=False):
+                if (
+                    isinstance(a, ast.AnnAssign)
+                    and isinstance(a.target, ast.Name)
+                    and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant)
+                    and isinstance(b.value.value, str)
+                ):
+                    docs[(node.name, a.target.id)] = " ".join(b.value.value.split())
+    return docs
+
+
+def settings_markdown() -> str:
+    """The configuration reference table (README's, kept in sync by a test)."""
+    docs = _field_docs()
+    rows = ["| Setting | Default | Description |", "| --- | --- | --- |"]
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in attrs.fields(cls):
+            key = prefix + camel(f.name)
+            default = f.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()  # type: ignore[union-attr]
+                if attrs.has(type(default)):
+                    walk(type(default), key + ".")
+                    continue
+            import json
+
+            rows.append(f"| `{key}` | `{json.dumps(default)}` | {docs.get((cls.__name__, f.name), '')} |")
+
+    walk(Settings, "")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

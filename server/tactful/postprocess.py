@@ -111,9 +111,9 @@ def cut_repetition(text: str, ctx: CompletionContext) -> str:
         if len(key) > 3:
             seen.add(key)
     # A single line that repeats a short pattern many times ("a a a a a").
-    m = re.search(r"(.{2,20}?)\1{3,}", text)
-    if m:
-        text = text[: m.start() + len(m.group(1))]
+    for m in re.finditer(r"(.{2,20}?)\1{3,}", text):
+        if any(ch.isalnum() for ch in m.group(1)):
+            return text[: m.start() + len(m.group(1))]
     return text
 
 

@@ -141,6 +141,7 @@ class TransformersBackend:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         backend = cls(model, tokenizer, name, device)
         report("Warming up", 90)
+        backend._token_strings()  # the token-healing index, built once
         backend.generate(GenerateRequest(prefix="def add(a, b):", max_new_tokens=2))
         report(f"{name} ready", 100)
         return backend

@@ -1,0 +1,143 @@
+"""``tactful demo``: a real LSP session over stdio against ``tactful serve`` on a sample file.
+
+It starts the server as an editor would, waits for the embedded model, asks for inline
+completions at a few real positions (as if the programmer had just typed there), and, when the
+server flags lines, prints the flags and their suggested replacements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+SAMPLE = Path(__file__).parent / "data" / "demo_sample.py"
+
+# (line to cut, keep this much of it): the programmer is typing this line right now.
+CUTS = [
+    ("        data = json.load(f)", "        data = "),
+    ("    return [Item(**row) for row in data]", "    return ["),
+    ("        total += item.price * item.quantity", "        total += "),
+    ("    return [item.name for item in items if item.quantity < threshold]", "    return [item.name for item in items if "),
+]
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
+    from pygls.lsp.client import LanguageClient
+
+    text = sample.read_text(encoding="utf-8")
+    client = LanguageClient("tactful-demo", "1")
+    state: dict[str, Any] = {}
+    diags: dict[str, list[types.Diagnostic]] = {}
+
+    @client.feature("tactful/status")
+    def _status(params: Any) -> None:
+        state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def _diags(params: types.PublishDiagnosticsParams) -> None:
+        diags[params.uri] = list(params.diagnostics)
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+    def _create(params: Any) -> None:
+        return None
+
+    @client.feature(types.PROGRESS)
+    def _progress(params: Any) -> None:
+        return None
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def _msg(params: types.ShowMessageParams) -> None:
+        _print(f"  [server says] {params.message}")
+
+    await client.start_io(server_cmd[0], *server_cmd[1:])
+    caps = types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities(),
+            diagnostic=types.DiagnosticClientCapabilities(),
+            publish_diagnostics=types.PublishDiagnosticsClientCapabilities(),
+        ),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+    )
+    t0 = time.perf_counter()
+    await client.initialize_async(types.InitializeParams(capabilities=caps, process_id=None))
+    client.initialized(types.InitializedParams())
+    _print(f"tactful demo: started `{' '.join(server_cmd)}`, waiting for the model...")
+    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < timeout:
+        await asyncio.sleep(0.1)
+    if state.get("state") != "ready":
+        _print(f"model not ready: {state.get('message') or state.get('state')}")
+        return 1
+    _print(f"model: {state.get('model')} ready after {time.perf_counter() - t0:.1f} s\n")
+
+    for i, (full, typed) in enumerate(CUTS):
+        lines = text.split("\n")
+        line_no = lines.index(full)
+        lines[line_no] = typed
+        doc = "\n".join(lines)
+        uri = f"file://{sample.parent}/typing-{i}.py"
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc))
+        )
+        t1 = time.perf_counter()
+        res = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line_no, character=len(typed)),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+            )
+        )
+        ms = (time.perf_counter() - t1) * 1000
+        ghost = res.items[0].insert_text if res and res.items else None
+        _print(f"line {line_no + 1}, you typed:  {typed.strip()}")
+        if ghost is None:
+            _print(f"  (no suggestion: tactful chose not to show one)  [{ms:.0f} ms]")
+        else:
+            shown = ghost.replace("\n", "\n" + " " * 17)
+            _print(f"  tactful suggests: {shown}   [{ms:.0f} ms]")
+        _print(f"  the file has:     {full.strip()[len(typed.strip()):]}\n")
+        client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+
+    uri = sample.resolve().as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
+    )
+    try:
+        report = await asyncio.wait_for(
+            client.text_document_diagnostic_async(
+                types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+            ),
+            timeout=120,
+        )
+        flags = list(getattr(report, "items", []) or [])
+    except Exception as exc:  # a server without flags answers "method not found"
+        flags = diags.get(uri, [])
+        if not flags:
+            _print(f"(no line flags: {exc})")
+    if flags:
+        _print(f"Lines that look wrong in {sample.name}:")
+        for d in flags:
+            _print(f"  line {d.range.start.line + 1}: {d.message}")
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tactful demo")
+    parser.add_argument("--file", type=Path, default=SAMPLE, help="the sample file (default: the bundled one)")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args(list(argv))
+    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
+    return asyncio.run(run(args.file, cmd, args.timeout))

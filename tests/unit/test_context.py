@@ -1,0 +1,64 @@
+"""Context windows and the single-line / block decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from tactful.context import WINDOW_STEP_LINES, build_context
+
+
+def ctx_at(text: str, language: str = "python", **kw):  # type: ignore[no-untyped-def]
+    """Build a context with the cursor at the '|' marker."""
+    i = text.index("|")
+    return build_context(text.replace("|", "", 1), i, language, **kw)
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "cls", "multiline"),
+    [
+        ("def f(x):\n    |", "python", "block_start", True),
+        ("def f(x):|", "python", "block_start", True),
+        ("x = foo(|)", "python", "line_end", False),
+        ("x = foo(|a, b)", "python", "mid_line", False),
+        ("# a comment |", "python", "comment", False),
+        ("s = 'abc|def'", "python", "string", False),
+        ("int main() {\n    |\n}", "c", "block_start", True),
+        ("function f() {|", "javascript", "block_start", True),
+        ("fn main() {\n    let x = |", "rust", "line_end", False),
+        ("func f() {\n\t// todo|", "go", "comment", False),
+        ("a = 1\n|", "python", "empty_line", True),
+        ("some text |", "plaintext", "line_end", False),
+    ],
+)
+def test_classes(text: str, language: str, cls: str, multiline: bool) -> None:
+    c = ctx_at(text, language)
+    assert (c.context_class, c.multiline) == (cls, multiline)
+
+
+def test_block_indent() -> None:
+    assert ctx_at("class A:\n    def f(self):|").block_indent == "        "
+    assert ctx_at("def f():\n    x = 1\n    |").block_indent == "    "
+
+
+def test_prefix_suffix_and_line_parts() -> None:
+    c = ctx_at("import os\nx = os.pa|th.join\nprint(x)\n")
+    assert c.prefix == "import os\nx = os.pa"
+    assert c.line_prefix == "x = os.pa" and c.line_suffix == "th.join"
+    assert c.suffix.startswith("th.join\nprint(x)")
+
+
+def test_window_moves_in_steps_so_prompts_share_a_prefix() -> None:
+    lines = [f"value_{i} = {i} * 2  # a line of filler text" for i in range(2000)]
+    text = "\n".join(lines) + "\n"
+    starts = set()
+    for k in range(1000, 1010):
+        offset = text.index(f"value_{k} =")
+        c = build_context(text, offset, "python", context_tokens=500)
+        assert len(c.prefix) <= 500 * 3 + 50 * WINDOW_STEP_LINES
+        assert c.prefix_start == 0 or text[c.prefix_start - 1] == "\n"
+        starts.add(c.prefix_start)
+    assert len(starts) <= 2, "the window start must not move on every line"
+
+
+def test_multiline_setting_off() -> None:
+    assert not ctx_at("def f(x):\n    |", multiline_enabled=False).multiline

@@ -1,0 +1,50 @@
+"""UTF-16 positions and incremental edits on the server's own document copy."""
+
+from __future__ import annotations
+
+from tactful.documents import Document, line_starts
+
+
+def test_utf16_columns_for_emoji_and_cjk() -> None:
+    doc = Document("u", "a😀b漢c\nx")
+    # 'a'=1 unit, '😀'=2 units, 'b'=1, '漢'=1
+    assert doc.offset_at(0, 0) == 0
+    assert doc.offset_at(0, 1) == 1
+    assert doc.offset_at(0, 3) == 2  # after the emoji
+    assert doc.offset_at(0, 5) == 4  # after 漢
+    assert doc.position_at(2) == (0, 3)
+    assert doc.position_at(4) == (0, 5)
+    assert doc.position_at(len(doc.text)) == (1, 1)
+
+
+def test_utf8_and_utf32_encodings() -> None:
+    doc = Document("u", "é😀x", encoding="utf-8")
+    assert doc.offset_at(0, 2) == 1 and doc.offset_at(0, 6) == 2
+    assert doc.position_at(2) == (0, 6)
+    doc32 = Document("u", "é😀x", encoding="utf-32")
+    assert doc32.offset_at(0, 2) == 2
+
+
+def test_crlf_and_lone_cr_are_line_ends_but_form_feed_is_not() -> None:
+    text = "a\r\nb\rc\x0cd\u2028e\nf"
+    assert line_starts(text) == [0, 3, 5, 11]
+    doc = Document("u", text)
+    assert doc.line_text(0) == "a" and doc.line_text(2) == "c\x0cd\u2028e"
+    assert doc.offset_at(3, 0) == text.index("f")
+
+
+def test_positions_past_the_end_are_clamped() -> None:
+    doc = Document("u", "ab\ncd")
+    assert doc.offset_at(0, 99) == 2
+    assert doc.offset_at(9, 0) == len(doc.text)
+    assert doc.offset_at(-1, 0) == 0
+
+
+def test_incremental_edits() -> None:
+    doc = Document("u", "s = '😀😀'\r\nt = 1\r\n")
+    doc.apply_change("x", (0, 7), (0, 9))  # replace the second emoji
+    assert doc.text == "s = '😀x'\r\nt = 1\r\n"
+    doc.apply_change("len(s)", (1, 4), (1, 5))
+    assert doc.line_text(1) == "t = len(s)"
+    doc.apply_change("whole\n")
+    assert doc.text == "whole\n" and doc.line_count == 2
