@@ -338,6 +338,10 @@ from tactful import lsp_flags  # noqa: E402  (line anomaly flags: diagnostics, q
 
 lsp_flags.register(server)
 
+from tactful import lsp_replay  # noqa: E402  (tactful.replayReport)
+
+lsp_replay.register(server)
+
 
 # --- entry point -------------------------------------------------------------------------------
 def main(argv: Sequence[str] = ()) -> int:

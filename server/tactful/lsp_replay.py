@@ -1,0 +1,65 @@
+"""The ``tactful.replayReport`` command: write the replay report of the user's own feedback log.
+
+arguments: ``[htmlPath?: str]`` -> ``{"html": str, "decisions": int, "policies": [...]}`` or
+``{"html": None, "error": str}``. The replay itself is :mod:`tactful.replay`; this module only
+picks the log and the policies (show-all, the shipped default, the cascade the server uses when it
+is another one) from the server's settings and runs the replay off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from tactful import protocol
+
+log = logging.getLogger(__name__)
+REPORT_NAME = "replay-report.html"
+
+
+def report_for_settings(
+    settings: Any, html_path: str | None, log_path: Path | None = None
+) -> dict[str, Any]:
+    """Replay the log of ``settings`` (or ``log_path``) and write the HTML report (plain data in/out)."""
+    from tactful import cdhf, paths, replay
+    from tactful.feedback import default_log_path
+
+    data_dir = getattr(settings, "data_dir", None)
+    src = log_path or default_log_path(data_dir)
+    out = Path(html_path).expanduser() if html_path else paths.data_dir(data_dir) / REPORT_NAME
+    policies = replay.make_policies()
+    live = cdhf.resolve_model_dir(
+        getattr(getattr(settings, "cdhf", None), "model_dir", None), data_dir
+    )
+    if live.resolve() != cdhf.default_model_dir().resolve():
+        policies.append(replay.load_policy("in-use", live))
+    report, _loaded, _units = replay.run(src, policies)
+    replay.write_html(report, out)
+    return {
+        "html": str(out),
+        "decisions": report["decisions"],
+        "policies": list(report["policies"]),
+    }
+
+
+def register(server: Any) -> None:
+    @server.command(protocol.CMD_REPLAY_REPORT)
+    async def cmd_replay_report(ls: Any, *args: Any) -> dict[str, Any]:
+        from tactful import cdhf, feedback, replay
+
+        html_path = args[0] if args else None
+        if html_path is not None and (not isinstance(html_path, str) or not html_path):
+            return {
+                "html": None,
+                "error": f"{protocol.CMD_REPLAY_REPORT}: expected [htmlPath?: str], got {list(args)!r}",
+            }
+        hub = getattr(ls, "feedback", None)
+        lp = hub.log_path() if hub is not None and hasattr(hub, "log_path") else None
+        try:
+            return await asyncio.to_thread(report_for_settings, ls.settings, html_path, lp)
+        except (replay.ReplayError, cdhf.CdhfError, feedback.FeedbackError, OSError) as exc:
+            msg = f"replay report failed: {exc}"
+            log.warning(msg)
+            return {"html": None, "error": msg}
