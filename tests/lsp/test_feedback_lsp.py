@@ -1,0 +1,328 @@
+"""The feedback log and the cascade through LSP: the real server over stdio.
+
+With the real embedded model: accept through the command and through the Copilot-style
+notification, display reports, inferred rejection, the cascade hiding a suggestion (forced with
+a threshold) and skipping generation. Without a model (commands only, fast): the log survives
+SIGKILL of the server, and two servers write one log at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient as PlainClient
+from pytest_lsp import LanguageClient
+from tests.lsp.helpers import (
+    TACTFUL,
+    capabilities,
+    change_doc,
+    inline,
+    open_doc,
+    server_config,
+    track_status,
+    wait_ready,
+)
+
+from tactful import feedback, protocol
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DATA = Path(tempfile.mkdtemp(prefix="tactful-feedback-lsp-"))
+LOG = DATA / "feedback.sqlite3"
+TEXT = 'def greet(name):\n    """Say hello to name."""\n    print("Hello, " + \n'
+LINE = 2
+COL = len('    print("Hello, " + ')
+
+
+def field(obj: Any, key: str) -> Any:
+    """A field of a command result (a dict, or an object, depending on the client)."""
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
+def events(path: Path = LOG) -> list[feedback.Event]:
+    return list(feedback.read_events(path)) if path.exists() else []
+
+
+async def wait_for(pred: Any, timeout: float = 10.0, path: Path = LOG) -> list[feedback.Event]:
+    """Poll the log (another process writes it) until ``pred(events)`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        evs = events(path)
+        if pred(evs):
+            return evs
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"log never matched; last events: {[(e.kind, e.data) for e in evs[-6:]]}"
+            )
+        await asyncio.sleep(0.1)
+
+
+@pytest_lsp.fixture(
+    config=server_config({"TACTFUL_DATA_DIR": str(DATA)}), scope="module", loop_scope="module"
+)
+async def client(lsp_client: LanguageClient):
+    statuses = track_status(lsp_client)
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=capabilities(),
+            initialization_options={
+                "dataDir": str(DATA),
+                "completion": {"debounceMs": 0, "cache": False},
+                "cdhf": {"exploreRate": 0.0},
+            },
+        )
+    )
+    st = await wait_ready(lsp_client, statuses)
+    assert st["state"] == "ready", st
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _suggest(client: LanguageClient, uri: str) -> types.InlineCompletionItem:
+    open_doc(client, uri, TEXT)
+    res = await inline(client, uri, LINE, COL)
+    assert res is not None and res.items, "the model suggests something here"
+    item = res.items[0]
+    assert item.command is not None and item.command.command == protocol.CMD_ACCEPT
+    return item
+
+
+@pytest.mark.model
+async def test_log_location(client: LanguageClient) -> None:
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_LOG_LOCATION)
+    )
+    assert Path(field(res, "path")) == LOG and field(res, "enabled") is True
+
+
+@pytest.mark.model
+async def test_accept_through_the_command(client: LanguageClient) -> None:
+    item = await _suggest(client, "file:///w/accept_cmd.py")
+    sid = item.command.arguments[0]
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_ACCEPT, arguments=[sid])
+    )
+    assert field(res, "ok") is True
+    evs = await wait_for(
+        lambda evs: any(e.kind == "accepted" and e.data.get("item_id") == sid for e in evs)
+    )
+    shown = [e for e in evs if e.kind == "shown" and e.data.get("item_id") == sid]
+    assert len(shown) == 1 and shown[0].data["text"] == item.insert_text
+    rid = shown[0].suggestion_id
+    mine = [e for e in evs if e.suggestion_id == rid]
+    assert [e.kind for e in mine][:4] == ["requested", "generated", "shown", "accepted"]
+    assert (
+        mine[0].data["features"]["language"] == 0.0
+        and mine[1].data["features"]["mean_logprob"] is not None
+    )
+    acc = mine[3].data
+    assert acc["via"] == "command" and acc["full"] is True
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_STATUS)
+    )
+    assert field(status, "accepted") >= 1
+
+
+@pytest.mark.model
+async def test_show_and_partial_accept_through_notifications(client: LanguageClient) -> None:
+    item = await _suggest(client, "file:///w/accept_note.py")
+    sid = item.command.arguments[0]
+    wire = {
+        "insertText": item.insert_text,
+        "command": {
+            "title": "Accept suggestion",
+            "command": protocol.CMD_ACCEPT,
+            "arguments": [sid],
+        },
+    }
+    client.protocol.notify(protocol.DID_SHOW_COMPLETION, {"item": wire})
+    client.protocol.notify(
+        protocol.DID_PARTIALLY_ACCEPT_COMPLETION, {"item": wire, "acceptedLength": 1}
+    )
+    evs = await wait_for(
+        lambda evs: any(e.kind == "accepted" and e.data.get("item_id") == sid for e in evs)
+    )
+    acc = [e for e in evs if e.kind == "accepted" and e.data.get("item_id") == sid]
+    assert acc[0].data["via"] == "notification" and acc[0].data["accepted_length"] == 1
+    assert acc[0].data["full"] is (len(item.insert_text) <= 1)
+    assert any(e.kind == "shown" and e.data.get("client_reported") for e in evs)
+    # Malformed notifications are logged and ignored; the server keeps serving.
+    client.protocol.notify(
+        protocol.DID_PARTIALLY_ACCEPT_COMPLETION, {"item": {}, "acceptedLength": "x"}
+    )
+    bad = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_ACCEPT, arguments=[42])
+    )
+    assert field(bad, "ok") is False and "suggestionId" in field(bad, "error")
+
+
+@pytest.mark.model
+async def test_inferred_rejection_when_the_edit_diverges(client: LanguageClient) -> None:
+    uri = "file:///w/diverge.py"
+    item = await _suggest(client, uri)
+    sid = item.command.arguments[0]
+    other = "~" if not item.insert_text.startswith("~") else "@"
+    change_doc(client, uri, 2, other, (LINE, COL), (LINE, COL))
+    evs = await wait_for(
+        lambda evs: any(e.kind == "rejected" and e.data.get("item_id") == sid for e in evs)
+    )
+    (rej,) = [e for e in evs if e.kind == "rejected" and e.data.get("item_id") == sid]
+    assert rej.data["reason"] == "diverged"
+
+
+@pytest.mark.model
+async def test_cascade_hides_and_skips(client: LanguageClient) -> None:
+    def configure(cdhf: dict[str, Any]) -> None:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"tactful": {"cdhf": cdhf}})
+        )
+
+    async def stats() -> dict[str, Any]:
+        st = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_STATUS)
+        )
+        return dict(field(st, "stats"))
+
+    # Stage 2 forced to hide everything: the model runs, the suggestion is not shown.
+    configure({"stage2Threshold": 0.0})
+    uri = "file:///w/hide.py"
+    open_doc(client, uri, TEXT)
+    before = await stats()
+    res = await inline(client, uri, LINE, COL)
+    assert res is not None and not res.items
+    evs = await wait_for(lambda evs: any(e.kind == "hidden" and e.uri == uri for e in evs))
+    hidden = next(e for e in evs if e.kind == "hidden" and e.uri == uri)
+    assert 0.0 <= hidden.data["p2"] <= 1.0 and hidden.data["text"]
+    after_hide = await stats()
+    assert after_hide["hidden_stage2"] == before["hidden_stage2"] + 1
+
+    # Stage 1 forced to skip: no model call at all.
+    configure({"stage2Threshold": None, "stage1Threshold": 0.0})
+    uri2 = "file:///w/skip.py"
+    open_doc(client, uri2, TEXT)
+    res = await inline(client, uri2, LINE, COL)
+    assert res is not None and not res.items
+    after_skip = await stats()
+    assert after_skip["model_calls"] == after_hide["model_calls"], "stage 1 skipped the model call"
+    assert after_skip["skipped_stage1"] == after_hide["skipped_stage1"] + 1
+    evs = await wait_for(lambda evs: any(e.kind == "skipped" and e.uri == uri2 for e in evs))
+
+    # Back to the model's own thresholds: suggestions are shown again.
+    configure({"stage1Threshold": None})
+    uri3 = "file:///w/show.py"
+    open_doc(client, uri3, TEXT)
+    res = await inline(client, uri3, LINE, COL)
+    assert res is not None and res.items
+
+
+@pytest.mark.model
+async def test_train_command_reports_a_too_small_log(client: LanguageClient) -> None:
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_TRAIN)
+    )
+    assert field(res, "modelDir") is None and "at least" in field(res, "error")
+
+
+# --- without a model: durability and concurrency ----------------------------------------------
+
+
+async def _plain_server(log: Path) -> PlainClient:
+    env = dict(os.environ, TACTFUL_DATA_DIR=str(log.parent))
+    c = PlainClient("feedback-test", "1")
+    await c.start_io(TACTFUL, "serve", env=env)
+    await c.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            initialization_options={
+                "model": str(log.parent / "no-such-model"),
+                "feedback": {"logPath": str(log)},
+            },
+        )
+    )
+    c.initialized(types.InitializedParams())
+    return c
+
+
+async def _commands(c: PlainClient, tag: str, n: int) -> None:
+    for i in range(n):
+        cmd = protocol.CMD_ACCEPT if i % 2 == 0 else protocol.CMD_REJECT
+        res = await c.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=cmd, arguments=[f"{tag}-{i}"])
+        )
+        assert field(res, "ok") is True
+
+
+async def _close(c: PlainClient) -> None:
+    proc = c._server
+    if proc is not None and proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(c.stop(), 5)
+
+
+async def test_log_survives_sigkill_of_the_server(tmp_path: Path) -> None:
+    log = tmp_path / "log.sqlite3"
+    c = await _plain_server(log)
+    try:
+        await _commands(c, "k", 60)  # each answer comes after the event is recorded
+        assert c._server is not None
+        c._server.kill()  # SIGKILL: no shutdown, no flush
+        await c._server.wait()
+        assert c._server.returncode == -9
+    finally:
+        await _close(c)
+    evs = events(log)
+    assert len(evs) == 60
+    assert sorted(e.suggestion_id for e in evs) == sorted(f"k-{i}" for i in range(60))
+    assert {e.kind for e in evs} == {"accepted", "rejected"}
+
+
+async def test_two_servers_write_one_log(tmp_path: Path) -> None:
+    log = tmp_path / "log.sqlite3"
+    a, b = await _plain_server(log), await _plain_server(log)
+    try:
+        await asyncio.gather(_commands(a, "a", 80), _commands(b, "b", 80))
+    finally:
+        await asyncio.gather(_close(a), _close(b))
+    evs = events(log)
+    assert len(evs) == 160 and len({e.session for e in evs}) == 2
+    for tag in ("a", "b"):
+        assert [e.suggestion_id for e in evs if e.suggestion_id.startswith(tag + "-")] == [
+            f"{tag}-{i}" for i in range(80)
+        ]
+
+
+@pytest.mark.parametrize("enable", [False])
+async def test_logging_switched_off_writes_nothing(tmp_path: Path, enable: bool) -> None:
+    log = tmp_path / "log.sqlite3"
+    env = dict(os.environ, TACTFUL_DATA_DIR=str(tmp_path))
+    c = PlainClient("feedback-test", "1")
+    await c.start_io(TACTFUL, "serve", env=env)
+    try:
+        await c.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                initialization_options={
+                    "model": str(tmp_path / "none"),
+                    "feedback": {"enable": enable, "logPath": str(log)},
+                },
+            )
+        )
+        c.initialized(types.InitializedParams())
+        res = await c.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_LOG_LOCATION)
+        )
+        assert field(res, "enabled") is False and field(res, "path") is None
+        await _commands(c, "off", 4)
+    finally:
+        await _close(c)
+    assert not log.exists()
