@@ -178,6 +178,7 @@ def load_log(path: str | Path) -> Loaded:
         return Loaded([], "jsonl", problems)
     if sum(1 for _n, r in rows if "state_name" in r) * 2 > len(rows):
         events, contexts = _cups_events(p, rows, problems)
+        problems.sort(key=_line_of)
         return Loaded(events, "cups", problems, contexts)
     events = []
     contexts = {}
@@ -207,7 +208,17 @@ def load_log(path: str | Path) -> Loaded:
         events.append(ev)
         if kind == "requested" and ev.suggestion_id and isinstance(data.get("prefix"), str):
             contexts[ev.suggestion_id] = (data["prefix"], str(data.get("suffix") or ""))
+    problems.sort(key=_line_of)
     return Loaded(events, "jsonl", problems, contexts)
+
+
+def _line_of(msg: str) -> int:
+    """The line number in a ``path:N: ...`` problem message (for ordering)."""
+    parts = msg.rsplit(": ", 1)[0].split(":")
+    for part in reversed(parts):
+        if part.isdigit():
+            return int(part)
+    return 0
 
 
 # --- units -------------------------------------------------------------------------------------
