@@ -1,0 +1,155 @@
+"""The server-side hub: building the tracker from settings, reconfiguring it, training from the
+user's own log (the ``tactful.train`` command's work) and switching to the trained cascade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from tests.unit.test_cdhf import _synthetic_log
+
+from tactful import cdhf, lsp_feedback
+from tactful.config import Settings, apply_settings
+from tactful.hooks import NullHooks, RequestInfo
+
+
+class FakeServer:
+    """What FeedbackHub needs of TactfulServer: settings, listeners, counters."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.settings_listeners: list[Any] = []
+        self.counters = {"shown": 0, "accepted": 0}
+        self.hooks: Any = NullHooks()
+        self.commands: dict[str, Any] = {}
+        self.features: dict[str, Any] = {}
+
+    def command(self, name: str):
+        def deco(f):
+            self.commands[name] = f
+            return f
+
+        return deco
+
+    def feature(self, name: str):
+        def deco(f):
+            self.features[name] = f
+            return f
+
+        return deco
+
+    def update(self, raw: dict) -> None:
+        old = self.settings
+        self.settings, errors, _ = apply_settings(old, raw)
+        assert not errors
+        for listener in self.settings_listeners:
+            listener(old, self.settings)
+
+
+def _settings(tmp_path: Path, **feedback: Any) -> Settings:
+    s = Settings(data_dir=str(tmp_path))
+    return attrs.evolve(s, feedback=attrs.evolve(s.feedback, **feedback)) if feedback else s
+
+
+def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
+    server = FakeServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    assert server.hooks is hub and hub._tracker is None, "nothing is opened before first use"
+    assert set(server.commands) == {
+        "tactful.accept",
+        "tactful.reject",
+        "tactful.logLocation",
+        "tactful.train",
+    }
+    assert set(server.features) == {
+        "textDocument/didShowCompletion",
+        "textDocument/didPartiallyAcceptCompletion",
+    }
+    loc = server.commands["tactful.logLocation"](server)
+    assert loc == {"path": str(tmp_path / "feedback.sqlite3"), "enabled": True}
+    assert hub.tracker.cascade is not None, "the shipped default cascade"
+    # Accept through the command: counted once.
+    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
+    d1 = hub.before_generation(req)
+    from tactful.hooks import SuggestionInfo
+
+    info = SuggestionInfo("1")
+    d2 = hub.after_generation(req, info, d1)
+    hub.shown(req, info, "sid-1", d1, d2)
+    assert server.commands["tactful.accept"](server, "sid-1") == {"ok": True, "known": True}
+    assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
+    assert server.counters["accepted"] == 1
+    assert server.commands["tactful.accept"](server, "sid-1", -3)["ok"] is False
+    assert server.commands["tactful.accept"](server)["ok"] is False
+    assert server.commands["tactful.reject"](server, None)["ok"] is False
+    # Notifications with dict params.
+    item = {"insertText": "1", "command": {"command": "tactful.accept", "arguments": ["sid-1"]}}
+    server.features["textDocument/didShowCompletion"](server, {"item": item})
+    server.features["textDocument/didPartiallyAcceptCompletion"](
+        server, {"item": item, "acceptedLength": 1}
+    )
+    server.features["textDocument/didPartiallyAcceptCompletion"](server, {"nonsense": True})
+    assert lsp_feedback.item_id(item) == "sid-1" and lsp_feedback.item_id({}) is None
+    hub.close()
+
+
+def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
+    server = FakeServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    t = hub.tracker
+    other = tmp_path / "elsewhere" / "log.sqlite3"
+    server.update(
+        {
+            "feedback": {"logPath": str(other), "rejectTimeoutS": 3},
+            "cdhf": {"stage2Threshold": 0.25},
+        }
+    )
+    assert hub.tracker is t, "the same tracker keeps its pending suggestions"
+    assert Path(t.log.path) == other and t.reject_timeout_s == 3
+    assert t.cascade.stage2_override == 0.25
+    server.update({"cdhf": {"enable": False}})
+    assert t.cascade is None
+    server.update({"feedback": {"enable": False}})
+    assert hub.tracker is None
+    assert hub.before_generation(RequestInfo("u", "python", "", 0, 0, 0)).show
+    assert server.commands["tactful.logLocation"](server) == {"path": None, "enabled": False}
+    server.update({"feedback": {"enable": True}})
+    assert hub.tracker is not None and hub.tracker.log is not None
+    hub.close()
+
+
+def test_train_from_own_log_switches_to_the_user_model(tmp_path: Path) -> None:
+    server = FakeServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    _synthetic_log(tmp_path / "feedback.sqlite3")  # the user's own log, 160 decisions
+    res = hub.train()
+    own = cdhf.user_model_dir(str(tmp_path))
+    assert res["modelDir"] == str(own) and res["decisions"] == 160 and res["stage2Auc"] > 0.75
+    assert (own / "stage2.txt").is_file()
+    assert hub.tracker.cascade.path == own, "the server now uses the user's own model"
+    # A fresh server resolves to the user's model too.
+    assert cdhf.resolve_model_dir(None, str(tmp_path)) == own
+    hub.close()
+
+
+def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cdhf, "OWN_LOG_MIN_DECISIONS", 100)
+    monkeypatch.setattr(lsp_feedback, "RETRAIN_CHECK_EVERY", 1)
+    server = FakeServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    _synthetic_log(tmp_path / "feedback.sqlite3")
+    t = hub.tracker
+    t.reject("unknown-1")  # a decision: off by default, nothing happens
+    assert hub._training is None
+    server.update({"cdhf": {"retrainOnOwnLog": True}})
+    from tactful.hooks import SuggestionInfo
+
+    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
+    d1 = hub.before_generation(req)
+    hub.shown(req, SuggestionInfo("1"), "sid-9", d1, d1)
+    t.reject("sid-9")
+    assert hub._training is not None
+    hub._training.join(timeout=120)
+    assert t.cascade is not None and t.cascade.path == cdhf.user_model_dir(str(tmp_path))
+    hub.close()
