@@ -73,7 +73,7 @@ def run_scenario(
     *,
     open_file: str | None = None,
     settings: dict[str, Any] | None = None,
-    timeout: float = 480,
+    timeout: float = 900,
 ) -> dict[str, Any]:
     """Run tests/editors/nvim/<scenario>.lua headless; returns its result JSON (asserting it passed)."""
     result = tmp_path / f"{scenario}.json"
@@ -246,7 +246,7 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
 
     tmux_run("new-session", "-d", "-s", "t", "-x", "110", "-y", "24", "-c", str(proj), inner)
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 600
         while not result.exists() and time.monotonic() < deadline and alive():
             time.sleep(0.2)
         assert result.exists(), "the TUI scenario wrote no result"

@@ -26,7 +26,7 @@ H.run(function()
   local diags = H.wait_until(function()
     local d = tactful_diags(buf)
     return #d > 0 and d
-  end, 90000, 100)
+  end, 300000, 100)
   H.info('flags_ms', H.ms() - t)
   if not H.check('flags-arrive-as-diagnostics', diags ~= nil) then
     return
@@ -82,8 +82,8 @@ H.run(function()
   -- :TactfulFlag flags the file again on demand (tactful.flagDocument) and says how many lines
   local t2 = H.ms()
   vim.cmd('TactfulFlag')
-  local note = H.wait_note('line(s) flagged', 180000)
+  local note = H.wait_note('line(s) flagged', 300000)
   H.info('flag_command_ms', H.ms() - t2)
   local n = note and tonumber(note:match('(%d+) line%(s%) flagged'))
   H.check('flag-user-command', n and n >= 1, H.notes)
-end, 420000)
+end, 840000)

@@ -22,7 +22,7 @@ local function ghost_at(buf, row, timeout)
   H.feed('A')
   return H.wait_until(function()
     return H.ghost(buf)
-  end, timeout or 60000)
+  end, timeout or 120000)
 end
 
 local function status(client)
@@ -49,7 +49,7 @@ H.run(function()
   local row = assert(row_of(buf, 'return fib'), 'sample.py changed?')
   local before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   local t = H.ms()
-  local ghost = ghost_at(buf, row, 120000)
+  local ghost = ghost_at(buf, row, 300000)
   H.info('ghost_ms', H.ms() - t)
   H.info('ghost', ghost)
   if not H.check('ghost-text-appears', ghost and ghost ~= '', { line = before }) then
@@ -154,4 +154,4 @@ H.run(function()
   H.check('log-command', note and note:find(vim.env.TACTFUL_DATA_DIR, 1, true) ~= nil, note)
   H.info('status', status(client))
   vim.cmd('write')
-end, 420000)
+end, 840000)

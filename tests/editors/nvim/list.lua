@@ -34,7 +34,7 @@ H.run(function()
   local info = H.wait_until(function()
     local ci = vim.fn.complete_info({ 'items', 'selected' })
     return #ci.items > 0 and ci
-  end, 120000)
+  end, 300000)
   H.info('item_ms', H.ms() - t)
   if not H.check('completion-item-arrives', info ~= nil, { line = before }) then
     return
@@ -61,4 +61,4 @@ H.run(function()
   H.feed('<Esc>')
   H.sleep(50)
   vim.cmd('write')
-end, 420000)
+end, 840000)
