@@ -393,13 +393,22 @@ class DecisionRow:
     survival: dict[str, float] = field(default_factory=dict)
 
 
-def load_decisions(path: str | Path) -> list[DecisionRow]:
+#: Inferred rejections this soon after the show are not decisions: the user hardly saw the
+#: suggestion (Cody counts a suggestion as seen after 750 ms on screen).
+MIN_VISIBLE_S = 0.75
+_GLANCE_REASONS = frozenset({"new_request", "cursor_left", "diverged"})
+
+
+def load_decisions(path: str | Path, min_visible_s: float = MIN_VISIBLE_S) -> list[DecisionRow]:
     """Shown suggestions that have an outcome, with the features recorded before the outcome
-    (``requested`` + ``generated`` events). Any accept wins over an inferred rejection."""
+    (``requested`` + ``generated`` events). Any accept wins over an inferred rejection. A
+    rejection inferred from typing or moving on within ``min_visible_s`` of the last display is
+    not a decision and is left out; explicit, timeout and imported rejections always count."""
     rows: dict[str, DecisionRow] = {}
     feats: dict[str, dict[str, float | None]] = {}
     outcome: dict[str, tuple[bool, float, int | None]] = {}
     shown: dict[str, Event] = {}
+    last_display: dict[str, float] = {}
     survival: dict[str, dict[str, float]] = {}
     for ev in read_events(path):
         sid = ev.suggestion_id
@@ -410,7 +419,8 @@ def load_decisions(path: str | Path) -> list[DecisionRow]:
             if isinstance(f, dict):
                 feats.setdefault(sid, {}).update(f)
         elif ev.kind == "shown":
-            shown[sid] = ev
+            shown.setdefault(sid, ev)
+            last_display[sid] = ev.t
         elif ev.kind == "accepted":
             prev = outcome.get(sid)
             length = ev.data.get("accepted_length")
@@ -419,6 +429,9 @@ def load_decisions(path: str | Path) -> list[DecisionRow]:
         elif ev.kind == "rejected":
             if ev.data.get("imported_label") is False:
                 continue  # no user decision behind it (see import_cups)
+            seen_for = ev.t - last_display.get(sid, ev.t - 1e9)
+            if ev.data.get("reason") in _GLANCE_REASONS and seen_for < min_visible_s:
+                continue
             if sid not in outcome:
                 outcome[sid] = (False, ev.t, None)
         elif ev.kind == "survival":

@@ -304,3 +304,21 @@ def test_import_real_cups(tmp_path: Path) -> None:
     assert counts["accepted"] == 224 and counts["rejected"] == 429
     rows = feedback.load_decisions(tmp_path / "cups.sqlite3")
     assert len(rows) == 653 and len({r.user for r in rows}) == 14
+
+
+def test_glances_are_not_decisions(tmp_path: Path) -> None:
+    """A suggestion replaced by typing within 0.75 s was hardly seen: not a training decision."""
+    path = tmp_path / "log.sqlite3"
+    log = FeedbackLog(path)
+    for sid, reason, after in (
+        ("a", "new_request", 0.2),
+        ("b", "new_request", 2.0),
+        ("c", "explicit", 0.1),
+        ("d", "diverged", 0.5),
+    ):
+        log.record("requested", sid, {"features": {"doc_len": 1.0}}, t=100.0)
+        log.record("shown", sid, {"text": "x"}, t=100.0)
+        log.record("rejected", sid, {"reason": reason}, t=100.0 + after)
+    log.close()
+    assert [d.suggestion_id for d in feedback.load_decisions(path)] == ["b", "c"]
+    assert len(feedback.load_decisions(path, min_visible_s=0.0)) == 4
