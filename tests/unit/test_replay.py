@@ -3,7 +3,6 @@ JSONL/CUPS inputs, bad input, the CLI, the HTML report in headless Chromium and 
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import shutil
@@ -97,7 +96,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_synthetic_log_exact_counts(synthetic: Path) -> None:
-    report, loaded, units = replay.run(synthetic, [replay.ShowAll(), RulePolicy(), AfterTwo()])
+    report, loaded, _units = replay.run(synthetic, [replay.ShowAll(), RulePolicy(), AfterTwo()])
     assert loaded.fmt == "sqlite" and loaded.problems == []
     assert report["requests"] == 11 and report["decisions"] == 9 and report["users"] == ["u1", "u2"]
     sa = report["policies"]["show-all"]
