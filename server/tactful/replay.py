@@ -549,6 +549,13 @@ def sweep(units: Sequence[Unit], outs: Sequence[Outcome]) -> list[dict[str, floa
     return rows
 
 
+def _natural(s: str) -> tuple[Any, ...]:
+    """Sort key that orders ``cups-2`` before ``cups-10``."""
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
+
+
 def build_report(
     units: Sequence[Unit],
     results: Mapping[str, Sequence[Outcome]],
@@ -559,7 +566,7 @@ def build_report(
     """The whole report: per policy overall, per user, bootstrap CIs and the threshold sweep."""
     secs = [u.seconds for u in units if u.seconds is not None]
     median = float(np.median(secs)) if secs else None
-    users = sorted({u.user for u in units})
+    users = sorted({u.user for u in units}, key=_natural)
     policies: dict[str, Any] = {}
     for name, outs in results.items():
         overall = counts(units, outs, median)
