@@ -1,0 +1,82 @@
+"""``tactful.replayReport`` through the real server over stdio (no model needed: commands only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+from test_replay import write_log
+
+from tactful import protocol
+
+TACTFUL = str(Path(sys.executable).parent / "tactful")
+
+
+def field(obj: Any, key: str) -> Any:
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
+async def _server(data: Path) -> LanguageClient:
+    c = LanguageClient("replay-test", "1")
+    await c.start_io(TACTFUL, "serve", env=dict(os.environ, TACTFUL_DATA_DIR=str(data)))
+    await c.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            initialization_options={"model": str(data / "no-such-model")},
+        )
+    )
+    c.initialized(types.InitializedParams())
+    return c
+
+
+async def _close(c: LanguageClient) -> None:
+    proc = c._server
+    if proc is not None and proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(c.stop(), 5)
+
+
+async def _run(c: LanguageClient, *args: Any) -> Any:
+    return await asyncio.wait_for(
+        c.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_REPLAY_REPORT, arguments=list(args))
+        ),
+        120,
+    )
+
+
+@pytest.mark.asyncio
+async def test_replay_report_command(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    c = await _server(data)
+    try:
+        # an empty log (the server creates it): a clear error, the server keeps running
+        res = await _run(c)
+        assert field(res, "html") is None and "nothing to replay" in field(res, "error")
+        write_log(data / "feedback.sqlite3")
+        res = await _run(c)
+        assert field(res, "html") == str(data / "replay-report.html")
+        assert field(res, "decisions") == 9
+        assert list(field(res, "policies")) == ["show-all", "default"]
+        out = tmp_path / "elsewhere" / "r.html"
+        res = await _run(c, str(out))
+        assert field(res, "html") == str(out) and '<svg id="sweep"' in out.read_text(
+            encoding="utf-8"
+        )
+        res = await _run(c, 42)
+        assert field(res, "html") is None and "expected [htmlPath?: str]" in field(res, "error")
+        status = await c.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
+        )
+        assert status is not None
+    finally:
+        await _close(c)
