@@ -790,18 +790,19 @@ def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def _progress_printer(label: str) -> Callable[[int, int], None]:
+    """Progress on stderr in 10% steps (one updating line on a terminal, else one line each)."""
     last = [-1]
+    tty = sys.stderr.isatty()
 
     def show(done: int, total: int) -> None:
         pct = 100 * done // max(total, 1)
-        if pct != last[0] and (pct % 10 == 0 or done == total):
-            last[0] = pct
-            print(
-                f"\r{label}: {done}/{total} ({pct}%)",
-                end="\n" if done == total else "",
-                file=sys.stderr,
-                flush=True,
-            )
+        if pct // 10 != last[0] or done == total:
+            last[0] = pct // 10
+            if tty:
+                end = "\n" if done == total else ""
+                print(f"\r{label}: {done}/{total} ({pct}%)", end=end, file=sys.stderr, flush=True)
+            else:
+                print(f"{label}: {done}/{total} ({pct}%)", file=sys.stderr, flush=True)
 
     return show
 

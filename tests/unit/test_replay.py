@@ -310,3 +310,15 @@ def test_replay_report_command_function(synthetic: Path, tmp_path: Path) -> None
     assert '<svg id="sweep"' in Path(res["html"]).read_text(encoding="utf-8")
     with pytest.raises(replay.ReplayError):
         report_for_settings(Settings(data_dir=str(tmp_path / "none")), str(tmp_path / "x.html"))
+
+
+def test_cli_table_and_progress(synthetic: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert replay.main(["--log", str(synthetic), "--threshold", "0.7"]) == 0
+    assert "replay: 11/11 (100%)" in err.getvalue()
+    text = out.getvalue()
+    assert "11 requests, 9 decisions, 2 users" in text
+    header = text.splitlines()[1].split()
+    assert header == ["show-all", "default", "threshold-0.7"]
+    assert text.splitlines()[2].split() == ["decisions", "9", "9", "9"]
