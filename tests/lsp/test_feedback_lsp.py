@@ -224,6 +224,59 @@ async def test_cascade_hides_and_skips(client: LanguageClient) -> None:
 
 
 @pytest.mark.model
+async def test_inferred_rejection_by_timeout_and_type_along(client: LanguageClient) -> None:
+    def configure(feedback_settings: dict[str, Any]) -> None:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(
+                settings={"tactful": {"feedback": feedback_settings}}
+            )
+        )
+
+    configure({"rejectTimeoutS": 1.0})
+    try:
+        uri = "file:///w/timeout.py"
+        item = await _suggest(client, uri)
+        sid = item.command.arguments[0]
+        # Typing the first character of the suggestion is typing along: not a rejection.
+        first = item.insert_text[0]
+        change_doc(client, uri, 2, first, (LINE, COL), (LINE, COL))
+        res = await inline(client, uri, LINE, COL + 1)
+        assert res is not None
+        evs = await wait_for(
+            lambda evs: any(e.kind == "rejected" and e.data.get("item_id") == sid for e in evs),
+            timeout=15,
+        )
+        (rej,) = [e for e in evs if e.kind == "rejected" and e.data.get("item_id") == sid]
+        assert rej.data["reason"] in ("timeout", "typed_through"), rej.data
+        shown_t = next(e.t for e in evs if e.kind == "shown" and e.data.get("item_id") == sid)
+        assert rej.t - shown_t >= 1.0
+    finally:
+        configure({"rejectTimeoutS": 10.0})
+
+
+@pytest.mark.model
+async def test_list_completion_items_carry_the_accept_command(client: LanguageClient) -> None:
+    uri = "file:///w/list.py"
+    open_doc(client, uri, TEXT)
+    res = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(LINE, COL)
+        )
+    )
+    assert res is not None and res.items
+    cmd = res.items[0].command
+    assert cmd is not None and cmd.command == protocol.CMD_ACCEPT
+    sid = cmd.arguments[0]
+    out = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_ACCEPT, arguments=[sid])
+    )
+    assert field(out, "ok") is True and field(out, "known") is True
+    await wait_for(
+        lambda evs: any(e.kind == "accepted" and e.data.get("item_id") == sid for e in evs)
+    )
+
+
+@pytest.mark.model
 async def test_train_command_reports_a_too_small_log(client: LanguageClient) -> None:
     res = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=protocol.CMD_TRAIN)
