@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,7 +76,24 @@ class FeedbackHub:
                         self.server.settings, on_decision=self._on_decision
                     )
                     self._built = True
+                    self._report_problems()
         return self._tracker
+
+    def _report_problems(self) -> None:
+        """Tell the user when the log or the cascade they asked for could not be opened."""
+        s, t = self.server.settings, self._tracker
+        if t is None:
+            return
+        if s.feedback.enable and t.log is None:
+            _show(
+                self.server,
+                "could not open the feedback log; logging is off (details in the server log)",
+            )
+        if s.cdhf.enable and t.cascade is None:
+            _show(
+                self.server,
+                "could not load the show/hide cascade; every suggestion is shown (details in the server log)",
+            )
 
     def settings_changed(self, old: Any, new: Any) -> None:
         if (old.feedback, old.cdhf, old.data_dir) == (
@@ -112,6 +130,7 @@ class FeedbackHub:
             t.reject_timeout_s = new.feedback.reject_timeout_s
             t.explore_rate = getattr(new.cdhf, "explore_rate", 0.0)
             t.cascade = tracker.load_cascade(new)
+        self._report_problems()
 
     def close(self) -> None:
         if self._tracker is not None:
@@ -235,7 +254,10 @@ def register(server: Any) -> FeedbackHub:
             return {"ok": False, "error": msg}
         length = args[1] if len(args) > 1 else None
         if length is not None and (
-            isinstance(length, bool) or not isinstance(length, int | float) or length < 0
+            isinstance(length, bool)
+            or not isinstance(length, int | float)
+            or not math.isfinite(length)
+            or length < 0
         ):
             msg = f"{protocol.CMD_ACCEPT}: acceptedLength must be a non-negative integer, got {length!r}"
             log.warning(msg)
@@ -308,7 +330,12 @@ def register(server: Any) -> FeedbackHub:
     def on_partial_accept(ls: Any, params: Any) -> None:
         sid = item_id(_get(params, "item"))
         length = _get(params, "acceptedLength")
-        if sid is None or isinstance(length, bool) or not isinstance(length, int | float):
+        if (
+            sid is None
+            or isinstance(length, bool)
+            or not isinstance(length, int | float)
+            or not math.isfinite(length)
+        ):
             log.warning(
                 "%s: expected {item, acceptedLength}, got %r",
                 protocol.DID_PARTIALLY_ACCEPT_COMPLETION,

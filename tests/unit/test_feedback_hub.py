@@ -24,6 +24,10 @@ class FakeServer:
         self.hooks: Any = NullHooks()
         self.commands: dict[str, Any] = {}
         self.features: dict[str, Any] = {}
+        self.messages: list[str] = []
+
+    def show_message(self, message: str) -> None:
+        self.messages.append(message)
 
     def command(self, name: str):
         def deco(f):
@@ -152,4 +156,20 @@ def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, m
     assert hub._training is not None
     hub._training.join(timeout=120)
     assert t.cascade is not None and t.cascade.path == cdhf.user_model_dir(str(tmp_path))
+    hub.close()
+
+
+def test_a_log_or_model_that_cannot_be_opened_is_reported_not_fatal(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    server = FakeServer(_settings(tmp_path, log_path=str(blocker / "log.sqlite3")))
+    hub = lsp_feedback.register(server)
+    t = hub.tracker
+    assert t is not None and t.log is None and t.cascade is not None
+    assert any("feedback log" in m for m in server.messages)
+    server.update({"cdhf": {"modelDir": str(tmp_path / "no-model")}})
+    assert t.cascade is None and any("cascade" in m for m in server.messages)
+    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
+    assert hub.before_generation(req).show
+    assert server.commands["tactful.accept"](server, "zzz", float("nan"))["ok"] is False
     hub.close()
