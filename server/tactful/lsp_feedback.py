@@ -17,6 +17,7 @@ notification path.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import math
 import threading
@@ -76,6 +77,8 @@ class FeedbackHub:
                         self.server.settings, on_decision=self._on_decision
                     )
                     self._built = True
+                    if self._tracker is not None:
+                        atexit.register(self._tracker.close)  # final survival checks on exit
                     self._report_problems()
         return self._tracker
 

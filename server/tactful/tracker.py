@@ -127,6 +127,7 @@ class SuggestionTracker:
             "rejected": 0,
         }
         self._stop = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
         if start_timer:
             self._thread = threading.Thread(
@@ -165,9 +166,21 @@ class SuggestionTracker:
                 log.exception("tracker timer failed")
 
     def close(self) -> None:
+        """Stop the timer, record the survival of accepted text as it is now (marked
+        ``early``), and close the log. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        try:
+            now = self.clock()
+            with self._lock:
+                for p in list(self._accepted.values()):
+                    self._check_survival(p, now, final=True)
+        except Exception:
+            log.exception("tracker: final survival checks failed")
         if self.log is not None:
             try:
                 self.log.close()

@@ -279,3 +279,16 @@ def test_survival_fraction_finds_moved_text() -> None:
     anchor = "def f(a, b):\n    "
     assert survival_fraction(acc, doc, 20, anchor) == 1.0
     assert survival_fraction(acc, doc.replace("return a + b", ""), 20, anchor) < 0.3
+
+
+def test_close_records_survival_so_far(env) -> None:
+    tr, clock, path = env
+    show(tr, TEXT, CURSOR, "a + b", "item-c")
+    tr.document_changed(URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 2)
+    tr.accept("item-c")
+    clock.t += 5
+    tr.close()
+    tr.close()
+    surv = [e.data for e in events(path) if e.kind == "survival"]
+    assert [s["after_s"] for s in surv] == [30.0, 120.0, 600.0]
+    assert all(s["early"] and s["survived"] == 1.0 for s in surv)
