@@ -482,6 +482,10 @@ def stats(path: str | Path) -> dict[str, Any]:
             reasons[r] = reasons.get(r, 0) + 1
     decisions = load_decisions(path)
     acc = sum(1 for d in decisions if d.accepted)
+    by_checkpoint: dict[str, list[float]] = {}
+    for d in decisions:
+        for key, val in d.survival.items():
+            by_checkpoint.setdefault(key, []).append(val)
     return {
         "path": str(Path(path).expanduser()),
         "schema": SCHEMA_VERSION,
@@ -492,6 +496,9 @@ def stats(path: str | Path) -> dict[str, Any]:
         "acceptanceRate": (acc / len(decisions)) if decisions else None,
         "sessions": len(sessions),
         "users": len(users),
+        # Mean share of accepted text still in the document, per checkpoint (seconds, or the
+        # checkpoint index for imported data): acceptance alone is a poor measure of value.
+        "survival": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_checkpoint.items())},
     }
 
 

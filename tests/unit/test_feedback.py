@@ -304,6 +304,9 @@ def test_import_real_cups(tmp_path: Path) -> None:
     assert counts["accepted"] == 224 and counts["rejected"] == 429
     rows = feedback.load_decisions(tmp_path / "cups.sqlite3")
     assert len(rows) == 653 and len({r.user for r in rows}) == 14
+    st = feedback.stats(tmp_path / "cups.sqlite3")
+    assert st["decisions"] == 653 and set(st["survival"]) == {"0", "1", "2", "3", "4"}
+    assert all(0.0 <= v <= 1.0 for v in st["survival"].values())
 
 
 def test_glances_are_not_decisions(tmp_path: Path) -> None:
