@@ -582,12 +582,22 @@ def user_model_dir(data_dir: str | None = None) -> Path:
     return _dd(data_dir) / "models" / "cdhf-user"
 
 
+def own_model_ready(path: Path) -> bool:
+    """Whether a user-trained folder was trained on enough decisions to replace the default."""
+    try:
+        meta = json.loads((path / "cascade.json").read_text(encoding="utf-8"))
+        return int(meta["metrics"]["decisions"]) >= OWN_LOG_MIN_DECISIONS
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def resolve_model_dir(model_dir: str | None, data_dir: str | None = None) -> Path:
-    """The setting's folder, else the user's own trained model, else the shipped default."""
+    """The setting's folder; else the user's own trained model once it was trained on at least
+    ``OWN_LOG_MIN_DECISIONS`` decisions; else the shipped default."""
     if model_dir:
         return Path(model_dir).expanduser()
     own = user_model_dir(data_dir)
-    if (own / "cascade.json").is_file():
+    if own_model_ready(own):
         return own
     return default_model_dir()
 

@@ -227,8 +227,12 @@ class FeedbackHub:
         if t is not None and not self.server.settings.cdhf.model_dir:
             t.cascade = tracker.load_cascade(self.server.settings)
         m = res.metrics
+        in_use = t is not None and t.cascade is not None and Path(t.cascade.path) == Path(res.out)
         return {
             "modelDir": str(res.out),
+            # False while the log is below cdhf.OWN_LOG_MIN_DECISIONS (the default stays in use;
+            # set cdhf.modelDir to this folder to use it anyway).
+            "inUse": in_use,
             "decisions": m["decisions"],
             "stage1Auc": m["stage1_auc"],
             "stage2Auc": m["stage2_auc"],
@@ -311,7 +315,13 @@ def register(server: Any) -> FeedbackHub:
             return {"modelDir": None, "error": msg}
         _show(
             ls,
-            f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})",
+            f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})"
+            + (
+                ""
+                if result["inUse"]
+                else f"; the default model stays in use until your log has {cdhf.OWN_LOG_MIN_DECISIONS} "
+                "decisions (or set cdhf.modelDir to this model)"
+            ),
         )
         return result
 

@@ -206,6 +206,18 @@ def test_resolve_model_dir_prefers_setting_then_own(tmp_path: Path) -> None:
     own = cdhf.user_model_dir(str(tmp_path))
     own.mkdir(parents=True)
     (own / "cascade.json").write_text("{}")
+    assert cdhf.resolve_model_dir(None, str(tmp_path)) == cdhf.default_model_dir(), (
+        "not a trained model"
+    )
+    (own / "cascade.json").write_text(
+        json.dumps({"metrics": {"decisions": cdhf.OWN_LOG_MIN_DECISIONS - 1}})
+    )
+    assert cdhf.resolve_model_dir(None, str(tmp_path)) == cdhf.default_model_dir(), (
+        "too few decisions"
+    )
+    (own / "cascade.json").write_text(
+        json.dumps({"metrics": {"decisions": cdhf.OWN_LOG_MIN_DECISIONS}})
+    )
     assert cdhf.resolve_model_dir(None, str(tmp_path)) == own
 
 

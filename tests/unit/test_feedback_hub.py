@@ -123,13 +123,18 @@ def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
     hub.close()
 
 
-def test_train_from_own_log_switches_to_the_user_model(tmp_path: Path) -> None:
+def test_train_from_own_log_switches_to_the_user_model(tmp_path: Path, monkeypatch) -> None:
     server = FakeServer(_settings(tmp_path))
     hub = lsp_feedback.register(server)
     _synthetic_log(tmp_path / "feedback.sqlite3")  # the user's own log, 160 decisions
     res = hub.train()
     own = cdhf.user_model_dir(str(tmp_path))
     assert res["modelDir"] == str(own) and res["decisions"] == 160 and res["stage2Auc"] > 0.75
+    assert res["inUse"] is False, "160 < OWN_LOG_MIN_DECISIONS: the default stays in use"
+    assert hub.tracker.cascade.path == cdhf.default_model_dir()
+    monkeypatch.setattr(cdhf, "OWN_LOG_MIN_DECISIONS", 150)
+    res = hub.train()
+    assert res["inUse"] is True
     assert (own / "stage2.txt").is_file()
     assert hub.tracker.cascade.path == own, "the server now uses the user's own model"
     # A fresh server resolves to the user's model too.
