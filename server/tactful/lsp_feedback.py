@@ -127,9 +127,10 @@ class FeedbackHub:
                 new.feedback.store_text,
                 new.data_dir,
             ):
-                if t.log is not None:
-                    t.log.close()
-                t.log = tracker.open_log(new)
+                with t._lock:  # no event is being written while the log is swapped
+                    if t.log is not None:
+                        t.log.close()
+                    t.log = tracker.open_log(new)
             t.reject_timeout_s = new.feedback.reject_timeout_s
             t.explore_rate = getattr(new.cdhf, "explore_rate", 0.0)
             t.cascade = tracker.load_cascade(new)
