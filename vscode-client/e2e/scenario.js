@@ -320,9 +320,19 @@ async function scenario(page) {
   // 6. A server that cannot start: the extension says why and how to fix it.
   if (USER_SETTINGS) {
     await clearNotifications(page);
+    // Edit the user settings.json in VS Code itself (code-server does not see writes from
+    // outside): select all, paste the new JSON, save.
     const settings = JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8'));
     settings['tactful.server.command'] = '/nonexistent/bin/tactful';
-    fs.writeFileSync(USER_SETTINGS, JSON.stringify(settings, null, 1));
+    await runCommand(page, 'Preferences: Open User Settings (JSON)');
+    // (VS Code 1.139 opens it in a modal editor, older ones in a tab.)
+    const json = page.locator('.monaco-editor .view-lines', { hasText: 'tactful.server.command' }).first();
+    await json.waitFor({ timeout: 20000 });
+    await sleep(800);
+    await json.click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText(JSON.stringify(settings, null, 1));
+    await page.keyboard.press('Control+S');
     const note = await poll(async () => (await notifications(page)).find((n) => n.includes('cannot start')), 30000);
     await screenshot(page, 'server-cannot-start');
     check('cannot-start-message', !!note && note.includes('/nonexistent/bin/tactful') && note.includes('tactful.server.command'), note || (await notifications(page)));
