@@ -615,7 +615,9 @@ def _typed_state(p: _Pending, text: str) -> str:
     x = text[len(p.before) : len(text) - len(p.after)] if p.after else text[len(p.before) :]
     if not x:
         return "same"
-    if x == p.text or (p.text and x.startswith(p.text) and len(x) <= len(p.text) + 1):
+    if p.text and x.startswith(p.text):
+        # All of it is in (accepted and then typed on, or typed by hand): the accept command
+        # may still come; otherwise the timeout says "typed_through".
         return "inserted"
     if p.text.startswith(x):
         return "typing"

@@ -178,9 +178,14 @@ def test_newer_suggestion_replaces_and_timeout_and_explicit(env) -> None:
 def test_typed_through_and_close(env) -> None:
     tr, clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-9")
-    tr.document_changed(
-        URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 2
-    )  # all typed, never accepted
+    typed = TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:]
+    tr.document_changed(URI, typed, 2)  # all typed, never accepted
+    on = TEXT[:CURSOR] + "a + b  # sum" + TEXT[CURSOR:]
+    tr.document_changed(URI, on, 3)  # and typed on
+    tr.before_generation(RequestInfo(URI, "python", on, CURSOR + 12, 1, 23))
+    assert not [e for e in events(path) if e.kind == "rejected"], (
+        "typing on after it is no divergence"
+    )
     clock.t += 11
     tr.poll()
     show(tr, TEXT, CURSOR, "a", "item-10", uri="file:///w/c.py")
