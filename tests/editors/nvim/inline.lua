@@ -145,6 +145,21 @@ H.run(function()
     local s = tactful.status[client.id]
     return s and s.enabled == true
   end, 5000))
+  -- setup() again with new settings reconfigures the running server (didChangeConfiguration)
+  local opts = { cmd = vim.json.decode(vim.env.TACTFUL_CMD), settings = vim.json.decode(vim.env.TACTFUL_SETTINGS) }
+  opts.settings.enable = false
+  tactful.setup(opts)
+  H.check('setup-again-reconfigures', H.wait_until(function()
+    local s = tactful.status[client.id]
+    return s and s.enabled == false
+  end, 5000))
+  H.check('setup-again-same-client', #vim.lsp.get_clients({ name = 'tactful' }) == 1 and tactful.client(buf) == client)
+  opts.settings.enable = true
+  tactful.setup(opts)
+  H.check('setup-again-reconfigures-back', H.wait_until(function()
+    local s = tactful.status[client.id]
+    return s and s.enabled == true
+  end, 5000))
   H.check('statusline', tactful.statusline() == 'tactful', tactful.statusline())
   vim.cmd('TactfulStatus')
   local note = H.wait_note('tactful: ready')
