@@ -76,7 +76,7 @@ class TransformersBackend:
         self._lock = threading.RLock()
         self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
         #: Totals since start, for benchmarks and the status command.
-        self.stats = {"prefilled": 0, "reused": 0, "generated": 0, "calls": 0, "cancelled": 0}
+        self.stats = {"prefilled": 0, "reused": 0, "generated": 0, "calls": 0, "cancelled": 0, "finished": 0}
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
@@ -310,6 +310,8 @@ class TransformersBackend:
                 logits = self._forward([best], cache)
                 slot.ids.append(best)
             gen.text = self._cut(text, req)
+            if not gen.cancelled:
+                self.stats["finished"] += 1
         except (RuntimeError, MemoryError) as exc:
             if req.cache_key is not None:
                 self._slots.pop(req.cache_key, None)
@@ -437,6 +439,7 @@ class TransformersBackend:
             return LineScores(lp, ent, 0)
         cache = DynamicCache(config=self.model.config)
         slot = _Slot(ids=[], cache=cache)
+        greedy: list[bool] = [False]
         pos = 0
         try:
             while pos < len(ids):
@@ -450,6 +453,7 @@ class TransformersBackend:
                 n = len(targets)
                 tok_lp = logp[torch.arange(n), targets].tolist() if n else []
                 tok_ent = entropy[:n].tolist()
+                greedy.extend((logp[:n].argmax(-1) == targets).tolist() if n else [])
                 for j in range(n):
                     t = pos + j + 1
                     start, end = offsets[t]
@@ -468,4 +472,5 @@ class TransformersBackend:
         self._slots[cache_key] = slot
         while len(self._slots) > MAX_SLOTS:
             self._slots.popitem(last=False)
-        return LineScores(lp, ent, len(ids))
+        starts = [int(o[0]) for o in offsets]
+        return LineScores(lp, ent, len(ids), token_starts=starts, token_greedy=greedy[: len(ids)])

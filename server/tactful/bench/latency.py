@@ -1,0 +1,271 @@
+"""``tactful bench latency``: replay realistic typing against the real server over stdio.
+
+Real source files (by default modules of Python's standard library, which were not written for
+this benchmark) are typed character by character at a human pace, as an editor would send it:
+a ``didChange`` and an inline completion request per keystroke, cancelling the previous request
+(``$/cancelRequest``). The same typing is replayed twice in one run, with prefix reuse,
+type-along and the cache on, then all three off, and the figures are printed side by side with
+the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import sysconfig
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py"]
+
+
+@dataclass
+class Typing:
+    """One typing session: the document before, the text typed, where."""
+
+    path: str
+    before: str
+    typed: str
+    after: str
+
+
+@dataclass
+class RunResult:
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    with_suggestion: int = 0
+    requests: int = 0
+    cancelled: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+def pick_sessions(files: list[Path], lines_per_file: int, seed: int) -> list[Typing]:
+    """From each file, a stretch of ``lines_per_file`` lines inside a function body to type."""
+    rng = random.Random(seed)
+    out = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        candidates = [
+            i for i in range(60, len(lines) - lines_per_file)
+            if lines[i].startswith("        ") and lines[i].strip() and not lines[i].strip().startswith(("#", '"'))
+        ]
+        if not candidates:
+            continue
+        start = rng.choice(candidates)
+        before = "\n".join(lines[:start]) + "\n"
+        typed = "\n".join(lines[start : start + lines_per_file])
+        after = "\n" + "\n".join(lines[start + lines_per_file :])
+        out.append(Typing(str(path), before, typed, after))
+    return out
+
+
+def _percentile(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int) -> RunResult:
+    from pygls.lsp.client import LanguageClient
+
+    res = RunResult(name)
+    rng = random.Random(seed)
+    client = LanguageClient("tactful-bench", "1")
+    state: dict[str, Any] = {}
+
+    @client.feature("tactful/status")
+    def _status(params: Any) -> None:
+        state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+    def _create(params: Any) -> None:
+        return None
+
+    @client.feature(types.PROGRESS)
+    def _progress(params: Any) -> None:
+        return None
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def _diags(params: Any) -> None:
+        return None
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def _msg(params: Any) -> None:
+        return None
+
+    await client.start_io(str(Path(sys.executable).parent / "tactful"), "serve")
+    caps = types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(inline_completion=types.InlineCompletionClientCapabilities()),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+    )
+    await client.initialize_async(types.InitializeParams(capabilities=caps, initialization_options=settings))
+    client.initialized(types.InitializedParams())
+    t0 = time.perf_counter()
+    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < 300:
+        await asyncio.sleep(0.05)
+    if state.get("state") != "ready":
+        raise RuntimeError(f"server not ready: {state}")
+
+    pending: dict[int, tuple[float, asyncio.Future[Any]]] = {}
+
+    async def one(uri: str, line: int, char: int) -> None:
+        fut = asyncio.ensure_future(
+            client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(line=line, character=char),
+                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                )
+            )
+        )
+        started = time.perf_counter()
+        res.requests += 1
+        try:
+            out = await fut
+        except Exception:
+            res.cancelled += 1
+            return
+        res.latencies_ms.append((time.perf_counter() - started) * 1000)
+        if out is not None and out.items:
+            res.with_suggestion += 1
+
+    for n, sess in enumerate(sessions):
+        uri = f"file:///bench/{n}-{Path(sess.path).name}"
+        doc = sess.before + sess.after
+        version = 1
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc))
+        )
+        line = sess.before.count("\n")
+        col = 0
+        inflight: asyncio.Task[None] | None = None
+        msg_ids: list[Any] = []
+        for ch in sess.typed:
+            version += 1
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[types.TextDocumentContentChangePartial(
+                        range=types.Range(types.Position(line, col), types.Position(line, col)), text=ch)],
+                )
+            )
+            if ch == "\n":
+                line, col = line + 1, 0
+            else:
+                col += len(ch.encode("utf-16-le")) // 2
+            if inflight is not None and not inflight.done():
+                # Cancel the previous request, as editors do.
+                ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]  # noqa: SLF001
+                for i in ids:
+                    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
+                msg_ids.extend(ids)
+            inflight = asyncio.ensure_future(one(uri, line, col))
+            pause = key_ms / 1000 * rng.uniform(0.6, 1.4)
+            if rng.random() < 0.08:
+                pause += rng.uniform(0.4, 1.2)  # a thinking pause
+            await asyncio.sleep(pause)
+        if inflight is not None:
+            await inflight
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    res.status = status._asdict() if hasattr(status, "_asdict") else dict(status)
+    proc = getattr(client, "_server", None)
+    if proc is not None:
+        res.peak_rss_mb = _peak_rss_mb(proc.pid)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return res
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "_asdict"):
+        return dict(obj._asdict())
+    return dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+
+
+def summarize(r: RunResult) -> dict[str, Any]:
+    stats = _as_dict(r.status.get("stats", {}))
+    backend = _as_dict(r.status.get("backend", {}))
+    lat = r.latencies_ms
+    return {
+        "name": r.name,
+        "requests": r.requests,
+        "answered": len(lat),
+        "with_suggestion": r.with_suggestion,
+        "cancelled_or_superseded": r.cancelled,
+        "p50_ms": round(statistics.median(lat), 1) if lat else None,
+        "p95_ms": round(_percentile(lat, 95), 1) if lat else None,
+        "p99_ms": round(_percentile(lat, 99), 1) if lat else None,
+        "type_along": stats.get("type_along"),
+        "cache_hits": stats.get("cache_hits"),
+        "model_calls": stats.get("model_calls"),
+        "model_calls_cancelled": stats.get("cancelled"),
+        "prefilled_tokens": backend.get("prefilled"),
+        "reused_tokens": backend.get("reused"),
+        "peak_rss_mb": round(r.peak_rss_mb, 1),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tactful bench latency", description=__doc__)
+    parser.add_argument("files", nargs="*", type=Path, help="source files to type (default: stdlib modules)")
+    parser.add_argument("--lines", type=int, default=3, help="lines typed per file (default 3)")
+    parser.add_argument("--key-ms", type=float, default=80, help="mean time between keys (default 80)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--context-tokens", type=int, default=1500)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run with reuse and type-along off")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(list(argv))
+    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
+    sessions = pick_sessions(files, args.lines, args.seed)
+    if not sessions:
+        print("tactful bench latency: no typable stretch found in the files", file=sys.stderr)
+        return 1
+    common = {"completion": {"contextTokens": args.context_tokens, "debounceMs": 0}, "flags": {"enable": False},
+              "cdhf": {"enable": False}, "feedback": {"enable": False}}
+    fast = {**common, "completion": {**common["completion"], "prefixReuse": True, "typeAlong": True, "cache": True}}
+    slow = {**common, "completion": {**common["completion"], "prefixReuse": False, "typeAlong": False, "cache": False}}
+    keys = sum(len(s.typed) for s in sessions)
+    print(f"typing {keys} keys from {len(sessions)} files at ~{args.key_ms:.0f} ms/key ...", file=sys.stderr)
+    results = [summarize(asyncio.run(run_once("tactful", sessions, fast, args.key_ms, args.seed)))]
+    if not args.no_baseline:
+        results.append(summarize(asyncio.run(run_once("no reuse, no type-along", sessions, slow, args.key_ms, args.seed))))
+    ratio = None
+    if len(results) == 2 and results[0]["p50_ms"] and results[1]["p50_ms"]:
+        ratio = round(results[1]["p50_ms"] / results[0]["p50_ms"], 2)
+    if args.json:
+        print(json.dumps({"runs": results, "p50_ratio_baseline_over_tactful": ratio}, indent=2))
+        return 0
+    keys_ = list(results[0])[1:]
+    width = max(len(k) for k in keys_)
+    print(f"{'':<{width}}  " + "  ".join(f"{r['name']:>24}" for r in results))
+    for k in keys_:
+        print(f"{k:<{width}}  " + "  ".join(f"{r[k]!s:>24}" for r in results))
+    if ratio is not None:
+        print(f"\np50 ratio (baseline / tactful): {ratio}x")
+    return 0

@@ -1,0 +1,147 @@
+"""Prefix reuse, cancellation, type-along and bursts (issue 3), functional and untimed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from tests.lsp.helpers import change_doc, inline, open_doc, server_config, track_status, wait_ready
+
+pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
+
+CODE = '''import os
+import sys
+
+
+def list_python_files(root):
+    """Return the paths of the Python files under root."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(".py"):
+                found.append(os.path.join(dirpath, name))
+    return found
+
+
+def main():
+    files = list_python_files(sys.argv[1])
+    for path in files:
+        print(path)
+'''
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
+async def client(lsp_client: LanguageClient):
+    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
+    caps = types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(inline_completion=types.InlineCompletionClientCapabilities()),
+        window=types.WindowClientCapabilities(work_done_progress=False),
+    )
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=caps,
+            initialization_options={"flags": {"enable": False}, "cdhf": {"enable": False}, "completion": {"cache": False}},
+        )
+    )
+    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
+    assert st["state"] == "ready", st
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def status(client: LanguageClient) -> dict[str, Any]:
+    res = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    return res._asdict() if hasattr(res, "_asdict") else dict(res)
+
+
+def _d(obj: Any) -> dict[str, Any]:
+    return obj._asdict() if hasattr(obj, "_asdict") else dict(obj)
+
+
+async def test_type_along_returns_the_rest_without_the_model(client: LanguageClient) -> None:
+    uri = "file:///tmp/latency/typealong.py"
+    text = CODE.replace('        print(path)\n', '        print(')
+    open_doc(client, uri, text)
+    line = text.split("\n").index("        print(")
+    res = await inline(client, uri, line, 14)
+    assert res is not None and res.items
+    first = res.items[0].insert_text
+    assert len(first) >= 3, first
+    before = _d((await status(client))["stats"])["model_calls"]
+    # Type the first two characters of the suggestion.
+    change_doc(client, uri, 2, first[:2], (line, 14), (line, 14))
+    res2 = await inline(client, uri, line, 16)
+    assert res2 is not None and res2.items
+    assert res2.items[0].insert_text == first[2:]
+    assert res2.items[0].command.arguments == res.items[0].command.arguments  # the same suggestion
+    after = _d((await status(client))["stats"])
+    assert after["model_calls"] == before and after["type_along"] >= 1
+    # Typing something else falls back to the model.
+    change_doc(client, uri, 3, "#", (line, 16), (line, 16))
+    await inline(client, uri, line, 17)
+    assert _d((await status(client))["stats"])["model_calls"] == before + 1
+
+
+async def test_newer_request_supersedes_older_and_no_stale_result(client: LanguageClient) -> None:
+    uri = "file:///tmp/latency/stale.py"
+    text = CODE.replace("    return found\n", "    return ")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    return ")
+    older = asyncio.ensure_future(inline(client, uri, line, 11))
+    await asyncio.sleep(0.01)
+    change_doc(client, uri, 2, "f", (line, 11), (line, 11))
+    newer = await inline(client, uri, line, 12)
+    old = await older
+    assert old is None or not old.items, f"a superseded request returned {old.items[0].insert_text!r}"
+    assert newer is not None and newer.items, "the newest request is answered"
+
+
+async def test_cancel_request_is_honoured(client: LanguageClient) -> None:
+    uri = "file:///tmp/latency/cancel.py"
+    text = CODE.replace("    return found\n", "    return ")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    return ")
+    before = _d((await status(client))["backend"])
+    params = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, 11),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+    )
+    fut = asyncio.ensure_future(
+        client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=777001)
+    )
+    await asyncio.sleep(0.05)
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=777001))
+    from pygls.exceptions import JsonRpcRequestCancelled
+
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wait_for(fut, timeout=60)
+    after = _d((await status(client))["backend"])
+    assert after["finished"] == before["finished"], "the cancelled generation ran to the end"
+
+
+async def test_burst_of_50_runs_at_most_one_generation(client: LanguageClient) -> None:
+    uri = "file:///tmp/latency/burst.py"
+    text = CODE.replace("    for path in files:\n        print(path)\n", "    for path in files:\n        ")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    for path in files:") + 1
+    before = _d((await status(client))["backend"])
+    version = 1
+    futures = []
+    typed = ""
+    for ch in "if path.endswith('.py') and not path.startswith('test_') or verbose:"[:50]:
+        version += 1
+        change_doc(client, uri, version, ch, (line, 8 + len(typed)), (line, 8 + len(typed)))
+        typed += ch
+        futures.append(asyncio.ensure_future(inline(client, uri, line, 8 + len(typed))))
+    results = await asyncio.gather(*futures)
+    after = _d((await status(client))["backend"])
+    finished = after["finished"] - before["finished"]
+    assert finished <= 1, f"{finished} generations ran to the end for one burst"
+    answered = [r for r in results[:-1] if r is not None and r.items]
+    assert not answered, "superseded requests in the burst returned suggestions"
+    assert after["calls"] - before["calls"] <= 50

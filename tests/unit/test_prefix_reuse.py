@@ -1,0 +1,41 @@
+"""KV-cache prefix reuse gives exactly what a cold run gives (real embedded model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tactful import paths
+from tactful.backend.types import GenerateRequest
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def backend():  # type: ignore[no-untyped-def]
+    from tactful.backend.hf import TransformersBackend
+
+    return TransformersBackend.load(None, cache_dir=paths.cache_dir())
+
+
+def test_reuse_matches_cold_runs(backend) -> None:  # type: ignore[no-untyped-def]
+    base = 'import os\n\n\ndef read_config(path):\n    """Read a config file."""\n    with open(path) as f:\n        '
+    typed = "data = f.read()"
+    reused_total = 0
+    for k in range(0, len(typed) + 1, 3):
+        prefix = base + typed[:k]
+        warm = backend.generate(GenerateRequest(prefix=prefix, max_new_tokens=12, cache_key="doc"))
+        cold = backend.generate(GenerateRequest(prefix=prefix, max_new_tokens=12, cache_key=None))
+        assert warm.text == cold.text, (k, warm.text, cold.text)
+        assert cold.reused_tokens == 0
+        reused_total += warm.reused_tokens
+    assert reused_total > 0, "successive prompts must reuse the KV cache"
+
+
+def test_cancelled_generation_stops_and_keeps_the_slot_consistent(backend) -> None:  # type: ignore[no-untyped-def]
+    req = GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=40, cache_key="c")
+    req.cancel.set()
+    out = backend.generate(req)
+    assert out.cancelled and out.text == ""
+    again = backend.generate(GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8, cache_key="c"))
+    cold = backend.generate(GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8))
+    assert again.text == cold.text
