@@ -27,8 +27,14 @@ from tactful import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("tactful.server", "Run the language server (stdio by default)."),
     "model": ("tactful.backend.cli", "Install (convert) the embedded model, or show model info."),
-    "complete": ("tactful.completion", "Complete one file at one position and print the suggestion."),
-    "demo": ("tactful.demo", "Drive a real LSP session over a sample file and show what tactful does."),
+    "complete": (
+        "tactful.completion",
+        "Complete one file at one position and print the suggestion.",
+    ),
+    "demo": (
+        "tactful.demo",
+        "Drive a real LSP session over a sample file and show what tactful does.",
+    ),
     "flag": ("tactful.flag", "Print the lines of files that look wrong."),
     "log": ("tactful.feedback", "The feedback log: stats, export, import-cups."),
     "train": ("tactful.cdhf", "Train the show/hide cascade from a feedback log."),

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tactful import postprocess as pp
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
@@ -76,7 +75,9 @@ class EngineStats:
         return dict(self.__dict__)
 
 
-def make_generate_request(ctx: CompletionContext, settings: Settings, uri: str | None, fim: bool) -> GenerateRequest:
+def make_generate_request(
+    ctx: CompletionContext, settings: Settings, uri: str | None, fim: bool
+) -> GenerateRequest:
     """The model call for a context (plain function, unit-tested)."""
     cs = settings.completion
 
@@ -182,8 +183,15 @@ class CompletionEngine:
                 shown = self._shown[uri]
                 self.stats.type_along += 1
                 self.stats.answered += 1
-                return Suggestion(shown.suggestion.id, rest, offset, "type_along", shown.suggestion.multiline,
-                                  shown.suggestion.context_class, shown.suggestion.info)
+                return Suggestion(
+                    shown.suggestion.id,
+                    rest,
+                    offset,
+                    "type_along",
+                    shown.suggestion.multiline,
+                    shown.suggestion.context_class,
+                    shown.suggestion.info,
+                )
         self._shown.pop(uri, None)
 
         backend = self.runner.backend
@@ -198,8 +206,18 @@ class CompletionEngine:
             multiline_enabled=settings.completion.multiline and not single_line,
             fim=backend.fim,
         )
-        req = RequestInfo(uri, language_id, text, offset, line, character, version, trigger,
-                          ctx.context_class, ctx.multiline)
+        req = RequestInfo(
+            uri,
+            language_id,
+            text,
+            offset,
+            line,
+            character,
+            version,
+            trigger,
+            ctx.context_class,
+            ctx.multiline,
+        )
         hooks = self._hooks()
         stage1 = hooks.before_generation(req)
         if not stage1.show:
@@ -228,7 +246,9 @@ class CompletionEngine:
             self.stats.hidden_stage2 += 1
             hooks.hidden(req, info, stage1, stage2)
             return None
-        sugg = Suggestion(uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info)
+        sugg = Suggestion(
+            uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info
+        )
         self._shown[uri] = _Shown(text[:offset], text[offset:], offset, sugg)
         hooks.shown(req, info, sugg.id, stage1, stage2)
         self.stats.answered += 1
@@ -239,18 +259,31 @@ class CompletionEngine:
     ) -> tuple[str, SuggestionInfo] | None:
         key = None
         if self.cache is not None and settings.completion.cache:
-            key = cache_key(backend.name, _gen_settings(settings), ctx.prefix, ctx.suffix if backend.fim else "",
-                            ctx.multiline)
+            key = cache_key(
+                backend.name,
+                _gen_settings(settings),
+                ctx.prefix,
+                ctx.suffix if backend.fim else "",
+                ctx.multiline,
+            )
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("text"), str):
                 self.stats.cache_hits += 1
-                return hit["text"], SuggestionInfo(hit["text"], list(hit.get("logprobs", [])), list(hit.get("tokens", [])),
-                                                   "cache", backend.name, 0.0)
+                return hit["text"], SuggestionInfo(
+                    hit["text"],
+                    list(hit.get("logprobs", [])),
+                    list(hit.get("tokens", [])),
+                    "cache",
+                    backend.name,
+                    0.0,
+                )
         greq = make_generate_request(ctx, settings, uri, backend.fim)
         self._inflight[uri] = greq.cancel
         self.stats.model_calls += 1
         try:
-            result: Generation = await self.runner.run(lambda b: b.generate(greq), PRIORITY_COMPLETION)
+            result: Generation = await self.runner.run(
+                lambda b: b.generate(greq), PRIORITY_COMPLETION
+            )
         except asyncio.CancelledError:
             greq.cancel.set()  # $/cancelRequest: stop the generation too
             self.stats.cancelled += 1
@@ -279,9 +312,18 @@ class CompletionEngine:
                 break
             acc += len(tok)
             kept += 1
-        info = SuggestionInfo(text, result.token_logprobs[:kept], result.tokens[:kept], "model", backend.name, result.seconds)
+        info = SuggestionInfo(
+            text,
+            result.token_logprobs[:kept],
+            result.tokens[:kept],
+            "model",
+            backend.name,
+            result.seconds,
+        )
         if key is not None and self.cache is not None:
-            self.cache.put(key, {"text": text, "logprobs": info.token_logprobs, "tokens": info.tokens})
+            self.cache.put(
+                key, {"text": text, "logprobs": info.token_logprobs, "tokens": info.tokens}
+            )
         return text, info
 
 
@@ -290,11 +332,19 @@ def _gen_settings(settings: Settings) -> str:
     return f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:v1"
 
 
-def complete_text(backend: Backend, text: str, offset: int, language_id: str, settings: Settings | None = None) -> str | None:
+def complete_text(
+    backend: Backend, text: str, offset: int, language_id: str, settings: Settings | None = None
+) -> str | None:
     """One-shot completion of ``text`` at ``offset`` (no server, no cache): for scripts and tests."""
     settings = settings or Settings()
-    ctx = build_context(text, offset, language_id, context_tokens=settings.completion.context_tokens,
-                        multiline_enabled=settings.completion.multiline, fim=backend.fim)
+    ctx = build_context(
+        text,
+        offset,
+        language_id,
+        context_tokens=settings.completion.context_tokens,
+        multiline_enabled=settings.completion.multiline,
+        fim=backend.fim,
+    )
     gen = backend.generate(make_generate_request(ctx, settings, None, backend.fim))
     return pp.postprocess(gen.text, ctx)
 
@@ -310,7 +360,9 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="tactful complete")
     parser.add_argument("file")
     parser.add_argument("line", type=int, help="1-based line")
-    parser.add_argument("column", type=int, help="1-based column (UTF-16 units); past the end = end of line")
+    parser.add_argument(
+        "column", type=int, help="1-based column (UTF-16 units); past the end = end of line"
+    )
     parser.add_argument("--model", default=None)
     parser.add_argument("--language", default=None)
     args = parser.parse_args(list(argv))
@@ -327,7 +379,9 @@ def main(argv: Sequence[str]) -> int:
         print(f"tactful complete: {exc}", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    out = complete_text(backend, text, offset, args.language or syntax.language_from_path(args.file))
+    out = complete_text(
+        backend, text, offset, args.language or syntax.language_from_path(args.file)
+    )
     print(out if out is not None else "", end="\n" if out else "")
     print(f"[{time.perf_counter() - t0:.2f} s]", file=sys.stderr)
     return 0

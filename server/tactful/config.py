@@ -9,6 +9,7 @@ value is kept, so one typo never resets the rest. Import-light: no torch, no pyg
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,9 +49,14 @@ def _one_of(*choices: str) -> Callable[[Any, Any, Any], None]:
 
 
 _bool = _check(lambda v: isinstance(v, bool), "true or false")
-_opt_str = _check(lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string or null")
+_opt_str = _check(
+    lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string or null"
+)
 _lang_map = _check(
-    lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(b, bool) for k, b in v.items()),
+    lambda v: (
+        isinstance(v, dict)
+        and all(isinstance(k, str) and isinstance(b, bool) for k, b in v.items())
+    ),
     'an object mapping language ids to true/false, e.g. {"markdown": false}',
 )
 
@@ -124,11 +130,19 @@ class CdhfSettings:
     retrain_on_own_log: bool = attrs.field(default=False, validator=_bool)
     """Retrain from the user's own log when it has grown large enough."""
     stage1_threshold: float | None = attrs.field(
-        default=None, validator=_check(lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1), "null or a number from 0 to 1")
+        default=None,
+        validator=_check(
+            lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1),
+            "null or a number from 0 to 1",
+        ),
     )
     """Override: skip generation when stage 1's P(reject) is at least this; null: the model's own."""
     stage2_threshold: float | None = attrs.field(
-        default=None, validator=_check(lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1), "null or a number from 0 to 1")
+        default=None,
+        validator=_check(
+            lambda v: v is None or (isinstance(v, int | float) and 0 <= v <= 1),
+            "null or a number from 0 to 1",
+        ),
     )
     """Override: hide a suggestion when stage 2's P(reject) is at least this; null: the model's own."""
     explore_rate: float = attrs.field(default=0.05, validator=_float_range(0.0, 0.5))
@@ -203,7 +217,9 @@ def _unwrap(raw: Mapping[str, Any]) -> Mapping[str, Any]:
     return raw
 
 
-def _apply(obj: Any, raw: Mapping[str, Any], path: str, errors: list[str], unknown: list[str]) -> Any:
+def _apply(
+    obj: Any, raw: Mapping[str, Any], path: str, errors: list[str], unknown: list[str]
+) -> Any:
     fields = {camel(f.name): f for f in attrs.fields(type(obj))}
     changes: dict[str, Any] = {}
     for key, value in raw.items():
@@ -217,12 +233,19 @@ def _apply(obj: Any, raw: Mapping[str, Any], path: str, errors: list[str], unkno
             if value is None:
                 continue
             if not isinstance(value, Mapping):
-                errors.append(f"tactful.{name}: expected an object, got {value!r}; keeping the previous value")
+                errors.append(
+                    f"tactful.{name}: expected an object, got {value!r}; keeping the previous value"
+                )
                 continue
             changes[f.name] = _apply(current, value, name + ".", errors, unknown)
             continue
         try:
-            if isinstance(value, float) and value.is_integer() and isinstance(f.default, int) and not isinstance(f.default, bool):
+            if (
+                isinstance(value, float)
+                and value.is_integer()
+                and isinstance(f.default, int)
+                and not isinstance(f.default, bool)
+            ):
                 value = int(value)  # JSON clients may send 48.0
             if f.validator is not None:
                 f.validator(obj, f, value)
@@ -270,7 +293,7 @@ def _field_docs() -> dict[tuple[str, str], str]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             body = node.body
-            for a, b in zip(body, body[1:], strict=False):
+            for a, b in itertools.pairwise(body):
                 if (
                     isinstance(a, ast.AnnAssign)
                     and isinstance(a.target, ast.Name)
@@ -298,7 +321,9 @@ def settings_markdown() -> str:
                     continue
             import json
 
-            rows.append(f"| `{key}` | `{json.dumps(default)}` | {docs.get((cls.__name__, f.name), '')} |")
+            rows.append(
+                f"| `{key}` | `{json.dumps(default)}` | {docs.get((cls.__name__, f.name), '')} |"
+            )
 
     walk(Settings, "")
     return "\n".join(rows)

@@ -19,8 +19,17 @@ WINDOW_STEP_LINES = 32
 
 _OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
 _CLOSERS = set(")]}>;,\"'`")
-_STRING_TYPES = {"string", "string_content", "string_fragment", "template_string", "raw_string_literal",
-                 "interpreted_string_literal", "char_literal", "string_literal", "character_literal"}
+_STRING_TYPES = {
+    "string",
+    "string_content",
+    "string_fragment",
+    "template_string",
+    "raw_string_literal",
+    "interpreted_string_literal",
+    "char_literal",
+    "string_literal",
+    "character_literal",
+}
 _COMMENT_TYPES = {"comment", "line_comment", "block_comment"}
 
 
@@ -110,7 +119,7 @@ def build_context(
 
     cls = _classify(text, offset, language_id, line_prefix, line_suffix)
     multiline = multiline_enabled and cls in ("block_start", "empty_line")
-    indent = _indent_of(line_prefix if line_prefix.strip() else line_prefix)
+    indent = _indent_of(line_prefix)
     if cls == "block_start" and line_prefix.strip():
         # Cursor at the end of "def f():" / "if (x) {": the block is indented one level deeper.
         indent = _indent_of(line_prefix) + ("    " if "\t" not in line_prefix else "\t")

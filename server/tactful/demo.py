@@ -24,7 +24,10 @@ CUTS = [
     ("        data = json.load(f)", "        data = "),
     ("    return [Item(**row) for row in data]", "    return ["),
     ("        total += item.price * item.quantity", "        total += "),
-    ("    return [item.name for item in items if item.quantity < threshold]", "    return [item.name for item in items if "),
+    (
+        "    return [item.name for item in items if item.quantity < threshold]",
+        "    return [item.name for item in items if ",
+    ),
 ]
 
 
@@ -87,30 +90,43 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
         doc = "\n".join(lines)
         uri = f"file://{sample.parent}/typing-{i}.py"
         client.text_document_did_open(
-            types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc))
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=doc
+                )
+            )
         )
         t1 = time.perf_counter()
         res = await client.text_document_inline_completion_async(
             types.InlineCompletionParams(
                 text_document=types.TextDocumentIdentifier(uri=uri),
                 position=types.Position(line=line_no, character=len(typed)),
-                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                ),
             )
         )
         ms = (time.perf_counter() - t1) * 1000
-        ghost = res.items[0].insert_text if res and res.items else None
+        items = res.items if isinstance(res, types.InlineCompletionList) else list(res or [])
+        ghost = str(items[0].insert_text) if items else None
         _print(f"line {line_no + 1}, you typed:  {typed.strip()}")
         if ghost is None:
             _print(f"  (no suggestion: tactful chose not to show one)  [{ms:.0f} ms]")
         else:
             shown = ghost.replace("\n", "\n" + " " * 17)
             _print(f"  tactful suggests: {shown}   [{ms:.0f} ms]")
-        _print(f"  the file has:     {full.strip()[len(typed.strip()):]}\n")
-        client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+        _print(f"  the file has:     {full.strip()[len(typed.strip()) :]}\n")
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
 
     uri = sample.resolve().as_uri()
     client.text_document_did_open(
-        types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=text
+            )
+        )
     )
     try:
         report = await asyncio.wait_for(
@@ -136,7 +152,9 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="tactful demo")
-    parser.add_argument("--file", type=Path, default=SAMPLE, help="the sample file (default: the bundled one)")
+    parser.add_argument(
+        "--file", type=Path, default=SAMPLE, help="the sample file (default: the bundled one)"
+    )
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(list(argv))
     cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]

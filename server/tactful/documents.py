@@ -80,7 +80,9 @@ class Document:
             return 0
         if line >= len(self._starts):
             return len(self.text)
-        return self._starts[line] + _col_to_index(self.line_text(line), max(0, character), self.encoding)
+        return self._starts[line] + _col_to_index(
+            self.line_text(line), max(0, character), self.encoding
+        )
 
     def position_at(self, offset: int) -> tuple[int, int]:
         """LSP (line, character) of a code-point offset."""
@@ -90,7 +92,9 @@ class Document:
         text = self.line_text(line)
         return line, _index_to_col(text, min(offset - start, len(text)), self.encoding)
 
-    def apply_change(self, text: str, start: tuple[int, int] | None = None, end: tuple[int, int] | None = None) -> None:
+    def apply_change(
+        self, text: str, start: tuple[int, int] | None = None, end: tuple[int, int] | None = None
+    ) -> None:
         """Apply one content change: a whole new text, or a replacement of a range."""
         if start is None or end is None:
             self.text = text

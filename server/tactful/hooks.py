@@ -67,7 +67,9 @@ class SuggestionHooks(Protocol):
         """Stage 1: decide from context and telemetry whether to call the model at all."""
         ...
 
-    def after_generation(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision) -> Decision:
+    def after_generation(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
+    ) -> Decision:
         """Stage 2: decide with the suggestion in hand whether to show it."""
         ...
 
@@ -75,11 +77,20 @@ class SuggestionHooks(Protocol):
         """Stage 1 skipped generation."""
         ...
 
-    def hidden(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision) -> None:
+    def hidden(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
+    ) -> None:
         """Stage 2 hid a generated suggestion."""
         ...
 
-    def shown(self, req: RequestInfo, sugg: SuggestionInfo, suggestion_id: str, stage1: Decision, stage2: Decision) -> None:
+    def shown(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        suggestion_id: str,
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
         """The suggestion was returned to the client with this id (in its accept command)."""
         ...
 
@@ -98,16 +109,27 @@ class NullHooks:
     def before_generation(self, req: RequestInfo) -> Decision:
         return Decision()
 
-    def after_generation(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision) -> Decision:
+    def after_generation(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
+    ) -> Decision:
         return Decision()
 
     def skipped(self, req: RequestInfo, stage1: Decision) -> None:
         pass
 
-    def hidden(self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision) -> None:
+    def hidden(
+        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
+    ) -> None:
         pass
 
-    def shown(self, req: RequestInfo, sugg: SuggestionInfo, suggestion_id: str, stage1: Decision, stage2: Decision) -> None:
+    def shown(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        suggestion_id: str,
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
         pass
 
     def document_changed(self, uri: str, text: str, version: int | None) -> None:

@@ -47,7 +47,9 @@ def cut_prose_drift(text: str, ctx: CompletionContext) -> str:
     for i, line in enumerate(lines):
         if i == 0 and ctx.line_prefix.strip():
             continue  # the rest of an existing line is judged by the other filters
-        if _DRIFT.match(line) or (ctx.context_class not in ("comment", "string") and _is_prose(line)):
+        if _DRIFT.match(line) or (
+            ctx.context_class not in ("comment", "string") and _is_prose(line)
+        ):
             return "\n".join(lines[:i])
     return text
 
@@ -100,7 +102,9 @@ def _bracket_delta(line: str) -> int:
 def cut_repetition(text: str, ctx: CompletionContext) -> str:
     """Cut where the model starts repeating itself (a line repeated, or the line before the cursor)."""
     lines = text.split("\n")
-    prev_line = ctx.prefix[: len(ctx.prefix) - len(ctx.line_prefix)].rstrip("\n").rsplit("\n", 1)[-1]
+    prev_line = (
+        ctx.prefix[: len(ctx.prefix) - len(ctx.line_prefix)].rstrip("\n").rsplit("\n", 1)[-1]
+    )
     seen: set[str] = set()
     for i, line in enumerate(lines):
         key = line.strip()

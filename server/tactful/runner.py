@@ -51,7 +51,9 @@ class ModelRunner:
                 _prio, _seq, job = heapq.heappop(self._queue)
             job()
 
-    def submit(self, fn: Callable[[], T], priority: int = PRIORITY_COMPLETION) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[[], T], priority: int = PRIORITY_COMPLETION
+    ) -> concurrent.futures.Future[T]:
         """Run ``fn()`` on the model thread; the future holds its result or exception."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -94,7 +96,9 @@ class ModelRunner:
                 backend = loader()
             except Exception as exc:
                 self.state = FAILED
-                self.error = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+                self.error = (
+                    str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+                )
                 log.error("model load failed: %s", self.error)
                 raise
             self.backend, self.state = backend, READY

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ from tactful.completion import CompletionEngine, Suggestion
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
 from tactful.hooks import NullHooks, SuggestionHooks
-from tactful.runner import FAILED, READY, ModelRunner
+from tactful.runner import READY, ModelRunner
 
 log = logging.getLogger("tactful")
 
@@ -77,7 +78,9 @@ class TactfulServer(LanguageServer):
 
     def show_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         try:
-            self.window_show_message(types.ShowMessageParams(type=kind, message=f"tactful: {message}"))
+            self.window_show_message(
+                types.ShowMessageParams(type=kind, message=f"tactful: {message}")
+            )
         except Exception:  # no client attached yet (unit tests), or the stream is gone
             log.debug("could not show message: %s", message)
 
@@ -94,12 +97,18 @@ class TactfulServer(LanguageServer):
         def report(message: str, pct: int) -> None:
             if progress_ok:
                 loop.call_soon_threadsafe(
-                    self.work_done_progress.report, token, types.WorkDoneProgressReport(message=message, percentage=pct)
+                    self.work_done_progress.report,
+                    token,
+                    types.WorkDoneProgressReport(message=message, percentage=pct),
                 )
 
         def loader() -> Any:
             return TransformersBackend.load(
-                s.model, cache_dir=paths.cache_dir(s.cache_dir), device=s.device, dtype=s.dtype, progress=report
+                s.model,
+                cache_dir=paths.cache_dir(s.cache_dir),
+                device=s.device,
+                dtype=s.dtype,
+                progress=report,
             )
 
         async def run() -> None:
@@ -107,7 +116,8 @@ class TactfulServer(LanguageServer):
                 try:
                     await self.work_done_progress.create_async(token)
                     self.work_done_progress.begin(
-                        token, types.WorkDoneProgressBegin(title="tactful: loading model", percentage=0)
+                        token,
+                        types.WorkDoneProgressBegin(title="tactful: loading model", percentage=0),
                     )
                 except Exception:
                     pass
@@ -126,10 +136,8 @@ class TactfulServer(LanguageServer):
                         types.MessageType.Error,
                     )
             if progress_ok:
-                try:
+                with contextlib.suppress(Exception):
                     self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=msg))
-                except Exception:
-                    pass
             self.send_status()
 
         self._load_task = loop.create_task(run())
@@ -166,8 +174,8 @@ def on_initialize(ls: TactfulServer, params: types.InitializeParams) -> None:
     td = caps.text_document
     ls.client_pull_diagnostics = bool(td and td.diagnostic)
     ls.client_work_done_progress = bool(caps.window and caps.window.work_done_progress)
-    enc = ls.workspace.position_encoding if hasattr(ls, "workspace") else None
-    ls.documents.encoding = str(enc.value if hasattr(enc, "value") else enc or "utf-16")
+    enc: Any = getattr(getattr(ls, "workspace", None), "position_encoding", None)
+    ls.documents.encoding = str(getattr(enc, "value", enc) or "utf-16")
     ls.update_settings(params.initialization_options)
 
 
@@ -175,7 +183,9 @@ def on_initialize(ls: TactfulServer, params: types.InitializeParams) -> None:
 def on_initialized(ls: TactfulServer, params: types.InitializedParams) -> None:
     cache_dir = paths.cache_dir(ls.settings.cache_dir)
     try:
-        ls.engine.cache = CompletionCache(cache_dir / "completions", ls.settings.completion.cache_size_mb)
+        ls.engine.cache = CompletionCache(
+            cache_dir / "completions", ls.settings.completion.cache_size_mb
+        )
     except Exception as exc:
         log.warning("completion cache unavailable: %s", exc)
     ls.start_model()
@@ -186,7 +196,12 @@ def on_configuration(ls: TactfulServer, params: types.DidChangeConfigurationPara
     old = ls.settings
     ls.update_settings(params.settings)
     new = ls.settings
-    if (old.model, old.device, old.dtype, old.cache_dir) != (new.model, new.device, new.dtype, new.cache_dir):
+    if (old.model, old.device, old.dtype, old.cache_dir) != (
+        new.model,
+        new.device,
+        new.dtype,
+        new.cache_dir,
+    ):
         ls.start_model()
     else:
         ls.send_status()
@@ -212,7 +227,9 @@ def on_change(ls: TactfulServer, params: types.DidChangeTextDocumentParams) -> N
         if rng is None:
             doc.apply_change(ch.text)
         else:
-            doc.apply_change(ch.text, (rng.start.line, rng.start.character), (rng.end.line, rng.end.character))
+            doc.apply_change(
+                ch.text, (rng.start.line, rng.start.character), (rng.end.line, rng.end.character)
+            )
     doc.version = params.text_document.version
     ls.hooks.document_changed(doc.uri, doc.text, doc.version)
     ls.document_event("change", doc.uri)
@@ -236,7 +253,9 @@ def on_close(ls: TactfulServer, params: types.DidCloseTextDocumentParams) -> Non
 
 
 # --- completions -------------------------------------------------------------------------------
-async def _suggest(ls: TactfulServer, uri: str, pos: types.Position, trigger: str, single_line: bool) -> Suggestion | None:
+async def _suggest(
+    ls: TactfulServer, uri: str, pos: types.Position, trigger: str, single_line: bool
+) -> Suggestion | None:
     doc = ls.documents.get(uri)
     if doc is None:
         return None
@@ -244,14 +263,23 @@ async def _suggest(ls: TactfulServer, uri: str, pos: types.Position, trigger: st
         return None
     offset = doc.offset_at(pos.line, pos.character)
     return await ls.engine.complete(
-        uri=uri, text=doc.text, offset=offset, language_id=doc.language_id, line=pos.line,
-        character=pos.character, version=doc.version, trigger=trigger, single_line=single_line,
+        uri=uri,
+        text=doc.text,
+        offset=offset,
+        language_id=doc.language_id,
+        line=pos.line,
+        character=pos.character,
+        version=doc.version,
+        trigger=trigger,
+        single_line=single_line,
         current_version=lambda: doc.version,
     )
 
 
 def accept_command(suggestion_id: str) -> types.Command:
-    return types.Command(title="Accept suggestion", command=protocol.CMD_ACCEPT, arguments=[suggestion_id])
+    return types.Command(
+        title="Accept suggestion", command=protocol.CMD_ACCEPT, arguments=[suggestion_id]
+    )
 
 
 def to_inline_items(sugg: Suggestion | None, pos: types.Position) -> types.InlineCompletionList:
@@ -261,19 +289,27 @@ def to_inline_items(sugg: Suggestion | None, pos: types.Position) -> types.Inlin
     return types.InlineCompletionList(
         items=[
             types.InlineCompletionItem(
-                insert_text=sugg.text, range=types.Range(start=pos, end=pos), command=accept_command(sugg.id)
+                insert_text=sugg.text,
+                range=types.Range(start=pos, end=pos),
+                command=accept_command(sugg.id),
             )
         ]
     )
 
 
-def to_completion_items(sugg: Suggestion | None, pos: types.Position, line_prefix: str) -> types.CompletionList:
+def to_completion_items(
+    sugg: Suggestion | None, pos: types.Position, line_prefix: str
+) -> types.CompletionList:
     """A suggestion as a list completion item that replaces the word being typed."""
     if sugg is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    word = len(line_prefix) - len(line_prefix.rstrip("_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    word = len(line_prefix) - len(
+        line_prefix.rstrip("_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    )
     word_text = line_prefix[len(line_prefix) - word :]
-    start = types.Position(line=pos.line, character=max(0, pos.character - len(word_text.encode("utf-16-le")) // 2))
+    start = types.Position(
+        line=pos.line, character=max(0, pos.character - len(word_text.encode("utf-16-le")) // 2)
+    )
     new_text = word_text + sugg.text
     label = new_text.strip().splitlines()[0][:60] if new_text.strip() else new_text
     return types.CompletionList(
@@ -283,10 +319,14 @@ def to_completion_items(sugg: Suggestion | None, pos: types.Position, line_prefi
                 label=label,
                 kind=types.CompletionItemKind.Snippet,
                 detail="tactful",
-                documentation=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"```\n{new_text}\n```"),
+                documentation=types.MarkupContent(
+                    kind=types.MarkupKind.Markdown, value=f"```\n{new_text}\n```"
+                ),
                 filter_text=new_text,
                 sort_text="0",
-                text_edit=types.TextEdit(range=types.Range(start=start, end=pos), new_text=new_text),
+                text_edit=types.TextEdit(
+                    range=types.Range(start=start, end=pos), new_text=new_text
+                ),
                 insert_text_format=types.InsertTextFormat.PlainText,
                 command=accept_command(sugg.id),
             )
@@ -295,21 +335,34 @@ def to_completion_items(sugg: Suggestion | None, pos: types.Position, line_prefi
 
 
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-async def on_inline_completion(ls: TactfulServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    trigger = "invoked" if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked else "automatic"
+async def on_inline_completion(
+    ls: TactfulServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
+    trigger = (
+        "invoked"
+        if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        else "automatic"
+    )
     sugg = await _suggest(ls, params.text_document.uri, params.position, trigger, single_line=False)
     if sugg is not None and sugg.source != "type_along":
         ls.counters["shown"] += 1
     return to_inline_items(sugg, params.position)
 
 
-@server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
+@server.feature(
+    types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "])
+)
 async def on_completion(ls: TactfulServer, params: types.CompletionParams) -> types.CompletionList:
     doc = ls.documents.get(params.text_document.uri)
     if doc is None:
         return types.CompletionList(is_incomplete=True, items=[])
-    line_prefix = doc.line_text(params.position.line)[: doc.offset_at(params.position.line, params.position.character) - doc.offset_at(params.position.line, 0)]
-    sugg = await _suggest(ls, params.text_document.uri, params.position, "invoked", single_line=True)
+    line_prefix = doc.line_text(params.position.line)[
+        : doc.offset_at(params.position.line, params.position.character)
+        - doc.offset_at(params.position.line, 0)
+    ]
+    sugg = await _suggest(
+        ls, params.text_document.uri, params.position, "invoked", single_line=True
+    )
     if sugg is not None:
         ls.counters["shown"] += 1
     return to_completion_items(sugg, params.position, line_prefix)
@@ -347,14 +400,24 @@ lsp_replay.register(server)
 def main(argv: Sequence[str] = ()) -> int:
     """``tactful serve [--tcp HOST:PORT] [--log-file F] [-v]``."""
     parser = argparse.ArgumentParser(prog="tactful serve")
-    parser.add_argument("--stdio", action="store_true", help="speak LSP over stdin/stdout (default)")
-    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead (loopback unless HOST says otherwise)")
+    parser.add_argument(
+        "--stdio", action="store_true", help="speak LSP over stdin/stdout (default)"
+    )
+    parser.add_argument(
+        "--tcp",
+        metavar="HOST:PORT",
+        help="listen on TCP instead (loopback unless HOST says otherwise)",
+    )
     parser.add_argument("--log-file", default=None, help="write logs here (default: stderr)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(list(argv))
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: logging.Handler = (
+        logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
+    )
+    logging.basicConfig(
+        level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")

@@ -32,11 +32,33 @@ INDENT_LANGUAGES = {"python", "yaml", "nim", "coffeescript", "haskell", "fsharp"
 
 #: File extensions to LSP language ids, for the command line.
 EXTENSIONS = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".jsx": "javascriptreact", ".ts": "typescript", ".tsx": "typescriptreact", ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".java": "java",
-    ".go": "go", ".rs": "rust", ".rb": "ruby", ".lua": "lua", ".sh": "shellscript", ".md": "markdown",
-    ".txt": "plaintext", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml",
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascriptreact",
+    ".ts": "typescript",
+    ".tsx": "typescriptreact",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".java": "java",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".lua": "lua",
+    ".sh": "shellscript",
+    ".md": "markdown",
+    ".txt": "plaintext",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
 }
 
 
@@ -47,7 +69,7 @@ def language_from_path(path: str) -> str:
     return EXTENSIONS.get(os.path.splitext(path)[1].lower(), "plaintext")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def language(language_id: str) -> Any | None:
     spec = GRAMMARS.get(language_id)
     if spec is None:

@@ -24,11 +24,15 @@ def server_config(env: dict[str, str] | None = None) -> ClientServerConfig:
 def capabilities(pull_diagnostics: bool = True) -> types.ClientCapabilities:
     """A modern client: VS Code's bundled capabilities plus inline completion and progress."""
     caps = client_capabilities("visual-studio-code")
-    caps.text_document.inline_completion = types.InlineCompletionClientCapabilities(dynamic_registration=False)
+    caps.text_document.inline_completion = types.InlineCompletionClientCapabilities(
+        dynamic_registration=False
+    )
     if not pull_diagnostics:
         caps.text_document.diagnostic = None
     else:
-        caps.text_document.diagnostic = types.DiagnosticClientCapabilities(dynamic_registration=False)
+        caps.text_document.diagnostic = types.DiagnosticClientCapabilities(
+            dynamic_registration=False
+        )
     caps.window = types.WindowClientCapabilities(work_done_progress=True, show_message=None)
     return caps
 
@@ -56,7 +60,9 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-async def wait_ready(client: LanguageClient, statuses: list[dict[str, Any]], timeout: float = 180) -> dict[str, Any]:
+async def wait_ready(
+    client: LanguageClient, statuses: list[dict[str, Any]], timeout: float = 180
+) -> dict[str, Any]:
     """Wait until the server reports its model ready (or failed)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -67,32 +73,48 @@ async def wait_ready(client: LanguageClient, statuses: list[dict[str, Any]], tim
     raise TimeoutError(f"server not ready after {timeout} s; statuses: {statuses[-3:]}")
 
 
-def open_doc(client: LanguageClient, uri: str, text: str, language_id: str = "python", version: int = 1) -> None:
+def open_doc(
+    client: LanguageClient, uri: str, text: str, language_id: str = "python", version: int = 1
+) -> None:
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id=language_id, version=version, text=text)
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id=language_id, version=version, text=text
+            )
         )
     )
 
 
-def change_doc(client: LanguageClient, uri: str, version: int, text: str, start: tuple[int, int], end: tuple[int, int]) -> None:
+def change_doc(
+    client: LanguageClient,
+    uri: str,
+    version: int,
+    text: str,
+    start: tuple[int, int],
+    end: tuple[int, int],
+) -> None:
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
             content_changes=[
                 types.TextDocumentContentChangePartial(
-                    range=types.Range(start=types.Position(*start), end=types.Position(*end)), text=text
+                    range=types.Range(start=types.Position(*start), end=types.Position(*end)),
+                    text=text,
                 )
             ],
         )
     )
 
 
-async def inline(client: LanguageClient, uri: str, line: int, character: int) -> types.InlineCompletionList | None:
+async def inline(
+    client: LanguageClient, uri: str, line: int, character: int
+) -> types.InlineCompletionList | None:
     return await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
             position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
         )
     )

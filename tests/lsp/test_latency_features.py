@@ -9,7 +9,6 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-
 from tests.lsp.helpers import change_doc, inline, open_doc, server_config, track_status, wait_ready
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
@@ -39,13 +38,19 @@ def main():
 async def client(lsp_client: LanguageClient):
     lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
     caps = types.ClientCapabilities(
-        text_document=types.TextDocumentClientCapabilities(inline_completion=types.InlineCompletionClientCapabilities()),
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities()
+        ),
         window=types.WindowClientCapabilities(work_done_progress=False),
     )
     await lsp_client.initialize_session(
         types.InitializeParams(
             capabilities=caps,
-            initialization_options={"flags": {"enable": False}, "cdhf": {"enable": False}, "completion": {"cache": False}},
+            initialization_options={
+                "flags": {"enable": False},
+                "cdhf": {"enable": False},
+                "completion": {"cache": False},
+            },
         )
     )
     st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
@@ -55,7 +60,9 @@ async def client(lsp_client: LanguageClient):
 
 
 async def status(client: LanguageClient) -> dict[str, Any]:
-    res = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    res = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     return res._asdict() if hasattr(res, "_asdict") else dict(res)
 
 
@@ -65,7 +72,7 @@ def _d(obj: Any) -> dict[str, Any]:
 
 async def test_type_along_returns_the_rest_without_the_model(client: LanguageClient) -> None:
     uri = "file:///tmp/latency/typealong.py"
-    text = CODE.replace('        print(path)\n', '        print(')
+    text = CODE.replace("        print(path)\n", "        print(")
     open_doc(client, uri, text)
     line = text.split("\n").index("        print(")
     res = await inline(client, uri, line, 14)
@@ -97,7 +104,9 @@ async def test_newer_request_supersedes_older_and_no_stale_result(client: Langua
     change_doc(client, uri, 2, "f", (line, 11), (line, 11))
     newer = await inline(client, uri, line, 12)
     old = await older
-    assert old is None or not old.items, f"a superseded request returned {old.items[0].insert_text!r}"
+    assert old is None or not old.items, (
+        f"a superseded request returned {old.items[0].insert_text!r}"
+    )
     assert newer is not None and newer.items, "the newest request is answered"
 
 
@@ -108,11 +117,16 @@ async def test_cancel_request_is_honoured(client: LanguageClient) -> None:
     line = text.split("\n").index("    return ")
     before = _d((await status(client))["backend"])
     params = types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, 11),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line, 11),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+        ),
     )
     fut = asyncio.ensure_future(
-        client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=777001)
+        client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=777001
+        )
     )
     await asyncio.sleep(0.05)
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=777001))
@@ -126,7 +140,9 @@ async def test_cancel_request_is_honoured(client: LanguageClient) -> None:
 
 async def test_burst_of_50_runs_at_most_one_generation(client: LanguageClient) -> None:
     uri = "file:///tmp/latency/burst.py"
-    text = CODE.replace("    for path in files:\n        print(path)\n", "    for path in files:\n        ")
+    text = CODE.replace(
+        "    for path in files:\n        print(path)\n", "    for path in files:\n        "
+    )
     open_doc(client, uri, text)
     line = text.split("\n").index("    for path in files:") + 1
     before = _d((await status(client))["backend"])

@@ -8,8 +8,15 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-
-from tests.lsp.helpers import capabilities, change_doc, inline, open_doc, server_config, track_status, wait_ready
+from tests.lsp.helpers import (
+    capabilities,
+    change_doc,
+    inline,
+    open_doc,
+    server_config,
+    track_status,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
 
@@ -40,7 +47,9 @@ URI = "file:///tmp/tactful-e2e/sample.py"
 async def client(lsp_client: LanguageClient):
     lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
     lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
-        types.InitializeParams(capabilities=capabilities(), initialization_options={"completion": {"debounceMs": 0}})
+        types.InitializeParams(
+            capabilities=capabilities(), initialization_options={"completion": {"debounceMs": 0}}
+        )
     )
     st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
     assert st["state"] == "ready", st
@@ -70,7 +79,9 @@ async def test_inline_completion_at_a_real_position(client: LanguageClient) -> N
     assert "\n" not in item.insert_text, "mid-expression completions are single-line"
     assert item.range == types.Range(start=types.Position(line, 15), end=types.Position(line, 15))
     assert item.command is not None and item.command.command == "tactful.accept"
-    assert "text" in item.insert_text, f"a completion that makes sense here uses the parameter: {item.insert_text!r}"
+    assert "text" in item.insert_text, (
+        f"a completion that makes sense here uses the parameter: {item.insert_text!r}"
+    )
 
 
 async def test_block_completion_after_def(client: LanguageClient) -> None:
@@ -80,7 +91,7 @@ async def test_block_completion_after_def(client: LanguageClient) -> None:
     res = await inline(client, uri, 2, 4)
     assert res is not None and res.items
     out = res.items[0].insert_text
-    assert "return" in out and "%" in out or "==" in out, out
+    assert ("return" in out and "%" in out) or "==" in out, out
     # The block ends where the function ends: nothing at column 0 after it.
     assert all(not ln or ln.startswith(" ") for ln in out.split("\n")[1:]), out
 
@@ -90,7 +101,9 @@ async def test_list_completion(client: LanguageClient) -> None:
     text = "import os\n\nfiles = os.listdir('.')\nfor f in fi"
     open_doc(client, uri, text)
     res = await client.text_document_completion_async(
-        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(3, 11))
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(3, 11)
+        )
     )
     assert res is not None and res.items
     item = res.items[0]
@@ -119,15 +132,19 @@ async def test_configuration_change_and_invalid_value(client: LanguageClient) ->
     client.show_message_handler = None  # type: ignore[attr-defined]
     orig = list(client.messages)
     client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"tactful": {"completion": {"maxNewTokens": "lots", "debounceMs": 5}}})
+        types.DidChangeConfigurationParams(
+            settings={"tactful": {"completion": {"maxNewTokens": "lots", "debounceMs": 5}}}
+        )
     )
     for _ in range(50):
         await asyncio.sleep(0.05)
-        messages = [m.message for m in client.messages[len(orig):]]
+        messages = [m.message for m in client.messages[len(orig) :]]
         if messages:
             break
     assert any("tactful.completion.maxNewTokens" in m for m in messages), messages
-    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     assert status["state"] == "ready"
 
 
@@ -143,7 +160,11 @@ async def test_bad_requests_keep_the_server_serving(client: LanguageClient) -> N
     assert res is None or not res.items
     text = "x = 1\n"
     open_doc(client, "file:///tmp/tactful-e2e/past.py", text)
-    res = await inline(client, "file:///tmp/tactful-e2e/past.py", 0, 500)  # past the end of the line
+    res = await inline(
+        client, "file:///tmp/tactful-e2e/past.py", 0, 500
+    )  # past the end of the line
     assert res is not None
-    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     assert status["state"] == "ready"

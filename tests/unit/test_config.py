@@ -16,7 +16,9 @@ def test_defaults_round_trip() -> None:
 
 
 def test_partial_update_and_wrapped_payload() -> None:
-    s, errors, _ = apply_settings(Settings(), {"tactful": {"model": "/models/x", "completion": {"maxNewTokens": 32}}})
+    s, errors, _ = apply_settings(
+        Settings(), {"tactful": {"model": "/models/x", "completion": {"maxNewTokens": 32}}}
+    )
     assert errors == []
     assert s.model == "/models/x" and s.completion.max_new_tokens == 32
     assert s.completion.context_tokens == Settings().completion.context_tokens
@@ -24,7 +26,9 @@ def test_partial_update_and_wrapped_payload() -> None:
 
 def test_invalid_value_names_the_setting_and_keeps_previous() -> None:
     prev, _, _ = apply_settings(Settings(), {"completion": {"maxNewTokens": 20}})
-    s, errors, _ = apply_settings(prev, {"completion": {"maxNewTokens": -3, "debounceMs": 40}, "dtype": "int4"})
+    s, errors, _ = apply_settings(
+        prev, {"completion": {"maxNewTokens": -3, "debounceMs": 40}, "dtype": "int4"}
+    )
     assert s.completion.max_new_tokens == 20  # kept
     assert s.completion.debounce_ms == 40  # the valid sibling still applies
     assert s.dtype == "auto"
@@ -33,9 +37,13 @@ def test_invalid_value_names_the_setting_and_keeps_previous() -> None:
 
 
 def test_type_errors_and_unknown_keys() -> None:
-    s, errors, unknown = apply_settings(Settings(), {"completion": "fast", "flags": {"budget": True}, "colour": 1})
+    s, errors, unknown = apply_settings(
+        Settings(), {"completion": "fast", "flags": {"budget": True}, "colour": 1}
+    )
     assert s == Settings()
-    assert any("tactful.completion" in e for e in errors) and any("tactful.flags.budget" in e for e in errors)
+    assert any("tactful.completion" in e for e in errors) and any(
+        "tactful.flags.budget" in e for e in errors
+    )
     assert unknown == ["colour"]
     _, errors, _ = apply_settings(Settings(), ["not", "an", "object"])
     assert errors
@@ -43,7 +51,11 @@ def test_type_errors_and_unknown_keys() -> None:
 
 def test_json_floats_for_integers() -> None:
     s, errors, _ = apply_settings(Settings(), json.loads('{"completion": {"maxNewTokens": 48.0}}'))
-    assert errors == [] and s.completion.max_new_tokens == 48 and isinstance(s.completion.max_new_tokens, int)
+    assert (
+        errors == []
+        and s.completion.max_new_tokens == 48
+        and isinstance(s.completion.max_new_tokens, int)
+    )
 
 
 def test_language_switch() -> None:
@@ -63,4 +75,6 @@ def test_readme_configuration_table_is_generated_from_the_code() -> None:
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
-    assert section.strip() == settings_markdown().strip(), "regenerate with: python -m tactful.config"
+    assert section.strip() == settings_markdown().strip(), (
+        "regenerate with: python -m tactful.config"
+    )

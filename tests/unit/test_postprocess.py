@@ -18,7 +18,10 @@ def test_single_line_stops_at_newline() -> None:
 
 def test_block_cut_at_dedent_and_prose() -> None:
     raw = "if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\n# Example usage:\nprint(fib(10))"
-    assert pp("def fib(n):\n    |", raw) == "if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)"
+    assert (
+        pp("def fib(n):\n    |", raw)
+        == "if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)"
+    )
 
 
 def test_code_fence_and_chat_tokens() -> None:

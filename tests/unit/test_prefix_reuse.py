@@ -36,6 +36,8 @@ def test_cancelled_generation_stops_and_keeps_the_slot_consistent(backend) -> No
     req.cancel.set()
     out = backend.generate(req)
     assert out.cancelled and out.text == ""
-    again = backend.generate(GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8, cache_key="c"))
+    again = backend.generate(
+        GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8, cache_key="c")
+    )
     cold = backend.generate(GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8))
     assert again.text == cold.text

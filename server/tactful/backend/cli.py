@@ -25,14 +25,26 @@ def main(argv: Sequence[str]) -> int:
     try:
         if args.cmd == "install":
             was = embedded.is_converted(cache)
-            out = embedded.ensure_converted(cache, lambda msg, pct: print(f"[{pct:3d}%] {msg}", file=sys.stderr))
+            out = embedded.ensure_converted(
+                cache, lambda msg, pct: print(f"[{pct:3d}%] {msg}", file=sys.stderr)
+            )
             print(f"{'already installed' if was else 'installed'}: {out}")
             return 0
         from tactful.backend.hf import TransformersBackend
 
         b = TransformersBackend.load(args.model, cache_dir=cache)
-        print(json.dumps({"name": b.name, "device": b.device, "fim": b.fim_template.family if b.fim_template else None,
-                          "dtype": str(b.model.dtype).removeprefix("torch."), "vocab": len(b.tok)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "name": b.name,
+                    "device": b.device,
+                    "fim": b.fim_template.family if b.fim_template else None,
+                    "dtype": str(b.model.dtype).removeprefix("torch."),
+                    "vocab": len(b.tok),
+                },
+                indent=2,
+            )
+        )
         return 0
     except ModelError as exc:
         print(f"tactful model: {exc}", file=sys.stderr)

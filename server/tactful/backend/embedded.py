@@ -72,13 +72,16 @@ def ensure_converted(cache_dir: Path, progress: Callable[[str, int], None] | Non
     try:
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
         report("Dequantising the GGUF weights", 30)
-        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            src.parent, gguf_file=src.name, dtype=torch.float32
+        )
         # transformers refuses to save a GGUF-loaded model; its tensors are already dequantised.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         report("Writing bf16 safetensors", 70)
-        model.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
+        bf16 = model.to(torch.bfloat16)  # type: ignore[arg-type]
+        bf16.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps({"format": _FORMAT, "source": GGUF_NAME}))
         if out.exists():

@@ -78,7 +78,11 @@ def detect_fim(special_tokens: Iterable[str]) -> FimTemplate | None:
             if tpl is CODELLAMA:
                 # CodeLlama's middle part follows " <MID>"; render a space before it.
                 return FimTemplate(
-                    "codellama", "<PRE>", " <SUF>", " <MID>", prefix_sep=" ",
+                    "codellama",
+                    "<PRE>",
+                    " <SUF>",
+                    " <MID>",
+                    prefix_sep=" ",
                     stop_tokens=CODELLAMA.stop_tokens,
                 )
             return tpl

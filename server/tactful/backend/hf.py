@@ -76,7 +76,14 @@ class TransformersBackend:
         self._lock = threading.RLock()
         self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
         #: Totals since start, for benchmarks and the status command.
-        self.stats = {"prefilled": 0, "reused": 0, "generated": 0, "calls": 0, "cancelled": 0, "finished": 0}
+        self.stats = {
+            "prefilled": 0,
+            "reused": 0,
+            "generated": 0,
+            "calls": 0,
+            "cancelled": 0,
+            "finished": 0,
+        }
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
@@ -100,7 +107,9 @@ class TransformersBackend:
             transformers.utils.logging.set_verbosity_error()
             transformers.utils.logging.disable_progress_bar()
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ModelError(f"torch/transformers are not installed: {exc}. Run scripts/setup.sh.") from exc
+            raise ModelError(
+                f"torch/transformers are not installed: {exc}. Run scripts/setup.sh."
+            ) from exc
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -118,7 +127,9 @@ class TransformersBackend:
                 if not expanded.is_dir():
                     raise ModelError(f"Model folder not found: {expanded}")
                 if not (expanded / "config.json").is_file():
-                    raise ModelError(f"{expanded} is not a Hugging Face model folder (no config.json)")
+                    raise ModelError(
+                        f"{expanded} is not a Hugging Face model folder (no config.json)"
+                    )
             path = str(expanded) if looks_local else spec
             name = expanded.name if looks_local else spec
         report(f"Loading {name}", 50)
@@ -126,7 +137,9 @@ class TransformersBackend:
             config = AutoConfig.from_pretrained(path, trust_remote_code=False)
             archs = getattr(config, "architectures", None) or []
             if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-                raise ModelError(f"{name} is not a causal language model (architectures: {', '.join(archs)})")
+                raise ModelError(
+                    f"{name} is not a causal language model (architectures: {', '.join(archs)})"
+                )
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=torch_dtype, trust_remote_code=False, use_safetensors=True
@@ -136,7 +149,7 @@ class TransformersBackend:
         except (OSError, ValueError, KeyError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelError(f"Could not load model {name!r}: {msg}") from exc
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]
         if device == "cpu":
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         backend = cls(model, tokenizer, name, device)
@@ -208,13 +221,18 @@ class TransformersBackend:
         if req.use_fim and self.fim_template is not None and req.suffix:
             return self.fim_template.render(req.prefix, req.suffix), ""
         base = req.prefix.rstrip(_HEAL_CHARS)
-        heal = req.prefix[len(base):]
+        heal = req.prefix[len(base) :]
         if not heal and base:
             # Back off a trailing partial word too ("ret" -> allow "return").
             ids = self.encode(base)
             if ids:
                 last = self.tok.decode(ids[-1:])
-                if last and last.strip() and (last[-1].isalnum() or last[-1] == "_") and len(last) < len(base):
+                if (
+                    last
+                    and last.strip()
+                    and (last[-1].isalnum() or last[-1] == "_")
+                    and len(last) < len(base)
+                ):
                     base, heal = base[: -len(last)], last
         return base, heal
 
@@ -228,7 +246,11 @@ class TransformersBackend:
         prompt, heal = self._build_prompt(req)
         ids = self.encode(prompt)
         if not ids:
-            bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            bos = (
+                self.tok.bos_token_id
+                if self.tok.bos_token_id is not None
+                else self.tok.eos_token_id
+            )
             ids = [bos]
         self.stats["calls"] += 1
         slot: _Slot | None = None
@@ -301,7 +323,9 @@ class TransformersBackend:
                         piece_visible = ""
                     text += piece_visible
                 else:
-                    text = self.tok.decode(gen_ids)[len(heal):] if heal else self.tok.decode(gen_ids)
+                    text = (
+                        self.tok.decode(gen_ids)[len(heal) :] if heal else self.tok.decode(gen_ids)
+                    )
                 if self._should_stop(text, req):
                     gen.stopped = True
                     break
@@ -318,7 +342,9 @@ class TransformersBackend:
             if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
                 if self.device == "cuda":
                     torch.cuda.empty_cache()
-                raise ModelError("The model ran out of memory while generating; try a shorter context or a smaller model") from exc
+                raise ModelError(
+                    "The model ran out of memory while generating; try a shorter context or a smaller model"
+                ) from exc
             raise
         return self._finish(gen, t0)
 
@@ -395,7 +421,9 @@ class TransformersBackend:
                 # A token that starts with the newline belongs to the line it ends.
                 piece = text[start : offsets[tok_index][1]]
                 anchor = start + (len(piece) - len(piece.lstrip("\n")) if piece.strip() else 0)
-                line = bisect.bisect_right(line_starts, min(anchor, len(text) - 1 if text else 0)) - 1
+                line = (
+                    bisect.bisect_right(line_starts, min(anchor, len(text) - 1 if text else 0)) - 1
+                )
                 lp[line].append(float(logp[j, seq[target_pos]]))
                 ent[line].append(float(entropy[j]))
             pos += len(chunk)
@@ -411,7 +439,11 @@ class TransformersBackend:
             cont = self.encode(continuation)
             if not cont:
                 return 0.0
-            bos = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            bos = (
+                self.tok.bos_token_id
+                if self.tok.bos_token_id is not None
+                else self.tok.eos_token_id
+            )
             if not ctx:
                 ctx = [bos]
             seq = ctx + cont
@@ -420,7 +452,9 @@ class TransformersBackend:
             total = sum(float(logp[i, t]) for i, t in enumerate(cont))
             return total if math.isfinite(total) else -1e9
 
-    def score_into_slot(self, text: str, cache_key: str, cancel: threading.Event | None = None) -> LineScores:
+    def score_into_slot(
+        self, text: str, cache_key: str, cancel: threading.Event | None = None
+    ) -> LineScores:
         with self._lock, self._torch.inference_mode():
             return self._score_into_slot(text, cache_key, cancel or threading.Event())
 
@@ -446,7 +480,9 @@ class TransformersBackend:
                 if cancel.is_set():
                     raise InterruptedError("scoring cancelled")
                 chunk = ids[pos : pos + PREFILL_CHUNK]
-                out = self.model(input_ids=torch.tensor([chunk], device=self.device), cache=cache, use_cache=True)
+                out = self.model(
+                    input_ids=torch.tensor([chunk], device=self.device), cache=cache, use_cache=True
+                )
                 logp = torch.log_softmax(out.logits[0].float(), dim=-1)
                 entropy = -(logp.exp() * logp).sum(-1)
                 targets = torch.tensor(ids[pos + 1 : pos + len(chunk) + 1], device=self.device)
@@ -467,7 +503,9 @@ class TransformersBackend:
                 self.stats["prefilled"] += len(chunk)
         except (RuntimeError, MemoryError) as exc:
             if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-                raise ModelError("The model ran out of memory while scoring; the text is too long") from exc
+                raise ModelError(
+                    "The model ran out of memory while scoring; the text is too long"
+                ) from exc
             raise
         self._slots[cache_key] = slot
         while len(self._slots) > MAX_SLOTS:

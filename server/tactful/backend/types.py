@@ -65,6 +65,11 @@ class LineScores:
     #: For each line: the entropy (nats) of the model's distribution at those tokens.
     line_entropy: list[list[float]]
     tokens: int = 0
+    #: ``score_into_slot`` only: each token's start (code points into the text) and whether it
+    #: was the model's own greedy choice there (the first token: False). Greedy regeneration of a
+    #: line repeats the written text up to its first non-greedy token, so it can start there.
+    token_starts: list[int] = field(default_factory=list)
+    token_greedy: list[bool] = field(default_factory=list)
 
 
 class Backend(Protocol):

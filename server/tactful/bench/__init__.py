@@ -21,6 +21,9 @@ def main(argv: Sequence[str]) -> int:
         print("usage: tactful bench NAME [ARGS...]\n\nbenchmarks: " + ", ".join(names))
         return 0 if argv else 2
     if argv[0] not in names:
-        print(f"tactful bench: unknown benchmark {argv[0]!r}; have: {', '.join(names)}", file=sys.stderr)
+        print(
+            f"tactful bench: unknown benchmark {argv[0]!r}; have: {', '.join(names)}",
+            file=sys.stderr,
+        )
         return 2
     return int(importlib.import_module(f"tactful.bench.{argv[0]}").main(list(argv[1:])) or 0)

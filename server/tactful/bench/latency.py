@@ -57,8 +57,11 @@ def pick_sessions(files: list[Path], lines_per_file: int, seed: int) -> list[Typ
         text = path.read_text(encoding="utf-8")
         lines = text.split("\n")
         candidates = [
-            i for i in range(60, len(lines) - lines_per_file)
-            if lines[i].startswith("        ") and lines[i].strip() and not lines[i].strip().startswith(("#", '"'))
+            i
+            for i in range(60, len(lines) - lines_per_file)
+            if lines[i].startswith("        ")
+            and lines[i].strip()
+            and not lines[i].strip().startswith(("#", '"'))
         ]
         if not candidates:
             continue
@@ -88,7 +91,9 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int) -> RunResult:
+async def run_once(
+    name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
+) -> RunResult:
     from pygls.lsp.client import LanguageClient
 
     res = RunResult(name)
@@ -118,10 +123,14 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
 
     await client.start_io(str(Path(sys.executable).parent / "tactful"), "serve")
     caps = types.ClientCapabilities(
-        text_document=types.TextDocumentClientCapabilities(inline_completion=types.InlineCompletionClientCapabilities()),
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities()
+        ),
         window=types.WindowClientCapabilities(work_done_progress=True),
     )
-    await client.initialize_async(types.InitializeParams(capabilities=caps, initialization_options=settings))
+    await client.initialize_async(
+        types.InitializeParams(capabilities=caps, initialization_options=settings)
+    )
     client.initialized(types.InitializedParams())
     t0 = time.perf_counter()
     while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < 300:
@@ -129,15 +138,15 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
     if state.get("state") != "ready":
         raise RuntimeError(f"server not ready: {state}")
 
-    pending: dict[int, tuple[float, asyncio.Future[Any]]] = {}
-
     async def one(uri: str, line: int, char: int) -> None:
         fut = asyncio.ensure_future(
             client.text_document_inline_completion_async(
                 types.InlineCompletionParams(
                     text_document=types.TextDocumentIdentifier(uri=uri),
                     position=types.Position(line=line, character=char),
-                    context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                    ),
                 )
             )
         )
@@ -149,7 +158,8 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
             res.cancelled += 1
             return
         res.latencies_ms.append((time.perf_counter() - started) * 1000)
-        if out is not None and out.items:
+        items = out.items if isinstance(out, types.InlineCompletionList) else out
+        if items:
             res.with_suggestion += 1
 
     for n, sess in enumerate(sessions):
@@ -157,7 +167,9 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
         doc = sess.before + sess.after
         version = 1
         client.text_document_did_open(
-            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc))
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
+            )
         )
         line = sess.before.count("\n")
         col = 0
@@ -168,8 +180,12 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
             client.text_document_did_change(
                 types.DidChangeTextDocumentParams(
                     text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                    content_changes=[types.TextDocumentContentChangePartial(
-                        range=types.Range(types.Position(line, col), types.Position(line, col)), text=ch)],
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(
+                            range=types.Range(types.Position(line, col), types.Position(line, col)),
+                            text=ch,
+                        )
+                    ],
                 )
             )
             if ch == "\n":
@@ -178,7 +194,7 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
                 col += len(ch.encode("utf-16-le")) // 2
             if inflight is not None and not inflight.done():
                 # Cancel the previous request, as editors do.
-                ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]  # noqa: SLF001
+                ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]
                 for i in ids:
                     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
                 msg_ids.extend(ids)
@@ -189,8 +205,10 @@ async def run_once(name: str, sessions: list[Typing], settings: dict[str, Any], 
             await asyncio.sleep(pause)
         if inflight is not None:
             await inflight
-    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
-    res.status = status._asdict() if hasattr(status, "_asdict") else dict(status)
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
+    res.status = _as_dict(status)
     proc = getattr(client, "_server", None)
     if proc is not None:
         res.peak_rss_mb = _peak_rss_mb(proc.pid)
@@ -233,12 +251,18 @@ def summarize(r: RunResult) -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="tactful bench latency", description=__doc__)
-    parser.add_argument("files", nargs="*", type=Path, help="source files to type (default: stdlib modules)")
+    parser.add_argument(
+        "files", nargs="*", type=Path, help="source files to type (default: stdlib modules)"
+    )
     parser.add_argument("--lines", type=int, default=3, help="lines typed per file (default 3)")
-    parser.add_argument("--key-ms", type=float, default=80, help="mean time between keys (default 80)")
+    parser.add_argument(
+        "--key-ms", type=float, default=80, help="mean time between keys (default 80)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--context-tokens", type=int, default=1500)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the run with reuse and type-along off")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the run with reuse and type-along off"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(list(argv))
     files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
@@ -246,15 +270,44 @@ def main(argv: Sequence[str]) -> int:
     if not sessions:
         print("tactful bench latency: no typable stretch found in the files", file=sys.stderr)
         return 1
-    common = {"completion": {"contextTokens": args.context_tokens, "debounceMs": 0}, "flags": {"enable": False},
-              "cdhf": {"enable": False}, "feedback": {"enable": False}}
-    fast = {**common, "completion": {**common["completion"], "prefixReuse": True, "typeAlong": True, "cache": True}}
-    slow = {**common, "completion": {**common["completion"], "prefixReuse": False, "typeAlong": False, "cache": False}}
+    common = {
+        "completion": {"contextTokens": args.context_tokens, "debounceMs": 0},
+        "flags": {"enable": False},
+        "cdhf": {"enable": False},
+        "feedback": {"enable": False},
+    }
+    fast = {
+        **common,
+        "completion": {
+            **common["completion"],
+            "prefixReuse": True,
+            "typeAlong": True,
+            "cache": True,
+        },
+    }
+    slow = {
+        **common,
+        "completion": {
+            **common["completion"],
+            "prefixReuse": False,
+            "typeAlong": False,
+            "cache": False,
+        },
+    }
     keys = sum(len(s.typed) for s in sessions)
-    print(f"typing {keys} keys from {len(sessions)} files at ~{args.key_ms:.0f} ms/key ...", file=sys.stderr)
+    print(
+        f"typing {keys} keys from {len(sessions)} files at ~{args.key_ms:.0f} ms/key ...",
+        file=sys.stderr,
+    )
     results = [summarize(asyncio.run(run_once("tactful", sessions, fast, args.key_ms, args.seed)))]
     if not args.no_baseline:
-        results.append(summarize(asyncio.run(run_once("no reuse, no type-along", sessions, slow, args.key_ms, args.seed))))
+        results.append(
+            summarize(
+                asyncio.run(
+                    run_once("no reuse, no type-along", sessions, slow, args.key_ms, args.seed)
+                )
+            )
+        )
     ratio = None
     if len(results) == 2 and results[0]["p50_ms"] and results[1]["p50_ms"]:
         ratio = round(results[1]["p50_ms"] / results[0]["p50_ms"], 2)
