@@ -250,6 +250,10 @@ async function scenario(page) {
     acceptedPart,
   });
 
+  // Done with this file: closing it also lets the server drop its pending flag job.
+  await runCommand(page, 'View: Close Editor');
+  await sleep(500);
+
   // 4. Commands: the feedback log location, toggling completions off and on.
   await clearNotifications(page);
   await runCommand(page, 'tactful: Show the Feedback Log Location');
