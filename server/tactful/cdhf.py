@@ -199,9 +199,19 @@ class Dataset:
     group_kind: str
     users: int
     sessions: int
+    s1_names: tuple[str, ...] = F.STAGE1_FEATURES
+    s2_names: tuple[str, ...] = F.STAGE2_FEATURES
 
 
-def dataset_from_log(path: str | Path) -> Dataset:
+def feature_sets(telemetry: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stage 1 and stage 2 feature names; ``telemetry=False`` leaves the telemetry features out
+    (they carry no signal across users in CUPS: docs/cdhf.md)."""
+    if telemetry:
+        return F.STAGE1_FEATURES, F.STAGE2_FEATURES
+    return F.CONTEXT_FEATURES, F.CONTEXT_FEATURES + F.SUGGESTION_FEATURES
+
+
+def dataset_from_log(path: str | Path, telemetry: bool = True) -> Dataset:
     from tactful.feedback import load_decisions
 
     rows = load_decisions(path)
@@ -214,8 +224,9 @@ def dataset_from_log(path: str | Path) -> Dataset:
         raise CdhfError(
             f"{path}: every decision is {'rejected' if y[0] else 'accepted'}; training needs both outcomes"
         )
-    x1 = np.array([F.vector(r.features, F.STAGE1_FEATURES) for r in rows], dtype=float)
-    x2 = np.array([F.vector(r.features, F.STAGE2_FEATURES) for r in rows], dtype=float)
+    s1_names, s2_names = feature_sets(telemetry)
+    x1 = np.array([F.vector(r.features, s1_names) for r in rows], dtype=float)
+    x2 = np.array([F.vector(r.features, s2_names) for r in rows], dtype=float)
     users = sorted({r.user for r in rows})
     sessions = sorted({r.session for r in rows})
     if len(users) >= 3:
@@ -228,7 +239,7 @@ def dataset_from_log(path: str | Path) -> Dataset:
             np.array([min(k - 1, i * k // len(rows)) for i in range(len(rows))]),
             "time block",
         )
-    return Dataset(x1, x2, y, groups, kind, len(users), len(sessions))
+    return Dataset(x1, x2, y, groups, kind, len(users), len(sessions), s1_names, s2_names)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -300,11 +311,11 @@ def evaluate(
         ytr = ds.y[tr]
         if len(np.unique(ytr)) < 2 or len(np.unique(ds.groups[tr])) < 2:
             continue
-        ip1, _ = _oof(ds.x1[tr], ytr, ds.groups[tr], F.STAGE1_FEATURES, k - 1 if k > 2 else 2)
-        ip2, _ = _oof(ds.x2[tr], ytr, ds.groups[tr], F.STAGE2_FEATURES, k - 1 if k > 2 else 2)
+        ip1, _ = _oof(ds.x1[tr], ytr, ds.groups[tr], ds.s1_names, k - 1 if k > 2 else 2)
+        ip2, _ = _oof(ds.x2[tr], ytr, ds.groups[tr], ds.s2_names, k - 1 if k > 2 else 2)
         th = fit_thresholds(ip1, ip2, ytr, target, lam, stage1_share)
-        m1 = _fit(ds.x1[tr], ytr, F.STAGE1_FEATURES)
-        m2 = _fit(ds.x2[tr], ytr, F.STAGE2_FEATURES)
+        m1 = _fit(ds.x1[tr], ytr, ds.s1_names)
+        m2 = _fit(ds.x2[tr], ytr, ds.s2_names)
         p1, p2 = m1.predict(ds.x1[te]), m2.predict(ds.x2[te])
         p1_all[te], p2_all[te] = p1, p2
         h, b = apply_thresholds(p1, p2, th)
@@ -344,12 +355,13 @@ def train(
     curve: bool = True,
     source: str | None = None,
     command: str | None = None,
+    telemetry: bool = True,
 ) -> TrainResult:
     """Train both stages from a feedback log into the folder ``out`` and evaluate them."""
     t0 = time.time()
-    ds = dataset_from_log(log_path)
-    p1, auc1_folds = _oof(ds.x1, ds.y, ds.groups, F.STAGE1_FEATURES, k)
-    p2, auc2_folds = _oof(ds.x2, ds.y, ds.groups, F.STAGE2_FEATURES, k)
+    ds = dataset_from_log(log_path, telemetry)
+    p1, auc1_folds = _oof(ds.x1, ds.y, ds.groups, ds.s1_names, k)
+    p2, auc2_folds = _oof(ds.x2, ds.y, ds.groups, ds.s2_names, k)
     th = fit_thresholds(p1, p2, ds.y, target, lam)
     held_out = evaluate(ds, target, lam, k)
     curve_rows: list[dict[str, Any]] = []
@@ -358,8 +370,8 @@ def train(
             for share in (0.0, 0.25, 0.5, None):
                 ev = evaluate(ds, tgt, lam, k, stage1_share=share)
                 curve_rows.append({"target": tgt, "stage1_share": share, **ev["pooled"]})
-    m1 = _fit(ds.x1, ds.y, F.STAGE1_FEATURES)
-    m2 = _fit(ds.x2, ds.y, F.STAGE2_FEATURES)
+    m1 = _fit(ds.x1, ds.y, ds.s1_names)
+    m2 = _fit(ds.x2, ds.y, ds.s2_names)
     metrics = {
         "decisions": len(ds.y),
         "rejected_share": float(ds.y.mean()),
@@ -383,8 +395,8 @@ def train(
     meta = {
         "format": FORMAT_VERSION,
         "features_version": F.FEATURES_VERSION,
-        "stage1_features": list(F.STAGE1_FEATURES),
-        "stage2_features": list(F.STAGE2_FEATURES),
+        "stage1_features": list(ds.s1_names),
+        "stage2_features": list(ds.s2_names),
         "categorical": sorted(F.CATEGORICAL),
         "vocabularies": {
             "char": list(F.CHAR_CLASSES),
@@ -441,7 +453,13 @@ def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
         f"- Evaluation holds out whole {m['held_out_by']}s: GroupKFold with {m['folds']} folds.",
         "",
         "## Models",
-        f"- Stage 1 (before generation): LightGBM, {len(meta['stage1_features'])} context and telemetry features: "
+        f"- Stage 1 (before generation): LightGBM, {len(meta['stage1_features'])} "
+        + (
+            "context and telemetry"
+            if any(f in F.TELEMETRY_FEATURES for f in meta["stage1_features"])
+            else "context (telemetry left out)"
+        )
+        + " features: "
         + ", ".join(f"`{f}`" for f in meta["stage1_features"]),
         f"- Stage 2 (after generation): LightGBM, stage 1's features plus {len(meta['stage2_features']) - len(meta['stage1_features'])} suggestion features: "
         + ", ".join(f"`{f}`" for f in meta["stage2_features"][len(meta["stage1_features"]) :]),
@@ -631,6 +649,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--no-curve", action="store_true", help="skip the hiding-rate curve (faster)")
+    ap.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="leave the telemetry features out of both stages (the shipped CUPS model does)",
+    )
     args = ap.parse_args(list(argv) if argv is not None else None)
     from tactful.feedback import FeedbackError, default_log_path
 
@@ -650,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             curve=not args.no_curve,
             source=args.log and Path(args.log).name,
             command=cmd,
+            telemetry=not args.no_telemetry,
         )
     except (CdhfError, FeedbackError) as exc:
         print(f"tactful train: {exc}", file=sys.stderr)

@@ -142,7 +142,8 @@ def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
 def test_shipped_default_model() -> None:
     path = cdhf.default_model_dir()
     c = cdhf.Cascade.load(path)
-    assert c.stage2_features == F.STAGE2_FEATURES
+    assert c.stage1_features == F.CONTEXT_FEATURES, "shipped without telemetry (docs/cdhf.md)"
+    assert c.stage2_features == F.CONTEXT_FEATURES + F.SUGGESTION_FEATURES
     m = c.meta["metrics"]
     assert m["held_out_by"] == "user" and m["users"] == 14 and m["decisions"] == 653
     assert m["stage2_auc"] >= 0.75, "the documented target"
