@@ -192,7 +192,7 @@ class FeedbackLog:
         """Append one event; True when it (and any earlier pending one) is written."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        payload = dict(data or {})
+        payload = _clean(dict(data or {}))  # NaN/inf -> null: JSON never refuses an event
         if "text" in payload and self.store_text == "hash" and isinstance(payload["text"], str):
             payload["text_sha256"] = text_hash(payload.pop("text"))
         row = (
@@ -235,7 +235,7 @@ class FeedbackLog:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 for kind, sid, data, extra in rows:
-                    payload = dict(data)
+                    payload = _clean(dict(data))
                     if (
                         "text" in payload
                         and self.store_text == "hash"
@@ -292,11 +292,13 @@ class FeedbackLog:
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, float):
-        return None
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    # Anything else a caller put in an event (a Path, a numpy number, ...) is kept as text.
+    if hasattr(o, "item") and callable(o.item):
+        try:
+            return _clean(o.item())
+        except Exception:
+            pass
+    return str(o)
 
 
 def _clean(obj: Any) -> Any:

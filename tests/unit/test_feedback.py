@@ -325,3 +325,18 @@ def test_glances_are_not_decisions(tmp_path: Path) -> None:
     log.close()
     assert [d.suggestion_id for d in feedback.load_decisions(path)] == ["b", "c"]
     assert len(feedback.load_decisions(path, min_visible_s=0.0)) == 4
+
+
+def test_odd_values_never_lose_an_event(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "log.sqlite3"
+    log = FeedbackLog(path)
+    assert log.record(
+        "generated",
+        "a",
+        {"features": {"x": float("nan"), "y": float("inf"), "z": np.float32(0.5)}, "p": tmp_path},
+    )
+    log.close()
+    (ev,) = list(feedback.read_events(path))
+    assert ev.data["features"] == {"x": None, "y": None, "z": 0.5} and ev.data["p"] == str(tmp_path)
