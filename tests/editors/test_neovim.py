@@ -230,7 +230,7 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
     passed = [shlex.quote(f"{k}={v}") for k, v in env.items() if k.startswith(("TACTFUL_", "XDG_"))]
     init, scenario = SCENARIOS / "init.lua", SCENARIOS / "tui.lua"
     inner = f"env {' '.join(passed)} {shlex.quote(str(nvim))} -u {shlex.quote(str(init))} -c {shlex.quote(f'luafile {scenario}')} {name}"
-    sock = ["-L", f"tactful-test-{os.getpid()}"]
+    sock = ["-S", str(tmp_path / "tmux.sock")]  # a private tmux server, socket in the temp dir
     proj = tmp_path / "proj"
 
     def tmux_run(*args: str) -> str:
