@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Prefill long prompts in chunks so that a cancel is seen between chunks.
 PREFILL_CHUNK = 256
+#: Tokens per forward pass of ``score_into_slot``: a cancel (a completion waiting) is seen
+#: between chunks, so they are kept short.
+SCORE_CHUNK = 128
 #: Documents whose KV caches are kept (least recently used is dropped).
 MAX_SLOTS = 4
 _HEAL_CHARS = " \t\n\r"
@@ -479,7 +482,7 @@ class TransformersBackend:
             while pos < len(ids):
                 if cancel.is_set():
                     raise InterruptedError("scoring cancelled")
-                chunk = ids[pos : pos + PREFILL_CHUNK]
+                chunk = ids[pos : pos + SCORE_CHUNK]
                 out = self.model(
                     input_ids=torch.tensor([chunk], device=self.device), cache=cache, use_cache=True
                 )
