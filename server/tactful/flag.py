@@ -273,6 +273,7 @@ class FlagJob:
         regenerate_all: bool = False,
         regen_extra: int = REGEN_EXTRA,
         force: Sequence[int] = (),
+        speculative: bool = True,
     ) -> None:
         self.t0 = time.perf_counter()
         self.seconds = 0.0
@@ -287,6 +288,14 @@ class FlagJob:
         self.regenerate_all = regenerate_all
         #: Lines regenerated whatever the first stage says (training data: the injected bug).
         self.force = set(force)
+        #: Start each regeneration at the line's first non-greedy token (same text, less work).
+        self.speculative = speculative
+        #: Lines whose regeneration needed no model call (every token was the model's choice).
+        self.shortcuts = 0
+        self._starts: list[int] = []
+        self._greedy: list[bool] = []
+        self._lp: list[list[float]] = []
+        self._lp_off = 0
         raw = text.split("\n")
         if raw and raw[-1] == "" and len(raw) > 1:
             raw = raw[:-1]  # a final newline ends the last line; it does not start a new one
@@ -415,20 +424,55 @@ class FlagJob:
             self.info[i] = _Line(i, rows[i - w.start], p)
         self._lp = lp
         self._lp_off = off
+        self._starts = scores.token_starts
+        self._greedy = scores.token_greedy
+
+    def _cut(self, w: _Window, i: int) -> tuple[int, int, int | None]:
+        """(content start, tokens kept, cut) for line ``i`` in its window's text.
+
+        Greedy regeneration repeats the written text up to its first token that was not the
+        model's own choice; generation starts there (``cut``). None: every token of the line and
+        its line end were the model's choice, so the regeneration is the line itself."""
+        ls = sum(len(ln) + 1 for ln in self.model_lines[w.ctx_start : i])
+        line = self.model_lines[i]
+        content = ls + len(line) - len(line.lstrip())
+        le = ls + len(line)
+        if not self.speculative or not self._starts:
+            return content, 0, content
+        kept = 0
+        saw_end = False
+        for start, greedy in zip(self._starts, self._greedy, strict=False):
+            if start < ls:
+                continue
+            if start > le:
+                break
+            saw_end = saw_end or start == le
+            if not greedy:
+                if start < content:
+                    return content, 0, content
+                return content, kept, min(start, le)
+            if start >= content:
+                kept += 1
+        return (content, kept, None) if saw_end else (content, kept, le)
 
     def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
         self._check()
         line = self.lines[i]
-        indent = line[: len(line) - len(line.lstrip())]
-        prefix_lines = self.model_lines[w.ctx_start : i]
-        prefix = "\n".join(prefix_lines) + ("\n" if prefix_lines else "") + indent
         orig_lp = self._lp[i - self._lp_off] if i - self._lp_off < len(self._lp) else []
         fim = bool(getattr(backend, "fim", False))
+        window_text = "\n".join(self.model_lines[w.ctx_start : w.end])
+        content, kept, cut = self._cut(w, i) if not fim else self._cut_plain(w, i)
+        info = self.info[i]
+        if cut is None:  # the model would write this very line
+            info.suggestion = line.strip()
+            info.regen = ff.regen_features(line, line, orig_lp, orig_lp)
+            self.shortcuts += 1
+            return
         suffix = "\n" + "\n".join(self.model_lines[i + 1 : i + 1 + FIM_SUFFIX_LINES]) if fim else ""
         req = GenerateRequest(
-            prefix=prefix,
+            prefix=window_text[:cut],
             suffix=suffix,
-            max_new_tokens=min(40, len(orig_lp) + 6),
+            max_new_tokens=min(40, max(4, len(orig_lp) - kept + 6)),
             single_line=True,
             cache_key=None if fim else self.key,
             cancel=self._event(),
@@ -439,10 +483,19 @@ class FlagJob:
         if gen.cancelled:
             self._check()
             raise FlagCancelled()
-        generated = gen.text.split("\n")[0].rstrip() if not gen.text.startswith("\n") else ""
-        info = self.info[i]
+        head = window_text[content:cut]
+        tail = "" if gen.text.startswith("\n") else gen.text.split("\n")[0]
+        generated = (head + tail).rstrip()
         info.suggestion = generated
-        info.regen = ff.regen_features(line, generated, orig_lp, gen.token_logprobs)
+        info.regen = ff.regen_features(
+            line, generated, orig_lp, list(orig_lp[:kept]) + gen.token_logprobs
+        )
+
+    def _cut_plain(self, w: _Window, i: int) -> tuple[int, int, int | None]:
+        ls = sum(len(ln) + 1 for ln in self.model_lines[w.ctx_start : i])
+        line = self.model_lines[i]
+        content = ls + len(line) - len(line.lstrip())
+        return content, 0, content
 
     # -- result -------------------------------------------------------------------------------
     def result(self) -> FlagResult:

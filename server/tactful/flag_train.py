@@ -447,10 +447,12 @@ def build(
     return out
 
 
-def mutation_samples(count: int, seed: int = SEED) -> list[tuple[str, str, list[int]]]:
+def mutation_samples(
+    count: int, seed: int = SEED, max_lines: int = 30
+) -> list[tuple[str, str, list[int]]]:
     rng = random.Random(seed)
     out = []
-    for name, lines in snippets(rng, count * 2):
+    for name, lines in snippets(rng, count * 2, max_lines=max_lines):
         m = mutate(lines, rng)
         if m is None:
             continue
@@ -579,6 +581,69 @@ def write_model(stage1: Any, final: Any, folder: Path, card: dict[str, Any]) -> 
         "created": time.strftime("%Y-%m-%d"),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(model_card(meta, stage1, final))
+
+
+def model_card(meta: dict[str, Any], stage1: Any, final: Any) -> str:
+    """The model card: what the classifiers are, what they were trained on, how they did."""
+
+    def importance(booster: Any) -> str:
+        names = booster.feature_name()
+        gains = booster.feature_importance(importance_type="gain")
+        ranked = sorted(zip(names, gains, strict=True), key=lambda t: -t[1])[:8]
+        total = sum(gains) or 1.0
+        return ", ".join(f"`{n}` {100 * g / total:.0f} %" for n, g in ranked)
+
+    metrics = meta.get("dev_metrics") or {}
+    rows = "\n".join(
+        f"| {name} | {m['n']} | {m['top1']:.3f} | {m['top3']:.3f} | {m['recall_at_budget']:.3f} |"
+        for name, m in metrics.items()
+    )
+    return f"""# Model card: tactful line-flag classifiers (`{meta["name"]}`)
+
+Two LightGBM binary classifiers stored as LightGBM **text** model files (no pickle), read by
+`tactful.flag.FlagModel.load` with `lightgbm.Booster(model_str=...)`.
+
+| file | role | input |
+|---|---|---|
+| `{meta["stage1"]}` | first stage: which lines to regenerate | {len(meta["cheap_features"])} features from the teacher-forced pass |
+| `{meta["final"]}` | decision: score of a regenerated line | the same plus {len(meta["all_features"]) - len(meta["cheap_features"])} comparison features |
+| `meta.json` | feature names and order, file names, training summary | |
+
+Output: P(line holds the injected bug). Flags are the highest-scoring regenerated lines, at most
+`flags.budget` of a file's lines, whose regeneration differs from the written line.
+
+## Training data
+
+{meta.get("trained_on")}. Single-line mutations (operator swap, off-by-one, wrong variable, wrong
+constant, negated condition, swapped arguments, deleted line) injected by `tactful.flag_train.mutate`
+into function-sized snippets of real source files on the build machine (the Python standard library
+and installed pure-Python packages; never tactful's own code), features computed with the embedded
+SmolLM2-135M-Instruct (bf16, CPU). Python only: other languages get the same features (line kinds
+from tree-sitter or line rules) but were not in the training data.
+
+Reproduce: `python -m tactful.flag_train all` (datasets are cached in `.cache/flag/`).
+
+## Development results (recorded rows, two-stage ranking simulated)
+
+| set | programs | top-1 | top-3 | recall at 15 % |
+|---|---|---|---|---|
+{rows}
+
+The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful bench flag`).
+
+## Most useful features (share of total gain)
+
+* first stage: {importance(stage1)}
+* decision: {importance(final)}
+
+## Limits
+
+* Trained on synthetic single-line bugs; real bugs that span lines or are missing code are harder.
+* Features depend on the model: retrain (`python -m tactful.flag_train all`) after changing the
+  default model. `FlagModel.load` refuses a classifier whose feature list differs from the code's.
+* Created {meta["created"]}.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,12 +100,12 @@ class FlagService:
                 self._close(uri)
                 return
             state = self.docs.setdefault(uri, _DocFlags())
-            if event == "change":
+            if event == "change" or (event == "open" and self.settings.on_open):
+                # Open waits for the idle pause too: a document opened and closed at once
+                # (a quick look, a test) costs nothing.
                 self._cancel(state)
                 self._schedule(uri, self.settings.idle_ms / 1000.0)
-            elif (event == "open" and self.settings.on_open) or (
-                event == "save" and self.settings.on_save
-            ):
+            elif event == "save" and self.settings.on_save:
                 self._cancel(state)
                 self._schedule(uri, 0.0)
         except Exception:
