@@ -23,7 +23,7 @@ export default tseslint.config(
       globals: {
         require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly',
         __dirname: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Buffer: 'readonly',
-        document: 'readonly', window: 'readonly',
+        document: 'readonly', window: 'readonly', navigator: 'readonly',
       },
     },
     rules: { eqeqeq: ['error', 'always'], 'no-unused-vars': ['error', { argsIgnorePattern: '^_' }] },

@@ -102,6 +102,7 @@ SETTINGS: dict[str, Any] = {
     "editor.inlineSuggest.enabled": True,
     "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
     "editor.suggestOnTriggerCharacters": False,
+    "editor.wordBasedSuggestions": "off",
     "files.autoSave": "off",
     "tactful.server.command": str(TACTFUL),
     "tactful.cdhf.enable": False,
@@ -335,6 +336,8 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         if e["kind"] == "shown" and e["data"].get("client_reported")
     }
     assert full[0]["suggestion_id"] in client_shown, [e for e in events if e["kind"] == "shown"]
+    # Enter on the list item ran its command too: a second full accept via the command.
+    assert len(full) >= 2, f"expected the ghost text and the list item accepted: {full}"
     # Ctrl+Right sent textDocument/didPartiallyAcceptCompletion with the accepted word's length.
     word = results["partial-accept-inserted-a-word"]["detail"]["acceptedPart"]
     partial = [

@@ -159,6 +159,37 @@ async function clearNotifications(page) {
   await sleep(300);
 }
 
+/**
+ * Change user settings the way a user does: open settings.json in VS Code, replace its text,
+ * save, close it (code-server does not notice writes to the file from outside).
+ */
+async function editUserSettings(page, changes) {
+  const settings = { ...JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8')), ...changes };
+  await runCommand(page, 'Preferences: Open User Settings (JSON)');
+  // (VS Code 1.139 opens it in a modal editor, older ones in a tab.)
+  const json = page.locator('.monaco-editor .view-lines', { hasText: 'tactful.server.command' }).first();
+  await json.waitFor({ timeout: 20000 });
+  await sleep(800);
+  await json.click();
+  // Paste (typed text would get auto-closed brackets and auto-indent).
+  await page.evaluate((text) => navigator.clipboard.writeText(text), JSON.stringify(settings, null, 1));
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Control+V');
+  await sleep(300);
+  await page.keyboard.press('Control+S');
+  const [key, value] = Object.entries(changes)[0];
+  const saved = await poll(async () => JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8'))[key] === value, 10000);
+  if (!saved) throw new Error(`settings.json was not saved with ${key} = ${JSON.stringify(value)}: ${fs.readFileSync(USER_SETTINGS, 'utf8')}`);
+  // VS Code 1.139's modal editor blocks workbench commands (F1) and closes on Escape.
+  if ((await page.locator('.modal-editor-part').count()) > 0) {
+    await page.keyboard.press('Escape');
+    await poll(async () => (await page.locator('.modal-editor-part').count()) === 0, 5000);
+  } else {
+    await runCommand(page, 'View: Close Editor');
+  }
+  await sleep(800);
+}
+
 async function main() {
   const udd = fs.mkdtempSync(path.join(OUT, 'chromium-'));
   const ctx = await chromium.launchPersistentContext(udd, {
@@ -167,6 +198,7 @@ async function main() {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1400, height: 850 },
   });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write']);
   const page = ctx.pages()[0] || (await ctx.newPage());
   try {
     await scenario(page);
@@ -250,6 +282,39 @@ async function scenario(page) {
     acceptedPart,
   });
 
+  // 3b. List completion: Ctrl+Space opens the suggest widget with tactful's item; Enter takes it.
+  // (Word-based and quick suggestions are off in the test settings: every row is tactful's.)
+  // Inline suggestions are turned off first: with them on, VS Code sends an inline request as
+  // the widget opens, and the server answers only the newest request of a document.
+  if (USER_SETTINGS) {
+    await editUserSettings(page, { 'editor.inlineSuggest.enabled': false });
+    await openFile(page, GHOST_FILE);
+  }
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('result = ', { delay: 40 });
+  const beforeList = norm(readFile(GHOST_FILE));
+  await page.keyboard.press('Control+Space');
+  const listRows = await poll(async () => {
+    const r = (await page.locator('.suggest-widget .monaco-list-row').allInnerTexts()).map(norm).filter((x) => x.trim());
+    return r.length ? r : null;
+  }, GHOST_TIMEOUT);
+  check('list-completion-in-suggest-widget', !!listRows, listRows);
+  await screenshot(page, 'list-completion');
+  if (listRows) {
+    const label = listRows[0].split('\n')[0].trim();
+    await page.keyboard.press('Enter');
+    await sleep(600);
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+S');
+    const afterList = await poll(async () => {
+      const now = norm(readFile(GHOST_FILE));
+      return now !== beforeList ? now : '';
+    }, 10000);
+    const line = (afterList || '').trimEnd().split('\n').pop() || '';
+    check('list-completion-accepted-into-file', line.startsWith('result = ') && line.length > 'result = '.length, { label, line });
+  }
+
   // Done with this file: closing it also lets the server drop its pending flag job.
   await runCommand(page, 'View: Close Editor');
   await sleep(500);
@@ -324,19 +389,7 @@ async function scenario(page) {
   // 6. A server that cannot start: the extension says why and how to fix it.
   if (USER_SETTINGS) {
     await clearNotifications(page);
-    // Edit the user settings.json in VS Code itself (code-server does not see writes from
-    // outside): select all, paste the new JSON, save.
-    const settings = JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8'));
-    settings['tactful.server.command'] = '/nonexistent/bin/tactful';
-    await runCommand(page, 'Preferences: Open User Settings (JSON)');
-    // (VS Code 1.139 opens it in a modal editor, older ones in a tab.)
-    const json = page.locator('.monaco-editor .view-lines', { hasText: 'tactful.server.command' }).first();
-    await json.waitFor({ timeout: 20000 });
-    await sleep(800);
-    await json.click();
-    await page.keyboard.press('Control+A');
-    await page.keyboard.insertText(JSON.stringify(settings, null, 1));
-    await page.keyboard.press('Control+S');
+    await editUserSettings(page, { 'tactful.server.command': '/nonexistent/bin/tactful' });
     const note = await poll(async () => (await notifications(page)).find((n) => n.includes('cannot start')), 30000);
     await screenshot(page, 'server-cannot-start');
     check('cannot-start-message', !!note && note.includes('/nonexistent/bin/tactful') && note.includes('tactful.server.command'), note || (await notifications(page)));
