@@ -20,6 +20,8 @@ import {
   State,
   type LanguageClientOptions,
   type Middleware,
+  type NotificationHandler,
+  type ProgressType,
   type ServerOptions,
 } from 'vscode-languageclient/node';
 import { InlineTracker, type TrackedItem } from './inlineTracker';
@@ -30,10 +32,33 @@ import { statusView, type ClientPhase } from './status';
 
 const SECTION = 'tactful';
 
+interface ProgressValue {
+  kind?: string;
+  message?: string;
+  percentage?: number;
+}
+
+/**
+ * A LanguageClient that also tells the extension about work-done progress (the server reports
+ * model loading with `$/progress`); the client's own progress UI keeps working as before.
+ */
+class TactfulLanguageClient extends LanguageClient {
+  progressListener: ((value: ProgressValue) => void) | undefined;
+
+  override onProgress<P>(type: ProgressType<P>, token: string | number, handler: NotificationHandler<P>): vscode.Disposable {
+    return super.onProgress(type, token, (value: P) => {
+      this.progressListener?.(value as ProgressValue);
+      return handler(value);
+    });
+  }
+}
+
 class TactfulExtension implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private phase: ClientPhase = 'starting';
   private status: P.Status | undefined;
+  /** Latest work-done progress while the model loads, e.g. "50%". */
+  private progress: string | undefined;
   private readonly output: vscode.LogOutputChannel;
   private readonly statusItem: vscode.StatusBarItem;
   private readonly tracker = new InlineTracker();
@@ -100,8 +125,15 @@ class TactfulExtension implements vscode.Disposable {
       middleware: this.middleware(),
       connectionOptions: { maxRestartCount: 3 },
     };
-    const client = new LanguageClient(SECTION, 'tactful', serverOptions, clientOptions);
+    const client = new TactfulLanguageClient(SECTION, 'tactful', serverOptions, clientOptions);
     this.client = client;
+    this.progress = undefined;
+    client.progressListener = (value) => {
+      if (client !== this.client) return;
+      if (value.kind === 'end') this.progress = undefined;
+      else if (typeof value.percentage === 'number') this.progress = `${Math.round(value.percentage)}%`;
+      this.render();
+    };
     client.onDidChangeState((e) => {
       if (client !== this.client) return;
       if (e.newState === State.Running) this.setPhase('running');
@@ -165,7 +197,7 @@ class TactfulExtension implements vscode.Disposable {
   }
 
   private render(): void {
-    const view = statusView(this.phase, this.status);
+    const view = statusView(this.phase, this.status, this.progress);
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
     this.statusItem.backgroundColor =

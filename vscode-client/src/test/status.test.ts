@@ -13,6 +13,8 @@ test('model names are shortened to the last path component', () => {
 
 test('loading, ready, off and failed states read differently', () => {
   assert.match(statusView('running', { ...base, state: 'loading' }).text, /loading smollm2/);
+  assert.match(statusView('running', { ...base, state: 'loading' }, '50%').text, /loading smollm2-135m-instruct-bf16 50%$/);
+  assert.doesNotMatch(statusView('running', base, '50%').text, /50%/, 'progress only while loading');
   assert.equal(statusView('running', base).text, '$(sparkle) tactful: smollm2-135m-instruct-bf16');
   assert.match(statusView('running', { ...base, enabled: false }).text, /tactful: off/);
   const failed = statusView('running', { ...base, state: 'failed', message: 'out of memory' });
