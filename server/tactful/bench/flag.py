@@ -67,7 +67,15 @@ class Tally:
 def _run(
     backend: Any, text: str, model: FlagModel, budget: float, naive: bool
 ) -> tuple[FlagJob, FlagResult, float]:
-    job = FlagJob(text, "python", budget=budget, model=model, regenerate_all=naive, key="bench")
+    job = FlagJob(
+        text,
+        "python",
+        budget=budget,
+        model=model,
+        regenerate_all=naive,
+        speculative=not naive,
+        key="bench",
+    )
     t0 = time.perf_counter()
     for unit in job.steps():
         unit(backend)
@@ -205,14 +213,16 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--no-long", action="store_true", help="skip the 300-line timing")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(list(argv))
 
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.flag_train import condefects
+    from tactful.flag_train import condefects, set_threads
 
     model = FlagModel.load(args.classifier)
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    set_threads(args.threads)
     programs: list[tuple[str, str, int]] = []
     if args.n:
         rows = condefects(args.split, max_lines=args.max_lines, limit=args.n)
