@@ -193,8 +193,10 @@ class FeedbackLog:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
         payload = _clean(dict(data or {}))  # NaN/inf -> null: JSON never refuses an event
-        if "text" in payload and self.store_text == "hash" and isinstance(payload["text"], str):
-            payload["text_sha256"] = text_hash(payload.pop("text"))
+        if self.store_text == "hash":
+            for key in ("text", "prefix", "suffix"):
+                if isinstance(payload.get(key), str):
+                    payload[f"{key}_sha256"] = text_hash(payload.pop(key))
         row = (
             time.time() if t is None else float(t),
             kind,

@@ -171,7 +171,14 @@ def load_log(path: str | Path) -> Loaded:
             events = [_from_feedback_event(ev) for ev in feedback.read_events(p)]
         except feedback.FeedbackError as exc:
             raise ReplayError(str(exc)) from exc
-        return Loaded(events, "sqlite")
+        contexts = {
+            ev.suggestion_id: (ev.data["prefix"], str(ev.data.get("suffix") or ""))
+            for ev in events
+            if ev.kind == "requested"
+            and ev.suggestion_id
+            and isinstance(ev.data.get("prefix"), str)
+        }
+        return Loaded(events, "sqlite", [], contexts)
     problems: list[str] = []
     rows = _read_json_lines(p, problems)
     if not rows:

@@ -38,6 +38,9 @@ from tactful.hooks import Decision, RequestInfo, SuggestionInfo
 
 log = logging.getLogger(__name__)
 
+#: Characters of context before the cursor kept with each request in the log.
+CONTEXT_CHARS = 4000
+
 SURVIVAL_CHECKPOINTS_S = (30.0, 120.0, 600.0)
 
 
@@ -252,6 +255,10 @@ class SuggestionTracker:
                     "p1": decision.p_reject,
                     "stage1": _decision_json(decision),
                     "explored": explored,
+                    # The context the model saw (bounded), so that `tactful replay --regenerate`
+                    # can judge another model on it; hashed when feedback.storeText is "hash".
+                    "prefix": prefix[-CONTEXT_CHARS:],
+                    "suffix": suffix[: CONTEXT_CHARS // 4],
                 },
                 t=now,
             )

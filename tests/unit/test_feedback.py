@@ -103,6 +103,19 @@ def test_hash_mode_keeps_no_code_text(tmp_path: Path) -> None:
     assert ev.data == {"text_sha256": feedback.text_hash(secret)}
 
 
+def test_hash_mode_hashes_the_logged_context_too(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    log = FeedbackLog(path, store_text="hash")
+    log.record(
+        "requested", "a", {"prefix": "token = 'hunter2'\n", "suffix": "# hunter3", "line": 1}
+    )
+    log.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("log.sqlite3"))
+    assert b"hunter2" not in raw and b"hunter3" not in raw
+    (ev,) = list(feedback.read_events(path))
+    assert set(ev.data) == {"prefix_sha256", "suffix_sha256", "line"}
+
+
 def test_export_jsonl_and_stats(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     log = FeedbackLog(path)

@@ -297,3 +297,15 @@ def test_close_records_survival_so_far(env) -> None:
     surv = [e.data for e in events(path) if e.kind == "survival"]
     assert [s["after_s"] for s in surv] == [30.0, 120.0, 600.0]
     assert all(s["early"] and s["survived"] == 1.0 for s in surv)
+
+
+def test_requests_log_their_context_for_replay_regenerate(env) -> None:
+    from tactful import replay
+
+    tr, clock, path = env
+    show(tr, TEXT, CURSOR, "a + b", "item-ctx")
+    tr.close()
+    (req,) = [e for e in feedback.read_events(path) if e.kind == "requested"]
+    assert req.data["prefix"] == TEXT[:CURSOR] and req.data["suffix"] == TEXT[CURSOR:]
+    loaded = replay.load_log(path)
+    assert loaded.contexts[req.suggestion_id] == (TEXT[:CURSOR], TEXT[CURSOR:])
