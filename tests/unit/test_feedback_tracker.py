@@ -302,7 +302,7 @@ def test_close_records_survival_so_far(env) -> None:
 def test_requests_log_their_context_for_replay_regenerate(env) -> None:
     from tactful import replay
 
-    tr, clock, path = env
+    tr, _clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-ctx")
     tr.close()
     (req,) = [e for e in feedback.read_events(path) if e.kind == "requested"]
