@@ -21,7 +21,13 @@ from tactful import feedback
 from tactful.feedback import FeedbackError, FeedbackLog
 
 REPO = Path(__file__).resolve().parents[2]
-CUPS = Path("/work/shared/data/cups_copilot/cups_events.jsonl.gz")
+CUPS = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "data"
+    / "cups_copilot"
+    / "cups_events.jsonl.gz"
+)
 
 WRITER = textwrap.dedent(
     """

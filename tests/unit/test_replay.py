@@ -18,7 +18,13 @@ from tactful import feedback, replay
 from tactful.feedback import FeedbackLog
 from tactful.hooks import Decision
 
-CUPS = Path("/work/shared/data/cups_copilot/cups_events.jsonl.gz")
+CUPS = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "data"
+    / "cups_copilot"
+    / "cups_events.jsonl.gz"
+)
 
 # (user, line_len, sugg_chars, outcome, seconds): outcome True accepted, False rejected,
 # "superseded" (imported rejection without a user decision), "skipped" (never generated).
