@@ -94,11 +94,17 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _private_file(path: Path) -> None:
-    """Create ``path`` (and its folder) readable by the owner only; tighten existing files."""
+def _private_file(path: Path, create: bool = True) -> None:
+    """Create ``path`` (and its folder) readable by the owner only; tighten existing files.
+
+    ``create=False`` once this process has the database open: closing any descriptor of the
+    database file drops all of the process's POSIX locks on it (SQLite's locking would break,
+    and concurrent writers could overwrite each other's events), so then only chmod is safe.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    if create and not path.exists():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
     for p in (path, Path(str(path) + "-wal"), Path(str(path) + "-shm")):
         with contextlib.suppress(OSError):
             st = p.stat()
@@ -175,7 +181,7 @@ class FeedbackLog:
             _migrate(self._conn, self.path)
         except sqlite3.Error as exc:
             raise FeedbackError(f"cannot open the feedback log {self.path}: {exc}") from exc
-        _private_file(self.path)
+        _private_file(self.path, create=False)
 
     def record(
         self,
