@@ -67,7 +67,7 @@ class CompletionSettings:
 
     max_new_tokens: int = attrs.field(default=48, validator=_int_range(1, 512))
     """Most tokens generated for one multi-line suggestion (single-line ones stop at the newline)."""
-    single_line_max_tokens: int = attrs.field(default=24, validator=_int_range(1, 256))
+    single_line_max_tokens: int = attrs.field(default=16, validator=_int_range(1, 256))
     """Most tokens generated for a single-line suggestion."""
     context_tokens: int = attrs.field(default=1500, validator=_int_range(64, 32768))
     """Token budget for the prompt (prefix plus, for fill-in-the-middle models, suffix)."""
