@@ -319,6 +319,11 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     assert fix["newLine"] != fix["oldLine"], fix
     assert (ws / "flagged.py").read_text().split("\n")[fix["flaggedLine"] - 1] == fix["newLine"]
 
+    # The replay report command wrote its HTML next to the log.
+    note = results["command-replay-report"]["detail"]["replayNote"]
+    html = Path(note.split("written to ")[1].strip())
+    assert html.exists() and html.stat().st_size > 0 and html.parent == code_server["data"], note
+
     assert db.exists(), f"no feedback log at {db}: the server recorded nothing"
     by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:

@@ -24,6 +24,7 @@ import {
   type ProgressType,
   type ServerOptions,
 } from 'vscode-languageclient/node';
+import { commandError } from './commandResult';
 import { InlineTracker, type TrackedItem } from './inlineTracker';
 import * as P from './protocol';
 import { resolveServer, startFailureMessage, TailBuffer, type Launch } from './serverCommand';
@@ -296,7 +297,10 @@ class TactfulExtension implements vscode.Disposable {
     if (!client || client.state !== State.Running) {
       throw new Error('the tactful language server is not running (see the tactful output channel, or run "tactful: Restart the Language Server")');
     }
-    return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as T | undefined;
+    const result = (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as T | undefined;
+    const error = commandError(result);
+    if (error !== undefined) throw new Error(error);
+    return result;
   }
 
   configurationChanged(e: vscode.ConfigurationChangeEvent): void {
@@ -364,7 +368,7 @@ class TactfulExtension implements vscode.Disposable {
       () => this.execute<{ html?: string }>(P.CMD_REPLAY_REPORT, []),
     );
     const html = res?.html;
-    if (!html) throw new Error('the server did not return a report path');
+    if (!html) throw new Error('the server wrote no report');
     const panel = vscode.window.createWebviewPanel('tactful.replayReport', 'tactful replay report', vscode.ViewColumn.Active, {
       enableScripts: false,
     });
@@ -387,17 +391,12 @@ class TactfulExtension implements vscode.Disposable {
   }
 
   async trainFromLog(): Promise<void> {
+    // The server reports the outcome itself (window/showMessage); keep the details in the log.
     const res = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'tactful: training the show/hide cascade from your log' },
       () => this.execute<Record<string, unknown>>(P.CMD_TRAIN, []),
     );
-    const details = res
-      ? Object.entries(res)
-          .filter(([, v]) => typeof v !== 'object' || v === null)
-          .map(([k, v]) => `${k}: ${String(v)}`)
-          .join(', ')
-      : '';
-    void vscode.window.showInformationMessage(`tactful: training done. ${details}`);
+    this.output.appendLine(`[tactful] ${P.CMD_TRAIN}: ${JSON.stringify(res)}`);
   }
 
   async showMenu(): Promise<void> {
@@ -467,6 +466,21 @@ function toLspItem(item: vscode.InlineCompletionItem, position: vscode.Position)
 
 let extension: TactfulExtension | undefined;
 
+/** What each command does, for error messages ("tactful: could not flag unusual lines ..."). */
+const COMMAND_TITLES: Record<string, string> = {
+  'tactful.toggleCompletions': 'toggle AI completions',
+  'tactful.flagCurrentFile': 'flag unusual lines in the current file',
+  'tactful.openReplayReport': 'open the replay report',
+  'tactful.showLogLocation': 'show the feedback log location',
+  'tactful.trainFromLog': 'train the show/hide cascade from your log',
+  'tactful.showMenu': 'show the menu',
+  'tactful.restartServer': 'restart the language server',
+  'tactful.showOutput': 'show the output',
+  'tactful.acceptNextWord': 'accept the next word',
+  'tactful.acceptNextLine': 'accept the next line',
+  'tactful.dismissInline': 'dismiss the suggestion',
+};
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const ext = new TactfulExtension(context);
   extension = ext;
@@ -475,7 +489,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       try {
         await fn();
       } catch (err) {
-        void vscode.window.showErrorMessage(`tactful: ${name.replace('tactful.', '')} failed: ${errorText(err)}`);
+        const title = COMMAND_TITLES[name] ?? name;
+        void vscode.window.showErrorMessage(`tactful: could not ${title}: ${errorText(err)}`);
       }
     });
   context.subscriptions.push(

@@ -60,8 +60,8 @@ export function expandHome(p: string): string {
 }
 
 const INSTALL_HINT =
-  'Install the server with `pip install tactful` (or `scripts/setup.sh` in a tactful checkout, ' +
-  'then use its `.venv/bin/tactful`)';
+  'Install the server with "pip install tactful" (or run scripts/setup.sh in a tactful checkout ' +
+  'and use its .venv/bin/tactful)';
 
 /** Decide what to spawn from the settings, or explain why nothing can be spawned. */
 export function resolveServer(s: ServerSettings, pathEnv: string | undefined, cwd?: string): Resolution {
@@ -73,7 +73,7 @@ export function resolveServer(s: ServerSettings, pathEnv: string | undefined, cw
       return {
         ok: false,
         problem: `the Python interpreter "${python}" set in tactful.server.pythonPath does not exist or is not executable.`,
-        fix: 'Set tactful.server.pythonPath to the full path of a Python that has tactful installed (e.g. `/path/to/tactful/.venv/bin/python`), or clear it to use tactful.server.command.',
+        fix: 'Set tactful.server.pythonPath to the full path of a Python that has tactful installed (e.g. /path/to/tactful/.venv/bin/python), or clear it to use tactful.server.command.',
       };
     }
     return {
@@ -88,7 +88,7 @@ export function resolveServer(s: ServerSettings, pathEnv: string | undefined, cw
     return {
       ok: false,
       problem: `the server command "${command}" (tactful.server.command) ${where}.`,
-      fix: `${INSTALL_HINT}, and set tactful.server.command to the full path of the \`tactful\` executable, or tactful.server.pythonPath to a Python interpreter that has tactful installed.`,
+      fix: `${INSTALL_HINT}, and set tactful.server.command to the full path of the tactful executable, or tactful.server.pythonPath to a Python interpreter that has tactful installed.`,
     };
   }
   return { ok: true, launch: { command: exe, args: ['serve', ...extra], origin: `tactful.server.command = "${command}"` } };
@@ -110,13 +110,13 @@ export class TailBuffer {
 export function diagnoseStderr(stderrLines: string[]): string | undefined {
   const text = stderrLines.join('\n');
   if (/No module named ['"]?tactful/.test(text)) {
-    return 'That Python does not have tactful installed: run `<python> -m pip install tactful`, or point tactful.server.pythonPath at the interpreter of the environment where tactful is installed.';
+    return 'That Python does not have tactful installed: run "<python> -m pip install tactful", or point tactful.server.pythonPath at the interpreter of the environment where tactful is installed.';
   }
   if (/unknown command 'serve'|unknown command "serve"/.test(text)) {
-    return 'That executable is not the tactful language server (no `serve` command): check tactful.server.command.';
+    return 'That executable is not the tactful language server (it has no "serve" command): check tactful.server.command.';
   }
   if (/ModuleNotFoundError|ImportError/.test(text)) {
-    return 'The server is missing a dependency: reinstall tactful into its environment (`pip install --force-reinstall tactful` or `scripts/setup.sh`).';
+    return 'The server is missing a dependency: reinstall tactful into its environment ("pip install --force-reinstall tactful", or scripts/setup.sh in a checkout).';
   }
   if (/Traceback/.test(text)) {
     return 'The server crashed while starting: see the tactful output channel for the traceback.';
@@ -129,5 +129,5 @@ export function startFailureMessage(launch: Launch, error: string, stderrLines: 
   const cmd = [launch.command, ...launch.args].join(' ');
   const tail = stderrLines.length ? ` Server said: ${stderrLines.slice(-3).join(' | ')}` : '';
   const hint = diagnoseStderr(stderrLines) ?? 'Run the command in a terminal to see why, and check the tactful output channel.';
-  return `tactful: the language server could not start (\`${cmd}\` from ${launch.origin}): ${error}.${tail} ${hint}`;
+  return `tactful: the language server could not start ("${cmd}" from ${launch.origin}): ${error}.${tail} ${hint}`;
 }
