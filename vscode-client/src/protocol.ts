@@ -48,7 +48,8 @@ export const DIAGNOSTIC_IDENTIFIER = 'tactful';
 export const CODE_ACTION_TITLE = 'Replace with suggested line';
 
 // --- payloads ----------------------------------------------------------------------------------
-export type ModelState = 'loading' | 'ready' | 'failed' | 'disabled';
+/** 'idle': the server has not started loading the model yet. */
+export type ModelState = 'idle' | 'loading' | 'ready' | 'failed' | 'disabled';
 
 /** Payload of the STATUS notification and result of CMD_STATUS. */
 export interface Status {

@@ -45,6 +45,8 @@ export function statusView(phase: ClientPhase, status: Status | undefined, progr
   lines.push('Click for the tactful menu.');
   const tooltip = lines.join('\n');
   switch (status.state) {
+    case 'idle':
+      return { text: '$(sync~spin) tactful: starting', tooltip, severity: 'normal' };
     case 'loading':
       return { text: `$(sync~spin) tactful: loading ${model}${progress ? ` ${progress}` : ''}`, tooltip, severity: 'normal' };
     case 'failed':

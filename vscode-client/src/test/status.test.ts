@@ -22,6 +22,7 @@ test('loading, ready, off and failed states read differently', () => {
   assert.match(failed.tooltip, /out of memory/);
   assert.equal(statusView('startFailed', undefined).severity, 'error');
   assert.match(statusView('starting', undefined).text, /starting/);
+  assert.match(statusView('running', { ...base, state: 'idle', model: '' }).text, /tactful: starting$/);
 });
 
 test('the acceptance rate of the session is shown once something was shown', () => {
