@@ -472,6 +472,25 @@ def mutation_samples(
     return out
 
 
+def condefects_mutation_samples(count: int, seed: int = SEED) -> list[tuple[str, str, list[int]]]:
+    """Mutations of the *accepted* programs of the ConDefects dev tasks (real code in the domain
+    of the benchmark; the held-out tasks are never touched)."""
+    rng = random.Random(seed + 1)
+    rows = condefects("dev")
+    rng.shuffle(rows)
+    out = []
+    for r in rows:
+        lines = r["correct_code"].replace("\r\n", "\n").split("\n")
+        m = mutate(lines, rng)
+        if m is None:
+            continue
+        new, mut = m
+        out.append((f"{r['id']}:correct:{mut.kind}", "\n".join(new), [mut.line]))
+        if len(out) >= count:
+            break
+    return out
+
+
 def condefects_samples(split: str, limit: int) -> list[tuple[str, str, list[int]]]:
     return [
         (r["id"], r["faulty_code"].replace("\r\n", "\n"), [r["fault_lines"][0] - 1])
@@ -545,12 +564,13 @@ def fit(samples: Sequence[dict[str, Any]], rounds: int = ROUNDS) -> tuple[Any, A
 
 
 def simulate(
-    samples: Sequence[dict[str, Any]], model: Any, budget: float = 0.15
+    samples: Sequence[dict[str, Any]], model: Any, budget: float = 0.15, extra: int | None = None
 ) -> dict[str, float]:
     """Top-1, top-3 and recall at the budget of the two-stage ranking on recorded samples
     (lines the first stage picks but the build did not regenerate rank by the first stage)."""
     from tactful.flag import REGEN_EXTRA
 
+    extra = REGEN_EXTRA if extra is None else extra
     hits1 = hits3 = hitb = 0
     for s in samples:
         rows = s["rows"]
@@ -559,7 +579,7 @@ def simulate(
         max_flags = math.floor(budget * s["lines"] + 1e-9)
         p1 = model.stage1([r["cheap"] for r in rows])
         order = sorted(range(len(rows)), key=lambda j: -p1[j])
-        chosen = [j for j in order[: max_flags + REGEN_EXTRA] if rows[j]["regen"] is not None]
+        chosen = [j for j in order[: max_flags + extra] if rows[j]["regen"] is not None]
         pf = model.final([rows[j]["cheap"] + rows[j]["regen"] for j in chosen])
         ranked = [
             rows[j]["i"] for _p, j in sorted(zip(pf, chosen, strict=True), key=lambda t: -t[0])
@@ -664,7 +684,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mutations", type=int, default=240, help="mutated snippets to build (default 240)"
     )
     ap.add_argument(
-        "--dev", type=int, default=80, help="ConDefects dev programs to build (default 80)"
+        "--dev", type=int, default=60, help="ConDefects dev programs to build (default 60)"
+    )
+    ap.add_argument(
+        "--dev-mutations",
+        type=int,
+        default=150,
+        help="mutated accepted programs of ConDefects dev tasks to build (default 150)",
     )
     ap.add_argument("--with-dev", action="store_true", help="also train on the ConDefects dev rows")
     ap.add_argument(
@@ -683,19 +709,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         build(backend, "mutations", mutation_samples(args.mutations))
         if args.dev:
             build(backend, "condefects-dev", condefects_samples("dev", args.dev))
+        if args.dev_mutations:
+            build(
+                backend, "condefects-dev-mutations", condefects_mutation_samples(args.dev_mutations)
+            )
     if args.step in ("train", "all"):
         from tactful.flag import FlagModel
 
         mut = load_dataset("mutations")
-        dev = load_dataset("condefects-dev")
+        dev = load_dataset("condefects-dev") if (CACHE / "condefects-dev.jsonl").exists() else []
+        # An honest figure on mutations: train on one half of the snippets, test on the other.
+        dmut_path = CACHE / "condefects-dev-mutations.jsonl"
+        mut += load_dataset("condefects-dev-mutations") if dmut_path.exists() else []
+        random.Random(SEED).shuffle(mut)
+        half = len(mut) // 2
+        s1, f1 = fit(mut[:half])
         train = mut + (dev if args.with_dev else [])
         stage1, final = fit(train)
         model = FlagModel(stage1, final, {"name": "flag-lgbm"})
         metrics = {
-            "mutations(train)": simulate(mut, model),
-            "condefects-dev": simulate(dev, model),
-            "condefects-dev(heuristic)": simulate(dev, FlagModel()),
+            "mutations, held-out half": simulate(mut[half:], FlagModel(s1, f1, {})),
+            "mutations, heuristic": simulate(mut, FlagModel()),
         }
+        if dev:
+            metrics["ConDefects dev"] = simulate(dev, model)
+            metrics["ConDefects dev, heuristic"] = simulate(dev, FlagModel())
+            for extra in (0, 1, 2, 4):
+                print(f"ConDefects dev, regen_extra={extra}:", simulate(dev, model, extra=extra))
         print(json.dumps(metrics, indent=2))
         trained_on = f"{len(mut)} mutated snippets" + (
             f" + {len(dev)} ConDefects dev programs" if args.with_dev else ""
