@@ -646,8 +646,9 @@ Output: P(line holds the injected bug). Flags are the highest-scoring regenerate
 
 {meta.get("trained_on")}. Single-line mutations (operator swap, off-by-one, wrong variable, wrong
 constant, negated condition, swapped arguments, deleted line) injected by `tactful.flag_train.mutate`
-into function-sized snippets of real source files on the build machine (the Python standard library
-and installed pure-Python packages; never tactful's own code), features computed with the embedded
+into real source files on the build machine: function-sized snippets of the Python standard library
+and installed pure-Python packages (never tactful's own code), and the accepted programs of the
+ConDefects tasks of the dev split (never a held-out task). Features computed with the embedded
 SmolLM2-135M-Instruct (bf16, CPU). Python only: other languages get the same features (line kinds
 from tree-sitter or line rules) but were not in the training data.
 
@@ -671,6 +672,9 @@ The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful 
 * Trained on synthetic single-line bugs; real bugs that span lines or are missing code are harder.
 * Features depend on the model: retrain (`python -m tactful.flag_train all`) after changing the
   default model. `FlagModel.load` refuses a classifier whose feature list differs from the code's.
+* The shipped files come from a build that was interrupted and resumed with changed settings (its
+  first 25 snippets used longer snippets and more regenerated lines); `python -m tactful.flag_train
+  all` reproduces the recipe and sizes, not bit-identical files.
 * Created {meta["created"]}.
 """
 
@@ -681,16 +685,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("step", choices=["build", "train", "all"])
     ap.add_argument(
-        "--mutations", type=int, default=240, help="mutated snippets to build (default 240)"
+        "--mutations", type=int, default=160, help="mutated snippets to build (default 160)"
     )
     ap.add_argument(
-        "--dev", type=int, default=60, help="ConDefects dev programs to build (default 60)"
+        "--dev", type=int, default=25, help="ConDefects dev programs to build (default 25)"
     )
     ap.add_argument(
         "--dev-mutations",
         type=int,
-        default=150,
-        help="mutated accepted programs of ConDefects dev tasks to build (default 150)",
+        default=110,
+        help="mutated accepted programs of ConDefects dev tasks to build (default 110)",
     )
     ap.add_argument("--with-dev", action="store_true", help="also train on the ConDefects dev rows")
     ap.add_argument(
@@ -720,7 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev = load_dataset("condefects-dev") if (CACHE / "condefects-dev.jsonl").exists() else []
         # An honest figure on mutations: train on one half of the snippets, test on the other.
         dmut_path = CACHE / "condefects-dev-mutations.jsonl"
+        n_std = len(mut)
         mut += load_dataset("condefects-dev-mutations") if dmut_path.exists() else []
+        n_dev_mut = len(mut) - n_std
         random.Random(SEED).shuffle(mut)
         half = len(mut) // 2
         s1, f1 = fit(mut[:half])
@@ -737,8 +743,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for extra in (0, 1, 2, 4):
                 print(f"ConDefects dev, regen_extra={extra}:", simulate(dev, model, extra=extra))
         print(json.dumps(metrics, indent=2))
-        trained_on = f"{len(mut)} mutated snippets" + (
-            f" + {len(dev)} ConDefects dev programs" if args.with_dev else ""
+        trained_on = (
+            f"{n_std} mutated function-sized snippets of the Python standard library and installed "
+            f"packages + {n_dev_mut} mutated accepted programs of ConDefects dev-split tasks"
+            + (f" + {len(dev)} real ConDefects dev bugs" if args.with_dev else "")
         )
         write_model(
             stage1, final, Path(args.out), {"trained_on": trained_on, "dev_metrics": metrics}
