@@ -136,11 +136,12 @@ class CompletionEngine:
 
     def forget(self, uri: str) -> None:
         """A document closed: drop its state and KV cache."""
-        self._shown.pop(uri, None)
-        ev = self._inflight.pop(uri, None)
-        if ev is not None:
-            ev.set()
-        self._latest.pop(uri, None)
+        for key in (uri, f"{uri}#list"):
+            self._shown.pop(key, None)
+            ev = self._inflight.pop(key, None)
+            if ev is not None:
+                ev.set()
+            self._latest.pop(key, None)
         backend = self.runner.backend
         if backend is not None:
             self.runner.submit(lambda: backend.drop_cache(uri), PRIORITY_COMPLETION)
@@ -163,14 +164,20 @@ class CompletionEngine:
         version: int | None = None,
         trigger: str = "automatic",
         single_line: bool = False,
+        channel: str = "inline",
         current_version: Callable[[], int | None] | None = None,
     ) -> Suggestion | None:
-        """One suggestion for the cursor at ``offset``, or None."""
+        """One suggestion for the cursor at ``offset``, or None.
+
+        Requests supersede each other per ``channel`` ("inline" ghost text, "list" completion):
+        an editor asking for both at once gets both answered.
+        """
         settings = self._settings()
+        key = uri if channel == "inline" else f"{uri}#{channel}"
         self.stats.requests += 1
         self._seq += 1
-        seq = self._latest[uri] = self._seq
-        previous = self._inflight.pop(uri, None)
+        seq = self._latest[key] = self._seq
+        previous = self._inflight.pop(key, None)
         if previous is not None:
             previous.set()  # cancel-previous: the older generation stops within one step
         if not settings.language_enabled(language_id):
@@ -178,9 +185,9 @@ class CompletionEngine:
 
         # Type-along: the user typed the start of what is on screen; no model call.
         if settings.completion.type_along:
-            rest = type_along(self._shown.get(uri), text, offset)
+            rest = type_along(self._shown.get(key), text, offset)
             if rest is not None:
-                shown = self._shown[uri]
+                shown = self._shown[key]
                 self.stats.type_along += 1
                 self.stats.answered += 1
                 return Suggestion(
@@ -192,7 +199,7 @@ class CompletionEngine:
                     shown.suggestion.context_class,
                     shown.suggestion.info,
                 )
-        self._shown.pop(uri, None)
+        self._shown.pop(key, None)
 
         backend = self.runner.backend
         if backend is None or self.runner.state != "ready":
@@ -228,15 +235,15 @@ class CompletionEngine:
         debounce = settings.completion.debounce_ms
         if debounce:
             await asyncio.sleep(debounce / 1000)
-            if not self.is_latest(uri, seq):
+            if not self.is_latest(key, seq):
                 self.stats.superseded += 1
                 return None
 
-        gen = await self._generate(backend, ctx, settings, uri, seq)
+        gen = await self._generate(backend, ctx, settings, uri, key)
         if gen is None:
             return None
         text_out, info = gen
-        if not self.is_latest(uri, seq) or (
+        if not self.is_latest(key, seq) or (
             current_version is not None and version is not None and current_version() != version
         ):
             self.stats.superseded += 1
@@ -249,13 +256,13 @@ class CompletionEngine:
         sugg = Suggestion(
             uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info
         )
-        self._shown[uri] = _Shown(text[:offset], text[offset:], offset, sugg)
+        self._shown[key] = _Shown(text[:offset], text[offset:], offset, sugg)
         hooks.shown(req, info, sugg.id, stage1, stage2)
         self.stats.answered += 1
         return sugg
 
     async def _generate(
-        self, backend: Backend, ctx: CompletionContext, settings: Settings, uri: str, seq: int
+        self, backend: Backend, ctx: CompletionContext, settings: Settings, uri: str, channel_key: str
     ) -> tuple[str, SuggestionInfo] | None:
         key = None
         if self.cache is not None and settings.completion.cache:
@@ -278,7 +285,7 @@ class CompletionEngine:
                     0.0,
                 )
         greq = make_generate_request(ctx, settings, uri, backend.fim)
-        self._inflight[uri] = greq.cancel
+        self._inflight[channel_key] = greq.cancel
         self.stats.model_calls += 1
         try:
             result: Generation = await self.runner.run(
@@ -293,8 +300,8 @@ class CompletionEngine:
             log.warning("completion failed: %s", exc)
             return None
         finally:
-            if self._inflight.get(uri) is greq.cancel:
-                del self._inflight[uri]
+            if self._inflight.get(channel_key) is greq.cancel:
+                del self._inflight[channel_key]
         self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
         self.stats.reused_tokens += result.reused_tokens
         if result.cancelled:

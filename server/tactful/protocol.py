@@ -38,8 +38,9 @@ ALL_COMMANDS = (
 )
 
 # --- notifications -----------------------------------------------------------------------------
-#: Server -> client. params: {"state": "loading"|"ready"|"failed"|"disabled", "model": str,
+#: Server -> client. params: {"state": "idle"|"loading"|"ready"|"failed"|"disabled", "model": str,
 #: "message": str, "enabled": bool, "shown": int, "accepted": int, "acceptanceRate": float|None}
+#: ("idle": before the model load has started, right after ``initialize``.)
 STATUS = "tactful/status"
 #: Copilot-style, client -> server: an inline item was displayed. params: {"item": InlineCompletionItem}
 #: (the item's ``command.arguments[0]`` is the suggestion id).

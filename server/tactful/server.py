@@ -273,6 +273,7 @@ async def _suggest(
         trigger=trigger,
         single_line=single_line,
         current_version=lambda: doc.version,
+        channel="list" if single_line else "inline",
     )
 
 

@@ -161,3 +161,19 @@ async def test_burst_of_50_runs_at_most_one_generation(client: LanguageClient) -
     answered = [r for r in results[:-1] if r is not None and r.items]
     assert not answered, "superseded requests in the burst returned suggestions"
     assert after["calls"] - before["calls"] <= 50
+
+
+async def test_list_and_inline_requests_do_not_supersede_each_other(client: LanguageClient) -> None:
+    uri = "file:///tmp/latency/both.py"
+    text = CODE.replace("    return found\n", "    return ")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    return ")
+    ghost = asyncio.ensure_future(inline(client, uri, line, 11))
+    listed = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, 11)
+        )
+    )
+    ghosted = await ghost
+    assert ghosted is not None and ghosted.items, "the inline request is answered"
+    assert listed is not None and listed.items, "the list request is answered too"
