@@ -262,7 +262,12 @@ class CompletionEngine:
         return sugg
 
     async def _generate(
-        self, backend: Backend, ctx: CompletionContext, settings: Settings, uri: str, channel_key: str
+        self,
+        backend: Backend,
+        ctx: CompletionContext,
+        settings: Settings,
+        uri: str,
+        channel_key: str,
     ) -> tuple[str, SuggestionInfo] | None:
         key = None
         if self.cache is not None and settings.completion.cache:

@@ -175,14 +175,22 @@ async def test_cache_answers_a_repeated_context(client: LanguageClient) -> None:
     text = "def greet(name):\n    return 'Hello, ' + "
     open_doc(client, uri, text)
     first = await inline(client, uri, 1, len("    return 'Hello, ' + "))
-    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    before = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    before = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     open_doc(client, uri, text)
     second = await inline(client, uri, 1, len("    return 'Hello, ' + "))
-    after = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    after = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     assert after["stats"]["cache_hits"] == before["stats"]["cache_hits"] + 1
     assert after["stats"]["model_calls"] == before["stats"]["model_calls"]
-    assert [i.insert_text for i in (first.items if first else [])] == [i.insert_text for i in (second.items if second else [])]
+    assert [i.insert_text for i in (first.items if first else [])] == [
+        i.insert_text for i in (second.items if second else [])
+    ]
 
 
 async def test_huge_and_binary_documents(client: LanguageClient) -> None:
@@ -194,5 +202,7 @@ async def test_huge_and_binary_documents(client: LanguageClient) -> None:
     open_doc(client, "file:///tmp/tactful-e2e/blob.bin", binary, language_id="plaintext")
     res = await inline(client, "file:///tmp/tactful-e2e/blob.bin", 0, 10)
     assert res is None or not res.items  # plaintext is off by default
-    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="tactful.status"))
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
     assert status["state"] == "ready"
