@@ -455,7 +455,11 @@ class SuggestionTracker:
             if full:
                 acc_text = p.text
             else:
-                acc_text = p.text[: min(len(p.text), typed + max(0, int(accepted_length or 0)))]
+                # Clients apply the accepted text before they report it, so the document
+                # usually holds it already (``typed``); VS Code reports a cumulative length,
+                # others the length taken from the remainder on screen. The larger of the two
+                # is what the document can confirm without counting any text twice.
+                acc_text = p.text[: min(len(p.text), max(typed, int(accepted_length or 0)))]
             self._record(
                 "accepted",
                 p,

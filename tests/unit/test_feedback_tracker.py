@@ -309,3 +309,13 @@ def test_requests_log_their_context_for_replay_regenerate(env) -> None:
     assert req.data["prefix"] == TEXT[:CURSOR] and req.data["suffix"] == TEXT[CURSOR:]
     loaded = replay.load_log(path)
     assert loaded.contexts[req.suggestion_id] == (TEXT[:CURSOR], TEXT[CURSOR:])
+
+
+def test_partial_accept_is_not_counted_twice(env) -> None:
+    tr, _clock, _path = env
+    show(tr, TEXT, CURSOR, "a + b", "item-partial")
+    # The client inserts the accepted word, then reports it (VS Code: cumulative length 2).
+    after = TEXT[:CURSOR] + "a " + TEXT[CURSOR:]
+    tr.document_changed(URI, after, 2)
+    tr.accept("item-partial", 2, via="partial")
+    assert tr._by_item["item-partial"].accepted_text == "a "
