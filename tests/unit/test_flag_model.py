@@ -26,7 +26,11 @@ def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
 
-    return TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    from tactful.flag_train import set_threads
+
+    backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    set_threads(1)  # a shared CPU: see flag_train.set_threads
+    return backend
 
 
 def test_injected_bugs_are_flagged_clearly_above_chance(backend: Any) -> None:

@@ -198,6 +198,12 @@ def main(argv: Sequence[str]) -> int:
         "--max-lines", type=int, default=40, help="only programs this short (default 40)"
     )
     ap.add_argument(
+        "--min-lines",
+        type=int,
+        default=10,
+        help="only programs this long (default 10: at 15 %% a shorter file gets no flag at all)",
+    )
+    ap.add_argument(
         "--naive", type=int, default=20, help="run naive FLAG on the first N programs (default 20)"
     )
     ap.add_argument(
@@ -225,7 +231,12 @@ def main(argv: Sequence[str]) -> int:
     set_threads(args.threads)
     programs: list[tuple[str, str, int]] = []
     if args.n:
-        rows = condefects(args.split, max_lines=args.max_lines, limit=args.n)
+        rows = [
+            r
+            for r in condefects(args.split, max_lines=args.max_lines)
+            if r["n_lines"] >= args.min_lines
+        ]
+        rows = rows[: args.n]
         programs += [
             (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
         ]
@@ -233,8 +244,8 @@ def main(argv: Sequence[str]) -> int:
     t0 = time.time()
     result = evaluate(backend, programs, model, args.budget, args.naive)
     result["set"] = (
-        f"ConDefects python {args.split}, n_lines <= {args.max_lines}, first {args.n} by id"
-        + (f" + {len(args.files)} files" if args.files else "")
+        f"ConDefects python {args.split}, {args.min_lines} <= n_lines <= {args.max_lines}, "
+        f"first {args.n} by id" + (f" + {len(args.files)} files" if args.files else "")
     )
     result["classifier"] = model.name
     if not args.no_long:
