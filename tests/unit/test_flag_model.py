@@ -25,7 +25,6 @@ BUGS: dict[str, int] = json.loads((FIXTURES / "bugs.json").read_text())
 def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-
     from tactful.flag_train import set_threads
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
