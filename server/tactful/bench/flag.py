@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from tactful import flag_features as ff
-from tactful.flag import FlagJob, FlagModel, FlagResult
+from tactful.flag import REGEN_EXTRA, FlagJob, FlagModel, FlagResult
+
+#: ``--regen-extra``: lines regenerated beyond the number that can be flagged (None: the default).
+REGEN_EXTRA_OVERRIDE: int | None = None
 
 
 @dataclass
@@ -75,6 +78,7 @@ def _run(
         regenerate_all=naive,
         speculative=not naive,
         key="bench",
+        regen_extra=REGEN_EXTRA_OVERRIDE if REGEN_EXTRA_OVERRIDE is not None else REGEN_EXTRA,
     )
     t0 = time.perf_counter()
     for unit in job.steps():
@@ -219,10 +223,14 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--no-long", action="store_true", help="skip the 300-line timing")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--regen-extra", type=int, default=None, help="override flag.REGEN_EXTRA")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(list(argv))
 
     from tactful import paths
+
+    global REGEN_EXTRA_OVERRIDE
+    REGEN_EXTRA_OVERRIDE = args.regen_extra
     from tactful.backend.hf import TransformersBackend
     from tactful.flag_train import condefects, set_threads
 
