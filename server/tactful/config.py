@@ -162,6 +162,8 @@ class Settings:
     """Where the model runs."""
     dtype: str = attrs.field(default="auto", validator=_one_of(*_DTYPES))
     """Weights' precision; ``auto`` picks bfloat16 where the CPU supports it, else float32."""
+    threads: int = attrs.field(default=0, validator=_int_range(0, 256))
+    """CPU threads for the model; 0: one less than the CPU count (at least 1), which leaves a core to the editor."""
     languages: dict[str, bool] = attrs.field(
         factory=lambda: {"plaintext": False, "markdown": False, "log": False},
         validator=_lang_map,

@@ -108,6 +108,7 @@ class TactfulServer(LanguageServer):
                 cache_dir=paths.cache_dir(s.cache_dir),
                 device=s.device,
                 dtype=s.dtype,
+                threads=s.threads,
                 progress=report,
             )
 
@@ -196,10 +197,11 @@ def on_configuration(ls: TactfulServer, params: types.DidChangeConfigurationPara
     old = ls.settings
     ls.update_settings(params.settings)
     new = ls.settings
-    if (old.model, old.device, old.dtype, old.cache_dir) != (
+    if (old.model, old.device, old.dtype, old.threads, old.cache_dir) != (
         new.model,
         new.device,
         new.dtype,
+        new.threads,
         new.cache_dir,
     ):
         ls.start_model()

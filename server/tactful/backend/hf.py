@@ -97,6 +97,7 @@ class TransformersBackend:
         cache_dir: Path,
         device: str = "auto",
         dtype: str = "auto",
+        threads: int = 0,
         progress: Progress | None = None,
     ) -> TransformersBackend:
         """Load ``spec`` (None: the embedded model; a folder; or a hub id)."""
@@ -154,7 +155,9 @@ class TransformersBackend:
             raise ModelError(f"Could not load model {name!r}: {msg}") from exc
         model.to(device).eval()  # type: ignore[arg-type]
         if device == "cpu":
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            # Leave a core free by default: with every core busy, torch's threads spin against
+            # the editor and other processes and each decoding step gets several times slower.
+            torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
         backend = cls(model, tokenizer, name, device)
         report("Warming up", 90)
         backend._token_strings()  # the token-healing index, built once
