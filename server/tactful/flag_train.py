@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -34,7 +35,18 @@ from tactful import flag_features as ff
 
 REPO = Path(__file__).resolve().parent.parent.parent
 CACHE = REPO / ".cache" / "flag"
-CONDEFECTS = Path("/work/shared/data/condefects/condefects_python.jsonl.gz")
+#: ConDefects (development set), from the project's shared data folder beside the checkout;
+#: ``TACTFUL_CONDEFECTS`` overrides it.
+CONDEFECTS = Path(
+    os.environ.get(
+        "TACTFUL_CONDEFECTS",
+        Path(__file__).resolve().parents[3]
+        / "shared"
+        / "data"
+        / "condefects"
+        / "condefects_python.jsonl.gz",
+    )
+)
 SEED = 20260415
 
 # --- mutations -----------------------------------------------------------------------------------

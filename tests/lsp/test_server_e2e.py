@@ -66,6 +66,13 @@ async def test_capabilities(client: LanguageClient) -> None:
     assert sync.change == types.TextDocumentSyncKind.Incremental
 
 
+async def test_model_load_reports_progress(client: LanguageClient) -> None:
+    reports = [r for rs in client.progress_reports.values() for r in rs]
+    begins = [r for r in reports if isinstance(r, types.WorkDoneProgressBegin)]
+    assert any("loading model" in b.title for b in begins), reports
+    assert any(isinstance(r, types.WorkDoneProgressEnd) for r in reports), reports
+
+
 async def test_inline_completion_at_a_real_position(client: LanguageClient) -> None:
     # Cursor at the end of "lines = read_lines(name)" -> next statement; here: mid-function,
     # after typing "    return " in count_words' replacement.
