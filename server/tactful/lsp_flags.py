@@ -42,6 +42,8 @@ _SEVERITY = {
     "information": types.DiagnosticSeverity.Information,
     "hint": types.DiagnosticSeverity.Hint,
 }
+#: How long a pull from a client without refresh support may wait for flags in progress.
+PULL_WAIT_S = 600.0
 #: How far (lines) a flag follows its line when lines are inserted or deleted above it.
 _REMAP_WINDOW = 40
 
@@ -323,16 +325,17 @@ class FlagService:
     async def pull_report(self, uri: str) -> types.DocumentDiagnosticReport:
         state = self.docs.get(uri)
         doc = self.server.documents.get(uri)
-        # A client that cannot be told to pull again waits for the job in flight.
-        if (
-            state is not None
-            and doc is not None
-            and state.cancel is not None
-            and not self._refresh_support()
-        ):
+        # A client that cannot be told to pull again (no refresh support, e.g. Neovim 0.11)
+        # waits for the flags of the job that is scheduled (idle pause) or in flight.
+        if state is not None and doc is not None and not self._refresh_support():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.done.wait(), timeout=120)
+                await asyncio.wait_for(self._settled(state), timeout=PULL_WAIT_S)
         return types.RelatedFullDocumentDiagnosticReport(items=self.diagnostics(uri))
+
+    @staticmethod
+    async def _settled(state: _DocFlags) -> None:
+        while state.idle is not None or (state.task is not None and not state.task.done()):
+            await asyncio.sleep(0.2)
 
     # --- quick fix ---------------------------------------------------------------------------
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
