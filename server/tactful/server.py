@@ -322,9 +322,7 @@ def to_completion_items(
                 label=label,
                 kind=types.CompletionItemKind.Snippet,
                 detail="tactful",
-                documentation=types.MarkupContent(
-                    kind=types.MarkupKind.Markdown, value=f"```\n{new_text}\n```"
-                ),
+                documentation=new_text,  # plain text: every client can show it
                 filter_text=new_text,
                 sort_text="0",
                 text_edit=types.TextEdit(
