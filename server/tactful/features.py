@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from tactful import syntax
+
 FEATURES_VERSION = 1
 
 #: Character classes of the last (and last non-whitespace) character before the cursor.
@@ -161,45 +163,13 @@ def language_code(language_id: str) -> int:
 
 # --- tree-sitter context class -----------------------------------------------------------------
 
-_GRAMMARS = {
-    "python": ("tree_sitter_python", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "javascriptreact": ("tree_sitter_javascript", "language"),
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "typescriptreact": ("tree_sitter_typescript", "language_tsx"),
-    "c": ("tree_sitter_c", "language"),
-    "cpp": ("tree_sitter_cpp", "language"),
-    "java": ("tree_sitter_java", "language"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-}
 #: Only the last this-many characters of the prefix are parsed (cut at a line start).
 PARSE_WINDOW = 6000
 
 
-@lru_cache(maxsize=16)
-def _language(language_id: str) -> Any:
-    spec = _GRAMMARS.get(language_id)
-    if spec is None:
-        return None
-    try:
-        import importlib
-
-        import tree_sitter
-
-        mod = importlib.import_module(spec[0])
-        return tree_sitter.Language(getattr(mod, spec[1])())
-    except Exception:  # grammar missing or incompatible: fall back to the line heuristics
-        return None
-
-
-def _parser(language_id: str) -> Any:
-    lang = _language(language_id)
-    if lang is None:
-        return None
-    import tree_sitter
-
-    return tree_sitter.Parser(lang)
+# Grammars and parsers come from tactful.syntax (one table of languages for the project).
+_language = syntax.language
+_parser = syntax.parser_for
 
 
 @lru_cache(maxsize=16)
