@@ -109,6 +109,7 @@ class TactfulServer(LanguageServer):
                 device=s.device,
                 dtype=s.dtype,
                 threads=s.threads,
+                fast_decode=s.fast_decode,
                 progress=report,
             )
 
@@ -152,6 +153,7 @@ class TactfulServer(LanguageServer):
             accepted=accepted,
             acceptanceRate=(accepted / shown) if shown else None,
             stats=self.engine.stats.as_dict(),
+            modelLatency=self.engine.latency_summary(),
             backend=getattr(self.runner.backend, "stats", {}),
         )
         if not self.settings.enable and st["state"] == READY:
@@ -197,11 +199,12 @@ def on_configuration(ls: TactfulServer, params: types.DidChangeConfigurationPara
     old = ls.settings
     ls.update_settings(params.settings)
     new = ls.settings
-    if (old.model, old.device, old.dtype, old.threads, old.cache_dir) != (
+    if (old.model, old.device, old.dtype, old.threads, old.fast_decode, old.cache_dir) != (
         new.model,
         new.device,
         new.dtype,
         new.threads,
+        new.fast_decode,
         new.cache_dir,
     ):
         ls.start_model()

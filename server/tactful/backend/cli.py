@@ -41,6 +41,7 @@ def main(argv: Sequence[str]) -> int:
                     "fim": b.fim_template.family if b.fim_template else None,
                     "dtype": str(b.model.dtype).removeprefix("torch."),
                     "vocab": len(b.tok),
+                    "fastDecode": b.fast.counts() if b.fast is not None else None,
                 },
                 indent=2,
             )

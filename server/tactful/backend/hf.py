@@ -78,6 +78,9 @@ class TransformersBackend:
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._lock = threading.RLock()
         self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
+        #: The fast CPU decoder when it is on (see ``fast.py``), else None.
+        self.fast: Any = None
+        self._fast_max = 0
         #: Totals since start, for benchmarks and the status command.
         self.stats = {
             "prefilled": 0,
@@ -98,6 +101,7 @@ class TransformersBackend:
         device: str = "auto",
         dtype: str = "auto",
         threads: int = 0,
+        fast_decode: bool = True,
         progress: Progress | None = None,
     ) -> TransformersBackend:
         """Load ``spec`` (None: the embedded model; a folder; or a hub id)."""
@@ -159,6 +163,11 @@ class TransformersBackend:
             # the editor and other processes and each decoding step gets several times slower.
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
         backend = cls(model, tokenizer, name, device)
+        if fast_decode and device == "cpu" and torch_dtype == torch.bfloat16:
+            from tactful.backend import fast
+
+            backend.fast = fast.enable(model)
+            backend._fast_max = fast.PACKED_MAX_TOKENS
         report("Warming up", 90)
         backend._token_strings()  # the token-healing index, built once
         backend.generate(GenerateRequest(prefix="def add(a, b):", max_new_tokens=2))
@@ -210,11 +219,34 @@ class TransformersBackend:
         cands = self._token_strings().get(heal[0], [])
         return [(i, s) for i, s in cands if heal.startswith(s) or s.startswith(heal)]
 
-    def _forward(self, ids: list[int], cache: Any) -> Any:
+    def _forward(self, ids: list[int], cache: Any, decode: bool = False) -> Any:
+        """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
+        weights; ``decode`` (generated tokens) may take the fast decoder."""
+        if decode and self.fast is not None and len(ids) <= self._fast_max:
+            return self.fast.forward(ids, cache)
         torch = self._torch
         inp = torch.tensor([ids], device=self.device)
         out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1].float()
+
+    def _new_cache(self) -> Any:
+        if self.fast is not None:
+            from tactful.backend import fast
+
+            return fast.new_cache(self.model.config)
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _fork(self, cache: Any, length: int) -> Any:
+        """A copy of the first ``length`` positions of ``cache``."""
+        if self.fast is not None:
+            from tactful.backend import fast
+
+            return fast.fork_cache(cache, length, self.model.config)
+        out = copy.deepcopy(cache)
+        self._crop(out, length)
+        return out
 
     def _crop(self, cache: Any, length: int) -> None:
         extra = cache.get_seq_length() - length
@@ -268,13 +300,13 @@ class TransformersBackend:
         else:
             slot = _Slot()
         if slot.cache is None:
-            from transformers import DynamicCache
-
-            slot.cache = DynamicCache(config=self.model.config)
+            slot.cache = self._new_cache()
             slot.ids = []
         if req.keep_slot and slot.ids:
-            # Work on a copy: the slot keeps the scored text for the next line's regeneration.
-            slot = _Slot(ids=list(slot.ids), cache=copy.deepcopy(slot.cache))
+            # Work on a copy of the shared prefix: the slot keeps the scored text for the next
+            # line's regeneration.
+            shared = min(_common_prefix(slot.ids, ids), len(ids) - 1)
+            slot = _Slot(ids=slot.ids[:shared], cache=self._fork(slot.cache, shared))
         cache = slot.cache
         keep = min(_common_prefix(slot.ids, ids), len(ids) - 1)
         self._crop(cache, keep)
@@ -337,8 +369,10 @@ class TransformersBackend:
                     break
                 if len(gen.tokens) >= req.max_new_tokens + (len(heal) and 4):
                     break
-                logits = self._forward([best], cache)
-                slot.ids.append(best)
+                logits = self._forward([best], cache, decode=True)
+            # Keep only the prompt in the document's cache: generated tokens may come from the
+            # packed-weight decoder, and a later prompt must see exactly what a cold run sees.
+            self._crop(cache, len(slot.ids))
             gen.text = self._cut(text, req)
             if not gen.cancelled:
                 self.stats["finished"] += 1
@@ -390,8 +424,6 @@ class TransformersBackend:
             return self._score(text, cancel or threading.Event())
 
     def _score(self, text: str, cancel: threading.Event) -> LineScores:
-        from transformers import DynamicCache
-
         torch = self._torch
         line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
         nlines = len(line_starts)
@@ -406,13 +438,13 @@ class TransformersBackend:
         seq = [bos, *ids] if bos is not None else ids
         shift = 1 if bos is not None else 0
         window = 2048
-        cache = DynamicCache(config=self.model.config)
+        cache = self._new_cache()
         pos = 0
         while pos < len(seq) - 1:
             if cancel.is_set():
                 raise InterruptedError("scoring cancelled")
             if pos and pos % window == 0:
-                cache = DynamicCache(config=self.model.config)  # restart context on very long files
+                cache = self._new_cache()  # restart context on very long files
             chunk = seq[pos : min(pos + 256, len(seq) - 1, (pos // window + 1) * window)]
             out = self.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True)
             logits = out.logits[0].float()  # (chunk, vocab)
@@ -465,8 +497,6 @@ class TransformersBackend:
             return self._score_into_slot(text, cache_key, cancel or threading.Event())
 
     def _score_into_slot(self, text: str, cache_key: str, cancel: threading.Event) -> LineScores:
-        from transformers import DynamicCache
-
         torch = self._torch
         line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
         lp: list[list[float]] = [[] for _ in line_starts]
@@ -477,7 +507,7 @@ class TransformersBackend:
         self._slots.pop(cache_key, None)
         if not ids:
             return LineScores(lp, ent, 0)
-        cache = DynamicCache(config=self.model.config)
+        cache = self._new_cache()
         slot = _Slot(ids=[], cache=cache)
         greedy: list[bool] = [False]
         pos = 0

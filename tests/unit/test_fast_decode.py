@@ -1,0 +1,137 @@
+"""The fast CPU decoding path (tactful.backend.fast): packed weights, the growing KV cache,
+float32 decode attention, and the lean decoder against the stock transformers forward."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tactful.backend import fast  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not fast.kernels_available(), reason="no packed-weight kernels")
+
+
+def test_weights_on_a_4bit_grid_pack_as_int4_and_multiply_like_dense() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, k = 96, 128
+    q = torch.randint(0, 16, (n, k // fast.GROUP, fast.GROUP), generator=g).float()
+    scale = torch.rand(n, k // fast.GROUP, 1, generator=g) * 0.02 + 0.001
+    low = -torch.rand(n, k // fast.GROUP, 1, generator=g) * 0.1
+    q[..., 0], q[..., 1] = 0, 15  # every group spans its grid, as a 4-bit file's do
+    w = (q * scale + low).reshape(n, k).to(torch.bfloat16)
+    packed = fast.PackedWeight(w)
+    assert packed.mode == "int4"
+    assert packed.rel_error < fast.INT4_MAX_REL_ERROR
+    x = torch.randn(3, k, generator=g).to(torch.bfloat16)
+    ref = x.float() @ w.float().t()
+    got = packed.mm(x).float()
+    assert (got - ref).abs().max() <= 0.02 * ref.abs().max()
+
+
+def test_gaussian_weights_fall_back_to_int8_rows_with_a_small_error() -> None:
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(64, 96, generator=g).to(torch.bfloat16)
+    packed = fast.PackedWeight(w)
+    assert packed.mode == "int8"  # 4-bit groups would lose too much here
+    assert packed.rel_error < 0.005
+    x = torch.randn(2, 96, generator=g).to(torch.bfloat16)
+    ref = x.float() @ w.float().t()
+    assert (packed.mm(x).float() - ref).abs().max() <= 0.02 * ref.abs().max()
+    # The output head is never packed as 4-bit.
+    assert fast.PackedWeight(w, allow_int4=False).mode == "int8"
+
+
+def test_growing_layer_behaves_like_a_dynamic_layer_across_growth_and_crops() -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    g = torch.Generator().manual_seed(2)
+    grow, ref = fast.GrowingLayer(), DynamicLayer()
+    for n, crop in [(200, 0), (100, -50), (1, 0), (300, -7), (1, 0), (1, -3)]:
+        k = torch.randn(1, 3, n, 8, generator=g)
+        v = torch.randn(1, 3, n, 8, generator=g)
+        gk, gv = grow.update(k, v)
+        rk, rv = ref.update(k, v)
+        assert torch.equal(gk, rk) and torch.equal(gv, rv)
+        grow.crop(crop)
+        ref.crop(crop)
+        assert grow.get_seq_length() == ref.get_seq_length()
+    assert grow.get_seq_length() == 200 + 50 + 1 + 293 + 1 - 2
+
+
+def test_fork_copies_the_prefix_and_leaves_the_source_alone() -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2
+    )
+    cache = fast.new_cache(config)
+    assert all(isinstance(layer, fast.GrowingLayer) for layer in cache.layers)
+    g = torch.Generator().manual_seed(3)
+    for layer in cache.layers:
+        layer.update(torch.randn(1, 2, 40, 8, generator=g), torch.randn(1, 2, 40, 8, generator=g))
+    fork = fast.fork_cache(cache, 25, config)
+    assert fork.get_seq_length() == 25
+    for src, dst in zip(cache.layers, fork.layers, strict=True):
+        assert torch.equal(dst.keys, src.keys[..., :25, :])
+        dst.update(torch.zeros(1, 2, 5, 8), torch.zeros(1, 2, 5, 8))
+        assert src.get_seq_length() == 40 and src.keys[..., 25:30, :].abs().sum() > 0
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_decode_attention_matches_sdpa(masked: bool) -> None:
+    g = torch.Generator().manual_seed(4)
+
+    class Attn(torch.nn.Module):
+        num_key_value_groups = 3
+        is_causal = True
+
+    q = torch.randn(1, 9, 1, 16, generator=g).to(torch.bfloat16)
+    k = torch.randn(1, 3, 50, 16, generator=g)
+    v = torch.randn(1, 3, 50, 16, generator=g)
+    mask = None
+    if masked:
+        mask = torch.ones(1, 1, 1, 50, dtype=torch.bool)
+        mask[..., :10] = False
+    got, _ = fast.decode_attention(Attn(), q, k, v, mask, scaling=0.25)
+    kk = k.repeat_interleave(3, dim=1)
+    vv = v.repeat_interleave(3, dim=1)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), kk, vv, attn_mask=mask, scale=0.25
+    ).transpose(1, 2)
+    assert got.dtype == torch.bfloat16 and got.shape == (1, 1, 9, 16)
+    assert (got.float() - ref).abs().max() < 0.02
+
+
+@pytest.mark.model
+def test_decoder_reproduces_the_stock_forward_on_the_embedded_model() -> None:
+    from tactful import paths
+    from tactful.backend.hf import TransformersBackend
+
+    backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    decoder = backend.fast
+    assert decoder is not None, "the embedded model on a CPU takes the fast path"
+    counts = decoder.counts()
+    assert counts["int4"] == 4 * 30 and counts["int8"] == 1  # exact 4-bit body, 8-bit head
+    text = (
+        "import os\n\n\ndef read_config(path):\n    with open(path) as f:\n"
+        "        lines = [line.strip() for line in f]\n    return dict(\n"
+    )
+    ids = backend.encode(text)
+    with torch.inference_mode():
+        stock, mine = backend._new_cache(), backend._new_cache()
+        backend.model(input_ids=torch.tensor([ids[:-6]]), cache=stock, use_cache=True)
+        backend.model(input_ids=torch.tensor([ids[:-6]]), cache=mine, use_cache=True)
+        for part in (ids[-6:-5], ids[-5:-1], ids[-1:]):
+            ref = (
+                backend.model(
+                    input_ids=torch.tensor([part]), cache=stock, use_cache=True, logits_to_keep=1
+                )
+                .logits[0, -1]
+                .float()
+            )
+            got = decoder.forward(part, mine)
+            assert stock.get_seq_length() == mine.get_seq_length()
+            assert int(got.argmax()) == int(ref.argmax())
+            top = torch.topk(ref, 20).indices
+            assert (got[top] - ref[top]).abs().max() < 1.0, "logits drift beyond bf16 noise"
