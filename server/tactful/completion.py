@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -129,10 +131,23 @@ class CompletionEngine:
         self._hooks = hooks or (lambda: NullHooks())
         self.cache = cache
         self.stats = EngineStats()
+        #: Milliseconds from request to answer of the recent suggestions the model wrote.
+        self.model_answer_ms: deque[float] = deque(maxlen=1000)
         self._latest: dict[str, int] = {}
         self._inflight: dict[str, threading.Event] = {}
         self._shown: dict[str, _Shown] = {}
         self._seq = 0
+
+    def latency_summary(self) -> dict[str, float | int | None]:
+        """Median and 95th percentile of the recent model-written answers, request to answer."""
+        xs = sorted(self.model_answer_ms)
+        if not xs:
+            return {"n": 0, "p50Ms": None, "p95Ms": None}
+
+        def pct(q: float) -> float:
+            return round(xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))], 1)
+
+        return {"n": len(xs), "p50Ms": pct(0.5), "p95Ms": pct(0.95)}
 
     def forget(self, uri: str) -> None:
         """A document closed: drop its state and KV cache."""
@@ -172,6 +187,7 @@ class CompletionEngine:
         Requests supersede each other per ``channel`` ("inline" ghost text, "list" completion):
         an editor asking for both at once gets both answered.
         """
+        t0 = time.perf_counter()
         settings = self._settings()
         key = uri if channel == "inline" else f"{uri}#{channel}"
         self.stats.requests += 1
@@ -259,6 +275,8 @@ class CompletionEngine:
         self._shown[key] = _Shown(text[:offset], text[offset:], offset, sugg)
         hooks.shown(req, info, sugg.id, stage1, stage2)
         self.stats.answered += 1
+        if info.source == "model":
+            self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
         return sugg
 
     async def _generate(

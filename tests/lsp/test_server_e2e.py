@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import pytest_lsp
@@ -89,6 +90,26 @@ async def test_inline_completion_at_a_real_position(client: LanguageClient) -> N
     assert "text" in item.insert_text, (
         f"a completion that makes sense here uses the parameter: {item.insert_text!r}"
     )
+
+
+async def test_status_reports_model_latency(client: LanguageClient) -> None:
+    uri = "file:///tmp/tactful-e2e/latency.py"
+    # A fresh comment makes the prompt new, so the model (not the cache) answers.
+    text = f"# run {uuid.uuid4().hex}\ndef area(width, height):\n    return width * "
+    open_doc(client, uri, text)
+    before = (
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="tactful.status")
+        )
+    )["modelLatency"]["n"]
+    res = await inline(client, uri, 2, len("    return width * "))
+    assert res is not None and res.items
+    lat = (
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="tactful.status")
+        )
+    )["modelLatency"]
+    assert lat["n"] == before + 1 and 0 < lat["p50Ms"] <= lat["p95Ms"], lat
 
 
 async def test_block_completion_after_def(client: LanguageClient) -> None:
