@@ -63,6 +63,9 @@ LGB_PARAMS: dict[str, Any] = {
     "num_threads": 1,
 }
 NUM_ROUNDS = 300
+#: Bootstrap resamples (of whole held-out users, sessions or time blocks) behind the intervals
+#: reported for the held-out hiding figures.
+BOOTSTRAP_REPS = 2000
 
 
 class CdhfError(Exception):
@@ -291,6 +294,45 @@ def _oof(
     return p, aucs
 
 
+def bootstrap_ci(
+    hide: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    reps: int = BOOTSTRAP_REPS,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """Percentile intervals of the pooled held-out hiding figures (``hidden``,
+    ``accuracy_when_hiding``, ``rejected_hidden``), resampling whole groups (users) with
+    replacement: decisions of one person are not independent. Deterministic (fixed seed).
+    An interval is None when no resample has a value (nothing hidden, or nothing rejected)."""
+    hide = np.asarray(hide, dtype=bool)
+    y = np.asarray(y, dtype=float)
+    uniq, idx = np.unique(np.asarray(groups), return_inverse=True)
+    g = len(uniq)
+    if g == 0 or len(y) == 0:
+        return {"hidden": None, "accuracy_when_hiding": None, "rejected_hidden": None}
+    n_g = np.bincount(idx, minlength=g).astype(float)
+    hid_g = np.bincount(idx, weights=hide.astype(float), minlength=g)
+    cor_g = np.bincount(idx, weights=(hide & (y == 1)).astype(float), minlength=g)
+    rej_g = np.bincount(idx, weights=(y == 1).astype(float), minlength=g)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(g, np.full(g, 1.0 / g), size=reps).astype(float)  # picks per group
+    n, hid, cor, rej = w @ n_g, w @ hid_g, w @ cor_g, w @ rej_g
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = {
+            "hidden": np.where(n > 0, hid / np.maximum(n, 1), np.nan),
+            "accuracy_when_hiding": np.where(hid > 0, cor / np.maximum(hid, 1), np.nan),
+            "rejected_hidden": np.where(rej > 0, cor / np.maximum(rej, 1), np.nan),
+        }
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict[str, list[float] | None] = {}
+    for key, v in values.items():
+        v = v[np.isfinite(v)]
+        out[key] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) else None
+    return out
+
+
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -335,6 +377,8 @@ def evaluate(
         "lambda": lam,
         "stage1_share": stage1_share,
         "pooled": pooled,
+        # 95 % intervals of the pooled figures, resampling held-out groups (users).
+        "ci95": bootstrap_ci(hide, y, ds.groups),
         "folds": hide_parts,
     }
 
@@ -369,7 +413,9 @@ def train(
         for tgt in (0.80, 0.85, 0.90, 0.95, 0.99):
             for share in (0.0, 0.25, 0.5, None):
                 ev = evaluate(ds, tgt, lam, k, stage1_share=share)
-                curve_rows.append({"target": tgt, "stage1_share": share, **ev["pooled"]})
+                curve_rows.append(
+                    {"target": tgt, "stage1_share": share, **ev["pooled"], "ci95": ev["ci95"]}
+                )
     m1 = _fit(ds.x1, ds.y, ds.s1_names)
     m2 = _fit(ds.x2, ds.y, ds.s2_names)
     metrics = {
@@ -436,6 +482,12 @@ def _pct(x: Any) -> str:
     )
 
 
+def _ci(iv: Any) -> str:
+    if not iv or any(v is None for v in iv):
+        return "n/a"
+    return f"{_pct(iv[0])}–{_pct(iv[1])}"
+
+
 def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
     """A Markdown model card: data, features, thresholds, metrics."""
     m = meta["metrics"]
@@ -472,6 +524,14 @@ def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
         f"applied to held-out {m['held_out_by']}s: hides {_pct(ho['hidden'])} of suggestions, accuracy when hiding {_pct(ho['accuracy_when_hiding'])}, "
         f"{_pct(ho['rejected_hidden'])} of rejected suggestions hidden, stage 1 decides {_pct(ho['decided_by_stage1'])} of requests alone "
         f"({_pct(ho['skipped_by_stage1'])} skipped before generation).",
+    ]
+    ci = m["held_out"].get("ci95")
+    if ci:
+        lines.append(
+            f"- 95% intervals, resampling held-out {m['held_out_by']}s (bootstrap): hidden {_ci(ci.get('hidden'))}, "
+            f"accuracy when hiding {_ci(ci.get('accuracy_when_hiding'))}, rejected hidden {_ci(ci.get('rejected_hidden'))}."
+        )
+    lines += [
         "",
         "## Thresholds (fitted on all out-of-fold predictions)",
         f"- Stage 1 decides alone when its entropy < {th['entropy']:.4f} bits; it skips generation when P(reject) >= {th['stage1']:.4f}.",
@@ -482,13 +542,20 @@ def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
         lines += [
             "## Hiding rate against accuracy when hiding (held out)",
             "",
+            f"Brackets: 95% bootstrap intervals, resampling held-out {m['held_out_by']}s.",
+            "",
             "| target | stage-1 share | hidden | accuracy when hiding | rejected hidden | decided by stage 1 |",
             "|---|---|---|---|---|---|",
         ]
         for r in m["curve"]:
             share = "fitted" if r["stage1_share"] is None else f"{r['stage1_share']:.2f}"
+            rci = r.get("ci95") or {}
+
+            def cell(key: str, r: Mapping[str, Any] = r, rci: Mapping[str, Any] = rci) -> str:
+                return _pct(r[key]) + (f" [{_ci(rci[key])}]" if rci.get(key) else "")
+
             lines.append(
-                f"| {r['target']:.2f} | {share} | {_pct(r['hidden'])} | {_pct(r['accuracy_when_hiding'])} | {_pct(r['rejected_hidden'])} | {_pct(r['decided_by_stage1'])} |"
+                f"| {r['target']:.2f} | {share} | {cell('hidden')} | {cell('accuracy_when_hiding')} | {cell('rejected_hidden')} | {_pct(r['decided_by_stage1'])} |"
             )
         lines.append("")
     if m2 is not None:
@@ -688,6 +755,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "stage1_auc": round(m["stage1_auc"], 4),
                 "stage2_auc": round(m["stage2_auc"], 4),
                 "held_out": {k: round(v, 4) for k, v in ho.items()},
+                "held_out_ci95": {
+                    k: None if v is None else [round(x, 4) for x in v]
+                    for k, v in (m["held_out"].get("ci95") or {}).items()
+                },
                 "thresholds": asdict(res.thresholds),
                 "seconds": m["seconds"],
             },

@@ -54,6 +54,36 @@ def test_fit_thresholds_keeps_accuracy_when_hiding() -> None:
     )
 
 
+def test_bootstrap_ci_resamples_whole_users() -> None:
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(10), 30)
+    y = (rng.random(300) < 0.6).astype(float)
+    hide = (y == 1) & (rng.random(300) < 0.3)
+    hide[:3] = True  # a few accepted ones hidden too
+    ci = cdhf.bootstrap_ci(hide, y, groups, reps=500)
+    assert ci == cdhf.bootstrap_ci(hide, y, groups, reps=500), "deterministic"
+    pooled = {
+        "hidden": hide.mean(),
+        "accuracy_when_hiding": y[hide].mean(),
+        "rejected_hidden": (hide & (y == 1)).sum() / y.sum(),
+    }
+    for key, value in pooled.items():
+        lo, hi = ci[key]  # type: ignore[misc]
+        assert lo <= value <= hi, key
+        assert hi - lo > 0.0
+    # One user makes every error: resampling users widens accuracy's interval more than
+    # resampling decisions would, and it can reach 100 % (that user left out).
+    hide2 = y == 1
+    y2 = y.copy()
+    bad = groups == 0
+    hide2[bad] = True
+    ci2 = cdhf.bootstrap_ci(hide2, y2, groups, reps=500)
+    assert ci2["accuracy_when_hiding"][1] == pytest.approx(1.0)  # type: ignore[index]
+    # Nothing hidden: no accuracy interval, hidden share exactly 0.
+    ci3 = cdhf.bootstrap_ci(np.zeros(300, bool), y, groups, reps=100)
+    assert ci3["accuracy_when_hiding"] is None and ci3["hidden"] == [0.0, 0.0]
+
+
 def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1) -> None:
     """Short suggestions shown right after another one get rejected; long ones accepted."""
     rnd = random.Random(seed)
@@ -101,6 +131,11 @@ def test_train_on_a_small_log(tmp_path: Path) -> None:
     assert res.metrics["stage1_auc"] > 0.7, "since_shown is a stage-1 feature"
     card = (out / "MODEL_CARD.md").read_text()
     assert "Stage 2 AUC" in card and "held-out users" in card
+    # The held-out hiding figures come with intervals that resample users.
+    ci = meta["metrics"]["held_out"]["ci95"]
+    assert set(ci) == {"hidden", "accuracy_when_hiding", "rejected_hidden"}
+    assert ci["hidden"][0] <= res.metrics["held_out"]["pooled"]["hidden"] <= ci["hidden"][1]
+    assert "95% intervals, resampling held-out users" in card
     # Model files are LightGBM text, not pickles.
     assert (out / "stage2.txt").read_text().startswith("tree")
     c = cdhf.Cascade.load(out)
