@@ -135,3 +135,17 @@ def test_decoder_reproduces_the_stock_forward_on_the_embedded_model() -> None:
             assert int(got.argmax()) == int(ref.argmax())
             top = torch.topk(ref, 20).indices
             assert (got[top] - ref[top]).abs().max() < 1.0, "logits drift beyond bf16 noise"
+
+
+@pytest.mark.model
+def test_bench_decode_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tactful.bench import decode
+
+    assert decode.main(["--contexts", "40,80", "--steps", "3", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    for name in ("fast", "stock"):
+        for ctx in ("40", "80"):
+            row = runs[name][ctx]
+            assert 0 < row["step_p50_ms"] <= row["step_p95_ms"]
