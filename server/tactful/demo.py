@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lsprotocol import types
 
@@ -36,49 +35,23 @@ def _print(msg: str = "") -> None:
 
 
 async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
-    from pygls.lsp.client import LanguageClient
+    from tactful import lspclient
 
     text = sample.read_text(encoding="utf-8")
-    client = LanguageClient("tactful-demo", "1")
-    state: dict[str, Any] = {}
     diags: dict[str, list[types.Diagnostic]] = {}
 
-    @client.feature("tactful/status")
-    def _status(params: Any) -> None:
-        state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
-
-    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def _diags(params: types.PublishDiagnosticsParams) -> None:
         diags[params.uri] = list(params.diagnostics)
 
-    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-    def _create(params: Any) -> None:
-        return None
-
-    @client.feature(types.PROGRESS)
-    def _progress(params: Any) -> None:
-        return None
-
-    @client.feature(types.WINDOW_SHOW_MESSAGE)
     def _msg(params: types.ShowMessageParams) -> None:
         _print(f"  [server says] {params.message}")
 
-    await client.start_io(server_cmd[0], *server_cmd[1:])
-    caps = types.ClientCapabilities(
-        text_document=types.TextDocumentClientCapabilities(
-            inline_completion=types.InlineCompletionClientCapabilities(),
-            diagnostic=types.DiagnosticClientCapabilities(),
-            publish_diagnostics=types.PublishDiagnosticsClientCapabilities(),
-        ),
-        window=types.WindowClientCapabilities(work_done_progress=True),
-    )
     t0 = time.perf_counter()
-    await client.initialize_async(types.InitializeParams(capabilities=caps, process_id=None))
-    client.initialized(types.InitializedParams())
+    client, state = await lspclient.start(
+        "tactful-demo", server_cmd, diagnostics=True, on_diagnostics=_diags, on_message=_msg
+    )
     _print(f"tactful demo: started `{' '.join(server_cmd)}`, waiting for the model...")
-    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < timeout:
-        await asyncio.sleep(0.1)
-    if state.get("state") != "ready":
+    if not await lspclient.wait_ready(state, timeout):
         _print(f"model not ready: {state.get('message') or state.get('state')}")
         return 1
     _print(f"model: {state.get('model')} ready after {time.perf_counter() - t0:.1f} s\n")

@@ -94,48 +94,14 @@ def _peak_rss_mb(pid: int) -> float:
 async def run_once(
     name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
 ) -> RunResult:
-    from pygls.lsp.client import LanguageClient
+    from tactful import lspclient
 
     res = RunResult(name)
     rng = random.Random(seed)
-    client = LanguageClient("tactful-bench", "1")
-    state: dict[str, Any] = {}
-
-    @client.feature("tactful/status")
-    def _status(params: Any) -> None:
-        state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
-
-    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-    def _create(params: Any) -> None:
-        return None
-
-    @client.feature(types.PROGRESS)
-    def _progress(params: Any) -> None:
-        return None
-
-    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    def _diags(params: Any) -> None:
-        return None
-
-    @client.feature(types.WINDOW_SHOW_MESSAGE)
-    def _msg(params: Any) -> None:
-        return None
-
-    await client.start_io(str(Path(sys.executable).parent / "tactful"), "serve")
-    caps = types.ClientCapabilities(
-        text_document=types.TextDocumentClientCapabilities(
-            inline_completion=types.InlineCompletionClientCapabilities()
-        ),
-        window=types.WindowClientCapabilities(work_done_progress=True),
+    client, state = await lspclient.start(
+        "tactful-bench", [str(Path(sys.executable).parent / "tactful"), "serve"], settings=settings
     )
-    await client.initialize_async(
-        types.InitializeParams(capabilities=caps, initialization_options=settings)
-    )
-    client.initialized(types.InitializedParams())
-    t0 = time.perf_counter()
-    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < 300:
-        await asyncio.sleep(0.05)
-    if state.get("state") != "ready":
+    if not await lspclient.wait_ready(state, 300):
         raise RuntimeError(f"server not ready: {state}")
 
     async def one(uri: str, line: int, char: int) -> None:

@@ -1,0 +1,79 @@
+"""A small LSP client for tactful's own tools (``tactful demo``, ``tactful bench latency``):
+start ``tactful serve`` over stdio, initialize it, and wait until the model is ready.
+
+Both tools talk to the real server exactly as an editor does; this keeps the handshake and the
+``tactful/status`` bookkeeping in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lsprotocol import types
+
+
+async def start(
+    name: str,
+    cmd: Sequence[str],
+    *,
+    settings: dict[str, Any] | None = None,
+    diagnostics: bool = False,
+    on_diagnostics: Callable[[types.PublishDiagnosticsParams], None] | None = None,
+    on_message: Callable[[types.ShowMessageParams], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Start and initialize the server; the client and a dict kept up to date with its status.
+
+    ``diagnostics`` advertises pull and push diagnostics (else only inline completion)."""
+    from pygls.lsp.client import LanguageClient
+
+    client = LanguageClient(name, "1")
+    state: dict[str, Any] = {}
+
+    @client.feature("tactful/status")
+    def _status(params: Any) -> None:
+        state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def _diags(params: types.PublishDiagnosticsParams) -> None:
+        if on_diagnostics is not None:
+            on_diagnostics(params)
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+    def _create(params: Any) -> None:
+        return None
+
+    @client.feature(types.PROGRESS)
+    def _progress(params: Any) -> None:
+        return None
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def _msg(params: types.ShowMessageParams) -> None:
+        if on_message is not None:
+            on_message(params)
+
+    await client.start_io(cmd[0], *cmd[1:])
+    caps = types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities(),
+            diagnostic=types.DiagnosticClientCapabilities() if diagnostics else None,
+            publish_diagnostics=types.PublishDiagnosticsClientCapabilities()
+            if diagnostics
+            else None,
+        ),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+    )
+    await client.initialize_async(
+        types.InitializeParams(capabilities=caps, process_id=None, initialization_options=settings)
+    )
+    client.initialized(types.InitializedParams())
+    return client, state
+
+
+async def wait_ready(state: dict[str, Any], timeout: float) -> bool:
+    """Wait until the server reports the model ready (True) or failed / the timeout (False)."""
+    t0 = time.perf_counter()
+    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < timeout:
+        await asyncio.sleep(0.05)
+    return state.get("state") == "ready"
