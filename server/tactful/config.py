@@ -93,6 +93,8 @@ class FlagSettings:
     """Compute line anomaly flags for open documents."""
     budget: float = attrs.field(default=0.15, validator=_float_range(0.0, 1.0))
     """Flag at most this fraction of a file's lines."""
+    min_score: float = attrs.field(default=0.05, validator=_float_range(0.0, 1.0))
+    """Show only flags whose classifier score is at least this; 0: fill the budget."""
     severity: str = attrs.field(default="information", validator=_one_of(*_SEVERITIES))
     """Diagnostic severity of a flag."""
     idle_ms: int = attrs.field(default=1500, validator=_int_range(100, 600000))

@@ -34,6 +34,7 @@ from typing import Any
 
 from tactful import flag_features as ff
 from tactful.backend.types import Backend, GenerateRequest
+from tactful.config import FlagSettings
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +275,11 @@ class FlagJob:
         regen_extra: int = REGEN_EXTRA,
         force: Sequence[int] = (),
         speculative: bool = True,
+        min_score: float = 0.0,
     ) -> None:
         self.t0 = time.perf_counter()
+        #: Flags scoring below this are not shown (0: fill the budget).
+        self.min_score = min_score
         self.seconds = 0.0
         self.text = text
         self.language_id = language_id
@@ -523,6 +527,7 @@ class FlagJob:
             for x in regen
             if x.suggestion.strip()
             and ff.ws_normal(x.suggestion) != ff.ws_normal(self.lines[x.index])
+            and (x.p or 0.0) >= self.min_score
         ]
         eligible.sort(key=lambda x: -(x.p or 0.0))
         for x in eligible[: self.max_flags]:
@@ -562,6 +567,7 @@ def flag_document(
     max_lines: int = 5000,
     max_regen: int = MAX_REGEN,
     key: str = "flag",
+    min_score: float = 0.0,
 ) -> FlagResult:
     """Flag ``text`` now, on the calling thread. ``should_yield`` is polled between units: while
     it returns True the job waits (for callers that share the model with urgent work);
@@ -575,6 +581,7 @@ def flag_document(
         max_regen=max_regen,
         key=key,
         cancel=cancel,
+        min_score=min_score,
     )
     for unit in job.steps():
         while should_yield is not None and should_yield() and not job.cancel.is_set():
@@ -612,6 +619,13 @@ def main(argv: Sequence[str]) -> int:
         default=0.15,
         help="flag at most this fraction of lines (default 0.15)",
     )
+    ap.add_argument(
+        "--min-score",
+        type=float,
+        default=FlagSettings().min_score,
+        help="show only flags scoring at least this "
+        f"(default {FlagSettings().min_score}, as the editor; 0: fill the budget)",
+    )
     ap.add_argument("--max-lines", type=int, default=5000, help="skip longer files (default 5000)")
     ap.add_argument(
         "--max-regen",
@@ -631,6 +645,8 @@ def main(argv: Sequence[str]) -> int:
     args = ap.parse_args(list(argv))
     if not 0.0 <= args.budget <= 1.0:
         ap.error("--budget must be between 0 and 1")
+    if not 0.0 <= args.min_score <= 1.0:
+        ap.error("--min-score must be between 0 and 1")
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
     from tactful.backend.types import ModelError
@@ -660,6 +676,7 @@ def main(argv: Sequence[str]) -> int:
                 max_lines=args.max_lines,
                 max_regen=args.max_regen,
                 key=path,
+                min_score=args.min_score,
             )
         if args.json:
             print(json.dumps(res.to_json(path), ensure_ascii=False), flush=True)

@@ -209,6 +209,7 @@ class FlagService:
             max_lines=s.max_lines,
             key=uri,
             cancel=cancel,
+            min_score=s.min_score,
         )
         if job.skipped:
             log.info("flags: not flagging %s: %s", uri, job.skipped)

@@ -108,3 +108,25 @@ def test_cli_json_and_text(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     for line in text_lines:
         path, lineno, score, message = line.split(":", 3)
         assert path == str(src) and lineno.isdigit() and float(score) >= 0 and "expected" in message
+
+
+def test_min_score_hides_only_the_low_scoring_flags(
+    backend: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = (FIXTURES / "palindrome.py.txt").read_text()
+    job = FlagJob(text, "python", budget=0.3, key="min-score")
+    for unit in job.steps():
+        unit(backend)
+    everything = job.result()
+    scores = sorted(f.score for f in everything.flags)
+    assert len(scores) >= 2
+    cut = scores[len(scores) // 2]
+    job.min_score = cut
+    shown = job.result()
+    assert {f.line for f in shown.flags} == {f.line for f in everything.flags if f.score >= cut}
+    assert 0 < len(shown.flags) < len(everything.flags) or cut == scores[0]
+
+    src = tmp_path / "palindrome.py"
+    src.write_text(text)
+    assert flag.main(["--json", "--min-score", "1.0", str(src)]) == 0
+    assert json.loads(capsys.readouterr().out)["flags"] == []

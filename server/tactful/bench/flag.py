@@ -105,11 +105,20 @@ def evaluate(
     budget: float,
     naive_n: int,
     log: Any = sys.stderr,
+    min_score: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``(id, text, bug_line_0based)``; naive FLAG on the first ``naive_n`` programs."""
+    """Evaluate on ``(id, text, bug_line_0based)``; naive FLAG on the first ``naive_n`` programs.
+
+    Flags are ranked at the budget (no score threshold). With ``min_score``, the same run also
+    reports what the editor shows with that threshold: recall and the share of lines flagged."""
     ours, rand, naive, ours_on_naive, rand_on_naive = Tally(), Tally(), Tally(), Tally(), Tally()
+    ms_hits, ms_share = 0.0, 0.0
     for k, (pid, text, bug) in enumerate(programs):
         job, res, secs = _run(backend, text, model, budget, naive=False)
+        if min_score is not None:
+            shown = [f.line for f in res.flags if f.score >= min_score]
+            ms_hits += float(bug in shown)
+            ms_share += len(shown) / max(1, res.lines)
         # The flags as shown (best first), then every other considered line by its score.
         flagged = {f.line for f in res.flags}
         rest = sorted(
@@ -155,6 +164,12 @@ def evaluate(
         "tactful": ours.summary(),
         "random": rand.summary(),
     }
+    if min_score is not None and programs:
+        out["tactful_min_score"] = {
+            "min_score": min_score,
+            "recall": round(ms_hits / len(programs), 4),
+            "mean_flagged_share": round(ms_share / len(programs), 4),
+        }
     if naive.n:
         out["same_programs_as_naive"] = {
             "tactful": ours_on_naive.summary(),
@@ -167,16 +182,22 @@ def evaluate(
     return out
 
 
-def long_file_seconds(backend: Any, model: FlagModel, budget: float) -> dict[str, Any]:
+def long_file_seconds(
+    backend: Any, model: FlagModel, budget: float, min_score: float | None = None
+) -> dict[str, Any]:
     """Flag the first 300 lines of the standard library's ``textwrap.py``."""
     text = "\n".join(Path(textwrap.__file__).read_text().split("\n")[:300]) + "\n"
     _job, res, secs = _run(backend, text, model, budget, naive=False)
-    return {
+    out: dict[str, Any] = {
         "file": "textwrap.py[:300]",
         "lines": res.lines,
         "seconds": round(secs, 2),
         "regenerated": res.regenerated,
+        "flags": len(res.flags),
     }
+    if min_score is not None:
+        out["flags_at_min_score"] = sum(f.score >= min_score for f in res.flags)
+    return out
 
 
 def _parse_files(specs: Sequence[str]) -> list[tuple[str, str, int]]:
@@ -219,6 +240,13 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--budget", type=float, default=0.15)
     ap.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="also report recall and flags with this score threshold "
+        "(default: the editor's flags.minScore)",
+    )
+    ap.add_argument(
         "--classifier", default=None, help="folder of a flag classifier (default: shipped)"
     )
     ap.add_argument("--no-long", action="store_true", help="skip the 300-line timing")
@@ -250,14 +278,21 @@ def main(argv: Sequence[str]) -> int:
         ]
     programs += _parse_files(args.files)
     t0 = time.time()
-    result = evaluate(backend, programs, model, args.budget, args.naive)
+    from tactful.config import FlagSettings
+
+    min_score = args.min_score if args.min_score is not None else FlagSettings().min_score
+    result = evaluate(
+        backend, programs, model, args.budget, args.naive, min_score=min_score or None
+    )
     result["set"] = (
         f"ConDefects python {args.split}, {args.min_lines} <= n_lines <= {args.max_lines}, "
         f"first {args.n} by id" + (f" + {len(args.files)} files" if args.files else "")
     )
     result["classifier"] = model.name
     if not args.no_long:
-        result["long_file"] = long_file_seconds(backend, model, args.budget)
+        result["long_file"] = long_file_seconds(
+            backend, model, args.budget, min_score=min_score or None
+        )
     result["wall_seconds"] = round(time.time() - t0, 1)
     print(json.dumps(result, indent=2))
     if args.out:
