@@ -149,3 +149,59 @@ def test_bench_decode_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> N
         for ctx in ("40", "80"):
             row = runs[name][ctx]
             assert 0 < row["step_p50_ms"] <= row["step_p95_ms"]
+
+
+def _tiny(model_type: str, **extra: object) -> torch.nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        **extra,
+    )
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+
+
+@pytest.mark.parametrize(
+    ("model_type", "extra"),
+    [("llama", {}), ("llama", {"attention_bias": True}), ("qwen2", {})],
+)
+def test_decoder_matches_stock_forward_on_other_architectures(
+    model_type: str, extra: dict[str, object]
+) -> None:
+    """Random weights (not on a 4-bit grid, so 8-bit rows) and biases where the family has them."""
+    model = _tiny(model_type, **extra)
+    decoder = fast.enable(model)
+    assert decoder is not None
+    assert decoder.counts()["int4"] == 0  # random weights do not re-pack exactly as 4-bit
+    ids = list(range(5, 45))
+    with torch.inference_mode():
+        stock, mine = fast.new_cache(model.config), fast.new_cache(model.config)
+        model(input_ids=torch.tensor([ids[:30]]), cache=stock, use_cache=True)
+        model(input_ids=torch.tensor([ids[:30]]), cache=mine, use_cache=True)
+        for part in (ids[30:31], ids[31:35], ids[35:36]):
+            ref = (
+                model(input_ids=torch.tensor([part]), cache=stock, use_cache=True, logits_to_keep=1)
+                .logits[0, -1]
+                .float()
+            )
+            got = decoder.forward(part, mine)
+            scale = float(ref.abs().max())
+            assert float((got - ref).abs().max()) <= 0.05 * scale + 0.05
+
+
+def test_unsupported_architectures_keep_the_stock_path() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=300, n_embd=64, n_layer=2, n_head=4, n_positions=128)
+    model = GPT2LMHeadModel(config).to(torch.bfloat16).eval()
+    assert fast.enable(model) is None
+    assert fast.enable(_tiny("llama").float()) is None  # float32 weights: not the fast path

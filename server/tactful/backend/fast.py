@@ -276,6 +276,7 @@ class Decoder:
                     "qkv": PackedWeight(qkv_w),
                     "qkv_bias": qkv_b,
                     "o": PackedWeight(att.o_proj.weight),
+                    "o_bias": None if att.o_proj.bias is None else att.o_proj.bias.detach(),
                     "gate_up": PackedWeight(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
                     "down": PackedWeight(mlp.down_proj.weight),
                 }
@@ -356,7 +357,10 @@ class Decoder:
             probs = torch.softmax(scores, dim=-1)
             att = torch.matmul(probs, vf)  # nkv, groups*m, d
             att = att.reshape(nh, m, hd).transpose(0, 1).reshape(m, nh * hd).to(h.dtype)
-            h = h + layer["o"].mm(att.contiguous())
+            o = layer["o"].mm(att.contiguous())
+            if layer["o_bias"] is not None:
+                o = o + layer["o_bias"]
+            h = h + o
             x = self._norm(h, layer["norm2"])
             gu = layer["gate_up"].mm(x)
             act = torch.nn.functional.silu(gu[:, : self.inter]) * gu[:, self.inter :]
