@@ -642,6 +642,13 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--classifier", default=None, help="folder of a trained flag classifier")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads (default 0: one less than the cores, as the server; all cores are "
+        "faster on an otherwise idle machine and much slower on a busy one)",
+    )
     args = ap.parse_args(list(argv))
     if not 0.0 <= args.budget <= 1.0:
         ap.error("--budget must be between 0 and 1")
@@ -655,7 +662,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         classifier = FlagModel.load(args.classifier) if args.classifier else default_model()
         backend = TransformersBackend.load(
-            args.model, cache_dir=paths.cache_dir(), device=args.device, dtype=args.dtype
+            args.model,
+            cache_dir=paths.cache_dir(),
+            device=args.device,
+            dtype=args.dtype,
+            threads=args.threads,
         )
     except (ModelError, ValueError, OSError) as exc:
         print(f"tactful flag: {exc}", file=sys.stderr)
