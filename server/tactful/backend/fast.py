@@ -1,22 +1,22 @@
-"""A faster CPU decoding path for transformers models.
+"""A faster CPU decoding path for transformers models (setting ``fastDecode``).
 
 One decoding step of a small model on a CPU is bound by memory traffic, not arithmetic: every
 step reads all the weights once, and the stock path also copies the whole KV cache (``torch.cat``)
-and runs bfloat16 attention kernels that are slow for a single query. Three changes, each
-measured in docs/benchmarks.md:
+and runs bfloat16 attention kernels that are slow for a single query. The parts, each measured
+in docs/benchmarks.md:
 
-* ``PackedLinear``: for one to a few tokens, multiply with weights packed as 4-bit groups of 32
-  (``_weight_int4pack_mm_for_cpu``) where that reproduces the weights (the embedded model comes
-  from a 4-bit GGUF, so its weights already lie on such a grid), else as 8-bit rows
-  (``_weight_int8pack_mm``). Longer inputs (prefill) keep the dense bfloat16 weights, which are
-  faster there.
+* ``PackedWeight``: weights packed as 4-bit groups of 32 (``_weight_int4pack_mm_for_cpu``) where
+  that reproduces them (the embedded model comes from a 4-bit GGUF, so its weights already lie
+  on such a grid), else as 8-bit rows (``_weight_int8pack_mm``).
 * ``GrowingLayer``: a KV cache layer that writes into a preallocated float32 buffer grown in
   steps, instead of concatenating the whole cache at every token.
-* ``decode_attention``: attention for a single query as two small matmuls over the grouped
-  heads, in float32; anything else goes to PyTorch's SDPA.
+* ``Decoder``: a lean forward pass for generated tokens of Llama/Qwen2-style models on the packed
+  weights, with fused products and float32 attention.
+* ``decode_attention``: the attention the stock forward uses with this cache (float32; SDPA for
+  prompts). Prompt prefill keeps the stock forward and the dense bfloat16 weights, which are
+  faster there and keep warm and cold runs identical.
 
-torch and transformers are imported by the caller (``hf.TransformersBackend.load``) before this
-module is used.
+Imported only by ``hf.TransformersBackend`` once torch and transformers are loaded.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: The attention implementation name registered with transformers.
 ATTN_NAME = "tactful_decode"
-#: Inputs of at most this many tokens use the packed weights; longer ones the dense weights.
+#: The decoder takes at most this many new tokens per call; longer inputs take the stock path.
 PACKED_MAX_TOKENS = 8
 #: Group size of the 4-bit packing.
 GROUP = 32
