@@ -210,3 +210,36 @@ def test_unsupported_architectures_keep_the_stock_path() -> None:
     model = GPT2LMHeadModel(config).to(torch.bfloat16).eval()
     assert fast.enable(model) is None
     assert fast.enable(_tiny("llama").float()) is None  # float32 weights: not the fast path
+
+
+@pytest.mark.model
+def test_a_failing_decoder_falls_back_to_the_stock_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault in the fast decoder half-way through its layers: the request still gets the
+    stock path's answer, the cache is rolled back, and the backend stays on the stock path."""
+    from tactful import paths
+    from tactful.backend.hf import TransformersBackend
+    from tactful.backend.types import GenerateRequest
+
+    backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
+    if backend.fast is None:
+        pytest.skip("no fast path on this CPU")
+    prompt = "def mean(xs):\n    return sum(xs) / "
+    stock = TransformersBackend.load(None, cache_dir=paths.cache_dir(), fast_decode=False)
+    expected = stock.generate(GenerateRequest(prefix=prompt, max_new_tokens=6)).text
+
+    real_update = fast.GrowingLayer.update
+    calls = {"n": 0}
+
+    def flaky(
+        self: fast.GrowingLayer, k: torch.Tensor, v: torch.Tensor, *a: object, **kw: object
+    ) -> object:
+        if k.shape[-2] == 1 and self.get_seq_length() > 0:
+            calls["n"] += 1
+            if calls["n"] == 5:  # the fifth layer of the first decoding step
+                raise RuntimeError("injected kernel failure")
+        return real_update(self, k, v, *a, **kw)
+
+    monkeypatch.setattr(fast.GrowingLayer, "update", flaky)
+    out = backend.generate(GenerateRequest(prefix=prompt, max_new_tokens=6))
+    assert backend.fast is None
+    assert out.text == expected

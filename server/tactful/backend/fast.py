@@ -376,9 +376,10 @@ def enable(model: Any) -> Decoder | None:
         return None
     if next(model.parameters()).dtype != torch.bfloat16 or not Decoder.supports(model):
         return None
+    decoder = Decoder(model)
     try:
         model.set_attn_implementation(ATTN_NAME)
     except (ValueError, AttributeError, NotImplementedError) as exc:
         log.info("fast decode off: %s", exc)
         return None
-    return Decoder(model)
+    return decoder

@@ -166,7 +166,11 @@ class TransformersBackend:
         if fast_decode and device == "cpu" and torch_dtype == torch.bfloat16:
             from tactful.backend import fast
 
-            backend.fast = fast.enable(model)
+            try:
+                backend.fast = fast.enable(model)
+            except Exception as exc:  # a model or torch build the packing does not handle
+                log.warning("fast decoding off for %s: %s", name, exc)
+                backend.fast = None
             backend._fast_max = fast.PACKED_MAX_TOKENS
         report("Warming up", 90)
         backend._token_strings()  # the token-healing index, built once
@@ -223,7 +227,19 @@ class TransformersBackend:
         """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
         weights; ``decode`` (generated tokens) may take the fast decoder."""
         if decode and self.fast is not None and len(ids) <= self._fast_max:
-            return self.fast.forward(ids, cache)
+            start = cache.get_seq_length()
+            try:
+                return self.fast.forward(ids, cache)
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower():
+                    raise
+                # Keep serving: undo this step's partial cache writes, use the stock path from now.
+                log.warning("fast decoding failed, using the stock path from now: %s", exc)
+                self.fast = None
+                for layer in cache.layers:  # layers before the failure hold the new tokens
+                    extra = layer.get_seq_length() - start
+                    if extra > 0:
+                        layer.crop(-extra)
         torch = self._torch
         inp = torch.tensor([ids], device=self.device)
         out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
