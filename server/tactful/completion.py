@@ -359,7 +359,11 @@ class CompletionEngine:
 
 def _gen_settings(settings: Settings) -> str:
     cs = settings.completion
-    return f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:v1"
+    # The decoding path can change the text (packed weights), so it is part of the key.
+    return (
+        f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:"
+        f"{settings.dtype}:{settings.fast_decode}:v2"
+    )
 
 
 def complete_text(

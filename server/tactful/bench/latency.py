@@ -17,6 +17,7 @@ import random
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,26 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def private_cache_dir(tmp: Path) -> Path:
+    """A cache folder for one run: the installed model (linked, not copied) and an empty
+    completion cache, so that no run answers from completions cached by an earlier one."""
+    from tactful import paths
+
+    models = paths.cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (tmp / "models").symlink_to(models, target_is_directory=True)
+    return tmp
+
+
 async def run_once(
+    name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
+) -> RunResult:
+    with tempfile.TemporaryDirectory(prefix="tactful-bench-") as tmp:
+        settings = {**settings, "cacheDir": str(private_cache_dir(Path(tmp)))}
+        return await _run_once(name, sessions, settings, key_ms, seed)
+
+
+async def _run_once(
     name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
 ) -> RunResult:
     from tactful import lspclient
