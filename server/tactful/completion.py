@@ -327,6 +327,14 @@ class CompletionEngine:
                 del self._inflight[channel_key]
         self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
         self.stats.reused_tokens += result.reused_tokens
+        log.debug(
+            "generation: %d prompt tokens (%d reused), %d generated, %.0f ms%s",
+            result.prompt_tokens,
+            result.reused_tokens,
+            len(result.tokens),
+            result.seconds * 1000,
+            ", cancelled" if result.cancelled else "",
+        )
         if result.cancelled:
             self.stats.cancelled += 1
             return None
