@@ -29,13 +29,12 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.models.llama.modeling_llama import rotate_half
 
 log = logging.getLogger(__name__)
 
 #: The attention implementation name registered with transformers.
 ATTN_NAME = "tactful_decode"
-#: The decoder takes at most this many new tokens per call; longer inputs take the stock path.
-PACKED_MAX_TOKENS = 8
 #: Group size of the 4-bit packing.
 GROUP = 32
 #: Largest relative error (max abs error / max abs weight) for a layer to be packed as 4-bit;
@@ -316,11 +315,6 @@ class Decoder:
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return weight * h.to(x.dtype)
 
-    @staticmethod
-    def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
     def forward(self, ids: list[int], cache: Any) -> torch.Tensor:
         """Run ``ids`` (a few tokens) after what ``cache`` holds; float32 logits of the last one."""
         m = len(ids)
@@ -345,8 +339,8 @@ class Decoder:
             q = qkv[:, : self.q_size].reshape(m, nh, hd).transpose(0, 1)  # nh, m, d
             k = qkv[:, self.q_size : self.q_size + self.kv_size].reshape(m, nkv, hd).transpose(0, 1)
             v = qkv[:, self.q_size + self.kv_size :].reshape(m, nkv, hd).transpose(0, 1)
-            q = q * cos + self._rotate_half(q) * sin
-            k = k * cos + self._rotate_half(k) * sin
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
             keys, values = cache.layers[i].update(k.unsqueeze(0), v.unsqueeze(0))
             kf, vf = keys[0], values[0]  # nkv, total, d (float32)
             qf = q.float().reshape(nkv, groups * m, hd)

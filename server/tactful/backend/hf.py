@@ -15,11 +15,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tactful.backend import embedded
 from tactful.backend.fim import FimTemplate, detect_fim
 from tactful.backend.types import GenerateRequest, Generation, LineScores, ModelError
+
+if TYPE_CHECKING:
+    from tactful.backend.fast import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,7 @@ class TransformersBackend:
         self._lock = threading.RLock()
         self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
         #: The fast CPU decoder when it is on (see ``fast.py``), else None.
-        self.fast: Any = None
-        self._fast_max = 0
+        self.fast: Decoder | None = None
         #: Totals since start, for benchmarks and the status command.
         self.stats = {
             "prefilled": 0,
@@ -171,7 +173,6 @@ class TransformersBackend:
             except Exception as exc:  # a model or torch build the packing does not handle
                 log.warning("fast decoding off for %s: %s", name, exc)
                 backend.fast = None
-            backend._fast_max = fast.PACKED_MAX_TOKENS
         report("Warming up", 90)
         backend._token_strings()  # the token-healing index, built once
         backend.generate(GenerateRequest(prefix="def add(a, b):", max_new_tokens=2))
@@ -226,7 +227,7 @@ class TransformersBackend:
     def _forward(self, ids: list[int], cache: Any, decode: bool = False) -> Any:
         """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
         weights; ``decode`` (generated tokens) may take the fast decoder."""
-        if decode and self.fast is not None and len(ids) <= self._fast_max:
+        if decode and self.fast is not None:
             start = cache.get_seq_length()
             try:
                 return self.fast.forward(ids, cache)
