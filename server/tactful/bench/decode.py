@@ -19,10 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
+from tactful.bench.latency import percentile
 
 
 def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -> dict[str, Any]:
@@ -46,7 +43,7 @@ def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -
             times = times[2:]  # warm-up
             out[str(ctx)] = {
                 "step_p50_ms": round(statistics.median(times), 1),
-                "step_p95_ms": round(_pct(times, 95), 1),
+                "step_p95_ms": round(percentile(times, 95), 1),
             }
     return out
 

@@ -75,7 +75,7 @@ def pick_sessions(files: list[Path], lines_per_file: int, seed: int) -> list[Typ
     return out
 
 
-def _percentile(xs: list[float], p: float) -> float:
+def percentile(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
     xs = sorted(xs)
@@ -225,8 +225,8 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "with_suggestion": r.with_suggestion,
         "cancelled_or_superseded": r.cancelled,
         "p50_ms": round(statistics.median(lat), 1) if lat else None,
-        "p95_ms": round(_percentile(lat, 95), 1) if lat else None,
-        "p99_ms": round(_percentile(lat, 99), 1) if lat else None,
+        "p95_ms": round(percentile(lat, 95), 1) if lat else None,
+        "p99_ms": round(percentile(lat, 99), 1) if lat else None,
         "answered_by_model": model_lat.get("n"),
         "model_p50_ms (server)": model_lat.get("p50Ms"),
         "model_p95_ms (server)": model_lat.get("p95Ms"),
