@@ -449,7 +449,8 @@ def build(
                 {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}
                 for i, cheap, regen, p1 in job.rows()
             ]
-            fh.write(json.dumps({"id": sid, "bugs": bugs, "lines": res.lines, "rows": rows}) + "\n")
+            record = {"id": sid, "bugs": bugs, "lines": res.lines, "rows": rows, "text": text}
+            fh.write(json.dumps(record) + "\n")
             fh.flush()
             print(
                 f"[{name}] {k + 1}/{len(samples)} {sid} ({time.time() - t0:.0f}s)",
