@@ -167,7 +167,7 @@ class Settings:
     threads: int = attrs.field(default=0, validator=_int_range(0, 256))
     """CPU threads for the model; 0: one less than the CPU count (at least 1), which leaves a core to the editor."""
     fast_decode: bool = attrs.field(default=True, validator=_bool)
-    """On the CPU in bfloat16: decode with packed 4-bit/8-bit weights where they reproduce the model's own, a preallocated float32 KV cache and float32 attention (docs/benchmarks.md); off: stock transformers."""
+    """On the CPU (bfloat16, or float32 where the CPU lacks fast bfloat16): decode with packed 4-bit/8-bit weights where they reproduce the model's own, a preallocated float32 KV cache and float32 attention (docs/benchmarks.md); off: stock transformers."""
     languages: dict[str, bool] = attrs.field(
         factory=lambda: {"plaintext": False, "markdown": False, "log": False},
         validator=_lang_map,

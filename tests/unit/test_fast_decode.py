@@ -27,6 +27,10 @@ def test_weights_on_a_4bit_grid_pack_as_int4_and_multiply_like_dense() -> None:
     ref = x.float() @ w.float().t()
     got = packed.mm(x).float()
     assert (got - ref).abs().max() <= 0.02 * ref.abs().max()
+    # float32 activations (a model run in float32) come back in float32, rounded like bf16 ones.
+    got32 = packed.mm(x.float())
+    assert got32.dtype == torch.float32
+    assert (got32 - ref).abs().max() <= 0.02 * ref.abs().max()
 
 
 def test_gaussian_weights_fall_back_to_int8_rows_with_a_small_error() -> None:
@@ -109,10 +113,9 @@ def test_decoder_reproduces_the_stock_forward_on_the_embedded_model() -> None:
     from tactful.backend.hf import TransformersBackend
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
-    if backend.model.dtype != torch.bfloat16:
-        pytest.skip("this CPU runs the model in float32 (no AVX512-BF16): no fast path")
     decoder = backend.fast
-    assert decoder is not None, "the embedded model in bf16 on a CPU takes the fast path"
+    # bfloat16 where the CPU has fast bf16 matmuls, else float32: both take the fast path.
+    assert decoder is not None, f"the embedded model in {backend.model.dtype} on a CPU is fast"
     counts = decoder.counts()
     assert counts["int4"] == 4 * 30 and counts["int8"] == 1  # exact 4-bit body, 8-bit head
     text = (
@@ -143,11 +146,8 @@ def test_decoder_reproduces_the_stock_forward_on_the_embedded_model() -> None:
 def test_bench_decode_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from tactful.backend.hf import cpu_has_bf16
     from tactful.bench import decode
 
-    if not cpu_has_bf16():
-        pytest.skip("this CPU runs the model in float32 (no AVX512-BF16): no fast path")
     assert decode.main(["--contexts", "40,80", "--steps", "3", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     for name in ("fast", "stock"):
@@ -156,7 +156,7 @@ def test_bench_decode_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> N
             assert 0 < row["step_p50_ms"] <= row["step_p95_ms"]
 
 
-def _tiny(model_type: str, **extra: object) -> torch.nn.Module:
+def _tiny(model_type: str, dtype: torch.dtype = torch.bfloat16, **extra: object) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(
@@ -171,18 +171,25 @@ def _tiny(model_type: str, **extra: object) -> torch.nn.Module:
         **extra,
     )
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
 
 
 @pytest.mark.parametrize(
-    ("model_type", "extra"),
-    [("llama", {}), ("llama", {"attention_bias": True}), ("qwen2", {})],
+    ("model_type", "dtype", "extra"),
+    [
+        ("llama", torch.bfloat16, {}),
+        ("llama", torch.bfloat16, {"attention_bias": True}),
+        ("qwen2", torch.bfloat16, {}),
+        ("llama", torch.float32, {}),
+        ("qwen2", torch.float32, {}),
+    ],
 )
 def test_decoder_matches_stock_forward_on_other_architectures(
-    model_type: str, extra: dict[str, object]
+    model_type: str, dtype: torch.dtype, extra: dict[str, object]
 ) -> None:
-    """Random weights (not on a 4-bit grid, so 8-bit rows) and biases where the family has them."""
-    model = _tiny(model_type, **extra)
+    """Random weights (not on a 4-bit grid, so 8-bit rows) and biases where the family has
+    them, in bfloat16 and in float32 (CPUs without fast bfloat16 run models in float32)."""
+    model = _tiny(model_type, dtype, **extra)
     decoder = fast.enable(model)
     assert decoder is not None
     assert decoder.counts()["int4"] == 0  # random weights do not re-pack exactly as 4-bit
@@ -209,7 +216,7 @@ def test_unsupported_architectures_keep_the_stock_path() -> None:
     config = GPT2Config(vocab_size=300, n_embd=64, n_layer=2, n_head=4, n_positions=128)
     model = GPT2LMHeadModel(config).to(torch.bfloat16).eval()
     assert fast.enable(model) is None
-    assert fast.enable(_tiny("llama").float()) is None  # float32 weights: not the fast path
+    assert fast.enable(_tiny("llama", torch.float16)) is None  # float16: not the fast path
 
 
 @pytest.mark.model

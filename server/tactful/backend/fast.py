@@ -95,12 +95,19 @@ class PackedWeight:
             self.scales8 = s8.to(torch.bfloat16)
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W.T`` for a 2-D bfloat16 ``x`` of a few rows."""
+        """``x @ W.T`` for a 2-D ``x`` of a few rows, in ``x``'s dtype.
+
+        The kernels take bfloat16 activations: a float32 ``x`` (a model run in float32 on a CPU
+        without fast bfloat16) is rounded to bfloat16 for the product. With float32 activations
+        the same kernels are about 10x slower on an AVX2-only CPU (docs/benchmarks.md)."""
+        xb = x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
         if self.mode == "int4":
-            return torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x, self.int4, GROUP, self.scales_zeros
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                xb, self.int4, GROUP, self.scales_zeros
             )
-        return torch.ops.aten._weight_int8pack_mm(x, self.int8, self.scales8)
+        else:
+            out = torch.ops.aten._weight_int8pack_mm(xb, self.int8, self.scales8)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class GrowingLayer(DynamicLayer):
@@ -234,8 +241,8 @@ class Decoder:
 
     The stock module tree costs about as much Python overhead per token as the matrix products
     themselves on a 135M model; this runs the same arithmetic as transformers' Llama/Qwen2
-    layers (bfloat16 residual stream, float32 norms and attention) with fused QKV and gate/up
-    products. It reads and writes the same ``GrowingLayer`` cache as the stock forward, which
+    layers (residual stream in the model's dtype, float32 norms and attention, bfloat16
+    activations into the packed products) with fused QKV and gate/up products. It reads and writes the same ``GrowingLayer`` cache as the stock forward, which
     still runs prompt prefill with the dense weights."""
 
     def __init__(self, model: Any) -> None:
@@ -319,7 +326,7 @@ class Decoder:
         """Run ``ids`` (a few tokens) after what ``cache`` holds; float32 logits of the last one."""
         m = len(ids)
         start = cache.get_seq_length()
-        h = self.embed[torch.tensor(ids)]  # m, hidden (bfloat16)
+        h = self.embed[torch.tensor(ids)]  # m, hidden (the model's dtype)
         pos = torch.arange(start, start + m).unsqueeze(0)
         cos, sin = self.rotary(h.unsqueeze(0), pos)  # 1, m, head_dim
         cos = cos[0].unsqueeze(0)  # 1, m, d (broadcast over heads)
@@ -363,12 +370,17 @@ class Decoder:
         return self.head.mm(last.contiguous())[0].float()
 
 
+#: Weight dtypes the fast path takes: bfloat16, and float32 where the CPU lacks fast bfloat16.
+DTYPES = (torch.bfloat16, torch.float32)
+
+
 def enable(model: Any) -> Decoder | None:
-    """Prepare ``model`` (bfloat16, on the CPU) for the fast path; None where it does not apply."""
+    """Prepare ``model`` (bfloat16 or float32, on the CPU) for the fast path; None where it does
+    not apply."""
     if not kernels_available():
         log.info("fast decode off: this torch build lacks the packed-weight kernels")
         return None
-    if next(model.parameters()).dtype != torch.bfloat16 or not Decoder.supports(model):
+    if next(model.parameters()).dtype not in DTYPES or not Decoder.supports(model):
         return None
     decoder = Decoder(model)
     try:

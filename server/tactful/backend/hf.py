@@ -165,7 +165,7 @@ class TransformersBackend:
             # the editor and other processes and each decoding step gets several times slower.
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
         backend = cls(model, tokenizer, name, device)
-        if fast_decode and device == "cpu" and torch_dtype == torch.bfloat16:
+        if fast_decode and device == "cpu" and torch_dtype in (torch.bfloat16, torch.float32):
             from tactful.backend import fast
 
             try:
