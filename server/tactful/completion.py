@@ -4,6 +4,12 @@ stage 2 -> suggestion. One ``CompletionEngine`` per server; LSP handlers only tr
 Guarantees: a newer request for a document cancels the older one's generation (within one
 decoding step); a result is never returned once a newer request for the same document has
 arrived; the event loop never runs model code (``ModelRunner`` does).
+
+Deadline (``completion.deadlineMs``): when the model is still writing after that long, the
+request is answered with the whole words written so far, and the generation goes on. Requests
+that type along the part on screen do not cancel it; when it ends, the shown suggestion is
+extended to the whole text, which type-along then serves (and the accept of the part on screen
+brings the rest as the next ghost text).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import asyncio
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -55,6 +62,9 @@ class _Shown:
     after: str
     offset: int
     suggestion: Suggestion
+    #: The cancel event of the generation still writing this suggestion (shown in part at the
+    #: deadline), else None.
+    pending: threading.Event | None = None
 
 
 @dataclass
@@ -70,6 +80,9 @@ class EngineStats:
     hidden_stage2: int = 0
     empty: int = 0
     errors: int = 0
+    #: Answered at the deadline with the words written so far / extended when the model ended.
+    partial: int = 0
+    extended: int = 0
     prefilled_tokens: int = 0
     reused_tokens: int = 0
 
@@ -101,6 +114,18 @@ def make_generate_request(
         use_fim=fim,
         should_stop=block_ended,
     )
+
+
+_TRAILING_WORD = re.compile(r"\w+\Z")
+
+
+def partial_text(written: str, ctx: CompletionContext) -> str | None:
+    """What can be shown of a generation that is still running: its text up to the last word
+    boundary (the last word may still grow), post-processed; None when nothing is left."""
+    cut = _TRAILING_WORD.sub("", written)
+    if not cut.strip():
+        return None
+    return pp.postprocess(cut, ctx)
 
 
 def type_along(shown: _Shown | None, text: str, offset: int) -> str | None:
@@ -193,28 +218,35 @@ class CompletionEngine:
         self.stats.requests += 1
         self._seq += 1
         seq = self._latest[key] = self._seq
-        previous = self._inflight.pop(key, None)
-        if previous is not None:
-            previous.set()  # cancel-previous: the older generation stops within one step
-        if not settings.language_enabled(language_id):
+        enabled = settings.language_enabled(language_id)
+        shown = self._shown.get(key)
+        # Type-along: the user typed the start of what is on screen; no model call.
+        rest = (
+            type_along(shown, text, offset) if enabled and settings.completion.type_along else None
+        )
+        previous = self._inflight.get(key)
+        if previous is not None and (
+            rest is None or shown is None or shown.pending is not previous
+        ):
+            # cancel-previous: the older generation stops within one step, unless it is the one
+            # still writing the suggestion that the user is typing along.
+            del self._inflight[key]
+            previous.set()
+        if not enabled:
             return None
 
-        # Type-along: the user typed the start of what is on screen; no model call.
-        if settings.completion.type_along:
-            rest = type_along(self._shown.get(key), text, offset)
-            if rest is not None:
-                shown = self._shown[key]
-                self.stats.type_along += 1
-                self.stats.answered += 1
-                return Suggestion(
-                    shown.suggestion.id,
-                    rest,
-                    offset,
-                    "type_along",
-                    shown.suggestion.multiline,
-                    shown.suggestion.context_class,
-                    shown.suggestion.info,
-                )
+        if rest is not None and shown is not None:
+            self.stats.type_along += 1
+            self.stats.answered += 1
+            return Suggestion(
+                shown.suggestion.id,
+                rest,
+                offset,
+                "type_along",
+                shown.suggestion.multiline,
+                shown.suggestion.context_class,
+                shown.suggestion.info,
+            )
         self._shown.pop(key, None)
 
         backend = self.runner.backend
@@ -258,26 +290,72 @@ class CompletionEngine:
         gen = await self._generate(backend, ctx, settings, uri, key)
         if gen is None:
             return None
-        text_out, info = gen
+        text_out, info, going_on = gen
         if not self.is_latest(key, seq) or (
             current_version is not None and version is not None and current_version() != version
         ):
             self.stats.superseded += 1
+            if going_on is not None:
+                going_on[1].cancel.set()
             return None
         stage2 = hooks.after_generation(req, info, stage1)
         if not stage2.show:
             self.stats.hidden_stage2 += 1
             hooks.hidden(req, info, stage1, stage2)
+            if going_on is not None:
+                going_on[1].cancel.set()
             return None
         sugg = Suggestion(
             uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info
         )
-        self._shown[key] = _Shown(text[:offset], text[offset:], offset, sugg)
+        shown = _Shown(text[:offset], text[offset:], offset, sugg)
+        self._shown[key] = shown
         hooks.shown(req, info, sugg.id, stage1, stage2)
         self.stats.answered += 1
         if info.source == "model":
             self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
+        if going_on is not None:
+            fut, greq = going_on
+            shown.pending = greq.cancel
+            self.stats.partial += 1
+            fut.add_done_callback(
+                lambda f: self._finished_in_background(f, key, shown, greq, ctx, backend, settings)
+            )
         return sugg
+
+    def _finished_in_background(
+        self,
+        fut: asyncio.Future[Generation],
+        key: str,
+        shown: _Shown,
+        greq: GenerateRequest,
+        ctx: CompletionContext,
+        backend: Backend,
+        settings: Settings,
+    ) -> None:
+        """The generation behind a suggestion shown in part ended: extend the suggestion (for
+        type-along and the accept) if it is still the one on screen."""
+        shown.pending = None
+        if self._inflight.get(key) is greq.cancel:
+            del self._inflight[key]
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        result = fut.result()
+        self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
+        self.stats.reused_tokens += result.reused_tokens
+        if result.cancelled:
+            self.stats.cancelled += 1
+            return
+        text = pp.postprocess(result.text, ctx)
+        if text is None:
+            return
+        self._cache_put(backend, ctx, settings, text, result)
+        part = shown.suggestion.text
+        if self._shown.get(key) is not shown or len(text) <= len(part) or not text.startswith(part):
+            return
+        shown.suggestion.text = text
+        self.stats.extended += 1
+        self._hooks().extended(shown.suggestion.id, text)
 
     async def _generate(
         self,
@@ -286,34 +364,50 @@ class CompletionEngine:
         settings: Settings,
         uri: str,
         channel_key: str,
-    ) -> tuple[str, SuggestionInfo] | None:
-        key = None
-        if self.cache is not None and settings.completion.cache:
-            key = cache_key(
-                backend.name,
-                _gen_settings(settings),
-                ctx.prefix,
-                ctx.suffix if backend.fim else "",
-                ctx.multiline,
-            )
+    ) -> (
+        tuple[str, SuggestionInfo, tuple[asyncio.Future[Generation], GenerateRequest] | None] | None
+    ):
+        """The suggestion's text and info, and, when it was cut at the deadline, the generation
+        that goes on writing it (its future and request)."""
+        key = self._cache_key(backend, ctx, settings)
+        if key is not None and self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("text"), str):
                 self.stats.cache_hits += 1
-                return hit["text"], SuggestionInfo(
+                return (
                     hit["text"],
-                    list(hit.get("logprobs", [])),
-                    list(hit.get("tokens", [])),
-                    "cache",
-                    backend.name,
-                    0.0,
+                    SuggestionInfo(
+                        hit["text"],
+                        list(hit.get("logprobs", [])),
+                        list(hit.get("tokens", [])),
+                        "cache",
+                        backend.name,
+                        0.0,
+                    ),
+                    None,
                 )
         greq = make_generate_request(ctx, settings, uri, backend.fim)
-        self._inflight[channel_key] = greq.cancel
         self.stats.model_calls += 1
+        t0 = time.perf_counter()
         try:
-            result: Generation = await self.runner.run(
-                lambda b: b.generate(greq), PRIORITY_COMPLETION
+            fut = asyncio.wrap_future(
+                self.runner.start(lambda b: b.generate(greq), PRIORITY_COMPLETION)
             )
+        except ModelError as exc:
+            self.stats.errors += 1
+            log.warning("completion failed: %s", exc)
+            return None
+        self._inflight[channel_key] = greq.cancel
+        going_on = False
+        try:
+            deadline = settings.completion.deadline_ms / 1000
+            if deadline:
+                part = await self._until_deadline(fut, greq, ctx, deadline)
+                if part is not None:
+                    going_on = True
+                    info = part_info(part, greq.partial, backend.name, time.perf_counter() - t0)
+                    return part, info, (fut, greq)
+            result: Generation = await fut
         except asyncio.CancelledError:
             greq.cancel.set()  # $/cancelRequest: stop the generation too
             self.stats.cancelled += 1
@@ -323,7 +417,7 @@ class CompletionEngine:
             log.warning("completion failed: %s", exc)
             return None
         finally:
-            if self._inflight.get(channel_key) is greq.cancel:
+            if not going_on and self._inflight.get(channel_key) is greq.cancel:
                 del self._inflight[channel_key]
         self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
         self.stats.reused_tokens += result.reused_tokens
@@ -342,27 +436,80 @@ class CompletionEngine:
         if text is None:
             self.stats.empty += 1
             return None
-        n = len(text)
-        # Keep the log-probs of the tokens that survived post-processing.
-        kept, acc = 0, 0
-        for tok in result.tokens:
-            if acc >= n:
-                break
-            acc += len(tok)
-            kept += 1
-        info = SuggestionInfo(
-            text,
-            result.token_logprobs[:kept],
-            result.tokens[:kept],
-            "model",
+        info = part_info(text, result, backend.name)
+        self._cache_put(backend, ctx, settings, text, result)
+        return text, info, None
+
+    @staticmethod
+    async def _until_deadline(
+        fut: asyncio.Future[Generation],
+        greq: GenerateRequest,
+        ctx: CompletionContext,
+        deadline: float,
+    ) -> str | None:
+        """Wait for the generation up to ``deadline`` seconds; if it is still running then, the
+        whole words written so far as soon as there are any. None: it ended (or was cancelled)
+        first, and ``fut`` holds its result."""
+        done, _ = await asyncio.wait({fut}, timeout=deadline)
+        while not done:
+            written = greq.partial
+            part = partial_text(written.text, ctx) if written is not None else None
+            if part is not None and not fut.done():
+                return part
+            done, _ = await asyncio.wait({fut}, timeout=_DEADLINE_POLL_S)
+        return None
+
+    def _cache_key(
+        self, backend: Backend, ctx: CompletionContext, settings: Settings
+    ) -> str | None:
+        if self.cache is None or not settings.completion.cache:
+            return None
+        return cache_key(
             backend.name,
-            result.seconds,
+            _gen_settings(settings),
+            ctx.prefix,
+            ctx.suffix if backend.fim else "",
+            ctx.multiline,
         )
+
+    def _cache_put(
+        self,
+        backend: Backend,
+        ctx: CompletionContext,
+        settings: Settings,
+        text: str,
+        result: Generation,
+    ) -> None:
+        key = self._cache_key(backend, ctx, settings)
         if key is not None and self.cache is not None:
+            info = part_info(text, result, backend.name)
             self.cache.put(
                 key, {"text": text, "logprobs": info.token_logprobs, "tokens": info.tokens}
             )
-        return text, info
+
+
+#: How often a request past its deadline looks again for a whole word to show.
+_DEADLINE_POLL_S = 0.01
+
+
+def part_info(
+    text: str, gen: Generation | None, model: str, seconds: float | None = None
+) -> SuggestionInfo:
+    """The suggestion info of ``text`` (post-processed) from the generation it came from, with
+    the log-probabilities of the tokens that survived post-processing; ``seconds`` defaults to
+    the generation's own time (set when it ends)."""
+    tokens = list(gen.tokens) if gen is not None else []
+    logprobs = list(gen.token_logprobs) if gen is not None else []
+    n = min(len(tokens), len(logprobs))
+    kept, acc = 0, 0
+    for tok in tokens[:n]:
+        if acc >= len(text):
+            break
+        acc += len(tok)
+        kept += 1
+    if seconds is None:
+        seconds = gen.seconds if gen is not None else 0.0
+    return SuggestionInfo(text, logprobs[:kept], tokens[:kept], "model", model, seconds)
 
 
 def _gen_settings(settings: Settings) -> str:

@@ -46,7 +46,17 @@ SCHEMA_VERSION = 1
 LOG_FILENAME = "feedback.sqlite3"
 
 #: Event kinds, in the order they happen to one suggestion.
-KINDS = ("requested", "skipped", "generated", "hidden", "shown", "accepted", "rejected", "survival")
+KINDS = (
+    "requested",
+    "skipped",
+    "generated",
+    "hidden",
+    "shown",
+    "extended",
+    "accepted",
+    "rejected",
+    "survival",
+)
 #: Why the server counted a suggestion as rejected.
 REJECT_REASONS = (
     "explicit",  # the client ran tactful.reject

@@ -94,6 +94,11 @@ class SuggestionHooks(Protocol):
         """The suggestion was returned to the client with this id (in its accept command)."""
         ...
 
+    def extended(self, suggestion_id: str, text: str) -> None:
+        """A suggestion shown in part (the completion deadline) was generated to its end:
+        ``text`` starts with the shown text and is what type-along serves from now on."""
+        ...
+
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
         """The server's copy of a document changed (inferred rejection, code survival)."""
         ...
@@ -130,6 +135,9 @@ class NullHooks:
         stage1: Decision,
         stage2: Decision,
     ) -> None:
+        pass
+
+    def extended(self, suggestion_id: str, text: str) -> None:
         pass
 
     def document_changed(self, uri: str, text: str, version: int | None) -> None:

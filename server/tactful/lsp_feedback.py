@@ -171,6 +171,9 @@ class FeedbackHub:
     ) -> None:
         self._hooks().shown(req, sugg, suggestion_id, stage1, stage2)
 
+    def extended(self, suggestion_id: str, text: str) -> None:
+        self._hooks().extended(suggestion_id, text)
+
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
         self._hooks().document_changed(uri, text, version)
 

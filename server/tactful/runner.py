@@ -70,12 +70,18 @@ class ModelRunner:
             self._cv.notify()
         return fut
 
-    async def run(self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION) -> T:
-        """Await ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
+    def start(
+        self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION
+    ) -> concurrent.futures.Future[T]:
+        """Queue ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
         backend = self.backend
         if backend is None or self.state != READY:
             raise ModelError(self.error or f"model is {self.state}")
-        return await asyncio.wrap_future(self.submit(lambda: fn(backend), priority))
+        return self.submit(lambda: fn(backend), priority)
+
+    async def run(self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION) -> T:
+        """Await ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
+        return await asyncio.wrap_future(self.start(fn, priority))
 
     def urgent_waiting(self, than: int = PRIORITY_FLAG) -> bool:
         """True when work more urgent than ``than`` is queued (flags then give way)."""

@@ -395,6 +395,25 @@ class SuggestionTracker:
                 t=now,
             )
 
+    def extended(self, suggestion_id: str, text: str) -> None:
+        try:
+            self._extended(suggestion_id, text)
+        except Exception:
+            log.exception("tracker: extended failed")
+
+    def _extended(self, suggestion_id: str, text: str) -> None:
+        with self._lock:
+            p = self._by_item.get(suggestion_id)
+            if p is None or p.outcome is not None or not text.startswith(p.text):
+                return
+            shown_chars = len(p.text)
+            # Typing along, accepting and survival are judged on the whole suggestion from now
+            # on; the shown event keeps what was on screen when the decision features were taken.
+            p.text = text
+            self._record(
+                "extended", p, {"item_id": suggestion_id, "text": text, "shown_chars": shown_chars}
+            )
+
     # --- hooks: documents ----------------------------------------------------------------------
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
         try:

@@ -49,7 +49,8 @@ async def client(lsp_client: LanguageClient):
             initialization_options={
                 "flags": {"enable": False},
                 "cdhf": {"enable": False},
-                "completion": {"cache": False},
+                # The deadline tests below switch it on; the others wait for whole suggestions.
+                "completion": {"cache": False, "deadlineMs": 0},
             },
         )
     )
@@ -177,3 +178,83 @@ async def test_list_and_inline_requests_do_not_supersede_each_other(client: Lang
     ghosted = await ghost
     assert ghosted is not None and ghosted.items, "the inline request is answered"
     assert listed is not None and listed.items, "the list request is answered too"
+
+
+def _set(client: LanguageClient, completion: dict[str, Any]) -> None:
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"tactful": {"completion": completion}})
+    )
+
+
+async def _stats_when(client: LanguageClient, key: str, at_least: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for _ in range(600):
+        stats = _d((await status(client))["stats"])
+        if stats[key] >= at_least:
+            break
+        await asyncio.sleep(0.05)
+    return stats
+
+
+async def test_deadline_shows_whole_words_then_the_rest_by_type_along(
+    client: LanguageClient,
+) -> None:
+    """Past completion.deadlineMs the answer is the whole words written so far; the generation
+    goes on (typing along does not cancel it), and then type-along serves the whole line."""
+    uri = "file:///tmp/latency/deadline.py"
+    text = CODE.replace("    files = list_python_files(sys.argv[1])\n", "    files = \n")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    files = ")
+    await status(client)  # the document is in
+    _set(client, {"deadlineMs": 1})
+    try:
+        before = _d((await status(client))["stats"])
+        res = await inline(client, uri, line, 12)
+        assert res is not None and res.items, "answered at the deadline"
+        part = res.items[0].insert_text
+        mid = _d((await status(client))["stats"])
+        assert mid["partial"] == before["partial"] + 1, (part, mid)
+        assert part.strip() and not part[-1].isalnum(), f"not cut at a word boundary: {part!r}"
+        # Type the first character while the model still writes: answered by type-along, and
+        # the generation is not cancelled.
+        change_doc(client, uri, 2, part[0], (line, 12), (line, 12))
+        res2 = await inline(client, uri, line, 13)
+        assert res2 is not None and res2.items and res2.items[0].insert_text.startswith(part[1:])
+        after = await _stats_when(client, "extended", before["extended"] + 1)
+        assert after["extended"] == before["extended"] + 1, after
+        assert after["model_calls"] == mid["model_calls"], "typing along started a model call"
+        # The whole suggestion is served now: longer than the part that was shown.
+        change_doc(client, uri, 3, part[1], (line, 13), (line, 13))
+        res3 = await inline(client, uri, line, 14)
+        assert res3 is not None and res3.items
+        rest = res3.items[0].insert_text
+        assert rest.startswith(part[2:]) and len(rest) > len(part) - 2, (part, rest)
+        assert res3.items[0].command.arguments == res.items[0].command.arguments
+        final = _d((await status(client))["stats"])
+        assert final["model_calls"] == mid["model_calls"]
+    finally:
+        _set(client, {"deadlineMs": 0})
+
+
+async def test_deadline_continuation_is_cancelled_by_an_edit_that_diverges(
+    client: LanguageClient,
+) -> None:
+    uri = "file:///tmp/latency/deadline-cancel.py"
+    text = CODE.replace("    files = list_python_files(sys.argv[1])\n", "    files = \n")
+    open_doc(client, uri, text)
+    line = text.split("\n").index("    files = ")
+    await status(client)
+    _set(client, {"deadlineMs": 1})
+    try:
+        before = _d((await status(client))["backend"])
+        res = await inline(client, uri, line, 12)
+        assert res is not None and res.items
+        part = res.items[0].insert_text
+        # Type something the suggestion does not say: the background generation is cancelled.
+        other = "#" if part[0] != "#" else "@"
+        change_doc(client, uri, 2, other, (line, 12), (line, 12))
+        await inline(client, uri, line, 13)
+        after = _d((await status(client))["backend"])
+        assert after["cancelled"] >= before["cancelled"] + 1, (before, after)
+    finally:
+        _set(client, {"deadlineMs": 0})

@@ -49,7 +49,10 @@ async def client(lsp_client: LanguageClient):
     lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
     lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
         types.InitializeParams(
-            capabilities=capabilities(), initialization_options={"completion": {"debounceMs": 0}}
+            capabilities=capabilities(),
+            # These tests judge whole suggestions; tests/lsp/test_latency_features.py covers the
+            # deadline, which would show part of them on a slow machine.
+            initialization_options={"completion": {"debounceMs": 0, "deadlineMs": 0}},
         )
     )
     st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]

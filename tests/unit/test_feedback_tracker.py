@@ -319,3 +319,39 @@ def test_partial_accept_is_not_counted_twice(env) -> None:
     tr.document_changed(URI, after, 2)
     tr.accept("item-partial", 2, via="partial")
     assert tr._by_item["item-partial"].accepted_text == "a "
+
+
+def test_a_suggestion_shown_in_part_is_extended_and_accepted_whole(env) -> None:
+    """The completion deadline showed 'a +'; the model then wrote 'a + b': typing along and the
+    accept are judged on the whole text, and the log keeps both."""
+    tr, _clock, path = env
+    show(tr, TEXT, CURSOR, "a +", "item-x")
+    tr.extended("item-x", "a + b")
+    tr.extended("item-x", "something else")  # not a continuation of the shown text: ignored
+    tr.extended("unknown-item", "a + b")  # never shown: ignored
+    typed = TEXT[:CURSOR] + "a + " + TEXT[CURSOR:]
+    tr.document_changed(URI, typed, 2)
+    # Typing "a + " went past the part on screen but along the whole suggestion: still pending.
+    tr.before_generation(RequestInfo(URI, "python", typed, CURSOR + 4, 1, 15))
+    assert [e.kind for e in events(path) if e.kind == "rejected"] == []
+    tr.document_changed(URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 3)
+    assert tr.accept("item-x") is True
+    evs = events(path)
+    (ext,) = [e for e in evs if e.kind == "extended"]
+    assert ext.data == {"item_id": "item-x", "text": "a + b", "shown_chars": 3}
+    shown_ev = next(e for e in evs if e.kind == "shown")
+    assert shown_ev.data["text"] == "a +", "the shown event keeps what was on screen"
+    acc = next(e for e in evs if e.kind == "accepted")
+    assert acc.data["full"] is True and acc.data["accepted_length"] == 5
+
+
+def test_extended_text_is_hashed_in_hash_mode(tmp_path: Path) -> None:
+    log = FeedbackLog(tmp_path / "log.sqlite3", store_text="hash")
+    tr = SuggestionTracker(log, None, clock=Clock(), start_timer=False)
+    try:
+        show(tr, TEXT, CURSOR, "a +", "item-h")
+        tr.extended("item-h", "a + b")
+    finally:
+        tr.close()
+    (ext,) = [e for e in events(tmp_path / "log.sqlite3") if e.kind == "extended"]
+    assert "text" not in ext.data and ext.data["text_sha256"] == feedback.text_hash("a + b")

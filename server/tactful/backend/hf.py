@@ -329,6 +329,7 @@ class TransformersBackend:
         self._crop(cache, keep)
         slot.ids = ids[:keep]
         gen = Generation(text="", prompt_tokens=len(ids), reused_tokens=keep)
+        req.partial = gen
         self.stats["reused"] += keep
         try:
             logits = None
@@ -381,6 +382,7 @@ class TransformersBackend:
                     text = (
                         self.tok.decode(gen_ids)[len(heal) :] if heal else self.tok.decode(gen_ids)
                     )
+                gen.text = text
                 if self._should_stop(text, req):
                     gen.stopped = True
                     break

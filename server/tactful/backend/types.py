@@ -38,6 +38,10 @@ class GenerateRequest:
     #: that many lines of one scored text can be regenerated without prefilling it again
     #: (used by line flags after ``score_into_slot``).
     keep_slot: bool = False
+    #: The generation in progress, set by the backend when it starts: its ``text``, ``tokens``
+    #: and ``token_logprobs`` grow after every token, and another thread may read them (the
+    #: completion deadline shows the words written so far).
+    partial: Generation | None = None
 
 
 @dataclass

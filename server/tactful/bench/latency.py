@@ -4,9 +4,11 @@ Real source files (by default modules of Python's standard library, which were n
 this benchmark) are typed character by character at a human pace, as an editor would send it:
 a ``didChange`` and an inline completion request per keystroke, cancelling the previous request
 (``$/cancelRequest``). The same typing is replayed twice in one run, with prefix reuse,
-type-along and the cache on, then all three off, and the figures are printed side by side with
-the ratio of the medians. Suggestions are single-line unless ``--multiline``; each run starts with
-an empty completion cache.
+type-along and the cache on, then all three off (and no deadline: the baseline waits for every
+whole suggestion), and the figures are printed side by side with the ratio of the medians.
+Suggestions are single-line unless ``--multiline``; each run starts with an empty completion
+cache. ``--deadline-ms`` sets the server's ``completion.deadlineMs`` for the tactful runs, and
+``--no-deadline-run`` adds a run with the deadline off.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class RunResult:
     name: str
     latencies_ms: list[float] = field(default_factory=list)
     with_suggestion: int = 0
+    #: Characters of the first item of each answer with a suggestion.
+    shown_chars: list[int] = field(default_factory=list)
     requests: int = 0
     cancelled: int = 0
     status: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +152,8 @@ async def _run_once(
         items = out.items if isinstance(out, types.InlineCompletionList) else out
         if items:
             res.with_suggestion += 1
+            first = items[0].insert_text
+            res.shown_chars.append(len(first if isinstance(first, str) else first.value))
 
     for n, sess in enumerate(sessions):
         uri = f"file:///bench/{n}-{Path(sess.path).name}"
@@ -227,7 +233,10 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "p50_ms": round(statistics.median(lat), 1) if lat else None,
         "p95_ms": round(percentile(lat, 95), 1) if lat else None,
         "p99_ms": round(percentile(lat, 99), 1) if lat else None,
+        "suggestion_chars_p50": statistics.median(r.shown_chars) if r.shown_chars else None,
         "answered_by_model": model_lat.get("n"),
+        "answered_in_part (deadline)": stats.get("partial"),
+        "extended_after_deadline": stats.get("extended"),
         "model_p50_ms (server)": model_lat.get("p50Ms"),
         "model_p95_ms (server)": model_lat.get("p95Ms"),
         "type_along": stats.get("type_along"),
@@ -264,6 +273,17 @@ def main(argv: Sequence[str]) -> int:
         action="store_true",
         help="also run tactful with fastDecode off (stock transformers decoding)",
     )
+    parser.add_argument(
+        "--deadline-ms",
+        type=int,
+        default=None,
+        help="completion.deadlineMs for the tactful runs (default: the server's default)",
+    )
+    parser.add_argument(
+        "--no-deadline-run",
+        action="store_true",
+        help="also run tactful with completion.deadlineMs 0 (wait for every whole suggestion)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(list(argv))
     files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
@@ -288,6 +308,7 @@ def main(argv: Sequence[str]) -> int:
             "prefixReuse": True,
             "typeAlong": True,
             "cache": True,
+            **({} if args.deadline_ms is None else {"deadlineMs": args.deadline_ms}),
         },
     }
     slow = {
@@ -297,6 +318,7 @@ def main(argv: Sequence[str]) -> int:
             "prefixReuse": False,
             "typeAlong": False,
             "cache": False,
+            "deadlineMs": 0,
         },
     }
     keys = sum(len(s.typed) for s in sessions)
@@ -311,6 +333,15 @@ def main(argv: Sequence[str]) -> int:
             summarize(
                 asyncio.run(
                     run_once("tactful, stock decode", sessions, stock, args.key_ms, args.seed)
+                )
+            )
+        )
+    if args.no_deadline_run:
+        whole = {**fast, "completion": {**fast["completion"], "deadlineMs": 0}}
+        results.append(
+            summarize(
+                asyncio.run(
+                    run_once("tactful, no deadline", sessions, whole, args.key_ms, args.seed)
                 )
             )
         )

@@ -1,0 +1,139 @@
+"""The completion deadline (``completion.deadlineMs``), engine-level: the answer at the deadline
+is the whole words written so far, the generation goes on, typing along does not cancel it, and
+its end extends the suggestion on screen. The backend here writes scripted tokens at a set pace,
+because the real model's timing cannot be controlled; tests/lsp/test_latency_features.py runs
+the same path on the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tactful.backend.types import GenerateRequest, Generation
+from tactful.completion import CompletionEngine, partial_text
+from tactful.config import Settings, apply_settings
+from tactful.context import build_context
+from tactful.runner import READY, ModelRunner
+
+PREFIX = "def total(values):\n    "
+TOKENS = ["result", " =", " sum", "(values", ")", "\n"]
+
+
+class PacedBackend:
+    """Writes ``TOKENS`` one every ``step`` seconds, as the real backend reports progress."""
+
+    name = "paced"
+    fim = False
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.finished = 0
+        self.cancelled = 0
+        self.calls = 0
+
+    def generate(self, req: GenerateRequest) -> Generation:
+        self.calls += 1
+        gen = Generation(text="")
+        req.partial = gen
+        for tok in TOKENS:
+            if req.cancel.wait(self.step):
+                self.cancelled += 1
+                gen.cancelled = True
+                return gen
+            gen.token_logprobs.append(-0.1)
+            gen.tokens.append(tok)
+            gen.text += tok
+            if "\n" in gen.text:
+                break
+        gen.text = gen.text.split("\n")[0]
+        self.finished += 1
+        return gen
+
+    def drop_cache(self, key: str) -> None:
+        pass
+
+
+def engine(step: float, deadline_ms: int) -> tuple[CompletionEngine, PacedBackend]:
+    runner = ModelRunner()
+    backend = PacedBackend(step)
+    runner.backend, runner.state = backend, READY  # type: ignore[assignment]
+    settings, errors, _ = apply_settings(
+        Settings(), {"completion": {"deadlineMs": deadline_ms, "cache": False}}
+    )
+    assert not errors
+    return CompletionEngine(runner, lambda: settings), backend
+
+
+async def ask(eng: CompletionEngine, text: str) -> str | None:
+    sugg = await eng.complete(
+        uri="file:///t.py",
+        text=text,
+        offset=len(text),
+        language_id="python",
+        line=text.count("\n"),
+        character=len(text.split("\n")[-1]),
+    )
+    return None if sugg is None else sugg.text
+
+
+def test_partial_text_keeps_whole_words_only() -> None:
+    ctx = build_context(PREFIX, len(PREFIX), "python", context_tokens=500, multiline_enabled=False)
+    assert partial_text("result = su", ctx) == "result ="  # post-processed: no trailing space
+    assert partial_text("result", ctx) is None  # the first word may still grow
+    assert partial_text("", ctx) is None
+    assert partial_text("result = sum(val", ctx) == "result = sum("
+    assert partial_text("result = sum(values)", ctx) == "result = sum(values)"
+
+
+def test_deadline_answers_in_part_and_type_along_gets_the_rest() -> None:
+    async def scenario() -> None:
+        eng, backend = engine(step=0.05, deadline_ms=60)
+        t0 = time.perf_counter()
+        first = await ask(eng, PREFIX)
+        waited = time.perf_counter() - t0
+        assert first is not None and first.startswith("result") and first != "result = sum(values)"
+        assert not first[-1].isalnum(), first
+        assert waited < 0.05 * len(TOKENS), "answered before the generation ended"
+        assert eng.stats.partial == 1
+        # Typing along the part on screen is answered at once and leaves the model writing.
+        typed = PREFIX + "res"
+        assert await ask(eng, typed) == first[3:]
+        for _ in range(100):
+            if eng.stats.extended:
+                break
+            await asyncio.sleep(0.02)
+        assert eng.stats.extended == 1 and backend.cancelled == 0 and backend.finished == 1
+        assert await ask(eng, PREFIX + "resu") == "lt = sum(values)"
+        assert backend.calls == 1 and eng.stats.type_along == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_does_not_type_along_cancels_the_writing() -> None:
+    async def scenario() -> None:
+        eng, backend = engine(step=0.05, deadline_ms=60)
+        first = await ask(eng, PREFIX)
+        assert first is not None and eng.stats.partial == 1
+        await ask(eng, PREFIX + "x")  # diverges from the suggestion: a new model call
+        assert backend.cancelled >= 1
+        assert eng.stats.extended == 0
+
+    asyncio.run(scenario())
+
+
+def test_without_deadline_the_whole_suggestion_is_awaited() -> None:
+    async def scenario() -> None:
+        eng, backend = engine(step=0.02, deadline_ms=0)
+        assert await ask(eng, PREFIX) == "result = sum(values)"
+        assert eng.stats.partial == 0 and backend.finished == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_generation_that_ends_before_the_deadline_is_shown_whole() -> None:
+    async def scenario() -> None:
+        eng, _backend = engine(step=0.005, deadline_ms=2000)
+        assert await ask(eng, PREFIX) == "result = sum(values)"
+        assert eng.stats.partial == 0
+
+    asyncio.run(scenario())
