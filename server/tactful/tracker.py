@@ -57,6 +57,8 @@ class _Pending:
     requested_at: float
     item_id: str | None = None
     text: str = ""
+    #: Characters shown at first when ``text`` was extended later (the completion deadline).
+    shown_chars: int | None = None
     shown_at: float | None = None
     deadline: float | None = None
     outcome: str | None = None  # "accepted" | "rejected"
@@ -410,6 +412,8 @@ class SuggestionTracker:
             # Typing along, accepting and survival are judged on the whole suggestion from now
             # on; the shown event keeps what was on screen when the decision features were taken.
             p.text = text
+            if p.shown_chars is None:
+                p.shown_chars = shown_chars
             self._record(
                 "extended", p, {"item_id": suggestion_id, "text": text, "shown_chars": shown_chars}
             )
@@ -468,9 +472,13 @@ class SuggestionTracker:
                     sid=item_id,
                 )
                 return False
-            full = accepted_length is None or accepted_length >= len(p.text)
             doc = self._docs.get(p.uri, "")
             typed = len(_typed_prefix(p, doc))
+            if accepted_length is None and p.shown_chars is not None:
+                # An accept of "all" of an extended suggestion takes what was on screen: the part
+                # shown at first, or more if the document holds more of it.
+                accepted_length = len(p.text) if typed >= len(p.text) else max(typed, p.shown_chars)
+            full = accepted_length is None or accepted_length >= len(p.text)
             if full:
                 acc_text = p.text
             else:

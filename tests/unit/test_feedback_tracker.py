@@ -355,3 +355,18 @@ def test_extended_text_is_hashed_in_hash_mode(tmp_path: Path) -> None:
         tr.close()
     (ext,) = [e for e in events(tmp_path / "log.sqlite3") if e.kind == "extended"]
     assert "text" not in ext.data and ext.data["text_sha256"] == feedback.text_hash("a + b")
+
+
+def test_accepting_the_part_on_screen_of_an_extended_suggestion_is_partial(env) -> None:
+    """Tab on the part shown at the deadline: the accept command says "all", but all of what was
+    on screen is the part; the rest, accepted later from type-along, completes it."""
+    tr, _clock, path = env
+    show(tr, TEXT, CURSOR, "a +", "item-p")
+    tr.extended("item-p", "a + b")
+    tr.document_changed(URI, TEXT[:CURSOR] + "a +" + TEXT[CURSOR:], 2)
+    assert tr.accept("item-p") is True
+    tr.document_changed(URI, TEXT[:CURSOR] + "a + b" + TEXT[CURSOR:], 3)
+    assert tr.accept("item-p") is False  # the second accept of one suggestion is logged only
+    first, second = [e for e in events(path) if e.kind == "accepted"]
+    assert first.data["full"] is False and first.data["accepted_length"] == 3
+    assert second.data["full"] is True and second.data["accepted_length"] == 5
