@@ -349,7 +349,7 @@ class CompletionEngine:
         text = pp.postprocess(result.text, ctx)
         if text is None:
             return
-        self._cache_put(backend, ctx, settings, text, result)
+        self._cache_put(backend, ctx, settings, part_info(text, result, backend.name))
         part = shown.suggestion.text
         if self._shown.get(key) is not shown or len(text) <= len(part) or not text.startswith(part):
             return
@@ -437,7 +437,7 @@ class CompletionEngine:
             self.stats.empty += 1
             return None
         info = part_info(text, result, backend.name)
-        self._cache_put(backend, ctx, settings, text, result)
+        self._cache_put(backend, ctx, settings, info)
         return text, info, None
 
     @staticmethod
@@ -473,18 +473,12 @@ class CompletionEngine:
         )
 
     def _cache_put(
-        self,
-        backend: Backend,
-        ctx: CompletionContext,
-        settings: Settings,
-        text: str,
-        result: Generation,
+        self, backend: Backend, ctx: CompletionContext, settings: Settings, info: SuggestionInfo
     ) -> None:
         key = self._cache_key(backend, ctx, settings)
         if key is not None and self.cache is not None:
-            info = part_info(text, result, backend.name)
             self.cache.put(
-                key, {"text": text, "logprobs": info.token_logprobs, "tokens": info.tokens}
+                key, {"text": info.text, "logprobs": info.token_logprobs, "tokens": info.tokens}
             )
 
 
