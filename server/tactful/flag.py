@@ -137,10 +137,16 @@ class FlagModel:
     documented heuristic stands in (used to build the first training set)."""
 
     def __init__(
-        self, stage1: Any = None, final: Any = None, meta: dict[str, Any] | None = None
+        self,
+        stage1: Any = None,
+        final: Any = None,
+        meta: dict[str, Any] | None = None,
+        prior: Any = None,
     ) -> None:
         self._stage1 = stage1
         self._final = final
+        #: The prior classifier (line text and place only), or None: ``prior`` stays NaN.
+        self._prior = prior
         self.meta = meta or {}
         self.name = self.meta.get("name", "heuristic") if stage1 is not None else "heuristic"
 
@@ -165,7 +171,20 @@ class FlagModel:
             raise ValueError(f"{folder}: the classifier was trained on other features; retrain it")
         stage1 = lgb.Booster(model_str=(folder / meta["stage1"]).read_text())
         final = lgb.Booster(model_str=(folder / meta["final"]).read_text())
-        return cls(stage1, final, meta)
+        prior = None
+        if meta.get("prior"):
+            if list(meta.get("prior_inputs", [])) != list(ff.PRIOR_INPUTS):
+                raise ValueError(f"{folder}: the prior was trained on other features; retrain it")
+            prior = lgb.Booster(model_str=(folder / meta["prior"]).read_text())
+        return cls(stage1, final, meta, prior)
+
+    def fill_prior(self, rows: Sequence[list[float]]) -> None:
+        """Set the ``prior`` feature of cheap feature rows (in place) from the prior classifier."""
+        if self._prior is None or not rows:
+            return
+        k = ff.CHEAP_FEATURES.index("prior")
+        for row, p in zip(rows, prior_scores(self._prior, rows), strict=True):
+            row[k] = p
 
     def stage1(self, rows: Sequence[Sequence[float]]) -> list[float]:
         if not rows:
@@ -199,6 +218,17 @@ class FlagModel:
         import numpy as np
 
         return [float(x) for x in self._final.predict(np.asarray(rows, dtype=float))]
+
+
+def prior_scores(booster: Any, rows: Sequence[Sequence[float]]) -> list[float]:
+    """The prior classifier's score of cheap feature rows (reads ``ff.PRIOR_INPUTS`` only)."""
+    import numpy as np
+
+    if not rows:
+        return []
+    idx = [ff.CHEAP_FEATURES.index(n) for n in ff.PRIOR_INPUTS]
+    x = np.asarray([[r[i] for i in idx] for r in rows], dtype=float)
+    return [float(v) for v in booster.predict(x)]
 
 
 def _nz(x: float, default: float) -> float:
@@ -300,10 +330,7 @@ class FlagJob:
         self._greedy: list[bool] = []
         self._lp: list[list[float]] = []
         self._lp_off = 0
-        raw = text.split("\n")
-        if raw and raw[-1] == "" and len(raw) > 1:
-            raw = raw[:-1]  # a final newline ends the last line; it does not start a new one
-        self.lines = [ln[:-1] if ln.endswith("\r") else ln for ln in raw]
+        self.lines = ff.document_lines(text)
         self.skipped = skip_reason(text, max_lines)
         self.info: dict[int, _Line] = {}
         self.windows: list[_Window] = []
@@ -421,6 +448,7 @@ class FlagJob:
         for j, i in enumerate(own):
             rows[j][ff.CHEAP_FEATURES.index("rel_pos")] = i / max(1, n - 1)
             rows[j][ff.CHEAP_FEATURES.index("log_lines")] = math.log(n + 1)
+        self.model.fill_prior(rows)
         considered = set(self.considered)
         mine = [i for i in own if i in considered]
         p1 = self.model.stage1([rows[i - w.start] for i in mine])

@@ -172,6 +172,15 @@ def comment_distance(kinds: Sequence[str], lines: Sequence[str], cap: int = 20) 
     return dist
 
 
+def document_lines(text: str) -> list[str]:
+    """The lines of a document as the flagger numbers them: a final newline ends the last line
+    (it does not start a new one) and a ``\\r`` before ``\\n`` is dropped."""
+    raw = text.split("\n")
+    if raw and raw[-1] == "" and len(raw) > 1:
+        raw = raw[:-1]
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in raw]
+
+
 # --- edit distances ----------------------------------------------------------------------------
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -207,7 +216,8 @@ def ws_normal(s: str) -> str:
 
 
 # --- feature vectors ---------------------------------------------------------------------------
-CHEAP_FEATURES = (
+#: Features of the teacher-forced pass and of the line's place in the file.
+PASS_FEATURES = (
     "n_tok",
     "lp_min",
     "lp_mean",
@@ -231,6 +241,41 @@ CHEAP_FEATURES = (
     "parse_error",
     "log_lines",
 )
+#: Features of the written line's text alone (:func:`text_features`): the kinds of token that
+#: real contest bugs touch (constants, +/- 1 adjustments, range bounds, indexes, printing).
+TEXT_FEATURES = (
+    "tx_ints",
+    "tx_int_digits",
+    "tx_pm1",
+    "tx_range",
+    "tx_index",
+    "tx_print",
+    "tx_strings",
+    "tx_arith",
+    "tx_minmax",
+    "tx_depth",
+    "tx_tokens",
+    "tx_aug",
+    "tx_divmod",
+    "tx_cmps",
+    "tx_input",
+    "tx_names",
+)
+#: What the prior classifier (``prior.txt``) reads: the line's text and place, no model output.
+#: Its score is the cheap feature ``prior`` (NaN until :meth:`tactful.flag.FlagModel.fill_prior`).
+PRIOR_INPUTS = (
+    "kind",
+    "comment_dist",
+    "indent",
+    "length",
+    "rel_pos",
+    "has_num",
+    "has_cmp",
+    "parse_error",
+    "log_lines",
+    *TEXT_FEATURES,
+)
+CHEAP_FEATURES = PASS_FEATURES + TEXT_FEATURES + ("prior",)
 REGEN_FEATURES = (
     "regen",
     "ed_char",
@@ -250,6 +295,50 @@ NAN = float("nan")
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else NAN
+
+
+_STR_LIT_RE = re.compile(r"""[rbuf]*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", re.IGNORECASE)
+_INT_LIT_RE = re.compile(r"(?<![\w.])\d+(?![\w.])")
+_PM1_RE = re.compile(r"[+-]\s*1(?![\w.])")
+_ARITH_RE = re.compile(r"\*\*|//|[+\-*/%]")
+_CMP_RE = re.compile(r"==|!=|<=|>=|(?<![<>=-])[<>](?![<>=])")
+_AUG_RE = re.compile(r"(?:\*\*|//|<<|>>|[+\-*/%&|^@])=(?!=)")
+_NAME_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
+
+
+def text_features(line: str) -> list[float]:
+    """``TEXT_FEATURES`` of one written line (string literals and a trailing comment removed
+    first). The same function serves the flagger and the training (rows are recomputed from
+    the recorded text), so the two cannot drift apart."""
+    s = line.strip()
+    strings = len(_STR_LIT_RE.findall(s))
+    code = _STR_LIT_RE.sub('""', s).split("#", 1)[0]
+    ints = _INT_LIT_RE.findall(code)
+    depth = deepest = 0
+    for c in code:
+        if c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+    return [
+        float(len(ints)),
+        float(max((len(d) for d in ints), default=0)),
+        float(len(_PM1_RE.findall(code))),
+        float(code.count("range(")),
+        float(code.count("[")),
+        float("print(" in code),
+        float(strings),
+        float(len(_ARITH_RE.findall(_AUG_RE.sub(" ", code)))),
+        float(code.count("min(") + code.count("max(")),
+        float(deepest),
+        float(len(code_tokens(code))),
+        float(bool(_AUG_RE.search(code))),
+        float(code.count("//") + code.count("%")),
+        float(len(_CMP_RE.findall(code))),
+        float("input(" in code or "readline" in code),
+        float(len(set(_NAME_RE.findall(code)))),
+    ]
 
 
 def cheap_features(
@@ -307,6 +396,8 @@ def cheap_features(
                 float(any(op in stripped for op in ("==", "!=", "<", ">", "<=", ">="))),
                 float(facts.error[i]),
                 math.log(n + 1),
+                *text_features(line),
+                NAN,  # prior: filled in by the classifier that has one
             ]
         )
     return rows
