@@ -166,12 +166,20 @@ async def test_flags_follow_edits(pull_client: LanguageClient) -> None:
     change_doc(pull_client, uri, 2, "import math\n\n", (0, 0), (0, 0))
     await asyncio.sleep(0.05)
     moved = await _pull(pull_client, uri)
-    new_lines = ("import math\n\n" + BUGGY).split("\n")
-    for d in moved:
-        flagged = next(f for f in first["flags"] if f["line"] + 2 == d.range.start.line + 1)
-        assert new_lines[d.range.start.line] == flagged["text"]
     second = await _flag(pull_client, uri)
     assert second["ok"] and second["lines"] == BUGGY.count("\n") + 2
+    # This client cannot be asked to pull again, so the pull waits for the run the edit
+    # scheduled: a diagnostic is a first-run flag moved down two lines with its line, or a flag
+    # of the run on the new text (with the trained prior, position features shift and a near-tie
+    # can change which line is third). A flag left where it was matches neither.
+    assert moved
+    firsts = {(f["line"] + 2, f["suggestion"]) for f in first["flags"]}
+    seconds = {(f["line"], f["suggestion"]) for f in second["flags"]}
+    new_lines = ("import math\n\n" + BUGGY).split("\n")
+    for d in moved:
+        line = d.range.start.line
+        assert (line + 1, d.data["suggestion"]) in firsts | seconds, (line, d.data)
+        assert d.range.start.character == len(new_lines[line]) - len(new_lines[line].lstrip())
 
 
 async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClient) -> None:
