@@ -63,8 +63,9 @@ class _Shown:
     offset: int
     suggestion: Suggestion
     #: The cancel event of the generation still writing this suggestion (shown in part at the
-    #: deadline), else None.
+    #: deadline), else None; ``writing`` is that generation's future.
     pending: threading.Event | None = None
+    writing: asyncio.Future[Generation] | None = None
 
 
 @dataclass
@@ -116,7 +117,8 @@ def make_generate_request(
     )
 
 
-_TRAILING_WORD = re.compile(r"\w+\Z")
+#: The last word (it may still grow), with a character whose bytes are still being written.
+_TRAILING_WORD = re.compile(r"[\w\ufffd]+\Z")
 
 
 def partial_text(written: str, ctx: CompletionContext) -> str | None:
@@ -126,6 +128,16 @@ def partial_text(written: str, ctx: CompletionContext) -> str | None:
     if not cut.strip():
         return None
     return pp.postprocess(cut, ctx)
+
+
+def past_the_part(shown: _Shown | None, text: str, offset: int) -> bool:
+    """True when the user has typed (or accepted) all of a suggestion shown in part whose
+    generation is still running, and maybe more: only its end can say what comes next."""
+    if shown is None or shown.writing is None or shown.writing.done() or offset < shown.offset:
+        return False
+    if text[offset:] != shown.after or text[: shown.offset] != shown.before:
+        return False
+    return text[shown.offset : offset].startswith(shown.suggestion.text)
 
 
 def type_along(shown: _Shown | None, text: str, offset: int) -> str | None:
@@ -160,6 +172,8 @@ class CompletionEngine:
         self.model_answer_ms: deque[float] = deque(maxlen=1000)
         self._latest: dict[str, int] = {}
         self._inflight: dict[str, threading.Event] = {}
+        #: Generations writing suggestions shown in part: cancel event -> document URI.
+        self._continuing: dict[threading.Event, str] = {}
         self._shown: dict[str, _Shown] = {}
         self._seq = 0
 
@@ -224,6 +238,15 @@ class CompletionEngine:
         rest = (
             type_along(shown, text, offset) if enabled and settings.completion.type_along else None
         )
+        if rest is None and enabled and shown is not None and past_the_part(shown, text, offset):
+            # Accepted or typed all of the part on screen while the model still writes the rest:
+            # its end is the quickest answer (a new model call would start from scratch).
+            assert shown.writing is not None
+            await asyncio.wait({shown.writing}, timeout=_WAIT_FOR_REST_S)
+            if not self.is_latest(key, seq):
+                self.stats.superseded += 1
+                return None
+            rest = type_along(shown, text, offset) if settings.completion.type_along else None
         previous = self._inflight.get(key)
         if previous is not None and (
             rest is None or shown is None or shown.pending is not previous
@@ -296,14 +319,14 @@ class CompletionEngine:
         ):
             self.stats.superseded += 1
             if going_on is not None:
-                going_on[1].cancel.set()
+                self._stop_writing(key, going_on[1])
             return None
         stage2 = hooks.after_generation(req, info, stage1)
         if not stage2.show:
             self.stats.hidden_stage2 += 1
             hooks.hidden(req, info, stage1, stage2)
             if going_on is not None:
-                going_on[1].cancel.set()
+                self._stop_writing(key, going_on[1])
             return None
         sugg = Suggestion(
             uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info
@@ -316,7 +339,8 @@ class CompletionEngine:
             self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
         if going_on is not None:
             fut, greq = going_on
-            shown.pending = greq.cancel
+            shown.pending, shown.writing = greq.cancel, fut
+            self._continuing[greq.cancel] = uri
             self.stats.partial += 1
             fut.add_done_callback(
                 lambda f: self._finished_in_background(f, key, shown, greq, ctx, backend, settings)
@@ -335,10 +359,16 @@ class CompletionEngine:
     ) -> None:
         """The generation behind a suggestion shown in part ended: extend the suggestion (for
         type-along and the accept) if it is still the one on screen."""
-        shown.pending = None
+        shown.pending = shown.writing = None
+        self._continuing.pop(greq.cancel, None)
         if self._inflight.get(key) is greq.cancel:
             del self._inflight[key]
-        if fut.cancelled() or fut.exception() is not None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.stats.errors += 1
+            log.warning("completion failed while writing the rest of a suggestion: %s", exc)
             return
         result = fut.result()
         self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
@@ -356,6 +386,12 @@ class CompletionEngine:
         shown.suggestion.text = text
         self.stats.extended += 1
         self._hooks().extended(shown.suggestion.id, text)
+
+    def _stop_writing(self, key: str, greq: GenerateRequest) -> None:
+        greq.cancel.set()
+        self._continuing.pop(greq.cancel, None)
+        if self._inflight.get(key) is greq.cancel:
+            del self._inflight[key]
 
     async def _generate(
         self,
@@ -387,6 +423,13 @@ class CompletionEngine:
                     None,
                 )
         greq = make_generate_request(ctx, settings, uri, backend.fim)
+        # The one model thread is needed here: a suggestion shown in part in another document
+        # stays as it is instead of holding this request up. (The list channel of the same
+        # document waits: editors ask for both at once.)
+        for writing, where in list(self._continuing.items()):
+            if where != uri:
+                writing.set()
+                del self._continuing[writing]
         self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
@@ -484,6 +527,8 @@ class CompletionEngine:
 
 #: How often a request past its deadline looks again for a whole word to show.
 _DEADLINE_POLL_S = 0.01
+#: Longest wait, after the user typed all of a part on screen, for the model to end the rest.
+_WAIT_FOR_REST_S = 3.0
 
 
 def part_info(
@@ -511,7 +556,7 @@ def _gen_settings(settings: Settings) -> str:
     # The decoding path can change the text (packed weights), so it is part of the key.
     return (
         f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:"
-        f"{settings.dtype}:{settings.fast_decode}:v2"
+        f"{settings.dtype}:{settings.fast_decode}:v3"
     )
 
 

@@ -72,6 +72,7 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
         )
         t1 = time.perf_counter()
         partial_before = (await _stats(client)).get("partial", 0)
+        finished_before = (await _stats(client, "backend")).get("finished", 0)
         ghost = await _ghost(client, uri, line_no, len(typed))
         ms = (time.perf_counter() - t1) * 1000
         _print(f"line {line_no + 1}, you typed:  {typed.strip()}")
@@ -82,7 +83,7 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
             if (await _stats(client)).get("partial", 0) > partial_before:
                 # Shown in part at completion.deadlineMs: the model goes on writing, and the
                 # editor gets the whole suggestion at the next keystroke (here: asked again).
-                whole = await _whole(client, uri, line_no, len(typed), ghost)
+                whole = await _whole(client, uri, line_no, len(typed), ghost, finished_before)
                 done_ms = (time.perf_counter() - t1) * 1000
                 _print(f"  ...then, typing along: {_indent(whole, 22)}   [{done_ms:.0f} ms]")
         _print(f"  the file has:     {full.strip()[len(typed.strip()) :]}\n")
@@ -148,9 +149,9 @@ async def _ghost(client: Any, uri: str, line: int, character: int) -> str | None
     return str(items[0].insert_text) if items else None
 
 
-async def _whole(client: Any, uri: str, line: int, character: int, part: str) -> str:
-    """The suggestion once the model has finished it (type-along serves it from then on)."""
-    finished = (await _stats(client, "backend")).get("finished", 0)
+async def _whole(client: Any, uri: str, line: int, character: int, part: str, finished: int) -> str:
+    """The suggestion once the model has finished it (type-along serves it from then on);
+    ``finished``: the model's count of finished generations before the request."""
     for _ in range(300):  # until the model has ended the generation behind the part
         if (await _stats(client, "backend")).get("finished", 0) > finished:
             break

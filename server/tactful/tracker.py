@@ -406,7 +406,9 @@ class SuggestionTracker:
     def _extended(self, suggestion_id: str, text: str) -> None:
         with self._lock:
             p = self._by_item.get(suggestion_id)
-            if p is None or p.outcome is not None or not text.startswith(p.text):
+            # An accepted part may still grow (type-along serves the rest under the same id); a
+            # rejected suggestion is done with.
+            if p is None or p.outcome == "rejected" or not text.startswith(p.text):
                 return
             shown_chars = len(p.text)
             # Typing along, accepting and survival are judged on the whole suggestion from now

@@ -75,7 +75,9 @@ async def client(lsp_client: LanguageClient):
             capabilities=capabilities(),
             initialization_options={
                 "dataDir": str(DATA),
-                "completion": {"debounceMs": 0, "cache": False},
+                # Whole suggestions: these tests judge accepts of what was shown (the deadline's
+                # parts are covered in test_latency_features.py and test_feedback_tracker.py).
+                "completion": {"debounceMs": 0, "cache": False, "deadlineMs": 0},
                 "cdhf": {"exploreRate": 0.0},
             },
         )

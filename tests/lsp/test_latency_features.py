@@ -250,11 +250,13 @@ async def test_deadline_continuation_is_cancelled_by_an_edit_that_diverges(
         res = await inline(client, uri, line, 12)
         assert res is not None and res.items
         part = res.items[0].insert_text
+        still_writing = _d((await status(client))["backend"])["finished"] == before["finished"]
         # Type something the suggestion does not say: the background generation is cancelled.
         other = "#" if part[0] != "#" else "@"
         change_doc(client, uri, 2, other, (line, 12), (line, 12))
         await inline(client, uri, line, 13)
         after = _d((await status(client))["backend"])
-        assert after["cancelled"] >= before["cancelled"] + 1, (before, after)
+        if still_writing:  # (a fast machine may have finished the line already)
+            assert after["cancelled"] >= before["cancelled"] + 1, (before, after)
     finally:
         _set(client, {"deadlineMs": 0})

@@ -137,3 +137,50 @@ def test_a_generation_that_ends_before_the_deadline_is_shown_whole() -> None:
         assert eng.stats.partial == 0
 
     asyncio.run(scenario())
+
+
+def test_a_broken_character_is_not_shown() -> None:
+    ctx = build_context(PREFIX, len(PREFIX), "python", context_tokens=500, multiline_enabled=False)
+    # The last character's bytes are still being written: tok.decode gives U+FFFD.
+    assert partial_text("result = 'caf\ufffd", ctx) == "result = '"
+    assert partial_text("x = 1  # \ufffd", ctx) == "x = 1  #"
+
+
+def test_typing_all_of_the_part_waits_for_the_rest_instead_of_a_new_call() -> None:
+    """Tab on the part on screen (or typing it all) while the model still writes: the answer is
+    the rest of the line from that same generation, not a new model call."""
+
+    async def scenario() -> None:
+        eng, backend = engine(step=0.05, deadline_ms=60)
+        first = await ask(eng, PREFIX)
+        assert first is not None and eng.stats.partial == 1
+        rest = await ask(eng, PREFIX + first)
+        assert rest is not None and (first + rest) == "result = sum(values)"
+        assert backend.calls == 1 and backend.cancelled == 0
+
+    asyncio.run(scenario())
+
+
+def test_another_document_stops_the_writing_and_closing_does_too() -> None:
+    async def scenario() -> None:
+        eng, backend = engine(step=0.05, deadline_ms=60)
+        assert await ask(eng, PREFIX) is not None and eng.stats.partial == 1
+        other = await eng.complete(
+            uri="file:///other.py",
+            text=PREFIX,
+            offset=len(PREFIX),
+            language_id="python",
+            line=1,
+            character=4,
+        )
+        assert other is not None
+        assert backend.cancelled == 1, "the part's generation held up another document"
+        # The second document's own part is still being written: closing it stops that too.
+        eng.forget("file:///other.py")
+        for _ in range(100):
+            if backend.cancelled == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert backend.cancelled == 2 and eng.stats.extended == 0
+
+    asyncio.run(scenario())

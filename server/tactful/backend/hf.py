@@ -165,7 +165,10 @@ class TransformersBackend:
             # the editor and other processes and each decoding step gets several times slower.
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
         backend = cls(model, tokenizer, name, device)
-        if fast_decode and device == "cpu" and torch_dtype in (torch.bfloat16, torch.float32):
+        # float32 takes the fast path (bfloat16 activations into the packed products) only where
+        # it was chosen for lack of fast bfloat16, not where the user asked for float32 instead.
+        fast_dtypes = (torch.bfloat16,) if cpu_has_bf16() else (torch.bfloat16, torch.float32)
+        if fast_decode and device == "cpu" and torch_dtype in fast_dtypes:
             from tactful.backend import fast
 
             try:
