@@ -263,18 +263,8 @@ TEXT_FEATURES = (
 )
 #: What the prior classifier (``prior.txt``) reads: the line's text and place, no model output.
 #: Its score is the cheap feature ``prior`` (NaN until :meth:`tactful.flag.FlagModel.fill_prior`).
-PRIOR_INPUTS = (
-    "kind",
-    "comment_dist",
-    "indent",
-    "length",
-    "rel_pos",
-    "has_num",
-    "has_cmp",
-    "parse_error",
-    "log_lines",
-    *TEXT_FEATURES,
-)
+#: (The pass features from ``kind`` on are the line's own facts, not the model's.)
+PRIOR_INPUTS = (*PASS_FEATURES[PASS_FEATURES.index("kind") :], *TEXT_FEATURES)
 CHEAP_FEATURES = PASS_FEATURES + TEXT_FEATURES + ("prior",)
 REGEN_FEATURES = (
     "regen",
