@@ -162,6 +162,24 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+#: How long opening a log retries switching it to WAL while another process holds it.
+WAL_RETRY_S = 10.0
+
+
+def _set_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL mode. Two processes creating one log at the same moment: the switch needs
+    a moment of exclusive access and SQLite answers "database is locked" at once (the busy
+    timeout does not cover it), so retry for a while."""
+    deadline = time.monotonic() + WAL_RETRY_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 @dataclass
 class FeedbackLog:
     """An open feedback log that the server appends events to.
@@ -184,7 +202,7 @@ class FeedbackLog:
         self._pending: list[tuple[Any, ...]] = []
         try:
             self._conn = _connect(self.path)
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _set_wal(self._conn)
             if str(mode).lower() != "wal":
                 log.warning("feedback log %s: journal mode is %s, not WAL", self.path, mode)
             self._conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
