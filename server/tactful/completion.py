@@ -443,7 +443,9 @@ class CompletionEngine:
         self._inflight[channel_key] = greq.cancel
         going_on = False
         try:
-            deadline = settings.completion.deadline_ms / 1000
+            # Ghost text only: type-along brings the rest of a part there; a list item is
+            # picked whole from a menu, so the list channel waits for the whole suggestion.
+            deadline = settings.completion.deadline_ms / 1000 if channel_key == uri else 0.0
             if deadline:
                 part = await self._until_deadline(fut, greq, ctx, deadline)
                 if part is not None:

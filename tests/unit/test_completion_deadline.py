@@ -184,3 +184,23 @@ def test_another_document_stops_the_writing_and_closing_does_too() -> None:
         assert backend.cancelled == 2 and eng.stats.extended == 0
 
     asyncio.run(scenario())
+
+
+def test_list_completions_wait_for_the_whole_suggestion() -> None:
+    """A list item is picked whole from a menu: no deadline there."""
+
+    async def scenario() -> None:
+        eng, _backend = engine(step=0.05, deadline_ms=60)
+        sugg = await eng.complete(
+            uri="file:///t.py",
+            text=PREFIX,
+            offset=len(PREFIX),
+            language_id="python",
+            line=1,
+            character=4,
+            channel="list",
+        )
+        assert sugg is not None and sugg.text == "result = sum(values)"
+        assert eng.stats.partial == 0
+
+    asyncio.run(scenario())
