@@ -64,14 +64,17 @@ def engine(step: float, deadline_ms: int) -> tuple[CompletionEngine, PacedBacken
     return CompletionEngine(runner, lambda: settings), backend
 
 
-async def ask(eng: CompletionEngine, text: str) -> str | None:
+async def ask(
+    eng: CompletionEngine, text: str, uri: str = "file:///t.py", channel: str = "inline"
+) -> str | None:
     sugg = await eng.complete(
-        uri="file:///t.py",
+        uri=uri,
         text=text,
         offset=len(text),
         language_id="python",
         line=text.count("\n"),
         character=len(text.split("\n")[-1]),
+        channel=channel,
     )
     return None if sugg is None else sugg.text
 
@@ -165,15 +168,7 @@ def test_another_document_stops_the_writing_and_closing_does_too() -> None:
     async def scenario() -> None:
         eng, backend = engine(step=0.05, deadline_ms=60)
         assert await ask(eng, PREFIX) is not None and eng.stats.partial == 1
-        other = await eng.complete(
-            uri="file:///other.py",
-            text=PREFIX,
-            offset=len(PREFIX),
-            language_id="python",
-            line=1,
-            character=4,
-        )
-        assert other is not None
+        assert await ask(eng, PREFIX, uri="file:///other.py") is not None
         assert backend.cancelled == 1, "the part's generation held up another document"
         # The second document's own part is still being written: closing it stops that too.
         eng.forget("file:///other.py")
@@ -191,16 +186,7 @@ def test_list_completions_wait_for_the_whole_suggestion() -> None:
 
     async def scenario() -> None:
         eng, _backend = engine(step=0.05, deadline_ms=60)
-        sugg = await eng.complete(
-            uri="file:///t.py",
-            text=PREFIX,
-            offset=len(PREFIX),
-            language_id="python",
-            line=1,
-            character=4,
-            channel="list",
-        )
-        assert sugg is not None and sugg.text == "result = sum(values)"
+        assert await ask(eng, PREFIX, channel="list") == "result = sum(values)"
         assert eng.stats.partial == 0
 
     asyncio.run(scenario())
