@@ -97,8 +97,12 @@ def make_generate_request(
     """The model call for a context (plain function, unit-tested)."""
     cs = settings.completion
 
-    def block_ended(text: str) -> bool:
+    def stop_here(text: str) -> bool:
         if "```" in text:
+            return True
+        if not ctx.multiline and "\n" in text:
+            # Only the rest of this line is shown (pp.single_line_only): once the model ends
+            # the line, even before writing anything, what it writes next is thrown away.
             return True
         if not ctx.multiline or "\n" not in text.strip("\n"):
             return False
@@ -113,7 +117,7 @@ def make_generate_request(
         single_line=not ctx.multiline,
         cache_key=uri if cs.prefix_reuse else None,
         use_fim=fim,
-        should_stop=block_ended,
+        should_stop=stop_here,
     )
 
 
@@ -558,7 +562,7 @@ def _gen_settings(settings: Settings) -> str:
     # The decoding path can change the text (packed weights), so it is part of the key.
     return (
         f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:"
-        f"{settings.dtype}:{settings.fast_decode}:v3"
+        f"{settings.dtype}:{settings.fast_decode}:v4"
     )
 
 

@@ -54,3 +54,23 @@ def test_never_empty_or_whitespace() -> None:
 def test_braces_block_end() -> None:
     raw = "return a + b;\n}\n\nint main() {"
     assert pp("int add(int a, int b) {\n    |", raw, "c") == "return a + b;"
+
+
+def test_single_line_generation_stops_when_the_model_ends_the_line() -> None:
+    """Single-line: once the model writes a newline, even first, nothing after it is shown, so
+    the generation stops there instead of writing the next line for nothing."""
+    from tactful.completion import make_generate_request
+    from tactful.config import Settings
+
+    def stop(text: str, raw: str) -> bool:
+        i = text.index("|")
+        ctx = build_context(text.replace("|", "", 1), i, "python")
+        check = make_generate_request(ctx, Settings(), None, fim=False).should_stop
+        assert callable(check)
+        return bool(check(raw))
+
+    assert stop("x = len(|", "\n    y = 2")
+    assert stop("x = len(|", "items)\n")
+    assert not stop("x = len(|", "items)")
+    # A block (after "def f():") goes on past its first newline.
+    assert not stop("def f():|", "\n    return 1")

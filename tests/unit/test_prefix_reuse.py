@@ -41,3 +41,27 @@ def test_cancelled_generation_stops_and_keeps_the_slot_consistent(backend) -> No
     )
     cold = backend.generate(GenerateRequest(prefix="def f(x):\n    return", max_new_tokens=8))
     assert again.text == cold.text
+
+
+def test_typing_inside_a_word_needs_no_stock_forward(backend) -> None:  # type: ignore[no-untyped-def]
+    """Mid-word the healed prompt is the one before: only its last token is run again, through
+    the fast decoder (the rule for cold prompts too), so no stock forward of the model runs."""
+    if backend.fast is None:
+        pytest.skip("the fast decoder does not apply on this machine")
+    prefix = (
+        "import os\n\n\ndef read_config(path):\n    with open(path) as f:\n        data = f.rea"
+    )
+    first = backend.generate(GenerateRequest(prefix=prefix, max_new_tokens=4, cache_key="word"))
+    stock_calls: list[int] = []
+    hook = backend.model.register_forward_pre_hook(lambda *_: stock_calls.append(1))
+    try:
+        warm = backend.generate(
+            GenerateRequest(prefix=prefix + "d", max_new_tokens=4, cache_key="word")
+        )
+    finally:
+        hook.remove()
+    assert warm.prompt_tokens == first.prompt_tokens
+    assert warm.reused_tokens == warm.prompt_tokens - 1
+    assert stock_calls == []
+    cold = backend.generate(GenerateRequest(prefix=prefix + "d", max_new_tokens=4))
+    assert warm.text == cold.text

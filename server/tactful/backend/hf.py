@@ -301,6 +301,9 @@ class TransformersBackend:
     def _generate(self, req: GenerateRequest) -> Generation:
         torch = self._torch
         t0 = time.perf_counter()
+        if req.cancel.is_set():  # superseded while queued: not even the prompt is needed
+            self.stats["cancelled"] += 1
+            return self._finish(Generation(text="", cancelled=True), t0)
         prompt, heal = self._build_prompt(req)
         ids = self.encode(prompt)
         if not ids:
@@ -335,17 +338,31 @@ class TransformersBackend:
         req.partial = gen
         self.stats["reused"] += keep
         try:
-            logits = None
+            # All prompt tokens but the last take the stock path and stay in the document's
+            # cache. The last one goes through the decoder like a generated token, cold and warm
+            # alike (so a warm run still equals a cold one): typing mid-word heals back to the
+            # same prompt, and then the whole prefill is one decoder step, not a stock forward.
+            last = len(ids) - 1
             pos = keep
-            while pos < len(ids):
+            logits = None
+            while pos <= last:
                 if req.cancel.is_set():
                     gen.cancelled = True
                     self.stats["cancelled"] += 1
                     return self._finish(gen, t0)
-                chunk = ids[pos : pos + PREFILL_CHUNK]
-                logits = self._forward(chunk, cache)
-                pos += len(chunk)
-                slot.ids = ids[:pos]
+                if pos < last:
+                    chunk = ids[pos : min(pos + PREFILL_CHUNK, last)]
+                    # A chunk always runs to its end, even when the request is cancelled
+                    # meanwhile: the next request for the document shares these tokens, and
+                    # cutting chunks part way would lose the prefill of each keystroke's prompt
+                    # to the next keystroke.
+                    self._forward(chunk, cache)
+                    pos += len(chunk)
+                    slot.ids = ids[:pos]
+                else:
+                    chunk = ids[last:]
+                    logits = self._forward(chunk, cache, decode=True)
+                    pos += 1
                 self.stats["prefilled"] += len(chunk)
             assert logits is not None
             gen_ids: list[int] = []
@@ -392,8 +409,9 @@ class TransformersBackend:
                 if len(gen.tokens) >= req.max_new_tokens + (len(heal) and 4):
                     break
                 logits = self._forward([best], cache, decode=True)
-            # Keep only the prompt in the document's cache: generated tokens may come from the
-            # packed-weight decoder, and a later prompt must see exactly what a cold run sees.
+            # Keep only the stock-computed prompt in the document's cache: the last prompt token and
+            # the generated ones come from the packed-weight decoder, and a later prompt must see
+            # exactly what a cold run sees.
             self._crop(cache, len(slot.ids))
             gen.text = self._cut(text, req)
             if not gen.cancelled:
