@@ -100,11 +100,11 @@ def make_generate_request(
     def stop_here(text: str) -> bool:
         if "```" in text:
             return True
-        if not ctx.multiline and "\n" in text:
+        if not ctx.multiline:
             # Only the rest of this line is shown (pp.single_line_only): once the model ends
             # the line, even before writing anything, what it writes next is thrown away.
-            return True
-        if not ctx.multiline or "\n" not in text.strip("\n"):
+            return "\n" in text
+        if "\n" not in text.strip("\n"):
             return False
         # Only judge complete lines: the last one may still be growing.
         done = text[: text.rfind("\n")]
