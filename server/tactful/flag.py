@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful import flag_features as ff
-from tactful.backend.types import Backend, GenerateRequest
+from tactful.backend.types import Backend, GenerateRequest, Generation
 from tactful.config import FlagSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ MAX_LINE_CHARS = 400
 LONG_LINE_KEEP = 120
 #: Regenerate this many more lines than can be flagged, and never more than MAX_REGEN per file.
 REGEN_EXTRA = 2
+#: Lines of one window regenerated together (one decoding pass per token for all of them).
+REGEN_BATCH = 8
 MAX_REGEN = 64
 #: Lines of a FIM model's suffix.
 FIM_SUFFIX_LINES = 12
@@ -285,6 +287,8 @@ class _Line:
     regen: list[float] | None = None
     suggestion: str = ""
     p: float | None = None
+    #: Tokens of the written line that its regeneration starts with (see ``FlagJob._cut``).
+    kept: int = 0
 
 
 class FlagJob:
@@ -415,8 +419,11 @@ class FlagJob:
             quota_left -= k
             top = sorted(mine, key=lambda i: -self.info[i].p1)[:k]
             chosen = sorted(set(top) | (self.force & set(mine)))
-            for i in chosen:
-                yield functools.partial(self._regenerate, w=w, i=i)
+            # A batch decodes until its longest line ends: batch lines of like length.
+            chosen.sort(key=self._n_tokens)
+            for b in range(0, len(chosen), REGEN_BATCH):
+                part = chosen[b : b + REGEN_BATCH]
+                yield functools.partial(self._regenerate_batch, w=w, lines=part)
 
     def _score_window(self, backend: Backend, w: _Window) -> None:
         self._check()
@@ -487,10 +494,11 @@ class FlagJob:
                 kept += 1
         return (content, kept, None) if saw_end else (content, kept, le)
 
-    def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
-        self._check()
+    def _request(self, backend: Backend, w: _Window, i: int) -> tuple[GenerateRequest, str] | None:
+        """The regeneration request of line ``i`` and the written text it starts with; None
+        when the line needs no model call (recorded at once)."""
         line = self.lines[i]
-        orig_lp = self._lp[i - self._lp_off] if i - self._lp_off < len(self._lp) else []
+        orig_lp = self._orig_lp(i)
         fim = bool(getattr(backend, "fim", False))
         window_text = "\n".join(self.model_lines[w.ctx_start : w.end])
         content, kept, cut = self._cut(w, i) if not fim else self._cut_plain(w, i)
@@ -499,7 +507,7 @@ class FlagJob:
             info.suggestion = line.strip()
             info.regen = ff.regen_features(line, line, orig_lp, orig_lp)
             self.shortcuts += 1
-            return
+            return None
         suffix = "\n" + "\n".join(self.model_lines[i + 1 : i + 1 + FIM_SUFFIX_LINES]) if fim else ""
         req = GenerateRequest(
             prefix=window_text[:cut],
@@ -511,17 +519,61 @@ class FlagJob:
             use_fim=fim,
             keep_slot=not fim,
         )
+        info.kept = kept
+        return req, window_text[content:cut]
+
+    def _n_tokens(self, i: int) -> int:
+        return len(self._orig_lp(i))
+
+    def _orig_lp(self, i: int) -> list[float]:
+        return self._lp[i - self._lp_off] if i - self._lp_off < len(self._lp) else []
+
+    def _record(self, i: int, head: str, gen: Generation) -> None:
+        info = self.info[i]
+        tail = "" if gen.text.startswith("\n") else gen.text.split("\n")[0]
+        generated = (head + tail).rstrip()
+        info.suggestion = generated
+        orig_lp = self._orig_lp(i)
+        info.regen = ff.regen_features(
+            self.lines[i], generated, orig_lp, list(orig_lp[: info.kept]) + gen.token_logprobs
+        )
+
+    def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
+        self._check()
+        planned = self._request(backend, w, i)
+        if planned is None:
+            return
+        req, head = planned
         gen = backend.generate(req)
         if gen.cancelled:
             self._check()
             raise FlagCancelled()
-        head = window_text[content:cut]
-        tail = "" if gen.text.startswith("\n") else gen.text.split("\n")[0]
-        generated = (head + tail).rstrip()
-        info.suggestion = generated
-        info.regen = ff.regen_features(
-            line, generated, orig_lp, list(orig_lp[:kept]) + gen.token_logprobs
-        )
+        self._record(i, head, gen)
+
+    def _regenerate_batch(self, backend: Backend, w: _Window, lines: Sequence[int]) -> None:
+        """Regenerate several lines of one window together (``Backend.generate_many``); a
+        unit that gives way keeps the lines it finished, and its retry does the rest."""
+        self._check()
+        many = getattr(backend, "generate_many", None)
+        todo = [i for i in lines if self.info[i].regen is None]
+        if many is None or len(todo) < 2:
+            for i in todo:
+                self._regenerate(backend, w, i)
+            return
+        planned = [(i, self._request(backend, w, i)) for i in todo]
+        calls = [(i, p) for i, p in planned if p is not None]
+        if not calls:
+            return
+        gens = many([req for _i, (req, _head) in calls])
+        stopped = False
+        for (i, (_req, head)), gen in zip(calls, gens, strict=True):
+            if gen.cancelled:
+                stopped = True
+            else:
+                self._record(i, head, gen)
+        if stopped:
+            self._check()
+            raise FlagCancelled()
 
     def _cut_plain(self, w: _Window, i: int) -> tuple[int, int, int | None]:
         ls = sum(len(ln) + 1 for ln in self.model_lines[w.ctx_start : i])

@@ -369,6 +369,95 @@ class Decoder:
         last = self._norm(h[-1:], self.final_norm)
         return self.head.mm(last.contiguous())[0].float()
 
+    def forward_batch(self, ids: list[int], batch: Batch) -> torch.Tensor:
+        """One token for each of several continuations of one shared prefix; float32 logits
+        (one row per token).
+
+        Continuation ``b`` sees the first ``batch.shared[b]`` positions of the shared cache, then
+        its own earlier tokens, which ``batch`` holds apart: the shared cache is read, never
+        written, so many lines of one scored window decode together without copying it."""
+        m = len(ids)
+        t = batch.length
+        h = self.embed[torch.tensor(ids)]  # m, hidden
+        pos = (batch.shared + t).unsqueeze(0)  # 1, m
+        cos, sin = self.rotary(h.unsqueeze(0), pos)
+        cos = cos[0].unsqueeze(1)  # m, 1, d (broadcast over heads)
+        sin = sin[0].unsqueeze(1)
+        hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
+        groups = nh // nkv
+        for i, layer in enumerate(self.layers):
+            x = self._norm(h, layer["norm1"])
+            qkv = layer["qkv"].mm(x)
+            if layer["qkv_bias"] is not None:
+                qkv = qkv + layer["qkv_bias"]
+            q = qkv[:, : self.q_size].reshape(m, nh, hd)
+            k = qkv[:, self.q_size : self.q_size + self.kv_size].reshape(m, nkv, hd)
+            v = qkv[:, self.q_size + self.kv_size :].reshape(m, nkv, hd)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            pk, pv = batch.write(i, k, v)  # nkv, m, t + 1, d
+            sk, sv = batch.shared_kv[i]  # nkv, n, d
+            n = sk.shape[-2]
+            qf = q.float().reshape(m, nkv, groups, hd).transpose(0, 1)  # nkv, m, g, d
+            s_scores = torch.matmul(qf.reshape(nkv, m * groups, hd), sk.transpose(-1, -2))
+            s_scores = s_scores.view(nkv, m, groups, n).masked_fill(batch.hidden, float("-inf"))
+            p_scores = torch.matmul(qf, pk.transpose(-1, -2))  # nkv, m, g, t + 1
+            scores = torch.cat([s_scores, p_scores], dim=-1).mul_(self.scaling)
+            probs = torch.softmax(scores, dim=-1)
+            att = torch.matmul(probs[..., :n].reshape(nkv, m * groups, n), sv).view(
+                nkv, m, groups, hd
+            ) + torch.matmul(probs[..., n:], pv)  # nkv, m, g, d
+            att = att.transpose(0, 1).reshape(m, nh * hd).to(h.dtype)
+            o = layer["o"].mm(att.contiguous())
+            if layer["o_bias"] is not None:
+                o = o + layer["o_bias"]
+            h = h + o
+            x = self._norm(h, layer["norm2"])
+            gu = layer["gate_up"].mm(x)
+            act = torch.nn.functional.silu(gu[:, : self.inter]) * gu[:, self.inter :]
+            h = h + layer["down"].mm(act.contiguous())
+        batch.length += 1
+        last = self._norm(h, self.final_norm)
+        return self.head.mm(last.contiguous()).float()
+
+
+class Batch:
+    """The state of several continuations decoding together after one shared cache (see
+    :meth:`Decoder.forward_batch`): how much of the shared cache each sees, and the keys and
+    values of their own tokens (float32, preallocated for ``steps`` tokens)."""
+
+    def __init__(self, cache: Any, shared: list[int], steps: int) -> None:
+        self.shared_kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+        n = self.shared_kv[0][0].shape[-2] if self.shared_kv else 0
+        if any(s > n for s in shared):
+            raise ValueError("a continuation sees more of the shared cache than it holds")
+        self.shared = torch.tensor(shared)
+        #: True where a continuation must not see a shared position: 1, m, 1, n.
+        self.hidden = (torch.arange(n).unsqueeze(0) >= self.shared.unsqueeze(1))[None, :, None, :]
+        nkv, hd = self.shared_kv[0][0].shape[0], self.shared_kv[0][0].shape[-1]
+        m = len(shared)
+        self.keys = [torch.empty(nkv, m, steps, hd) for _ in cache.layers]
+        self.values = [torch.empty(nkv, m, steps, hd) for _ in cache.layers]
+        self.length = 0
+
+    def write(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.length
+        if t >= self.keys[layer].shape[2]:
+            raise ValueError("the batch ran past the steps it was made for")
+        self.keys[layer][:, :, t] = k.float().transpose(0, 1)
+        self.values[layer][:, :, t] = v.float().transpose(0, 1)
+        return self.keys[layer][:, :, : t + 1], self.values[layer][:, :, : t + 1]
+
+    def keep(self, rows: list[int]) -> None:
+        """Go on with these continuations only (the others have ended)."""
+        idx = torch.tensor(rows)
+        self.shared = self.shared[idx]
+        self.hidden = self.hidden[:, idx]
+        self.keys = [k[:, idx] for k in self.keys]
+        self.values = [v[:, idx] for v in self.values]
+
 
 #: Weight dtypes the fast path takes: bfloat16, and float32 where the CPU lacks fast bfloat16.
 DTYPES = (torch.bfloat16, torch.float32)

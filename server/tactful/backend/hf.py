@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -365,50 +365,17 @@ class TransformersBackend:
                     pos += 1
                 self.stats["prefilled"] += len(chunk)
             assert logits is not None
-            gen_ids: list[int] = []
-            text = ""
-            heal_left = heal
-            for _step in range(req.max_new_tokens + (4 if heal else 0)):
+            dec = _Continuation(self, req, heal, gen)
+            while not dec.exhausted:
                 if req.cancel.is_set():
                     gen.cancelled = True
                     self.stats["cancelled"] += 1
                     break
-                logp = torch.log_softmax(logits, dim=-1)
-                if heal_left:
-                    allowed = self._allowed_for_heal(heal_left)
-                    if not allowed:
-                        break
-                    idx = torch.tensor([i for i, _ in allowed])
-                    best = int(idx[int(torch.argmax(logp[idx]))])
-                else:
-                    best = int(torch.argmax(logp))
-                if best in self._stop_ids:
-                    gen.stopped = True
-                    break
-                gen_ids.append(best)
-                gen.token_logprobs.append(float(logp[best]))
-                piece = self.tok.decode([best])
-                gen.tokens.append(piece)
-                self.stats["generated"] += 1
-                if heal_left:
-                    if piece.startswith(heal_left):
-                        piece_visible = piece[len(heal_left) :]
-                        heal_left = ""
-                    else:
-                        heal_left = heal_left[len(piece) :]
-                        piece_visible = ""
-                    text += piece_visible
-                else:
-                    text = (
-                        self.tok.decode(gen_ids)[len(heal) :] if heal else self.tok.decode(gen_ids)
-                    )
-                gen.text = text
-                if self._should_stop(text, req):
-                    gen.stopped = True
-                    break
-                if len(gen.tokens) >= req.max_new_tokens + (len(heal) and 4):
+                best = dec.step(logits)
+                if best is None:
                     break
                 logits = self._forward([best], cache, decode=True)
+            text = dec.text
             # Keep only the stock-computed prompt in the document's cache: the last prompt token and
             # the generated ones come from the packed-weight decoder, and a later prompt must see
             # exactly what a cold run sees.
@@ -427,6 +394,99 @@ class TransformersBackend:
                 ) from exc
             raise
         return self._finish(gen, t0)
+
+    def generate_many(self, reqs: Sequence[GenerateRequest]) -> list[Generation]:
+        """Greedy continuations of several prefixes of one scored text (``keep_slot`` requests
+        on one ``cache_key``), decoded together: each step runs one token of every continuation
+        in one pass of the fast decoder, which costs little more than one token on a CPU. The
+        texts are what ``generate`` gives one at a time. Requests that cannot join the batch (no
+        fast decoder, no scored slot, fill-in-the-middle, a prompt that tokenises differently
+        before its last token) are run one at a time."""
+        with self._lock, self._torch.inference_mode():
+            out: list[Generation | None] = [None] * len(reqs)
+            slot = None
+            key = reqs[0].cache_key if reqs else None
+            if self.fast is not None and key is not None:
+                slot = self._slots.get(key)
+            batch: list[tuple[int, GenerateRequest, str, list[int], int]] = []
+            for n, req in enumerate(reqs):
+                if (
+                    slot is None
+                    or slot.cache is None
+                    or not slot.ids
+                    or req.cache_key != key
+                    or not req.keep_slot
+                    or (req.use_fim and self.fim_template is not None and req.suffix)
+                    or req.cancel.is_set()
+                ):
+                    continue
+                prompt, heal = self._build_prompt(req)
+                ids = self.encode(prompt)
+                shared = min(_common_prefix(slot.ids, ids), len(ids) - 1)
+                if ids and shared == len(ids) - 1:
+                    batch.append((n, req, heal, ids, shared))
+            if len(batch) > 1 and slot is not None:
+                t0 = time.perf_counter()
+                gens = self._decode_batch(slot, batch)
+                for (n, *_), gen in zip(batch, gens or [], strict=False):
+                    out[n] = self._finish(gen, t0)
+            for n, req in enumerate(reqs):
+                if out[n] is None:
+                    out[n] = self._generate(req)
+            return [g for g in out if g is not None]
+
+    def _decode_batch(
+        self, slot: _Slot, batch: Sequence[tuple[int, GenerateRequest, str, list[int], int]]
+    ) -> list[Generation] | None:
+        """The batch's generations; None where the batched step failed (run them one by one)."""
+        from tactful.backend import fast
+
+        assert self.fast is not None
+        decs: list[_Continuation] = []
+        for _n, req, heal, ids, shared in batch:
+            gen = Generation(text="", prompt_tokens=len(ids), reused_tokens=shared)
+            req.partial = gen
+            self.stats["calls"] += 1
+            self.stats["reused"] += shared
+            self.stats["prefilled"] += 1
+            decs.append(_Continuation(self, req, heal, gen))
+        steps = max(d.limit for d in decs) + 1
+        state = fast.Batch(slot.cache, [shared for *_, shared in batch], steps)
+        live = list(range(len(decs)))
+        tokens = [ids[-1] for *_, ids, _shared in batch]
+        try:
+            while live:
+                logits = self.fast.forward_batch(tokens, state)
+                going: list[int] = []
+                tokens = []
+                for row, d in enumerate(live):
+                    dec = decs[d]
+                    best = None
+                    if dec.req.cancel.is_set():
+                        dec.gen.cancelled = True
+                        self.stats["cancelled"] += 1
+                    elif not dec.exhausted:
+                        best = dec.step(logits[row])
+                    if best is None:
+                        dec.gen.text = self._cut(dec.text, dec.req)
+                        if not dec.gen.cancelled:
+                            self.stats["finished"] += 1
+                        continue
+                    going.append(row)
+                    tokens.append(best)
+                if going and len(going) < len(live):
+                    state.keep(going)
+                live = [live[row] for row in going]
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                raise ModelError(
+                    "The model ran out of memory while regenerating lines; the text is too long"
+                ) from exc
+            log.warning("batched decoding failed, decoding one at a time: %s", exc)
+            for _n, req, *_ in batch:
+                req.partial = None
+            return None
+        return [d.gen for d in decs]
 
     def _finish(self, gen: Generation, t0: float) -> Generation:
         gen.seconds = time.perf_counter() - t0
@@ -588,3 +648,66 @@ class TransformersBackend:
             self._slots.popitem(last=False)
         starts = [int(o[0]) for o in offsets]
         return LineScores(lp, ent, len(ids), token_starts=starts, token_greedy=greedy[: len(ids)])
+
+
+class _Continuation:
+    """One greedy continuation: picks each token (healing the prompt's end back first) and
+    applies the stop rules. The sequential and the batched decoding loops share it, so they
+    choose the same tokens from the same logits."""
+
+    def __init__(
+        self, backend: TransformersBackend, req: GenerateRequest, heal: str, gen: Generation
+    ) -> None:
+        self.backend = backend
+        self.req = req
+        self.heal = heal
+        self.heal_left = heal
+        self.gen = gen
+        self.ids: list[int] = []
+        self.text = ""
+        self.steps = 0
+        self.limit = req.max_new_tokens + (4 if heal else 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.steps >= self.limit
+
+    def step(self, logits: Any) -> int | None:
+        """Take the next token from ``logits``; returns it when the continuation goes on (the
+        caller runs it through the model), None when it has ended."""
+        b, req, gen = self.backend, self.req, self.gen
+        torch = b._torch
+        self.steps += 1
+        logp = torch.log_softmax(logits, dim=-1)
+        if self.heal_left:
+            allowed = b._allowed_for_heal(self.heal_left)
+            if not allowed:
+                return None
+            idx = torch.tensor([i for i, _ in allowed])
+            best = int(idx[int(torch.argmax(logp[idx]))])
+        else:
+            best = int(torch.argmax(logp))
+        if best in b._stop_ids:
+            gen.stopped = True
+            return None
+        self.ids.append(best)
+        gen.token_logprobs.append(float(logp[best]))
+        piece = b.tok.decode([best])
+        gen.tokens.append(piece)
+        b.stats["generated"] += 1
+        if self.heal_left:
+            if piece.startswith(self.heal_left):
+                self.text += piece[len(self.heal_left) :]
+                self.heal_left = ""
+            else:
+                self.heal_left = self.heal_left[len(piece) :]
+        else:
+            decoded = b.tok.decode(self.ids)
+            self.text = decoded[len(self.heal) :] if self.heal else decoded
+        gen.text = self.text
+        if b._should_stop(self.text, req):
+            gen.stopped = True
+            return None
+        if len(gen.tokens) >= req.max_new_tokens + (len(self.heal) and 4):
+            return None
+        return best
