@@ -783,6 +783,7 @@ def simulate(
     budget: float = 0.15,
     extra: int | None = None,
     min_score: float = 0.05,
+    regen_min: float = 0.0,
 ) -> dict[str, float]:
     """Top-1, top-3 and recall at the budget of the two-stage ranking on recorded samples, as
     ``tactful bench flag`` counts them, with the exact expectation of a random ranking.
@@ -794,6 +795,8 @@ def simulate(
     top-1/top-3 is the flags, then the other regenerated lines, then the rest by the first stage.
     ``recall_min_score`` and ``share_min_score``: the recall and the share of lines flagged when
     flags scoring below ``min_score`` are not shown (the editor's ``flags.minScore``).
+    ``regen_min``: picks whose first-stage score is below it are not regenerated (the flagger's
+    ``regen_min``); ``regen_per_100``: the regenerations this costs per 100 lines.
     """
     from tactful.flag import REGEN_EXTRA
 
@@ -804,6 +807,7 @@ def simulate(
     rand1 = rand3 = randb = 0.0
     missing = picked = 0
     hit_ms = share_ms = 0.0
+    regens = lines = 0
     for s in samples:
         rows = s["rows"]
         if not rows:
@@ -812,9 +816,12 @@ def simulate(
         n_regen = min(len(rows), max_flags + extra) if max_flags else 0
         p1 = model.stage1([r["cheap"] for r in rows])
         order = sorted(range(len(rows)), key=lambda j: -p1[j])
-        chosen = [j for j in order[:n_regen] if rows[j]["regen"] is not None]
-        picked += n_regen
-        missing += n_regen - len(chosen)
+        picks = [j for j in order[:n_regen] if p1[j] >= regen_min]
+        chosen = [j for j in picks if rows[j]["regen"] is not None]
+        picked += len(picks)
+        missing += len(picks) - len(chosen)
+        regens += len(picks)
+        lines += s["lines"]
         full = [rows[j]["cheap"] + rows[j]["regen"] for j in chosen]
         pf = model.final(full)
         by_score = sorted(range(len(chosen)), key=lambda t: -pf[t])
@@ -848,6 +855,7 @@ def simulate(
         "missing_picks": missing / max(1, picked),
         "recall_min_score": hit_ms / n,
         "share_min_score": share_ms / n,
+        "regen_per_100": 100 * regens / max(1, lines),
     }
 
 
@@ -872,7 +880,8 @@ def _line(name: str, m: dict[str, float]) -> str:
         f"{ratio(m['top1'], m['random_top1'])}) top-3 {m['top3']:.3f} "
         f"(random {m['random_top3']:.3f}, {ratio(m['top3'], m['random_top3'])}) "
         f"missing picks {m['missing_picks']:.2f}; at minScore 0.05: recall "
-        f"{m['recall_min_score']:.3f}, lines flagged {m['share_min_score']:.3f}"
+        f"{m['recall_min_score']:.3f}, lines flagged {m['share_min_score']:.3f}; "
+        f"regenerated per 100 lines {m['regen_per_100']:.1f}"
     )
 
 
@@ -897,6 +906,7 @@ def cross_validate(
     dev_weight: float = 1.0,
     drop: Sequence[str] = (),
     scored: set[str] | None = None,
+    regen_mins: Sequence[float] = (),
     log: Any = sys.stdout,
 ) -> dict[str, float]:
     """K-fold cross-validation on the real ConDefects dev bugs, folds by task (``folds``, default
@@ -905,12 +915,14 @@ def cross_validate(
     program of a task is the fix of its faulty one). With a prior ``corpus``, the prior is
     cross-fitted inside the training folds and never sees a test-fold task. ``scored``: the ids
     of the dev programs the figures count (default all; see :func:`bench_ids`). Prints each fold
-    and the pooled figures; returns the pooled ones."""
+    and the pooled figures; returns the pooled ones. ``regen_mins``: also print the pooled figures
+    with each of these first-stage thresholds for regeneration (see :func:`simulate`)."""
     from tactful.flag import FlagModel
 
     folds = dev_folds(k) if folds is None else folds
     real = {s["id"] for s in dev}
     parts = []
+    swept: dict[float, list[dict[str, float]]] = {t: [] for t in regen_mins}
     for f in range(k):
         test = [
             s
@@ -930,9 +942,13 @@ def cross_validate(
             model = _Masked(model, drop)
         m = simulate(test, model)
         parts.append(m)
+        for t in regen_mins:
+            swept[t].append(simulate(test, model, regen_min=t))
         print(_line(f"  fold {f + 1}/{k}", m), file=log, flush=True)
     pooled = _pool(parts)
     print(_line(f"  pooled ({k} folds by task)", pooled), file=log, flush=True)
+    for t, ms in swept.items():
+        print(_line(f"  pooled, regenerating only at stage 1 >= {t:g}", _pool(ms)), file=log)
     return pooled
 
 
@@ -1122,6 +1138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --cv-only: comma-separated features hidden from the classifiers (ablation)",
     )
     ap.add_argument(
+        "--regen-min",
+        default="",
+        help="with --cv: comma-separated first-stage thresholds below which a line is not "
+        "regenerated; prints the pooled figures for each",
+    )
+    ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1: see set_threads)"
     )
     ap.add_argument(
@@ -1202,6 +1224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dev_weight=args.dev_weight,
                 drop=drop,
                 scored=bench_ids(),
+                regen_mins=[float(t) for t in args.regen_min.split(",") if t.strip()],
             )
             metrics[f"ConDefects dev, {args.cv}-fold CV by task"] = cv
             if args.cv_only:
