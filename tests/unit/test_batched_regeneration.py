@@ -111,8 +111,8 @@ def test_a_cancelled_batch_stops_and_reports_it(backend: Any) -> None:
     assert [g.cancelled for g in out] == [True] * 4
 
 
-def _job() -> flag.FlagJob:
-    return flag.FlagJob(CODE * 3, "python", budget=0.3)
+def _job(batch: int | None = None) -> flag.FlagJob:
+    return flag.FlagJob(CODE * 3, "python", budget=0.3, batch=batch)
 
 
 def _run(job: flag.FlagJob, backend: Any) -> dict[int, str]:
@@ -132,8 +132,7 @@ def test_flag_job_regenerates_in_batches_like_one_at_a_time(backend: Any, monkey
     monkeypatch.setattr(backend, "generate_many", counted)
     batched = _run(_job(), backend)
     assert calls and max(calls) > 1 and max(calls) <= flag.REGEN_BATCH
-    monkeypatch.setattr(flag, "REGEN_BATCH", 1)
-    single = _run(_job(), backend)
+    single = _run(_job(batch=1), backend)
     assert batched.keys() == single.keys() and len(batched) >= 10
     same = sum(batched[i] == single[i] for i in batched)
     assert same >= 0.8 * len(batched), (same, len(batched))
@@ -167,3 +166,20 @@ def test_an_interrupted_batch_keeps_what_it_finished(backend: Any, monkeypatch) 
     job.interrupt = None
     unit(backend)  # the retry of the same unit
     assert seen[1] == seen[0] - seen[0] // 2
+
+
+def test_the_blocked_output_layer_scores_exactly_like_the_stock_forward(backend: Any) -> None:
+    """The scoring pass runs the CPU output layer in vocabulary blocks (``hf.HEAD_BLOCK``); the
+    log-probabilities, entropies and greedy marks are the stock forward's, bit for bit."""
+    text = CODE * 2
+    blocked = backend.score_into_slot(text, "flag:head")
+    fast_decoder = backend.fast
+    backend.fast = None  # the stock forward's own logits
+    try:
+        stock = backend.score_into_slot(text, "flag:head")
+    finally:
+        backend.fast = fast_decoder
+    assert blocked.tokens == stock.tokens > 128  # more than one chunk
+    assert blocked.line_logprobs == stock.line_logprobs
+    assert blocked.line_entropy == stock.line_entropy
+    assert blocked.token_greedy == stock.token_greedy
