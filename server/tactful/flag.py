@@ -310,8 +310,11 @@ class FlagJob:
         force: Sequence[int] = (),
         speculative: bool = True,
         min_score: float = 0.0,
+        batch: int | None = None,
     ) -> None:
         self.t0 = time.perf_counter()
+        #: Lines of one window regenerated together (default ``REGEN_BATCH``; 1: one at a time).
+        self.batch = max(1, batch if batch is not None else REGEN_BATCH)
         #: Flags scoring below this are not shown (0: fill the budget).
         self.min_score = min_score
         self.seconds = 0.0
@@ -421,8 +424,8 @@ class FlagJob:
             chosen = sorted(set(top) | (self.force & set(mine)))
             # A batch decodes until its longest line ends: batch lines of like length.
             chosen.sort(key=self._n_tokens)
-            for b in range(0, len(chosen), REGEN_BATCH):
-                part = chosen[b : b + REGEN_BATCH]
+            for b in range(0, len(chosen), self.batch):
+                part = chosen[b : b + self.batch]
                 yield functools.partial(self._regenerate_batch, w=w, lines=part)
 
     def _score_window(self, backend: Backend, w: _Window) -> None:

@@ -30,6 +30,8 @@ from tactful.flag import REGEN_EXTRA, FlagJob, FlagModel, FlagResult
 
 #: ``--regen-extra``: lines regenerated beyond the number that can be flagged (None: the default).
 REGEN_EXTRA_OVERRIDE: int | None = None
+#: Lines naive FLAG regenerates per model call (``--naive-batch``).
+NAIVE_BATCH = 1
 
 
 @dataclass
@@ -77,6 +79,7 @@ def _run(
         model=model,
         regenerate_all=naive,
         speculative=not naive,
+        batch=NAIVE_BATCH if naive else None,
         key="bench",
         regen_extra=REGEN_EXTRA_OVERRIDE if REGEN_EXTRA_OVERRIDE is not None else REGEN_EXTRA,
     )
@@ -178,6 +181,7 @@ def evaluate(
             "speedup_vs_naive": round(naive.seconds / ours_on_naive.seconds, 2)
             if ours_on_naive.seconds
             else None,
+            "naive_lines_per_call": NAIVE_BATCH,
         }
     return out
 
@@ -252,13 +256,21 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--no-long", action="store_true", help="skip the 300-line timing")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     ap.add_argument("--regen-extra", type=int, default=None, help="override flag.REGEN_EXTRA")
+    ap.add_argument(
+        "--naive-batch",
+        type=int,
+        default=1,
+        help="lines naive FLAG regenerates per model call (default 1: one call per line, as "
+        "FLAG does; 8: the batching tactful uses)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(list(argv))
 
     from tactful import paths
 
-    global REGEN_EXTRA_OVERRIDE
+    global REGEN_EXTRA_OVERRIDE, NAIVE_BATCH
     REGEN_EXTRA_OVERRIDE = args.regen_extra
+    NAIVE_BATCH = max(1, args.naive_batch)
     from tactful.backend.hf import TransformersBackend
     from tactful.flag_train import condefects, set_threads
 
