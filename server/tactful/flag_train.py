@@ -12,7 +12,7 @@ Reproduce the shipped classifier (the datasets are built with different first-st
 it takes three builds; docs/flags.md and the model card list the same commands)::
 
     python -m tactful.flag_train build --dev 0 --dev-mutations 0
-    python -m tactful.flag_train build --mutations 0 --dev 430 --dev-mutations 0 --regen-extra 2
+    python -m tactful.flag_train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2
     python -m tactful.flag_train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2
     python -m tactful.flag_train train --with-dev --cv 5 --rounds 150 --params '{"num_leaves": 7}'
 
@@ -1045,7 +1045,7 @@ tree-sitter or line rules) but were not in the training data.
 
 Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flag_train
 build --dev 0 --dev-mutations 0` (the library mutations, first stage: the heuristic plus 4 lines),
-`python -m tactful.flag_train build --mutations 0 --dev 430 --dev-mutations 0 --regen-extra 2` and
+`python -m tactful.flag_train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2` and
 `python -m tactful.flag_train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2`
 (the real dev bugs and the mutated accepted dev programs, first stage: the heuristic plus 2 lines
 and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flag_train train --with-dev --cv 5")}`.
