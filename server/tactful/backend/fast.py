@@ -322,6 +322,38 @@ class Decoder:
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return weight * h.to(x.dtype)
 
+    def _qkv(
+        self, layer: dict[str, Any], h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A layer's rotated queries, keys and values for the m tokens of ``h``: (m, heads, d)
+        each; ``cos``/``sin`` are (m, 1, d)."""
+        m = h.shape[0]
+        x = self._norm(h, layer["norm1"])
+        qkv = layer["qkv"].mm(x)
+        if layer["qkv_bias"] is not None:
+            qkv = qkv + layer["qkv_bias"]
+        q = qkv[:, : self.q_size].reshape(m, self.heads, self.head_dim)
+        k = qkv[:, self.q_size : self.q_size + self.kv_size].reshape(
+            m, self.kv_heads, self.head_dim
+        )
+        v = qkv[:, self.q_size + self.kv_size :].reshape(m, self.kv_heads, self.head_dim)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        return q, k, v
+
+    def _after_attention(
+        self, layer: dict[str, Any], h: torch.Tensor, att: torch.Tensor
+    ) -> torch.Tensor:
+        """The residual stream after a layer's attention output ``att`` (m, hidden) and its MLP."""
+        o = layer["o"].mm(att.contiguous())
+        if layer["o_bias"] is not None:
+            o = o + layer["o_bias"]
+        h = h + o
+        x = self._norm(h, layer["norm2"])
+        gu = layer["gate_up"].mm(x)
+        act = torch.nn.functional.silu(gu[:, : self.inter]) * gu[:, self.inter :]
+        return h + layer["down"].mm(act.contiguous())
+
     def forward(self, ids: list[int], cache: Any) -> torch.Tensor:
         """Run ``ids`` (a few tokens) after what ``cache`` holds; float32 logits of the last one."""
         m = len(ids)
@@ -329,8 +361,8 @@ class Decoder:
         h = self.embed[torch.tensor(ids)]  # m, hidden (the model's dtype)
         pos = torch.arange(start, start + m).unsqueeze(0)
         cos, sin = self.rotary(h.unsqueeze(0), pos)  # 1, m, head_dim
-        cos = cos[0].unsqueeze(0)  # 1, m, d (broadcast over heads)
-        sin = sin[0].unsqueeze(0)
+        cos = cos[0].unsqueeze(1)  # m, 1, d (broadcast over heads)
+        sin = sin[0].unsqueeze(1)
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
         groups = nh // nkv
         causal = None
@@ -339,15 +371,7 @@ class Decoder:
             rows = torch.arange(start, total).unsqueeze(1)
             causal = torch.arange(total).unsqueeze(0) > rows  # m, total: True where hidden
         for i, layer in enumerate(self.layers):
-            x = self._norm(h, layer["norm1"])
-            qkv = layer["qkv"].mm(x)
-            if layer["qkv_bias"] is not None:
-                qkv = qkv + layer["qkv_bias"]
-            q = qkv[:, : self.q_size].reshape(m, nh, hd).transpose(0, 1)  # nh, m, d
-            k = qkv[:, self.q_size : self.q_size + self.kv_size].reshape(m, nkv, hd).transpose(0, 1)
-            v = qkv[:, self.q_size + self.kv_size :].reshape(m, nkv, hd).transpose(0, 1)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            q, k, v = (t.transpose(0, 1) for t in self._qkv(layer, h, cos, sin))  # heads, m, d
             keys, values = cache.layers[i].update(k.unsqueeze(0), v.unsqueeze(0))
             kf, vf = keys[0], values[0]  # nkv, total, d (float32)
             qf = q.float().reshape(nkv, groups * m, hd)
@@ -358,14 +382,7 @@ class Decoder:
             probs = torch.softmax(scores, dim=-1)
             att = torch.matmul(probs, vf)  # nkv, groups*m, d
             att = att.reshape(nh, m, hd).transpose(0, 1).reshape(m, nh * hd).to(h.dtype)
-            o = layer["o"].mm(att.contiguous())
-            if layer["o_bias"] is not None:
-                o = o + layer["o_bias"]
-            h = h + o
-            x = self._norm(h, layer["norm2"])
-            gu = layer["gate_up"].mm(x)
-            act = torch.nn.functional.silu(gu[:, : self.inter]) * gu[:, self.inter :]
-            h = h + layer["down"].mm(act.contiguous())
+            h = self._after_attention(layer, h, att)
         last = self._norm(h[-1:], self.final_norm)
         return self.head.mm(last.contiguous())[0].float()
 
@@ -386,15 +403,7 @@ class Decoder:
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
         groups = nh // nkv
         for i, layer in enumerate(self.layers):
-            x = self._norm(h, layer["norm1"])
-            qkv = layer["qkv"].mm(x)
-            if layer["qkv_bias"] is not None:
-                qkv = qkv + layer["qkv_bias"]
-            q = qkv[:, : self.q_size].reshape(m, nh, hd)
-            k = qkv[:, self.q_size : self.q_size + self.kv_size].reshape(m, nkv, hd)
-            v = qkv[:, self.q_size + self.kv_size :].reshape(m, nkv, hd)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            q, k, v = self._qkv(layer, h, cos, sin)  # m, heads, d
             pk, pv = batch.write(i, k, v)  # nkv, m, t + 1, d
             sk, sv = batch.shared_kv[i]  # nkv, n, d
             n = sk.shape[-2]
@@ -408,14 +417,7 @@ class Decoder:
                 nkv, m, groups, hd
             ) + torch.matmul(probs[..., n:], pv)  # nkv, m, g, d
             att = att.transpose(0, 1).reshape(m, nh * hd).to(h.dtype)
-            o = layer["o"].mm(att.contiguous())
-            if layer["o_bias"] is not None:
-                o = o + layer["o_bias"]
-            h = h + o
-            x = self._norm(h, layer["norm2"])
-            gu = layer["gate_up"].mm(x)
-            act = torch.nn.functional.silu(gu[:, : self.inter]) * gu[:, self.inter :]
-            h = h + layer["down"].mm(act.contiguous())
+            h = self._after_attention(layer, h, att)
         batch.length += 1
         last = self._norm(h, self.final_norm)
         return self.head.mm(last.contiguous()).float()
