@@ -428,6 +428,8 @@ class TransformersBackend:
             key = reqs[0].cache_key if reqs else None
             if self.fast is not None and key is not None:
                 slot = self._slots.get(key)
+                if slot is not None:
+                    self._slots.move_to_end(key)  # in use: the last to be dropped
             batch: list[tuple[int, GenerateRequest, str, list[int], int]] = []
             for n, req in enumerate(reqs):
                 if (

@@ -77,7 +77,11 @@ class LineScores:
 
 
 class Backend(Protocol):
-    """What tactful needs from a model."""
+    """What tactful needs from a model.
+
+    A backend may also offer ``generate_many(reqs) -> list[Generation]``: several ``keep_slot``
+    regenerations of one scored slot decoded together (``TransformersBackend`` does); line
+    flags use it where it exists and call ``generate`` once per line otherwise."""
 
     name: str
     #: True when the model has fill-in-the-middle tokens and a template for them.
