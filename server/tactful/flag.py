@@ -423,7 +423,7 @@ class FlagJob:
             top = sorted(mine, key=lambda i: -self.info[i].p1)[:k]
             chosen = sorted(set(top) | (self.force & set(mine)))
             # A batch decodes until its longest line ends: batch lines of like length.
-            chosen.sort(key=self._n_tokens)
+            chosen.sort(key=lambda i: len(self._orig_lp(i)))
             for b in range(0, len(chosen), self.batch):
                 part = chosen[b : b + self.batch]
                 yield functools.partial(self._regenerate_batch, w=w, lines=part)
@@ -524,9 +524,6 @@ class FlagJob:
         )
         info.kept = kept
         return req, window_text[content:cut]
-
-    def _n_tokens(self, i: int) -> int:
-        return len(self._orig_lp(i))
 
     def _orig_lp(self, i: int) -> list[float]:
         return self._lp[i - self._lp_off] if i - self._lp_off < len(self._lp) else []

@@ -430,7 +430,7 @@ class Batch:
 
     def __init__(self, cache: Any, shared: list[int], steps: int) -> None:
         self.shared_kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
-        n = self.shared_kv[0][0].shape[-2] if self.shared_kv else 0
+        n = self.shared_kv[0][0].shape[-2]
         if any(s > n for s in shared):
             raise ValueError("a continuation sees more of the shared cache than it holds")
         self.shared = torch.tensor(shared)

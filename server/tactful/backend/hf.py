@@ -450,8 +450,9 @@ class TransformersBackend:
             if len(batch) > 1 and slot is not None:
                 t0 = time.perf_counter()
                 gens = self._decode_batch(slot, batch)
-                for (n, *_), gen in zip(batch, gens or [], strict=False):
-                    out[n] = self._finish(gen, t0)
+                if gens is not None:  # else all of them run one at a time below
+                    for (n, *_), gen in zip(batch, gens, strict=True):
+                        out[n] = self._finish(gen, t0)
             for n, req in enumerate(reqs):
                 if out[n] is None:
                     out[n] = self._generate(req)
@@ -727,6 +728,6 @@ class _Continuation:
         if b._should_stop(self.text, req):
             gen.stopped = True
             return None
-        if len(gen.tokens) >= req.max_new_tokens + (len(self.heal) and 4):
+        if len(gen.tokens) >= self.limit:
             return None
         return best
