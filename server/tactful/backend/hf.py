@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +83,7 @@ class TransformersBackend:
         self._stop_ids = self._collect_stop_ids()
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._lock = threading.RLock()
-        self._vocab_by_char: dict[str, list[tuple[int, str]]] | None = None
+        self._heal: _HealIndex | None = None
         #: The fast CPU decoder when it is on (see ``fast.py``), else None.
         self.fast: Decoder | None = None
         #: Totals since start, for benchmarks and the status command.
@@ -180,7 +180,7 @@ class TransformersBackend:
                 log.warning("fast decoding off for %s: %s", name, exc)
                 backend.fast = None
         report("Warming up", 90)
-        backend._token_strings()  # the token-healing index, built once
+        backend._heal_index()  # the token-healing index, built once
         backend.generate(GenerateRequest(prefix="def add(a, b):", max_new_tokens=2))
         report(f"{name} ready", 100)
         return backend
@@ -214,21 +214,25 @@ class TransformersBackend:
         with self._lock:
             self._slots.pop(cache_key, None)
 
-    def _token_strings(self) -> dict[str, list[tuple[int, str]]]:
-        if self._vocab_by_char is None:
+    def _heal_index(self) -> _HealIndex:
+        if self._heal is None:
             n = len(self.tok)
             strings = self.tok.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
             special = set(getattr(self.tok, "all_special_ids", []))
-            by_char: dict[str, list[tuple[int, str]]] = {}
-            for i, s in enumerate(strings):
-                if s and i not in special and i not in self._stop_ids and "\ufffd" not in s:
-                    by_char.setdefault(s[0], []).append((i, s))
-            self._vocab_by_char = by_char
-        return self._vocab_by_char
+            self._heal = _HealIndex(
+                self._torch,
+                (
+                    (i, s)
+                    for i, s in enumerate(strings)
+                    if s and i not in special and i not in self._stop_ids and "\ufffd" not in s
+                ),
+            )
+        return self._heal
 
-    def _allowed_for_heal(self, heal: str) -> list[tuple[int, str]]:
-        cands = self._token_strings().get(heal[0], [])
-        return [(i, s) for i, s in cands if heal.startswith(s) or s.startswith(heal)]
+    def _allowed_for_heal(self, heal: str) -> Any:
+        """Ids (ascending, a tensor) of the tokens that fit a healed prompt end ``heal``: those
+        that start with it and those that are a prefix of it."""
+        return self._heal_index().allowed(heal)
 
     def _forward(self, ids: list[int], cache: Any, decode: bool = False) -> Any:
         """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
@@ -700,10 +704,9 @@ class _Continuation:
         self.steps += 1
         logp = torch.log_softmax(logits, dim=-1)
         if self.heal_left:
-            allowed = b._allowed_for_heal(self.heal_left)
-            if not allowed:
+            idx = b._allowed_for_heal(self.heal_left)
+            if not len(idx):
                 return None
-            idx = torch.tensor([i for i, _ in allowed])
             best = int(idx[int(torch.argmax(logp[idx]))])
         else:
             best = int(torch.argmax(logp))
@@ -731,3 +734,39 @@ class _Continuation:
         if len(gen.tokens) >= self.limit:
             return None
         return best
+
+
+class _HealIndex:
+    """The vocabulary sorted by token text, for token healing: which tokens fit the text healed
+    away from a prompt's end. Tokens that start with it lie in one run of the sorted texts (found
+    by bisection); tokens that are a prefix of it are looked up by each of its prefixes. A scan
+    of the vocabulary took about 13 ms a call; the id tensors of recent heal texts are kept."""
+
+    #: Heal texts whose id tensors are kept.
+    KEEP = 256
+
+    def __init__(self, torch: Any, tokens: Iterable[tuple[int, str]]) -> None:
+        self._torch = torch
+        pairs = sorted((s, i) for i, s in tokens)
+        self.texts = [s for s, _ in pairs]
+        self.ids = [i for _, i in pairs]
+        self.by_text: dict[str, list[int]] = {}
+        for s, i in pairs:
+            self.by_text.setdefault(s, []).append(i)
+        self._recent: OrderedDict[str, Any] = OrderedDict()
+
+    def allowed(self, heal: str) -> Any:
+        got = self._recent.get(heal)
+        if got is not None:
+            self._recent.move_to_end(heal)
+            return got
+        lo = bisect.bisect_left(self.texts, heal)
+        hi = bisect.bisect_left(self.texts, heal + "\U0010ffff", lo)
+        ids = set(self.ids[lo:hi])
+        for k in range(1, len(heal)):
+            ids.update(self.by_text.get(heal[:k], ()))
+        got = self._torch.tensor(sorted(ids), dtype=self._torch.long)
+        self._recent[heal] = got
+        while len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
+        return got
