@@ -210,7 +210,13 @@ def _parse_files(specs: Sequence[str]) -> list[tuple[str, str, int]]:
         path, _, line = spec.rpartition(":")
         if not path or not line.isdigit() or int(line) < 1:
             raise SystemExit(f"tactful bench flag: --files wants PATH:LINE (1-based), got {spec!r}")
-        out.append((spec, Path(path).read_text(encoding="utf-8"), int(line) - 1))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"tactful bench flag: cannot read {path}: {exc}") from None
+        if int(line) > len(text.splitlines()):
+            raise SystemExit(f"tactful bench flag: {path} has no line {line}")
+        out.append((spec, text, int(line) - 1))
     return out
 
 
@@ -265,6 +271,7 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(list(argv))
+    files = _parse_files(args.files)  # before loading the model: a bad spec fails at once
 
     from tactful import paths
 
@@ -288,7 +295,7 @@ def main(argv: Sequence[str]) -> int:
         programs += [
             (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
         ]
-    programs += _parse_files(args.files)
+    programs += files
     t0 = time.time()
     from tactful.config import FlagSettings
 
@@ -310,6 +317,8 @@ def main(argv: Sequence[str]) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     tr, rn = result["tactful"], result["random"]
+    if not tr["programs"]:
+        return 0  # the 300-line timing only: no recall to compare
     for name, a, b in (
         ("recall@budget", tr["recall_at_budget"], rn["recall_at_budget"]),
         ("top-3", tr["top3"], rn["top3"]),
