@@ -27,13 +27,14 @@ import math
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tactful import flag_features as ff
-from tactful.backend.types import Backend, GenerateRequest, Generation
+from tactful.backend.types import Backend, GenerateRequest, Generation, LineScores
 from tactful.config import FlagSettings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ class FlagResult:
     skipped: str | None = None
     seconds: float = 0.0
     classifier: str = ""
+    #: Scoring windows, and how many of them came from the memo of an earlier run.
+    windows: int = 0
+    windows_reused: int = 0
 
     def to_json(self, path: str | None = None) -> dict[str, Any]:
         flags = sorted(self.flags, key=lambda f: -f.score)
@@ -113,6 +117,8 @@ class FlagResult:
             skipped=self.skipped,
             seconds=round(self.seconds, 3),
             classifier=self.classifier,
+            windows=self.windows,
+            windows_reused=self.windows_reused,
             flags=[
                 {
                     "line": f.line + 1,
@@ -280,6 +286,47 @@ class _Window:
 
 
 @dataclass
+class _WindowRecord:
+    """What the model gave for one window's text: its scoring pass, and the regenerations done
+    so far (by the line's place in the window: suggestion, regeneration features, kept tokens)."""
+
+    scores: LineScores
+    regens: dict[int, tuple[str, list[float], int]] = field(default_factory=dict)
+
+
+class WindowMemo:
+    """Model results of recently flagged windows, by the window's text (and the model's name):
+    flagging a document again after an edit redoes only the windows whose text changed. A
+    window's results depend only on its text, so they are the ones a fresh run computes (a
+    regeneration done in another batch can differ at a bfloat16 tie, as batching can). Keep one
+    per backend and :meth:`clear` it when the model changes."""
+
+    def __init__(self, windows: int = 64) -> None:
+        self.windows = windows
+        self._records: OrderedDict[tuple[str, str], _WindowRecord] = OrderedDict()
+        #: Totals since start: windows and regenerations taken from the memo.
+        self.hits = {"windows": 0, "regenerations": 0}
+
+    def get(self, key: tuple[str, str]) -> _WindowRecord | None:
+        rec = self._records.get(key)
+        if rec is not None:
+            self._records.move_to_end(key)
+        return rec
+
+    def put(self, key: tuple[str, str], rec: _WindowRecord) -> None:
+        self._records[key] = rec
+        self._records.move_to_end(key)
+        while len(self._records) > self.windows:
+            self._records.popitem(last=False)
+
+    def clear(self) -> None:
+        self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+@dataclass
 class _Line:
     index: int
     cheap: list[float]
@@ -311,8 +358,16 @@ class FlagJob:
         speculative: bool = True,
         min_score: float = 0.0,
         batch: int | None = None,
+        memo: WindowMemo | None = None,
     ) -> None:
         self.t0 = time.perf_counter()
+        #: Model results of earlier runs, reused for windows whose text is unchanged.
+        self.memo = memo
+        self._rec: _WindowRecord | None = None
+        #: The window whose KV cache the backend slot holds (None: none of this job's yet).
+        self._slot_window: int | None = None
+        #: Windows and regenerations this job took from the memo.
+        self.reused = {"windows": 0, "regenerations": 0}
         #: Lines of one window regenerated together (default ``REGEN_BATCH``; 1: one at a time).
         self.batch = max(1, batch if batch is not None else REGEN_BATCH)
         #: Flags scoring below this are not shown (0: fill the budget).
@@ -428,14 +483,37 @@ class FlagJob:
                 part = chosen[b : b + self.batch]
                 yield functools.partial(self._regenerate_batch, w=w, lines=part)
 
-    def _score_window(self, backend: Backend, w: _Window) -> None:
-        self._check()
+    def _memo_key(self, backend: Backend, w: _Window) -> tuple[str, str]:
+        fim = "fim:" if getattr(backend, "fim", False) else ""
+        name = f"{fim}{getattr(backend, 'name', type(backend).__name__)}"
+        return name, "\n".join(self.model_lines[w.ctx_start : w.end])
+
+    def _score_into_slot(self, backend: Backend, w: _Window) -> LineScores:
         text = "\n".join(self.model_lines[w.ctx_start : w.end])
         try:
             scores = backend.score_into_slot(text, self.key, self._event())
         except InterruptedError:
             self._check()
             raise FlagCancelled() from None
+        self._slot_window = w.start
+        return scores
+
+    def _score_window(self, backend: Backend, w: _Window) -> None:
+        self._check()
+        rec = None
+        if self.memo is not None:
+            key = self._memo_key(backend, w)
+            rec = self.memo.get(key)
+            if rec is not None:
+                self.reused["windows"] += 1
+                self.memo.hits["windows"] += 1
+            else:
+                rec = _WindowRecord(self._score_into_slot(backend, w))
+                self.memo.put(key, rec)
+            scores = rec.scores
+        else:
+            scores = self._score_into_slot(backend, w)
+        self._rec = rec
         off = w.ctx_start
         lp = scores.line_logprobs
         ent = scores.line_entropy
@@ -537,9 +615,33 @@ class FlagJob:
         info.regen = ff.regen_features(
             self.lines[i], generated, orig_lp, list(orig_lp[: info.kept]) + gen.token_logprobs
         )
+        if self._rec is not None:
+            self._rec.regens[i - self._lp_off] = (info.suggestion, info.regen, info.kept)
+
+    def _from_memo(self, backend: Backend, w: _Window, lines: Sequence[int]) -> list[int]:
+        """Take the regenerations the memo holds for ``lines``; returns the lines still to do,
+        after loading the window into the backend's slot when its scores came from the memo."""
+        if self._rec is None:
+            return list(lines)
+        todo = []
+        for i in lines:
+            got = self._rec.regens.get(i - w.ctx_start)
+            if got is None:
+                todo.append(i)
+                continue
+            info = self.info[i]
+            info.suggestion, info.regen, info.kept = got[0], list(got[1]), got[2]
+            self.reused["regenerations"] += 1
+            if self.memo is not None:
+                self.memo.hits["regenerations"] += 1
+        if todo and self._slot_window != w.start:
+            self._score_into_slot(backend, w)  # the generations continue its KV cache
+        return todo
 
     def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
         self._check()
+        if self.info[i].regen is not None or not self._from_memo(backend, w, [i]):
+            return
         planned = self._request(backend, w, i)
         if planned is None:
             return
@@ -555,7 +657,7 @@ class FlagJob:
         unit that gives way keeps the lines it finished, and its retry does the rest."""
         self._check()
         many = getattr(backend, "generate_many", None)
-        todo = [i for i in lines if self.info[i].regen is None]
+        todo = self._from_memo(backend, w, [i for i in lines if self.info[i].regen is None])
         if many is None or len(todo) < 2:
             for i in todo:
                 self._regenerate(backend, w, i)
@@ -589,6 +691,8 @@ class FlagJob:
             considered=len(self.considered),
             skipped=self.skipped,
             classifier=self.model.name,
+            windows=len(self.windows),
+            windows_reused=self.reused["windows"],
         )
         res.scores = [None] * len(self.lines)
         if self.skipped is not None:

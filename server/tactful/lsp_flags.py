@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from tactful.flag import (
     FlagJob,
     FlagModel,
     FlagResult,
+    WindowMemo,
     default_model,
 )
 from tactful.runner import FAILED, PRIORITY_FLAG, READY
@@ -70,6 +72,10 @@ class FlagService:
         self.docs: dict[str, _DocFlags] = {}
         self.model: FlagModel | None = None
         self.runs = 0
+        #: Model results by window text, so that a re-flag after an edit redoes only the windows
+        #: that changed; cleared when the model changes (``_memo_for``: the backend it is for).
+        self.memo = WindowMemo()
+        self._memo_for: weakref.ref[Any] | None = None
 
     # --- settings and capabilities -----------------------------------------------------------
     @property
@@ -201,6 +207,10 @@ class FlagService:
         version = doc.version
         text = "\n".join(doc.line_text(i) for i in range(doc.line_count))
         s = self.settings
+        backend = getattr(self.server.runner, "backend", None)
+        if backend is not None and (self._memo_for is None or self._memo_for() is not backend):
+            self.memo.clear()
+            self._memo_for = weakref.ref(backend)
         job = FlagJob(
             text,
             doc.language_id,
@@ -210,6 +220,7 @@ class FlagService:
             key=uri,
             cancel=cancel,
             min_score=s.min_score,
+            memo=self.memo,
         )
         if job.skipped:
             log.info("flags: not flagging %s: %s", uri, job.skipped)

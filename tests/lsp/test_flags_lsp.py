@@ -120,6 +120,11 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     assert 1 <= len(flags) <= int(0.15 * n_lines)
     scores = [f["score"] for f in flags]
     assert scores == sorted(scores, reverse=True)
+    # Flagged again unchanged: every window's model results come from the memo.
+    again = await _flag(pull_client, uri)
+    assert again["ok"] and again["windows"] >= 1
+    assert again["windows_reused"] == again["windows"]
+    assert again["flags"] == flags
 
     diags = await _pull(pull_client, uri)
     assert len(diags) == len(flags)
