@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful import flag_features as ff
-from tactful.flag import REGEN_EXTRA, FlagJob, FlagModel, FlagResult
+from tactful.flag import REGEN_EXTRA, FlagJob, FlagModel, FlagResult, WindowMemo
 
 #: ``--regen-extra``: lines regenerated beyond the number that can be flagged (None: the default).
 REGEN_EXTRA_OVERRIDE: int | None = None
@@ -70,11 +70,17 @@ class Tally:
 
 
 def _run(
-    backend: Any, text: str, model: FlagModel, budget: float, naive: bool
+    backend: Any,
+    text: str,
+    model: FlagModel,
+    budget: float,
+    naive: bool,
+    memo: WindowMemo | None = None,
 ) -> tuple[FlagJob, FlagResult, float]:
     job = FlagJob(
         text,
         "python",
+        memo=memo,
         budget=budget,
         model=model,
         regenerate_all=naive,
@@ -189,9 +195,13 @@ def evaluate(
 def long_file_seconds(
     backend: Any, model: FlagModel, budget: float, min_score: float | None = None
 ) -> dict[str, Any]:
-    """Flag the first 300 lines of the standard library's ``textwrap.py``."""
-    text = "\n".join(Path(textwrap.__file__).read_text().split("\n")[:300]) + "\n"
-    _job, res, secs = _run(backend, text, model, budget, naive=False)
+    """Flag the first 300 lines of the standard library's ``textwrap.py``, then flag it again
+    after one line near its end is edited, with the window memo the editor keeps
+    (``after_edit``: only the edited window is scored again)."""
+    lines = Path(textwrap.__file__).read_text().split("\n")[:300]
+    text = "\n".join(lines) + "\n"
+    memo = WindowMemo()
+    job, res, secs = _run(backend, text, model, budget, naive=False, memo=memo)
     out: dict[str, Any] = {
         "file": "textwrap.py[:300]",
         "lines": res.lines,
@@ -201,6 +211,18 @@ def long_file_seconds(
     }
     if min_score is not None:
         out["flags_at_min_score"] = sum(f.score >= min_score for f in res.flags)
+    # The edit: a code line about 80 % down gets a longer right-hand side, as when typing.
+    at = next(i for i in range(240, len(lines)) if " = " in lines[i] and "#" not in lines[i])
+    lines[at] = lines[at] + " or None"
+    job, res, secs = _run(backend, "\n".join(lines) + "\n", model, budget, naive=False, memo=memo)
+    out["after_edit"] = {
+        "edited_line": at + 1,
+        "seconds": round(secs, 2),
+        "windows": len(job.windows),
+        "windows_scored": len(job.windows) - job.reused["windows"],
+        "regenerations_reused": job.reused["regenerations"],
+        "regenerated": res.regenerated,
+    }
     return out
 
 
