@@ -304,23 +304,28 @@ class WindowMemo:
     def __init__(self, windows: int = 64) -> None:
         self.windows = windows
         self._records: OrderedDict[tuple[str, str], _WindowRecord] = OrderedDict()
+        #: Jobs use it on the model thread; the LSP layer clears it from the event loop.
+        self._lock = threading.Lock()
         #: Totals since start: windows and regenerations taken from the memo.
         self.hits = {"windows": 0, "regenerations": 0}
 
     def get(self, key: tuple[str, str]) -> _WindowRecord | None:
-        rec = self._records.get(key)
-        if rec is not None:
-            self._records.move_to_end(key)
-        return rec
+        with self._lock:
+            rec = self._records.get(key)
+            if rec is not None:
+                self._records.move_to_end(key)
+            return rec
 
     def put(self, key: tuple[str, str], rec: _WindowRecord) -> None:
-        self._records[key] = rec
-        self._records.move_to_end(key)
-        while len(self._records) > self.windows:
-            self._records.popitem(last=False)
+        with self._lock:
+            self._records[key] = rec
+            self._records.move_to_end(key)
+            while len(self._records) > self.windows:
+                self._records.popitem(last=False)
 
     def clear(self) -> None:
-        self._records.clear()
+        with self._lock:
+            self._records.clear()
 
     def __len__(self) -> int:
         return len(self._records)
