@@ -490,7 +490,8 @@ class FlagJob:
 
     def _memo_key(self, backend: Backend, w: _Window) -> tuple[str, str]:
         fim = "fim:" if getattr(backend, "fim", False) else ""
-        name = f"{fim}{getattr(backend, 'name', type(backend).__name__)}"
+        dtype = getattr(getattr(backend, "model", None), "dtype", "")
+        name = f"{fim}{getattr(backend, 'name', type(backend).__name__)}:{dtype}"
         return name, "\n".join(self.model_lines[w.ctx_start : w.end])
 
     def _score_into_slot(self, backend: Backend, w: _Window) -> LineScores:
