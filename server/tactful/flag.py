@@ -640,7 +640,7 @@ class FlagJob:
             self.reused["regenerations"] += 1
             if self.memo is not None:
                 self.memo.hits["regenerations"] += 1
-        if todo and self._slot_window != w.start:
+        if todo and self._slot_window != w.start and not getattr(backend, "fim", False):
             self._score_into_slot(backend, w)  # the generations continue its KV cache
         return todo
 

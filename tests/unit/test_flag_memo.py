@@ -118,3 +118,19 @@ def test_memo_is_bounded() -> None:
     for k in range(3):
         memo.put(("m", str(k)), flag._WindowRecord(LineScores([], [], 0)))
     assert len(memo) == 2 and memo.get(("m", "0")) is None and memo.get(("m", "2")) is not None
+
+
+def test_fim_regenerations_need_no_rescoring(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fill-in-the-middle backend regenerates from the text, not from the window's KV cache:
+    # a line the memo lacks is regenerated without scoring its window again.
+    monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
+    text = (FIXTURES / "inventory.py.txt").read_text() + (FIXTURES / "stats.py.txt").read_text()
+    memo = WindowMemo()
+    fim = Counting(backend)
+    fim.fim = True
+    _run(fim, text, memo)
+    assert fim.scored
+    fim.scored, fim.generated = [], 0
+    job, _flags = _run(fim, text, memo, budget=0.35)
+    assert fim.scored == [] and fim.generated > 0
+    assert job.reused["windows"] == len(job.windows)
