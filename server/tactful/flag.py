@@ -295,9 +295,9 @@ class _WindowRecord:
 
 
 class WindowMemo:
-    """Model results of recently flagged windows, by the window's text (and the model's name):
-    flagging a document again after an edit redoes only the windows whose text changed. A
-    window's results depend only on its text, so they are the ones a fresh run computes (a
+    """Model results of recently flagged windows, by the window's text (and the model's name and
+    dtype): flagging a document again after an edit redoes only the windows whose text changed.
+    A window's results depend only on its text, so they are the ones a fresh run computes (a
     regeneration done in another batch can differ at a bfloat16 tie, as batching can). Keep one
     per backend and :meth:`clear` it when the model changes."""
 
@@ -306,8 +306,6 @@ class WindowMemo:
         self._records: OrderedDict[tuple[str, str], _WindowRecord] = OrderedDict()
         #: Jobs use it on the model thread; the LSP layer clears it from the event loop.
         self._lock = threading.Lock()
-        #: Totals since start: windows and regenerations taken from the memo.
-        self.hits = {"windows": 0, "regenerations": 0}
 
     def get(self, key: tuple[str, str]) -> _WindowRecord | None:
         with self._lock:
@@ -488,16 +486,17 @@ class FlagJob:
                 part = chosen[b : b + self.batch]
                 yield functools.partial(self._regenerate_batch, w=w, lines=part)
 
+    def _window_text(self, w: _Window) -> str:
+        """The text the model sees for window ``w``: its context lines, then its own."""
+        return "\n".join(self.model_lines[w.ctx_start : w.end])
+
     def _memo_key(self, backend: Backend, w: _Window) -> tuple[str, str]:
-        fim = "fim:" if getattr(backend, "fim", False) else ""
         dtype = getattr(getattr(backend, "model", None), "dtype", "")
-        name = f"{fim}{getattr(backend, 'name', type(backend).__name__)}:{dtype}"
-        return name, "\n".join(self.model_lines[w.ctx_start : w.end])
+        return f"{getattr(backend, 'name', type(backend).__name__)}:{dtype}", self._window_text(w)
 
     def _score_into_slot(self, backend: Backend, w: _Window) -> LineScores:
-        text = "\n".join(self.model_lines[w.ctx_start : w.end])
         try:
-            scores = backend.score_into_slot(text, self.key, self._event())
+            scores = backend.score_into_slot(self._window_text(w), self.key, self._event())
         except InterruptedError:
             self._check()
             raise FlagCancelled() from None
@@ -512,7 +511,6 @@ class FlagJob:
             rec = self.memo.get(key)
             if rec is not None:
                 self.reused["windows"] += 1
-                self.memo.hits["windows"] += 1
             else:
                 rec = _WindowRecord(self._score_into_slot(backend, w))
                 self.memo.put(key, rec)
@@ -587,7 +585,7 @@ class FlagJob:
         line = self.lines[i]
         orig_lp = self._orig_lp(i)
         fim = bool(getattr(backend, "fim", False))
-        window_text = "\n".join(self.model_lines[w.ctx_start : w.end])
+        window_text = self._window_text(w)
         content, kept, cut = self._cut(w, i) if not fim else self._cut_plain(w, i)
         info = self.info[i]
         if cut is None:  # the model would write this very line
@@ -638,16 +636,12 @@ class FlagJob:
             info = self.info[i]
             info.suggestion, info.regen, info.kept = got[0], list(got[1]), got[2]
             self.reused["regenerations"] += 1
-            if self.memo is not None:
-                self.memo.hits["regenerations"] += 1
         if todo and self._slot_window != w.start and not getattr(backend, "fim", False):
             self._score_into_slot(backend, w)  # the generations continue its KV cache
         return todo
 
     def _regenerate(self, backend: Backend, w: _Window, i: int) -> None:
         self._check()
-        if self.info[i].regen is not None or not self._from_memo(backend, w, [i]):
-            return
         planned = self._request(backend, w, i)
         if planned is None:
             return
