@@ -196,11 +196,27 @@ def decode_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Attention in float32; one query token without extras as two grouped matmuls, else SDPA."""
+    """Attention in float32: one query token without extras as two grouped matmuls; prompt
+    tokens by SDPA over the key/value heads as they are (no copy per query head); else the
+    stock SDPA path."""
     dtype = query.dtype
     b, heads, q_len, dim = query.shape
     special = any(kwargs.get(k) is not None for k in ("softcap", "sinks", "position_bias"))
     kv_heads = key.shape[1]
+    plain = not special and not dropout and heads % kv_heads == 0
+    if q_len != 1 and plain and (attention_mask is not None or key.shape[-2] == q_len):
+        # Prompt tokens (the scoring pass): SDPA on the key/value heads as they are. With a mask,
+        # the stock path copies every key/value head once per query head first (``repeat_kv``).
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.to(key.dtype),
+            key,
+            value.to(key.dtype),
+            attn_mask=attention_mask,
+            scale=scaling,
+            is_causal=attention_mask is None,
+            enable_gqa=heads != kv_heads,
+        )
+        return out.transpose(1, 2).contiguous().to(dtype), None
     if q_len != 1 or special or heads % kv_heads or dropout:
         out, _ = sdpa_attention_forward(
             module,
