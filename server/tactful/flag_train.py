@@ -465,10 +465,12 @@ def build(
             for unit in job.steps():
                 unit(backend)
             res = job.result()
-            rows = [
-                {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}
-                for i, cheap, regen, p1 in job.rows()
-            ]
+            rows: list[dict[str, Any]] = []
+            for i, cheap, regen, p1 in job.rows():
+                row = {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}
+                if regen is not None:  # the regenerated line ("s"), to study what it proposed
+                    row["s"] = job.info[i].suggestion
+                rows.append(row)
             record = {"id": sid, "bugs": bugs, "lines": res.lines, "rows": rows, "text": text}
             if extra:
                 record["also"] = extra
@@ -743,7 +745,8 @@ def fit(
         x, y, w = _matrix(samples, regen, weights)
         xa = np.asarray(x, dtype=float)
         for name in drop:
-            xa[:, names.index(name)] = np.nan
+            if name in names:  # a regeneration feature is not among the first stage's
+                xa[:, names.index(name)] = np.nan
         data = lgb.Dataset(
             xa,
             np.asarray(y),
@@ -760,7 +763,7 @@ class _Masked:
 
     def __init__(self, model: Any, drop: Sequence[str]) -> None:
         self.model = model
-        self.cheap = [ff.CHEAP_FEATURES.index(n) for n in drop]
+        self.cheap = [ff.CHEAP_FEATURES.index(n) for n in drop if n in ff.CHEAP_FEATURES]
         self.all = [ff.ALL_FEATURES.index(n) for n in drop]
 
     def stage1(self, rows: Sequence[Sequence[float]]) -> list[float]:

@@ -14,6 +14,7 @@ import pytest
 
 from tactful import flag_features as ff
 from tactful import flag_train
+from tactful.flag import FlagModel
 
 
 def test_text_features_of_typical_contest_lines() -> None:
@@ -175,3 +176,16 @@ def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.M
         assert "textwrap.py:10:deleted_line" in train
         assert sorted(set(weights)) == [0.5, 2.0]
     assert math.isclose(sum(len(t) for t in tested), len(dev))
+
+
+def test_fit_hides_a_regeneration_feature_from_the_final_stage_only() -> None:
+    """``--drop`` takes regeneration features too (the first stage has none of them)."""
+    samples = [
+        _sample(f"t{k}/Python/{k}", [0.1 * i for i in range(20)], bug=19, exact=frozenset({3}))
+        for k in range(4)
+    ]
+    stage1, final = flag_train.fit(samples, rounds=3, drop=["ed_char", "lp_min"])
+    assert stage1.num_feature() == len(ff.CHEAP_FEATURES)
+    assert final.num_feature() == len(ff.ALL_FEATURES)
+    masked = flag_train._Masked(FlagModel(stage1, final), ["ed_char"])
+    assert masked.cheap == [] and masked.all == [ff.ALL_FEATURES.index("ed_char")]
