@@ -399,6 +399,10 @@ class FlagJob:
         self.skipped = skip_reason(text, max_lines)
         self.info: dict[int, _Line] = {}
         self.windows: list[_Window] = []
+        #: Windows whose units have all run (``steps`` counts them as it hands out units): the
+        #: lines before ``windows[windows_done].start`` have all their model results, so
+        #: :meth:`result` can already show their flags.
+        self.windows_done = 0
         n = len(self.lines)
         self.max_flags = math.floor(budget * n + 1e-9)
         if self.skipped is not None:
@@ -467,6 +471,7 @@ class FlagJob:
         }
         quota_left = self.n_regen
         for wi, w in enumerate(self.windows):
+            self.windows_done = wi
             mine = owned_considered[id(w)]
             if not mine:
                 continue
@@ -485,6 +490,7 @@ class FlagJob:
             for b in range(0, len(chosen), self.batch):
                 part = chosen[b : b + self.batch]
                 yield functools.partial(self._regenerate_batch, w=w, lines=part)
+        self.windows_done = len(self.windows)
 
     def _window_text(self, w: _Window) -> str:
         """The text the model sees for window ``w``: its context lines, then its own."""

@@ -72,6 +72,8 @@ class FlagService:
         self.docs: dict[str, _DocFlags] = {}
         self.model: FlagModel | None = None
         self.runs = 0
+        #: Flags given to the editor while a long document's job was still running.
+        self.partials = 0
         #: Model results by window text, so that a re-flag after an edit redoes only the windows
         #: that changed; cleared when the model changes (``_memo_for``: the backend it is for).
         self.memo = WindowMemo()
@@ -225,7 +227,11 @@ class FlagService:
         if job.skipped:
             log.info("flags: not flagging %s: %s", uri, job.skipped)
         runner = self.server.runner
+        shown = 0  # windows whose flags the editor was given before the job ended
         for unit in job.steps():
+            if shown < job.windows_done < len(job.windows):
+                shown = job.windows_done
+                await self._show_partial(uri, state, job, version)
             while True:
                 if (
                     cancel.is_set()
@@ -263,6 +269,23 @@ class FlagService:
         else:
             self._publish(uri, self.diagnostics(uri), version)
         return result
+
+    async def _show_partial(self, uri: str, state: _DocFlags, job: FlagJob, version: int) -> None:
+        """Give the editor the flags of the windows done so far of a long document: new flags
+        before the next window's first line, the last run's (moved with their lines) after it."""
+        cut = job.windows[job.windows_done].start
+        result = await asyncio.to_thread(job.result)
+        doc = self.server.documents.get(uri)
+        if job.cancel.is_set() or doc is None or doc.version != version:
+            return
+        older = [f for f in self._current_flags(uri) if f.line >= cut]
+        state.flags = [f for f in result.flags if f.line < cut] + older
+        state.version = version
+        self.partials += 1
+        if self.pull:
+            self._refresh()
+        else:
+            self._publish(uri, self.diagnostics(uri), version)
 
     async def _watch(
         self, interrupt: threading.Event, started: threading.Event, cancel: threading.Event

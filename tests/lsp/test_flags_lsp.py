@@ -9,6 +9,7 @@ skipped with a reason while the server keeps answering.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +236,46 @@ async def test_push_when_the_client_cannot_pull(push_client: LanguageClient) -> 
             break
         await asyncio.sleep(0.05)
     assert not push_client.diagnostics.get(uri)
+
+
+class _Recorded(dict):  # type: ignore[type-arg]
+    """The client's diagnostics by URI, keeping every publication in ``history``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.history: list[tuple[str, list[types.Diagnostic]]] = []
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.history.append((key, list(value)))
+        super().__setitem__(key, value)
+
+
+async def test_a_long_document_gets_its_flags_window_by_window(push_client: LanguageClient) -> None:
+    """A document of two scoring windows: the first window's flags are pushed as soon as it is
+    done, before the second is scored; the last push has the flags of both."""
+    from tactful.flag import FlagJob
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "flag"
+    parts = [p.read_text().rstrip("\n") for p in sorted(fixtures.glob("*.py.txt"))]
+    text = "\n\n".join([*parts, BUGGY.rstrip("\n")]) + "\n"
+    windows = FlagJob(text, "python").windows
+    assert len(windows) == 2 and windows[1].end - windows[1].start >= 20
+    cut = windows[1].start
+    recorded = _Recorded(push_client.diagnostics)
+    push_client.diagnostics = recorded
+    uri = "file:///tmp/tactful-flags/long.py"
+    open_doc(push_client, uri, text)
+    pushes: list[list[int]] = []
+    for _ in range(2400):
+        pushes = [sorted(d.range.start.line for d in ds) for u, ds in recorded.history if u == uri]
+        if any(line >= cut for lines in pushes for line in lines):
+            break
+        await asyncio.sleep(0.25)
+    nonempty = [lines for lines in pushes if lines]
+    assert len(nonempty) >= 2, pushes
+    first, last = nonempty[0], nonempty[-1]
+    assert first and all(line < cut for line in first), (cut, first)
+    assert any(line >= cut for line in last), (cut, last)
+    assert len(set(last)) == len(last)
+    # The first window's flags stay (the budget may drop at most the extra regenerations).
+    assert len(set(first) - set(last)) <= 2, (first, last)
