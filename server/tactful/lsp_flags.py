@@ -72,8 +72,6 @@ class FlagService:
         self.docs: dict[str, _DocFlags] = {}
         self.model: FlagModel | None = None
         self.runs = 0
-        #: Flags given to the editor while a long document's job was still running.
-        self.partials = 0
         #: Model results by window text, so that a re-flag after an edit redoes only the windows
         #: that changed; cleared when the model changes (``_memo_for``: the backend it is for).
         self.memo = WindowMemo()
@@ -264,10 +262,7 @@ class FlagService:
             raise FlagCancelled()
         self.runs += 1
         state.result, state.flags, state.version = result, result.flags, version
-        if self.pull:
-            self._refresh()
-        else:
-            self._publish(uri, self.diagnostics(uri), version)
+        self._deliver(uri, version)
         return result
 
     async def _show_partial(self, uri: str, state: _DocFlags, job: FlagJob, version: int) -> None:
@@ -281,7 +276,11 @@ class FlagService:
         older = [f for f in self._current_flags(uri) if f.line >= cut]
         state.flags = [f for f in result.flags if f.line < cut] + older
         state.version = version
-        self.partials += 1
+        self._deliver(uri, version)
+
+    def _deliver(self, uri: str, version: int) -> None:
+        """Tell the editor about the document's current flags: a refresh to pull clients, a
+        push to the others."""
         if self.pull:
             self._refresh()
         else:
