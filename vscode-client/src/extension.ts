@@ -223,11 +223,6 @@ class TactfulExtension implements vscode.Disposable {
       executeCommand: async (command, args, next) => {
         if (command !== P.CMD_ACCEPT) return next(command, args);
         const editor = vscode.window.activeTextEditor;
-        const active = this.tracker.active;
-        // Accepted before the shown report's timer fired (a quick Tab): it was on screen.
-        if (active && active.uri === editor?.document.uri.toString() && this.tracker.markShown(active)) {
-          this.notify(P.DID_SHOW_COMPLETION, { item: active.item });
-        }
         this.tracker.clear(editor?.document.uri.toString());
         const result = await next(command, args);
         this.refreshStatusSoon();
