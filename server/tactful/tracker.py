@@ -62,6 +62,7 @@ class _Pending:
     shown_at: float | None = None
     deadline: float | None = None
     outcome: str | None = None  # "accepted" | "rejected"
+    client_shown: bool = False  # the client reported it displayed (didShowCompletion)
     inserted: bool = False
     accepted_text: str = ""
     anchor: str = ""
@@ -539,14 +540,26 @@ class SuggestionTracker:
             return True
 
     def did_show(self, item_id: str) -> None:
-        """The client reports that it displayed the item (Copilot-style didShowCompletion)."""
+        """The client reports that it displayed the item (Copilot-style didShowCompletion).
+
+        Logged once per item, also when the outcome got here first: a client may send the
+        report and the accept together and the server may read them in either order, and an
+        inferred rejection (a newer request at the same place) can race an item the editor
+        still shows. Each report restarts an undecided item's reject clock."""
         now = self.clock()
         with self._lock:
             p = self._by_item.get(item_id)
-            if p is None or p.outcome is not None:
+            if p is None:
                 return
-            p.deadline = now + self.reject_timeout_s  # the reject clock starts at display
-            self._record("shown", p, {"item_id": item_id, "client_reported": True}, t=now)
+            if p.outcome is None:
+                p.deadline = now + self.reject_timeout_s  # the reject clock starts at display
+            if p.client_shown:
+                return
+            p.client_shown = True
+            data: dict[str, Any] = {"item_id": item_id, "client_reported": True}
+            if p.outcome is not None:
+                data["after_outcome"] = p.outcome
+            self._record("shown", p, data, t=now)
 
     # --- inference -----------------------------------------------------------------------------
     def _reject(self, p: _Pending, reason: str, now: float) -> None:

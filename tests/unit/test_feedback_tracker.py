@@ -370,3 +370,36 @@ def test_accepting_the_part_on_screen_of_an_extended_suggestion_is_partial(env) 
     first, second = [e for e in events(path) if e.kind == "accepted"]
     assert first.data["full"] is False and first.data["accepted_length"] == 3
     assert second.data["full"] is True and second.data["accepted_length"] == 5
+
+
+def test_client_display_reports_are_logged_once_in_either_order(env) -> None:
+    """didShowCompletion may reach the server after the accept it preceded, or after a newer
+    request inferred a rejection of an item the editor still shows: it is logged all the same."""
+    tr, clock, path = env
+    show(tr, TEXT, CURSOR, "a + b", "item-a")
+    clock.t += 1
+    assert tr.accept("item-a") is True
+    tr.did_show("item-a")
+    tr.did_show("item-a")
+    # A re-request at the same place infers a rejection; the display report comes after it.
+    show(tr, TEXT, CURSOR, "a - b", "item-b")
+    tr.before_generation(RequestInfo(URI, "python", TEXT, CURSOR, 1, 11))
+    tr.did_show("item-b")
+    # An undecided item: the report restarts its reject clock.
+    show(tr, TEXT, CURSOR, "b - a", "item-c")
+    clock.t += 8
+    tr.did_show("item-c")
+    clock.t += 8
+    tr.poll()
+    assert not [e for e in events(path) if e.kind == "rejected" and e.data["item_id"] == "item-c"]
+    clock.t += 3
+    tr.poll()
+    client = [
+        (e.data["item_id"], e.data.get("after_outcome"))
+        for e in events(path)
+        if e.kind == "shown" and e.data.get("client_reported")
+    ]
+    assert client == [("item-a", "accepted"), ("item-b", "rejected"), ("item-c", None)]
+    rej = {e.data["item_id"]: e.data["reason"] for e in events(path) if e.kind == "rejected"}
+    assert rej == {"item-b": "new_request", "item-c": "timeout"}
+    tr.did_show("unknown-item")  # unknown ids are ignored, never raise

@@ -223,6 +223,9 @@ class TactfulExtension implements vscode.Disposable {
       executeCommand: async (command, args, next) => {
         if (command !== P.CMD_ACCEPT) return next(command, args);
         const editor = vscode.window.activeTextEditor;
+        const unreported = this.tracker.acceptedUnreported(args);
+        // Written before the accept request, so the server logs the display first.
+        if (unreported) await this.notify(P.DID_SHOW_COMPLETION, { item: unreported.item });
         this.tracker.clear(editor?.document.uri.toString());
         const result = await next(command, args);
         this.refreshStatusSoon();
@@ -267,7 +270,7 @@ class TactfulExtension implements vscode.Disposable {
     if (!editor || editor.document !== document || document.version !== version) return;
     if (!editor.selection.active.isEqual(position)) return;
     if (!this.tracker.markShown(t)) return;
-    this.notify(P.DID_SHOW_COMPLETION, { item: t.item });
+    void this.notify(P.DID_SHOW_COMPLETION, { item: t.item });
   }
 
   /** Ask for the status (session counters) shortly after an accept, coalescing bursts. */
@@ -286,10 +289,11 @@ class TactfulExtension implements vscode.Disposable {
     }, 300);
   }
 
-  private notify(method: string, params: unknown): void {
+  /** Send a notification; resolves once it is written (errors go to the output channel). */
+  private notify(method: string, params: unknown): Promise<void> {
     const client = this.client;
-    if (!client || client.state !== State.Running) return;
-    client.sendNotification(method, params).catch((err: unknown) => this.output.appendLine(`[tactful] ${method}: ${errorText(err)}`));
+    if (!client || client.state !== State.Running) return Promise.resolve();
+    return client.sendNotification(method, params).catch((err: unknown) => this.output.appendLine(`[tactful] ${method}: ${errorText(err)}`));
   }
 
   async execute<T>(command: string, args: unknown[]): Promise<T | undefined> {
@@ -310,7 +314,7 @@ class TactfulExtension implements vscode.Disposable {
       void this.restart();
       return;
     }
-    this.notify(DidChangeConfigurationNotification.method, { settings: { [SECTION]: this.serverSettings() } });
+    void this.notify(DidChangeConfigurationNotification.method, { settings: { [SECTION]: this.serverSettings() } });
   }
 
   // --- user commands ---------------------------------------------------------------------------
@@ -322,7 +326,7 @@ class TactfulExtension implements vscode.Disposable {
     await new Promise((r) => setTimeout(r, 0));
     const done = this.tracker.partiallyAccepted(editor.document.uri.toString(), editor.document.offsetAt(editor.selection.active));
     if (done) {
-      this.notify(P.DID_PARTIALLY_ACCEPT_COMPLETION, { item: done.item, acceptedLength: done.acceptedLength });
+      void this.notify(P.DID_PARTIALLY_ACCEPT_COMPLETION, { item: done.item, acceptedLength: done.acceptedLength });
       this.refreshStatusSoon();
     }
   }

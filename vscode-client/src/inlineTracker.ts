@@ -33,8 +33,13 @@ export class InlineTracker {
   private current: TrackedItem | undefined;
   private readonly shown = new Set<string>();
   private readonly shownOrder: string[] = [];
+  /** Recently provided items by suggestion id: the one on screen may be an older one. */
+  private readonly recent = new Map<string, TrackedItem>();
 
-  constructor(private readonly rememberShown = 500) {}
+  constructor(
+    private readonly rememberShown = 500,
+    private readonly rememberProvided = 50,
+  ) {}
 
   /** The server returned `item` (the first one VS Code will display) for `uri`. */
   provided(uri: string, item: LspInlineItem, startOffset: number): TrackedItem {
@@ -50,6 +55,11 @@ export class InlineTracker {
       return cur;
     }
     this.current = { uri, item, suggestionId, startOffset, acceptedLength: 0 };
+    if (suggestionId !== undefined) {
+      this.recent.delete(suggestionId);
+      this.recent.set(suggestionId, this.current);
+      while (this.recent.size > this.rememberProvided) this.recent.delete(this.recent.keys().next().value as string);
+    }
     return this.current;
   }
 
@@ -64,6 +74,19 @@ export class InlineTracker {
     this.shownOrder.push(t.suggestionId);
     while (this.shownOrder.length > this.rememberShown) this.shown.delete(this.shownOrder.shift() as string);
     return true;
+  }
+
+  /**
+   * The item whose accept command is running with `args` (the server puts the suggestion id
+   * first), when it was provided here and not yet reported shown: it was on screen, so report it
+   * shown before the accept. VS Code may keep displaying an item it got earlier than the one
+   * tracked as active, and a quick accept can beat the shown report's timer. Marks it shown.
+   */
+  acceptedUnreported(args: unknown[]): TrackedItem | undefined {
+    const id = args[0];
+    if (typeof id !== 'string' && typeof id !== 'number') return undefined;
+    const t = this.recent.get(String(id));
+    return t && this.markShown(t) ? t : undefined;
   }
 
   /**

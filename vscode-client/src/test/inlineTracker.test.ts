@@ -63,3 +63,23 @@ test('dismiss returns the id once; clear forgets by document', () => {
   t.clear('file:///a.py');
   assert.equal(t.active, undefined);
 });
+
+test('an accepted item not yet reported shown is found by its id, even when no longer active', () => {
+  const t = new InlineTracker(500, 2);
+  const a = t.provided('file:///a.py', item('s1'), 10);
+  t.provided('file:///a.py', item('s2'), 10); // a later request at the same place
+  assert.equal(t.active?.suggestionId, 's2');
+  assert.equal(t.acceptedUnreported(['s1']), a, 'VS Code still showed s1 and Tab accepted it');
+  assert.equal(t.acceptedUnreported(['s1']), undefined, 'reported once');
+  assert.equal(t.markShown(t.provided('file:///a.py', item('s2'), 10)), true);
+  assert.equal(t.acceptedUnreported(['s2']), undefined, 'already reported by the timer');
+  assert.equal(t.acceptedUnreported([]), undefined);
+  assert.equal(t.acceptedUnreported([{ id: 's2' }]), undefined);
+  assert.equal(t.acceptedUnreported(['never-provided']), undefined);
+  t.provided('file:///a.py', item('s3'), 10);
+  t.provided('file:///a.py', item('s4'), 10);
+  assert.equal(t.acceptedUnreported(['s3'])?.suggestionId, 's3');
+  t.provided('file:///a.py', item('s5'), 10);
+  t.provided('file:///a.py', item('s6'), 10);
+  assert.equal(t.acceptedUnreported(['s4']), undefined, 'only the last 2 provided are remembered');
+});
