@@ -21,12 +21,17 @@ export interface TrackedItem {
   acceptedLength: number;
 }
 
+/** The suggestion id in the arguments of a `tactful.accept` command (the first one), if any. */
+function acceptArgId(args: unknown[]): string | undefined {
+  const id = args[0];
+  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+}
+
 /** The suggestion id the server put in the item's accept command, if any. */
 export function suggestionIdOf(item: LspInlineItem): string | undefined {
   const cmd = item.command;
   if (!cmd || cmd.command !== CMD_ACCEPT || !Array.isArray(cmd.arguments)) return undefined;
-  const id = cmd.arguments[0];
-  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+  return acceptArgId(cmd.arguments);
 }
 
 export class InlineTracker {
@@ -83,9 +88,8 @@ export class InlineTracker {
    * tracked as active, and a quick accept can beat the shown report's timer. Marks it shown.
    */
   acceptedUnreported(args: unknown[]): TrackedItem | undefined {
-    const id = args[0];
-    if (typeof id !== 'string' && typeof id !== 'number') return undefined;
-    const t = this.recent.get(String(id));
+    const id = acceptArgId(args);
+    const t = id === undefined ? undefined : this.recent.get(id);
     return t && this.markShown(t) ? t : undefined;
   }
 
