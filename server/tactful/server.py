@@ -434,6 +434,8 @@ def main(argv: Sequence[str] = ()) -> int:
         server.start_io()
     # Leave without running interpreter teardown: the model thread may be inside torch, and
     # everything worth keeping (the feedback log) is committed as it is recorded.
+    # (pygls may have closed stdout already: flushing it then raises.)
     logging.shutdown()
-    sys.stdout.flush()
+    with contextlib.suppress(ValueError, OSError):
+        sys.stdout.flush()
     os._exit(0)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.lsp.helpers import TACTFUL
 
@@ -48,3 +50,31 @@ def test_tcp_transport_answers_initialize() -> None:
 def test_version_does_not_import_torch() -> None:
     code = "import sys; from tactful import cli, server; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _frame(msg: dict[str, object]) -> bytes:
+    body = json.dumps(msg).encode()
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_stdio_shutdown_and_exit_leave_cleanly(tmp_path: Path) -> None:
+    """shutdown + exit (what an editor sends when it stops the server) end with status 0 and
+    no traceback, also when pygls has closed stdout by then."""
+    msgs = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
+    proc = subprocess.run(
+        [TACTFUL, "serve"],
+        input=b"".join(_frame(m) for m in msgs),
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "TACTFUL_DATA_DIR": str(tmp_path)},
+        check=False,
+    )
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert b'"id": 2' in proc.stdout or b'"id":2' in proc.stdout
