@@ -140,12 +140,23 @@ async function dumpGhostDom(page, name) {
 }
 
 async function waitForGhost(page, timeout) {
-  // The automatic request is already on its way (the model may take a while on a busy CPU);
-  // only late, ask explicitly as a user would with Alt+\ (that cancels the pending request).
-  let g = await poll(async () => (await ghostText(page)).trim(), timeout * 0.75);
-  if (!g) {
+  // The automatic request is already on its way (the model may take a while on a busy CPU).
+  // When nothing shows for a while, nudge as a user would: type a character and delete it (a
+  // new automatic request), then ask explicitly with Alt+\. On a loaded 2-core CI machine the
+  // server was seen to get no inline completion request for two minutes after the Enter, and
+  // one right after the next keystroke. The nudges are printed: a run that needed them says so.
+  const end = Date.now() + timeout;
+  const slice = Math.max(timeout / 4, 5000);
+  let g = await poll(async () => (await ghostText(page)).trim(), slice);
+  for (let nudge = 1; !g && Date.now() < end; nudge++) {
+    console.log(`waitForGhost: no ghost text after ${Math.round(slice / 1000)} s; nudge ${nudge} (${T()} ms)`);
+    await page.keyboard.type('x');
+    await sleep(200);
+    await page.keyboard.press('Backspace');
+    g = await poll(async () => (await ghostText(page)).trim(), Math.min(slice / 2, end - Date.now()));
+    if (g) break;
     await page.keyboard.press('Alt+Backslash');
-    g = await poll(async () => (await ghostText(page)).trim(), timeout * 0.25);
+    g = await poll(async () => (await ghostText(page)).trim(), Math.min(slice / 2, end - Date.now()));
   }
   return g || '';
 }
