@@ -13,6 +13,11 @@ from pathlib import Path
 from tests.lsp.helpers import TACTFUL
 
 
+def _frame(msg: dict[str, object]) -> bytes:
+    body = json.dumps(msg).encode()
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
 def test_tcp_transport_answers_initialize() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -30,10 +35,11 @@ def test_tcp_transport_answers_initialize() -> None:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+        conn.sendall(
+            _frame(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+            )
         )
-        conn.sendall(f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
         data = b""
         while b'"result"' not in data:
             chunk = conn.recv(65536)
@@ -50,11 +56,6 @@ def test_tcp_transport_answers_initialize() -> None:
 def test_version_does_not_import_torch() -> None:
     code = "import sys; from tactful import cli, server; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def _frame(msg: dict[str, object]) -> bytes:
-    body = json.dumps(msg).encode()
-    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
 def test_stdio_shutdown_and_exit_leave_cleanly(tmp_path: Path) -> None:
