@@ -147,16 +147,17 @@ async function waitForGhost(page, timeout) {
   // one right after the next keystroke. The nudges are printed: a run that needed them says so.
   const end = Date.now() + timeout;
   const slice = Math.max(timeout / 4, 5000);
-  let g = await poll(async () => (await ghostText(page)).trim(), slice);
+  const seen = (ms) => poll(async () => (await ghostText(page)).trim(), Math.min(ms, end - Date.now()));
+  let g = await seen(slice);
   for (let nudge = 1; !g && Date.now() < end; nudge++) {
-    console.log(`waitForGhost: no ghost text after ${Math.round(slice / 1000)} s; nudge ${nudge} (${T()} ms)`);
+    console.log(`waitForGhost: no ghost text yet; nudge ${nudge} (${T()} ms)`);
     await page.keyboard.type('x');
     await sleep(200);
     await page.keyboard.press('Backspace');
-    g = await poll(async () => (await ghostText(page)).trim(), Math.min(slice / 2, end - Date.now()));
+    g = await seen(slice / 2);
     if (g) break;
     await page.keyboard.press('Alt+Backslash');
-    g = await poll(async () => (await ghostText(page)).trim(), Math.min(slice / 2, end - Date.now()));
+    g = await seen(slice / 2);
   }
   return g || '';
 }
