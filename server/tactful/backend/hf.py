@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import itertools
 import logging
 import math
 import os
@@ -31,6 +32,8 @@ PREFILL_CHUNK = 256
 #: Tokens per forward pass of ``score_into_slot``: a cancel (a completion waiting) is seen
 #: between chunks, so they are kept short.
 SCORE_CHUNK = 128
+#: The scoring pass turns logits into log-probabilities this many positions at a time.
+SCORE_ROWS = 8
 #: Vocabulary rows per product of the scoring pass's output layer on the CPU: a 49k-row product
 #: runs at about 39 GFLOP/s on an AVX2 core, blocks of 512 rows at about 56 (the same sums).
 HEAD_BLOCK = 512
@@ -48,6 +51,40 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def row_blocks(rows: int) -> list[tuple[int, int]]:
+    """Row ranges of about ``SCORE_ROWS`` that cover ``rows`` rows of a scoring chunk's logits. A
+    lone last row joins the block before it: torch splits a reduction with a single output
+    across threads, which would change the order of its sum (``token_scores``)."""
+    bounds = [*range(0, rows, SCORE_ROWS), rows]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return list(itertools.pairwise(bounds))
+
+
+def token_scores(
+    torch: Any, logits: Any, targets: Any
+) -> tuple[list[float], list[float], list[bool]]:
+    """For each of the first ``len(targets)`` rows of ``logits`` (positions, vocabulary): the
+    log-probability of the next token ``targets[i]``, the entropy of the distribution, and
+    whether the next token is the most likely one.
+
+    The rows are taken a few at a time (``row_blocks``), so that their float32 log-probabilities
+    stay in the CPU cache: about 1.6x faster than the whole chunk at once, and the same
+    arithmetic row by row, so the results are identical to it bit for bit (tested)."""
+    n = len(targets)
+    lp: list[float] = []
+    ent: list[float] = []
+    greedy: list[bool] = []
+    for lo, hi in row_blocks(logits.shape[0]):
+        logp = torch.log_softmax(logits[lo:hi].float(), dim=-1)
+        k = max(0, min(hi, n) - lo)  # rows with a next token to score
+        want = targets[lo : lo + k]
+        ent.extend((-(logp.exp() * logp).sum(-1))[:k].tolist())
+        lp.extend(logp[torch.arange(k), want].tolist())
+        greedy.extend((logp[:k].argmax(-1) == want).tolist())
+    return lp, ent, greedy
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -643,13 +680,13 @@ class TransformersBackend:
                 if cancel.is_set():
                     raise InterruptedError("scoring cancelled")
                 chunk = ids[pos : pos + SCORE_CHUNK]
-                logp = torch.log_softmax(self._all_logits(chunk, cache).float(), dim=-1)
-                entropy = -(logp.exp() * logp).sum(-1)
-                targets = torch.tensor(ids[pos + 1 : pos + len(chunk) + 1], device=self.device)
+                logits = self._all_logits(chunk, cache)
+                targets = torch.tensor(
+                    ids[pos + 1 : pos + len(chunk) + 1], dtype=torch.long, device=self.device
+                )
                 n = len(targets)
-                tok_lp = logp[torch.arange(n), targets].tolist() if n else []
-                tok_ent = entropy[:n].tolist()
-                greedy.extend((logp[:n].argmax(-1) == targets).tolist() if n else [])
+                tok_lp, tok_ent, tok_greedy = token_scores(torch, logits, targets)
+                greedy.extend(tok_greedy)
                 for j in range(n):
                     t = pos + j + 1
                     start, end = offsets[t]
