@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -261,11 +262,24 @@ TEXT_FEATURES = (
     "tx_input",
     "tx_names",
 )
+#: Features of the written line among the other lines of its window (:func:`context_text_features`):
+#: names and integer literals found on no other line (a wrong variable or constant), and how close
+#: the line is to its nearest look-alike (a copied line edited in one place).
+CONTEXT_TEXT_FEATURES = (
+    "cx_once_names",
+    "cx_once_ints",
+    "cx_twin_sim",
+    "cx_twin_diff",
+)
 #: What the prior classifier (``prior.txt``) reads: the line's text and place, no model output.
 #: Its score is the cheap feature ``prior`` (NaN until :meth:`tactful.flag.FlagModel.fill_prior`).
 #: (The pass features from ``kind`` on are the line's own facts, not the model's.)
-PRIOR_INPUTS = (*PASS_FEATURES[PASS_FEATURES.index("kind") :], *TEXT_FEATURES)
-CHEAP_FEATURES = PASS_FEATURES + TEXT_FEATURES + ("prior",)
+PRIOR_INPUTS = (
+    *PASS_FEATURES[PASS_FEATURES.index("kind") :],
+    *TEXT_FEATURES,
+    *CONTEXT_TEXT_FEATURES,
+)
+CHEAP_FEATURES = PASS_FEATURES + TEXT_FEATURES + CONTEXT_TEXT_FEATURES + ("prior",)
 REGEN_FEATURES = (
     "regen",
     "ed_char",
@@ -331,6 +345,64 @@ def text_features(line: str) -> list[float]:
     ]
 
 
+def _code_part(line: str) -> str:
+    """The line with string literals emptied and a trailing comment cut."""
+    return _STR_LIT_RE.sub('""', line.strip()).split("#", 1)[0]
+
+
+#: Lines either side that :func:`context_text_features` compares a line with (bounds the cost).
+TWIN_REACH = 40
+
+
+def context_text_features(lines: Sequence[str]) -> list[list[float]]:
+    """``CONTEXT_TEXT_FEATURES`` of every line of ``lines`` (a window or a short document)."""
+    codes = [_code_part(ln) for ln in lines]
+    names = [set(_NAME_RE.findall(c)) for c in codes]
+    ints = [set(_INT_LIT_RE.findall(c)) for c in codes]
+    toks = [code_tokens(c) for c in codes]
+    name_lines: dict[str, int] = {}
+    int_lines: dict[str, int] = {}
+    for ns, xs in zip(names, ints, strict=True):
+        for x in ns:
+            name_lines[x] = name_lines.get(x, 0) + 1
+        for x in xs:
+            int_lines[x] = int_lines.get(x, 0) + 1
+    bags = [Counter(t) for t in toks]
+    out = []
+    for i, t in enumerate(toks):
+        best, diff = 0.0, 0.0
+        if len(t) >= 3:
+            # An edit distance is at least the longer length less the tokens in common, so the
+            # candidates are tried by that bound and the exact distances stop once none can win.
+            bounds = []
+            for j in range(max(0, i - TWIN_REACH), min(len(toks), i + TWIN_REACH + 1)):
+                u = toks[j]
+                if j == i or len(u) < 3 or abs(len(u) - len(t)) > len(t):
+                    continue
+                m = max(len(t), len(u))
+                common = sum((bags[i] & bags[j]).values())
+                bounds.append((common / m, j))
+            bounds.sort(key=lambda b: (-b[0], b[1]))
+            first = len(toks)
+            for bound, j in bounds:
+                if bound < best - 1e-9:
+                    break
+                u = toks[j]
+                d = levenshtein(t, u, cap=80)
+                sim = 1.0 - d / max(len(t), len(u))
+                if sim > best + 1e-9 or (sim > 1e-9 and abs(sim - best) <= 1e-9 and j < first):
+                    best, diff, first = sim, float(d), j
+        out.append(
+            [
+                float(sum(1 for x in names[i] if name_lines[x] == 1)),
+                float(sum(1 for x in ints[i] if int_lines[x] == 1)),
+                best,
+                diff,
+            ]
+        )
+    return out
+
+
 def cheap_features(
     lines: Sequence[str],
     kinds: Sequence[str],
@@ -351,6 +423,8 @@ def cheap_features(
     sd = math.sqrt(_mean([(x - mu) ** 2 for x in fm])) if len(fm) > 1 else 1.0
     sd = sd or 1.0
     import bisect
+
+    context = context_text_features(lines)
 
     rows = []
     for i in range(n):
@@ -387,6 +461,7 @@ def cheap_features(
                 float(facts.error[i]),
                 math.log(n + 1),
                 *text_features(line),
+                *context[i],
                 NAN,  # prior: filled in by the classifier that has one
             ]
         )

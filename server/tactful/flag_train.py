@@ -448,6 +448,8 @@ def build(
             except (ValueError, KeyError):
                 continue
     heuristic = FlagModel()
+    # The features depend slightly on the model's dtype (bfloat16 on a CPU with AVX512-BF16).
+    dtype = str(getattr(getattr(backend, "model", None), "dtype", "unknown")).removeprefix("torch.")
     t0 = time.time()
     with out.open("a") as fh:
         for k, (sid, text, bugs) in enumerate(samples):
@@ -471,7 +473,14 @@ def build(
                 if regen is not None:  # the regenerated line ("s"), to study what it proposed
                     row["s"] = job.info[i].suggestion
                 rows.append(row)
-            record = {"id": sid, "bugs": bugs, "lines": res.lines, "rows": rows, "text": text}
+            record = {
+                "id": sid,
+                "bugs": bugs,
+                "lines": res.lines,
+                "rows": rows,
+                "text": text,
+                "dtype": dtype,
+            }
             if extra:
                 record["also"] = extra
             fh.write(json.dumps(record) + "\n")
@@ -547,8 +556,10 @@ def load_dataset(name: str) -> list[dict[str, Any]]:
         if "text" not in s:
             raise ValueError(f"{path}: sample {s['id']} has no recorded text; rebuild the dataset")
         lines = ff.document_lines(s["text"])
+        context = ff.context_text_features(lines)
         for r in s["rows"]:
-            r["cheap"] = r["cheap"][:n_pass] + ff.text_features(lines[r["i"]]) + [math.nan]
+            i = r["i"]
+            r["cheap"] = r["cheap"][:n_pass] + ff.text_features(lines[i]) + context[i] + [math.nan]
     return out
 
 
@@ -1042,8 +1053,8 @@ Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, 
 
 Training: LightGBM, {recipe.get("rounds", ROUNDS)} rounds, parameters `{json.dumps({**PARAMS, **(recipe.get("params") or {})}, sort_keys=True)}`;
 row weights: real bugs {recipe.get("dev_weight", 1.0)}, mutations {recipe.get("mut_weight", 1.0)}.
-Features computed with the embedded SmolLM2-135M-Instruct on CPU (float32 on the build machine,
-which has no AVX512-BF16). Python only: other languages get the same features (line kinds from
+Features computed with the embedded SmolLM2-135M-Instruct on CPU, weights in {" and ".join(recipe.get("feature_dtypes") or ["a dtype not recorded"])}
+(bfloat16 where the CPU has AVX512-BF16, float32 otherwise). Python only: other languages get the same features (line kinds from
 tree-sitter or line rules) but were not in the training data.
 
 Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flag_train
@@ -1287,6 +1298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "params": params,
             "mut_weight": args.mut_weight,
             "dev_weight": args.dev_weight,
+            "feature_dtypes": sorted({str(s.get("dtype", "not recorded")) for s in mut + dev}),
         }
         write_model(
             stage1,

@@ -88,6 +88,55 @@ def test_feature_rows_have_the_declared_width() -> None:
     assert len(ff.missing_regen()) == len(ff.REGEN_FEATURES)
 
 
+def test_context_features_find_lone_names_constants_and_look_alike_lines() -> None:
+    lines = [
+        "a = int(input())",
+        "b = int(input())",
+        "s = a + b  # sum of a and b",
+        "t = a - bb + 7",
+        'print(s, t, "x y")',
+    ]
+    rows = ff.context_text_features(lines)
+    i = ff.CONTEXT_TEXT_FEATURES.index
+    # "bb" and "7" are on no other line; comments and strings do not count.
+    assert rows[3][i("cx_once_names")] == 1.0 and rows[3][i("cx_once_ints")] == 1.0
+    assert rows[2][i("cx_once_names")] == 0.0 and rows[4][i("cx_once_names")] == 1.0  # print
+    # Line 1 differs from line 0 in one of its eight tokens.
+    assert rows[1][i("cx_twin_sim")] == pytest.approx(1 - 1 / 8)
+    assert rows[1][i("cx_twin_diff")] == 1.0
+    assert rows[4][i("cx_twin_sim")] < rows[1][i("cx_twin_sim")]
+
+
+def _twins_by_scan(lines: list[str]) -> list[tuple[float, float]]:
+    """The nearest look-alike of every line by trying every line in reach, nearest first."""
+    toks = [ff.code_tokens(ff._code_part(ln)) for ln in lines]
+    out = []
+    for k, t in enumerate(toks):
+        best, diff = 0.0, 0.0
+        if len(t) >= 3:
+            for j in range(max(0, k - ff.TWIN_REACH), min(len(toks), k + ff.TWIN_REACH + 1)):
+                u = toks[j]
+                if j == k or len(u) < 3 or abs(len(u) - len(t)) > len(t):
+                    continue
+                d = ff.levenshtein(t, u, cap=80)
+                sim = 1.0 - d / max(len(t), len(u))
+                if sim > best + 1e-9:
+                    best, diff = sim, float(d)
+        out.append((best, diff))
+    return out
+
+
+def test_look_alike_search_equals_a_full_scan() -> None:
+    rng = random.Random(3)
+    words = ["a", "b", "i", "n", "+", "-", "(", ")", "[", "]", "1", "2", "=", "<", "x.y"]
+    for _ in range(20):
+        lines = [" ".join(rng.choices(words, k=rng.randint(0, 12))) for _ in range(60)]
+        rows = ff.context_text_features(lines)
+        i = ff.CONTEXT_TEXT_FEATURES.index
+        got = [x for r in rows for x in (r[i("cx_twin_sim")], r[i("cx_twin_diff")])]
+        assert got == pytest.approx([x for pair in _twins_by_scan(lines) for x in pair])
+
+
 SNIPPET_TEXT = """def window(seq, n):
     out = []
     total = 0

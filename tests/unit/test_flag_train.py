@@ -31,14 +31,19 @@ def test_text_features_of_typical_contest_lines() -> None:
     assert h["tx_range"] == 1 and h["tx_int_digits"] == 2 and h["tx_depth"] == 1
 
 
-def test_cheap_rows_end_with_the_text_features() -> None:
+def test_cheap_rows_end_with_the_text_and_context_features() -> None:
     lines = ["n = int(input())", "print(n + 1)"]
     facts = ff.syntax_facts("\n".join(lines), lines, "python")
     rows = ff.cheap_features(
         lines, ff.line_kinds(lines, facts), facts, [[-1.0], [-2.0]], [[1.0], [1.0]]
     )
     n_pass = len(ff.PASS_FEATURES)
-    assert [r[n_pass:-1] for r in rows] == [ff.text_features(ln) for ln in lines]
+    context = ff.context_text_features(lines)
+    assert [r[n_pass:-1] for r in rows] == [
+        ff.text_features(ln) + cx for ln, cx in zip(lines, context, strict=True)
+    ]
+    # "n" is on both lines, "print" on one only.
+    assert [c[ff.CONTEXT_TEXT_FEATURES.index("cx_once_names")] for c in context] == [2.0, 1.0]
     assert ff.CHEAP_FEATURES[-1] == "prior" and all(math.isnan(r[-1]) for r in rows)
 
 
@@ -62,9 +67,10 @@ def test_load_dataset_recomputes_text_features_from_the_recorded_text(
     (got,) = flag_train.load_dataset("x")
     lines = ff.document_lines(text)
     assert lines[1] == "for i in range(a + 1):"
+    context = ff.context_text_features(lines)
     for r in got["rows"]:
         assert len(r["cheap"]) == len(ff.CHEAP_FEATURES)
-        assert r["cheap"][old_width:-1] == ff.text_features(lines[r["i"]])
+        assert r["cheap"][old_width:-1] == ff.text_features(lines[r["i"]]) + context[r["i"]]
         assert math.isnan(r["cheap"][-1])
     del sample["text"]
     (tmp_path / "y.jsonl").write_text(json.dumps(sample) + "\n")
