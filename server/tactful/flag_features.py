@@ -310,13 +310,17 @@ _AUG_RE = re.compile(r"(?:\*\*|//|<<|>>|[+\-*/%&|^@])=(?!=)")
 _NAME_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 
+def _code_part(line: str) -> str:
+    """The line with string literals emptied and a trailing comment cut."""
+    return _STR_LIT_RE.sub('""', line.strip()).split("#", 1)[0]
+
+
 def text_features(line: str) -> list[float]:
     """``TEXT_FEATURES`` of one written line (string literals and a trailing comment removed
     first). The same function serves the flagger and the training (rows are recomputed from
     the recorded text), so the two cannot drift apart."""
-    s = line.strip()
-    strings = len(_STR_LIT_RE.findall(s))
-    code = _STR_LIT_RE.sub('""', s).split("#", 1)[0]
+    strings = len(_STR_LIT_RE.findall(line.strip()))
+    code = _code_part(line)
     ints = _INT_LIT_RE.findall(code)
     depth = deepest = 0
     for c in code:
@@ -343,11 +347,6 @@ def text_features(line: str) -> list[float]:
         float("input(" in code or "readline" in code),
         float(len(set(_NAME_RE.findall(code)))),
     ]
-
-
-def _code_part(line: str) -> str:
-    """The line with string literals emptied and a trailing comment cut."""
-    return _STR_LIT_RE.sub('""', line.strip()).split("#", 1)[0]
 
 
 #: Lines either side that :func:`context_text_features` compares a line with (bounds the cost).
