@@ -1054,7 +1054,7 @@ Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, 
 Training: LightGBM, {recipe.get("rounds", ROUNDS)} rounds, parameters `{json.dumps({**PARAMS, **(recipe.get("params") or {})}, sort_keys=True)}`;
 row weights: real bugs {recipe.get("dev_weight", 1.0)}, mutations {recipe.get("mut_weight", 1.0)}.
 Features computed with the embedded SmolLM2-135M-Instruct on CPU, weights in {" and ".join(recipe.get("feature_dtypes") or ["a dtype not recorded"])}
-(bfloat16 where the CPU has AVX512-BF16, float32 otherwise). Python only: other languages get the same features (line kinds from
+(the server runs it in bfloat16 where the CPU has AVX512-BF16 or AMX, float32 otherwise). Python only: other languages get the same features (line kinds from
 tree-sitter or line rules) but were not in the training data.
 
 Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flag_train
