@@ -1,7 +1,9 @@
-"""A persistent completion cache: exact context -> suggestion, bounded in size, on disk.
+"""Persistent caches on disk, bounded in size: JSON objects by a hashed key.
 
-Keys hash the model, the generation settings and the exact prompt window, so a hit is what the
-model would have said. Values are plain strings (JSON): the cache never stores or loads pickles.
+Two use it: the completion cache (exact context -> suggestion; keys hash the model, the
+generation settings and the exact prompt window, so a hit is what the model would have said) and
+the line-flag window cache (``flag.WindowMemo``). Values are plain strings (JSON): the caches
+never store or load pickles.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def _text_only_disk() -> Any:
 
         def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
             if not isinstance(value, str):
-                raise TypeError("the completion cache stores strings only")
+                raise TypeError("the cache stores strings only")
             return super().store(value, read, key=key)
 
         def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
@@ -42,13 +44,18 @@ def cache_key(model: str, settings: str, prefix: str, suffix: str, multiline: bo
     return h.hexdigest()
 
 
-class CompletionCache:
-    """diskcache-backed, size-bounded, string-only."""
+class JsonCache:
+    """diskcache-backed, size-bounded, string-only; a read that fails is a miss."""
 
     def __init__(self, directory: Path, size_mb: int) -> None:
         import diskcache
 
         directory.mkdir(parents=True, exist_ok=True)
+        try:  # what it holds is derived from the user's code: readable by its owner only
+            directory.chmod(0o700)
+        except OSError as exc:
+            log.debug("cache folder %s: cannot restrict its permissions: %s", directory, exc)
+        self.directory = directory
         self._cache = diskcache.Cache(
             str(directory),
             size_limit=size_mb * 1024 * 1024,
@@ -62,7 +69,7 @@ class CompletionCache:
         try:
             raw = self._cache.get(key)
         except Exception as exc:  # corrupt entry or locked database: a miss, never an error
-            log.warning("completion cache read failed: %s", exc)
+            log.warning("cache read failed (%s): %s", self.directory, exc)
             raw = None
         if not isinstance(raw, str):
             self.misses += 1
@@ -79,7 +86,7 @@ class CompletionCache:
         try:
             self._cache.set(key, json.dumps(value))
         except Exception as exc:
-            log.warning("completion cache write failed: %s", exc)
+            log.warning("cache write failed (%s): %s", self.directory, exc)
 
     def close(self) -> None:
         self._cache.close()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from tactful import postprocess as pp
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
-from tactful.cache import CompletionCache, cache_key
+from tactful.cache import JsonCache, cache_key
 from tactful.config import Settings
 from tactful.context import CompletionContext, build_context
 from tactful.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
@@ -165,7 +165,7 @@ class CompletionEngine:
         runner: ModelRunner,
         settings: Callable[[], Settings],
         hooks: Callable[[], SuggestionHooks] | None = None,
-        cache: CompletionCache | None = None,
+        cache: JsonCache | None = None,
     ) -> None:
         self.runner = runner
         self._settings = settings

@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from tactful import __version__, paths, protocol
-from tactful.cache import CompletionCache
+from tactful.cache import JsonCache
 from tactful.completion import CompletionEngine, Suggestion
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
@@ -186,9 +186,7 @@ def on_initialize(ls: TactfulServer, params: types.InitializeParams) -> None:
 def on_initialized(ls: TactfulServer, params: types.InitializedParams) -> None:
     cache_dir = paths.cache_dir(ls.settings.cache_dir)
     try:
-        ls.engine.cache = CompletionCache(
-            cache_dir / "completions", ls.settings.completion.cache_size_mb
-        )
+        ls.engine.cache = JsonCache(cache_dir / "completions", ls.settings.completion.cache_size_mb)
     except Exception as exc:
         log.warning("completion cache unavailable: %s", exc)
     ls.start_model()
