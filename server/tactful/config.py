@@ -111,6 +111,10 @@ class FlagSettings:
     """Flag a document when it is saved."""
     max_lines: int = attrs.field(default=5000, validator=_int_range(1, 1_000_000))
     """Documents longer than this are not flagged (the reason is logged)."""
+    cache: bool = attrs.field(default=True, validator=_bool)
+    """Keep the model's results for flagged windows on disk, so that an unchanged window is flagged again without model work, also after a restart."""
+    cache_size_mb: int = attrs.field(default=64, validator=_int_range(1, 4096))
+    """Size bound of the persistent flag cache."""
 
 
 @attrs.frozen
@@ -180,7 +184,7 @@ class Settings:
     )
     """Per-language switch by LSP language id; languages not listed are enabled."""
     cache_dir: str | None = attrs.field(default=None, validator=_opt_str)
-    """Where the converted model and the completion cache live; null: the user cache directory."""
+    """Where the converted model, the completion cache and the flag cache live; null: the user cache directory."""
     data_dir: str | None = attrs.field(default=None, validator=_opt_str)
     """Where the feedback log and user-trained models live; null: the user data directory."""
     completion: CompletionSettings = attrs.field(factory=CompletionSettings)

@@ -20,6 +20,7 @@ layer can run them on the shared model one at a time and let completions go firs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -31,11 +32,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tactful import flag_features as ff
 from tactful.backend.types import Backend, GenerateRequest, Generation, LineScores
 from tactful.config import FlagSettings
+
+if TYPE_CHECKING:
+    from tactful.cache import JsonCache
 
 log = logging.getLogger(__name__)
 
@@ -293,28 +297,132 @@ class _WindowRecord:
     scores: LineScores
     regens: dict[int, tuple[str, list[float], int]] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        s = self.scores
+        return {
+            "lp": s.line_logprobs,
+            "ent": s.line_entropy,
+            "tokens": s.tokens,
+            "starts": s.token_starts,
+            "greedy": "".join("1" if g else "0" for g in s.token_greedy),
+            "regens": {str(k): [t, f, kept] for k, (t, f, kept) in self.regens.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _WindowRecord:
+        """The record ``to_json`` wrote; ValueError (or KeyError, TypeError) on anything else."""
+        lp, ent = d["lp"], d["ent"]
+        if not isinstance(lp, list) or not isinstance(ent, list) or len(lp) != len(ent):
+            raise ValueError("a window record needs as many entropy rows as log-probability rows")
+        scores = LineScores(
+            [[float(x) for x in row] for row in lp],
+            [[float(x) for x in row] for row in ent],
+            int(d["tokens"]),
+            token_starts=[int(x) for x in d["starts"]],
+            token_greedy=[c == "1" for c in str(d["greedy"])],
+        )
+        regens = {
+            int(k): (str(t), [float(x) for x in f], int(kept))
+            for k, (t, f, kept) in dict(d["regens"]).items()
+        }
+        return cls(scores, regens)
+
+
+#: The persistent flag cache's folder in the cache directory.
+STORE_FOLDER = "flag-windows"
+#: The modules whose code computes a window record: a stored record is read only by the same code.
+_RECORD_CODE = (
+    "flag.py",
+    "flag_features.py",
+    "backend/hf.py",
+    "backend/fast.py",
+    "backend/types.py",
+)
+
+
+@functools.cache
+def _record_code_version() -> str:
+    """A fingerprint of the code that computes window records, and of the torch it runs on."""
+    import hashlib
+    from importlib import metadata
+
+    from tactful import __version__
+
+    h = hashlib.sha256(f"flag-window-record/{__version__}\x1f".encode())
+    here = Path(__file__).resolve().parent
+    for name in _RECORD_CODE:
+        try:
+            h.update((here / name).read_bytes())
+        except OSError:  # installed without its sources: the version stands for them
+            h.update(name.encode())
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        h.update(metadata.version("torch").encode())
+    return h.hexdigest()
+
 
 class WindowMemo:
-    """Model results of recently flagged windows, by the window's text (and the model's name and
-    dtype): flagging a document again after an edit redoes only the windows whose text changed.
-    A window's results depend only on its text, so they are the ones a fresh run computes (a
-    regeneration done in another batch can differ at a bfloat16 tie, as batching can). Keep one
-    per backend and :meth:`clear` it when the model changes."""
+    """Model results of recently flagged windows, by the window's text (and the model's name,
+    dtype and decoding path): flagging a document again after an edit redoes only the windows
+    whose text changed. A window's results depend only on its text, so they are the ones a fresh
+    run computes (a regeneration done in another batch can differ at a bfloat16 tie, as batching
+    can). Keep one per backend and :meth:`clear` it when the model changes.
 
-    def __init__(self, windows: int = 64) -> None:
+    With a ``store`` (a :class:`tactful.cache.JsonCache`), the records also go to disk, so a
+    restarted server, or another ``tactful flag`` run, flags an unchanged window without model
+    work. Disk keys hash the memo key with a fingerprint of the code that computes the records
+    and the torch version (``_record_code_version``); a record that cannot be read is a miss."""
+
+    def __init__(self, windows: int = 64, store: JsonCache | None = None) -> None:
         self.windows = windows
         self._records: OrderedDict[tuple[str, str], _WindowRecord] = OrderedDict()
         #: Jobs use it on the model thread; the LSP layer clears it from the event loop.
         self._lock = threading.Lock()
+        self.store = store
+        #: Records read from the store.
+        self.loaded = 0
+
+    @staticmethod
+    def _disk_key(key: tuple[str, str]) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for part in (_record_code_version(), *key):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x1f")
+        return h.hexdigest()
 
     def get(self, key: tuple[str, str]) -> _WindowRecord | None:
         with self._lock:
             rec = self._records.get(key)
             if rec is not None:
                 self._records.move_to_end(key)
-            return rec
+                return rec
+        store = self.store
+        if store is None:
+            return None
+        raw = store.get(self._disk_key(key))
+        if raw is None:
+            return None
+        try:
+            rec = _WindowRecord.from_json(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("flags: a stored window record is unreadable, recomputing it: %s", exc)
+            return None
+        self.loaded += 1
+        self._remember(key, rec)
+        return rec
 
     def put(self, key: tuple[str, str], rec: _WindowRecord) -> None:
+        self._remember(key, rec)
+        self.save(key, rec)
+
+    def save(self, key: tuple[str, str], rec: _WindowRecord) -> None:
+        """Write ``rec`` to the store (again, once regenerations were added to it)."""
+        store = self.store
+        if store is not None:
+            store.put(self._disk_key(key), rec.to_json())
+
+    def _remember(self, key: tuple[str, str], rec: _WindowRecord) -> None:
         with self._lock:
             self._records[key] = rec
             self._records.move_to_end(key)
@@ -322,6 +430,7 @@ class WindowMemo:
                 self._records.popitem(last=False)
 
     def clear(self) -> None:
+        """Forget the records held in memory (the store keeps its own: its keys name the model)."""
         with self._lock:
             self._records.clear()
 
@@ -367,6 +476,7 @@ class FlagJob:
         #: Model results of earlier runs, reused for windows whose text is unchanged.
         self.memo = memo
         self._rec: _WindowRecord | None = None
+        self._rec_key: tuple[str, str] = ("", "")
         #: The window whose KV cache the backend slot holds (None: none of this job's yet).
         self._slot_window: int | None = None
         #: Windows and regenerations this job took from the memo.
@@ -498,7 +608,9 @@ class FlagJob:
 
     def _memo_key(self, backend: Backend, w: _Window) -> tuple[str, str]:
         dtype = getattr(getattr(backend, "model", None), "dtype", "")
-        return f"{getattr(backend, 'name', type(backend).__name__)}:{dtype}", self._window_text(w)
+        path = "fast" if getattr(backend, "fast", None) is not None else "stock"
+        name = getattr(backend, "name", type(backend).__name__)
+        return f"{name}:{dtype}:{path}", self._window_text(w)
 
     def _score_into_slot(self, backend: Backend, w: _Window) -> LineScores:
         try:
@@ -514,6 +626,7 @@ class FlagJob:
         rec = None
         if self.memo is not None:
             key = self._memo_key(backend, w)
+            self._rec_key = key
             rec = self.memo.get(key)
             if rec is not None:
                 self.reused["windows"] += 1
@@ -660,7 +773,17 @@ class FlagJob:
 
     def _regenerate_batch(self, backend: Backend, w: _Window, lines: Sequence[int]) -> None:
         """Regenerate several lines of one window together (``Backend.generate_many``); a
-        unit that gives way keeps the lines it finished, and its retry does the rest."""
+        unit that gives way keeps the lines it finished, and its retry does the rest. The
+        window's record goes to the memo's store again when it gained regenerations."""
+        rec = self._rec
+        before = len(rec.regens) if rec is not None else 0
+        try:
+            self._regenerate_lines(backend, w, lines)
+        finally:
+            if rec is not None and self.memo is not None and len(rec.regens) > before:
+                self.memo.save(self._rec_key, rec)
+
+    def _regenerate_lines(self, backend: Backend, w: _Window, lines: Sequence[int]) -> None:
         self._check()
         many = getattr(backend, "generate_many", None)
         todo = self._from_memo(backend, w, [i for i in lines if self.info[i].regen is None])
@@ -758,10 +881,12 @@ def flag_document(
     max_regen: int = MAX_REGEN,
     key: str = "flag",
     min_score: float = 0.0,
+    memo: WindowMemo | None = None,
 ) -> FlagResult:
     """Flag ``text`` now, on the calling thread. ``should_yield`` is polled between units: while
     it returns True the job waits (for callers that share the model with urgent work);
-    ``cancel`` stops it with :class:`FlagCancelled`."""
+    ``cancel`` stops it with :class:`FlagCancelled`; ``memo`` gives earlier results of
+    unchanged windows."""
     job = FlagJob(
         text,
         language_id,
@@ -772,12 +897,26 @@ def flag_document(
         key=key,
         cancel=cancel,
         min_score=min_score,
+        memo=memo,
     )
     for unit in job.steps():
         while should_yield is not None and should_yield() and not job.cancel.is_set():
             time.sleep(0.005)
         unit(backend)
     return job.result()
+
+
+def open_store(cache_dir: Path, size_mb: int | None = None) -> JsonCache | None:
+    """The persistent flag cache in ``cache_dir`` (what the server uses with the same
+    ``cacheDir``); None, with a warning, where it cannot be opened."""
+    from tactful.cache import JsonCache
+
+    folder = cache_dir / STORE_FOLDER
+    try:
+        return JsonCache(folder, size_mb or FlagSettings().cache_size_mb)
+    except Exception as exc:  # a read-only or broken cache folder: flags work without it
+        log.warning("flags: the flag cache in %s is unavailable: %s", folder, exc)
+        return None
 
 
 # --- CLI -----------------------------------------------------------------------------------------
@@ -839,6 +978,12 @@ def main(argv: Sequence[str]) -> int:
         help="CPU threads (default 0: one less than the cores, as the server; all cores are "
         "faster on an otherwise idle machine and much slower on a busy one)",
     )
+    ap.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the flag cache (the model's results for windows flagged "
+        "before, shared with the server)",
+    )
     args = ap.parse_args(list(argv))
     if not 0.0 <= args.budget <= 1.0:
         ap.error("--budget must be between 0 and 1")
@@ -861,6 +1006,7 @@ def main(argv: Sequence[str]) -> int:
     except (ModelError, ValueError, OSError) as exc:
         print(f"tactful flag: {exc}", file=sys.stderr)
         return 1
+    memo = WindowMemo(store=None if args.no_cache else open_store(paths.cache_dir()))
     status = 0
     for path in args.files:
         text, why = read_source(path)
@@ -878,6 +1024,7 @@ def main(argv: Sequence[str]) -> int:
                 max_regen=args.max_regen,
                 key=path,
                 min_score=args.min_score,
+                memo=memo,
             )
         if args.json:
             print(json.dumps(res.to_json(path), ensure_ascii=False), flush=True)

@@ -33,6 +33,7 @@ from tactful.flag import (
     FlagResult,
     WindowMemo,
     default_model,
+    open_store,
 )
 from tactful.runner import FAILED, PRIORITY_FLAG, READY
 
@@ -76,6 +77,8 @@ class FlagService:
         #: that changed; cleared when the model changes (``_memo_for``: the backend it is for).
         self.memo = WindowMemo()
         self._memo_for: weakref.ref[Any] | None = None
+        #: What the memo's store was opened for: (cache directory, size in MB); None: none.
+        self._store_for: tuple[str, int] | None = None
 
     # --- settings and capabilities -----------------------------------------------------------
     @property
@@ -211,6 +214,7 @@ class FlagService:
         if backend is not None and (self._memo_for is None or self._memo_for() is not backend):
             self.memo.clear()
             self._memo_for = weakref.ref(backend)
+        await asyncio.to_thread(self._open_store)
         job = FlagJob(
             text,
             doc.language_id,
@@ -264,6 +268,22 @@ class FlagService:
         state.result, state.flags, state.version = result, result.flags, version
         self._deliver(uri, version)
         return result
+
+    def _open_store(self) -> None:
+        """Give the memo the persistent store the settings ask for (``flags.cache``), opened
+        once per folder and size; without one when it is off or cannot be opened."""
+        from tactful import paths
+
+        s = self.settings
+        cache_dir = paths.cache_dir(self.server.settings.cache_dir)
+        want = (str(cache_dir), int(s.cache_size_mb)) if s.cache else None
+        if want == self._store_for:
+            return
+        old, self.memo.store, self._store_for = self.memo.store, None, want
+        if old is not None:
+            old.close()
+        if want is not None:
+            self.memo.store = open_store(cache_dir, want[1])
 
     async def _show_partial(self, uri: str, state: _DocFlags, job: FlagJob, version: int) -> None:
         """Give the editor the flags of the windows done so far of a long document: new flags

@@ -279,3 +279,39 @@ async def test_a_long_document_gets_its_flags_window_by_window(push_client: Lang
     assert len(set(last)) == len(last)
     # The first window's flags stay (the budget may drop at most the extra regenerations).
     assert len(set(first) - set(last)) <= 2, (first, last)
+
+
+async def test_a_second_server_takes_the_windows_from_the_flag_cache(
+    pull_client: LanguageClient, push_client: LanguageClient
+) -> None:
+    """Both servers of this module share the cache folder: what one flagged, the other (as a
+    restarted server would) flags without model work, with the same result; with
+    ``flags.cache`` off it computes again."""
+
+    def configure(flags: dict[str, Any]) -> None:
+        for client in (pull_client, push_client):
+            client.workspace_did_change_configuration(
+                types.DidChangeConfigurationParams(settings={"flags": flags})
+            )
+
+    configure({"onOpen": False})  # only the command flags: no job on open to race with it
+    text = "# shared by two servers\n" + BUGGY
+    open_doc(pull_client, "file:///tmp/tactful-flags/cached.py", text)
+    first = await _flag(pull_client, "file:///tmp/tactful-flags/cached.py")
+    assert first["ok"] and first["windows"] >= 1 and first["windows_reused"] == 0
+    open_doc(push_client, "file:///tmp/tactful-flags/cached-too.py", text)
+    second = await _flag(push_client, "file:///tmp/tactful-flags/cached-too.py")
+    assert second["windows_reused"] == second["windows"] == first["windows"]
+    assert second["flags"] == first["flags"] and second["regenerated"] == first["regenerated"]
+
+    other = "# not from the cache\n" + BUGGY
+    open_doc(pull_client, "file:///tmp/tactful-flags/other.py", other)
+    assert (await _flag(pull_client, "file:///tmp/tactful-flags/other.py"))["ok"]
+    push_client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"flags": {"cache": False}})
+    )
+    await asyncio.sleep(0.2)
+    open_doc(push_client, "file:///tmp/tactful-flags/other-too.py", other)
+    fresh = await _flag(push_client, "file:///tmp/tactful-flags/other-too.py")
+    assert fresh["ok"] and fresh["windows_reused"] == 0
+    configure({"onOpen": True, "cache": True})

@@ -1,4 +1,5 @@
-"""Re-flagging after an edit redoes only the windows whose text changed (real embedded model)."""
+"""Re-flagging after an edit redoes only the windows whose text changed (real embedded model),
+also after a restart, from the persistent flag cache."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 import pytest
 
 from tactful import flag
+from tactful.backend.types import LineScores
+from tactful.cache import JsonCache
 from tactful.flag import FlagJob, FlagModel, WindowMemo
-
-pytestmark = pytest.mark.model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "flag"
 
@@ -64,6 +65,7 @@ def _run(
     return job, [(f.line, round(f.score, 6), f.suggestion) for f in res.flags]
 
 
+@pytest.mark.model
 def test_an_edit_rescores_only_its_window(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Small windows, so that one fixture program spans three of them.
     monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
@@ -112,14 +114,13 @@ def test_an_edit_rescores_only_its_window(backend: Any, monkeypatch: pytest.Monk
 
 
 def test_memo_is_bounded() -> None:
-    from tactful.backend.types import LineScores
-
     memo = WindowMemo(windows=2)
     for k in range(3):
         memo.put(("m", str(k)), flag._WindowRecord(LineScores([], [], 0)))
     assert len(memo) == 2 and memo.get(("m", "0")) is None and memo.get(("m", "2")) is not None
 
 
+@pytest.mark.model
 def test_fim_regenerations_need_no_rescoring(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fill-in-the-middle backend regenerates from the text, not from the window's KV cache:
     # a line the memo lacks is regenerated without scoring its window again.
@@ -134,3 +135,72 @@ def test_fim_regenerations_need_no_rescoring(backend: Any, monkeypatch: pytest.M
     job, _flags = _run(fim, text, memo, budget=0.35)
     assert fim.scored == [] and fim.generated > 0
     assert job.reused["windows"] == len(job.windows)
+
+
+@pytest.mark.model
+def test_the_store_serves_a_restarted_server(
+    backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
+    text = (FIXTURES / "inventory.py.txt").read_text() + (FIXTURES / "stats.py.txt").read_text()
+    counting = Counting(backend)
+    first, flags = _run(counting, text, WindowMemo(store=JsonCache(tmp_path, 8)))
+    assert len(first.windows) >= 2 and counting.scored and counting.generated
+
+    # A new memo over the same folder (a restarted server): no model work, the same flags.
+    counting = Counting(backend)
+    memo = WindowMemo(store=JsonCache(tmp_path, 8))
+    again, flags_again = _run(counting, text, memo)
+    assert counting.scored == [] and counting.generated == 0
+    assert again.reused["windows"] == len(first.windows) == memo.loaded
+    assert flags_again == flags
+
+    # A larger budget regenerates more lines; the records on disk gain them.
+    counting = Counting(backend)
+    _wider, flags_wider = _run(counting, text, memo, budget=0.35)
+    assert counting.generated > 0
+    counting = Counting(backend)
+    _third, flags_third = _run(counting, text, WindowMemo(store=JsonCache(tmp_path, 8)), 0.35)
+    assert counting.scored == [] and counting.generated == 0
+    assert flags_third == flags_wider
+    _fresh, flags_fresh = _run(backend, text, None, budget=0.35)
+    assert flags_wider == flags_fresh
+
+
+def _record() -> flag._WindowRecord:
+    scores = LineScores(
+        [[-0.125, -3.0517578125e-05], [], [-7.25]],
+        [[1.5, 0.0009765625], [], [2.0]],
+        3,
+        token_starts=[0, 4, 9],
+        token_greedy=[False, True, False],
+    )
+    return flag._WindowRecord(scores, {0: ("x = 1", [0.1, 1.0 / 3.0, -2.5], 1), 2: ("", [], 0)})
+
+
+def test_a_record_survives_json_exactly(tmp_path: Path) -> None:
+    import json
+
+    rec = _record()
+    assert flag._WindowRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    key = ("model:torch.bfloat16:fast", "x = 1\ny = 2")
+    WindowMemo(store=JsonCache(tmp_path, 1)).put(key, rec)
+    memo = WindowMemo(store=JsonCache(tmp_path, 1))
+    assert memo.get(key) == rec and memo.loaded == 1 and len(memo) == 1
+    # Another model, dtype or text is another record.
+    assert memo.get(("model:torch.float32:fast", key[1])) is None
+    assert memo.get((key[0], key[1] + " ")) is None
+    # Clearing the memory (a model change) keeps what is on disk.
+    memo.clear()
+    assert len(memo) == 0 and memo.get(key) == rec
+
+
+def test_an_unreadable_record_is_a_miss(tmp_path: Path) -> None:
+    store = JsonCache(tmp_path, 1)
+    memo = WindowMemo(store=store)
+    key = ("m", "text")
+    for bad in ({"lp": [[0.1]], "ent": []}, {"lp": "x"}, {}, {"regens": 3}):
+        store.put(WindowMemo._disk_key(key), bad)
+        assert memo.get(key) is None
+    memo.put(key, _record())
+    assert WindowMemo(store=store).get(key) == _record()

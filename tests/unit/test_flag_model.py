@@ -102,6 +102,15 @@ def test_cli_json_and_text(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert len(first["flags"]) <= int(0.15 * first["lines"])
     assert "binary" in out[1]["skipped"] and out[1]["flags"] == []
 
+    # Again: every window comes from the flag cache, with the same flags; --no-cache recomputes.
+    assert flag.main(["--json", str(src)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["windows_reused"] == again["windows"] >= 1
+    assert again["flags"] == first["flags"]
+    assert flag.main(["--json", "--no-cache", str(src)]) == 0
+    fresh = json.loads(capsys.readouterr().out)
+    assert fresh["windows_reused"] == 0 and fresh["flags"] == first["flags"]
+
     assert flag.main(["--budget", "0.3", str(src)]) == 0
     text_lines = capsys.readouterr().out.splitlines()
     assert text_lines

@@ -195,12 +195,19 @@ def evaluate(
 def long_file_seconds(
     backend: Any, model: FlagModel, budget: float, min_score: float | None = None
 ) -> dict[str, Any]:
-    """Flag the first 300 lines of the standard library's ``textwrap.py``, then flag it again
-    after one line near its end is edited, with the window memo the editor keeps
-    (``after_edit``: only the edited window is scored again)."""
+    """Flag the first 300 lines of the standard library's ``textwrap.py``; flag it again after a
+    restart, from the flag cache on disk alone (``after_restart``); then after one line near
+    its end is edited, with the window memo the editor keeps (``after_edit``: only the edited
+    window is scored again). The flag cache is a new, temporary one."""
+    import tempfile
+
+    from tactful.cache import JsonCache
+
     lines = Path(textwrap.__file__).read_text().split("\n")[:300]
     text = "\n".join(lines) + "\n"
-    memo = WindowMemo()
+    store_dir = tempfile.TemporaryDirectory(prefix="tactful-bench-flag-")
+    stores = [JsonCache(Path(store_dir.name), 64) for _ in range(2)]
+    memo = WindowMemo(store=stores[0])
     job, res, secs = _run(backend, text, model, budget, naive=False, memo=memo)
     out: dict[str, Any] = {
         "file": "textwrap.py[:300]",
@@ -211,6 +218,14 @@ def long_file_seconds(
     }
     if min_score is not None:
         out["flags_at_min_score"] = sum(f.score >= min_score for f in res.flags)
+    restarted = WindowMemo(store=stores[1])
+    job, again, secs = _run(backend, text, model, budget, naive=False, memo=restarted)
+    out["after_restart"] = {
+        "seconds": round(secs, 3),
+        "windows_reused": job.reused["windows"],
+        "same_flags": [(f.line, f.score) for f in again.flags]
+        == [(f.line, f.score) for f in res.flags],
+    }
     # The edit: a code line about 80 % down gets a longer right-hand side, as when typing.
     at = next(i for i in range(240, len(lines)) if " = " in lines[i] and "#" not in lines[i])
     lines[at] = lines[at] + " or None"
@@ -223,6 +238,9 @@ def long_file_seconds(
         "regenerations_reused": job.reused["regenerations"],
         "regenerated": res.regenerated,
     }
+    for store in stores:
+        store.close()
+    store_dir.cleanup()
     return out
 
 
