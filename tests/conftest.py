@@ -1,10 +1,16 @@
 """Shared test setup: repo paths, and an isolated data directory and caches for every test
-session."""
+session.
+
+The variables are set in ``pytest_configure``, before the test modules are imported: servers
+that tests start take their environment from ``os.environ`` when the module is collected
+(``helpers.server_config``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,25 +18,29 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TACTFUL = str(Path(sys.executable).parent / "tactful")
 
+_made: list[str] = []
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Never write to the developer's real feedback log."""
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Never write to the developer's real feedback log; completion and flag caches of this
+    session only (a result cached by an earlier run would stand in for model work that a test
+    expects). The converted model is shared through a link to the user cache's ``models`` folder
+    (converting it again costs minutes)."""
     if "TACTFUL_DATA_DIR" not in os.environ:
-        os.environ["TACTFUL_DATA_DIR"] = str(tmp_path_factory.mktemp("tactful-data"))
+        data = tempfile.mkdtemp(prefix="tactful-test-data-")
+        _made.append(data)
+        os.environ["TACTFUL_DATA_DIR"] = data
+    if "TACTFUL_CACHE_DIR" not in os.environ:
+        import platformdirs
+
+        models = Path(platformdirs.user_cache_dir("tactful")) / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        cache = tempfile.mkdtemp(prefix="tactful-test-cache-")
+        _made.append(cache)
+        (Path(cache) / "models").symlink_to(models, target_is_directory=True)
+        os.environ["TACTFUL_CACHE_DIR"] = cache
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Completion and flag caches of this test session only: a result cached by an earlier run
-    would stand in for model work that a test expects. The converted model is shared through a
-    link to the user cache's ``models`` folder (converting it again costs minutes)."""
-    if "TACTFUL_CACHE_DIR" in os.environ:
-        return
-    import platformdirs
-
-    models = Path(platformdirs.user_cache_dir("tactful")) / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    cache = tmp_path_factory.mktemp("tactful-cache")
-    (cache / "models").symlink_to(models, target_is_directory=True)
-    os.environ["TACTFUL_CACHE_DIR"] = str(cache)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _made:  # rmtree removes the models link, never what it points to
+        shutil.rmtree(folder, ignore_errors=True)
