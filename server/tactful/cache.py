@@ -36,12 +36,17 @@ def _text_only_disk() -> Any:
     return TextOnlyDisk
 
 
-def cache_key(model: str, settings: str, prefix: str, suffix: str, multiline: bool) -> str:
+def hash_key(*parts: str) -> str:
+    """A cache key: the SHA-256 of ``parts``, each ended by a separator."""
     h = hashlib.sha256()
-    for part in (model, settings, prefix, "\x00", suffix, "M" if multiline else "S"):
+    for part in parts:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x1f")
     return h.hexdigest()
+
+
+def cache_key(model: str, settings: str, prefix: str, suffix: str, multiline: bool) -> str:
+    return hash_key(model, settings, prefix, "\x00", suffix, "M" if multiline else "S")
 
 
 class JsonCache:

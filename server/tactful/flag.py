@@ -383,13 +383,9 @@ class WindowMemo:
 
     @staticmethod
     def _disk_key(key: tuple[str, str]) -> str:
-        import hashlib
+        from tactful.cache import hash_key
 
-        h = hashlib.sha256()
-        for part in (_record_code_version(), *key):
-            h.update(part.encode("utf-8", "surrogatepass"))
-            h.update(b"\x1f")
-        return h.hexdigest()
+        return hash_key(_record_code_version(), *key)
 
     def get(self, key: tuple[str, str]) -> _WindowRecord | None:
         with self._lock:
