@@ -310,7 +310,6 @@ async def test_a_second_server_takes_the_windows_from_the_flag_cache(
     push_client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"flags": {"cache": False}})
     )
-    await asyncio.sleep(0.2)
     open_doc(push_client, "file:///tmp/tactful-flags/other-too.py", other)
     fresh = await _flag(push_client, "file:///tmp/tactful-flags/other-too.py")
     assert fresh["ok"] and fresh["windows_reused"] == 0
