@@ -4,15 +4,15 @@
 Each subcommand lives in its capability's module as ``main(argv) -> int``:
 
 =================  =====================================
-``serve``          :mod:`tactful.server`
+``serve``          :mod:`tactful.lsp.server`
 ``model``          :mod:`tactful.backend.cli` (install / info)
-``complete``       :mod:`tactful.completion` (one-shot, for scripts)
-``demo``           :mod:`tactful.demo` (a real LSP session on a sample file)
-``flag``           :mod:`tactful.flag`
-``log``            :mod:`tactful.feedback` (export, import-cups, stats)
-``train``          :mod:`tactful.cdhf`
-``replay``         :mod:`tactful.replay`
-``bench NAME``     :mod:`tactful.bench.NAME` (latency, flag, ...)
+``complete``       :mod:`tactful.completion.engine` (one-shot, for scripts)
+``demo``           :mod:`tactful.tools.demo` (a real LSP session on a sample file)
+``flag``           :mod:`tactful.flags.job`
+``log``            :mod:`tactful.feedback.store` (export, import-cups, stats)
+``train``          :mod:`tactful.cascade.model`
+``replay``         :mod:`tactful.replay.report`
+``bench NAME``     :mod:`tactful.tools.bench.NAME` (latency, flag, ...)
 =================  =====================================
 """
 
@@ -25,21 +25,21 @@ from collections.abc import Sequence
 from tactful import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("tactful.server", "Run the language server (stdio by default)."),
+    "serve": ("tactful.lsp.server", "Run the language server (stdio by default)."),
     "model": ("tactful.backend.cli", "Install (convert) the embedded model, or show model info."),
     "complete": (
-        "tactful.completion",
+        "tactful.completion.engine",
         "Complete one file at one position and print the suggestion.",
     ),
     "demo": (
-        "tactful.demo",
+        "tactful.tools.demo",
         "Drive a real LSP session over a sample file and show what tactful does.",
     ),
-    "flag": ("tactful.flag", "Print the lines of files that look wrong."),
-    "log": ("tactful.feedback", "The feedback log: stats, export, import-cups."),
-    "train": ("tactful.cdhf", "Train the show/hide cascade from a feedback log."),
-    "replay": ("tactful.replay", "Replay logged sessions through show/hide policies."),
-    "bench": ("tactful.bench", "Benchmarks: latency, flag, ..."),
+    "flag": ("tactful.flags.job", "Print the lines of files that look wrong."),
+    "log": ("tactful.feedback.store", "The feedback log: stats, export, import-cups."),
+    "train": ("tactful.cascade.model", "Train the show/hide cascade from a feedback log."),
+    "replay": ("tactful.replay.report", "Replay logged sessions through show/hide policies."),
+    "bench": ("tactful.tools.bench", "Benchmarks: latency, flag, ..."),
 }
 
 USAGE = "usage: tactful [--version] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tactful import protocol
+from tactful.lsp import protocol
 
 pytestmark = pytest.mark.editor
 

@@ -54,7 +54,7 @@ def test_tcp_transport_answers_initialize() -> None:
 
 
 def test_version_does_not_import_torch() -> None:
-    code = "import sys; from tactful import cli, server; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys; from tactful import cli; from tactful.lsp import server; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -31,7 +31,8 @@ from tests.lsp.helpers import (
     wait_ready,
 )
 
-from tactful import feedback, protocol
+from tactful.feedback import store as feedback
+from tactful.lsp import protocol
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -25,7 +25,7 @@ from tests.lsp.helpers import (
     wait_ready,
 )
 
-from tactful import protocol
+from tactful.lsp import protocol
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
 
@@ -253,7 +253,7 @@ class _Recorded(dict):  # type: ignore[type-arg]
 async def test_a_long_document_gets_its_flags_window_by_window(push_client: LanguageClient) -> None:
     """A document of two scoring windows: the first window's flags are pushed as soon as it is
     done, before the second is scored; the last push has the flags of both."""
-    from tactful.flag import FlagJob
+    from tactful.flags.job import FlagJob
 
     fixtures = Path(__file__).parent.parent / "fixtures" / "flag"
     parts = [p.read_text().rstrip("\n") for p in sorted(fixtures.glob("*.py.txt"))]

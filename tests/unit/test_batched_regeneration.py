@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tactful import flag, paths
+from tactful import paths
 from tactful.backend.types import GenerateRequest
+from tactful.flags import job as flag
 
 pytestmark = pytest.mark.model
 

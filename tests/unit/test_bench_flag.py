@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tactful.bench import flag as bench_flag
+from tactful.tools.bench import flag as bench_flag
 
 pytestmark = pytest.mark.model
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tactful import cdhf
-from tactful import features as F
-from tactful.feedback import FeedbackLog
-from tactful.hooks import Decision
+from tactful.cascade import features as F
+from tactful.cascade import model as cdhf
+from tactful.cascade.hooks import Decision
+from tactful.feedback.store import FeedbackLog
 
 
 def test_entropy() -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tactful.backend.runner import READY, ModelRunner
 from tactful.backend.types import GenerateRequest, Generation
-from tactful.completion import CompletionEngine, partial_text
+from tactful.completion.context import build_context
+from tactful.completion.engine import CompletionEngine, partial_text
 from tactful.config import Settings, apply_settings
-from tactful.context import build_context
-from tactful.runner import READY, ModelRunner
 
 PREFIX = "def total(values):\n    "
 TOKENS = ["result", " =", " sum", "(values", ")", "\n"]

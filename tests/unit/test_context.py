@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tactful.context import WINDOW_STEP_LINES, build_context
+from tactful.completion.context import WINDOW_STEP_LINES, build_context
 
 
 def ctx_at(text: str, language: str = "python", **kw):  # type: ignore[no-untyped-def]

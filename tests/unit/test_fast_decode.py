@@ -146,7 +146,7 @@ def test_decoder_reproduces_the_stock_forward_on_the_embedded_model() -> None:
 def test_bench_decode_prints_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from tactful.bench import decode
+    from tactful.tools.bench import decode
 
     assert decode.main(["--contexts", "40,80", "--steps", "3", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tactful import feedback
-from tactful.feedback import FeedbackError, FeedbackLog
+from tactful.feedback import store as feedback
+from tactful.feedback.store import FeedbackError, FeedbackLog
 
 REPO = Path(__file__).resolve().parents[2]
 CUPS = (
@@ -32,7 +32,7 @@ CUPS = (
 WRITER = textwrap.dedent(
     """
     import sys
-    from tactful.feedback import FeedbackLog
+    from tactful.feedback.store import FeedbackLog
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     log = FeedbackLog(path, session=tag)
     i = 0

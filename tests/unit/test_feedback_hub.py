@@ -9,9 +9,10 @@ from typing import Any
 import attrs
 from tests.unit.test_cdhf import _synthetic_log
 
-from tactful import cdhf, lsp_feedback
+from tactful.cascade import model as cdhf
+from tactful.cascade.hooks import NullHooks, RequestInfo
 from tactful.config import Settings, apply_settings
-from tactful.hooks import NullHooks, RequestInfo
+from tactful.lsp import feedback as lsp_feedback
 
 
 class FakeServer:
@@ -76,7 +77,7 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
     # Accept through the command: counted once.
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     d1 = hub.before_generation(req)
-    from tactful.hooks import SuggestionInfo
+    from tactful.cascade.hooks import SuggestionInfo
 
     info = SuggestionInfo("1")
     d2 = hub.after_generation(req, info, d1)
@@ -152,7 +153,7 @@ def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, m
     t.reject("unknown-1")  # a decision: off by default, nothing happens
     assert hub._training is None
     server.update({"cdhf": {"retrainOnOwnLog": True}})
-    from tactful.hooks import SuggestionInfo
+    from tactful.cascade.hooks import SuggestionInfo
 
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     d1 = hub.before_generation(req)

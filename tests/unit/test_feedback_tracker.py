@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tactful import feedback
-from tactful.feedback import FeedbackLog
-from tactful.hooks import Decision, RequestInfo, SuggestionInfo
-from tactful.tracker import SuggestionTracker, survival_fraction
+from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.feedback import store as feedback
+from tactful.feedback.store import FeedbackLog
+from tactful.feedback.tracker import SuggestionTracker, survival_fraction
 
 URI = "file:///w/a.py"
 TEXT = "def add(a, b):\n    return \n\nprint(add(1, 2))\n"
@@ -300,7 +300,7 @@ def test_close_records_survival_so_far(env) -> None:
 
 
 def test_requests_log_their_context_for_replay_regenerate(env) -> None:
-    from tactful import replay
+    from tactful.replay import report as replay
 
     tr, _clock, path = env
     show(tr, TEXT, CURSOR, "a + b", "item-ctx")

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from tactful import flag_features as ff
-from tactful.flag import MAX_LINE_CHARS, FlagJob, FlagModel, skip_reason
-from tactful.flag_train import MUTATION_KINDS, mutate
+from tactful.flags import features as ff
+from tactful.flags.job import MAX_LINE_CHARS, FlagJob, FlagModel, skip_reason
+from tactful.flags.train import MUTATION_KINDS, mutate
 
 PY = '''import os
 from sys import argv

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tactful import flag
 from tactful.backend.types import LineScores
 from tactful.cache import JsonCache
-from tactful.flag import FlagJob, FlagModel, WindowMemo
+from tactful.flags import job as flag
+from tactful.flags.job import FlagJob, FlagModel, WindowMemo
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "flag"
 
@@ -44,7 +44,7 @@ class Counting:
 def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.flag_train import set_threads
+    from tactful.flags.train import set_threads
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(1)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tactful import flag
 from tactful.backend.types import GenerateRequest
-from tactful.flag import FlagCancelled, FlagInterrupted, FlagJob, FlagModel, flag_document
+from tactful.flags import job as flag
+from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob, FlagModel, flag_document
 
 pytestmark = pytest.mark.model
 
@@ -25,7 +25,7 @@ BUGS: dict[str, int] = json.loads((FIXTURES / "bugs.json").read_text())
 def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.flag_train import set_threads
+    from tactful.flags.train import set_threads
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(1)  # a shared CPU: see flag_train.set_threads

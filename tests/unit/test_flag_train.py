@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tactful import flag_features as ff
-from tactful import flag_train
-from tactful.flag import FlagModel
+from tactful.flags import features as ff
+from tactful.flags import train as flag_train
+from tactful.flags.job import FlagModel
 
 
 def test_text_features_of_typical_contest_lines() -> None:

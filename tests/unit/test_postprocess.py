@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tactful.context import build_context
-from tactful.postprocess import postprocess
+from tactful.completion.context import build_context
+from tactful.completion.postprocess import postprocess
 
 
 def pp(text: str, raw: str, language: str = "python") -> str | None:
@@ -59,7 +59,7 @@ def test_braces_block_end() -> None:
 def test_single_line_generation_stops_when_the_model_ends_the_line() -> None:
     """Single-line: once the model writes a newline, even first, nothing after it is shown, so
     the generation stops there instead of writing the next line for nothing."""
-    from tactful.completion import make_generate_request
+    from tactful.completion.engine import make_generate_request
     from tactful.config import Settings
 
     def stop(text: str, raw: str) -> bool:

@@ -1,6 +1,6 @@
 """The VS Code extension mirrors the server's protocol and settings.
 
-Every command id, notification and diagnostic constant of ``tactful.protocol`` must appear in
+Every command id, notification and diagnostic constant of ``tactful.lsp.protocol`` must appear in
 ``vscode-client/src/protocol.ts`` under the same name with the same value, and every server
 setting from ``tactful.config.setting_names()`` must be contributed in
 ``vscode-client/package.json`` as ``tactful.<name>`` with the server's default and a description
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tactful import protocol
 from tactful.config import Settings, setting_names, to_wire
+from tactful.lsp import protocol
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_TS = REPO / "vscode-client" / "src" / "protocol.ts"

@@ -1,4 +1,4 @@
-"""Offline replay (tactful.replay): exact counts on a synthetic log, telemetry replayed per policy,
+"""Offline replay (tactful.replay.report): exact counts on a synthetic log, telemetry replayed per policy,
 JSONL/CUPS inputs, bad input, the CLI, the HTML report in headless Chromium and tactful.replayReport."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tactful import feedback, replay
-from tactful.feedback import FeedbackLog
-from tactful.hooks import Decision
+from tactful.cascade.hooks import Decision
+from tactful.feedback import store as feedback
+from tactful.feedback.store import FeedbackLog
+from tactful.replay import report as replay
 
 CUPS = (
     Path(__file__).resolve().parents[3]
@@ -307,7 +308,7 @@ def test_html_report_renders_in_headless_chromium(
 
 def test_replay_report_command_function(synthetic: Path, tmp_path: Path) -> None:
     from tactful.config import Settings
-    from tactful.lsp_replay import report_for_settings
+    from tactful.lsp.replay import report_for_settings
 
     s = Settings(data_dir=str(tmp_path))
     shutil.copy(synthetic, tmp_path / "feedback.sqlite3")

@@ -14,7 +14,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from test_replay import write_log
 
-from tactful import protocol
+from tactful.lsp import protocol
 
 TACTFUL = str(Path(sys.executable).parent / "tactful")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tactful import paths, replay
+from tactful import paths
+from tactful.replay import report as replay
 
 CONTEXTS = [
     # mid-line contexts: single-line suggestions keep the model's work (and this test) short

@@ -11,8 +11,8 @@ This module owns the feature vocabulary of the CDHF cascade (``STAGE1_FEATURES``
 * :func:`suggestion_features` - the generated text (length, lines, tokens, mean and min
   log-prob, repetition, syntactic validity, duplicate of the text after the cursor).
 
-The same code runs in the server (``tactful.tracker``) and in the CUPS importer
-(``tactful.feedback``), so a model trained on imported data sees the features the server
+The same code runs in the server (``tactful.feedback.tracker``) and in the CUPS importer
+(``tactful.feedback.store``), so a model trained on imported data sees the features the server
 computes. Missing values are ``None`` (NaN for the trees). Categorical values are encoded with
 the fixed vocabularies below, so codes stay stable across versions. No torch, no pygls.
 """

@@ -17,7 +17,7 @@ from typing import Any
 
 from lsprotocol import types
 
-SAMPLE = Path(__file__).parent / "data" / "demo_sample.py"
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "demo_sample.py"
 
 # (line to cut, keep this much of it): the programmer is typing this line right now.
 CUTS = [
@@ -36,7 +36,7 @@ def _print(msg: str = "") -> None:
 
 
 async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
-    from tactful import lspclient
+    from tactful.tools import lspclient
 
     text = sample.read_text(encoding="utf-8")
     diags: dict[str, list[types.Diagnostic]] = {}
@@ -127,7 +127,7 @@ def _indent(text: str, width: int = 17) -> str:
 
 async def _stats(client: Any, part: str = "stats") -> dict[str, Any]:
     """A part of ``tactful.status`` ("stats": the engine's counters, "backend": the model's)."""
-    from tactful.bench.latency import _as_dict
+    from tactful.tools.bench.latency import _as_dict
 
     status = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="tactful.status")

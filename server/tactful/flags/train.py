@@ -11,10 +11,10 @@ line's features) and the LightGBM training that writes text model files, ``meta.
 Reproduce the shipped classifier (the datasets are built with different first-stage extras, so
 it takes three builds; docs/flags.md and the model card list the same commands)::
 
-    python -m tactful.flag_train build --dev 0 --dev-mutations 0
-    python -m tactful.flag_train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2
-    python -m tactful.flag_train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2
-    python -m tactful.flag_train train --with-dev --cv 5 --rounds 150 --params '{"num_leaves": 7}'
+    python -m tactful.flags.train build --dev 0 --dev-mutations 0
+    python -m tactful.flags.train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2
+    python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2
+    python -m tactful.flags.train train --with-dev --cv 5 --rounds 150 --params '{"num_leaves": 7}'
 
 ``all`` builds the default sizes in one go and trains (a quick, smaller recipe).
 """
@@ -38,16 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tactful import flag_features as ff
+from tactful.flags import features as ff
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parents[3]
 CACHE = REPO / ".cache" / "flag"
 #: ConDefects (development set), from the project's shared data folder beside the checkout;
 #: ``TACTFUL_CONDEFECTS`` overrides it.
 CONDEFECTS = Path(
     os.environ.get(
         "TACTFUL_CONDEFECTS",
-        Path(__file__).resolve().parents[3]
+        Path(__file__).resolve().parents[4]
         / "shared"
         / "data"
         / "condefects"
@@ -436,7 +436,7 @@ def build(
 
     ``also(id, text)``: more lines to regenerate (the top lines of the prior classifier, so that
     the lines a trained first stage picks were regenerated too)."""
-    from tactful.flag import FlagJob, FlagModel
+    from tactful.flags.job import FlagJob, FlagModel
 
     CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / f"{name}.jsonl"
@@ -580,7 +580,7 @@ PRIOR_FOLDS = 5
 def text_rows(text: str) -> tuple[list[int], list[list[float]]]:
     """(considered lines, their cheap feature rows without model output) of a document, as the
     flagger computes them for a one-window document; enough for ``ff.PRIOR_INPUTS``."""
-    from tactful.flag import MAX_LINE_CHARS, NOT_CONSIDERED
+    from tactful.flags.job import MAX_LINE_CHARS, NOT_CONSIDERED
 
     lines = ff.document_lines(text)
     facts = ff.syntax_facts("\n".join(lines), lines, "python")
@@ -647,8 +647,8 @@ def fit_prior(
 
 def with_priors(samples: Sequence[dict[str, Any]], prior_of: Any) -> list[dict[str, Any]]:
     """Copies of ``samples`` whose rows' ``prior`` feature comes from ``prior_of(sample)`` (a
-    prior booster, or None for NaN), scored by the flagger's own :func:`tactful.flag.prior_scores`."""
-    from tactful.flag import prior_scores
+    prior booster, or None for NaN), scored by the flagger's own :func:`tactful.flags.job.prior_scores`."""
+    from tactful.flags.job import prior_scores
 
     k = ff.CHEAP_FEATURES.index("prior")
     out = []
@@ -685,7 +685,7 @@ def prior_top(
 ) -> Any:
     """For the build: ``also(id, text)`` giving the lines an out-of-fold prior ranks highest
     (``max_flags + extra`` of them)."""
-    from tactful.flag import prior_scores
+    from tactful.flags.job import prior_scores
 
     def also(sid: str, text: str) -> list[int]:
         g = corpus_folds.get(task_of(sid))
@@ -813,7 +813,7 @@ def simulate(
     tried for the flagger and not shipped, see docs/benchmarks.md); ``regen_per_100``: the
     regenerations per 100 lines.
     """
-    from tactful.flag import REGEN_EXTRA
+    from tactful.flags.job import REGEN_EXTRA
 
     extra = REGEN_EXTRA if extra is None else extra
     i_exact = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("exact_ws")
@@ -931,7 +931,7 @@ def cross_validate(
     of the dev programs the figures count (default all; see :func:`bench_ids`). Prints each fold
     and the pooled figures; returns the pooled ones. ``regen_mins``: also print the pooled figures
     with each of these first-stage thresholds for regeneration (see :func:`simulate`)."""
-    from tactful.flag import FlagModel
+    from tactful.flags.job import FlagModel
 
     folds = dev_folds(k) if folds is None else folds
     real = {s["id"] for s in dev}
@@ -1027,7 +1027,7 @@ def model_card(meta: dict[str, Any], stage1: Any, final: Any, prior: Any = None)
     return f"""# Model card: tactful line-flag classifiers (`{meta["name"]}`)
 
 LightGBM binary classifiers stored as LightGBM **text** model files (no pickle), read by
-`tactful.flag.FlagModel.load` with `lightgbm.Booster(model_str=...)`.
+`tactful.flags.job.FlagModel.load` with `lightgbm.Booster(model_str=...)`.
 
 | file | role | input |
 |---|---|---|
@@ -1046,7 +1046,7 @@ Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, 
   task name even), clean single-fault programs of at most 40 lines, first by id; the label is the
   line the fix changed. No held-out task was used for training, tuning or feature selection.
 * Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
-  negated condition, swapped arguments, deleted line) injected by `tactful.flag_train.mutate` into
+  negated condition, swapped arguments, deleted line) injected by `tactful.flags.train.mutate` into
   real source files on the build machine: function-sized snippets of the Python standard library
   and installed pure-Python packages (never tactful's own code), and the accepted programs of the
   ConDefects tasks of the dev split (never a held-out task).
@@ -1057,12 +1057,12 @@ Features computed with the embedded SmolLM2-135M-Instruct on CPU, weights in {" 
 (the server runs it in bfloat16 where the CPU has AVX512-BF16 or AMX, float32 otherwise). Python only: other languages get the same features (line kinds from
 tree-sitter or line rules) but were not in the training data.
 
-Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flag_train
+Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flags.train
 build --dev 0 --dev-mutations 0` (the library mutations, first stage: the heuristic plus 4 lines),
-`python -m tactful.flag_train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2` and
-`python -m tactful.flag_train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2`
+`python -m tactful.flags.train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2` and
+`python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2`
 (the real dev bugs and the mutated accepted dev programs, first stage: the heuristic plus 2 lines
-and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flag_train train --with-dev --cv 5")}`.
+and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flags.train train --with-dev --cv 5")}`.
 
 ## Development results (recorded rows, two-stage ranking simulated)
 
@@ -1094,7 +1094,7 @@ The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m tactful.flag_train", description=__doc__.split("\n")[0]
+        prog="python -m tactful.flags.train", description=__doc__.split("\n")[0]
     )
     ap.add_argument("step", choices=["build", "train", "all"])
     ap.add_argument(
@@ -1197,7 +1197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 also,
             )
     if args.step in ("train", "all"):
-        from tactful.flag import FlagModel
+        from tactful.flags.job import FlagModel
 
         params = json.loads(args.params)
         drop = [d for d in args.drop.split(",") if d]
@@ -1293,7 +1293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         trained_on = " + ".join(parts)
         recipe = {
-            "command": " ".join(["python -m tactful.flag_train", *map(shlex.quote, raw_argv)]),
+            "command": " ".join(["python -m tactful.flags.train", *map(shlex.quote, raw_argv)]),
             "rounds": args.rounds,
             "params": params,
             "mut_weight": args.mut_weight,

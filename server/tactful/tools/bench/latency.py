@@ -119,7 +119,7 @@ async def run_once(
 async def _run_once(
     name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
 ) -> RunResult:
-    from tactful import lspclient
+    from tactful.tools import lspclient
 
     res = RunResult(name)
     rng = random.Random(seed)

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``tactful bench NAME [ARGS]`` runs ``tactful.bench.NAME.main``.
+"""Benchmarks that print figures: ``tactful bench NAME [ARGS]`` runs ``tactful.tools.bench.NAME.main``.
 
 Each benchmark measures a baseline in the same run and prints median, p95 and the ratio.
 """
@@ -26,4 +26,4 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(importlib.import_module(f"tactful.bench.{argv[0]}").main(list(argv[1:])) or 0)
+    return int(importlib.import_module(f"tactful.tools.bench.{argv[0]}").main(list(argv[1:])) or 0)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tactful.bench.latency import percentile
+from tactful.tools.bench.latency import percentile
 
 
 def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The server-side life of every suggestion: ids, outcomes, telemetry, the cascade, the log.
 
-:class:`SuggestionTracker` implements :class:`tactful.hooks.SuggestionHooks`. The completion
+:class:`SuggestionTracker` implements :class:`tactful.cascade.hooks.SuggestionHooks`. The completion
 engine calls it before generation (stage 1: features, cascade, ``requested``/``skipped``
 events), after generation (stage 2: ``generated``/``hidden``), and when it shows a suggestion
-(``shown``). The LSP layer (:mod:`tactful.lsp_feedback`) reports accepts, partial accepts, shows
+(``shown``). The LSP layer (:mod:`tactful.lsp.feedback`) reports accepts, partial accepts, shows
 and explicit rejects. The tracker infers the other rejections itself:
 
 * a newer request that does not type along the pending suggestion (``new_request``), or a
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tactful import features as F
-from tactful.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.cascade import features as F
+from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 
 log = logging.getLogger(__name__)
 
@@ -686,7 +686,7 @@ def _decision_json(d: Decision) -> dict[str, Any]:
 
 def load_cascade(settings: Any) -> Any | None:
     """The cascade the settings ask for, or None (off, or it cannot be loaded: logged)."""
-    from tactful import cdhf
+    from tactful.cascade import model as cdhf
 
     if not settings.cdhf.enable:
         return None
@@ -703,7 +703,7 @@ def load_cascade(settings: Any) -> Any | None:
 
 def open_log(settings: Any) -> Any | None:
     """The feedback log the settings ask for, or None (off, or it cannot be opened: logged)."""
-    from tactful import feedback
+    from tactful.feedback import store as feedback
 
     if not settings.feedback.enable:
         return None

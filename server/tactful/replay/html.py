@@ -1,6 +1,6 @@
 """The self-contained HTML replay report: tables and inline SVG plots, no script, no network.
 
-:func:`render` turns a :func:`tactful.replay.build_report` dict into one HTML page with
+:func:`render` turns a :func:`tactful.replay.report.build_report` dict into one HTML page with
 
 * the per-policy table (with 95% bootstrap intervals over users),
 * a line plot of hiding rate vs accuracy when hiding as each model policy's stage-2 threshold

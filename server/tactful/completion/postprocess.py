@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from tactful.context import CompletionContext
+from tactful.completion.context import CompletionContext
 
 Filter = Callable[[str, CompletionContext], str]
 

@@ -27,13 +27,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tactful import postprocess as pp
+from tactful.backend.runner import PRIORITY_COMPLETION, ModelRunner
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
 from tactful.cache import JsonCache, cache_key
+from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
+from tactful.completion import postprocess as pp
+from tactful.completion.context import CompletionContext, build_context
 from tactful.config import Settings
-from tactful.context import CompletionContext, build_context
-from tactful.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
-from tactful.runner import PRIORITY_COMPLETION, ModelRunner
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tactful import features as F
-from tactful.hooks import Decision
+from tactful.cascade import features as F
+from tactful.cascade.hooks import Decision
 
 FORMAT_VERSION = 1
 DEFAULT_TARGET = 0.95
@@ -215,7 +215,7 @@ def feature_sets(telemetry: bool = True) -> tuple[tuple[str, ...], tuple[str, ..
 
 
 def dataset_from_log(path: str | Path, telemetry: bool = True) -> Dataset:
-    from tactful.feedback import load_decisions
+    from tactful.feedback.store import load_decisions
 
     rows = load_decisions(path)
     if len(rows) < MIN_DECISIONS:
@@ -722,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave the telemetry features out of both stages (the shipped CUPS model does)",
     )
     args = ap.parse_args(list(argv) if argv is not None else None)
-    from tactful.feedback import FeedbackError, default_log_path
+    from tactful.feedback.store import FeedbackError, default_log_path
 
     log_path = Path(args.log).expanduser() if args.log else default_log_path()
     out = Path(args.out).expanduser() if args.out else user_model_dir()

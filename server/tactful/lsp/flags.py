@@ -8,7 +8,7 @@ one 256-token chunk) and run again afterwards, so completions never wait for fla
 
 Diagnostics are pulled (``textDocument/diagnostic``) when the client advertises
 ``textDocument.diagnostic`` and pushed (``publishDiagnostics``) otherwise, never both. The
-plain logic lives in :mod:`tactful.flag`; this module only translates.
+plain logic lives in :mod:`tactful.flags.job`; this module only translates.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from lsprotocol import types
 
-from tactful import protocol
-from tactful.flag import (
+from tactful.backend.runner import FAILED, PRIORITY_FLAG, READY
+from tactful.flags.job import (
     Flag,
     FlagCancelled,
     FlagInterrupted,
@@ -35,7 +35,7 @@ from tactful.flag import (
     default_model,
     open_store,
 )
-from tactful.runner import FAILED, PRIORITY_FLAG, READY
+from tactful.lsp import protocol
 
 log = logging.getLogger(__name__)
 

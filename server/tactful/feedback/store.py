@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tactful import features as F
+from tactful.cascade import features as F
 
 log = logging.getLogger(__name__)
 

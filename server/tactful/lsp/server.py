@@ -19,13 +19,14 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from tactful import __version__, paths, protocol
+from tactful import __version__, paths
+from tactful.backend.runner import READY, ModelRunner
 from tactful.cache import JsonCache
-from tactful.completion import CompletionEngine, Suggestion
+from tactful.cascade.hooks import NullHooks, SuggestionHooks
+from tactful.completion.engine import CompletionEngine, Suggestion
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
-from tactful.hooks import NullHooks, SuggestionHooks
-from tactful.runner import READY, ModelRunner
+from tactful.lsp import protocol
 
 log = logging.getLogger("tactful")
 
@@ -385,15 +386,15 @@ def cmd_status(ls: TactfulServer, *args: Any) -> dict[str, Any]:
 
 
 # --- feature modules ---------------------------------------------------------------------------
-from tactful import lsp_feedback  # noqa: E402  (feedback log + CDHF cascade: server.hooks, commands)
+from tactful.lsp import feedback as lsp_feedback  # noqa: E402  (feedback log + CDHF cascade: server.hooks, commands)
 
 lsp_feedback.register(server)
 
-from tactful import lsp_flags  # noqa: E402  (line anomaly flags: diagnostics, quick fix, command)
+from tactful.lsp import flags as lsp_flags  # noqa: E402  (line anomaly flags: diagnostics, quick fix, command)
 
 lsp_flags.register(server)
 
-from tactful import lsp_replay  # noqa: E402  (tactful.replayReport)
+from tactful.lsp import replay as lsp_replay  # noqa: E402  (tactful.replayReport)
 
 lsp_replay.register(server)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tactful import flag_features as ff
-from tactful.flag import REGEN_EXTRA, FlagJob, FlagModel, FlagResult, WindowMemo
+from tactful.flags import features as ff
+from tactful.flags.job import REGEN_EXTRA, FlagJob, FlagModel, FlagResult, WindowMemo
 
 #: ``--regen-extra``: lines regenerated beyond the number that can be flagged (None: the default).
 REGEN_EXTRA_OVERRIDE: int | None = None
@@ -319,7 +319,7 @@ def main(argv: Sequence[str]) -> int:
     REGEN_EXTRA_OVERRIDE = args.regen_extra
     NAIVE_BATCH = max(1, args.naive_batch)
     from tactful.backend.hf import TransformersBackend
-    from tactful.flag_train import condefects, set_threads
+    from tactful.flags.train import condefects, set_threads
 
     model = FlagModel.load(args.classifier)
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())

@@ -1,7 +1,7 @@
 """The ``tactful.replayReport`` command: write the replay report of the user's own feedback log.
 
 arguments: ``[htmlPath?: str]`` -> ``{"html": str, "decisions": int, "policies": [...]}`` or
-``{"html": None, "error": str}``. The replay itself is :mod:`tactful.replay`; this module only
+``{"html": None, "error": str}``. The replay itself is :mod:`tactful.replay.report`; this module only
 picks the log and the policies (show-all, the shipped default, the cascade the server uses when it
 is another one) from the server's settings and runs the replay off the event loop.
 """
@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tactful import protocol
+from tactful.lsp import protocol
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "replay-report.html"
@@ -23,8 +23,10 @@ def report_for_settings(
     settings: Any, html_path: str | None, log_path: Path | None = None
 ) -> dict[str, Any]:
     """Replay the log of ``settings`` (or ``log_path``) and write the HTML report (plain data in/out)."""
-    from tactful import cdhf, paths, replay
-    from tactful.feedback import default_log_path
+    from tactful import paths
+    from tactful.cascade import model as cdhf
+    from tactful.feedback.store import default_log_path
+    from tactful.replay import report as replay
 
     data_dir = getattr(settings, "data_dir", None)
     src = log_path or default_log_path(data_dir)
@@ -47,7 +49,9 @@ def report_for_settings(
 def register(server: Any) -> None:
     @server.command(protocol.CMD_REPLAY_REPORT)
     async def cmd_replay_report(ls: Any, *args: Any) -> dict[str, Any]:
-        from tactful import cdhf, feedback, replay
+        from tactful.cascade import model as cdhf
+        from tactful.feedback import store as feedback
+        from tactful.replay import report as replay
 
         html_path = args[0] if args else None
         if html_path is not None and (not isinstance(html_path, str) or not html_path):

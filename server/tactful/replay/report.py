@@ -4,10 +4,10 @@ This module owns
 
 * loading a log for replay (:func:`load_log`): the server's SQLite feedback log, its JSON Lines
   export (``tactful log export``) or raw CUPS study events (``cups_events.jsonl[.gz]``, converted
-  with :func:`tactful.feedback.import_cups`). Corrupt or truncated lines are reported with their
+  with :func:`tactful.feedback.store.import_cups`). Corrupt or truncated lines are reported with their
   line number and skipped, never silently;
 * turning events into time-ordered requests (:class:`Unit`) and replaying them through policies
-  (:func:`replay`): each policy keeps its own per-session :class:`tactful.features.Telemetry`,
+  (:func:`replay`): each policy keeps its own per-session :class:`tactful.cascade.features.Telemetry`,
   so that the telemetry features are those the server would have computed had that policy been
   live (a hidden suggestion is never seen, so it updates no history);
 * the metrics per policy, overall and per user, with bootstrap confidence intervals over users,
@@ -16,7 +16,7 @@ This module owns
   was shown/accepted (:func:`regenerate`);
 * ``tactful replay --log LOG [--policy DIR] [--threshold T] [--json] [--html FILE]`` (:func:`main`).
 
-The HTML report is written by :mod:`tactful.replay_html`.
+The HTML report is written by :mod:`tactful.replay.html`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tactful import features as F
-from tactful.hooks import Decision
+from tactful.cascade import features as F
+from tactful.cascade.hooks import Decision
 
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 20240611
@@ -106,7 +106,7 @@ def _read_json_lines(path: Path, problems: list[str]) -> list[tuple[int, dict[st
 def _cups_events(
     path: Path, rows: list[tuple[int, dict[str, Any]]], problems: list[str]
 ) -> tuple[list[LogEvent], dict[str, tuple[str, str]]]:
-    from tactful import feedback
+    from tactful.feedback import store as feedback
 
     good: list[dict[str, Any]] = []
     contexts: dict[str, tuple[str, str]] = {}
@@ -154,7 +154,7 @@ def _from_feedback_event(ev: Any) -> LogEvent:
 
 def load_log(path: str | Path) -> Loaded:
     """Read a feedback log (SQLite), its JSON Lines export or CUPS events; see module doc."""
-    from tactful import feedback
+    from tactful.feedback import store as feedback
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -345,7 +345,7 @@ class CascadePolicy(Policy):
 def load_policy(
     name: str, model_dir: str | Path, stage2_threshold: float | None = None
 ) -> CascadePolicy:
-    from tactful import cdhf
+    from tactful.cascade import model as cdhf
 
     try:
         c = cdhf.Cascade.load(model_dir)
@@ -669,7 +669,7 @@ def embedded_completer(model: str | None = None) -> Callable[[str, str], str | N
     """``complete(prefix, suffix)`` with the embedded (or given) model through the server's path."""
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.completion import complete_text
+    from tactful.completion.engine import complete_text
 
     backend = TransformersBackend.load(model, cache_dir=paths.cache_dir())
 
@@ -697,7 +697,7 @@ def make_policies(
     thresholds: Sequence[float] = (),
     include_default: bool = True,
 ) -> list[Policy]:
-    from tactful import cdhf
+    from tactful.cascade import model as cdhf
 
     pols: list[Policy] = [ShowAll()]
     if include_default:
@@ -775,7 +775,7 @@ def table(report: Mapping[str, Any]) -> str:
 
 def json_report(report: Mapping[str, Any], per_user: bool = True) -> dict[str, Any]:
     """The report with NaN-free values; per-user details optional."""
-    from tactful.feedback import _clean
+    from tactful.feedback.store import _clean
 
     rep = dict(report)
     if not per_user:
@@ -788,7 +788,7 @@ def json_report(report: Mapping[str, Any], per_user: bool = True) -> dict[str, A
 
 
 def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
-    from tactful.replay_html import render
+    from tactful.replay.html import render
 
     p = Path(path).expanduser()
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -861,7 +861,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.log is None:
-        from tactful.feedback import default_log_path
+        from tactful.feedback.store import default_log_path
 
         args.log = str(default_log_path())
     try:

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tactful import flag_features as ff
 from tactful.backend.types import Backend, GenerateRequest, Generation, LineScores
 from tactful.config import FlagSettings
+from tactful.flags import features as ff
 
 if TYPE_CHECKING:
     from tactful.cache import JsonCache
@@ -332,8 +332,8 @@ class _WindowRecord:
 STORE_FOLDER = "flag-windows"
 #: The modules whose code computes a window record: a stored record is read only by the same code.
 _RECORD_CODE = (
-    "flag.py",
-    "flag_features.py",
+    "flags/job.py",
+    "flags/features.py",
     "backend/hf.py",
     "backend/fast.py",
     "backend/types.py",
@@ -349,7 +349,7 @@ def _record_code_version() -> str:
     from tactful import __version__
 
     h = hashlib.sha256(f"flag-window-record/{__version__}\x1f".encode())
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for name in _RECORD_CODE:
         try:
             h.update((here / name).read_bytes())

@@ -1,8 +1,8 @@
-"""LSP surface of the feedback log and the cascade: thin handlers over :mod:`tactful.tracker`.
+"""LSP surface of the feedback log and the cascade: thin handlers over :mod:`tactful.feedback.tracker`.
 
 :func:`register` installs, on the server,
 
-* ``server.hooks``: a :class:`FeedbackHub` that builds the :class:`~tactful.tracker.SuggestionTracker`
+* ``server.hooks``: a :class:`FeedbackHub` that builds the :class:`~tactful.feedback.tracker.SuggestionTracker`
   from the settings on first use and reconfigures it when ``feedback.*``, ``cdhf.*`` or
   ``dataDir`` change (NullHooks behaviour when both the log and the cascade are off);
 * the commands ``tactful.accept`` [id, acceptedLength?], ``tactful.reject`` [id],
@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tactful import protocol
-from tactful.hooks import Decision, NullHooks, RequestInfo, SuggestionInfo
+from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionInfo
+from tactful.lsp import protocol
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class FeedbackHub:
         if not self._built:
             with self._lock:
                 if not self._built:
-                    from tactful import tracker
+                    from tactful.feedback import tracker
 
                     self._tracker = tracker.build(
                         self.server.settings, on_decision=self._on_decision
@@ -105,7 +105,7 @@ class FeedbackHub:
             new.data_dir,
         ) or not self._built:
             return
-        from tactful import tracker
+        from tactful.feedback import tracker
 
         with self._lock:
             t = self._tracker
@@ -197,7 +197,7 @@ class FeedbackHub:
         t = self._tracker
         if t is None or t.log is None or (self._training is not None and self._training.is_alive()):
             return
-        from tactful import cdhf
+        from tactful.cascade import model as cdhf
 
         n = t.log.decisions_count()
         if n < cdhf.OWN_LOG_MIN_DECISIONS or (
@@ -218,7 +218,8 @@ class FeedbackHub:
 
     def train(self) -> dict[str, Any]:
         """Train the cascade from the user's own log into the user model folder and use it."""
-        from tactful import cdhf, tracker
+        from tactful.cascade import model as cdhf
+        from tactful.feedback import tracker
 
         path = self.log_path()
         if path is None:
@@ -309,7 +310,8 @@ def register(server: Any) -> FeedbackHub:
 
     @server.command(protocol.CMD_TRAIN)
     async def cmd_train(ls: Any, *args: Any) -> dict[str, Any]:
-        from tactful import cdhf, feedback
+        from tactful.cascade import model as cdhf
+        from tactful.feedback import store as feedback
 
         try:
             result = await asyncio.to_thread(hub.train)

@@ -1,0 +1,1 @@
+"""The completion path: context, the completion engine, post-processing."""

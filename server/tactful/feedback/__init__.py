@@ -1,0 +1,1 @@
+"""The local feedback log: the event store, outcome inference and code survival."""

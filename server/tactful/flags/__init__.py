@@ -1,0 +1,1 @@
+"""Line anomaly flags: the flagging job, line features, the classifier and its training."""

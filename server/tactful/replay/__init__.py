@@ -1,0 +1,1 @@
+"""Offline replay of logged sessions through show/hide policies, and its HTML report."""

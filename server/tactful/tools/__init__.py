@@ -1,0 +1,1 @@
+"""Tools around the server: the demo, benchmarks, and a small LSP client."""
