@@ -382,3 +382,71 @@ async def test_logging_switched_off_writes_nothing(tmp_path: Path, enable: bool)
     finally:
         await _close(c)
     assert not log.exists()
+
+
+# --- shutdown: the final survival records ------------------------------------------------------
+
+
+async def _accept_one(c: PlainClient, uri: str) -> str:
+    """Open a document, take the model's suggestion and accept it through the command."""
+    statuses: list[dict[str, Any]] = []
+    c.feature("tactful/status")(lambda params: statuses.append(vars(params)))
+    open_doc(c, uri, TEXT)  # type: ignore[arg-type]
+    for _ in range(600):  # the model loads in the background
+        if any(st.get("state") == "ready" for st in statuses):
+            break
+        await asyncio.sleep(0.1)
+    res = await inline(c, uri, LINE, COL)  # type: ignore[arg-type]
+    assert res is not None and res.items, "the model suggests something here"
+    sid = res.items[0].command.arguments[0]
+    # The editor inserts the suggestion, then runs its accept command.
+    change_doc(c, uri, 2, res.items[0].insert_text, (LINE, COL), (LINE, COL))  # type: ignore[arg-type]
+    ok = await c.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=protocol.CMD_ACCEPT, arguments=[sid])
+    )
+    assert field(ok, "ok") is True
+    return str(sid)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("how", ["shutdown", "eof"])
+async def test_final_survival_records_are_written_when_the_server_stops(
+    tmp_path: Path, how: str
+) -> None:
+    """An accepted suggestion has three survival checks due (30 s, 2 min, 10 min); a server
+    that stops before they are due records all three as they stand, marked early."""
+    env = dict(os.environ, TACTFUL_DATA_DIR=str(tmp_path))
+    c = PlainClient("survival-test", "1")
+    await c.start_io(TACTFUL, "serve", env=env)
+    await c.initialize_async(
+        types.InitializeParams(
+            capabilities=capabilities(),
+            initialization_options={
+                "dataDir": str(tmp_path),
+                "completion": {"debounceMs": 0, "cache": False, "deadlineMs": 0},
+                "cdhf": {"exploreRate": 0.0},
+            },
+        )
+    )
+    c.initialized(types.InitializedParams())
+    sid = await _accept_one(c, "file:///w/survival.py")
+    log = tmp_path / "feedback.sqlite3"
+    rid = next(e.suggestion_id for e in events(log) if e.data.get("item_id") == sid)
+    assert not [e for e in events(log) if e.kind == "survival"]
+    proc = c._server
+    assert proc is not None
+    if how == "shutdown":
+        await c.shutdown_async(None)
+        # Recorded when shutdown is answered, before the client says exit.
+        survival = [e for e in events(log) if e.kind == "survival" and e.suggestion_id == rid]
+        c.exit(None)
+    else:  # the editor went away without shutdown: stdin closes
+        assert proc.stdin is not None
+        proc.stdin.close()
+    await asyncio.wait_for(proc.wait(), 30)
+    if how != "shutdown":
+        survival = [e for e in events(log) if e.kind == "survival" and e.suggestion_id == rid]
+    assert [e.data["after_s"] for e in survival] == [30.0, 120.0, 600.0]
+    assert all(e.data["early"] is True and e.data["survived"] == 1.0 for e in survival)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(c.stop(), 5)

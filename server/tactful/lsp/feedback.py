@@ -17,16 +17,18 @@ notification path.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionInfo
 from tactful.lsp import protocol
+
+if TYPE_CHECKING:
+    from tactful.lsp.server import TactfulServer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class FeedbackHub:
     """The server's suggestion hooks: a tracker built from the current settings, rebuilt in
     part when they change."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: TactfulServer) -> None:
         self.server = server
         self._tracker: Any = None
         self._built = False
@@ -77,8 +79,6 @@ class FeedbackHub:
                         self.server.settings, on_decision=self._on_decision
                     )
                     self._built = True
-                    if self._tracker is not None:
-                        atexit.register(self._tracker.close)  # final survival checks on exit
                     self._report_problems()
         return self._tracker
 
@@ -137,6 +137,7 @@ class FeedbackHub:
         self._report_problems()
 
     def close(self) -> None:
+        """Write the final survival records and close the log (the server's ``shutdown``)."""
         if self._tracker is not None:
             self._tracker.close()
 
@@ -245,19 +246,16 @@ class FeedbackHub:
         }
 
 
-def register(server: Any) -> FeedbackHub:
-    """Install the hub as ``server.hooks`` and register the feedback commands and notifications."""
+def register(server: TactfulServer) -> FeedbackHub:
+    """Install the hub as ``server.hooks`` and ``server.feedback``, and register the feedback
+    commands and notifications."""
     hub = FeedbackHub(server)
     server.hooks = hub
     server.feedback = hub
-    listeners = getattr(server, "settings_listeners", None)
-    if isinstance(listeners, list):
-        listeners.append(hub.settings_changed)
+    server.settings_listeners.append(hub.settings_changed)
 
     def count_accept() -> None:
-        counters = getattr(server, "counters", None)
-        if isinstance(counters, dict):
-            counters["accepted"] = counters.get("accepted", 0) + 1
+        server.counters["accepted"] = server.counters.get("accepted", 0) + 1
 
     def accept(args: tuple[Any, ...], via: str) -> dict[str, Any]:
         if not args or not isinstance(args[0], str) or not args[0]:
@@ -366,10 +364,5 @@ def register(server: Any) -> FeedbackHub:
     return hub
 
 
-def _show(ls: Any, message: str) -> None:
-    fn = getattr(ls, "show_message", None)
-    if callable(fn):
-        try:
-            fn(message)
-        except Exception:
-            log.debug("could not show: %s", message)
+def _show(ls: TactfulServer, message: str) -> None:
+    ls.show_message(message)

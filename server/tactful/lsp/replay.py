@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tactful.config import Settings
 from tactful.lsp import protocol
+
+if TYPE_CHECKING:
+    from tactful.lsp.server import TactfulServer
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "replay-report.html"
 
 
 def report_for_settings(
-    settings: Any, html_path: str | None, log_path: Path | None = None
+    settings: Settings, html_path: str | None, log_path: Path | None = None
 ) -> dict[str, Any]:
     """Replay the log of ``settings`` (or ``log_path``) and write the HTML report (plain data in/out)."""
     from tactful import paths
@@ -28,13 +32,11 @@ def report_for_settings(
     from tactful.feedback.store import default_log_path
     from tactful.replay import report as replay
 
-    data_dir = getattr(settings, "data_dir", None)
+    data_dir = settings.data_dir
     src = log_path or default_log_path(data_dir)
     out = Path(html_path).expanduser() if html_path else paths.data_dir(data_dir) / REPORT_NAME
     policies = replay.make_policies()
-    live = cdhf.resolve_model_dir(
-        getattr(getattr(settings, "cdhf", None), "model_dir", None), data_dir
-    )
+    live = cdhf.resolve_model_dir(settings.cdhf.model_dir, data_dir)
     if live.resolve() != cdhf.default_model_dir().resolve():
         policies.append(replay.load_policy("in-use", live))
     report, _loaded, _units = replay.run(src, policies)
@@ -46,9 +48,11 @@ def report_for_settings(
     }
 
 
-def register(server: Any) -> None:
+def register(server: TactfulServer) -> None:
+    """Register ``tactful.replayReport`` on ``server``."""
+
     @server.command(protocol.CMD_REPLAY_REPORT)
-    async def cmd_replay_report(ls: Any, *args: Any) -> dict[str, Any]:
+    async def cmd_replay_report(ls: TactfulServer, *args: Any) -> dict[str, Any]:
         from tactful.cascade import model as cdhf
         from tactful.feedback import store as feedback
         from tactful.replay import report as replay
@@ -59,8 +63,7 @@ def register(server: Any) -> None:
                 "html": None,
                 "error": f"{protocol.CMD_REPLAY_REPORT}: expected [htmlPath?: str], got {list(args)!r}",
             }
-        hub = getattr(ls, "feedback", None)
-        lp = hub.log_path() if hub is not None and hasattr(hub, "log_path") else None
+        lp = ls.feedback.log_path() if ls.feedback is not None else None
         try:
             return await asyncio.to_thread(report_for_settings, ls.settings, html_path, lp)
         except (replay.ReplayError, cdhf.CdhfError, feedback.FeedbackError, OSError) as exc:

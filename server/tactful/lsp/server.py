@@ -1,8 +1,15 @@
-"""The language server: composition root and thin LSP handlers.
+"""The language server: the server object, its composition, and ``tactful serve``.
 
-Each handler translates LSP types to plain data, calls the capability module that owns the
-work (completion, config, documents, runner, and the feature modules registered at the
-bottom), and translates back. ``tactful serve`` runs :func:`main`.
+:class:`TactfulServer` holds the state every feature shares (settings, documents, the model
+runner, the completion engine) in typed attributes, and each feature's service in a typed slot
+(``feedback``, ``flags``). :func:`create_server` builds one and registers the handler modules,
+one per feature: :mod:`~tactful.lsp.lifecycle` (initialize, shutdown, documents),
+:mod:`~tactful.lsp.completion`, :mod:`~tactful.lsp.feedback`, :mod:`~tactful.lsp.flags` and
+:mod:`~tactful.lsp.replay`. Importing this module does no work: nothing is built, no thread starts.
+
+Concurrency: handlers run on pygls' asyncio event loop and never run model code; model work
+goes through :class:`~tactful.backend.runner.ModelRunner` (one worker thread), and blocking file
+work (training, replay) through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -13,22 +20,30 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from tactful import __version__, paths
 from tactful.backend.runner import READY, ModelRunner
-from tactful.cache import JsonCache
 from tactful.cascade.hooks import NullHooks, SuggestionHooks
-from tactful.completion.engine import CompletionEngine, Suggestion
+from tactful.completion.engine import CompletionEngine
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
 from tactful.lsp import protocol
 
+if TYPE_CHECKING:
+    from tactful.lsp.feedback import FeedbackHub
+    from tactful.lsp.flags import FlagService
+
 log = logging.getLogger("tactful")
+
+#: Called with (old, new) settings after every successful change.
+SettingsListener = Callable[[Settings, Settings], None]
+#: Called with (event, uri), event in open/change/save/close, after a document changed.
+DocumentListener = Callable[[str, str], None]
 
 
 class TactfulServer(LanguageServer):
@@ -44,12 +59,26 @@ class TactfulServer(LanguageServer):
         self.client_pull_diagnostics = False
         self.client_work_done_progress = False
         self._failure_shown: str | None = None
-        #: Called with (old, new) settings after every successful change (feature modules subscribe).
-        self.settings_listeners: list[Any] = []
-        #: Called with (event, uri), event in open/change/save/close, after the server's copy of a
-        #: document changed (feature modules subscribe: line flags).
-        self.document_listeners: list[Any] = []
+        self._closed = False
+        #: Feature modules subscribe to settings changes and document events.
+        self.settings_listeners: list[SettingsListener] = []
+        self.document_listeners: list[DocumentListener] = []
         self.counters = {"shown": 0, "accepted": 0}
+        #: The feature services, set by their modules' ``register`` (None: not registered).
+        self.feedback: FeedbackHub | None = None
+        self.flags: FlagService | None = None
+
+    def close(self) -> None:
+        """Stop cleanly: write what the feedback log still holds (the final survival records).
+        Called on ``shutdown`` and when the connection ends; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.feedback is not None:
+            try:
+                self.feedback.close()
+            except Exception:
+                log.exception("closing the feedback log failed")
 
     # --- settings ------------------------------------------------------------------------------
     def update_settings(self, raw: Any) -> list[str]:
@@ -115,6 +144,7 @@ class TactfulServer(LanguageServer):
             )
 
         async def run() -> None:
+            nonlocal progress_ok
             if progress_ok:
                 try:
                     await self.work_done_progress.create_async(token)
@@ -122,8 +152,9 @@ class TactfulServer(LanguageServer):
                         token,
                         types.WorkDoneProgressBegin(title="tactful: loading model", percentage=0),
                     )
-                except Exception:
-                    pass
+                except Exception as exc:  # the client refused the token: no progress shown
+                    log.debug("no load progress: %s", exc)
+                    progress_ok = False
             fut = self.runner.load(loader, s.model or "SmolLM2-135M-Instruct (embedded)")
             self.send_status()
             try:
@@ -168,235 +199,17 @@ class TactfulServer(LanguageServer):
             log.debug("could not send status")
 
 
-server = TactfulServer()
+def create_server() -> TactfulServer:
+    """A server with every feature's handlers registered (nothing runs until it is started)."""
+    from tactful.lsp import completion, feedback, flags, lifecycle, replay
 
-
-# --- lifecycle ---------------------------------------------------------------------------------
-@server.feature(types.INITIALIZE)
-def on_initialize(ls: TactfulServer, params: types.InitializeParams) -> None:
-    caps = params.capabilities
-    td = caps.text_document
-    ls.client_pull_diagnostics = bool(td and td.diagnostic)
-    ls.client_work_done_progress = bool(caps.window and caps.window.work_done_progress)
-    enc: Any = getattr(getattr(ls, "workspace", None), "position_encoding", None)
-    ls.documents.encoding = str(getattr(enc, "value", enc) or "utf-16")
-    ls.update_settings(params.initialization_options)
-
-
-@server.feature(types.INITIALIZED)
-def on_initialized(ls: TactfulServer, params: types.InitializedParams) -> None:
-    cache_dir = paths.cache_dir(ls.settings.cache_dir)
-    try:
-        ls.engine.cache = JsonCache(cache_dir / "completions", ls.settings.completion.cache_size_mb)
-    except Exception as exc:
-        log.warning("completion cache unavailable: %s", exc)
-    ls.start_model()
-
-
-@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-def on_configuration(ls: TactfulServer, params: types.DidChangeConfigurationParams) -> None:
-    old = ls.settings
-    ls.update_settings(params.settings)
-    new = ls.settings
-    if (old.model, old.device, old.dtype, old.threads, old.fast_decode, old.cache_dir) != (
-        new.model,
-        new.device,
-        new.dtype,
-        new.threads,
-        new.fast_decode,
-        new.cache_dir,
-    ):
-        ls.start_model()
-    else:
-        ls.send_status()
-
-
-# --- documents ---------------------------------------------------------------------------------
-@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-def on_open(ls: TactfulServer, params: types.DidOpenTextDocumentParams) -> None:
-    d = params.text_document
-    doc = ls.documents.open(d.uri, d.text, d.language_id, d.version)
-    ls.hooks.document_changed(doc.uri, doc.text, doc.version)
-    ls.document_event("open", doc.uri)
-
-
-@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-def on_change(ls: TactfulServer, params: types.DidChangeTextDocumentParams) -> None:
-    doc = ls.documents.get(params.text_document.uri)
-    if doc is None:
-        log.warning("didChange for a document never opened: %s", params.text_document.uri)
-        return
-    for ch in params.content_changes:
-        rng = getattr(ch, "range", None)
-        if rng is None:
-            doc.apply_change(ch.text)
-        else:
-            doc.apply_change(
-                ch.text, (rng.start.line, rng.start.character), (rng.end.line, rng.end.character)
-            )
-    doc.version = params.text_document.version
-    ls.hooks.document_changed(doc.uri, doc.text, doc.version)
-    ls.document_event("change", doc.uri)
-
-
-@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-def on_save(ls: TactfulServer, params: types.DidSaveTextDocumentParams) -> None:
-    doc = ls.documents.get(params.text_document.uri)
-    if doc is not None and params.text is not None:
-        doc.apply_change(params.text)
-    ls.document_event("save", params.text_document.uri)
-
-
-@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-def on_close(ls: TactfulServer, params: types.DidCloseTextDocumentParams) -> None:
-    uri = params.text_document.uri
-    ls.documents.close(uri)
-    ls.engine.forget(uri)
-    ls.hooks.document_closed(uri)
-    ls.document_event("close", uri)
-
-
-# --- completions -------------------------------------------------------------------------------
-async def _suggest(
-    ls: TactfulServer, uri: str, pos: types.Position, trigger: str, single_line: bool
-) -> Suggestion | None:
-    doc = ls.documents.get(uri)
-    if doc is None:
-        return None
-    if pos.line >= doc.line_count:
-        return None
-    offset = doc.offset_at(pos.line, pos.character)
-    return await ls.engine.complete(
-        uri=uri,
-        text=doc.text,
-        offset=offset,
-        language_id=doc.language_id,
-        line=pos.line,
-        character=pos.character,
-        version=doc.version,
-        trigger=trigger,
-        single_line=single_line,
-        current_version=lambda: doc.version,
-        channel="list" if single_line else "inline",
-    )
-
-
-def accept_command(suggestion_id: str) -> types.Command:
-    return types.Command(
-        title="Accept suggestion", command=protocol.CMD_ACCEPT, arguments=[suggestion_id]
-    )
-
-
-def to_inline_items(sugg: Suggestion | None, pos: types.Position) -> types.InlineCompletionList:
-    """A suggestion as LSP inline items: insert at the cursor (empty range)."""
-    if sugg is None:
-        return types.InlineCompletionList(items=[])
-    return types.InlineCompletionList(
-        items=[
-            types.InlineCompletionItem(
-                insert_text=sugg.text,
-                range=types.Range(start=pos, end=pos),
-                command=accept_command(sugg.id),
-            )
-        ]
-    )
-
-
-def to_completion_items(
-    sugg: Suggestion | None, pos: types.Position, line_prefix: str
-) -> types.CompletionList:
-    """A suggestion as a list completion item that replaces the word being typed."""
-    if sugg is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    word = len(line_prefix) - len(
-        line_prefix.rstrip("_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    )
-    word_text = line_prefix[len(line_prefix) - word :]
-    start = types.Position(
-        line=pos.line, character=max(0, pos.character - len(word_text.encode("utf-16-le")) // 2)
-    )
-    new_text = word_text + sugg.text
-    label = new_text.strip().splitlines()[0][:60] if new_text.strip() else new_text
-    return types.CompletionList(
-        is_incomplete=True,
-        items=[
-            types.CompletionItem(
-                label=label,
-                kind=types.CompletionItemKind.Snippet,
-                detail="tactful",
-                documentation=new_text,  # plain text: every client can show it
-                filter_text=new_text,
-                sort_text="0",
-                text_edit=types.TextEdit(
-                    range=types.Range(start=start, end=pos), new_text=new_text
-                ),
-                insert_text_format=types.InsertTextFormat.PlainText,
-                command=accept_command(sugg.id),
-            )
-        ],
-    )
-
-
-@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-async def on_inline_completion(
-    ls: TactfulServer, params: types.InlineCompletionParams
-) -> types.InlineCompletionList:
-    trigger = (
-        "invoked"
-        if params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        else "automatic"
-    )
-    sugg = await _suggest(ls, params.text_document.uri, params.position, trigger, single_line=False)
-    if sugg is not None and sugg.source != "type_along":
-        ls.counters["shown"] += 1
-    return to_inline_items(sugg, params.position)
-
-
-@server.feature(
-    types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "])
-)
-async def on_completion(ls: TactfulServer, params: types.CompletionParams) -> types.CompletionList:
-    doc = ls.documents.get(params.text_document.uri)
-    if doc is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    line_prefix = doc.line_text(params.position.line)[
-        : doc.offset_at(params.position.line, params.position.character)
-        - doc.offset_at(params.position.line, 0)
-    ]
-    sugg = await _suggest(
-        ls, params.text_document.uri, params.position, "invoked", single_line=True
-    )
-    if sugg is not None:
-        ls.counters["shown"] += 1
-    return to_completion_items(sugg, params.position, line_prefix)
-
-
-# --- commands ----------------------------------------------------------------------------------
-@server.command(protocol.CMD_TOGGLE)
-def cmd_toggle(ls: TactfulServer, *args: Any) -> dict[str, Any]:
-    enabled = bool(args[0]) if args and isinstance(args[0], bool) else not ls.settings.enable
-    ls.update_settings({"enable": enabled})
-    ls.send_status()
-    return {"enabled": ls.settings.enable}
-
-
-@server.command(protocol.CMD_STATUS)
-def cmd_status(ls: TactfulServer, *args: Any) -> dict[str, Any]:
-    return ls.status()
-
-
-# --- feature modules ---------------------------------------------------------------------------
-from tactful.lsp import feedback as lsp_feedback  # noqa: E402  (feedback log + CDHF cascade: server.hooks, commands)
-
-lsp_feedback.register(server)
-
-from tactful.lsp import flags as lsp_flags  # noqa: E402  (line anomaly flags: diagnostics, quick fix, command)
-
-lsp_flags.register(server)
-
-from tactful.lsp import replay as lsp_replay  # noqa: E402  (tactful.replayReport)
-
-lsp_replay.register(server)
+    server = TactfulServer()
+    lifecycle.register(server)
+    completion.register(server)
+    feedback.register(server)
+    flags.register(server)
+    replay.register(server)
+    return server
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -422,6 +235,7 @@ def main(argv: Sequence[str] = ()) -> int:
         level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    server = create_server()
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         try:
@@ -431,6 +245,7 @@ def main(argv: Sequence[str] = ()) -> int:
             return 2
     else:
         server.start_io()
+    server.close()  # a client that left without ``shutdown``: the final records still go out
     # Leave without running interpreter teardown: the model thread may be inside torch, and
     # everything worth keeping (the feedback log) is committed as it is recorded.
     # (pygls may have closed stdout already: flushing it then raises.)
