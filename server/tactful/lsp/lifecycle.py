@@ -109,13 +109,15 @@ def register(server: TactfulServer) -> None:
         ls.hooks.document_closed(uri)
         ls.document_event("close", uri)
 
+    # Command handlers take ``ls: Any``: pygls resolves a command handler's type hints when it
+    # is called, and TactfulServer is imported for type checking only.
     @server.command(protocol.CMD_TOGGLE)
-    def cmd_toggle(ls: TactfulServer, *args: Any) -> dict[str, Any]:
+    def cmd_toggle(ls: Any, *args: Any) -> dict[str, Any]:
         enabled = bool(args[0]) if args and isinstance(args[0], bool) else not ls.settings.enable
         ls.update_settings({"enable": enabled})
         ls.send_status()
         return {"enabled": ls.settings.enable}
 
     @server.command(protocol.CMD_STATUS)
-    def cmd_status(ls: TactfulServer, *args: Any) -> dict[str, Any]:
+    def cmd_status(ls: Any, *args: Any) -> dict[str, Any]:
         return ls.status()

@@ -52,7 +52,7 @@ def register(server: TactfulServer) -> None:
     """Register ``tactful.replayReport`` on ``server``."""
 
     @server.command(protocol.CMD_REPLAY_REPORT)
-    async def cmd_replay_report(ls: TactfulServer, *args: Any) -> dict[str, Any]:
+    async def cmd_replay_report(ls: Any, *args: Any) -> dict[str, Any]:
         from tactful.cascade import model as cdhf
         from tactful.feedback import store as feedback
         from tactful.replay import report as replay
