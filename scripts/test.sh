@@ -4,12 +4,27 @@
 #
 #   scripts/test.sh                # everything, as CI runs it
 #   scripts/test.sh tests/unit     # arguments go to pytest
+#   scripts/test.sh --fast [ARGS]  # the inner loop: Python lint/types and the tests that need
+#                                  # neither the model nor an editor (about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
+FAST=0
+if [[ "${1:-}" == "--fast" ]]; then
+    FAST=1
+    shift
+fi
 
 step "Python environment and embedded model"
 scripts/setup.sh --dev
+if [[ $FAST == 1 ]]; then
+    step "ruff (lint and format) and mypy over server/"
+    .venv/bin/ruff check server tests
+    .venv/bin/ruff format --check server tests
+    .venv/bin/mypy
+    step "pytest (no model, no editor)"
+    exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not model and not editor" "$@"
+fi
 step "Neovim 0.12 (Debian sid) for the editor tests"
 scripts/install-neovim.sh
 step "code-server, Chromium and the VS Code extension's packages"

@@ -44,3 +44,19 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for folder in _made:  # rmtree removes the models link, never what it points to
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _model_only_where_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiers mean what they say: a test that loads the model in this process must be marked
+    ``model`` (``scripts/test.sh --fast`` runs the others, and must never wait for a model)."""
+    if request.node.get_closest_marker("model") is not None:
+        return
+    from tactful.backend.hf import TransformersBackend
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} loads the model: mark it @pytest.mark.model")
+
+    monkeypatch.setattr(TransformersBackend, "load", refuse)

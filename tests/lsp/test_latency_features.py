@@ -161,7 +161,10 @@ async def test_burst_of_50_runs_at_most_one_generation(client: LanguageClient) -
     assert finished <= 1, f"{finished} generations ran to the end for one burst"
     answered = [r for r in results[:-1] if r is not None and r.items]
     assert not answered, "superseded requests in the burst returned suggestions"
-    assert after["calls"] - before["calls"] <= 50
+    # Every generation the burst started either ran to the end (at most the last one) or was
+    # cancelled: none is left running or failed.
+    calls = after["calls"] - before["calls"]
+    assert calls - finished <= after["cancelled"] - before["cancelled"], (before, after)
 
 
 async def test_list_and_inline_requests_do_not_supersede_each_other(client: LanguageClient) -> None:

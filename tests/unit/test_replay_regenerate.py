@@ -71,6 +71,7 @@ def write_log(path: Path) -> Path:
     return path
 
 
+@pytest.mark.model
 def test_regenerate_with_embedded_model(tmp_path: Path) -> None:
     if not any((paths.cache_dir() / "models").glob("*/config.json")):
         pytest.skip("the embedded model is not installed (tactful model install)")
