@@ -199,6 +199,25 @@ class TactfulServer(LanguageServer):
             log.debug("could not send status")
 
 
+#: pygls warnings about states that are normal for an LSP server: a client cancels a request
+#: that was answered a moment before (editors do this on every keystroke), or sends a
+#: notification that tactful does not handle. Logged at DEBUG, not as problems.
+BENIGN_PYGLS_WARNINGS = (
+    "Cancel notification for unknown message id",
+    "Ignoring notification for unknown method",
+)
+
+
+def demote_benign_records(record: logging.LogRecord) -> bool:
+    """A logging filter: pygls' benign warnings become DEBUG records (dropped below ``-vv``)."""
+    if record.name.startswith("pygls") and record.levelno == logging.WARNING:
+        message = str(record.msg)
+        if message.startswith(BENIGN_PYGLS_WARNINGS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
+
+
 def create_server() -> TactfulServer:
     """A server with every feature's handlers registered (nothing runs until it is started)."""
     from tactful.lsp import completion, feedback, flags, lifecycle, replay
@@ -231,6 +250,7 @@ def main(argv: Sequence[str] = ()) -> int:
     handler: logging.Handler = (
         logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
     )
+    handler.addFilter(demote_benign_records)
     logging.basicConfig(
         level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
