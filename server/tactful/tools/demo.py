@@ -58,39 +58,54 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
     _print(f"model: {state.get('model')} ready after {time.perf_counter() - t0:.1f} s\n")
 
     for i, (full, typed) in enumerate(CUTS):
-        lines = text.split("\n")
-        line_no = lines.index(full)
-        lines[line_no] = typed
-        doc = "\n".join(lines)
-        uri = f"file://{sample.parent}/typing-{i}.py"
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                text_document=types.TextDocumentItem(
-                    uri=uri, language_id="python", version=1, text=doc
-                )
-            )
-        )
-        t1 = time.perf_counter()
-        partial_before = (await _stats(client)).get("partial", 0)
-        finished_before = (await _stats(client, "backend")).get("finished", 0)
-        ghost = await _ghost(client, uri, line_no, len(typed))
-        ms = (time.perf_counter() - t1) * 1000
-        _print(f"line {line_no + 1}, you typed:  {typed.strip()}")
-        if ghost is None:
-            _print(f"  (no suggestion: tactful chose not to show one)  [{ms:.0f} ms]")
-        else:
-            _print(f"  tactful suggests: {_indent(ghost)}   [{ms:.0f} ms]")
-            if (await _stats(client)).get("partial", 0) > partial_before:
-                # Shown in part at completion.deadlineMs: the model goes on writing, and the
-                # editor gets the whole suggestion at the next keystroke (here: asked again).
-                whole = await _whole(client, uri, line_no, len(typed), ghost, finished_before)
-                done_ms = (time.perf_counter() - t1) * 1000
-                _print(f"  ...then, typing along: {_indent(whole, 22)}   [{done_ms:.0f} ms]")
-        _print(f"  the file has:     {full.strip()[len(typed.strip()) :]}\n")
-        client.text_document_did_close(
-            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
-        )
+        await _complete_cut(client, sample, text, i, full, typed)
+    await _print_flags(client, sample, text, diags)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return 0
 
+
+async def _complete_cut(
+    client: Any, sample: Path, text: str, i: int, full: str, typed: str
+) -> None:
+    """Open the sample with one line typed only up to ``typed`` and print what tactful suggests."""
+    lines = text.split("\n")
+    line_no = lines.index(full)
+    lines[line_no] = typed
+    doc = "\n".join(lines)
+    uri = f"file://{sample.parent}/typing-{i}.py"
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
+        )
+    )
+    t1 = time.perf_counter()
+    partial_before = (await _stats(client)).get("partial", 0)
+    finished_before = (await _stats(client, "backend")).get("finished", 0)
+    ghost = await _ghost(client, uri, line_no, len(typed))
+    ms = (time.perf_counter() - t1) * 1000
+    _print(f"line {line_no + 1}, you typed:  {typed.strip()}")
+    if ghost is None:
+        _print(f"  (no suggestion: tactful chose not to show one)  [{ms:.0f} ms]")
+    else:
+        _print(f"  tactful suggests: {_indent(ghost)}   [{ms:.0f} ms]")
+        if (await _stats(client)).get("partial", 0) > partial_before:
+            # Shown in part at completion.deadlineMs: the model goes on writing, and the
+            # editor gets the whole suggestion at the next keystroke (here: asked again).
+            whole = await _whole(client, uri, line_no, len(typed), ghost, finished_before)
+            done_ms = (time.perf_counter() - t1) * 1000
+            _print(f"  ...then, typing along: {_indent(whole, 22)}   [{done_ms:.0f} ms]")
+    _print(f"  the file has:     {full.strip()[len(typed.strip()) :]}\n")
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
+async def _print_flags(
+    client: Any, sample: Path, text: str, diags: dict[str, list[types.Diagnostic]]
+) -> None:
+    """Open the whole sample and print the lines tactful flags (pulled, or pushed)."""
     uri = sample.resolve().as_uri()
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
@@ -111,14 +126,13 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
         flags = diags.get(uri, [])
         if not flags:
             _print(f"(no line flags: {exc})")
-    if flags:
-        _print(f"Lines that look wrong in {sample.name}:")
-        for d in flags:
-            _print(f"  line {d.range.start.line + 1}: {d.message}")
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
-    return 0
+            return
+    if not flags:
+        _print(f"No line of {sample.name} looks wrong enough to flag.")
+        return
+    _print(f"Lines that look wrong in {sample.name}:")
+    for d in flags:
+        _print(f"  line {d.range.start.line + 1}: {d.message}")
 
 
 def _indent(text: str, width: int = 17) -> str:
