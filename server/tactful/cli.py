@@ -9,7 +9,7 @@ Each subcommand lives in its capability's module as ``main(argv) -> int``:
 ``complete``       :mod:`tactful.completion.engine` (one-shot, for scripts)
 ``demo``           :mod:`tactful.tools.demo` (a real LSP session on a sample file)
 ``flag``           :mod:`tactful.flags.job`
-``log``            :mod:`tactful.feedback.store` (export, import-cups, stats)
+``log``            :mod:`tactful.feedback.cli` (export, import-cups, stats)
 ``train``          :mod:`tactful.cascade.model`
 ``replay``         :mod:`tactful.replay.report`
 ``bench NAME``     :mod:`tactful.tools.bench.NAME` (latency, flag, ...)
@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Drive a real LSP session over a sample file and show what tactful does.",
     ),
     "flag": ("tactful.flags.job", "Print the lines of files that look wrong."),
-    "log": ("tactful.feedback.store", "The feedback log: stats, export, import-cups."),
+    "log": ("tactful.feedback.cli", "The feedback log: stats, export, import-cups."),
     "train": ("tactful.cascade.model", "Train the show/hide cascade from a feedback log."),
     "replay": ("tactful.replay.report", "Replay logged sessions through show/hide policies."),
     "bench": ("tactful.tools.bench", "Benchmarks: latency, flag, ..."),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tactful.feedback import cli as feedback_cli
+from tactful.feedback import importers
 from tactful.feedback import store as feedback
 from tactful.feedback.store import FeedbackError, FeedbackLog
 
@@ -143,9 +145,9 @@ def test_export_jsonl_and_stats(tmp_path: Path) -> None:
     st = feedback.stats(path)
     assert st["decisions"] == 3 and st["accepted"] == 1 and st["rejectReasons"] == {"timeout": 2}
     out = tmp_path / "out.jsonl"
-    assert feedback.main(["export", "--log", str(path), "--out", str(out)]) == 0
+    assert feedback_cli.main(["export", "--log", str(path), "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 9
-    assert feedback.main(["stats", "--log", str(tmp_path / "nope.sqlite3")]) == 1
+    assert feedback_cli.main(["stats", "--log", str(tmp_path / "nope.sqlite3")]) == 1
 
 
 def test_accept_wins_over_inferred_rejection(tmp_path: Path) -> None:
@@ -290,7 +292,7 @@ def test_import_cups_uses_the_shown_rows_features(tmp_path: Path) -> None:
         for r in _cups_rows():
             fh.write(json.dumps(r) + "\n")
     out = tmp_path / "cups.sqlite3"
-    assert feedback.main(["import-cups", str(src), "--out", str(out)]) == 0
+    assert feedback_cli.main(["import-cups", str(src), "--out", str(out)]) == 0
     rows = feedback.load_decisions(out)
     assert [r.accepted for r in rows] == [True, False]
     first, second = rows
@@ -307,19 +309,19 @@ def test_import_cups_uses_the_shown_rows_features(tmp_path: Path) -> None:
     assert s["session_accept_rate"] == 1.0 and s["prev_outcome"] == 1.0
     assert s["since_accepted"] == pytest.approx(10.0 - 2.0 - 0.2)
     # The importer never overwrites an existing log.
-    assert feedback.main(["import-cups", str(src), "--out", str(out)]) == 1
+    assert feedback_cli.main(["import-cups", str(src), "--out", str(out)]) == 1
 
 
 def test_import_cups_rejects_other_files(tmp_path: Path) -> None:
     src = tmp_path / "x.jsonl"
     src.write_text('{"hello": 1}\n')
     with pytest.raises(FeedbackError, match="not a CUPS event"):
-        feedback.import_cups(src, tmp_path / "o.sqlite3")
+        importers.import_cups(src, tmp_path / "o.sqlite3")
 
 
 @pytest.mark.skipif(not CUPS.is_file(), reason="CUPS data not present")
 def test_import_real_cups(tmp_path: Path) -> None:
-    counts = feedback.import_cups(CUPS, tmp_path / "cups.sqlite3")
+    counts = importers.import_cups(CUPS, tmp_path / "cups.sqlite3")
     assert counts["accepted"] == 224 and counts["rejected"] == 429
     rows = feedback.load_decisions(tmp_path / "cups.sqlite3")
     assert len(rows) == 653 and len({r.user for r in rows}) == 14

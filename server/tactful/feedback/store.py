@@ -9,18 +9,17 @@ This module owns
   busy timeout), files readable by their owner only, and optional hashing of code text;
 * reading a log back (:func:`read_events`, :func:`load_decisions` - the labelled show-time
   features the cascade trains on) and exporting it to JSON Lines;
-* the CUPS importer (:func:`import_cups`), converting the Copilot user-study events into this
-  log format with each decision's features taken from its preceding ``Shown`` event;
-* ``tactful log stats|export|import-cups|path`` (:func:`main`).
+* counting a log (:func:`stats`).
+
+The CUPS importer is :mod:`tactful.feedback.importers`; ``tactful log`` is
+:mod:`tactful.feedback.cli`.
 
 The schema is documented in ``docs/feedback-log.md``. No torch, no pygls.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gzip
 import hashlib
 import json
 import logging
@@ -28,17 +27,13 @@ import math
 import os
 import sqlite3
 import stat
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from tactful.cascade import features as F
 
 log = logging.getLogger(__name__)
 
@@ -541,251 +536,3 @@ def stats(path: str | Path) -> dict[str, Any]:
 
 
 # --- CUPS importer -----------------------------------------------------------------------------
-
-
-def _parse_time(s: str) -> float:
-    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-
-
-def _cups_prefix(prompt: str | None) -> tuple[str | None, str]:
-    """The document prefix inside a Copilot prompt (the ``# Path:`` header removed) and the path."""
-    if prompt is None:
-        return None, "file.py"
-    lines = prompt.split("\n")
-    for i, line in enumerate(lines[:3]):
-        if line.startswith("# Path: "):
-            return "\n".join(lines[i + 1 :]), line[len("# Path: ") :].strip() or "file.py"
-    return prompt, "file.py"
-
-
-def _num(m: Mapping[str, Any], key: str) -> float | None:
-    v = m.get(key)
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v)):
-        return float(v)
-    return None
-
-
-def import_cups(src: str | Path, out: str | Path, store_text: str = "text") -> dict[str, int]:
-    """Convert CUPS study events (``cups_events.jsonl[.gz]``) into a feedback log at ``out``.
-
-    Each Shown event becomes requested/generated/shown events whose features are computed from
-    that Shown row only (prompt prefix and its measurements); the following Accepted/Rejected
-    row only adds the outcome and its time. Replay rows (the same suggestion re-shown) and
-    Browsing rows are skipped; a Shown suggestion replaced by another Shown one before any
-    decision is logged as rejected with reason ``superseded`` and is not a training decision
-    (``load_decisions`` keeps it, so the importer marks it ``imported_label: false``).
-    """
-    src = Path(src)
-    opener = gzip.open if src.suffix == ".gz" else open
-    events: list[dict[str, Any]] = []
-    try:
-        with opener(src, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    e = json.loads(line)
-                except ValueError as exc:
-                    raise FeedbackError(f"{src}:{n}: not JSON: {exc}") from exc
-                if not isinstance(e, dict) or "state_name" not in e or "session_index" not in e:
-                    raise FeedbackError(
-                        f"{src}:{n}: not a CUPS event (needs state_name, session_index)"
-                    )
-                events.append(e)
-    except OSError as exc:
-        raise FeedbackError(f"cannot read {src}: {exc}") from exc
-    out = Path(out)
-    if out.exists():
-        raise FeedbackError(
-            f"{out} exists; importing appends to no existing log, choose a new path"
-        )
-    store = FeedbackLog(out, session="cups", user="cups", store_text=store_text)
-    counts = {"shown": 0, "accepted": 0, "rejected": 0, "unmatched_decisions": 0, "superseded": 0}
-    by_session: dict[int, list[dict[str, Any]]] = {}
-    for e in events:
-        by_session.setdefault(int(e["session_index"]), []).append(e)
-    rows: list[tuple[str, str | None, Mapping[str, Any], dict[str, Any]]] = []
-    for sess, evs in sorted(by_session.items()):
-        evs.sort(key=lambda e: int(e.get("event_index", 0)))
-        tel = F.Telemetry()
-        pending: tuple[str, float, str, str] | None = None  # (suggestion id, shown time, uri, text)
-        user = f"cups-{evs[0].get('user_id', sess)}"
-        session = f"cups-{sess}"
-        for e in evs:
-            state = e["state_name"]
-            t = _parse_time(e["time_generated"])
-            m = e.get("measurements") or {}
-            if state == "Shown":
-                prefix, fname = _cups_prefix(e.get("prompt"))
-                uri = f"cups://session-{sess}/{fname}"
-                extra = {"t": t, "session": session, "user": user, "uri": uri, "language": "python"}
-                if pending is not None:
-                    rows.append(
-                        (
-                            "rejected",
-                            pending[0],
-                            {"reason": "superseded", "imported_label": False},
-                            {**extra, "uri": pending[2]},
-                        )
-                    )
-                    counts["superseded"] += 1
-                sid = f"cups-{sess}-{e.get('event_index')}"
-                doc_len = _num(m, "documentLength")
-                offset = _num(m, "promptEndPos")
-                issued = _num(m, "timeSinceIssuedMs")
-                t_req = t - (issued / 1000.0 if issued is not None and issued < 60000 else 0.0)
-                ctx: dict[str, float | None]
-                if prefix is not None:
-                    ctx = F.context_features(
-                        prefix,
-                        None,
-                        "python",
-                        doc_len=int(doc_len) if doc_len is not None else None,
-                    )
-                else:
-                    ctx = dict.fromkeys(F.CONTEXT_FEATURES)
-                    ctx["language"] = float(F.language_code("python"))
-                if doc_len is not None and offset is not None:
-                    ctx["doc_len"], ctx["offset"] = doc_len, offset
-                    ctx["offset_frac"] = offset / doc_len if doc_len > 0 else 1.0
-                    ctx["ws_after_cursor"] = 1.0 if offset >= doc_len else None
-                tele = tel.on_request(t_req, uri, int(doc_len) if doc_len is not None else 0)
-                sugg = str(e.get("suggestion") or "")
-                sf = F.suggestion_features(
-                    sugg,
-                    prefix or "",
-                    None,
-                    "python" if prefix is not None else "none",
-                    n_tokens=int(_num(m, "numTokens") or 0) or None,
-                    mean_logprob=_num(m, "meanLogProb"),
-                    history=tel.history(sugg),
-                )
-                rows.append(
-                    (
-                        "requested",
-                        sid,
-                        {
-                            "features": _clean({**ctx, **tele}),
-                            "trigger": "automatic",
-                            "source": "cups",
-                        },
-                        {**extra, "t": t_req},
-                    )
-                )
-                rows.append(
-                    (
-                        "generated",
-                        sid,
-                        {"features": _clean(sf), "source": "model", "model": "copilot-codex"},
-                        extra,
-                    )
-                )
-                rows.append(
-                    (
-                        "shown",
-                        sid,
-                        {
-                            "text": sugg,
-                            "cups": {
-                                "labeled_state": e.get("labeled_state"),
-                                "task": e.get("task"),
-                                "hidden_state": e.get("hidden_state"),
-                            },
-                        },
-                        extra,
-                    )
-                )
-                tel.on_shown(t, uri)
-                pending = (sid, t, uri, sugg)
-                counts["shown"] += 1
-            elif state in ("Accepted", "Rejected"):
-                if pending is None:
-                    counts["unmatched_decisions"] += 1
-                    continue
-                sid, _ts, uri, shown_text = pending
-                extra = {"t": t, "session": session, "user": user, "uri": uri, "language": "python"}
-                if state == "Accepted":
-                    sugg = str(e.get("suggestion") or "")
-                    rows.append(
-                        (
-                            "accepted",
-                            sid,
-                            {"accepted_length": len(sugg), "full": True, "via": "cups"},
-                            extra,
-                        )
-                    )
-                    for i, ep in enumerate(e.get("edit_percentage") or []):
-                        if isinstance(ep, int | float) and math.isfinite(float(ep)):
-                            rows.append(
-                                (
-                                    "survival",
-                                    sid,
-                                    {
-                                        "checkpoint": i,
-                                        "after_s": None,
-                                        "survived": max(0.0, 1.0 - float(ep)),
-                                    },
-                                    extra,
-                                )
-                            )
-                    counts["accepted"] += 1
-                else:
-                    rows.append(("rejected", sid, {"reason": "explicit"}, extra))
-                    counts["rejected"] += 1
-                tel.on_outcome(t, uri, state == "Accepted", shown_text)
-                pending = None
-    store.record_many(rows)
-    store.close()
-    return counts
-
-
-# --- CLI ---------------------------------------------------------------------------------------
-
-
-def _log_path(arg: str | None) -> Path:
-    return Path(arg).expanduser() if arg else default_log_path()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tactful log stats|export|import-cups|path``."""
-    ap = argparse.ArgumentParser(
-        prog="tactful log",
-        description="The local feedback log of shown, accepted and rejected suggestions.",
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("stats", help="counts of events, decisions and the acceptance rate")
-    p.add_argument("--log", help="log file (default: feedback.sqlite3 in the data directory)")
-    p = sub.add_parser("export", help="write the log as JSON Lines")
-    p.add_argument("--log", help="log file (default: feedback.sqlite3 in the data directory)")
-    p.add_argument("--out", default="-", help="output file (default: stdout)")
-    p = sub.add_parser(
-        "import-cups", help="convert CUPS study events (cups_events.jsonl.gz) into a log"
-    )
-    p.add_argument("file")
-    p.add_argument("--out", required=True, help="the new log file to write")
-    p.add_argument(
-        "--hash-text", action="store_true", help="store SHA-256 hashes instead of suggestion text"
-    )
-    sub.add_parser("path", help="print where the log is")
-    args = ap.parse_args(list(argv) if argv is not None else None)
-    try:
-        if args.cmd == "path":
-            print(default_log_path())
-        elif args.cmd == "stats":
-            print(json.dumps(stats(_log_path(args.log)), indent=2))
-        elif args.cmd == "export":
-            if args.out == "-":
-                n = export_jsonl(_log_path(args.log), sys.stdout)
-            else:
-                with open(args.out, "w", encoding="utf-8") as fh:
-                    n = export_jsonl(_log_path(args.log), fh)
-            print(f"exported {n} events", file=sys.stderr)
-        elif args.cmd == "import-cups":
-            counts = import_cups(
-                args.file, args.out, store_text="hash" if args.hash_text else "text"
-            )
-            print(json.dumps({"out": args.out, **counts}))
-    except FeedbackError as exc:
-        print(f"tactful log: {exc}", file=sys.stderr)
-        return 1
-    return 0

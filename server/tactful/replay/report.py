@@ -4,7 +4,7 @@ This module owns
 
 * loading a log for replay (:func:`load_log`): the server's SQLite feedback log, its JSON Lines
   export (``tactful log export``) or raw CUPS study events (``cups_events.jsonl[.gz]``, converted
-  with :func:`tactful.feedback.store.import_cups`). Corrupt or truncated lines are reported with their
+  with :func:`tactful.feedback.importers.import_cups`). Corrupt or truncated lines are reported with their
   line number and skipped, never silently;
 * turning events into time-ordered requests (:class:`Unit`) and replaying them through policies
   (:func:`replay`): each policy keeps its own per-session :class:`tactful.cascade.features.Telemetry`,
@@ -106,6 +106,7 @@ def _read_json_lines(path: Path, problems: list[str]) -> list[tuple[int, dict[st
 def _cups_events(
     path: Path, rows: list[tuple[int, dict[str, Any]]], problems: list[str]
 ) -> tuple[list[LogEvent], dict[str, tuple[str, str]]]:
+    from tactful.feedback import importers
     from tactful.feedback import store as feedback
 
     good: list[dict[str, Any]] = []
@@ -118,13 +119,13 @@ def _cups_events(
             continue
         try:
             int(e["session_index"])
-            feedback._parse_time(str(e["time_generated"]))
+            importers.parse_time(str(e["time_generated"]))
         except (TypeError, ValueError) as exc:
             problems.append(f"{path}:{n}: bad session_index or time_generated ({exc}); skipped")
             continue
         good.append(e)
         if e.get("state_name") == "Shown":
-            prefix, _fname = feedback._cups_prefix(e.get("prompt"))
+            prefix, _fname = importers._cups_prefix(e.get("prompt"))
             if prefix is not None:
                 contexts[f"cups-{e['session_index']}-{e.get('event_index')}"] = (prefix, "")
     with tempfile.TemporaryDirectory(prefix="tactful-replay-") as tmp:
@@ -132,7 +133,7 @@ def _cups_events(
         src.write_text("".join(json.dumps(e) + "\n" for e in good), encoding="utf-8")
         db = Path(tmp) / "log.sqlite3"
         try:
-            feedback.import_cups(src, db)
+            importers.import_cups(src, db)
             events = [_from_feedback_event(ev) for ev in feedback.read_events(db)]
         except feedback.FeedbackError as exc:
             raise ReplayError(f"{path}: cannot import the CUPS events: {exc}") from exc
