@@ -7,7 +7,7 @@ Both tools talk to the real server exactly as an editor does; this keeps the han
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,11 +29,13 @@ async def start(
     from pygls.lsp.client import LanguageClient
 
     client = LanguageClient(name, "1")
-    state: dict[str, Any] = {}
+    state = ServerState()
 
     @client.feature("tactful/status")
     def _status(params: Any) -> None:
         state.update(params._asdict() if hasattr(params, "_asdict") else vars(params))
+        if state.get("state") in ("ready", "failed"):
+            state.settled.set()
 
     @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def _diags(params: types.PublishDiagnosticsParams) -> None:
@@ -71,9 +73,18 @@ async def start(
     return client, state
 
 
+class ServerState(dict[str, Any]):
+    """The server's last ``tactful/status`` payload; ``settled`` is set once the model is ready
+    or has failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled = asyncio.Event()
+
+
 async def wait_ready(state: dict[str, Any], timeout: float) -> bool:
     """Wait until the server reports the model ready (True) or failed / the timeout (False)."""
-    t0 = time.perf_counter()
-    while state.get("state") not in ("ready", "failed") and time.perf_counter() - t0 < timeout:
-        await asyncio.sleep(0.05)
+    if isinstance(state, ServerState):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.settled.wait(), timeout)
     return state.get("state") == "ready"
