@@ -166,6 +166,23 @@ def log_rows(tmp_path: Path, kind: str, item_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("version", ["0.11", "0.12"])
+def test_minimal_setup_prints_nothing(version: str, tmp_path: Path) -> None:
+    """The README's minimal `setup({ cmd = ... })`: the server starts, the model loads, and
+    nothing is printed (an empty settings table used to go out as a JSON list, and the server
+    warned "tactful settings: expected an object, got list" on every start)."""
+    nvim = _need(NVIM011 if version == "0.11" else NVIM012)
+    name = copy_sample(tmp_path)
+    out = run_scenario(
+        nvim,
+        "minimal",
+        tmp_path,
+        extra_env={"TACTFUL_SETUP": "0", "TACTFUL_OPEN": name},
+    )
+    assert out["info"]["messages"] == "", out["info"]
+
+
+@pytest.mark.model
 def test_inline_ghost_text_accept_dismiss_012(tmp_path: Path) -> None:
     nvim = _need(NVIM012)
     name = copy_sample(tmp_path)
@@ -217,9 +234,58 @@ def test_list_completion_accept_011(tmp_path: Path) -> None:
     assert rows and rows[0]["data"]["full"] is True, rows
 
 
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def sgr_cells(line: str) -> list[tuple[str, frozenset[str]]]:
+    """Each character of a `tmux capture-pane -e` line with the SGR attributes in effect for it
+    (normalised: "italic", "bold", "fg=<code>")."""
+    attrs: dict[str, str] = {}
+    out: list[tuple[str, frozenset[str]]] = []
+    pos = 0
+    for m in [*_SGR.finditer(line), None]:
+        end = m.start() if m else len(line)
+        cur = frozenset(f"{k}={v}" if v else k for k, v in attrs.items())
+        out.extend((ch, cur) for ch in line[pos:end])
+        if m is None:
+            break
+        pos = m.end()
+        params = m.group(1).split(";") if m.group(1) else ["0"]
+        i = 0
+        while i < len(params):
+            p = params[i] or "0"
+            if p == "0":
+                attrs.clear()
+            elif p == "1":
+                attrs["bold"] = ""
+            elif p == "22":
+                attrs.pop("bold", None)
+            elif p == "3":
+                attrs["italic"] = ""
+            elif p == "23":
+                attrs.pop("italic", None)
+            elif p in ("38", "48") and i + 1 < len(params):
+                n = 3 if params[i + 1] == "5" else 5
+                attrs["fg" if p == "38" else "bg"] = ":".join(params[i + 1 : i + n])
+                i += n - 1
+            elif p == "39":
+                attrs.pop("fg", None)
+            elif p == "49":
+                attrs.pop("bg", None)
+            elif 30 <= int(p) <= 37 or 90 <= int(p) <= 97:
+                attrs["fg"] = p
+            elif 40 <= int(p) <= 47 or 100 <= int(p) <= 107:
+                attrs["bg"] = p
+            i += 1
+    return out
+
+
 @pytest.mark.model
-def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
-    """The real TUI in tmux: the ghost text is on screen, and a <Tab> typed into the terminal accepts it."""
+@pytest.mark.parametrize("term", ["screen-256color", "screen"])
+def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path) -> None:
+    """The real TUI in tmux without truecolor ('notermguicolors'), 256 and 8 colours: the ghost
+    text is on screen, drawn in the TactfulGhostText style (italic, grey), and a <Tab> typed into
+    the terminal accepts it."""
     nvim = _need(NVIM012)
     tmux = shutil.which("tmux")
     if tmux is None:
@@ -227,7 +293,12 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
     name = copy_sample(tmp_path)
     result = tmp_path / "tui.json"
     env = scenario_env(tmp_path, result, BASE_SETTINGS)
-    passed = [shlex.quote(f"{k}={v}") for k, v in env.items() if k.startswith(("TACTFUL_", "XDG_"))]
+    env.update({"TACTFUL_TGC": "0", "TERM": term})
+    passed = [
+        shlex.quote(f"{k}={v}")
+        for k, v in env.items()
+        if k.startswith(("TACTFUL_", "XDG_")) or k == "TERM"
+    ]
     init, scenario = SCENARIOS / "init.lua", SCENARIOS / "tui.lua"
     inner = f"env {' '.join(passed)} {shlex.quote(str(nvim))} -u {shlex.quote(str(init))} -c {shlex.quote(f'luafile {scenario}')} {name}"
     sock = ["-S", str(tmp_path / "tmux.sock")]  # a private tmux server, socket in the temp dir
@@ -257,6 +328,22 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(tmp_path: Path) -> None:
         want = out["info"]["line"] + out["info"]["ghost"]
         screen = tmux_run("capture-pane", "-p", "-t", "t")
         assert want in screen, screen  # the ghost text is drawn right after the typed text
+        # ... in its own style: italic and/or another colour than the code typed before it.
+        typed, ghost = out["info"]["line"], out["info"]["ghost"].split("\n")[0]
+        styled = tmux_run("capture-pane", "-p", "-e", "-t", "t").splitlines()
+        row = next(ln for ln in styled if want.split("\n")[0] in _SGR.sub("", ln))
+        cells = sgr_cells(row)
+        text = "".join(ch for ch, _ in cells)
+        start = text.index(typed + ghost)
+        typed_attrs = {a for _, a in cells[start + len(typed.rstrip()) - 1 : start + len(typed.rstrip())]}
+        ghost_attrs = {a for ch, a in cells[start + len(typed) : start + len(typed) + len(ghost)] if ch.strip()}
+        assert len(ghost_attrs) == 1, (row, ghost_attrs)
+        (g,) = ghost_attrs
+        assert g not in typed_attrs and ("italic" in g or any(a.startswith("fg=") for a in g)), (
+            repr(row),
+            typed_attrs,
+            g,
+        )
         tmux_run("send-keys", "-t", "t", "Tab")
         time.sleep(0.5)
         tmux_run("send-keys", "-t", "t", "Escape")

@@ -32,6 +32,7 @@ M.name = 'tactful'
 ---@field list? boolean              list completion via vim.lsp.completion (default: true)
 ---@field autotrigger? boolean       the list pops up on the server's trigger characters (default: only without ghost text)
 ---@field keymaps? tactful.Keymaps|false
+---@field ghost_hl? string|false     highlight group of the ghost text (default: 'TactfulGhostText'; false: Neovim's ComplHint)
 ---@field health_timeout_ms? integer how long :checkhealth waits for the model (default: 60000)
 
 ---@type tactful.Opts
@@ -52,6 +53,7 @@ M.defaults = {
     prev = '<M-[>',
     suggest = '<M-\\>',
   },
+  ghost_hl = 'TactfulGhostText',
   health_timeout_ms = 60000,
 }
 
@@ -258,6 +260,22 @@ function M.exec(command, arguments, on_result, bufnr)
   end)
 end
 
+--- The acceptance rate of a status payload with its counts, e.g. '12% (4/33)'; nil when the
+--- payload has no rate (nothing shown yet). The figures are the server's own.
+---@param st table?
+---@return string?
+function M.format_rate(st)
+  local rate = st and st.acceptanceRate
+  if type(rate) ~= 'number' then
+    return nil
+  end
+  local pct = ('%.0f%%'):format(rate * 100)
+  if type(st.accepted) == 'number' and type(st.shown) == 'number' then
+    return ('%s (%d/%d)'):format(pct, st.accepted, st.shown)
+  end
+  return pct
+end
+
 --- Format a status payload for humans.
 ---@param st table?
 ---@return string
@@ -272,13 +290,12 @@ function M.format_status(st)
   if st.enabled == false then
     parts[#parts + 1] = 'completions off'
   end
-  if st.shown then
-    local rate = st.acceptanceRate
-    parts[#parts + 1] = ('%d shown, %d accepted%s'):format(
-      st.shown,
-      st.accepted or 0,
-      type(rate) == 'number' and (' (%.0f%%)'):format(rate * 100) or ''
-    )
+  local rate = M.format_rate(st)
+  if rate then
+    -- '25% accepted (1/4)'
+    parts[#parts + 1] = (rate:gsub('^(%S+)', '%1 accepted', 1))
+  elseif st.shown then
+    parts[#parts + 1] = 'no suggestions shown yet'
   end
   if st.message and st.message ~= '' then
     parts[#parts + 1] = st.message
@@ -286,7 +303,8 @@ function M.format_status(st)
   return table.concat(parts, ', ')
 end
 
---- A short string for the status line: '' when no server runs for the current buffer.
+--- A short string for the status line: '' when no server runs for the current buffer; the
+--- session's acceptance rate with its counts once something was shown, e.g. 'tactful 12% (4/33)'.
 ---@return string
 function M.statusline()
   local client = M.client(api.nvim_get_current_buf())
@@ -298,7 +316,11 @@ function M.statusline()
     return 'tactful: starting'
   end
   if st.state == 'ready' or st.state == 'disabled' then
-    return st.enabled == false and 'tactful: off' or 'tactful'
+    if st.enabled == false then
+      return 'tactful: off'
+    end
+    local rate = M.format_rate(st)
+    return rate and ('tactful ' .. rate) or 'tactful'
   end
   return 'tactful: ' .. (st.state or '?')
 end
@@ -359,6 +381,58 @@ local function create_commands()
       notify('replay report: ' .. tostring(result and result.html))
     end)
   end, { nargs = '?', complete = 'file', desc = 'tactful: write the replay report of your feedback log' })
+end
+
+-- --- ghost text highlight ---------------------------------------------------------------------
+
+--- Define TactfulGhostText (as a default: a colorscheme's or the user's own definition wins):
+--- grey italic, with cterm attributes so that it stays distinct from code without
+--- 'termguicolors' (8/16/256-colour terminals, tmux) as well as with it.
+function M.define_highlights()
+  api.nvim_set_hl(0, 'TactfulGhostText', {
+    default = true,
+    fg = '#808080',
+    italic = true,
+    ctermfg = 8,
+    cterm = { italic = true },
+  })
+end
+
+--- Neovim draws inline completions with ComplHint; in windows that show a tactful buffer,
+--- 'winhighlight' maps it to the ghost text group (M.options.ghost_hl). An existing ComplHint
+--- mapping in 'winhighlight' (the user's) is kept.
+---@param win integer
+function M.apply_ghost_hl(win)
+  local group = M.options.ghost_hl
+  if not group or not api.nvim_win_is_valid(win) then
+    return
+  end
+  local cur = api.nvim_get_option_value('winhighlight', { win = win })
+  for pair in vim.gsplit(cur, ',', { plain = true, trimempty = true }) do
+    if vim.startswith(pair, 'ComplHint:') then
+      return
+    end
+  end
+  local new = (cur == '' and '' or cur .. ',') .. 'ComplHint:' .. group
+  api.nvim_set_option_value('winhighlight', new, { scope = 'local', win = win })
+end
+
+--- `value` for JSON with every empty table as an object (`{}`), not a list (`[]`): Neovim encodes
+--- an empty Lua table as a list, and the server expects objects for its settings.
+---@param value any
+---@return any
+function M.json_object(value)
+  if type(value) ~= 'table' or getmetatable(value) ~= nil then
+    return value
+  end
+  if next(value) == nil then
+    return vim.empty_dict()
+  end
+  local out = {}
+  for k, v in pairs(value) do
+    out[k] = M.json_object(v)
+  end
+  return out
 end
 
 -- --- keymaps and attach ----------------------------------------------------------------------
@@ -431,6 +505,18 @@ function M.on_attach(client, bufnr)
   local inline = M.options.inline and M.has_inline()
   if inline then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+    if M.options.ghost_hl then
+      for _, win in ipairs(vim.fn.win_findbuf(bufnr)) do
+        M.apply_ghost_hl(win)
+      end
+      api.nvim_create_autocmd('BufWinEnter', {
+        group = api.nvim_create_augroup('tactful.ghost_hl.' .. bufnr, { clear = true }),
+        buffer = bufnr,
+        callback = function()
+          M.apply_ghost_hl(api.nvim_get_current_win())
+        end,
+      })
+    end
   end
   if M.options.list and vim.lsp.completion then
     -- With ghost text on, the list is there for <C-x><C-o> only; without it, it opens by itself.
@@ -447,7 +533,8 @@ end
 ---@return vim.lsp.Config
 function M.lsp_config()
   local o = M.options
-  local settings = o.settings or {}
+  -- An empty table (the README's minimal setup) must go out as a JSON object.
+  local settings = M.json_object(o.settings or {})
   return {
     name = M.name,
     cmd = o.cmd or default_cmd(),
@@ -488,6 +575,9 @@ function M.setup(opts)
   if opts.keymaps ~= nil and opts.keymaps ~= false and type(opts.keymaps) ~= 'table' then
     error("tactful.setup: 'keymaps' must be a table of keys or false")
   end
+  if opts.ghost_hl ~= nil and opts.ghost_hl ~= false and type(opts.ghost_hl) ~= 'string' then
+    error("tactful.setup: 'ghost_hl' must be a highlight group name or false")
+  end
   if opts.filetypes ~= nil and type(opts.filetypes) ~= 'table' then
     error("tactful.setup: 'filetypes' must be a list of filetypes or nil (any file)")
   end
@@ -510,6 +600,12 @@ function M.setup(opts)
   end
   if not did_setup then
     create_commands()
+    M.define_highlights()
+    -- :colorscheme clears every highlight group first: define ours again after it.
+    api.nvim_create_autocmd('ColorScheme', {
+      group = api.nvim_create_augroup('tactful.highlights', { clear = true }),
+      callback = M.define_highlights,
+    })
     did_setup = true
   end
 end

@@ -4,6 +4,12 @@
 local H = require('harness')
 local api = vim.api
 
+-- The test picks the colour mode: TACTFUL_TGC=0 draws with cterm attributes only (a 256- or
+-- 8-colour terminal without truecolor, e.g. tmux's default).
+if vim.env.TACTFUL_TGC then
+  vim.o.termguicolors = vim.env.TACTFUL_TGC == '1'
+end
+
 H.run(function()
   local buf = api.nvim_get_current_buf()
   local client = H.client(60000)

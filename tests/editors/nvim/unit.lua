@@ -59,7 +59,50 @@ H.run(function()
 
   H.check('format-status', tactful.format_status({
     state = 'ready', model = 'm', enabled = true, shown = 4, accepted = 1, acceptanceRate = 0.25,
-  }) == 'ready, m, 4 shown, 1 accepted (25%)', tactful.format_status({ state = 'ready', model = 'm', shown = 4, accepted = 1, acceptanceRate = 0.25 }))
+  }) == 'ready, m, 25% accepted (1/4)', tactful.format_status({ state = 'ready', model = 'm', shown = 4, accepted = 1, acceptanceRate = 0.25 }))
+  H.check('format-status-nothing-shown', tactful.format_status({ state = 'ready', model = 'm', shown = 0, accepted = 0, acceptanceRate = vim.NIL }) == 'ready, m, no suggestions shown yet')
+  H.check('format-rate', tactful.format_rate({ shown = 33, accepted = 4, acceptanceRate = 4 / 33 }) == '12% (4/33)'
+    and tactful.format_rate({ acceptanceRate = 0.5 }) == '50%' and tactful.format_rate({ shown = 0, acceptanceRate = vim.NIL }) == nil,
+    tactful.format_rate({ shown = 33, accepted = 4, acceptanceRate = 4 / 33 }))
+
+  -- The README's minimal setup: empty settings go out as JSON objects, not lists.
+  tactful.setup({ cmd = want_cmd })
+  cfg = vim.lsp.config['tactful']
+  H.check('empty-settings-are-objects', vim.json.encode(cfg.init_options) == '{}' and vim.json.encode(cfg.settings) == '{"tactful":{}}',
+    { init_options = vim.json.encode(cfg.init_options), settings = vim.json.encode(cfg.settings) })
+  local nested = vim.json.encode(tactful.json_object({ completion = {}, languages = { python = true }, model = vim.NIL }))
+  H.check('nested-empty-settings-are-objects', vim.deep_equal(vim.json.decode(nested, { luanil = { object = true } }), { completion = {}, languages = { python = true } })
+    and nested:find('"completion":{}', 1, true) ~= nil, nested)
+
+  -- Ghost text highlight: its own group with cterm and gui attributes, a default that the
+  -- user's or a colorscheme's definition overrides, defined again after :colorscheme.
+  local function hl()
+    return vim.api.nvim_get_hl(0, { name = 'TactfulGhostText', link = false })
+  end
+  local g = hl()
+  H.check('ghost-hl-cterm', g.ctermfg == 8 and g.cterm and g.cterm.italic == true, g)
+  H.check('ghost-hl-gui', type(g.fg) == 'number' and g.italic == true, g)
+  H.check('ghost-hl-differs-from-normal', g.ctermfg ~= vim.api.nvim_get_hl(0, { name = 'Normal' }).ctermfg, g)
+  vim.cmd('colorscheme vim')
+  H.check('ghost-hl-after-colorscheme', hl().ctermfg == 8 and hl().cterm and hl().cterm.italic == true, hl())
+  vim.cmd('colorscheme default')
+  vim.api.nvim_set_hl(0, 'TactfulGhostText', { ctermfg = 3, fg = '#ffaa00' })
+  tactful.define_highlights()
+  H.check('ghost-hl-user-override-kept', hl().ctermfg == 3 and hl().fg == 0xffaa00, hl())
+  vim.api.nvim_set_hl(0, 'TactfulGhostText', {})
+  tactful.define_highlights()
+  local win = vim.api.nvim_get_current_win()
+  vim.wo[win].winhighlight = 'Normal:Pmenu'
+  tactful.apply_ghost_hl(win)
+  H.check('ghost-hl-winhighlight', vim.wo[win].winhighlight == 'Normal:Pmenu,ComplHint:TactfulGhostText', vim.wo[win].winhighlight)
+  tactful.apply_ghost_hl(win)
+  H.check('ghost-hl-winhighlight-once', vim.wo[win].winhighlight == 'Normal:Pmenu,ComplHint:TactfulGhostText', vim.wo[win].winhighlight)
+  vim.wo[win].winhighlight = 'ComplHint:MyGhost'
+  tactful.apply_ghost_hl(win)
+  H.check('ghost-hl-user-winhighlight-kept', vim.wo[win].winhighlight == 'ComplHint:MyGhost', vim.wo[win].winhighlight)
+  vim.wo[win].winhighlight = ''
+  H.check('setup-bad-ghost-hl-errors', not pcall(tactful.setup, { cmd = want_cmd, ghost_hl = 1 }))
+  tactful.setup({ cmd = want_cmd })
   H.check('statusline-no-client', tactful.statusline() == '')
   vim.cmd('TactfulStatus')
   H.check('command-without-server-explains', H.wait_note('the server is not running', 1000) ~= nil, H.notes)
