@@ -26,6 +26,7 @@ import {
 } from 'vscode-languageclient/node';
 import { commandError } from './commandResult';
 import { InlineTracker, type TrackedItem } from './inlineTracker';
+import { listMode, offerListItems, repeatsTyped } from './listPolicy';
 import * as P from './protocol';
 import { resolveServer, startFailureMessage, TailBuffer, type Launch } from './serverCommand';
 import { nestSettings, serverSettingKeys } from './settings';
@@ -212,6 +213,21 @@ class TactfulExtension implements vscode.Disposable {
   // --- LSP plumbing ----------------------------------------------------------------------------
   private middleware(): Middleware {
     return {
+      // List items (the suggest widget) only where they do not compete with the ghost text
+      // (tactful.listCompletions), and never one that merely repeats the typed word: with VS
+      // Code's defaults the widget opens as you type, and Enter would take such an item instead
+      // of inserting a newline. Nothing is asked of the server when no list is wanted.
+      provideCompletionItem: async (document, position, context, token, next) => {
+        const mode = listMode(vscode.workspace.getConfiguration(SECTION, document).get('listCompletions'));
+        const inline = vscode.workspace.getConfiguration('editor', document).get<boolean>('inlineSuggest.enabled') ?? true;
+        if (!offerListItems(mode, inline)) return new vscode.CompletionList([], false);
+        const result = await next(document, position, context, token);
+        if (!result) return result;
+        const keep = (item: vscode.CompletionItem) => !listItemRepeatsTyped(document, position, item);
+        if (Array.isArray(result)) return result.filter(keep);
+        result.items = result.items.filter(keep);
+        return result;
+      },
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const result = await next(document, position, context, token);
         if (result && !token.isCancellationRequested) {
@@ -449,6 +465,15 @@ function spawnServer(launch: Launch, env: NodeJS.ProcessEnv, cwd: string, stderr
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** Whether a list item only repeats the text between its range's start and the cursor. */
+function listItemRepeatsTyped(document: vscode.TextDocument, position: vscode.Position, item: vscode.CompletionItem): boolean {
+  const range = item.range === undefined ? undefined : item.range instanceof vscode.Range ? item.range : item.range.replacing;
+  const start = range && range.start.line === position.line && range.start.isBeforeOrEqual(position) ? range.start : position;
+  const label = typeof item.label === 'string' ? item.label : item.label.label;
+  const text = item.insertText === undefined ? label : typeof item.insertText === 'string' ? item.insertText : item.insertText.value;
+  return repeatsTyped(text, document.getText(new vscode.Range(start, position)));
 }
 
 /** The LSP item as the server sent it, rebuilt from the VS Code item the client converted. */

@@ -5,7 +5,7 @@
  */
 
 /** Settings of the extension itself, never sent to the server. */
-export const CLIENT_ONLY_PREFIXES = ['server.', 'trace.'];
+export const CLIENT_ONLY_PREFIXES = ['server.', 'trace.', 'listCompletions'];
 
 /** Server setting names (`completion.maxNewTokens`) from package.json's contributed properties. */
 export function serverSettingKeys(contributedProperties: Record<string, unknown>): string[] {

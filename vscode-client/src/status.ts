@@ -20,11 +20,21 @@ export function shortModelName(model: string): string {
   return last || 'model';
 }
 
+/**
+ * The acceptance rate with its counts, as the server reports them: "38% (3/8)"; undefined when
+ * nothing was shown yet (no rate in the payload). The counts are left out when the payload has none.
+ */
+export function shortRate(status: Pick<Status, 'shown' | 'accepted' | 'acceptanceRate'>): string | undefined {
+  const rate = status.acceptanceRate;
+  if (typeof rate !== 'number' || !Number.isFinite(rate)) return undefined;
+  const pct = `${Math.round(rate * 100)}%`;
+  return typeof status.accepted === 'number' && typeof status.shown === 'number' ? `${pct} (${status.accepted}/${status.shown})` : pct;
+}
+
 export function formatRate(status: Pick<Status, 'shown' | 'accepted' | 'acceptanceRate'>): string {
-  if (status.acceptanceRate === null || status.acceptanceRate === undefined || status.shown === 0) {
-    return 'no suggestions shown yet';
-  }
-  return `${Math.round(status.acceptanceRate * 100)}% accepted (${status.accepted}/${status.shown})`;
+  const rate = shortRate(status);
+  if (rate === undefined) return 'no suggestions shown yet';
+  return rate.replace(/^(\S+)/, '$1 accepted');
 }
 
 export function statusView(phase: ClientPhase, status: Status | undefined, progress?: string): StatusView {
@@ -56,11 +66,8 @@ export function statusView(phase: ClientPhase, status: Status | undefined, progr
     case 'ready':
     default: {
       if (!status.enabled) return { text: `$(circle-slash) tactful: off (${model})`, tooltip, severity: 'normal' };
-      const rate =
-        status.acceptanceRate === null || status.acceptanceRate === undefined || status.shown === 0
-          ? ''
-          : ` ${Math.round(status.acceptanceRate * 100)}%`;
-      return { text: `$(sparkle) tactful: ${model}${rate}`, tooltip, severity: 'normal' };
+      const rate = shortRate(status);
+      return { text: `$(sparkle) tactful: ${model}${rate === undefined ? '' : ` ${rate}`}`, tooltip, severity: 'normal' };
     }
   }
 }

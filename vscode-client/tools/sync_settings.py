@@ -7,7 +7,10 @@ Run after changing config.py (``tests/unit/test_protocol_mirror_ts.py`` fails un
     .venv/bin/python vscode-client/tools/sync_settings.py          # rewrite package.json
     .venv/bin/python vscode-client/tools/sync_settings.py --check  # exit 1 if out of date
 
-Client-only settings (``tactful.server.*``, ``tactful.trace.server``) are kept as they are.
+Client-only settings (``tactful.server.*``, ``tactful.trace.server``, ``tactful.listCompletions``)
+are kept as they are. Server settings that choose where tactful reads models from or writes its
+files get the scope in ``SCOPES`` (not settable by an untrusted workspace; see
+``capabilities.untrustedWorkspaces`` in package.json).
 """
 
 from __future__ import annotations
@@ -23,7 +26,20 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_PY = ROOT / "server" / "tactful" / "config.py"
 PACKAGE_JSON = ROOT / "vscode-client" / "package.json"
 #: Settings of the extension itself; everything else under "tactful." is sent to the server.
-CLIENT_ONLY_PREFIXES = ("server.", "trace.")
+CLIENT_ONLY_PREFIXES = ("server.", "trace.", "listCompletions")
+#: Server settings that choose which model files are read or where tactful writes: a workspace
+#: may set them only when it is trusted (``machine-overridable`` plus the extension's
+#: ``restrictedConfigurations``). The client-only ``tactful.server.*`` settings, which choose
+#: what runs, are ``machine`` scoped in package.json itself (never from a workspace).
+SCOPES = {
+    "model": "machine-overridable",
+    "cacheDir": "machine-overridable",
+    "dataDir": "machine-overridable",
+    "feedback.logPath": "machine-overridable",
+    "cdhf.modelDir": "machine-overridable",
+}
+#: Scopes a workspace's .vscode/settings.json cannot set, or only when trusted.
+RESTRICTED_SCOPES = ("machine", "machine-overridable", "application")
 
 
 def _camel(name: str) -> str:
@@ -120,6 +136,8 @@ def server_settings() -> dict[str, dict[str, Any]]:
             if "_enum_name" in schema:
                 schema["enum"] = list(consts[schema.pop("_enum_name")])
             entry = {**schema, "default": default, "markdownDescription": doc.replace("``", "`")}
+            if key in SCOPES:
+                entry["scope"] = SCOPES[key]
             if not doc:
                 raise ValueError(f"setting {key} has no docstring in config.py")
             out[key] = entry
@@ -140,7 +158,12 @@ def updated_package(pkg: dict[str, Any]) -> dict[str, Any]:
         if k.removeprefix("tactful.").startswith(CLIENT_ONLY_PREFIXES)
     }
     server = {f"tactful.{k}": v for k, v in server_settings().items()}
-    pkg["contributes"]["configuration"]["properties"] = {**client, **server}
+    props = {**client, **server}
+    pkg["contributes"]["configuration"]["properties"] = props
+    untrusted = pkg.setdefault("capabilities", {}).setdefault("untrustedWorkspaces", {})
+    untrusted["restrictedConfigurations"] = [
+        k for k, v in props.items() if v.get("scope") in RESTRICTED_SCOPES
+    ]
     return pkg
 
 

@@ -160,10 +160,11 @@ H.run(function()
     local s = tactful.status[client.id]
     return s and s.enabled == true
   end, 5000))
-  H.check('statusline', tactful.statusline() == 'tactful', tactful.statusline())
+  -- Suggestions were shown and accepted by now: the rate with its counts, e.g. 'tactful 40% (2/5)'.
+  H.check('statusline', tactful.statusline():match('^tactful %d+%% %(%d+/%d+%)$') ~= nil, tactful.statusline())
   vim.cmd('TactfulStatus')
   local note = H.wait_note('tactful: ready')
-  H.check('status-command', note and note:find('accepted', 1, true) ~= nil, note)
+  H.check('status-command', note and note:find('%d+%% accepted %(%d+/%d+%)') ~= nil, note)
   vim.cmd('TactfulLog')
   note = H.wait_note('feedback log: ')
   H.check('log-command', note and note:find(vim.env.TACTFUL_DATA_DIR, 1, true) ~= nil, note)

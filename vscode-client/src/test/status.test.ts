@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Status } from '../protocol';
-import { formatRate, shortModelName, statusView } from '../status';
+import { formatRate, shortModelName, shortRate, statusView } from '../status';
 
 const base: Status = { state: 'ready', model: '/home/u/.cache/tactful/models/smollm2-135m-instruct-bf16', message: '', enabled: true, shown: 0, accepted: 0, acceptanceRate: null };
 
@@ -25,9 +25,13 @@ test('loading, ready, off and failed states read differently', () => {
   assert.match(statusView('running', { ...base, state: 'idle', model: '' }).text, /tactful: starting$/);
 });
 
-test('the acceptance rate of the session is shown once something was shown', () => {
+test('the acceptance rate of the session is shown with its counts once something was shown', () => {
   const v = statusView('running', { ...base, shown: 8, accepted: 3, acceptanceRate: 0.375 });
-  assert.match(v.text, / 38%$/);
+  assert.match(v.text, / 38% \(3\/8\)$/);
   assert.match(v.tooltip, /38% accepted \(3\/8\)/);
   assert.equal(formatRate(base), 'no suggestions shown yet');
+  assert.equal(shortRate({ shown: 33, accepted: 4, acceptanceRate: 4 / 33 }), '12% (4/33)');
+  // What the payload gives: no counts, no counts shown; no rate, nothing.
+  assert.equal(shortRate({ acceptanceRate: 0.5 } as unknown as Status), '50%');
+  assert.equal(shortRate({ shown: 3, accepted: 0, acceptanceRate: null }), undefined);
 });
