@@ -335,8 +335,12 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path)
         cells = sgr_cells(row)
         text = "".join(ch for ch, _ in cells)
         start = text.index(typed + ghost)
-        typed_attrs = {a for _, a in cells[start + len(typed.rstrip()) - 1 : start + len(typed.rstrip())]}
-        ghost_attrs = {a for ch, a in cells[start + len(typed) : start + len(typed) + len(ghost)] if ch.strip()}
+        typed_attrs = {
+            a for _, a in cells[start + len(typed.rstrip()) - 1 : start + len(typed.rstrip())]
+        }
+        ghost_attrs = {
+            a for ch, a in cells[start + len(typed) : start + len(typed) + len(ghost)] if ch.strip()
+        }
         assert len(ghost_attrs) == 1, (row, ghost_attrs)
         (g,) = ghost_attrs
         assert g not in typed_attrs and ("italic" in g or any(a.startswith("fg=") for a in g)), (

@@ -7,7 +7,9 @@ resolution, settings payload, status bar text, inline suggestion bookkeeping).
 (VS Code 1.139.1), opens a throwaway workspace in headless Chromium and runs the Playwright
 scenario vscode-client/e2e/scenario.js: ghost text from the embedded model accepted with Tab,
 a word-by-word partial accept, the log-location and toggle commands, a line flag in the
-Problems panel and its quick fix. It then checks the saved files and the server's feedback log
+Problems panel and its quick fix, with VS Code's default editor settings: a typed line ended with
+Enter gets its newline and no accept; a workspace's .vscode/settings.json that tries to choose
+the server command is ignored. It then checks the saved files and the server's feedback log
 (SQLite in a temporary ``TACTFUL_DATA_DIR``). Screenshots, results.json, the scenario's output
 and VS Code's logs are kept in ``test-artifacts/vscode/``.
 
@@ -86,8 +88,10 @@ def is_even(number):
     return number % 2 == 0
 '''
 
-#: The cascade off (show whatever the model writes) and no completion cache, as in the other
-#: editor tests; completions and flags otherwise run with their defaults.
+#: VS Code's own editor settings are left at their defaults (suggestions as you type and on
+#: trigger characters, word-based suggestions, inline suggestions on): what a new user has.
+#: The cascade is off (show whatever the model writes) and there is no completion cache, as in
+#: the other editor tests; completions and flags otherwise run with their defaults.
 SETTINGS: dict[str, Any] = {
     "security.workspace.trust.enabled": False,
     "workbench.startupEditor": "none",
@@ -99,17 +103,27 @@ SETTINGS: dict[str, Any] = {
     "extensions.autoUpdate": False,
     "chat.disableAIFeatures": True,
     "git.enabled": False,
-    "editor.inlineSuggest.enabled": True,
-    "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
-    "editor.suggestOnTriggerCharacters": False,
-    "editor.wordBasedSuggestions": "off",
     "files.autoSave": "off",
-    "tactful.server.command": str(TACTFUL),
     "tactful.cdhf.enable": False,
     "tactful.completion.cache": False,
-    # The server's log (-v) and the LSP traffic end up in the artifacts' VS Code logs.
-    "tactful.server.extraArgs": ["-v"],
     "tactful.trace.server": "messages",
+}
+
+#: The machine-scoped settings that choose what runs: code-server's window is a remote one, so
+#: they go in the remote machine's settings (Machine/settings.json), as a user would put them.
+#: The server's log (-v) and the LSP traffic end up in the artifacts' VS Code logs.
+MACHINE_SETTINGS: dict[str, Any] = {
+    "tactful.server.command": str(TACTFUL),
+    "tactful.server.extraArgs": ["-v"],
+}
+
+#: A repository's .vscode/settings.json trying to choose what the extension runs: ignored
+#: (machine scope), so the server starts from the machine settings as if it were not there.
+HOSTILE_WORKSPACE_SETTINGS: dict[str, Any] = {
+    "tactful.server.command": "/nonexistent/workspace-chosen/tactful",
+    "tactful.server.pythonPath": "/nonexistent/workspace-chosen/python",
+    "tactful.server.extraArgs": ["--tcp", "127.0.0.1:9"],
+    "tactful.server.env": {"TACTFUL_DATA_DIR": "/nonexistent/workspace-chosen"},
 }
 
 
@@ -179,9 +193,13 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
     ws.mkdir()
     (ws / "ghost.py").write_text(GHOST_PY)
     (ws / "flagged.py").write_text(FLAGGED_PY)
+    (ws / ".vscode").mkdir()
+    (ws / ".vscode" / "settings.json").write_text(json.dumps(HOSTILE_WORKSPACE_SETTINGS, indent=1))
     udd = tmp_path / "user-data"
     (udd / "User").mkdir(parents=True)
     (udd / "User" / "settings.json").write_text(json.dumps(SETTINGS, indent=1))
+    (udd / "Machine").mkdir(parents=True)
+    (udd / "Machine" / "settings.json").write_text(json.dumps(MACHINE_SETTINGS, indent=1))
     data = tmp_path / "data"
     port = _free_port()
     env = {
@@ -250,12 +268,18 @@ def _events(db: Path) -> list[dict[str, Any]]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
-            "SELECT id, kind, suggestion_id, data FROM events ORDER BY id"
+            "SELECT id, kind, suggestion_id, data, t FROM events ORDER BY id"
         ).fetchall()
     finally:
         con.close()
     return [
-        {"id": r[0], "kind": r[1], "suggestion_id": r[2], "data": json.loads(r[3] or "{}")}
+        {
+            "id": r[0],
+            "kind": r[1],
+            "suggestion_id": r[2],
+            "data": json.loads(r[3] or "{}"),
+            "t": r[4],
+        }
         for r in rows
     ]
 
@@ -275,6 +299,7 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         "OUT": str(ARTIFACTS),
         "CHROMIUM": CHROMIUM,
         "USER_SETTINGS": str(code_server["user_data"] / "User" / "settings.json"),
+        "MACHINE_SETTINGS": str(code_server["user_data"] / "Machine" / "settings.json"),
     }
     proc = subprocess.run(
         ["node", str(EXT / "e2e" / "scenario.js")],
@@ -308,6 +333,17 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
+    # The workspace's .vscode/settings.json chose another server command, Python, arguments and
+    # environment: all ignored (machine scope); the extension ran the machine settings' command.
+    starts = [
+        line
+        for f in (ARTIFACTS / "vscode-logs").rglob("*.log")
+        for line in f.read_text(errors="replace").splitlines()
+        if "[tactful] starting " in line
+    ]
+    assert starts and all(f"starting {TACTFUL} serve -v" in line for line in starts), starts
+    assert not any("workspace-chosen" in line for line in starts), starts
+
     # The accepted ghost text is in the saved file.
     saved = (ws / "ghost.py").read_text()
     ghost = results["ghost-text-visible"]["detail"]
@@ -331,12 +367,20 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         for e in events
         if e["kind"] == "shown" and "text" in e["data"]
     }
-    # Tab on the ghost text, then Enter on the list item, ran the items' tactful.accept command.
+    # Enter at the end of a typed line, with VS Code's default settings: a newline (checked by
+    # the scenario) and no accept of anything while the line was typed and Enter pressed.
+    window = results["enter-after-typed-line-inserts-newline"]["detail"]["window"]
+    lo, hi = window[0] / 1000, window[1] / 1000
+    during = [e for e in accepted if lo <= e["t"] <= hi]
+    assert not during, f"an accept was logged for the typed line and its Enter: {during}"
+    # Tab on the ghost text ran the item's tactful.accept command (via "command"); Enter on the
+    # list item ran its own, logged as a list accept (via "list"), never as a Tab accept.
     via_command = [e for e in accepted if e["data"].get("via") == "command"]
-    assert len(via_command) >= 2, (
-        f"expected the ghost text and the list item accepted: {[e['data'] for e in accepted]}"
+    via_list = [e for e in accepted if e["data"].get("via") == "list"]
+    assert len(via_command) == 1 and len(via_list) == 1, (
+        f"expected one Tab accept and one list accept: {[e['data'] for e in accepted]}"
     )
-    tab, item = via_command[0], via_command[1]
+    tab, item = via_command[0], via_list[0]
     for e in (tab, item):
         assert not e["data"].get("unknown"), e
         assert e["suggestion_id"] in shown_text, kinds

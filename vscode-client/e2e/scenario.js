@@ -6,8 +6,10 @@
 //   CS_URL     code-server URL with ?folder=...      WORKSPACE  the workspace folder on disk
 //   OUT        where screenshots and results.json go CHROMIUM   the browser executable
 //   GHOST_FILE / FLAG_FILE  file names (in WORKSPACE) for the completion and the flag parts
-//   USER_SETTINGS  code-server's User/settings.json: when set, the last step breaks the server
-//              command there and expects the extension's "cannot start" message
+//   USER_SETTINGS  code-server's User/settings.json (editor settings; VS Code's defaults else)
+//   MACHINE_SETTINGS  code-server's Machine/settings.json (the remote machine's settings, where
+//              the machine-scoped tactful.server.* live): when set, the last step breaks the
+//              server command there and expects the extension's "cannot start" message
 // Each step is a named check; results.json lists them (with details) for the pytest to assert
 // on, next to the saved files and the server's feedback log. Exit code: 0 all passed, 1 some
 // failed, 2 the scenario crashed.
@@ -22,7 +24,8 @@ const OUT = process.env.OUT;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GHOST_FILE = process.env.GHOST_FILE || 'ghost.py';
 const FLAG_FILE = process.env.FLAG_FILE || 'flagged.py';
-const USER_SETTINGS = process.env.USER_SETTINGS; // code-server's User/settings.json (optional step 6)
+const USER_SETTINGS = process.env.USER_SETTINGS; // code-server's User/settings.json (optional)
+const MACHINE_SETTINGS = process.env.MACHINE_SETTINGS; // code-server's Machine/settings.json (optional step 6)
 const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
 const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 120000);
 const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 240000);
@@ -173,14 +176,16 @@ async function clearNotifications(page) {
 }
 
 /**
- * Change user settings the way a user does: open settings.json in VS Code, replace its text,
- * save, close it (code-server does not notice writes to the file from outside).
+ * Change settings the way a user does: open the settings.json (user or remote machine) in VS
+ * Code with `command`, replace its text, save, close it (code-server does not notice writes to
+ * the file from outside).
  */
-async function editUserSettings(page, changes) {
-  const settings = { ...JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8')), ...changes };
-  await runCommand(page, 'Preferences: Open User Settings (JSON)');
+async function editSettings(page, file, command, changes) {
+  const settings = { ...JSON.parse(fs.readFileSync(file, 'utf8')), ...changes };
+  const marker = Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')))[0];
+  await runCommand(page, command);
   // (VS Code 1.139 opens it in a modal editor, older ones in a tab.)
-  const json = page.locator('.monaco-editor .view-lines', { hasText: 'tactful.server.command' }).first();
+  const json = page.locator('.monaco-editor .view-lines', { hasText: marker }).first();
   await json.waitFor({ timeout: 20000 });
   await sleep(800);
   await json.click();
@@ -191,8 +196,8 @@ async function editUserSettings(page, changes) {
   await sleep(300);
   await page.keyboard.press('Control+S');
   const [key, value] = Object.entries(changes)[0];
-  const saved = await poll(async () => JSON.parse(fs.readFileSync(USER_SETTINGS, 'utf8'))[key] === value, 10000);
-  if (!saved) throw new Error(`settings.json was not saved with ${key} = ${JSON.stringify(value)}: ${fs.readFileSync(USER_SETTINGS, 'utf8')}`);
+  const saved = await poll(async () => JSON.parse(fs.readFileSync(file, 'utf8'))[key] === value, 10000);
+  if (!saved) throw new Error(`${file} was not saved with ${key} = ${JSON.stringify(value)}: ${fs.readFileSync(file, 'utf8')}`);
   // VS Code 1.139's modal editor blocks workbench commands (F1) and closes on Escape.
   const modal = page.locator('.modal-editor-part');
   if ((await modal.count()) > 0) {
@@ -209,6 +214,16 @@ async function editUserSettings(page, changes) {
     await runCommand(page, 'View: Close Editor');
   }
   await sleep(800);
+}
+
+const editUserSettings = (page, changes) => editSettings(page, USER_SETTINGS, 'Preferences: Open User Settings (JSON)', changes);
+const editMachineSettings = (page, changes) => editSettings(page, MACHINE_SETTINGS, 'Preferences: Open Remote Settings (JSON)', changes);
+
+/** The rows of the suggest widget when it is visible, [] otherwise. */
+async function suggestRows(page) {
+  const widget = page.locator('.suggest-widget.visible');
+  if ((await widget.count()) === 0) return [];
+  return (await widget.locator('.monaco-list-row').allInnerTexts()).map(norm).filter((x) => x.trim());
 }
 
 async function main() {
@@ -278,6 +293,37 @@ async function scenario(page) {
   }, 15000);
   check('status-bar-acceptance-rate', afterAccept, afterAccept || (await statusText(page)));
 
+  // 2b. VS Code's default editor settings (suggestions as you type and on trigger characters):
+  // type a line, press Enter at its end: a newline, the line as typed, nothing accepted.
+  // It ends in a word that no other word of the file starts with: only tactful's list items
+  // could keep the suggest widget open there (VS Code's word-based ones close).
+  const typedLine = 'doubled = add(2, 2) + total_radius';
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  const enterStart = Date.now();
+  await page.keyboard.type(typedLine, { delay: 60 });
+  await sleep(1500); // any suggest widget or ghost text the line brought has arrived
+  const rowsAtEnter = await suggestRows(page);
+  await screenshot(page, 'typed-line-before-enter');
+  await page.keyboard.press('Enter');
+  await sleep(800);
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+S');
+  const afterEnter = await poll(async () => {
+    const now = norm(readFile(GHOST_FILE));
+    return now.includes(typedLine) ? now : '';
+  }, 10000);
+  const enterEnd = Date.now();
+  const enterLines = (afterEnter || '').split('\n');
+  const at = enterLines.findIndex((l) => l.trim() === typedLine);
+  check('enter-after-typed-line-inserts-newline', at >= 0 && at + 1 < enterLines.length, {
+    typedLine,
+    rowsAtEnter,
+    lines: enterLines.slice(Math.max(0, at - 1), at + 3),
+    window: [enterStart, enterEnd],
+  });
+  await screenshot(page, 'typed-line-enter');
+
   // 3. Partial accept: a new suggestion, accepted word by word (Ctrl+Right).
   const textBeforePartial = norm(readFile(GHOST_FILE));
   await page.keyboard.press('Control+End');
@@ -303,10 +349,11 @@ async function scenario(page) {
     acceptedPart,
   });
 
-  // 3b. List completion: Ctrl+Space opens the suggest widget with tactful's item; Enter takes it.
-  // (Word-based and quick suggestions are off in the test settings: every row is tactful's.)
-  // Inline suggestions are turned off first: with them on, VS Code sends an inline request as
-  // the widget opens, and the server answers only the newest request of a document.
+  // 3b. List completion: with inline suggestions off, tactful offers its list item
+  // (tactful.listCompletions `auto`); Ctrl+Space opens the suggest widget with it, and Enter
+  // on it (picked: the widget's focus moved to it) takes it. The widget also lists VS Code's
+  // word-based suggestions (default settings): tactful's row is the one marked `tactful`.
+  // Inline suggestions are turned off first: with them on, tactful offers no list items.
   if (USER_SETTINGS) {
     await editUserSettings(page, { 'editor.inlineSuggest.enabled': false });
     await openFile(page, GHOST_FILE);
@@ -315,15 +362,22 @@ async function scenario(page) {
   await page.keyboard.press('Enter');
   await page.keyboard.type('result = ', { delay: 40 });
   const beforeList = norm(readFile(GHOST_FILE));
-  await page.keyboard.press('Control+Space');
-  const listRows = await poll(async () => {
-    const r = (await page.locator('.suggest-widget .monaco-list-row').allInnerTexts()).map(norm).filter((x) => x.trim());
-    return r.length ? r : null;
-  }, GHOST_TIMEOUT);
-  check('list-completion-in-suggest-widget', !!listRows, listRows);
+  const tactfulRow = async () => {
+    const rows = await suggestRows(page);
+    const i = rows.findIndex((r) => r.includes('tactful'));
+    return i >= 0 ? { i, rows } : null;
+  };
+  let found = await poll(tactfulRow, 5000);
+  if (!found) {
+    if ((await suggestRows(page)).length > 0) await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+Space');
+    found = await poll(tactfulRow, GHOST_TIMEOUT);
+  }
+  check('list-completion-in-suggest-widget', !!found, found || (await suggestRows(page)));
   await screenshot(page, 'list-completion');
-  if (listRows) {
-    const label = listRows[0].split('\n')[0].trim();
+  if (found) {
+    const label = found.rows[found.i].split('\n')[0].trim();
+    for (let k = 0; k < found.i; k++) await page.keyboard.press('ArrowDown');
     await page.keyboard.press('Enter');
     await sleep(600);
     await page.keyboard.press('Escape');
@@ -428,9 +482,9 @@ async function scenario(page) {
   check('command-replay-report', !!replayNote && replayNote.includes('written to') && replayTab && !!rendered, { replayNote, replayTab, rendered });
 
   // 6. A server that cannot start: the extension says why and how to fix it.
-  if (USER_SETTINGS) {
+  if (MACHINE_SETTINGS) {
     await clearNotifications(page);
-    await editUserSettings(page, { 'tactful.server.command': '/nonexistent/bin/tactful' });
+    await editMachineSettings(page, { 'tactful.server.command': '/nonexistent/bin/tactful' });
     let note = await poll(async () => (await notifications(page)).find((n) => n.includes('cannot start')), 20000);
     if (!note) {
       // Not as a toast (e.g. it came while a modal editor was open): look in the center.
