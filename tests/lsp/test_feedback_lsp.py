@@ -270,13 +270,17 @@ async def test_list_completion_items_carry_the_accept_command(client: LanguageCl
     cmd = res.items[0].command
     assert cmd is not None and cmd.command == protocol.CMD_ACCEPT
     sid = cmd.arguments[0]
+    assert list(cmd.arguments) == [sid, None, protocol.ACCEPT_VIA_LIST]
+    # What a client does on Enter: run the item's own command.
     out = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=protocol.CMD_ACCEPT, arguments=[sid])
+        types.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)
     )
     assert field(out, "ok") is True and field(out, "known") is True
-    await wait_for(
+    evs = await wait_for(
         lambda evs: any(e.kind == "accepted" and e.data.get("item_id") == sid for e in evs)
     )
+    (acc,) = [e for e in evs if e.kind == "accepted" and e.data.get("item_id") == sid]
+    assert acc.data["via"] == "list" and acc.data["full"] is True, acc.data
 
 
 @pytest.mark.model

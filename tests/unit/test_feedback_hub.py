@@ -99,6 +99,45 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
     hub.close()
 
 
+def test_list_accepts_are_logged_as_list_accepts(tmp_path: Path) -> None:
+    """A list item's command carries [id, None, "list"]: the log says via "list", not the
+    "command" of a Tab accept of ghost text; an unknown via keeps the accept (as "command")."""
+    from tactful.cascade.hooks import SuggestionInfo
+    from tactful.feedback import store
+    from tactful.lsp import protocol
+    from tactful.lsp.completion import accept_command
+
+    assert accept_command("a").arguments == ["a"]
+    list_args = accept_command("b", protocol.ACCEPT_VIA_LIST).arguments
+    assert list_args == ["b", None, "list"]
+    assert lsp_feedback.accept_via(("a",)) == "command"
+    assert lsp_feedback.accept_via(("a", None, None)) == "command"
+    assert lsp_feedback.accept_via(tuple(list_args)) == "list"
+    assert lsp_feedback.accept_via(("a", None, "bogus")) == "command"
+
+    server = FakeServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
+    for sid in ("tab", "menu", "odd"):
+        d1 = hub.before_generation(req)
+        info = SuggestionInfo("1")
+        hub.shown(req, info, sid, d1, hub.after_generation(req, info, d1))
+    cmd = server.commands["tactful.accept"]
+    assert cmd(server, *accept_command("tab").arguments)["ok"] is True
+    assert cmd(server, *accept_command("menu", protocol.ACCEPT_VIA_LIST).arguments)["ok"] is True
+    assert cmd(server, "odd", None, "bogus")["ok"] is True
+    hub.close()
+    accepted = {
+        e.data["item_id"]: e.data
+        for e in store.read_events(tmp_path / "feedback.sqlite3")
+        if e.kind == "accepted"
+    }
+    assert accepted["tab"]["via"] == "command" and accepted["tab"]["full"] is True
+    assert accepted["menu"]["via"] == "list" and accepted["menu"]["full"] is True
+    assert accepted["odd"]["via"] == "command"
+    assert server.counters["accepted"] == 3
+
+
 def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
     server = FakeServer(_settings(tmp_path))
     hub = lsp_feedback.register(server)

@@ -295,14 +295,19 @@ async function scenario(page) {
 
   // 2b. VS Code's default editor settings (suggestions as you type and on trigger characters):
   // type a line, press Enter at its end: a newline, the line as typed, nothing accepted.
-  // It ends in a word that no other word of the file starts with: only tactful's list items
-  // could keep the suggest widget open there (VS Code's word-based ones close).
-  const typedLine = 'doubled = add(2, 2) + total_radius';
+  // It is typed as a person does, with pauses, one right after a trigger character (space) of
+  // tactful's list completions, so that any list answer arrives; it ends in a word that no
+  // other word of the file starts with: only tactful's list items could keep the suggest widget
+  // open there (VS Code's word-based ones close).
+  const typedParts = ['doubled = add(2, 2) + ', 'total_radius'];
+  const typedLine = typedParts.join('');
   await page.keyboard.press('Control+End');
   await page.keyboard.press('Enter');
   const enterStart = Date.now();
-  await page.keyboard.type(typedLine, { delay: 60 });
-  await sleep(1500); // any suggest widget or ghost text the line brought has arrived
+  for (const part of typedParts) {
+    await page.keyboard.type(part, { delay: 80 });
+    await sleep(2500); // a pause: any suggest widget or ghost text the typing brought arrives
+  }
   const rowsAtEnter = await suggestRows(page);
   await screenshot(page, 'typed-line-before-enter');
   await page.keyboard.press('Enter');

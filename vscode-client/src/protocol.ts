@@ -1,12 +1,14 @@
 /**
- * tactful's custom LSP surface, mirrored from server/tactful/protocol.py (the single source of
+ * tactful's custom LSP surface, mirrored from server/tactful/lsp/protocol.py (the single source of
  * truth). tests/unit/test_protocol_mirror_ts.py checks that every command id and notification
  * name of protocol.py appears here with the same value.
  */
 
 // --- workspace/executeCommand ids ------------------------------------------------------------
-/** Run by VS Code when an inline or list item is accepted. args: [suggestionId, acceptedLength?] */
+/** Run by VS Code when an inline or list item is accepted. args: [suggestionId, acceptedLength?, via?] */
 export const CMD_ACCEPT = 'tactful.accept';
+/** The `via` argument of the accept command that list items carry ([id, null, 'list']). */
+export const ACCEPT_VIA_LIST = 'list';
 /** An explicit dismissal. args: [suggestionId] */
 export const CMD_REJECT = 'tactful.reject';
 /** Toggle completions. args: [enabled?] -> {enabled} */

@@ -1,10 +1,11 @@
--- tactful's custom LSP surface, mirrored from server/tactful/protocol.py (the single source of
+-- tactful's custom LSP surface, mirrored from server/tactful/lsp/protocol.py (the single source of
 -- truth; tests/editors/test_neovim.py checks that every constant here matches it).
 
 local M = {}
 
 -- workspace/executeCommand ids
-M.CMD_ACCEPT = 'tactful.accept' -- [suggestionId, acceptedLength?]
+M.CMD_ACCEPT = 'tactful.accept' -- [suggestionId, acceptedLength?, via?]
+M.ACCEPT_VIA_LIST = 'list' -- the via argument in a list item's accept command
 M.CMD_REJECT = 'tactful.reject' -- [suggestionId]
 M.CMD_TOGGLE = 'tactful.toggle' -- [enabled?] -> {enabled}
 M.CMD_FLAG = 'tactful.flagDocument' -- [uri] -> {flags}

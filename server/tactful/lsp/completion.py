@@ -9,7 +9,7 @@ the completion engine's and the cascade's work.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
@@ -47,10 +47,10 @@ async def suggest(
     )
 
 
-def accept_command(suggestion_id: str) -> types.Command:
-    return types.Command(
-        title="Accept suggestion", command=protocol.CMD_ACCEPT, arguments=[suggestion_id]
-    )
+def accept_command(suggestion_id: str, via: str | None = None) -> types.Command:
+    """The item's accept command: ``[id]``, or ``[id, None, via]`` for a list item."""
+    args: list[Any] = [suggestion_id] if via is None else [suggestion_id, None, via]
+    return types.Command(title="Accept suggestion", command=protocol.CMD_ACCEPT, arguments=args)
 
 
 def to_inline_items(sugg: Suggestion | None, pos: types.Position) -> types.InlineCompletionList:
@@ -95,7 +95,7 @@ def to_completion_items(
                     range=types.Range(start=start, end=pos), new_text=new_text
                 ),
                 insert_text_format=types.InsertTextFormat.PlainText,
-                command=accept_command(sugg.id),
+                command=accept_command(sugg.id, protocol.ACCEPT_VIA_LIST),
             )
         ],
     )

@@ -5,7 +5,7 @@
 * ``server.hooks``: a :class:`FeedbackHub` that builds the :class:`~tactful.feedback.tracker.SuggestionTracker`
   from the settings on first use and reconfigures it when ``feedback.*``, ``cdhf.*`` or
   ``dataDir`` change (NullHooks behaviour when both the log and the cascade are off);
-* the commands ``tactful.accept`` [id, acceptedLength?], ``tactful.reject`` [id],
+* the commands ``tactful.accept`` [id, acceptedLength?, via?], ``tactful.reject`` [id],
   ``tactful.logLocation`` and ``tactful.train``;
 * the Copilot-style notifications ``textDocument/didShowCompletion`` {item} and
   ``textDocument/didPartiallyAcceptCompletion`` {item, acceptedLength}.
@@ -246,6 +246,18 @@ class FeedbackHub:
         }
 
 
+def accept_via(args: tuple[Any, ...]) -> str:
+    """How an accept command's item was taken, for the log: ``"list"`` when its third argument
+    says so (list items carry it), else ``"command"`` (an inline item's command, e.g. Tab). An
+    unknown value is logged and counted as ``"command"``: the accept itself is kept."""
+    if len(args) < 3 or args[2] is None:
+        return "command"
+    if args[2] == protocol.ACCEPT_VIA_LIST:
+        return "list"
+    log.warning("%s: unknown via %r, recorded as 'command'", protocol.CMD_ACCEPT, args[2])
+    return "command"
+
+
 def register(server: TactfulServer) -> FeedbackHub:
     """Install the hub as ``server.hooks`` and ``server.feedback``, and register the feedback
     commands and notifications."""
@@ -287,7 +299,7 @@ def register(server: TactfulServer) -> FeedbackHub:
 
     @server.command(protocol.CMD_ACCEPT)
     def cmd_accept(ls: Any, *args: Any) -> dict[str, Any]:
-        return accept(args, "command")
+        return accept(args[:2], accept_via(args))
 
     @server.command(protocol.CMD_REJECT)
     def cmd_reject(ls: Any, *args: Any) -> dict[str, Any]:

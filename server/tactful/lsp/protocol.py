@@ -9,8 +9,12 @@ from __future__ import annotations
 
 # --- workspace/executeCommand ids --------------------------------------------------------------
 #: Client -> server, run by the client when an inline or list item is accepted.
-#: arguments: [suggestionId: str, acceptedLength?: int]  (acceptedLength omitted = whole item)
+#: arguments: [suggestionId: str, acceptedLength?: int | null, via?: str]  (acceptedLength
+#: omitted or null = whole item; via: ACCEPT_VIA_LIST in a list item's command, so that the log
+#: tells a list accept from a Tab accept of ghost text)
 CMD_ACCEPT = "tactful.accept"
+#: The ``via`` argument of the accept command that list completion items carry.
+ACCEPT_VIA_LIST = "list"
 #: Client -> server, an explicit dismissal. arguments: [suggestionId: str]
 CMD_REJECT = "tactful.reject"
 #: Toggle completions on/off for this server. arguments: [enabled?: bool] -> {"enabled": bool}
