@@ -564,14 +564,79 @@ def _natural(s: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
 
 
+def describe_policy(
+    pol: Policy, log: str, users: Sequence[str], decisions: int | None = None
+) -> dict[str, Any]:
+    """What a policy is, what its model was trained on and whether ``log`` is in-sample for it.
+
+    In-sample (its figures optimistic): the model's training log is the replayed file (the same
+    absolute path, or the same file name with as many decisions and users), or it was trained on
+    a CUPS study log and the replayed users are CUPS programmers (``cups-N``, as ``tactful log
+    import-cups`` names them; the shipped default is trained on CUPS)."""
+    cascade = getattr(pol, "cascade", None)
+    if cascade is None:
+        return {"kind": "baseline" if isinstance(pol, ShowAll) else "rule"}
+    meta: Mapping[str, Any] = getattr(cascade, "meta", None) or {}
+    trained = meta.get("trained") or {}
+    logs = [str(x) for x in trained.get("logs") or ([trained["log"]] if trained.get("log") else [])]
+    m = meta.get("metrics") or {}
+    held = m.get("held_out") or {}
+    threshold = getattr(cascade, "stage2_override", None)
+    why = None
+    try:
+        same = any(
+            Path(x).expanduser().is_absolute()
+            and Path(x).expanduser().resolve() == Path(log).expanduser().resolve()
+            for x in logs
+        )
+    except (OSError, ValueError):
+        same = False
+    same = same or (
+        Path(log).name in {Path(x).name for x in logs}
+        and m.get("decisions") == decisions
+        and m.get("users") == len(users)
+    )
+    cups_users = [u for u in users if u.startswith("cups-") and u[5:].isdigit()]
+    if same:
+        why = f"it was trained on this log ({log})"
+    elif cups_users and any("cups" in Path(x).name.lower() for x in logs):
+        why = (
+            f"it was trained on the CUPS study log ({', '.join(Path(x).name for x in logs)}, "
+            f"{m.get('users', '?')} users) and {len(cups_users)} of the {len(users)} replayed users "
+            "are CUPS programmers"
+        )
+    return {
+        "kind": "cascade" if threshold is None else "threshold",
+        "model": str(getattr(cascade, "path", "")),
+        "stage2_threshold": threshold,
+        "target": meta.get("target"),
+        "verdict": meta.get("verdict"),
+        "trained_on": logs,
+        "trained_users": m.get("users"),
+        "held_out": {
+            "by": m.get("held_out_by"),
+            "folds": m.get("folds"),
+            "auc_stage1": m.get("stage1_auc"),
+            "auc_stage2": m.get("stage2_auc"),
+            "hidden_rate": (held.get("pooled") or {}).get("hidden"),
+            "accuracy_when_hiding": (held.get("pooled") or {}).get("accuracy_when_hiding"),
+            "ci95": held.get("ci95"),
+        },
+        "in_sample": why is not None,
+        "in_sample_why": why,
+    }
+
+
 def build_report(
     units: Sequence[Unit],
     results: Mapping[str, Sequence[Outcome]],
     source: str = "",
     problems: Sequence[str] = (),
     fmt: str = "",
+    described: Sequence[Policy] = (),
 ) -> dict[str, Any]:
-    """The whole report: per policy overall, per user, bootstrap CIs and the threshold sweep."""
+    """The whole report: per policy overall, per user, bootstrap CIs, the threshold sweep and
+    what the policy is (``about``, :func:`describe_policy`, for the policies in ``described``)."""
     secs = [u.seconds for u in units if u.seconds is not None]
     median = float(np.median(secs)) if secs else None
     users = sorted({u.user for u in units}, key=_natural)
@@ -584,6 +649,14 @@ def build_report(
             per_user[user] = counts([units[i] for i in idx], [outs[i] for i in idx], median)
         policies[name] = {
             **overall,
+            "about": next(
+                (
+                    describe_policy(p, source, users, overall["decisions"])
+                    for p in described
+                    if p.name == name
+                ),
+                {},
+            ),
             "ci95_over_users": bootstrap(per_user),
             "per_user": per_user,
             "sweep_stage2": sweep(units, outs),
@@ -729,7 +802,8 @@ def run(
             f"{log}: the log holds no shown suggestion with an accept or reject{detail}; nothing to replay"
         )
     results = replay(units, policies, progress)
-    return build_report(units, results, str(log), loaded.problems, loaded.fmt), loaded, units
+    report = build_report(units, results, str(log), loaded.problems, loaded.fmt, policies)
+    return report, loaded, units
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
