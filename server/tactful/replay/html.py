@@ -1,156 +1,733 @@
-"""The self-contained HTML replay report: tables and inline SVG plots, no script, no network.
+"""The self-contained HTML replay report: plain text, tables and inline SVG plots; no script, no
+network, no external file, so that it reads the same in a browser and in VS Code's webview.
 
-:func:`render` turns a :func:`tactful.replay.report.build_report` dict into one HTML page with
+:func:`render` turns a :func:`tactful.replay.report.build_report` dict into one page with
 
-* the per-policy table (with 95% bootstrap intervals over users),
-* a line plot of hiding rate vs accuracy when hiding as each model policy's stage-2 threshold
-  moves (``svg#sweep``), and
-* per-user bars of the hiding rate and accepted-lost share per policy (``svg#users``).
+* a plain-language summary per policy (:func:`summary`): what it would have hidden, how much of
+  that the model was never asked for (stage 1), how many accepted suggestions would have been
+  lost, each with its 95% bootstrap interval over users;
+* warnings (:func:`warnings`): a small log, figures that are in-sample for a policy's model,
+  figures the log cannot give;
+* the per-policy table, each row explained;
+* a line plot of hiding rate vs accuracy when hiding as each model's stage-2 threshold moves
+  (``svg#sweep``) and per-user bars of the share hidden (``svg#users``).
+
+Plots are at least :data:`MIN_WIDTH` px wide with :data:`FONT` px text, titled, with axis titles,
+axes fitted to the data, and a legend of exactly the series drawn (``data-series`` on both).
 """
 
 from __future__ import annotations
 
 import html
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
+LOST_COLOR = "#222222"
+FONT = 13
+MIN_WIDTH = 640
+PLOT_WIDTH = 720
+#: Below this many decisions the report warns that its rates and AUCs are rough.
+SMALL_LOG = 200
+#: Below this many users the intervals over users are themselves unreliable.
+FEW_USERS = 5
 
 
 def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * float(v):.1f}%"
+def _pct(v: Any, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * float(v):.{digits}f}%"
 
 
 def _num(v: Any) -> str:
     if v is None:
-        return "-"
+        return "–"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def sweep_svg(policies: Mapping[str, Any], w: int = 560, h: int = 360) -> str:
-    ml, mr, mt, mb = 56, 150, 16, 44
-    pw, ph = w - ml - mr, h - mt - mb
-    parts = [
-        f'<svg id="sweep" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">',
-        f'<title>Hiding rate vs accuracy when hiding</title><rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#999"/>',
-    ]
-    for k in range(6):
-        f = k / 5
-        x, y = ml + f * pw, mt + ph - f * ph
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{mt + ph}" stroke="#ddd"/>'
-            f'<text x="{x:.1f}" y="{mt + ph + 16}" font-size="11" text-anchor="middle">{int(100 * f)}%</text>'
-            f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{ml - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{int(100 * f)}%</text>'
-        )
-    parts.append(
-        f'<text x="{ml + pw / 2}" y="{h - 6}" font-size="12" text-anchor="middle">share of decisions hidden</text>'
-        f'<text x="14" y="{mt + ph / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 14 {mt + ph / 2})">accuracy when hiding</text>'
+def _ci(ci: Any) -> str:
+    """``29.3–43.8%`` for a [lo, hi] pair of shares, '' when there is none."""
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%"
+
+
+def _ci_of(pol: Mapping[str, Any], key: str) -> str:
+    return _ci((pol.get("ci95_over_users") or {}).get(key))
+
+
+def _about(pol: Mapping[str, Any]) -> Mapping[str, Any]:
+    a = pol.get("about")
+    return a if isinstance(a, Mapping) else {}
+
+
+def _rich(text: str) -> str:
+    """Escaped text with ``**bold**`` spans."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", _e(text))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --- text --------------------------------------------------------------------------------------
+
+
+def _model_name(pol: Mapping[str, Any]) -> str:
+    model = str(_about(pol).get("model") or "")
+    if not model:
+        return "model"
+    return (
+        "shipped model" if model.endswith("cdhf-default") else model.rstrip("/").rsplit("/", 1)[-1]
     )
-    for i, (name, pol) in enumerate(policies.items()):
-        pts = [
-            (r["hidden_rate"], r["accuracy_when_hiding"])
-            for r in pol.get("sweep_stage2") or []
-            if r.get("accuracy_when_hiding") is not None
-        ]
-        color = COLORS[i % len(COLORS)]
-        if pts:
-            path = " ".join(f"{ml + x * pw:.1f},{mt + ph - y * ph:.1f}" for x, y in sorted(pts))
-            parts.append(
-                f'<polyline class="curve" data-policy="{_e(name)}" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
-            )
-        hr, acc = pol.get("hidden_rate"), pol.get("accuracy_when_hiding")
-        if hr is not None and acc is not None:
-            parts.append(
-                f'<circle class="operating-point" data-policy="{_e(name)}" cx="{ml + hr * pw:.1f}" cy="{mt + ph - acc * ph:.1f}" r="5" fill="{color}" stroke="#000"/>'
-            )
-        parts.append(
-            f'<rect x="{ml + pw + 12}" y="{mt + 8 + 18 * i}" width="12" height="12" fill="{color}"/>'
-            f'<text x="{ml + pw + 30}" y="{mt + 18 + 18 * i}" font-size="12">{_e(name)}</text>'
+
+
+def describe(name: str, pol: Mapping[str, Any]) -> str:
+    """One phrase: what the policy is."""
+    a = _about(pol)
+    kind = a.get("kind")
+    if name == "show-all" or kind == "baseline":
+        return "shows every suggestion, as the log recorded them (the baseline)"
+    if kind == "threshold":
+        return (
+            f"the {_model_name(pol)}'s stage 2 alone, hiding a generated suggestion when its P(reject) ≥ "
+            f"{a.get('stage2_threshold'):g}; it never skips a model call"
         )
+    if kind == "cascade":
+        model = str(a.get("model") or "")
+        where = (
+            "the shipped cascade" if model.endswith("cdhf-default") else f"the cascade in {model}"
+        )
+        return f"{where} with its fitted thresholds (stage 1 before generation, stage 2 after)"
+    return "a show/hide policy"
+
+
+def summary(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Per policy ``(name, sentences)``: the result in plain language, with intervals."""
+    pols: Mapping[str, Any] = report["policies"]
+    out: list[tuple[str, str]] = []
+    base = pols.get("show-all")
+    for name, pol in pols.items():
+        n = int(pol.get("decisions") or 0)
+        hidden = int(pol.get("hidden") or 0)
+        acc = int(pol.get("accepted") or 0)
+        lost = int(pol.get("accepted_hidden") or 0)
+        rej_h = int(pol.get("rejected_hidden") or 0)
+        skipped = int(pol.get("skipped_before_generation") or 0)
+        what = describe(name, pol)
+        if hidden == 0:
+            if _about(pol).get("kind") == "baseline" or name == "show-all":
+                text = (
+                    f"{what[0].upper()}{what[1:]}: {n} decisions, {acc} accepted "
+                    f"({_pct(pol.get('acceptance_rate_shown'))} of those shown)."
+                )
+            else:
+                text = f"{what[0].upper()}{what[1:]}. It would have hidden nothing on this log: every suggestion shown, as with show-all."
+                verdict = _about(pol).get("verdict")
+                if verdict:
+                    text += f" Its training says why: {verdict}."
+            out.append((name, text))
+            continue
+        parts = [f"{what[0].upper()}{what[1:]}."]
+        ci = _ci_of(pol, "hidden_rate")
+        parts.append(
+            f"It would have hidden **{hidden} of {n} suggestions** ({_pct(pol.get('hidden_rate'))}"
+            + (f"; interval {ci}" if ci else "")
+            + ")"
+            + (
+                ", all of them skipped before generation (the model would not even have been called)"
+                if skipped == hidden
+                else f", {skipped} of them skipped before generation (no model call) and {hidden - skipped} hidden after generation"
+                if skipped
+                else ", all after generation (the model would still have run)"
+                if _about(pol).get("kind") in ("threshold", "cascade")
+                else ""
+            )
+            + "."
+        )
+        ci = _ci_of(pol, "accuracy_when_hiding")
+        parts.append(
+            f"{'All' if rej_h == hidden else rej_h} of the hidden ones had been rejected anyway: accuracy when hiding "
+            f"{_pct(pol.get('accuracy_when_hiding'))}" + (f" (interval {ci})" if ci else "") + "."
+        )
+        ci = _ci_of(pol, "accepted_lost_share")
+        parts.append(
+            f"**{lost} of the {acc} accepted suggestions would have been lost** "
+            f"({_pct(pol.get('accepted_lost_share'))}" + (f"; interval {ci}" if ci else "") + ")."
+        )
+        if base is not None and pol.get("acceptance_rate_shown") is not None:
+            parts.append(
+                f"Of what is still shown, {_pct(pol.get('acceptance_rate_shown'))} would be accepted "
+                f"(show-all: {_pct(base.get('acceptance_rate_shown'))})."
+            )
+        elif hidden == n:
+            parts.append("**It would have shown nothing at all.**")
+        out.append((name, " ".join(parts)))
+    return out
+
+
+def warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(kind, text)`` for what a reader must know before trusting the figures."""
+    pols: Mapping[str, Any] = report["policies"]
+    n = int(report.get("decisions") or 0)
+    users = list(report.get("users") or [])
+    out: list[tuple[str, str]] = []
+    if n < SMALL_LOG:
+        out.append(
+            (
+                "small-log",
+                f"Small log: {n} decisions (fewer than {SMALL_LOG}). Rates and AUCs computed from "
+                "so few are rough; a few decisions either way move them by several points. "
+                "Read the intervals, and replay again when the log has grown.",
+            )
+        )
+    if len(users) < 2:
+        out.append(
+            (
+                "one-user",
+                "The log holds one user, so no interval over users can be computed; the figures "
+                "say nothing about how they vary from person to person.",
+            )
+        )
+    elif len(users) < FEW_USERS:
+        out.append(
+            (
+                "few-users",
+                f"Only {len(users)} users: the intervals resample so few people that they "
+                "understate how much another group could differ.",
+            )
+        )
+    in_sample: dict[str, list[str]] = {}
+    for name, pol in pols.items():
+        why = _about(pol).get("in_sample_why")
+        if _about(pol).get("in_sample") and why:
+            in_sample.setdefault(str(why), []).append(name)
+    for why, names in in_sample.items():
+        held = _about(pols[names[0]]).get("held_out") or {}
+        aucs = [
+            f"{k.replace('auc_', '').replace('stage', 'stage ')} {pols[names[0]].get(k):.2f}"
+            for k in ("auc_stage1", "auc_stage2")
+            if pols[names[0]].get(k) is not None
+        ]
+        text = (
+            f"In-sample: the model behind {', '.join(names)} has seen these decisions — {why}. "
+            "Its figures here (marked †) are optimistic"
+            + (f": AUC {', '.join(aucs)} here" if aucs else "")
+        )
+        ho = [
+            f"stage {i} {held[k]:.2f}"
+            for i, k in ((1, "auc_stage1"), (2, "auc_stage2"))
+            if isinstance(held.get(k), int | float)
+        ]
+        if ho:
+            text += f", against {', '.join(ho)} with {held.get('by') or 'group'}s held out"
+        if isinstance(held.get("hidden_rate"), int | float) and any(
+            _about(pols[x]).get("kind") == "cascade" for x in names
+        ):
+            text += (
+                f"; with its fitted thresholds a new {held.get('by') or 'user'} should expect about "
+                f"{_pct(held['hidden_rate'])} hidden"
+                + (
+                    f" at {_pct(held['accuracy_when_hiding'])} accuracy when hiding"
+                    if held.get("accuracy_when_hiding") is not None
+                    else ""
+                )
+            )
+        text += ". Replay a log the model was not trained on for a fair figure."
+        out.append(("in-sample", text))
+    if _seconds_row_missing(pols) and any(
+        int(p.get("skipped_before_generation") or 0) for p in pols.values()
+    ):
+        out.append(
+            (
+                "no-seconds",
+                "Model time saved is not shown: this log records no generation times (imported "
+                "CUPS events have none), so the time stage-1 skips would have saved cannot be "
+                "computed; the count of skipped requests is in the table.",
+            )
+        )
+    problems = report.get("problems") or []
+    if problems:
+        out.append(
+            (
+                "skipped-lines",
+                f"{_plural(len(problems), 'log line')} could not be read and were skipped (listed at the end).",
+            )
+        )
+    return out
+
+
+def _seconds_row_missing(pols: Mapping[str, Any]) -> bool:
+    return all(p.get("model_seconds_saved") is None for p in pols.values())
+
+
+# --- table -------------------------------------------------------------------------------------
+
+#: (label, explanation, key or None for a computed cell, interval key or None, format)
+ROWS: tuple[tuple[str, str, str, str | None, str], ...] = (
+    (
+        "decisions",
+        "shown suggestions with an accept or reject in the log (the same for every policy)",
+        "decisions",
+        None,
+        "n",
+    ),
+    ("shown", "the user would still have seen these", "shown", None, "n"),
+    (
+        "hidden",
+        "the user would not have seen these: skipped before generation plus hidden after generation",
+        "hidden",
+        None,
+        "n",
+    ),
+    (
+        "  skipped before generation",
+        "stage 1 judged the request from the context alone and the model was never called (no model time spent)",
+        "skipped_before_generation",
+        None,
+        "n",
+    ),
+    (
+        "  hidden after generation",
+        "the model wrote the suggestion, then stage 2 judged it and hid it (model time spent, nothing shown)",
+        "_stage2_hidden",
+        None,
+        "n",
+    ),
+    (
+        "rejected suggestions hidden",
+        "hidden ones the user had rejected: the gain",
+        "rejected_hidden",
+        None,
+        "n",
+    ),
+    (
+        "accepted suggestions lost",
+        "hidden ones the user had accepted: the cost",
+        "accepted_hidden",
+        None,
+        "n",
+    ),
+    (
+        "model seconds saved",
+        "logged generation time of the requests stage 1 skips (* partly estimated at the log's median)",
+        "model_seconds_saved",
+        None,
+        "s",
+    ),
+    ("hiding rate", "hidden / decisions", "hidden_rate", "hidden_rate", "%"),
+    (
+        "accuracy when hiding",
+        "share of the hidden ones that had been rejected",
+        "accuracy_when_hiding",
+        "accuracy_when_hiding",
+        "%",
+    ),
+    (
+        "accepted lost share",
+        "accepted suggestions lost / all accepted",
+        "accepted_lost_share",
+        "accepted_lost_share",
+        "%",
+    ),
+    (
+        "acceptance rate among shown",
+        "accepted / shown, counting only what the policy still shows",
+        "acceptance_rate_shown",
+        "acceptance_rate_shown",
+        "%",
+    ),
+    (
+        "AUC stage 1",
+        "how well stage 1's P(reject) ranks rejected above accepted suggestions (0.5 chance, 1 perfect)",
+        "auc_stage1",
+        None,
+        "f",
+    ),
+    (
+        "AUC stage 2",
+        "the same for stage 2, which also sees the suggestion",
+        "auc_stage2",
+        None,
+        "f",
+    ),
+)
+IN_SAMPLE_KEYS = {
+    "auc_stage1",
+    "auc_stage2",
+    "hidden_rate",
+    "accuracy_when_hiding",
+    "accepted_lost_share",
+    "acceptance_rate_shown",
+}
+
+
+def _cell(pol: Mapping[str, Any], key: str, ci_key: str | None, fmt: str) -> str:
+    v = (
+        pol.get(key)
+        if key != "_stage2_hidden"
+        else int(pol.get("hidden") or 0) - int(pol.get("skipped_before_generation") or 0)
+    )
+    if fmt == "%":
+        txt = _pct(v)
+        ci = _ci_of(pol, ci_key) if ci_key else ""
+        if ci and v is not None:
+            txt += f'<br><span class="ci">{_e(ci)}</span>'
+    elif fmt == "s":
+        txt = (
+            "–"
+            if v is None
+            else f"{float(v):.1f} s" + ("*" if pol.get("model_seconds_estimated") else "")
+        )
+    else:
+        txt = _e(_num(v))
+    if (
+        _about(pol).get("in_sample")
+        and key in IN_SAMPLE_KEYS
+        and v is not None
+        and (key.startswith("auc") or int(pol.get("hidden") or 0) > 0)
+    ):
+        txt += '<span class="mark" title="in-sample">†</span>'
+    return txt
+
+
+def table_html(report: Mapping[str, Any]) -> str:
+    pols: Mapping[str, Any] = report["policies"]
+    names = list(pols)
+    head = "".join(f'<th scope="col">{_e(n)}</th>' for n in names)
+    body = []
+    for label, why, key, ci_key, fmt in ROWS:
+        if key == "model_seconds_saved" and _seconds_row_missing(pols):
+            continue
+        if key.startswith("auc") and all(pols[n].get(key) is None for n in names):
+            continue
+        cls = ' class="sub"' if label.startswith("  ") else ""
+        body.append(
+            f'<tr data-row="{_e(key)}"{cls}><th scope="row">{_e(label.strip())}'
+            f'<span class="why">{_e(why)}</span></th>'
+            + "".join(f"<td>{_cell(pols[n], key, ci_key, fmt)}</td>" for n in names)
+            + "</tr>"
+        )
+    return f'<table id="policies"><tr><th></th>{head}</tr>{"".join(body)}</table>'
+
+
+# --- plots -------------------------------------------------------------------------------------
+
+
+def nice_scale(lo: float, hi: float, ticks: int = 5) -> tuple[float, float, float]:
+    """An axis ``(lo, hi, step)`` covering [lo, hi] with about ``ticks`` round steps."""
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0) * 0.1
+    raw = (hi - lo) / max(ticks, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw - 1e-12)
+    return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step, step
+
+
+def _tick_label(v: float, step: float) -> str:
+    """A percentage with as many decimals as the step needs."""
+    ps = 100 * step
+    digits = next((d for d in (0, 1, 2) if abs(ps * 10**d - round(ps * 10**d)) < 1e-6), 3)
+    return f"{100 * v:.{digits}f}%"
+
+
+def _svg_open(id_: str, w: int, h: int, title: str, desc: str) -> str:
+    return (
+        f'<svg id="{id_}" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" role="img" font-family="sans-serif" font-size="{FONT}">'
+        f"<title>{_e(title)}</title><desc>{_e(desc)}</desc>"
+        f'<rect width="{w}" height="{h}" fill="#fff"/>'
+        f'<text class="plot-title" x="{w / 2:.0f}" y="20" font-size="16" font-weight="bold" '
+        f'text-anchor="middle">{_e(title)}</text>'
+    )
+
+
+def _legend(
+    entries: Sequence[tuple[str, str, str]], x0: float, y0: float, w: float
+) -> tuple[str, float]:
+    """A legend of ``(series, label, swatch svg)``, one a row from (x0, y0); returns svg, height."""
+    parts = ['<g class="legend">']
+    for k, (series, label, swatch) in enumerate(entries):
+        parts.append(
+            f'<g class="legend-entry" data-series="{_e(series)}" transform="translate({x0:.0f},{y0 + 20 * k + 8:.0f})">'
+            f'{swatch}<text x="26" y="0" font-size="{FONT}" dominant-baseline="central">{_e(label)}</text></g>'
+        )
+    parts.append("</g>")
+    return "".join(parts), 20 * len(entries)
+
+
+def sweep_svg(policies: Mapping[str, Any], w: int = PLOT_WIDTH, plot_h: int = 320) -> str:
+    """Hiding rate (x) vs accuracy when hiding (y) as each distinct stage-2 model's threshold moves
+    from 0 to 1 (one line per model, policies sharing a model share it), a dot per policy's own
+    operating point, and the accuracy target when the models have one."""
+    # One line per model: policies on the same model folder (default, threshold-T) share it. Their
+    # sweeps differ only by the replayed history features; a fixed-threshold policy's is the pure
+    # stage-2 sweep, so it is the one drawn.
+    groups: dict[str, list[str]] = {}
+    for name, pol in policies.items():
+        if any(r.get("accuracy_when_hiding") is not None for r in pol.get("sweep_stage2") or []):
+            key = str(_about(pol).get("model") or f"policy:{name}")
+            groups.setdefault(key, []).append(name)
+    curves: list[tuple[list[str], list[tuple[float, float]]]] = []
+    for names in groups.values():
+        rep = next((n for n in names if _about(policies[n]).get("kind") == "threshold"), names[0])
+        pts = sorted(
+            (float(r["hidden_rate"]), float(r["accuracy_when_hiding"]))
+            for r in policies[rep].get("sweep_stage2") or []
+            if r.get("accuracy_when_hiding") is not None
+        )
+        curves.append(([rep] + [n for n in names if n != rep], pts))
+    dots = [
+        (name, float(pol["hidden_rate"]), float(pol["accuracy_when_hiding"]))
+        for name, pol in policies.items()
+        if pol.get("hidden") and pol.get("accuracy_when_hiding") is not None
+    ]
+    targets = sorted(
+        {
+            float(t)
+            for p in policies.values()
+            if isinstance(t := _about(p).get("target"), int | float) and 0 < t < 1
+        }
+    )
+    color = {name: COLORS[i % len(COLORS)] for i, name in enumerate(policies)}
+    entries: list[tuple[str, str, str]] = []
+    for names, _pts in curves:
+        c = color[names[0]]
+        entries.append(
+            (
+                f"curve:{names[0]}",
+                f"{_model_name(policies[names[0]])}: stage-2 threshold 0→1 (used by {', '.join(names)})",
+                f'<line x1="0" y1="0" x2="18" y2="0" stroke="{c}" stroke-width="2.5"/>',
+            )
+        )
+    for name, _x, _y in dots:
+        entries.append(
+            (
+                f"point:{name}",
+                f"{name} as configured",
+                f'<circle cx="9" cy="0" r="5.5" fill="{color[name]}" stroke="#000"/>',
+            )
+        )
+    for t in targets:
+        entries.append(
+            (
+                f"target:{t:g}",
+                f"the cascade's target: {_pct(t, 0)} accuracy when hiding",
+                '<line x1="0" y1="0" x2="18" y2="0" stroke="#555" stroke-dasharray="4 3"/>',
+            )
+        )
+    ml, mr, mb = 70, 24, 56
+    legend, lh = _legend(entries, ml, 36, w - ml - mr)
+    mt = 36 + lh + 14
+    ph = plot_h
+    h = int(mt + ph + mb)
+    pw = w - ml - mr
+    ys = [y for _n, pts in curves for _x, y in pts] + [y for _n, _x, y in dots] + targets
+    xs = [x for _n, pts in curves for x, _y in pts] + [x for _n, x, _y in dots]
+    x0, x1, xstep = nice_scale(0.0, max(xs, default=1.0) or 1.0)
+    y0, y1, ystep = nice_scale(min(ys, default=0.0), 1.0)
+    y0, y1 = max(0.0, y0), min(1.0, y1)
+
+    def X(v: float) -> float:
+        return ml + (v - x0) / (x1 - x0) * pw
+
+    def Y(v: float) -> float:
+        return mt + ph - (v - y0) / (y1 - y0) * ph
+
+    title = "Hiding rate against accuracy when hiding"
+    parts = [
+        _svg_open(
+            "sweep",
+            w,
+            h,
+            title,
+            "Each line moves one model's stage-2 threshold from 0 to 1 over all decisions; dots mark each policy as configured.",
+        ),
+        f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#999"/>',
+    ]
+    k = 0
+    while x0 + k * xstep <= x1 + 1e-9:
+        v = x0 + k * xstep
+        parts.append(
+            f'<line x1="{X(v):.1f}" y1="{mt}" x2="{X(v):.1f}" y2="{mt + ph}" stroke="#e2e2e2"/>'
+            f'<text class="tick" x="{X(v):.1f}" y="{mt + ph + 17}" font-size="{FONT}" text-anchor="middle">{_tick_label(v, xstep)}</text>'
+        )
+        k += 1
+    k = 0
+    while y0 + k * ystep <= y1 + 1e-9:
+        v = y0 + k * ystep
+        parts.append(
+            f'<line x1="{ml}" y1="{Y(v):.1f}" x2="{ml + pw}" y2="{Y(v):.1f}" stroke="#e2e2e2"/>'
+            f'<text class="tick" x="{ml - 6}" y="{Y(v) + 4:.1f}" font-size="{FONT}" text-anchor="end">{_tick_label(v, ystep)}</text>'
+        )
+        k += 1
+    parts.append(
+        f'<text class="axis-title" x="{ml + pw / 2:.0f}" y="{mt + ph + 38}" font-size="14" text-anchor="middle">share of decisions hidden</text>'
+        f'<text class="axis-title" x="16" y="{mt + ph / 2:.0f}" font-size="14" text-anchor="middle" transform="rotate(-90 16 {mt + ph / 2:.0f})">accuracy when hiding</text>'
+    )
+    for t in targets:
+        parts.append(
+            f'<line class="target" data-series="target:{t:g}" x1="{ml}" y1="{Y(t):.1f}" x2="{ml + pw}" y2="{Y(t):.1f}" stroke="#555" stroke-dasharray="4 3"/>'
+        )
+    for names, pts in curves:
+        path = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+        parts.append(
+            f'<polyline class="curve" data-series="curve:{_e(names[0])}" data-policy="{_e(", ".join(names))}" points="{path}" fill="none" stroke="{color[names[0]]}" stroke-width="2.5"/>'
+        )
+    for name, x, y in dots:
+        parts.append(
+            f'<circle class="operating-point" data-series="point:{_e(name)}" data-policy="{_e(name)}" cx="{X(x):.1f}" cy="{Y(y):.1f}" r="5.5" fill="{color[name]}" stroke="#000">'
+            f"<title>{_e(name)}: hides {_pct(x)}, accuracy when hiding {_pct(y)}</title></circle>"
+        )
+    parts.append(legend)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def users_svg(policies: Mapping[str, Any], users: Sequence[str], w: int = 760) -> str:
-    names = list(policies)
-    bar_h, gap = 7, 8
-    group = max(1, len(names)) * bar_h + gap
-    ml, mt, mr = 110, 24, 20
-    h = mt + group * max(1, len(users)) + 30
-    pw = w - ml - mr
-    parts = [
-        f'<svg id="users" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">',
-        "<title>Hiding rate per user and policy</title>",
+def users_svg(policies: Mapping[str, Any], users: Sequence[str], w: int = PLOT_WIDTH) -> str:
+    """Per user, one bar per policy that hides anything: the share of that user's decisions
+    hidden, its accepted-lost part drawn dark; the x axis fitted to the largest share."""
+    names = [n for n, p in policies.items() if int(p.get("hidden") or 0) > 0]
+    color = {name: COLORS[i % len(COLORS)] for i, name in enumerate(policies)}
+    entries = [
+        (
+            f"policy:{n}",
+            f"{n}: hidden",
+            f'<rect x="0" y="-6" width="18" height="12" fill="{color[n]}"/>',
+        )
+        for n in names
     ]
-    for k in range(6):
-        x = ml + k / 5 * pw
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{mt}" x2="{x:.1f}" y2="{h - 30}" stroke="#ddd"/>'
-            f'<text x="{x:.1f}" y="{h - 14}" font-size="11" text-anchor="middle">{20 * k}%</text>'
+    lost_any = any(
+        int(((policies[n].get("per_user") or {}).get(u) or {}).get("accepted_hidden") or 0)
+        for n in names
+        for u in users
+    )
+    if lost_any:
+        entries.append(
+            (
+                "lost",
+                "accepted suggestions lost (part of the bar)",
+                f'<rect x="0" y="-6" width="18" height="12" fill="{LOST_COLOR}"/>',
+            )
         )
-    for j, name in enumerate(names):
-        parts.append(
-            f'<rect x="{ml + 140 * j}" y="4" width="10" height="10" fill="{COLORS[j % len(COLORS)]}"/>'
-            f'<text x="{ml + 140 * j + 14}" y="13" font-size="11">{_e(name)}</text>'
+    bar_h, gap = 14, 10
+    group = max(1, len(names)) * (bar_h + 2) + gap
+    ml, mr = 150, 70
+    pw = w - ml - mr
+    legend, lh = _legend(entries, ml, 36, pw)
+    mt = 36 + lh + 30
+    ph = group * max(1, len(users))
+    h = int(mt + ph + 56)
+    top = max(
+        (
+            float(((policies[n].get("per_user") or {}).get(u) or {}).get("hidden_rate") or 0.0)
+            for n in names
+            for u in users
+        ),
+        default=0.0,
+    )
+    _lo, x1, step = nice_scale(0.0, top or 0.1)
+
+    def X(v: float) -> float:
+        return ml + v / x1 * pw
+
+    parts = [
+        _svg_open(
+            "users",
+            w,
+            h,
+            "Share of each user's decisions hidden",
+            "One bar per user and policy that hides anything; the dark end is the accepted suggestions lost.",
         )
+    ]
+    k = 0
+    while k * step <= x1 + 1e-9:
+        v = k * step
+        parts.append(
+            f'<line x1="{X(v):.1f}" y1="{mt}" x2="{X(v):.1f}" y2="{mt + ph}" stroke="#e2e2e2"/>'
+            f'<text class="tick" x="{X(v):.1f}" y="{mt + ph + 17}" font-size="{FONT}" text-anchor="middle">{_tick_label(v, step)}</text>'
+        )
+        k += 1
+    parts.append(
+        f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{mt + ph}" stroke="#999"/>'
+        f'<text class="axis-title" x="{ml + pw / 2:.0f}" y="{mt + ph + 38}" font-size="14" text-anchor="middle">share of the user\'s decisions hidden</text>'
+        f'<text class="axis-title" x="{ml - 8}" y="{mt - 8}" font-size="14" text-anchor="end">user (decisions)</text>'
+    )
     for ui, user in enumerate(users):
-        y0 = mt + ui * group
+        y0 = mt + ui * group + gap / 2
+        n_dec = (
+            int(((policies[names[0]].get("per_user") or {}).get(user) or {}).get("decisions") or 0)
+            if names
+            else 0
+        )
         parts.append(
-            f'<text x="{ml - 6}" y="{y0 + group / 2 + 3:.1f}" font-size="11" text-anchor="end">{_e(user)}</text>'
+            f'<text class="user" x="{ml - 8}" y="{y0 + (group - gap) / 2 + 4:.1f}" font-size="{FONT}" text-anchor="end">{_e(user)} ({n_dec})</text>'
         )
         for j, name in enumerate(names):
             pu = (policies[name].get("per_user") or {}).get(user) or {}
-            rate = pu.get("hidden_rate") or 0.0
-            title = f"{name} / {user}: hidden {pu.get('hidden', 0)} of {pu.get('decisions', 0)}, accepted lost {pu.get('accepted_hidden', 0)}"
+            n = int(pu.get("decisions") or 0)
+            hid, lost = int(pu.get("hidden") or 0), int(pu.get("accepted_hidden") or 0)
+            rate = hid / n if n else 0.0
+            y = y0 + j * (bar_h + 2)
+            tip = f"{name} / {user}: hidden {hid} of {n}, accepted lost {lost}"
             parts.append(
-                f'<rect class="bar" x="{ml}" y="{y0 + j * bar_h}" width="{max(rate * pw, 0.5):.1f}" height="{bar_h - 1}" fill="{COLORS[j % len(COLORS)]}"><title>{_e(title)}</title></rect>'
+                f'<rect class="bar" data-series="policy:{_e(name)}" x="{ml}" y="{y:.1f}" width="{max(X(rate) - ml, 0.0):.1f}" height="{bar_h}" fill="{color[name]}"><title>{_e(tip)}</title></rect>'
             )
+            if lost and n:
+                lw = lost / n / x1 * pw
+                parts.append(
+                    f'<rect class="bar-lost" data-series="lost" x="{X(rate) - lw:.1f}" y="{y:.1f}" width="{lw:.1f}" height="{bar_h}" fill="{LOST_COLOR}"><title>{_e(tip)}</title></rect>'
+                )
+            parts.append(
+                f'<text class="value" x="{X(rate) + 4:.1f}" y="{y + bar_h - 3:.1f}" font-size="{FONT}" fill="{"#333" if hid else "#888"}">{_pct(rate, 0)}</text>'
+            )
+    parts.append(legend)
     parts.append("</svg>")
     return "".join(parts)
 
 
-ROWS = (
-    ("decisions", "decisions", _num),
-    ("shown", "shown", _num),
-    ("hidden", "hidden", _num),
-    ("rejected suggestions hidden", "rejected_hidden", _num),
-    ("accepted suggestions lost", "accepted_hidden", _num),
-    ("skipped before generation", "skipped_before_generation", _num),
-    ("model seconds saved", "model_seconds_saved", _num),
-    ("hiding rate", "hidden_rate", _pct),
-    ("acceptance rate among shown", "acceptance_rate_shown", _pct),
-    ("accuracy when hiding", "accuracy_when_hiding", _pct),
-    ("AUC stage 1", "auc_stage1", _num),
-    ("AUC stage 2", "auc_stage2", _num),
-)
+# --- page --------------------------------------------------------------------------------------
+
+CSS = """
+html,body{background:#fff;color:#1e1e1e;color-scheme:light}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:1.2em 1.5em;max-width:980px}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.2em;margin:1.4em 0 .4em}
+code{color:#1e1e1e;background:#f2f2f2;padding:0 3px;border-radius:3px}
+#summary{border:1px solid #b9d3ee;background:#f2f8fe;padding:.4em 1.2em;border-radius:4px}
+#summary li{margin:.35em 0}
+#warnings{border:1px solid #e4c26b;background:#fff8e1;padding:.4em 1.2em;border-radius:4px}
+#warnings li{margin:.35em 0}
+table{border-collapse:collapse;margin:.4em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}
+th{text-align:left;background:#f4f4f4;font-weight:600}
+th .why{display:block;font-weight:normal;color:#555;font-size:12px;max-width:26em}
+tr.sub th{padding-left:1.6em}
+.ci{color:#555;font-size:12px}
+.mark{color:#b15c00;font-weight:bold;margin-left:2px}
+.note{color:#444;font-size:13px}figure{margin:.6em 0}figcaption{color:#444;font-size:13px;max-width:720px}
+svg{max-width:100%;height:auto}
+"""
 
 
 def render(report: Mapping[str, Any]) -> str:
     pols: Mapping[str, Any] = report["policies"]
-    names = list(pols)
-    head = "".join(f"<th>{_e(n)}</th>" for n in names)
-    body = []
-    for label, key, f in ROWS:
-        body.append(
-            f"<tr><th>{_e(label)}</th>"
-            + "".join(f"<td>{_e(f(pols[n].get(key)))}</td>" for n in names)
-            + "</tr>"
-        )
-    for key in ("hidden_rate", "accuracy_when_hiding", "accepted_lost_share"):
-        cells = []
-        for n in names:
-            ci = (pols[n].get("ci95_over_users") or {}).get(key)
-            cells.append("-" if not ci else f"{_pct(ci[0])} – {_pct(ci[1])}")
-        body.append(
-            f"<tr><th>{_e(key.replace('_', ' '))} (95% CI over users)</th>"
-            + "".join(f"<td>{_e(c)}</td>" for c in cells)
-            + "</tr>"
-        )
+    n_users = len(report.get("users", []))
+    summ = "".join(
+        f'<li data-policy="{_e(n)}"><strong>{_e(n)}</strong>: {_rich(t)}</li>'
+        for n, t in summary(report)
+    )
+    warn = warnings(report)
+    warn_html = (
+        '<section id="warnings"><h2>Before you trust these figures</h2><ul>'
+        + "".join(f'<li class="warning" data-kind="{_e(k)}">{_e(t)}</li>' for k, t in warn)
+        + "</ul></section>"
+        if warn
+        else ""
+    )
     problems = report.get("problems") or []
     prob_html = ""
     if problems:
@@ -167,19 +744,43 @@ def render(report: Mapping[str, Any]) -> str:
             )
             + f"</table><p>{regen['without_context']} shown suggestions had no logged context.</p>"
         )
+    hiders = [n for n, p in pols.items() if int(p.get("hidden") or 0) > 0]
+    sweep_note = "Show-all hides nothing and has no line or dot." if "show-all" in pols else ""
+    users_fig = (
+        f"<figure>{users_svg(pols, list(report.get('users', [])))}<figcaption>One bar per user and "
+        "policy that hides anything; the number after each user is their decisions. A user far from the "
+        "others is where a policy behaves differently.</figcaption></figure>"
+        if hiders
+        else "<p>No policy hides anything on this log, so there are no per-user bars.</p>"
+    )
+    interval_note = (
+        "Intervals: 95% bootstrap intervals over users (1000 resamples of whole users): the range "
+        "to expect for another group of people like these."
+        if n_users >= 2
+        else "No intervals: the log holds one user."
+    )
+    any_mark = any(_about(p).get("in_sample") for p in pols.values())
+    ci_text = (
+        "Grey ranges under a rate are 95% bootstrap intervals over users (1000 resamples of whole users)."
+        if n_users >= 2
+        else "One user: no intervals."
+    )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>tactful replay report</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{text-align:left;background:#f4f4f4}}</style>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tactful replay report</title>
+<style>{CSS}</style>
 </head><body>
 <h1>tactful replay report</h1>
-<p>Log: <code>{_e(report.get("log", ""))}</code> ({_e(report.get("format", ""))}) — {report.get("requests", 0)} requests, {report.get("decisions", 0)} decisions (shown suggestions with an accept or reject), {len(report.get("users", []))} users.</p>
+<p>Log: <code>{_e(report.get("log", ""))}</code> ({_e(report.get("format", ""))}): {report.get("requests", 0)} requests, {report.get("decisions", 0)} decisions (shown suggestions with an accept or reject), {_plural(n_users, "user")}. Each policy below is replayed over the same requests in time order, as the server would have decided them.</p>
+<section id="summary"><h2>What this says</h2><ul>{summ}</ul><p class="note">{_e(interval_note)}</p></section>
+{warn_html}
 <h2>Policies</h2>
-<table><tr><th></th>{head}</tr>{"".join(body)}</table>
-<h2>Hiding rate vs accuracy when hiding</h2>
-<p>Each line moves one model's stage-2 threshold from 0 to 1 over all decisions; dots mark the policy as configured.</p>
-{sweep_svg(pols)}
-<h2>Hiding rate per user</h2>
-{users_svg(pols, list(report.get("users", [])))}
+<p>Hidden means the user would not have seen the suggestion. A cascade hides in two ways: <strong>skipped before generation</strong> (stage 1 looks at the context only, and the model is never called, which also saves its time) and <strong>hidden after generation</strong> (stage 2 also looks at the suggestion the model wrote, so the model's time is spent). {_e(ci_text)}{" † marks figures that are in-sample for the policy's model (see above)." if any_mark else ""}</p>
+{table_html(report)}
+<h2>Hiding more or less</h2>
+<figure>{sweep_svg(pols)}<figcaption>Each line moves one model's stage-2 threshold from 0 (hide everything) to 1 (hide nothing) over all decisions; left is cautious, right hides more. Policies that use the same model share a line. A dot marks each policy as configured; a dot off its line hides with stage 1 too. {_e(sweep_note)}</figcaption></figure>
+<h2>Per user</h2>
+{users_fig}
 {regen_html}{prob_html}
 </body></html>
 """
