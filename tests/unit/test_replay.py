@@ -292,8 +292,11 @@ def test_html_report_renders_in_headless_chromium(
     assert '<svg id="sweep"' in dom and '<svg id="users"' in dom
     assert '<section id="summary">' in dom and 'data-kind="in-sample"' in dom
     assert dom.count('class="curve"') == 1  # default and threshold-0.8 share the shipped model
-    assert dom.count('class="operating-point"') == 2
-    assert dom.count('class="bar"') == 2 * 14  # show-all hides nothing: no bars
+    # a dot and a bar per user for each policy that hides anything (show-all never does)
+    hiding = [n for n, p in cups_report["policies"].items() if p["hidden"]]
+    assert "threshold-0.8" in hiding and "show-all" not in hiding
+    assert dom.count('class="operating-point"') == len(hiding)
+    assert dom.count('class="bar"') == len(hiding) * 14
     shot = tmp_path / "shot.png"
     subprocess.run(
         [

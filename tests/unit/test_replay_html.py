@@ -179,7 +179,8 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     curves = [el for el in plots["sweep"].iter() if el.get("class") == "curve"]
     dots = [el for el in plots["sweep"].iter() if el.get("class") == "operating-point"]
     assert len(curves) == 1 and curves[0].get("data-policy") == "threshold-0.8, default"
-    assert {el.get("data-policy") for el in dots} == {"default", "threshold-0.8"}
+    hiding = {n for n, p in cups_report["policies"].items() if p["hidden"]}
+    assert {el.get("data-policy") for el in dots} == hiding and "threshold-0.8" in hiding
 
 
 def test_users_axis_fitted_to_small_shares() -> None:
@@ -212,7 +213,11 @@ def test_in_sample_when_the_model_was_trained_on_this_log(tmp_path: Path) -> Non
     pol2 = replay.CascadePolicy(
         "old", SimpleNamespace(meta=meta2, path=tmp_path, stage2_override=0.8)
     )
-    assert replay.describe_policy(pol2, str(log), ["a", "b", "c"], 300)["in_sample"]
+    c = replay.describe_policy(pol2, str(log), ["a", "b", "c"], 300)
+    assert (
+        c["in_sample"]
+        and "trained on mine.sqlite3 with 300 decisions of 3 users" in c["in_sample_why"]
+    )
     assert not replay.describe_policy(pol2, str(log), ["a", "b", "c"], 299)["in_sample"]
     assert replay.describe_policy(pol2, str(log), ["a"], 300)["kind"] == "threshold"
     assert replay.describe_policy(replay.ShowAll(), str(log), ["a"]) == {"kind": "baseline"}

@@ -228,26 +228,27 @@ def warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         if isinstance(held.get("hidden_rate"), int | float) and any(
             _about(pols[x]).get("kind") == "cascade" for x in names
         ):
+            who = held.get("by") or "user"
             text += (
-                f"; with its fitted thresholds a new {held.get('by') or 'user'} should expect about "
+                f"; with its fitted thresholds a new {who} should expect about "
                 f"{_pct(held['hidden_rate'])} hidden"
                 + (
                     f" at {_pct(held['accuracy_when_hiding'])} accuracy when hiding"
                     if held.get("accuracy_when_hiding") is not None
                     else ""
                 )
+                if held["hidden_rate"] > 0
+                else f"; its fitted thresholds hid nothing for {who}s held out"
             )
         text += ". Replay a log the model was not trained on for a fair figure."
         out.append(("in-sample", text))
-    if _seconds_row_missing(pols) and any(
-        int(p.get("skipped_before_generation") or 0) for p in pols.values()
-    ):
+    if _seconds_row_missing(pols):
         out.append(
             (
                 "no-seconds",
                 "Model time saved is not shown: this log records no generation times (imported "
-                "CUPS events have none), so the time stage-1 skips would have saved cannot be "
-                "computed; the count of skipped requests is in the table.",
+                "CUPS events have none), so the time that skipping requests before generation "
+                "would save cannot be computed; the table counts the skipped requests instead.",
             )
         )
     problems = report.get("problems") or []

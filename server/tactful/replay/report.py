@@ -591,14 +591,17 @@ def describe_policy(
         )
     except (OSError, ValueError):
         same = False
-    same = same or (
-        Path(log).name in {Path(x).name for x in logs}
-        and m.get("decisions") == decisions
-        and m.get("users") == len(users)
+    alike = Path(log).name in {Path(x).name for x in logs} and (
+        m.get("decisions") == decisions and m.get("users") == len(users)
     )
     cups_users = [u for u in users if u.startswith("cups-") and u[5:].isdigit()]
     if same:
         why = f"it was trained on this log ({log})"
+    elif alike:
+        why = (
+            f"it was trained on {Path(log).name} with {decisions} decisions of {len(users)} users, "
+            "as this log"
+        )
     elif cups_users and any("cups" in Path(x).name.lower() for x in logs):
         why = (
             f"it was trained on the CUPS study log ({', '.join(Path(x).name for x in logs)}, "
