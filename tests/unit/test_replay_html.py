@@ -179,6 +179,14 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     curves = [el for el in plots["sweep"].iter() if el.get("class") == "curve"]
     dots = [el for el in plots["sweep"].iter() if el.get("class") == "operating-point"]
     assert len(curves) == 1 and curves[0].get("data-policy") == "threshold-0.8, default"
+    # thresholds marked along the line, falling from left to right
+    marks = [
+        (float(t.get("x", "0")), float(t.text or "0"))
+        for t in plots["sweep"].iter(f"{SVG}text")
+        if t.get("class") == "threshold-label"
+    ]
+    assert 0.8 in [t for _x, t in marks] and marks == sorted(marks, key=lambda m: (m[0], -m[1]))
+    assert [t for _x, t in marks] == sorted((t for _x, t in marks), reverse=True)
     hiding = {n for n, p in cups_report["policies"].items() if p["hidden"]}
     assert {el.get("data-policy") for el in dots} == hiding and "threshold-0.8" in hiding
 

@@ -501,7 +501,7 @@ def sweep_svg(policies: Mapping[str, Any], w: int = PLOT_WIDTH, plot_h: int = 32
         entries.append(
             (
                 f"curve:{names[0]}",
-                f"{_model_name(policies[names[0]])}: stage-2 threshold 0→1 (used by {', '.join(names)})",
+                f"{_model_name(policies[names[0]])}: stage-2 threshold 0→1, marks at 0.1 steps (used by {', '.join(names)})",
                 f'<line x1="0" y1="0" x2="18" y2="0" stroke="{c}" stroke-width="2.5"/>',
             )
         )
@@ -539,7 +539,7 @@ def sweep_svg(policies: Mapping[str, Any], w: int = PLOT_WIDTH, plot_h: int = 32
     def Y(v: float) -> float:
         return mt + ph - (v - y0) / (y1 - y0) * ph
 
-    title = "Hiding rate against accuracy when hiding"
+    title = "Accuracy when hiding against the share hidden"
     parts = [
         _svg_open(
             "sweep",
@@ -579,6 +579,22 @@ def sweep_svg(policies: Mapping[str, Any], w: int = PLOT_WIDTH, plot_h: int = 32
         parts.append(
             f'<polyline class="curve" data-series="curve:{_e(names[0])}" data-policy="{_e(", ".join(names))}" points="{path}" fill="none" stroke="{color[names[0]]}" stroke-width="2.5"/>'
         )
+        # Where some thresholds fall on the line, to read off the one that gives an accuracy.
+        last_x = -1e9
+        for r in sorted(
+            policies[names[0]].get("sweep_stage2") or [], key=lambda r: -float(r["threshold"])
+        ):
+            t = float(r["threshold"])
+            if r.get("accuracy_when_hiding") is None or round(10 * t) != 10 * t or not 0 < t < 1:
+                continue
+            x, y = X(float(r["hidden_rate"])), Y(float(r["accuracy_when_hiding"]))
+            if x - last_x < 34:  # labels would overlap
+                continue
+            last_x = x
+            parts.append(
+                f'<circle class="threshold-mark" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#fff" stroke="{color[names[0]]}" stroke-width="1.5"/>'
+                f'<text class="threshold-label" x="{x:.1f}" y="{y + 17:.1f}" font-size="12" text-anchor="middle" fill="#333">{t:.1f}</text>'
+            )
     for name, x, y in dots:
         parts.append(
             f'<circle class="operating-point" data-series="point:{_e(name)}" data-policy="{_e(name)}" cx="{X(x):.1f}" cy="{Y(y):.1f}" r="5.5" fill="{color[name]}" stroke="#000">'
@@ -779,7 +795,7 @@ def render(report: Mapping[str, Any]) -> str:
 <p>Hidden means the user would not have seen the suggestion. A cascade hides in two ways: <strong>skipped before generation</strong> (stage 1 looks at the context only, and the model is never called, which also saves its time) and <strong>hidden after generation</strong> (stage 2 also looks at the suggestion the model wrote, so the model's time is spent). {_e(ci_text)}{" † marks figures that are in-sample for the policy's model (see above)." if any_mark else ""}</p>
 {table_html(report)}
 <h2>Hiding more or less</h2>
-<figure>{sweep_svg(pols)}<figcaption>Each line moves one model's stage-2 threshold from 0 (hide everything) to 1 (hide nothing) over all decisions; left is cautious, right hides more. Policies that use the same model share a line. A dot marks each policy as configured; a dot off its line hides with stage 1 too. {_e(sweep_note)}</figcaption></figure>
+<figure>{sweep_svg(pols)}<figcaption>Each line moves one model's stage-2 threshold from 0 (hide everything) to 1 (hide nothing) over all decisions; left is cautious, right hides more. The small circles mark thresholds 0.9, 0.8, …: read off the one that keeps accuracy where you need it. Policies that use the same model share a line. A dot marks each policy as configured; a dot off its line hides with stage 1 too. {_e(sweep_note)}</figcaption></figure>
 <h2>Per user</h2>
 {users_fig}
 {regen_html}{prob_html}
