@@ -229,3 +229,20 @@ def test_in_sample_when_the_model_was_trained_on_this_log(tmp_path: Path) -> Non
     assert not replay.describe_policy(pol2, str(log), ["a", "b", "c"], 299)["in_sample"]
     assert replay.describe_policy(pol2, str(log), ["a"], 300)["kind"] == "threshold"
     assert replay.describe_policy(replay.ShowAll(), str(log), ["a"]) == {"kind": "baseline"}
+
+
+def test_one_user_log_has_no_intervals_and_says_so(tmp_path: Path) -> None:
+    """A new user's own log: one person, a few dozen decisions (issue 24's 38-decision log)."""
+    log = write_log(tmp_path / "feedback.sqlite3")
+    units = [u for u in replay.build_units(replay.load_log(log).events) if u.user == "u1"]
+    pols = [replay.ShowAll(), RulePolicy()]
+    report = replay.build_report(units, replay.replay(units, pols), str(log), described=pols)
+    assert report["users"] == ["u1"] and report["policies"]["rule"]["ci95_over_users"] == {}
+    kinds = dict(rhtml.warnings(report))
+    assert "small-log" in kinds and "one-user" in kinds and "few-users" not in kinds
+    rule = dict(rhtml.summary(report))["rule"]
+    assert "**4 of 5 suggestions**" in rule and "interval" not in rule
+    page = rhtml.render(report)
+    assert "No intervals: the log holds one user." in page
+    for svg in svgs(page).values():
+        check_readable(svg)
