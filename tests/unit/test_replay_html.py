@@ -142,6 +142,10 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     d = cups_report["policies"]["default"]
     about = d["about"]
     assert about["in_sample"] and cups_report["policies"]["threshold-0.8"]["about"]["in_sample"]
+    assert about["shipped"] and about["kind"] == "cascade"
+    summ = dict(rhtml.summary(cups_report))
+    assert summ["default"].startswith("The shipped cascade with its fitted thresholds")
+    assert summ["threshold-0.8"].startswith("The shipped model's stage 2 alone")
     assert f"stage 2 {d['auc_stage2']:.2f} here" in text
     assert f"stage 2 {about['held_out']['auc_stage2']:.2f} with users held out" in text
     assert not any(k == "small-log" for k, _t in kinds)
@@ -213,7 +217,7 @@ def test_in_sample_when_the_model_was_trained_on_this_log(tmp_path: Path) -> Non
     )
     a = replay.describe_policy(pol, str(log), ["a", "b", "c"], 300)
     assert a["in_sample"] and "trained on this log" in a["in_sample_why"]
-    assert a["held_out"]["auc_stage2"] == 0.7 and a["kind"] == "cascade"
+    assert a["held_out"]["auc_stage2"] == 0.7 and a["kind"] == "cascade" and not a["shipped"]
     b = replay.describe_policy(pol, str(tmp_path / "other.sqlite3"), ["a", "b", "c"], 300)
     assert not b["in_sample"]
     # a bare file name (as older models record it) counts only with the same decisions and users

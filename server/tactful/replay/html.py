@@ -79,11 +79,9 @@ def _plural(n: int, word: str) -> str:
 
 def _model_name(pol: Mapping[str, Any]) -> str:
     model = str(_about(pol).get("model") or "")
-    if not model:
-        return "model"
-    return (
-        "shipped model" if model.endswith("cdhf-default") else model.rstrip("/").rsplit("/", 1)[-1]
-    )
+    if _about(pol).get("shipped"):
+        return "shipped model"
+    return f"model {model.rstrip('/').rsplit('/', 1)[-1]}" if model else "model"
 
 
 def describe(name: str, pol: Mapping[str, Any]) -> str:
@@ -98,10 +96,7 @@ def describe(name: str, pol: Mapping[str, Any]) -> str:
             f"{a.get('stage2_threshold'):g}; it never skips a model call"
         )
     if kind == "cascade":
-        model = str(a.get("model") or "")
-        where = (
-            "the shipped cascade" if model.endswith("cdhf-default") else f"the cascade in {model}"
-        )
+        where = "the shipped cascade" if a.get("shipped") else f"the cascade in {a.get('model')}"
         return f"{where} with its fitted thresholds (stage 1 before generation, stage 2 after)"
     return "a show/hide policy"
 

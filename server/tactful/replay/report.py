@@ -564,6 +564,15 @@ def _natural(s: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
 
 
+def _is_shipped(path: Any) -> bool:
+    from tactful.cascade import model as cdhf
+
+    try:
+        return path is not None and Path(path).resolve() == cdhf.default_model_dir().resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def describe_policy(
     pol: Policy, log: str, users: Sequence[str], decisions: int | None = None
 ) -> dict[str, Any]:
@@ -611,6 +620,7 @@ def describe_policy(
     return {
         "kind": "cascade" if threshold is None else "threshold",
         "model": str(getattr(cascade, "path", "")),
+        "shipped": _is_shipped(getattr(cascade, "path", None)),
         "stage2_threshold": threshold,
         "target": meta.get("target"),
         "verdict": meta.get("verdict"),
