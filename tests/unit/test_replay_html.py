@@ -138,7 +138,7 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     in_sample = [t for k, t in kinds if k == "in-sample"]
     assert len(in_sample) == 1  # one warning for the one model behind both policies
     text = in_sample[0]
-    assert "default, threshold-0.8" in text and "CUPS" in text
+    assert "the model behind default and threshold-0.8" in text
     d = cups_report["policies"]["default"]
     about = d["about"]
     assert about["in_sample"] and cups_report["policies"]["threshold-0.8"]["about"]["in_sample"]

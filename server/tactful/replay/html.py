@@ -70,6 +70,10 @@ def _rich(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", _e(text))
 
 
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -209,7 +213,7 @@ def warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
             if pols[names[0]].get(k) is not None
         ]
         text = (
-            f"In-sample: the model behind {', '.join(names)} has seen these decisions — {why}. "
+            f"In-sample: the model behind {_and(names)} has seen these decisions — {why}. "
             "Its figures here (marked †) are optimistic"
             + (f": AUC {', '.join(aucs)} here" if aucs else "")
         )
