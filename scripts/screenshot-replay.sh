@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/images/replay-report.png: the replay report of the CUPS study log (imported with
 # `tactful log import-cups`, replayed with the shipped default and a fixed 0.8 threshold), taken
-# with headless Chromium. Run it after changing server/tactful/replay/html.py.
+# with headless Chromium. Run it after changing server/tactful/replay/html.py or plots.py.
 #
 #   scripts/screenshot-replay.sh [--out PNG] [--data CUPS_EVENTS] [--full] [--webview]
 #

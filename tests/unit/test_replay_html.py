@@ -1,4 +1,4 @@
-"""The HTML replay report (tactful.replay.html): the plain-language summary, the warnings (small
+"""The HTML replay report (tactful.replay.html, .plots): the plain-language summary, the warnings (small
 log, few users, in-sample model), the explained rows, and plots that are readable by their SVG
 attributes (width, font sizes, titles, fitted axes, a legend of exactly what is drawn)."""
 
@@ -14,6 +14,7 @@ import pytest
 from test_replay import CUPS, RulePolicy, write_log
 
 from tactful.replay import html as rhtml
+from tactful.replay import plots
 from tactful.replay import report as replay
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -51,7 +52,7 @@ def ticks(svg: ET.Element) -> list[str]:
 def check_readable(svg: ET.Element) -> None:
     """At least 640 px wide, every text at least 12 px, a title and axis titles, and a legend
     whose entries are exactly the series drawn."""
-    assert int(svg.get("width", "0")) >= rhtml.MIN_WIDTH
+    assert int(svg.get("width", "0")) >= plots.MIN_WIDTH
     assert svg.get("viewBox") == f"0 0 {svg.get('width')} {svg.get('height')}"
     for t in svg.iter(f"{SVG}text"):
         size = t.get("font-size") or svg.get("font-size")
@@ -120,13 +121,13 @@ def test_rows_explained_and_seconds_computed(small_report: dict[str, Any]) -> No
 
 
 def test_plots_readable_with_legends_matching_what_is_drawn(small_report: dict[str, Any]) -> None:
-    plots = svgs(rhtml.render(small_report))
-    assert set(plots) == {"sweep", "users"}
-    for svg in plots.values():
+    figs = svgs(rhtml.render(small_report))
+    assert set(figs) == {"sweep", "users"}
+    for svg in figs.values():
         check_readable(svg)
     legend = {
         g.get("data-series")
-        for g in plots["users"].iter(f"{SVG}g")
+        for g in figs["users"].iter(f"{SVG}g")
         if g.get("class") == "legend-entry"
     }
     # show-all and default hide nothing here: no bars, so not in the legend
@@ -154,8 +155,8 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     page = rhtml.render(cups_report)
     assert 'data-row="model_seconds_saved"' not in page
     assert page.count('<span class="mark" title="in-sample">†</span>') >= 4
-    plots = svgs(page)
-    for svg in plots.values():
+    figs = svgs(page)
+    for svg in figs.values():
         check_readable(svg)
     # per-user bars: the axis ends just past the largest share, not at 100%
     top = max(
@@ -164,7 +165,7 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
         for pu in p["per_user"].values()
         if pu["hidden_rate"] is not None
     )
-    last = float(ticks(plots["users"])[-1].rstrip("%")) / 100
+    last = float(ticks(figs["users"])[-1].rstrip("%")) / 100
     assert top <= last < min(1.0, top + 0.25)
     # sweep: the accuracy axis starts just below the lowest accuracy drawn, not at 0
     low = min(
@@ -175,18 +176,18 @@ def test_cups_warns_in_sample_and_fits_axes(cups_report: dict[str, Any]) -> None
     )
     y_ticks = [
         float((t.text or "").rstrip("%")) / 100
-        for t in plots["sweep"].iter(f"{SVG}text")
+        for t in figs["sweep"].iter(f"{SVG}text")
         if t.get("class") == "tick" and t.get("text-anchor") == "end"
     ]
     assert low - 0.1 <= y_ticks[0] <= low and y_ticks[-1] == 1.0
     # the two policies on the shipped model share one line; each has its dot
-    curves = [el for el in plots["sweep"].iter() if el.get("class") == "curve"]
-    dots = [el for el in plots["sweep"].iter() if el.get("class") == "operating-point"]
+    curves = [el for el in figs["sweep"].iter() if el.get("class") == "curve"]
+    dots = [el for el in figs["sweep"].iter() if el.get("class") == "operating-point"]
     assert len(curves) == 1 and curves[0].get("data-policy") == "threshold-0.8, default"
     # thresholds marked along the line, falling from left to right
     marks = [
         (float(t.get("x", "0")), float(t.text or "0"))
-        for t in plots["sweep"].iter(f"{SVG}text")
+        for t in figs["sweep"].iter(f"{SVG}text")
         if t.get("class") == "threshold-label"
     ]
     assert 0.8 in [t for _x, t in marks] and marks == sorted(marks, key=lambda m: (m[0], -m[1]))
@@ -202,11 +203,11 @@ def test_users_axis_fitted_to_small_shares() -> None:
         for i in range(5)
     }
     pols = {"p": {"hidden": 10, "per_user": per_user}}
-    svg = ET.fromstring(rhtml.users_svg(pols, list(per_user)))
+    svg = ET.fromstring(plots.users_svg(pols, list(per_user)))
     check_readable(svg)
     assert ticks(svg)[-1] == "8%"
-    assert rhtml.nice_scale(0.0, 0.08) == pytest.approx((0.0, 0.08, 0.02))
-    assert rhtml.nice_scale(0.66, 1.0) == pytest.approx((0.6, 1.0, 0.1))
+    assert plots.nice_scale(0.0, 0.08) == pytest.approx((0.0, 0.08, 0.02))
+    assert plots.nice_scale(0.66, 1.0) == pytest.approx((0.6, 1.0, 0.1))
 
 
 def test_in_sample_when_the_model_was_trained_on_this_log(tmp_path: Path) -> None:
