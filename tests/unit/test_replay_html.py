@@ -251,3 +251,16 @@ def test_one_user_log_has_no_intervals_and_says_so(tmp_path: Path) -> None:
     assert "No intervals: the log holds one user." in page
     for svg in svgs(page).values():
         check_readable(svg)
+
+
+def test_reports_without_about_and_odd_names_render(small_report: dict[str, Any]) -> None:
+    """A report written before ``about`` existed, and a policy folder named like markup."""
+    pols = {
+        ("<b>x</b> & y" if n == "rule" else n): {k: v for k, v in p.items() if k != "about"}
+        for n, p in small_report["policies"].items()
+    }
+    page = rhtml.render({**small_report, "policies": pols})
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page
+    assert "in-sample" not in dict(rhtml.warnings({**small_report, "policies": pols}))
+    for svg in svgs(page).values():
+        check_readable(svg)
