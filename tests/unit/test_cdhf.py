@@ -13,6 +13,7 @@ import pytest
 
 from tactful.cascade import features as F
 from tactful.cascade import model as cdhf
+from tactful.cascade import train as cdhf_train
 from tactful.cascade.hooks import Decision
 from tactful.feedback.store import FeedbackLog
 
@@ -30,26 +31,28 @@ def test_fit_thresholds_keeps_accuracy_when_hiding() -> None:
     p2 = np.clip(0.6 + 0.35 * (2 * y - 1) * rng.random(n), 0.01, 0.99)
     p1 = np.clip(0.6 + 0.1 * (2 * y - 1) + rng.normal(0, 0.15, n), 0.01, 0.99)  # weaker, noisy
     for target in (0.9, 0.95, 0.99):
-        th = cdhf.fit_thresholds(p1, p2, y, target=target, lam=0.1)
-        m = cdhf.cascade_metrics(p1, p2, y, th)
+        th = cdhf_train.fit_thresholds(p1, p2, y, target=target, lam=0.1)
+        m = cdhf_train.cascade_metrics(p1, p2, y, th)
         assert m["hidden"] > 0.05
         assert m["accuracy_when_hiding"] >= target
     # A high price on model calls makes stage 1 decide more requests alone.
-    cheap = cdhf.cascade_metrics(p1, p2, y, cdhf.fit_thresholds(p1, p2, y, lam=0.01))
-    dear = cdhf.cascade_metrics(p1, p2, y, cdhf.fit_thresholds(p1, p2, y, lam=0.9))
+    cheap = cdhf_train.cascade_metrics(p1, p2, y, cdhf_train.fit_thresholds(p1, p2, y, lam=0.01))
+    dear = cdhf_train.cascade_metrics(p1, p2, y, cdhf_train.fit_thresholds(p1, p2, y, lam=0.9))
     assert dear["decided_by_stage1"] > cheap["decided_by_stage1"]
     assert cheap["hidden"] >= dear["hidden"]
     # A fixed stage-1 share (the paper's R).
-    th = cdhf.fit_thresholds(p1, p2, y, stage1_share=0.25)
-    assert cdhf.cascade_metrics(p1, p2, y, th)["decided_by_stage1"] == pytest.approx(0.25, abs=0.01)
+    th = cdhf_train.fit_thresholds(p1, p2, y, stage1_share=0.25)
+    assert cdhf_train.cascade_metrics(p1, p2, y, th)["decided_by_stage1"] == pytest.approx(
+        0.25, abs=0.01
+    )
     # Nothing can reach the target: hide nothing rather than break the promise.
-    th = cdhf.fit_thresholds(
+    th = cdhf_train.fit_thresholds(
         np.full(50, 0.5), np.full(50, 0.5), np.array([0.0, 1.0] * 25), target=0.95
     )
     assert (
-        cdhf.cascade_metrics(np.full(50, 0.5), np.full(50, 0.5), np.array([0.0, 1.0] * 25), th)[
-            "hidden"
-        ]
+        cdhf_train.cascade_metrics(
+            np.full(50, 0.5), np.full(50, 0.5), np.array([0.0, 1.0] * 25), th
+        )["hidden"]
         == 0
     )
 
@@ -60,8 +63,8 @@ def test_bootstrap_ci_resamples_whole_users() -> None:
     y = (rng.random(300) < 0.6).astype(float)
     hide = (y == 1) & (rng.random(300) < 0.3)
     hide[:3] = True  # a few accepted ones hidden too
-    ci = cdhf.bootstrap_ci(hide, y, groups, reps=500)
-    assert ci == cdhf.bootstrap_ci(hide, y, groups, reps=500), "deterministic"
+    ci = cdhf_train.bootstrap_ci(hide, y, groups, reps=500)
+    assert ci == cdhf_train.bootstrap_ci(hide, y, groups, reps=500), "deterministic"
     pooled = {
         "hidden": hide.mean(),
         "accuracy_when_hiding": y[hide].mean(),
@@ -77,10 +80,10 @@ def test_bootstrap_ci_resamples_whole_users() -> None:
     y2 = y.copy()
     bad = groups == 0
     hide2[bad] = True
-    ci2 = cdhf.bootstrap_ci(hide2, y2, groups, reps=500)
+    ci2 = cdhf_train.bootstrap_ci(hide2, y2, groups, reps=500)
     assert ci2["accuracy_when_hiding"][1] == pytest.approx(1.0)  # type: ignore[index]
     # Nothing hidden: no accuracy interval, hidden share exactly 0.
-    ci3 = cdhf.bootstrap_ci(np.zeros(300, bool), y, groups, reps=100)
+    ci3 = cdhf_train.bootstrap_ci(np.zeros(300, bool), y, groups, reps=100)
     assert ci3["accuracy_when_hiding"] is None and ci3["hidden"] == [0.0, 0.0]
 
 
@@ -122,7 +125,7 @@ def test_train_on_a_small_log(tmp_path: Path) -> None:
     log = tmp_path / "small.sqlite3"
     _synthetic_log(log)
     out = tmp_path / "model"
-    res = cdhf.train(log, out, curve=False)
+    res = cdhf_train.train(log, out, curve=False, telemetry=True)
     for name in ("stage1.txt", "stage2.txt", "cascade.json", "MODEL_CARD.md"):
         assert (out / name).is_file()
     meta = json.loads((out / "cascade.json").read_text())
@@ -130,12 +133,14 @@ def test_train_on_a_small_log(tmp_path: Path) -> None:
     assert res.metrics["stage2_auc"] > 0.75, res.metrics["stage2_auc"]
     assert res.metrics["stage1_auc"] > 0.7, "since_shown is a stage-1 feature"
     card = (out / "MODEL_CARD.md").read_text()
-    assert "Stage 2 AUC" in card and "held-out users" in card
+    assert "stage 2 AUC" in card
+    assert card.splitlines()[2].startswith("What a new user should expect"), card
     # The held-out hiding figures come with intervals that resample users.
     ci = meta["metrics"]["held_out"]["ci95"]
     assert set(ci) == {"hidden", "accuracy_when_hiding", "rejected_hidden"}
     assert ci["hidden"][0] <= res.metrics["held_out"]["pooled"]["hidden"] <= ci["hidden"][1]
-    assert "95% intervals, resampling held-out users" in card
+    assert "95% intervals resampling held-out groups" in card
+    assert "telemetry features (opt-in) did not transfer" in card
     # Model files are LightGBM text, not pickles.
     assert (out / "stage2.txt").read_text().startswith("tree")
     c = cdhf.Cascade.load(out)
@@ -143,24 +148,131 @@ def test_train_on_a_small_log(tmp_path: Path) -> None:
     long = {"since_shown": 20.0, "sugg_chars": 50.0, "mean_logprob": -1.0}
     assert c.p_stage2(short) > c.p_stage2(long)
     assert c.p_stage1(short) > c.p_stage1(long)
-    # The CLI writes the same folder and reports the figures.
-    assert cdhf.main(["--log", str(log), "--out", str(tmp_path / "cli"), "--no-curve"]) == 0
-    assert (tmp_path / "cli" / "cascade.json").is_file()
 
 
-def test_train_one_person_holds_out_time_blocks(tmp_path: Path) -> None:
+def test_cli_leads_with_the_new_user_figure_and_defaults_to_transferable_features(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "small.sqlite3"
+    _synthetic_log(log)
+    assert cdhf_train.main(["--log", str(log), "--out", str(tmp_path / "cli"), "--no-curve"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("What a new user should expect"), out
+    assert "Verdict at target 95%" in out
+    meta = json.loads((tmp_path / "cli" / "cascade.json").read_text())
+    assert meta["stage1_features"] == list(F.CONTEXT_FEATURES), "no telemetry by default"
+    assert meta["trained"]["telemetry"] is False
+    summary = json.loads(out[out.index("{") :])
+    assert summary["supported"] == meta["supported"]
+    ho = meta["metrics"]["held_out"]["pooled"]
+    if not meta["supported"]:
+        assert cdhf.Thresholds(**meta["thresholds"]).hides_nothing()
+        assert "hides nothing" in meta["verdict"]
+    else:
+        assert ho["accuracy_when_hiding"] >= 0.95
+
+
+def test_unsupported_target_writes_a_cascade_that_hides_nothing(tmp_path: Path) -> None:
+    """Outcomes unrelated to the features: no threshold can be shown to meet the target."""
+    log = tmp_path / "noise.sqlite3"
+    flog = FeedbackLog(log)
+    rnd = random.Random(5)
+    for i in range(240):
+        sid, extra = f"s{i}", {"user": f"u{i % 6}", "session": f"s{i % 6}"}
+        feats = {**F.context_features("x = foo(", ")\n", "python"), "doc_len": rnd.random()}
+        flog.record("requested", sid, {"features": feats}, t=i, **extra)
+        flog.record("generated", sid, {"features": {"sugg_chars": rnd.random()}}, t=i, **extra)
+        flog.record("shown", sid, {"text": "x"}, t=i, **extra)
+        rejected = rnd.random() < 0.6
+        flog.record(
+            "rejected" if rejected else "accepted", sid, {"reason": "timeout"}, t=i + 1, **extra
+        )
+    flog.close()
+    res = cdhf_train.train(log, tmp_path / "m", curve=False)
+    assert not res.supported and res.thresholds.hides_nothing()
+    assert "hides nothing" in res.verdict
+    c = cdhf.Cascade.load(tmp_path / "m")
+    assert c.thresholds.hides_nothing() and c.meta["guard"]["prior_hidden"] == 0
+
+
+def test_fit_thresholds_keeps_the_lower_bound_not_the_point_estimate() -> None:
+    # 20 confident predictions, all rejected: the point estimate allows hiding them, but 20 of
+    # 20 only bounds the accuracy from below at 0.1 ** (1 / 20) = 0.89 < 0.95.
+    y = np.array([1.0] * 20 + [0.0, 1.0] * 40)
+    p = np.array([0.99] * 20 + [0.5] * 80)
+    point = cdhf_train.fit_thresholds(p, p, y, target=0.95, confidence=None)
+    assert cdhf_train.cascade_metrics(p, p, y, point)["hidden_count"] == 20
+    bound = cdhf_train.fit_thresholds(p, p, y, target=0.95)
+    assert bound.hides_nothing() or cdhf_train.cascade_metrics(p, p, y, bound)["hidden_count"] == 0
+    # 60 of 60 bounds it at 0.962: enough.
+    y = np.array([1.0] * 60 + [0.0, 1.0] * 40)
+    p = np.array([0.99] * 60 + [0.5] * 80)
+    th = cdhf_train.fit_thresholds(p, p, y, target=0.95)
+    assert cdhf_train.cascade_metrics(p, p, y, th)["hidden_count"] == 60
+
+
+def test_train_one_person_needs_personal(tmp_path: Path) -> None:
     log = tmp_path / "one.sqlite3"
-    _synthetic_log(log, users=1, per_user=60)
-    res = cdhf.train(log, tmp_path / "m", curve=False)
+    _synthetic_log(log, users=1, per_user=120)
+    with pytest.raises(cdhf.CdhfError, match=r"1 user.*--personal"):
+        cdhf_train.train(log, tmp_path / "m", curve=False)
+    assert not (tmp_path / "m").exists()
+    res = cdhf_train.train(log, tmp_path / "m", curve=False, personal=True)
     assert res.metrics["held_out_by"] == "time block"
+    assert "this person's held-out time" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
+
+
+def test_several_logs_keep_users_apart(tmp_path: Path) -> None:
+    a, b = tmp_path / "logs" / "a.sqlite3", tmp_path / "logs" / "b.sqlite3"
+    a.parent.mkdir()
+    _synthetic_log(a, users=2, per_user=60, seed=1)  # user0, user1 in both logs
+    _synthetic_log(b, users=2, per_user=60, seed=2)
+    rows = cdhf_train.load_rows([a, b])
+    assert {r.user for r in rows} == {"a/user0", "a/user1", "b/user0", "b/user1"}
+    assert cdhf_train.load_rows([tmp_path / "logs"]) == rows or len(
+        cdhf_train.load_rows([tmp_path / "logs"])
+    ) == len(rows)
+    res = cdhf_train.train([a, b], tmp_path / "m", curve=False)
+    assert res.metrics["users"] == 4 and res.metrics["held_out_by"] == "user"
+    assert (
+        cdhf_train.main(
+            ["--log", str(a), "--log", str(b), "--out", str(tmp_path / "m2"), "--no-curve"]
+        )
+        == 0
+    )
+    with pytest.raises(cdhf.CdhfError, match="no such log"):
+        cdhf_train.load_rows([tmp_path / "missing.sqlite3"])
+
+
+def test_old_feature_version_is_refused_and_the_previous_model_kept(tmp_path: Path) -> None:
+    good = tmp_path / "good.sqlite3"
+    _synthetic_log(good)
+    out = tmp_path / "m"
+    cdhf_train.train(good, out, curve=False)
+    before = (out / "cascade.json").read_text()
+    old = tmp_path / "old.sqlite3"
+    flog = FeedbackLog(old)
+    for i in range(200):
+        sid, extra = f"s{i}", {"user": f"u{i % 4}", "session": f"s{i % 4}"}
+        feats = {"features_version": F.FEATURES_VERSION - 1, "doc_len": float(i)}
+        flog.record("requested", sid, {"features": feats}, t=i, **extra)
+        flog.record("shown", sid, {"text": "x"}, t=i, **extra)
+        flog.record(
+            "rejected" if i % 3 else "accepted", sid, {"reason": "timeout"}, t=i + 1, **extra
+        )
+    flog.close()
+    with pytest.raises(cdhf.CdhfError, match="features of version"):
+        cdhf_train.train(old, out, curve=False)
+    assert cdhf_train.main(["--log", str(old), "--out", str(out)]) == 1
+    assert (out / "cascade.json").read_text() == before, "the previous model is kept"
 
 
 def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
     log = tmp_path / "tiny.sqlite3"
-    _synthetic_log(log, users=1, per_user=10)
+    _synthetic_log(log, users=3, per_user=4)
     with pytest.raises(cdhf.CdhfError, match="at least"):
-        cdhf.train(log, tmp_path / "m")
-    assert cdhf.main(["--log", str(log), "--out", str(tmp_path / "m")]) == 1
+        cdhf_train.train(log, tmp_path / "m")
+    assert cdhf_train.main(["--log", str(log), "--out", str(tmp_path / "m")]) == 1
     one = tmp_path / "one.sqlite3"
     flog = FeedbackLog(one)
     for i in range(40):
@@ -168,9 +280,24 @@ def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
         flog.record("rejected", f"s{i}", {"reason": "timeout"})
     flog.close()
     with pytest.raises(cdhf.CdhfError, match="both outcomes"):
-        cdhf.train(one, tmp_path / "m")
+        cdhf_train.train(one, tmp_path / "m")
+    few = tmp_path / "few.sqlite3"
+    flog = FeedbackLog(few)
+    for i in range(60):  # enough decisions, too few rejected ones to show 95 %
+        flog.record("shown", f"s{i}", {}, user=f"u{i % 3}")
+        flog.record(
+            "rejected" if i % 3 == 0 else "accepted",
+            f"s{i}",
+            {"reason": "timeout"},
+            user=f"u{i % 3}",
+        )
+    flog.close()
+    with pytest.raises(cdhf.CdhfError, match=r"20 rejected decisions.*needs at least 45"):
+        cdhf_train.train(few, tmp_path / "m")
+    assert not (tmp_path / "m").exists(), "no model written"
     assert (
-        cdhf.main(["--log", str(tmp_path / "missing.sqlite3"), "--out", str(tmp_path / "m")]) == 1
+        cdhf_train.main(["--log", str(tmp_path / "missing.sqlite3"), "--out", str(tmp_path / "m")])
+        == 1
     )
 
 

@@ -220,6 +220,7 @@ class FeedbackHub:
     def train(self) -> dict[str, Any]:
         """Train the cascade from the user's own log into the user model folder and use it."""
         from tactful.cascade import model as cdhf
+        from tactful.cascade import train as cdhf_train
         from tactful.feedback import tracker
 
         path = self.log_path()
@@ -228,7 +229,9 @@ class FeedbackHub:
                 "the feedback log is off (feedback.enable), so there is nothing to train from"
             )
         out = cdhf.user_model_dir(self.server.settings.data_dir)
-        res = cdhf.train(path, out, curve=False, source=path.name, command="tactful.train (server)")
+        res = cdhf_train.train(
+            path, out, curve=False, command="tactful.train (server)", personal=True
+        )
         t = self._tracker
         if t is not None and not self.server.settings.cdhf.model_dir:
             t.cascade = tracker.load_cascade(self.server.settings)

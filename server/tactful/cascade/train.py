@@ -1,0 +1,774 @@
+"""Training the CDHF cascade from feedback logs (``tactful train``); not used at run time.
+
+Thresholds (entropy, stage-1 and stage-2 P(reject)) are fitted as in the paper's code
+(``CDHF.fit``): minimise ``lambda * P(defer) + (1 - lambda) * (1 - P(hide))``, but subject to a
+**lower confidence bound** of accuracy when hiding meeting the target: the one-sided
+Clopper-Pearson bound at :data:`~tactful.cascade.model.BOUND_CONFIDENCE` (90 %) over
+out-of-user predictions, not the point estimate (issue 25). The figure a new user should expect
+comes from a nested evaluation: for each held-out fold of users, thresholds are fitted on inner
+out-of-fold predictions of the training users only and applied to the held-out ones. When the
+data cannot support the target (no threshold meets the bound, or the held-out users get less
+than the target), the command writes a cascade that hides nothing and says so with the figures.
+
+Default options are those that transfer across users: context and suggestion features, no
+telemetry (docs/cdhf.md). ``--telemetry`` is opt-in; the model card says what it risks.
+
+Bad input (one user without ``--personal``, one outcome, too few decisions, features of another
+version) is refused with a clear message before anything is written; the previous model folder
+is replaced only when the new one is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tactful import stats
+from tactful.cascade import features as F
+from tactful.cascade.model import (
+    BOUND_CONFIDENCE,
+    DEFAULT_LAMBDA,
+    DEFAULT_TARGET,
+    FORMAT_VERSION,
+    CdhfError,
+    Thresholds,
+    apply_thresholds,
+    entropy,
+    user_model_dir,
+)
+
+#: Fewest labelled decisions (with both outcomes present) that training accepts.
+MIN_DECISIONS = 30
+
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    # Stumps (an additive model): with a few hundred decisions from a dozen people, deeper
+    # trees fit individual users and do worse on held-out ones (docs/cdhf.md).
+    "learning_rate": 0.05,
+    "num_leaves": 2,
+    "max_depth": 1,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "seed": 7,
+    "deterministic": True,
+    "num_threads": 1,
+}
+NUM_ROUNDS = 300
+#: Bootstrap resamples (of whole held-out users, sessions or time blocks) behind the intervals.
+BOOTSTRAP_REPS = 2000
+CURVE_TARGETS = (0.80, 0.85, 0.90, 0.95)
+
+
+# --- thresholds --------------------------------------------------------------------------------
+
+
+def cascade_metrics(
+    p1: np.ndarray, p2: np.ndarray, y: np.ndarray, th: Thresholds
+) -> dict[str, float]:
+    """The paper's metrics; ``y`` is 1 for rejected."""
+    hide, by1 = apply_thresholds(p1, p2, th)
+    n = max(len(y), 1)
+    rejected = max(int(y.sum()), 1)
+    return {
+        "n": float(len(y)),
+        "hidden": float(hide.mean()) if len(y) else 0.0,
+        "hidden_count": float(hide.sum()),
+        "correct_count": float((hide & (y == 1)).sum()),
+        "accuracy_when_hiding": float(y[hide].mean()) if hide.any() else float("nan"),
+        "rejected_hidden": float((hide & (y == 1)).sum() / rejected),
+        "accepted_hidden": float((hide & (y == 0)).sum() / max(int((y == 0).sum()), 1)),
+        "decided_by_stage1": float(by1.mean()) if len(y) else 0.0,
+        "skipped_by_stage1": float((hide & by1).sum() / n),
+        "accuracy": float((hide == (y == 1)).mean()) if len(y) else 0.0,
+    }
+
+
+@lru_cache(maxsize=64)
+def _min_correct(n_max: int, target: float, confidence: float | None) -> np.ndarray:
+    """For each hidden count h (0..n_max), the fewest correct hides that meet the target: by
+    the Clopper-Pearson lower bound, or by the point estimate when ``confidence`` is None.
+    ``h + 1`` where no count does."""
+    need = np.zeros(n_max + 1)
+    for h in range(1, n_max + 1):
+        k = np.arange(h + 1, dtype=float)
+        if confidence is None:
+            ok = k / h >= target
+        else:
+            from scipy.stats import beta
+
+            with np.errstate(invalid="ignore"):
+                lb = np.nan_to_num(beta.ppf(1 - confidence, k, h - k + 1), nan=0.0)
+            ok = lb >= target
+        need[h] = int(np.argmax(ok)) if ok.any() else h + 1
+    return need
+
+
+def _best_for_split(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate thresholds over ``p`` (hide when p >= t) with hidden and correctly hidden counts."""
+    cands = np.concatenate(([1.01], np.unique(p)[::-1]))
+    ps, ys = p[np.argsort(-p, kind="stable")], y[np.argsort(-p, kind="stable")]
+    hidden = np.searchsorted(-ps, -cands, side="right")
+    correct = np.concatenate(([0], np.cumsum(ys)))[hidden]
+    return cands, hidden.astype(float), correct.astype(float)
+
+
+def _entropy_cuts(h: np.ndarray, stage1_share: float | None, steps: int) -> list[float]:
+    if stage1_share is None:
+        return sorted({*np.quantile(h, np.linspace(0, 1, steps)).tolist(), 0.0, 1.01})
+    if stage1_share <= 0:
+        return [0.0]
+    return [float(np.quantile(h, stage1_share)) + (1e-12 if stage1_share >= 1 else 0.0)]
+
+
+def fit_thresholds(
+    p1: np.ndarray,
+    p2: np.ndarray,
+    y: np.ndarray,
+    target: float = DEFAULT_TARGET,
+    lam: float = DEFAULT_LAMBDA,
+    stage1_share: float | None = None,
+    entropy_steps: int = 101,
+    confidence: float | None = BOUND_CONFIDENCE,
+) -> Thresholds:
+    """Grid search of (entropy, stage1, stage2) as in CDHF.fit, exhaustive over the observed
+    probabilities, keeping the Clopper-Pearson lower bound (``confidence``; None: the point
+    estimate) of accuracy when hiding at or above ``target``. ``stage1_share`` fixes the share
+    of requests stage 1 decides alone (the paper's R). Hides nothing when no split can."""
+    p1, p2, y = np.asarray(p1, float), np.asarray(p2, float), np.asarray(y, float)
+    n = len(y)
+    if n == 0:
+        return Thresholds()
+    need = _min_correct(n, round(target, 6), confidence)
+    h = entropy(p1)
+    empty = (np.array([1.01]), np.zeros(1), np.zeros(1))
+    best: tuple[float, float, Thresholds] | None = None
+    for r in _entropy_cuts(h, stage1_share, entropy_steps):
+        by1 = h < r
+        c1, h1, k1 = _best_for_split(p1[by1], y[by1]) if by1.any() else empty
+        c2, h2, k2 = _best_for_split(p2[~by1], y[~by1]) if (~by1).any() else empty
+        hid = h1[:, None] + h2[None, :]
+        cor = k1[:, None] + k2[None, :]
+        ok = (cor >= need[hid.astype(int)]) | (hid == 0)
+        loss = np.where(ok, lam * (1 - by1.mean()) + (1 - lam) * (1 - hid / n), np.inf)
+        i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
+        cand = (float(loss[i, j]), -float(hid[i, j]), Thresholds(float(r), c1[i], c2[j]))
+        if best is None or cand[:2] < best[:2]:
+            best = cand
+    assert best is not None
+    th = best[2]
+    return Thresholds(float(th.entropy), float(th.stage1), float(th.stage2))
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    x1: np.ndarray
+    x2: np.ndarray
+    y: np.ndarray  # 1 = rejected
+    groups: np.ndarray
+    group_kind: str
+    users: int
+    sessions: int
+    s1_names: tuple[str, ...] = F.STAGE1_FEATURES
+    s2_names: tuple[str, ...] = F.STAGE2_FEATURES
+    group_names: list[str] = field(default_factory=list)
+
+
+def feature_sets(telemetry: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stage 1 and stage 2 feature names. Without ``telemetry`` (the default) the telemetry
+    features are left out: they carry no signal across users in CUPS (docs/cdhf.md)."""
+    if telemetry:
+        return F.STAGE1_FEATURES, F.STAGE2_FEATURES
+    return F.CONTEXT_FEATURES, F.CONTEXT_FEATURES + F.SUGGESTION_FEATURES
+
+
+def log_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The log files behind ``--log`` arguments: files as given, folders expanded to the
+    ``*.sqlite3`` and ``*.jsonl`` files in them."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted([*p.glob("*.sqlite3"), *p.glob("*.jsonl")])
+            if not found:
+                raise CdhfError(f"{p}: a folder without feedback logs (*.sqlite3)")
+            out.extend(found)
+        elif not p.exists():
+            raise CdhfError(f"{p}: no such log")
+        else:
+            out.append(p)
+    return out
+
+
+def load_rows(paths: Sequence[str | Path]) -> list[Any]:
+    """Decisions of all logs, users kept apart: with several logs a user is ``log/user``."""
+    from tactful.feedback.store import load_decisions
+
+    files = log_files(paths)
+    rows: list[Any] = []
+    for f in files:
+        for r in load_decisions(f):
+            if len(files) > 1:
+                r.user = f"{f.stem}/{r.user}"
+                r.session = f"{f.stem}/{r.session}"
+            rows.append(r)
+    # Logs written before the version was recorded hold version 1.
+    versions = {int(r.features.get("features_version", 1) or 0) for r in rows}
+    if versions - {F.FEATURES_VERSION}:
+        raise CdhfError(
+            f"the log has features of version {sorted(versions)}; this tactful computes version "
+            f"{F.FEATURES_VERSION} and cannot train on older ones (log new decisions, or use the "
+            "tactful that wrote them)"
+        )
+    return sorted(rows, key=lambda r: r.t)
+
+
+def _groups(rows: Sequence[Any], personal: bool) -> tuple[np.ndarray, str, list[str]]:
+    users = sorted({r.user for r in rows})
+    sessions = sorted({r.session for r in rows})
+    if len(users) >= 3:
+        return np.array([users.index(r.user) for r in rows]), "user", users
+    if not personal:
+        raise CdhfError(
+            f"the log has {len(users)} user(s); holding users out needs at least 3, so no figure "
+            "for a new user can be measured. Train on more people's logs, or pass --personal to "
+            "train a cascade for this person only (evaluated on held-out sessions or time)"
+        )
+    if len(sessions) >= 3:
+        return np.array([sessions.index(r.session) for r in rows]), "session", sessions
+    k = 5  # one person, one or two sessions: hold out contiguous stretches of time
+    blocks = np.array([min(k - 1, i * k // len(rows)) for i in range(len(rows))])
+    return blocks, "time block", [f"block {i}" for i in range(k)]
+
+
+def dataset(
+    paths: Sequence[str | Path],
+    telemetry: bool = False,
+    personal: bool = False,
+    target: float = DEFAULT_TARGET,
+) -> Dataset:
+    """The decisions of the logs as arrays; refuses data that cannot support a model."""
+    rows = load_rows(paths)
+    names = ", ".join(str(p) for p in paths)
+    if len(rows) < MIN_DECISIONS:
+        raise CdhfError(
+            f"{names}: {len(rows)} labelled decisions; training needs at least {MIN_DECISIONS}"
+        )
+    y = np.array([0 if r.accepted else 1 for r in rows], dtype=float)
+    if y.min() == y.max():
+        raise CdhfError(
+            f"{names}: every decision is {'rejected' if y[0] else 'accepted'}; training needs both outcomes"
+        )
+    need = stats.min_trials(target, BOUND_CONFIDENCE)
+    if y.sum() < need:
+        raise CdhfError(
+            f"{names}: {int(y.sum())} rejected decisions; showing {target:.0%} accuracy when hiding "
+            f"with {BOUND_CONFIDENCE:.0%} confidence needs at least {need} correctly hidden ones"
+        )
+    groups, kind, group_names = _groups(rows, personal)
+    s1, s2 = feature_sets(telemetry)
+    x1 = np.array([F.vector(r.features, s1) for r in rows], dtype=float)
+    x2 = np.array([F.vector(r.features, s2) for r in rows], dtype=float)
+    return Dataset(
+        x1,
+        x2,
+        y,
+        groups,
+        kind,
+        len({r.user for r in rows}),
+        len({r.session for r in rows}),
+        s1,
+        s2,
+        group_names,
+    )
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def _fit(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Any:
+    import lightgbm as lgb
+
+    cats = [i for i, n in enumerate(names) if n in F.CATEGORICAL]
+    ds = lgb.Dataset(
+        x,
+        label=y,
+        feature_name=list(names),
+        categorical_feature=cats,
+        free_raw_data=True,
+        params={"verbose": -1},
+    )
+    params = dict(LGB_PARAMS)
+    params["min_data_in_leaf"] = max(3, min(LGB_PARAMS["min_data_in_leaf"], len(y) // 10))
+    params["min_data_per_group"] = max(3, min(100, len(y) // 10))
+    params["cat_smooth"] = 10.0
+    return lgb.train(params, ds, num_boost_round=NUM_ROUNDS)
+
+
+def _folds(groups: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold
+
+    k = min(k, len(np.unique(groups)))
+    if k < 2:
+        raise CdhfError("need at least two users, sessions or time blocks to hold out")
+    return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
+
+
+def _oof(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, names: Sequence[str], k: int
+) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold predictions (GroupKFold) and the per-fold AUCs."""
+    p = np.zeros(len(y))
+    aucs: list[float] = []
+    for tr, te in _folds(groups, k):
+        if len(np.unique(y[tr])) < 2:
+            p[te] = y[tr].mean()
+            continue
+        p[te] = _fit(x[tr], y[tr], names).predict(x[te])
+        a = stats.auc(y[te], p[te])
+        if a is not None:
+            aucs.append(a)
+    return p, aucs
+
+
+HIDING_RATIOS: dict[str, tuple[str, str]] = {
+    "hidden": ("hidden", "n"),
+    "accuracy_when_hiding": ("correct", "hidden"),
+    "rejected_hidden": ("correct", "rejected"),
+}
+
+
+def bootstrap_ci(
+    hide: np.ndarray, y: np.ndarray, groups: np.ndarray, reps: int = BOOTSTRAP_REPS
+) -> dict[str, list[float] | None]:
+    """95 % percentile intervals of the pooled held-out hiding figures, resampling whole groups
+    (users) with replacement (:func:`tactful.stats.bootstrap_groups`)."""
+    hide, y, groups = np.asarray(hide, bool), np.asarray(y, float), np.asarray(groups)
+    per: dict[str, dict[str, float]] = {}
+    for g in np.unique(groups):
+        m = groups == g
+        per[str(g)] = {
+            "n": float(m.sum()),
+            "hidden": float((hide & m).sum()),
+            "correct": float((hide & m & (y == 1)).sum()),
+            "rejected": float((m & (y == 1)).sum()),
+        }
+    out = stats.bootstrap_groups(per, HIDING_RATIOS, samples=reps)
+    return out or {k: None for k in HIDING_RATIOS}
+
+
+def evaluate(
+    ds: Dataset,
+    target: float,
+    lam: float,
+    k: int = 5,
+    stage1_share: float | None = None,
+    confidence: float | None = BOUND_CONFIDENCE,
+) -> dict[str, Any]:
+    """Nested, held-out evaluation of the whole cascade: for each outer fold, thresholds are
+    fitted on inner out-of-fold predictions of the training groups only."""
+    hide = np.zeros(len(ds.y), dtype=bool)
+    by1 = np.zeros(len(ds.y), dtype=bool)
+    folds: list[dict[str, float]] = []
+    for tr, te in _folds(ds.groups, k):
+        ytr = ds.y[tr]
+        if len(np.unique(ytr)) < 2 or len(np.unique(ds.groups[tr])) < 2:
+            continue
+        inner = k - 1 if k > 2 else 2
+        ip1, _ = _oof(ds.x1[tr], ytr, ds.groups[tr], ds.s1_names, inner)
+        ip2, _ = _oof(ds.x2[tr], ytr, ds.groups[tr], ds.s2_names, inner)
+        th = fit_thresholds(ip1, ip2, ytr, target, lam, stage1_share, confidence=confidence)
+        p1 = _fit(ds.x1[tr], ytr, ds.s1_names).predict(ds.x1[te])
+        p2 = _fit(ds.x2[tr], ytr, ds.s2_names).predict(ds.x2[te])
+        hide[te], by1[te] = apply_thresholds(p1, p2, th)
+        folds.append(cascade_metrics(p1, p2, ds.y[te], th))
+    y = ds.y
+    n_hid, n_cor = int(hide.sum()), int((hide & (y == 1)).sum())
+    pooled = {
+        "hidden": float(hide.mean()),
+        "hidden_count": float(n_hid),
+        "correct_count": float(n_cor),
+        "accuracy_when_hiding": n_cor / n_hid if n_hid else float("nan"),
+        "accuracy_lower90": stats.cp_lower(n_cor, n_hid, BOUND_CONFIDENCE) if n_hid else None,
+        "rejected_hidden": float(n_cor / max(int(y.sum()), 1)),
+        "decided_by_stage1": float(by1.mean()),
+        "skipped_by_stage1": float((hide & by1).mean()),
+    }
+    return {
+        "target": target,
+        "lambda": lam,
+        "stage1_share": stage1_share,
+        "bound": "point" if confidence is None else f"clopper-pearson {confidence:.0%}",
+        "pooled": pooled,
+        "ci95": bootstrap_ci(hide, y, ds.groups),
+        "folds": folds,
+    }
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    metrics: dict[str, Any]
+    thresholds: Thresholds
+    #: Whether the data supports hiding at the target (else the thresholds hide nothing).
+    supported: bool = False
+    verdict: str = ""
+
+
+def _verdict(th: Thresholds, ho: Mapping[str, Any], target: float) -> tuple[bool, str]:
+    """Whether the fitted thresholds may be written, and why (a sentence for a person)."""
+    p = ho["pooled"]
+    acc, hid = p["accuracy_when_hiding"], int(p["hidden_count"])
+    if th.hides_nothing():
+        return False, (
+            f"the data cannot support {target:.0%} accuracy when hiding: no threshold keeps the "
+            f"{BOUND_CONFIDENCE:.0%} lower bound at the target on out-of-user predictions, so this "
+            "cascade hides nothing"
+        )
+    if hid == 0:
+        return False, (
+            "thresholds fitted without the held-out users hid nothing for them, so the data "
+            "cannot show what hiding would cost a new user; this cascade hides nothing"
+        )
+    if not acc >= target:
+        return False, (
+            f"held-out users got {acc:.1%} accuracy when hiding ({hid} hidden), below the "
+            f"{target:.0%} target; this cascade hides nothing"
+        )
+    return True, (
+        f"held-out users got {acc:.1%} accuracy when hiding ({hid} hidden), lower bound "
+        f"{p['accuracy_lower90']:.1%}; the thresholds are kept"
+    )
+
+
+def _metrics(
+    ds: Dataset, k: int, target: float, lam: float, curve: bool
+) -> tuple[dict[str, Any], Thresholds]:
+    """The held-out figures, and the thresholds fitted on all out-of-fold predictions."""
+    p1, auc1_folds = _oof(ds.x1, ds.y, ds.groups, ds.s1_names, k)
+    p2, auc2_folds = _oof(ds.x2, ds.y, ds.groups, ds.s2_names, k)
+    th = fit_thresholds(p1, p2, ds.y, target, lam)
+    curve_rows: list[dict[str, Any]] = []
+    if curve:
+        for tgt in CURVE_TARGETS:
+            for share in (0.0, None):
+                ev = evaluate(ds, tgt, lam, k, stage1_share=share)
+                curve_rows.append(
+                    {"target": tgt, "stage1_share": share, **ev["pooled"], "ci95": ev["ci95"]}
+                )
+    metrics = {
+        "decisions": len(ds.y),
+        "rejected_share": float(ds.y.mean()),
+        "users": ds.users,
+        "sessions": ds.sessions,
+        "held_out_by": ds.group_kind,
+        "folds": len(_folds(ds.groups, k)),
+        "stage1_auc": stats.auc(ds.y, p1),
+        "stage1_auc_folds": auc1_folds,
+        "stage2_auc": stats.auc(ds.y, p2),
+        "stage2_auc_folds": auc2_folds,
+        "in_sample_threshold_fit": cascade_metrics(p1, p2, ds.y, th),
+        "held_out": evaluate(ds, target, lam, k),
+        "curve": curve_rows,
+    }
+    return metrics, th
+
+
+def _meta(
+    ds: Dataset, th: Thresholds, metrics: dict[str, Any], opts: Mapping[str, Any]
+) -> dict[str, Any]:
+    ho = metrics["held_out"]["pooled"]
+    return {
+        "format": FORMAT_VERSION,
+        "features_version": F.FEATURES_VERSION,
+        "stage1_features": list(ds.s1_names),
+        "stage2_features": list(ds.s2_names),
+        "categorical": sorted(F.CATEGORICAL),
+        "vocabularies": {
+            "char": list(F.CHAR_CLASSES),
+            "language": list(F.LANGUAGES),
+            "context_class": list(F.CONTEXT_CLASSES),
+        },
+        "thresholds": asdict(th),
+        "target": opts["target"],
+        "lambda": opts["lam"],
+        "bound_confidence": BOUND_CONFIDENCE,
+        "supported": opts["supported"],
+        "verdict": opts["verdict"],
+        # The run-time guard's prior: what held-out people saw with thresholds fitted without
+        # them (cascade/guard.py).
+        "guard": {
+            "target": opts["target"],
+            "prior_hidden": ho["hidden_count"] if opts["supported"] else 0.0,
+            "prior_correct": ho["correct_count"] if opts["supported"] else 0.0,
+        },
+        "trained": {
+            "logs": opts["logs"],
+            "command": opts["command"],
+            "telemetry": opts["telemetry"],
+            "personal": opts["personal"],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "lightgbm_params": LGB_PARAMS,
+            "rounds": NUM_ROUNDS,
+        },
+        "metrics": stats.finite(metrics),
+    }
+
+
+def _write(out: Path, meta: Mapping[str, Any], m1: Any, m2: Any) -> None:
+    """Write the folder next to ``out`` and swap it in: a failure keeps the previous model."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        m1.save_model(str(tmp / "stage1.txt"))
+        m2.save_model(str(tmp / "stage2.txt"))
+        (tmp / "cascade.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / "MODEL_CARD.md").write_text(model_card(meta, m2), encoding="utf-8")
+        old = out.with_name(f".{out.name}-old")
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def train(
+    logs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    target: float = DEFAULT_TARGET,
+    lam: float = DEFAULT_LAMBDA,
+    k: int = 5,
+    curve: bool = True,
+    command: str | None = None,
+    telemetry: bool = False,
+    personal: bool = False,
+) -> TrainResult:
+    """Train both stages from feedback logs into the folder ``out`` and evaluate them with
+    users held out. Raises :class:`CdhfError` (nothing written) on data that cannot be trained
+    on; writes a cascade that hides nothing when the data cannot support ``target``."""
+    t0 = time.time()
+    paths = [logs] if isinstance(logs, str | Path) else list(logs)
+    ds = dataset(paths, telemetry, personal, target)
+    metrics, th = _metrics(ds, k, target, lam, curve)
+    supported, verdict = _verdict(th, metrics["held_out"], target)
+    if not supported:
+        th = Thresholds()
+    metrics["seconds"] = round(time.time() - t0, 1)
+    opts = {
+        "target": target,
+        "lam": lam,
+        "supported": supported,
+        "verdict": verdict,
+        "logs": [str(p) for p in paths],
+        "command": command,
+        "telemetry": telemetry,
+        "personal": personal,
+    }
+    meta = _meta(ds, th, metrics, opts)
+    m1, m2 = _fit(ds.x1, ds.y, ds.s1_names), _fit(ds.x2, ds.y, ds.s2_names)
+    _write(Path(out), meta, m1, m2)
+    return TrainResult(Path(out), metrics, th, supported, verdict)
+
+
+# --- model card --------------------------------------------------------------------------------
+
+
+def _pct(x: Any) -> str:
+    return (
+        "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.1f}%"
+    )
+
+
+def _ci(iv: Any) -> str:
+    if not iv or any(v is None for v in iv):
+        return "n/a"
+    return f"{_pct(iv[0])}–{_pct(iv[1])}"
+
+
+def headline(meta: Mapping[str, Any]) -> list[str]:
+    """What a new user should expect, with intervals (the model card's and the command's lead)."""
+    m = meta["metrics"]
+    ho, ci = m["held_out"]["pooled"], m["held_out"].get("ci95") or {}
+    who = "a new user" if m["held_out_by"] == "user" else f"a held-out {m['held_out_by']}"
+    return [
+        f"What {who} should expect (thresholds fitted without them, {m['held_out_by']}s held out): "
+        f"hides {_pct(ho['hidden'])} of suggestions [{_ci(ci.get('hidden'))}], "
+        f"accuracy when hiding {_pct(ho['accuracy_when_hiding'])} [{_ci(ci.get('accuracy_when_hiding'))}] "
+        f"({int(ho['correct_count'])} of {int(ho['hidden_count'])} hidden were rejected; "
+        f"{_pct(ho['rejected_hidden'])} of rejected suggestions hidden). "
+        "Brackets: 95% intervals resampling held-out groups.",
+        f"Verdict at target {meta['target']:.0%}: {meta['verdict']}.",
+    ]
+
+
+def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
+    """A Markdown model card: the held-out figure first, then data, features, thresholds."""
+    m, th, tr = meta["metrics"], meta["thresholds"], meta["trained"]
+    tele = any(f in F.TELEMETRY_FEATURES for f in meta["stage1_features"])
+    lines = ["# CDHF cascade model card", "", *headline(meta), ""]
+    lines += [
+        f"Trained {tr['at']} from {', '.join(f'`{x}`' for x in tr['logs'])}"
+        + (f" with `{tr['command']}`." if tr.get("command") else "."),
+        "",
+        "## Data",
+        f"- {m['decisions']} shown suggestions with an accept/reject outcome ({_pct(m['rejected_share'])} rejected), "
+        f"{m['users']} users, {m['sessions']} sessions.",
+        f"- Evaluation holds out whole {m['held_out_by']}s: GroupKFold with {m['folds']} folds.",
+        "",
+        "## Models",
+        f"- Stage 1: LightGBM, {len(meta['stage1_features'])} "
+        + ("context and telemetry" if tele else "context (telemetry left out)")
+        + " features: "
+        + ", ".join(f"`{f}`" for f in meta["stage1_features"]),
+        f"- Stage 2: stage 1's features plus {len(meta['stage2_features']) - len(meta['stage1_features'])} suggestion features.",
+        f"- Stage 1 AUC {m['stage1_auc'] or float('nan'):.3f}, stage 2 AUC {m['stage2_auc'] or float('nan'):.3f} (out of fold).",
+    ]
+    if tele:
+        lines.append(
+            "- Risk: telemetry features (opt-in) did not transfer to unseen users in CUPS "
+            "(docs/cdhf.md); the held-out figure above is the one to trust."
+        )
+    if tr.get("personal"):
+        lines.append(
+            "- Personal model (--personal): evaluated on this person's held-out time; it says nothing about other people."
+        )
+    lines += [
+        "",
+        f"## Thresholds (fitted on all out-of-fold predictions, {meta['bound_confidence']:.0%} Clopper–Pearson lower bound ≥ target)",
+        f"- Stage 1 decides alone when its entropy < {th['entropy']:.4f} bits and skips generation when P(reject) >= {th['stage1']:.4f}.",
+        f"- Stage 2 hides when P(reject) >= {th['stage2']:.4f}.",
+        "",
+    ]
+    lines += _curve_lines(m)
+    lines += _importance_lines(m2)
+    return "\n".join(lines)
+
+
+def _curve_lines(m: Mapping[str, Any]) -> list[str]:
+    if not m.get("curve"):
+        return []
+    lines = [
+        "## Hiding rate against accuracy when hiding (held out, bound-fitted thresholds)",
+        "",
+        "| target | stage-1 share | hidden | accuracy when hiding | rejected hidden | decided by stage 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in m["curve"]:
+        share = "fitted" if r["stage1_share"] is None else f"{r['stage1_share']:.2f}"
+        rci = r.get("ci95") or {}
+        cells = [_pct(r[k]) + (f" [{_ci(rci[k])}]" if rci.get(k) else "") for k in HIDING_RATIOS]
+        lines.append(
+            f"| {r['target']:.2f} | {share} | {' | '.join(cells)} | {_pct(r['decided_by_stage1'])} |"
+        )
+    return [*lines, ""]
+
+
+def _importance_lines(m2: Any | None) -> list[str]:
+    if m2 is None:
+        return []
+    gains = m2.feature_importance(importance_type="gain")
+    top = sorted(zip(m2.feature_name(), gains, strict=False), key=lambda x: -x[1])[:10]
+    return ["## Stage 2 feature importance (gain, top 10)", ""] + [
+        f"- `{n}`: {g:.1f}" for n, g in top
+    ]
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tactful train", description="Train the CDHF show/hide cascade from feedback logs."
+    )
+    ap.add_argument(
+        "--log",
+        action="append",
+        help="a feedback log or a folder of logs; repeat for several (users kept apart). "
+        "Default: your own log",
+    )
+    ap.add_argument("--out", help="model folder (default: models/cdhf-user in the data directory)")
+    ap.add_argument("--target", type=float, default=DEFAULT_TARGET, help="default 0.95")
+    ap.add_argument("--lam", type=float, default=DEFAULT_LAMBDA, help="model calls vs hiding")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--no-curve", action="store_true", help="skip the hiding-rate curve")
+    ap.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="opt in to the telemetry features (they did not transfer across users in CUPS)",
+    )
+    ap.add_argument("--no-telemetry", action="store_true", help="the default; kept for scripts")
+    ap.add_argument(
+        "--personal",
+        action="store_true",
+        help="allow a one-person log (held-out time instead of held-out users)",
+    )
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tactful train --log LOG [--log LOG2 | FOLDER] --out DIR``."""
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    from tactful.feedback.store import FeedbackError, default_log_path
+
+    logs = args.log or [str(default_log_path())]
+    out = Path(args.out).expanduser() if args.out else user_model_dir()
+    if not 0.5 <= args.target < 1.0:
+        print("tactful train: --target must be in [0.5, 1)", file=sys.stderr)
+        return 2
+    cmd = "tactful train " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        res = train(
+            logs,
+            out,
+            args.target,
+            args.lam,
+            args.folds,
+            curve=not args.no_curve,
+            command=cmd,
+            telemetry=args.telemetry and not args.no_telemetry,
+            personal=args.personal,
+        )
+    except (CdhfError, FeedbackError) as exc:
+        print(f"tactful train: {exc}; no model written", file=sys.stderr)
+        return 1
+    meta = json.loads((res.out / "cascade.json").read_text(encoding="utf-8"))
+    for line in headline(meta):
+        print(line)
+    m = meta["metrics"]
+    summary = {
+        "out": str(res.out),
+        "supported": res.supported,
+        "held_out": m["held_out"]["pooled"],
+        "held_out_ci95": m["held_out"].get("ci95"),
+        "decisions": m["decisions"],
+        "stage1_auc": m["stage1_auc"],
+        "stage2_auc": m["stage2_auc"],
+        "thresholds": asdict(res.thresholds),
+        "seconds": m["seconds"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
