@@ -73,7 +73,7 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
     }
     loc = server.commands["tactful.logLocation"](server)
     assert loc == {"path": str(tmp_path / "feedback.sqlite3"), "enabled": True}
-    assert hub.tracker.cascade is not None, "the shipped default cascade"
+    assert hub.gate.cascade is not None, "the shipped default cascade"
     # Accept through the command: counted once.
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     d1 = hub.before_generation(req)
@@ -151,9 +151,10 @@ def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
     )
     assert hub.tracker is t, "the same tracker keeps its pending suggestions"
     assert Path(t.log.path) == other and t.reject_timeout_s == 3
-    assert t.cascade.stage2_override == 0.25
+    assert hub.gate.cascade.stage2_override == 0.25
+    assert hub.gate.guard is None, "explicit thresholds are the user's choice: no guard"
     server.update({"cdhf": {"enable": False}})
-    assert t.cascade is None
+    assert hub.gate.cascade is None
     server.update({"feedback": {"enable": False}})
     assert hub.tracker is None
     assert hub.before_generation(RequestInfo("u", "python", "", 0, 0, 0)).show
@@ -171,12 +172,12 @@ def test_train_from_own_log_switches_to_the_user_model(tmp_path: Path, monkeypat
     own = cdhf.user_model_dir(str(tmp_path))
     assert res["modelDir"] == str(own) and res["decisions"] == 160 and res["stage2Auc"] > 0.75
     assert res["inUse"] is False, "160 < OWN_LOG_MIN_DECISIONS: the default stays in use"
-    assert hub.tracker.cascade.path == cdhf.default_model_dir()
+    assert hub.gate.cascade.path == cdhf.default_model_dir()
     monkeypatch.setattr(cdhf, "OWN_LOG_MIN_DECISIONS", 150)
     res = hub.train()
     assert res["inUse"] is True
     assert (own / "stage2.txt").is_file()
-    assert hub.tracker.cascade.path == own, "the server now uses the user's own model"
+    assert hub.gate.cascade.path == own, "the server now uses the user's own model"
     # A fresh server resolves to the user's model too.
     assert cdhf.resolve_model_dir(None, str(tmp_path)) == own
     hub.close()
@@ -200,7 +201,8 @@ def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, m
     t.reject("sid-9")
     assert hub._training is not None
     hub._training.join(timeout=120)
-    assert t.cascade is not None and t.cascade.path == cdhf.user_model_dir(str(tmp_path))
+    g = hub.gate
+    assert g.cascade is not None and g.cascade.path == cdhf.user_model_dir(str(tmp_path))
     hub.close()
 
 
@@ -210,10 +212,10 @@ def test_a_log_or_model_that_cannot_be_opened_is_reported_not_fatal(tmp_path: Pa
     server = FakeServer(_settings(tmp_path, log_path=str(blocker / "log.sqlite3")))
     hub = lsp_feedback.register(server)
     t = hub.tracker
-    assert t is not None and t.log is None and t.cascade is not None
+    assert t is not None and t.log is None and hub.gate.cascade is not None
     assert any("feedback log" in m for m in server.messages)
     server.update({"cdhf": {"modelDir": str(tmp_path / "no-model")}})
-    assert t.cascade is None and any("cascade" in m for m in server.messages)
+    assert hub.gate.cascade is None and any("cascade" in m for m in server.messages)
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     assert hub.before_generation(req).show
     assert server.commands["tactful.accept"](server, "zzz", float("nan"))["ok"] is False

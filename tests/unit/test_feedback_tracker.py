@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tactful.cascade.gate import Gate
 from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 from tactful.feedback import store as feedback
 from tactful.feedback.store import FeedbackLog
@@ -41,18 +42,47 @@ class FixedCascade:
         return self.s2
 
 
+_GATE_CALLS = {
+    "before_generation",
+    "after_generation",
+    "skipped",
+    "hidden",
+    "shown",
+    "extended",
+    "document_changed",
+    "document_closed",
+    "telemetry",
+}
+
+
+class Hooked:
+    """The tracker behind the show/hide gate, as the server wires them: the engine's calls go to
+    the gate, the client's (accept, reject, did_show) and the timers to the tracker."""
+
+    def __init__(self, tr: SuggestionTracker, gate: Gate) -> None:
+        self.tr, self.gate = tr, gate
+
+    def __getattr__(self, name: str):
+        return getattr(self.gate if name in _GATE_CALLS else self.tr, name)
+
+
+def hooked(log, cascade=None, *, explore_rate: float = 0.0, clock=None, **kw) -> Hooked:
+    tr = SuggestionTracker(log, clock=clock or Clock(), start_timer=False, **kw)
+    gate = Gate(tr, cascade, explore_rate=explore_rate, clock=tr.clock)
+    tr.on_outcome = gate.on_outcome
+    return Hooked(tr, gate)
+
+
 @pytest.fixture
 def env(tmp_path: Path):
     clock = Clock()
     log = FeedbackLog(tmp_path / "log.sqlite3")
-    tr = SuggestionTracker(log, None, reject_timeout_s=10.0, clock=clock, start_timer=False)
+    tr = hooked(log, None, reject_timeout_s=10.0, clock=clock)
     yield tr, clock, tmp_path / "log.sqlite3"
     tr.close()
 
 
-def show(
-    tr: SuggestionTracker, text: str, offset: int, sugg: str, item: str, uri: str = URI
-) -> RequestInfo:
+def show(tr: Hooked, text: str, offset: int, sugg: str, item: str, uri: str = URI) -> RequestInfo:
     """What the engine does for one shown suggestion."""
     req = RequestInfo(uri, "python", text, offset, 1, 11)
     s1 = tr.before_generation(req)
@@ -227,7 +257,7 @@ def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
     cas = FixedCascade(
         Decision(show=False, p_reject=0.97, stage=1), Decision(show=False, p_reject=0.9, stage=2)
     )
-    tr = SuggestionTracker(log, cas, clock=clock, start_timer=False)
+    tr = hooked(log, cas, clock=clock)
     req = RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)
     d1 = tr.before_generation(req)
     assert not d1.show and d1.p_reject == 0.97
@@ -252,7 +282,7 @@ def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
 
 def test_exploration_shows_some_would_be_hidden(tmp_path: Path) -> None:
     cas = FixedCascade(Decision(show=False, p_reject=0.99, stage=1), Decision())
-    tr = SuggestionTracker(None, cas, explore_rate=0.5, start_timer=False)
+    tr = hooked(None, cas, explore_rate=0.5)
     shown = sum(
         tr.before_generation(RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)).show
         for _ in range(200)
@@ -269,7 +299,7 @@ def test_no_log_and_broken_cascade_never_raise() -> None:
         def stage2(self, feats, s1):
             raise RuntimeError("boom")
 
-    tr = SuggestionTracker(None, Broken(), start_timer=False)
+    tr = hooked(None, Broken())
     req = RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)
     assert tr.before_generation(req).show
     assert tr.after_generation(req, SuggestionInfo("x"), Decision()).show
@@ -347,7 +377,7 @@ def test_a_suggestion_shown_in_part_is_extended_and_accepted_whole(env) -> None:
 
 def test_extended_text_is_hashed_in_hash_mode(tmp_path: Path) -> None:
     log = FeedbackLog(tmp_path / "log.sqlite3", store_text="hash")
-    tr = SuggestionTracker(log, None, clock=Clock(), start_timer=False)
+    tr = hooked(log, None, clock=Clock())
     try:
         show(tr, TEXT, CURSOR, "a +", "item-h")
         tr.extended("item-h", "a + b")

@@ -8,6 +8,7 @@ no torch, no pygls.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +32,8 @@ class RequestInfo:
     context_class: str = "other"
     multiline: bool = False
     t: float = field(default_factory=time.time)
+    #: The request's id: the key of its events in the log and of its state in the gate.
+    rid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Decision:
     stage: int = 0
     #: Stage 1 was unsure and deferred to stage 2.
     deferred: bool = False
+    #: The threshold ``p_reject`` was compared with (None: no model, or nothing compared).
+    threshold: float | None = None
 
 
 class SuggestionHooks(Protocol):

@@ -132,11 +132,13 @@ class Cascade:
         p = self.p_stage1(feats)
         if self.stage1_override is not None:
             # An explicit threshold: stage 1 skips every request at or above it, whatever its entropy.
-            if p >= self.stage1_override:
-                return Decision(show=False, p_reject=p, stage=1)
-            return Decision(show=True, p_reject=p, stage=1, deferred=True)
+            t = self.stage1_override
+            if p >= t:
+                return Decision(show=False, p_reject=p, stage=1, threshold=t)
+            return Decision(show=True, p_reject=p, stage=1, deferred=True, threshold=t)
         if entropy(p) < self.thresholds.entropy:
-            return Decision(show=p < self.thresholds.stage1, p_reject=p, stage=1, deferred=False)
+            t = self.thresholds.stage1
+            return Decision(show=p < t, p_reject=p, stage=1, deferred=False, threshold=t)
         return Decision(show=True, p_reject=p, stage=1, deferred=True)
 
     def stage2(self, feats: Mapping[str, Any], stage1: Decision) -> Decision:
@@ -146,7 +148,7 @@ class Cascade:
             return Decision(show=True, p_reject=None, stage=0)
         p = self.p_stage2(feats)
         t = self.thresholds.stage2 if self.stage2_override is None else self.stage2_override
-        return Decision(show=p < t, p_reject=p, stage=2)
+        return Decision(show=p < t, p_reject=p, stage=2, threshold=t)
 
 
 def default_model_dir() -> Path:

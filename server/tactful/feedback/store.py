@@ -51,6 +51,7 @@ KINDS = (
     "accepted",
     "rejected",
     "survival",
+    "guard",  # the cascade guard's evidence and state after it (tactful.cascade.guard)
 )
 #: Why the server counted a suggestion as rejected.
 REJECT_REASONS = (
@@ -504,6 +505,7 @@ def stats(path: str | Path) -> dict[str, Any]:
     """Counts by event kind, decisions, acceptance rate, rejection reasons, sessions."""
     kinds: dict[str, int] = {}
     reasons: dict[str, int] = {}
+    guard: dict[str, Any] | None = None
     sessions: set[str] = set()
     users: set[str] = set()
     for ev in read_events(path):
@@ -513,6 +515,8 @@ def stats(path: str | Path) -> dict[str, Any]:
         if ev.kind == "rejected":
             r = str(ev.data.get("reason"))
             reasons[r] = reasons.get(r, 0) + 1
+        elif ev.kind == "guard":
+            guard = _guard_summary(ev.data, guard)
     decisions = load_decisions(path)
     acc = sum(1 for d in decisions if d.accepted)
     by_checkpoint: dict[str, list[float]] = {}
@@ -532,7 +536,29 @@ def stats(path: str | Path) -> dict[str, Any]:
         # Mean share of accepted text still in the document, per checkpoint (seconds, or the
         # checkpoint index for imported data): acceptance alone is a poor measure of value.
         "survival": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_checkpoint.items())},
+        # The cascade guard's last state (hiding / stricter / off, its estimate of accuracy when
+        # hiding with the lower bound and counts) and its changes of state; None: no evidence.
+        "cascadeGuard": guard,
     }
+
+
+def _guard_summary(data: Mapping[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
+    keys = (
+        "state",
+        "target",
+        "accuracyWhenHiding",
+        "lowerBound",
+        "evidence",
+        "correct",
+        "bySource",
+    )
+    out: dict[str, Any] = {k: data.get(k) for k in keys}
+    out["evidenceLogged"] = (prev or {}).get("evidenceLogged", 0) + 1
+    changes = list((prev or {}).get("changes", []))
+    if data.get("message"):
+        changes.append(data["message"])
+    out["changes"] = changes[-10:]
+    return out
 
 
 # --- CUPS importer -----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The server-side life of every suggestion: ids, outcomes, telemetry, the cascade, the log.
+"""The server-side life of every suggestion: outcomes, survival, the log.
 
-:class:`SuggestionTracker` implements :class:`tactful.cascade.hooks.SuggestionHooks`. The completion
-engine calls it before generation (stage 1: features, cascade, ``requested``/``skipped``
-events), after generation (stage 2: ``generated``/``hidden``), and when it shows a suggestion
-(``shown``). The LSP layer (:mod:`tactful.lsp.feedback`) reports accepts, partial accepts, shows
+:class:`SuggestionTracker` is the recorder behind the show/hide gate
+(:class:`tactful.cascade.gate.Gate`, which the completion engine calls): the gate hands it each
+request with the cascade's decision (``requested``/``skipped``), each generated, hidden and
+shown suggestion, and the guard's evidence (``guard``); the tracker logs them, keyed by the
+request's id. It does not decide anything and computes no features. The LSP layer (:mod:`tactful.lsp.feedback`) reports accepts, partial accepts, shows
 and explicit rejects. The tracker infers the other rejections itself:
 
 * a newer request that does not type along the pending suggestion (``new_request``), or a
@@ -12,7 +13,8 @@ and explicit rejects. The tracker infers the other rejections itself:
 * no accept within ``feedback.rejectTimeoutS`` (``timeout``; ``typed_through`` when the whole
   suggestion was typed by hand).
 
-After an accept it measures code survival on the server's copy of the document: the share of
+Each decided outcome is reported to ``on_outcome`` (the gate's telemetry and guard). After an
+accept it measures code survival on the server's copy of the document: the share of
 the accepted text still there after 30 s, 2 min and 10 min (``survival`` events).
 
 Timers run on one daemon thread that calls :meth:`SuggestionTracker.poll`; tests call
@@ -24,16 +26,13 @@ from __future__ import annotations
 
 import difflib
 import logging
-import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tactful.cascade import features as F
 from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 
 log = logging.getLogger(__name__)
@@ -102,28 +101,26 @@ class SuggestionTracker:
     def __init__(
         self,
         log_store: Any | None = None,
-        cascade: Any | None = None,
         *,
         reject_timeout_s: float = 10.0,
-        explore_rate: float = 0.0,
         clock: Callable[[], float] = time.time,
         start_timer: bool = True,
         on_decision: Callable[[], None] | None = None,
+        on_outcome: Callable[[str, str, bool, str], None] | None = None,
     ) -> None:
         self.log = log_store
-        self.cascade = cascade
         self.reject_timeout_s = reject_timeout_s
-        self.explore_rate = explore_rate
         self.clock = clock
         self.on_decision = on_decision
-        self.telemetry = F.Telemetry()
+        #: Told (request id, uri, accepted, text) when a shown suggestion's outcome is decided:
+        #: the cascade's telemetry and guard (:meth:`tactful.cascade.gate.Gate.on_outcome`).
+        self.on_outcome = on_outcome
         self._lock = threading.RLock()
-        self._by_req: dict[int, tuple[RequestInfo, _Pending, dict[str, Any]]] = {}
+        self._by_req: dict[str, _Pending] = {}
         self._by_item: dict[str, _Pending] = {}
         self._pending: dict[str, _Pending] = {}  # rid -> shown and undecided
         self._accepted: dict[str, _Pending] = {}  # rid -> survival checks due
         self._docs: dict[str, str] = {}
-        self._rng = random.Random(1234)
         self.counts = {
             "requested": 0,
             "skipped": 0,
@@ -193,58 +190,42 @@ class SuggestionTracker:
             except Exception:
                 log.exception("feedback log: close failed")
 
-    # --- hooks: completion path ----------------------------------------------------------------
-    def before_generation(self, req: RequestInfo) -> Decision:
+    # --- from the gate: the completion path ---------------------------------------------------
+    def new_request(self, req: RequestInfo) -> None:
+        """A request is coming: settle what it says about pending suggestions."""
         try:
-            return self._before_generation(req)
+            now = self.clock()
+            with self._lock:
+                self._docs[req.uri] = req.text
+                self._infer_on_request(req, now)
         except Exception:
-            log.exception("stage 1 failed; showing")
-            return Decision()
+            log.exception("tracker: new_request failed")
 
-    def _before_generation(self, req: RequestInfo) -> Decision:
+    def requested(
+        self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
+    ) -> None:
+        try:
+            self._requested(req, feats, stage1, explored)
+        except Exception:
+            log.exception("tracker: requested failed")
+
+    def _requested(
+        self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
+    ) -> None:
         now = self.clock()
+        prefix, suffix = req.text[: req.offset], req.text[req.offset :]
+        p = _Pending(
+            rid=req.rid,
+            uri=req.uri,
+            language=req.language_id,
+            offset=req.offset,
+            before=prefix,
+            after=suffix,
+            requested_at=now,
+        )
         with self._lock:
-            self._docs[req.uri] = req.text
-            self._infer_on_request(req, now)
-            prefix = req.text[: req.offset]
-            suffix = req.text[req.offset :]
-            feats: dict[str, Any] = F.context_features(prefix, suffix, req.language_id)
-            feats.update(self.telemetry.on_request(now, req.uri, len(req.text)))
-            p = _Pending(
-                rid=uuid.uuid4().hex,
-                uri=req.uri,
-                language=req.language_id,
-                offset=req.offset,
-                before=prefix,
-                after=suffix,
-                requested_at=now,
-            )
-            decision = Decision()
-            if self.cascade is not None:
-                try:
-                    decision = self.cascade.stage1(feats)
-                except Exception:
-                    log.exception("stage 1 model failed; showing")
-                    decision = Decision()
-            explored = False
-            if (
-                not decision.show
-                and self.explore_rate > 0
-                and self._rng.random() < self.explore_rate
-            ):
-                decision = Decision(
-                    show=True,
-                    p_reject=decision.p_reject,
-                    stage=decision.stage,
-                    deferred=decision.deferred,
-                )
-                explored = True
             self._prune(now)
-            self._by_req[id(req)] = (
-                req,
-                p,
-                {"features": feats, "p1": decision.p_reject, "explored": explored},
-            )
+            self._by_req[req.rid] = p
             self.counts["requested"] += 1
             self._record(
                 "requested",
@@ -255,8 +236,8 @@ class SuggestionTracker:
                     "engine_context_class": req.context_class,
                     "line": req.line,
                     "character": req.character,
-                    "p1": decision.p_reject,
-                    "stage1": _decision_json(decision),
+                    "p1": stage1.p_reject,
+                    "stage1": _decision_json(stage1),
                     "explored": explored,
                     # The context the model saw (bounded), so that `tactful replay --regenerate`
                     # can judge another model on it; hashed when feedback.storeText is "hash".
@@ -265,58 +246,26 @@ class SuggestionTracker:
                 },
                 t=now,
             )
-            return decision
 
     def skipped(self, req: RequestInfo, stage1: Decision) -> None:
         with self._lock:
-            entry = self._by_req.pop(id(req), None)
+            p = self._by_req.pop(req.rid, None)
             self.counts["skipped"] += 1
-            if entry is not None:
-                self._record("skipped", entry[1], {"p1": stage1.p_reject, "stage": 1})
+            if p is not None:
+                self._record("skipped", p, {"p1": stage1.p_reject, "stage": 1})
 
-    def after_generation(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
-    ) -> Decision:
-        try:
-            return self._after_generation(req, sugg, stage1)
-        except Exception:
-            log.exception("stage 2 failed; showing")
-            return Decision()
-
-    def _after_generation(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
-    ) -> Decision:
+    def generated(
+        self,
+        req: RequestInfo,
+        sugg: SuggestionInfo,
+        sf: dict[str, Any],
+        stage1: Decision,
+        stage2: Decision,
+    ) -> None:
         with self._lock:
-            entry = self._by_req.get(id(req))
-            if entry is None:
-                return Decision()
-            _req, p, info = entry
-            prefix = req.text[: req.offset]
-            sf = F.suggestion_features(
-                sugg.text,
-                prefix,
-                req.text[req.offset :],
-                req.language_id,
-                token_logprobs=sugg.token_logprobs or None,
-                n_tokens=len(sugg.tokens) if sugg.tokens else None,
-                history=self.telemetry.history(sugg.text),
-            )
-            info["features"] = {**info["features"], **sf}
-            decision = Decision()
-            if self.cascade is not None:
-                try:
-                    decision = self.cascade.stage2(info["features"], stage1)
-                except Exception:
-                    log.exception("stage 2 model failed; showing")
-                    decision = Decision()
-            if (
-                not decision.show
-                and self.explore_rate > 0
-                and self._rng.random() < self.explore_rate
-            ):
-                decision = Decision(show=True, p_reject=decision.p_reject, stage=decision.stage)
-                info["explored"] = True
-            info["p2"] = decision.p_reject
+            p = self._by_req.get(req.rid)
+            if p is None:
+                return
             self._record(
                 "generated",
                 p,
@@ -326,22 +275,21 @@ class SuggestionTracker:
                     "model": sugg.model,
                     "seconds": round(sugg.seconds, 4),
                     "p1": stage1.p_reject,
-                    "p2": decision.p_reject,
-                    "stage2": _decision_json(decision),
+                    "p2": stage2.p_reject,
+                    "stage2": _decision_json(stage2),
                 },
             )
-            return decision
 
     def hidden(
         self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
     ) -> None:
         with self._lock:
-            entry = self._by_req.pop(id(req), None)
+            p = self._by_req.pop(req.rid, None)
             self.counts["hidden"] += 1
-            if entry is not None:
+            if p is not None:
                 self._record(
                     "hidden",
-                    entry[1],
+                    p,
                     {"p1": stage1.p_reject, "p2": stage2.p_reject, "stage": 2, "text": sugg.text},
                 )
 
@@ -352,9 +300,10 @@ class SuggestionTracker:
         suggestion_id: str,
         stage1: Decision,
         stage2: Decision,
+        explored: bool = False,
     ) -> None:
         try:
-            self._shown(req, sugg, suggestion_id, stage1, stage2)
+            self._shown(req, sugg, suggestion_id, stage1, stage2, explored)
         except Exception:
             log.exception("tracker: shown failed")
 
@@ -365,13 +314,13 @@ class SuggestionTracker:
         suggestion_id: str,
         stage1: Decision,
         stage2: Decision,
+        explored: bool,
     ) -> None:
         now = self.clock()
         with self._lock:
-            entry = self._by_req.pop(id(req), None)
-            if entry is None:
+            p = self._by_req.pop(req.rid, None)
+            if p is None:
                 return
-            _req, p, info = entry
             # A newer suggestion in the same document replaces an undecided older one.
             for old in list(self._pending.values()):
                 if old.uri == p.uri:
@@ -382,7 +331,6 @@ class SuggestionTracker:
             p.deadline = now + self.reject_timeout_s
             self._pending[p.rid] = p
             self._by_item[suggestion_id] = p
-            self.telemetry.on_shown(now, p.uri)
             self.counts["shown"] += 1
             self._record(
                 "shown",
@@ -393,10 +341,15 @@ class SuggestionTracker:
                     "source": sugg.source,
                     "p1": stage1.p_reject,
                     "p2": stage2.p_reject,
-                    "explored": bool(info.get("explored")),
+                    "explored": explored,
                 },
                 t=now,
             )
+
+    def guard_event(self, rid: str, data: dict[str, Any]) -> None:
+        """The cascade's guard took a piece of evidence (logged for audit)."""
+        with self._lock:
+            self._record("guard", None, data, sid=rid or None)
 
     def extended(self, suggestion_id: str, text: str) -> None:
         try:
@@ -507,7 +460,7 @@ class SuggestionTracker:
             first = p.outcome != "accepted"
             if first:
                 if p.outcome is None:
-                    self.telemetry.on_outcome(now, p.uri, True, p.text)
+                    self._tell_outcome(p, True)
                 else:  # an inferred rejection raced the accept: the accept wins
                     self.counts["rejected"] -= 1
                 self.counts["accepted"] += 1
@@ -567,10 +520,17 @@ class SuggestionTracker:
             return
         p.outcome = "rejected"
         self._pending.pop(p.rid, None)
-        self.telemetry.on_outcome(now, p.uri, False, p.text)
+        self._tell_outcome(p, False)
         self.counts["rejected"] += 1
         self._record("rejected", p, {"item_id": p.item_id, "reason": reason}, t=now)
         self._notify_decision()
+
+    def _tell_outcome(self, p: _Pending, accepted: bool) -> None:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(p.rid, p.uri, accepted, p.text)
+            except Exception:
+                log.exception("tracker: on_outcome failed")
 
     def _notify_decision(self) -> None:
         if self.on_decision is not None:
@@ -625,7 +585,7 @@ class SuggestionTracker:
 
     def _prune(self, now: float) -> None:
         # Requests whose generation never reported back (cancelled, superseded).
-        for key, (_req, p, _info) in list(self._by_req.items()):
+        for key, p in list(self._by_req.items()):
             if now - p.requested_at > 120:
                 del self._by_req[key]
         if len(self._by_item) > 2000:
@@ -684,23 +644,6 @@ def _decision_json(d: Decision) -> dict[str, Any]:
 # --- construction from settings ----------------------------------------------------------------
 
 
-def load_cascade(settings: Any) -> Any | None:
-    """The cascade the settings ask for, or None (off, or it cannot be loaded: logged)."""
-    from tactful.cascade import model as cdhf
-
-    if not settings.cdhf.enable:
-        return None
-    path = cdhf.resolve_model_dir(settings.cdhf.model_dir, settings.data_dir)
-    try:
-        c = cdhf.Cascade.load(path)
-    except cdhf.CdhfError as exc:
-        log.warning("CDHF cascade off: %s", exc)
-        return None
-    c.stage1_override = settings.cdhf.stage1_threshold
-    c.stage2_override = settings.cdhf.stage2_threshold
-    return c
-
-
 def open_log(settings: Any) -> Any | None:
     """The feedback log the settings ask for, or None (off, or it cannot be opened: logged)."""
     from tactful.feedback import store as feedback
@@ -720,13 +663,10 @@ def open_log(settings: Any) -> Any | None:
 
 
 def build(settings: Any, **kw: Any) -> SuggestionTracker | None:
-    """A tracker for the settings, or None when both the log and the cascade are off."""
+    """A tracker for the settings, or None when both the log and the cascade are off (the
+    cascade needs outcomes even when nothing is logged)."""
     if not settings.feedback.enable and not settings.cdhf.enable:
         return None
     return SuggestionTracker(
-        open_log(settings),
-        load_cascade(settings),
-        reject_timeout_s=settings.feedback.reject_timeout_s,
-        explore_rate=getattr(settings.cdhf, "explore_rate", 0.0),
-        **kw,
+        open_log(settings), reject_timeout_s=settings.feedback.reject_timeout_s, **kw
     )

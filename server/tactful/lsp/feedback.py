@@ -1,4 +1,5 @@
-"""LSP surface of the feedback log and the cascade: thin handlers over :mod:`tactful.feedback.tracker`.
+"""LSP surface of the feedback log and the cascade: thin handlers over :mod:`tactful.feedback.tracker`
+and :mod:`tactful.cascade.gate`.
 
 :func:`register` installs, on the server,
 
@@ -60,6 +61,7 @@ class FeedbackHub:
     def __init__(self, server: TactfulServer) -> None:
         self.server = server
         self._tracker: Any = None
+        self._gate: Any = None  # tactful.cascade.gate.Gate in front of the tracker
         self._built = False
         self._lock = threading.Lock()
         self._null = NullHooks()
@@ -73,11 +75,16 @@ class FeedbackHub:
         if not self._built:
             with self._lock:
                 if not self._built:
+                    from tactful.cascade import gate
                     from tactful.feedback import tracker
 
                     self._tracker = tracker.build(
                         self.server.settings, on_decision=self._on_decision
                     )
+                    if self._tracker is not None:
+                        self._gate = gate.build(
+                            self.server.settings, self._tracker, lambda m: _show(self.server, m)
+                        )
                     self._built = True
                     self._report_problems()
         return self._tracker
@@ -92,7 +99,7 @@ class FeedbackHub:
                 self.server,
                 "could not open the feedback log; logging is off (details in the server log)",
             )
-        if s.cdhf.enable and t.cascade is None:
+        if s.cdhf.enable and (self._gate is None or self._gate.cascade is None):
             _show(
                 self.server,
                 "could not load the show/hide cascade; every suggestion is shown (details in the server log)",
@@ -105,6 +112,7 @@ class FeedbackHub:
             new.data_dir,
         ) or not self._built:
             return
+        from tactful.cascade import gate
         from tactful.feedback import tracker
 
         with self._lock:
@@ -114,7 +122,7 @@ class FeedbackHub:
                 return
             if not new.feedback.enable and not new.cdhf.enable:
                 t.close()
-                self._tracker = None
+                self._tracker = self._gate = None
                 return
             if (
                 old.feedback.enable,
@@ -132,8 +140,8 @@ class FeedbackHub:
                         t.log.close()
                     t.log = tracker.open_log(new)
             t.reject_timeout_s = new.feedback.reject_timeout_s
-            t.explore_rate = getattr(new.cdhf, "explore_rate", 0.0)
-            t.cascade = tracker.load_cascade(new)
+            if self._gate is not None:
+                gate.reconfigure(self._gate, new)
         self._report_problems()
 
     def close(self) -> None:
@@ -144,7 +152,17 @@ class FeedbackHub:
     # --- SuggestionHooks -----------------------------------------------------------------------
     def _hooks(self) -> Any:
         t = self.tracker
-        return self._null if t is None else t
+        return self._null if t is None or self._gate is None else self._gate
+
+    @property
+    def gate(self) -> Any:
+        """The show/hide gate the completion engine calls (None when the tracker is off)."""
+        return self._gate if self.tracker is not None else None
+
+    def guard_status(self) -> dict[str, Any] | None:
+        """The cascade guard's state for the status payload (None: no guard)."""
+        g = self._gate if self._built else None
+        return None if g is None else g.status()
 
     def before_generation(self, req: RequestInfo) -> Decision:
         return self._hooks().before_generation(req)  # type: ignore[no-any-return]
@@ -219,9 +237,9 @@ class FeedbackHub:
 
     def train(self) -> dict[str, Any]:
         """Train the cascade from the user's own log into the user model folder and use it."""
+        from tactful.cascade import gate
         from tactful.cascade import model as cdhf
         from tactful.cascade import train as cdhf_train
-        from tactful.feedback import tracker
 
         path = self.log_path()
         if path is None:
@@ -232,11 +250,11 @@ class FeedbackHub:
         res = cdhf_train.train(
             path, out, curve=False, command="tactful.train (server)", personal=True
         )
-        t = self._tracker
-        if t is not None and not self.server.settings.cdhf.model_dir:
-            t.cascade = tracker.load_cascade(self.server.settings)
+        g = self._gate
+        if g is not None and not self.server.settings.cdhf.model_dir:
+            gate.reconfigure(g, self.server.settings)
         m = res.metrics
-        in_use = t is not None and t.cascade is not None and Path(t.cascade.path) == Path(res.out)
+        in_use = g is not None and g.cascade is not None and Path(g.cascade.path) == Path(res.out)
         return {
             "modelDir": str(res.out),
             # False while the log is below cdhf.OWN_LOG_MIN_DECISIONS (the default stays in use;

@@ -187,6 +187,7 @@ class TactfulServer(LanguageServer):
             stats=self.engine.stats.as_dict(),
             modelLatency=self.engine.latency_summary(),
             backend=getattr(self.runner.backend, "stats", {}),
+            cascadeGuard=self.feedback.guard_status() if self.feedback is not None else None,
         )
         if not self.settings.enable and st["state"] == READY:
             st["state"] = "disabled"
