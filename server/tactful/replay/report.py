@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from tactful import stats
 from tactful.cascade import features as F
 from tactful.cascade.hooks import Decision
 
@@ -309,6 +310,8 @@ class Policy:
 
     name: str = "policy"
     has_model: bool = False
+    #: The request being decided (set by :func:`replay` before ``stage1``).
+    current: Unit | None = None
 
     def stage1(self, feats: Mapping[str, Any]) -> Decision:
         return Decision()
@@ -318,6 +321,10 @@ class Policy:
 
     def probabilities(self, feats: Mapping[str, Any]) -> tuple[float | None, float | None]:
         return None, None
+
+    def observe(self, i: int, unit: Unit, outcome: Outcome | None) -> None:
+        """Told each decision (``outcome``) and, later, each decided outcome of a shown
+        suggestion (``outcome`` None): policies that learn online (the guard) use it."""
 
 
 class ShowAll(Policy):
@@ -395,6 +402,7 @@ def replay(
                 o = res[i]
                 if o is not None and not o.skipped and not o.hidden:
                     tel.on_outcome(u.t_outcome or u.t, u.uri, bool(u.accepted), u.text)
+                    pol.observe(i, u, None)
                 continue
             doc_len = u.ctx_features.get("doc_len")
             tele = tel.on_request(
@@ -403,6 +411,7 @@ def replay(
                 int(doc_len) if isinstance(doc_len, int | float) and math.isfinite(doc_len) else 0,
             )
             feats: dict[str, Any] = {**u.ctx_features, **tele}
+            pol.current = u
             s1 = pol.stage1(feats)
             p1, p2 = None, None
             if pol.has_model:
@@ -413,6 +422,7 @@ def replay(
                 p1, p2 = pol.probabilities(feats2)
             if not s1.show:
                 res[i] = Outcome(True, True, p1, p2)
+                pol.observe(i, u, res[i])
                 continue
             feats2 = {**feats, **u.sugg_features}
             if u.text is not None and u.sugg_features:
@@ -421,6 +431,7 @@ def replay(
             s2 = pol.stage2(feats2, s1)
             hidden = not s2.show
             res[i] = Outcome(False, hidden, p1, p2)
+            pol.observe(i, u, res[i])
             if not hidden and u.shown:
                 tel.on_shown(u.t, u.uri)
         if what == 0:
@@ -434,16 +445,6 @@ def replay(
 
 
 # --- metrics -----------------------------------------------------------------------------------
-
-
-def _auc(y: np.ndarray, p: Sequence[float | None]) -> float | None:
-    if not p or any(x is None for x in p):
-        return None
-    if len(np.unique(y)) < 2:
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, np.asarray(p, dtype=float)))
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -495,8 +496,8 @@ def counts(
         if (median_seconds is None and not any(u.seconds is not None for u in units))
         else round(saved, 3),
         "model_seconds_estimated": estimated,
-        "auc_stage1": _auc(y, [o.p1 for _u, o in dec]),
-        "auc_stage2": _auc(y, [o.p2 for _u, o in dec]),
+        "auc_stage1": stats.auc(y, [o.p1 for _u, o in dec]),
+        "auc_stage2": stats.auc(y, [o.p2 for _u, o in dec]),
     }
 
 
@@ -506,33 +507,23 @@ CI_METRICS = ("hidden_rate", "accuracy_when_hiding", "accepted_lost_share", "acc
 def bootstrap(
     per_user: Mapping[str, Mapping[str, Any]], samples: int = BOOTSTRAP_SAMPLES
 ) -> dict[str, Any]:
-    """95% percentile intervals of pooled rates, resampling users with replacement (seeded)."""
-    users = sorted(per_user)
-    if len(users) < 2:
-        return {}
+    """95% percentile intervals of pooled rates, resampling users with replacement (seeded;
+    :func:`tactful.stats.bootstrap_groups`)."""
     keys = ("decisions", "hidden", "rejected_hidden", "accepted_hidden", "accepted", "shown")
-    m = np.array([[float(per_user[u][k]) for k in keys] for u in users])
-    acc_shown = np.array(
-        [float(per_user[u]["accepted"] - per_user[u]["accepted_hidden"]) for u in users]
-    )
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    idx = rng.integers(0, len(users), size=(samples, len(users)))
-    s = m[idx].sum(axis=1)
-    sa = acc_shown[idx].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        series = {
-            "hidden_rate": s[:, 1] / s[:, 0],
-            "accuracy_when_hiding": s[:, 2] / s[:, 1],
-            "accepted_lost_share": s[:, 3] / s[:, 4],
-            "acceptance_rate_shown": sa / s[:, 5],
+    per = {
+        u: {
+            **{k: float(c[k]) for k in keys},
+            "accepted_shown": float(c["accepted"] - c["accepted_hidden"]),
         }
-    out: dict[str, Any] = {}
-    for k, v in series.items():
-        v = v[np.isfinite(v)]
-        out[k] = (
-            None if len(v) == 0 else [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-        )
-    return out
+        for u, c in per_user.items()
+    }
+    ratios = {
+        "hidden_rate": ("hidden", "decisions"),
+        "accuracy_when_hiding": ("rejected_hidden", "hidden"),
+        "accepted_lost_share": ("accepted_hidden", "accepted"),
+        "acceptance_rate_shown": ("accepted_shown", "shown"),
+    }
+    return stats.bootstrap_groups(per, ratios, samples, BOOTSTRAP_SEED)
 
 
 def sweep(units: Sequence[Unit], outs: Sequence[Outcome]) -> list[dict[str, float | None]]:
@@ -814,8 +805,15 @@ def run(
         raise ReplayError(
             f"{log}: the log holds no shown suggestion with an accept or reject{detail}; nothing to replay"
         )
+    from tactful.replay.guard import GuardedPolicy
+
+    guarded = [p for p in policies if isinstance(p, GuardedPolicy)]
+    for pol in guarded:
+        pol.prepare(units, loaded.contexts)  # the guard reads what was typed next
     results = replay(units, policies, progress)
     report = build_report(units, results, str(log), loaded.problems, loaded.fmt, policies)
+    for pol in guarded:
+        report["policies"][pol.name]["guard"] = pol.report()
     return report, loaded, units
 
 
@@ -931,6 +929,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-default", action="store_true", help="leave out the shipped default cascade"
     )
     ap.add_argument(
+        "--guard",
+        action="store_true",
+        help="also replay each cascade with the run-time guard (exploration, typed-next evidence, back-off)",
+    )
+    ap.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the table"
     )
     ap.add_argument("--per-user", action="store_true", help="include per-user figures in --json")
@@ -954,6 +957,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.log = str(default_log_path())
     try:
         pols = make_policies(args.policy, args.threshold, include_default=not args.no_default)
+        if args.guard:
+            from tactful.replay.guard import guarded_twins
+
+            pols += guarded_twins(pols)
         report, loaded, units = run(
             args.log, pols, None if args.quiet else _progress_printer("replay")
         )
@@ -979,6 +986,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{report['decisions']} decisions, {len(report['users'])} users"
             )
             print(table(report))
+            for name, pol in report["policies"].items():
+                if "guard" in pol:
+                    print(f"{name}: guard {json.dumps(pol['guard']['pooled'])}")
             rg = report.get("regenerate")
             if rg:
                 print(
