@@ -138,7 +138,8 @@ class Guard:
             return None
         est = self.estimate()
         fig = (
-            f"estimated accuracy when hiding {est['accuracy']:.1%}, lower bound {est['lower']:.1%} "
+            f"estimated accuracy when hiding {est['accuracy']:.1%} (with the model's held-out "
+            f"record), lower bound {est['lower']:.1%} "
             f"against the {self.target:.0%} target ({est['correct']} of {est['n']} of your "
             "decisions it would have hidden were rejected)"
         )
@@ -190,8 +191,10 @@ class Guard:
         return {
             "state": LEVELS[self.level],
             "target": self.target,
-            "accuracyWhenHiding": None if est["accuracy"] is None else round(est["accuracy"], 4),
-            "observedAccuracy": None if est["observed"] is None else round(est["observed"], 4),
+            # This user's evidence alone: the running estimate shown to the user.
+            "accuracyWhenHiding": None if est["observed"] is None else round(est["observed"], 4),
+            # With the training prior (fading as evidence grows): what the bound is taken on.
+            "estimateWithPrior": None if est["accuracy"] is None else round(est["accuracy"], 4),
             "lowerBound": round(est["lower"], 4),
             "evidence": est["n"],
             "correct": est["correct"],
