@@ -251,8 +251,10 @@ def test_cups_end_to_end(cups_report: dict[str, Any]) -> None:
     sa, d, t = (r["policies"][k] for k in ("show-all", "default", "threshold-0.8"))
     assert sa["accepted"] == 224 and sa["hidden"] == 0
     assert sa["acceptance_rate_shown"] == pytest.approx(224 / 653)
-    assert 0 < d["hidden"] < 653 and d["accuracy_when_hiding"] > 0.8
-    assert d["acceptance_rate_shown"] > sa["acceptance_rate_shown"]
+    # The shipped default hides nothing: 14 CUPS programmers cannot support 95 % accuracy when
+    # hiding with users held out (docs/cdhf.md); its probabilities are still replayed.
+    assert d["hidden"] == 0 and d["accuracy_when_hiding"] is None
+    assert d["acceptance_rate_shown"] == sa["acceptance_rate_shown"]
     assert t["skipped_before_generation"] == 0 and t["hidden"] > 0
     assert d["auc_stage2"] > 0.6 and d["auc_stage1"] > 0.55
     assert len(d["sweep_stage2"]) == replay.SWEEP_POINTS
