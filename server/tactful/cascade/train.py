@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import numpy as np
 
 from tactful import stats
 from tactful.cascade import features as F
+from tactful.cascade.card import HIDING_RATIOS, headline, model_card
 from tactful.cascade.model import (
     BOUND_CONFIDENCE,
     DEFAULT_LAMBDA,
@@ -45,9 +44,11 @@ from tactful.cascade.model import (
     CdhfError,
     Thresholds,
     apply_thresholds,
-    entropy,
     user_model_dir,
 )
+from tactful.cascade.thresholds import cascade_metrics, fit_thresholds
+
+__all__ = ["TrainResult", "cascade_metrics", "fit_thresholds", "main", "model_card", "train"]
 
 #: Fewest labelled decisions (with both outcomes present) that training accepts.
 MIN_DECISIONS = 30
@@ -73,106 +74,6 @@ NUM_ROUNDS = 300
 #: Bootstrap resamples (of whole held-out users, sessions or time blocks) behind the intervals.
 BOOTSTRAP_REPS = 2000
 CURVE_TARGETS = (0.80, 0.85, 0.90, 0.95)
-
-
-# --- thresholds --------------------------------------------------------------------------------
-
-
-def cascade_metrics(
-    p1: np.ndarray, p2: np.ndarray, y: np.ndarray, th: Thresholds
-) -> dict[str, float]:
-    """The paper's metrics; ``y`` is 1 for rejected."""
-    hide, by1 = apply_thresholds(p1, p2, th)
-    n = max(len(y), 1)
-    rejected = max(int(y.sum()), 1)
-    return {
-        "n": float(len(y)),
-        "hidden": float(hide.mean()) if len(y) else 0.0,
-        "hidden_count": float(hide.sum()),
-        "correct_count": float((hide & (y == 1)).sum()),
-        "accuracy_when_hiding": float(y[hide].mean()) if hide.any() else float("nan"),
-        "rejected_hidden": float((hide & (y == 1)).sum() / rejected),
-        "accepted_hidden": float((hide & (y == 0)).sum() / max(int((y == 0).sum()), 1)),
-        "decided_by_stage1": float(by1.mean()) if len(y) else 0.0,
-        "skipped_by_stage1": float((hide & by1).sum() / n),
-        "accuracy": float((hide == (y == 1)).mean()) if len(y) else 0.0,
-    }
-
-
-@lru_cache(maxsize=64)
-def _min_correct(n_max: int, target: float, confidence: float | None) -> np.ndarray:
-    """For each hidden count h (0..n_max), the fewest correct hides that meet the target: by
-    the Clopper-Pearson lower bound, or by the point estimate when ``confidence`` is None.
-    ``h + 1`` where no count does."""
-    need = np.zeros(n_max + 1)
-    for h in range(1, n_max + 1):
-        k = np.arange(h + 1, dtype=float)
-        if confidence is None:
-            ok = k / h >= target
-        else:
-            from scipy.stats import beta
-
-            with np.errstate(invalid="ignore"):
-                lb = np.nan_to_num(beta.ppf(1 - confidence, k, h - k + 1), nan=0.0)
-            ok = lb >= target
-        need[h] = int(np.argmax(ok)) if ok.any() else h + 1
-    return need
-
-
-def _best_for_split(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate thresholds over ``p`` (hide when p >= t) with hidden and correctly hidden counts."""
-    cands = np.concatenate(([1.01], np.unique(p)[::-1]))
-    ps, ys = p[np.argsort(-p, kind="stable")], y[np.argsort(-p, kind="stable")]
-    hidden = np.searchsorted(-ps, -cands, side="right")
-    correct = np.concatenate(([0], np.cumsum(ys)))[hidden]
-    return cands, hidden.astype(float), correct.astype(float)
-
-
-def _entropy_cuts(h: np.ndarray, stage1_share: float | None, steps: int) -> list[float]:
-    if stage1_share is None:
-        return sorted({*np.quantile(h, np.linspace(0, 1, steps)).tolist(), 0.0, 1.01})
-    if stage1_share <= 0:
-        return [0.0]
-    return [float(np.quantile(h, stage1_share)) + (1e-12 if stage1_share >= 1 else 0.0)]
-
-
-def fit_thresholds(
-    p1: np.ndarray,
-    p2: np.ndarray,
-    y: np.ndarray,
-    target: float = DEFAULT_TARGET,
-    lam: float = DEFAULT_LAMBDA,
-    stage1_share: float | None = None,
-    entropy_steps: int = 101,
-    confidence: float | None = BOUND_CONFIDENCE,
-) -> Thresholds:
-    """Grid search of (entropy, stage1, stage2) as in CDHF.fit, exhaustive over the observed
-    probabilities, keeping the Clopper-Pearson lower bound (``confidence``; None: the point
-    estimate) of accuracy when hiding at or above ``target``. ``stage1_share`` fixes the share
-    of requests stage 1 decides alone (the paper's R). Hides nothing when no split can."""
-    p1, p2, y = np.asarray(p1, float), np.asarray(p2, float), np.asarray(y, float)
-    n = len(y)
-    if n == 0:
-        return Thresholds()
-    need = _min_correct(n, round(target, 6), confidence)
-    h = entropy(p1)
-    empty = (np.array([1.01]), np.zeros(1), np.zeros(1))
-    best: tuple[float, float, Thresholds] | None = None
-    for r in _entropy_cuts(h, stage1_share, entropy_steps):
-        by1 = h < r
-        c1, h1, k1 = _best_for_split(p1[by1], y[by1]) if by1.any() else empty
-        c2, h2, k2 = _best_for_split(p2[~by1], y[~by1]) if (~by1).any() else empty
-        hid = h1[:, None] + h2[None, :]
-        cor = k1[:, None] + k2[None, :]
-        ok = (cor >= need[hid.astype(int)]) | (hid == 0)
-        loss = np.where(ok, lam * (1 - by1.mean()) + (1 - lam) * (1 - hid / n), np.inf)
-        i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
-        cand = (float(loss[i, j]), -float(hid[i, j]), Thresholds(float(r), c1[i], c2[j]))
-        if best is None or cand[:2] < best[:2]:
-            best = cand
-    assert best is not None
-    th = best[2]
-    return Thresholds(float(th.entropy), float(th.stage1), float(th.stage2))
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -347,13 +248,6 @@ def _oof(
         if a is not None:
             aucs.append(a)
     return p, aucs
-
-
-HIDING_RATIOS: dict[str, tuple[str, str]] = {
-    "hidden": ("hidden", "n"),
-    "accuracy_when_hiding": ("correct", "hidden"),
-    "rejected_hidden": ("correct", "rejected"),
-}
 
 
 def bootstrap_ci(
@@ -592,109 +486,6 @@ def train(
     m1, m2 = _fit(ds.x1, ds.y, ds.s1_names), _fit(ds.x2, ds.y, ds.s2_names)
     _write(Path(out), meta, m1, m2)
     return TrainResult(Path(out), metrics, th, supported, verdict)
-
-
-# --- model card --------------------------------------------------------------------------------
-
-
-def _pct(x: Any) -> str:
-    return (
-        "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.1f}%"
-    )
-
-
-def _ci(iv: Any) -> str:
-    if not iv or any(v is None for v in iv):
-        return "n/a"
-    return f"{_pct(iv[0])}–{_pct(iv[1])}"
-
-
-def headline(meta: Mapping[str, Any]) -> list[str]:
-    """What a new user should expect, with intervals (the model card's and the command's lead)."""
-    m = meta["metrics"]
-    ho, ci = m["held_out"]["pooled"], m["held_out"].get("ci95") or {}
-    who = "a new user" if m["held_out_by"] == "user" else f"a held-out {m['held_out_by']}"
-    return [
-        f"What {who} should expect (thresholds fitted without them, {m['held_out_by']}s held out): "
-        f"hides {_pct(ho['hidden'])} of suggestions [{_ci(ci.get('hidden'))}], "
-        f"accuracy when hiding {_pct(ho['accuracy_when_hiding'])} [{_ci(ci.get('accuracy_when_hiding'))}] "
-        f"({int(ho['correct_count'])} of {int(ho['hidden_count'])} hidden were rejected; "
-        f"{_pct(ho['rejected_hidden'])} of rejected suggestions hidden). "
-        "Brackets: 95% intervals resampling held-out groups.",
-        f"Verdict at target {meta['target']:.0%}: {meta['verdict']}.",
-    ]
-
-
-def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
-    """A Markdown model card: the held-out figure first, then data, features, thresholds."""
-    m, th, tr = meta["metrics"], meta["thresholds"], meta["trained"]
-    tele = any(f in F.TELEMETRY_FEATURES for f in meta["stage1_features"])
-    lines = ["# CDHF cascade model card", "", *headline(meta), ""]
-    lines += [
-        f"Trained {tr['at']} from {', '.join(f'`{x}`' for x in tr['logs'])}"
-        + (f" with `{tr['command']}`." if tr.get("command") else "."),
-        "",
-        "## Data",
-        f"- {m['decisions']} shown suggestions with an accept/reject outcome ({_pct(m['rejected_share'])} rejected), "
-        f"{m['users']} users, {m['sessions']} sessions.",
-        f"- Evaluation holds out whole {m['held_out_by']}s: GroupKFold with {m['folds']} folds.",
-        "",
-        "## Models",
-        f"- Stage 1: LightGBM, {len(meta['stage1_features'])} "
-        + ("context and telemetry" if tele else "context (telemetry left out)")
-        + " features: "
-        + ", ".join(f"`{f}`" for f in meta["stage1_features"]),
-        f"- Stage 2: stage 1's features plus {len(meta['stage2_features']) - len(meta['stage1_features'])} suggestion features.",
-        f"- Stage 1 AUC {m['stage1_auc'] or float('nan'):.3f}, stage 2 AUC {m['stage2_auc'] or float('nan'):.3f} (out of fold).",
-    ]
-    if tele:
-        lines.append(
-            "- Risk: telemetry features (opt-in) did not transfer to unseen users in CUPS "
-            "(docs/cdhf.md); the held-out figure above is the one to trust."
-        )
-    if tr.get("personal"):
-        lines.append(
-            "- Personal model (--personal): evaluated on this person's held-out time; it says nothing about other people."
-        )
-    lines += [
-        "",
-        f"## Thresholds (fitted on all out-of-fold predictions, {meta['bound_confidence']:.0%} Clopper–Pearson lower bound ≥ target)",
-        f"- Stage 1 decides alone when its entropy < {th['entropy']:.4f} bits and skips generation when P(reject) >= {th['stage1']:.4f}.",
-        f"- Stage 2 hides when P(reject) >= {th['stage2']:.4f}.",
-        "",
-    ]
-    lines += _curve_lines(m)
-    lines += _importance_lines(m2)
-    return "\n".join(lines)
-
-
-def _curve_lines(m: Mapping[str, Any]) -> list[str]:
-    if not m.get("curve"):
-        return []
-    lines = [
-        "## Hiding rate against accuracy when hiding (held out, bound-fitted thresholds)",
-        "",
-        "| target | stage-1 share | hidden | accuracy when hiding | rejected hidden | decided by stage 1 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in m["curve"]:
-        share = "fitted" if r["stage1_share"] is None else f"{r['stage1_share']:.2f}"
-        rci = r.get("ci95") or {}
-        cells = [_pct(r[k]) + (f" [{_ci(rci[k])}]" if rci.get(k) else "") for k in HIDING_RATIOS]
-        lines.append(
-            f"| {r['target']:.2f} | {share} | {' | '.join(cells)} | {_pct(r['decided_by_stage1'])} |"
-        )
-    return [*lines, ""]
-
-
-def _importance_lines(m2: Any | None) -> list[str]:
-    if m2 is None:
-        return []
-    gains = m2.feature_importance(importance_type="gain")
-    top = sorted(zip(m2.feature_name(), gains, strict=False), key=lambda x: -x[1])[:10]
-    return ["## Stage 2 feature importance (gain, top 10)", ""] + [
-        f"- `{n}`: {g:.1f}" for n, g in top
-    ]
 
 
 # --- CLI ---------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ into the server (errors are logged).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.feedback.matching import survival_fraction, typed_prefix, typed_state
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +67,6 @@ class _Pending:
     anchor: str = ""
     survival_due: list[float] = field(default_factory=list)
     accepted_at: float | None = None
-
-
-def survival_fraction(accepted: str, doc: str, offset: int, anchor: str = "") -> float:
-    """Share (0..1) of ``accepted`` still present near where it was inserted.
-
-    The insertion point is re-found through ``anchor`` (the text just before it) when that
-    text still occurs; the accepted text is then matched against a window around it.
-    """
-    if not accepted:
-        return 1.0
-    pos = offset
-    if anchor:
-        hits: list[int] = []
-        start = doc.find(anchor)
-        while start >= 0 and len(hits) < 50:
-            hits.append(start + len(anchor))
-            start = doc.find(anchor, start + 1)
-        if hits:
-            pos = min(hits, key=lambda h: abs(h - offset))
-    margin = len(accepted) + 200
-    lo, hi = max(0, pos - margin), min(len(doc), pos + len(accepted) + margin)
-    sm = difflib.SequenceMatcher(None, accepted, doc[lo:hi], autojunk=False)
-    # Runs of at least a few characters: single letters matched far apart are not survival.
-    least = min(4, len(accepted))
-    matched = sum(b.size for b in sm.get_matching_blocks() if b.size >= least)
-    return min(1.0, matched / len(accepted))
 
 
 class SuggestionTracker:
@@ -383,7 +357,7 @@ class SuggestionTracker:
                 for p in list(self._pending.values()):
                     if p.uri != uri:
                         continue
-                    state = _typed_state(p, text)
+                    state = typed_state(p, text)
                     if state == "diverged":
                         self._reject(p, "diverged", now)
                     elif state == "inserted":
@@ -428,21 +402,7 @@ class SuggestionTracker:
                     sid=item_id,
                 )
                 return False
-            doc = self._docs.get(p.uri, "")
-            typed = len(_typed_prefix(p, doc))
-            if accepted_length is None and p.shown_chars is not None:
-                # An accept of "all" of an extended suggestion takes what was on screen: the part
-                # shown at first, or more if the document holds more of it.
-                accepted_length = len(p.text) if typed >= len(p.text) else max(typed, p.shown_chars)
-            full = accepted_length is None or accepted_length >= len(p.text)
-            if full:
-                acc_text = p.text
-            else:
-                # Clients apply the accepted text before they report it, so the document
-                # usually holds it already (``typed``); VS Code reports a cumulative length,
-                # others the length taken from the remainder on screen. The larger of the two
-                # is what the document can confirm without counting any text twice.
-                acc_text = p.text[: min(len(p.text), max(typed, int(accepted_length or 0)))]
+            acc_text, accepted_length, full, typed = self._taken(p, accepted_length)
             self._record(
                 "accepted",
                 p,
@@ -459,21 +419,41 @@ class SuggestionTracker:
             )
             first = p.outcome != "accepted"
             if first:
-                if p.outcome is None:
-                    self._tell_outcome(p, True)
-                else:  # an inferred rejection raced the accept: the accept wins
-                    self.counts["rejected"] -= 1
-                self.counts["accepted"] += 1
-                p.outcome = "accepted"
-                p.accepted_at = now
-                p.anchor = p.before[-40:]
-                p.survival_due = [now + s for s in SURVIVAL_CHECKPOINTS_S]
+                self._mark_accepted(p, now)
             p.accepted_text = acc_text if len(acc_text) >= len(p.accepted_text) else p.accepted_text
             self._pending.pop(p.rid, None)
             self._accepted[p.rid] = p
             if first:
                 self._notify_decision()
             return first
+
+    def _taken(self, p: _Pending, accepted_length: int | None) -> tuple[str, int | None, bool, int]:
+        """(accepted text, accepted length, full, characters typed before) of an accept."""
+        typed = len(typed_prefix(p, self._docs.get(p.uri, "")))
+        if accepted_length is None and p.shown_chars is not None:
+            # An accept of "all" of an extended suggestion takes what was on screen: the part
+            # shown at first, or more if the document holds more of it.
+            accepted_length = len(p.text) if typed >= len(p.text) else max(typed, p.shown_chars)
+        full = accepted_length is None or accepted_length >= len(p.text)
+        if full:
+            return p.text, accepted_length, True, typed
+        # Clients apply the accepted text before they report it, so the document usually holds
+        # it already (``typed``); VS Code reports a cumulative length, others the length taken
+        # from the remainder on screen. The larger of the two is what the document can confirm
+        # without counting any text twice.
+        n = min(len(p.text), max(typed, int(accepted_length or 0)))
+        return p.text[:n], accepted_length, False, typed
+
+    def _mark_accepted(self, p: _Pending, now: float) -> None:
+        if p.outcome is None:
+            self._tell_outcome(p, True)
+        else:  # an inferred rejection raced the accept: the accept wins
+            self.counts["rejected"] -= 1
+        self.counts["accepted"] += 1
+        p.outcome = "accepted"
+        p.accepted_at = now
+        p.anchor = p.before[-40:]
+        p.survival_due = [now + s for s in SURVIVAL_CHECKPOINTS_S]
 
     def reject(self, item_id: str, reason: str = "explicit") -> bool:
         now = self.clock()
@@ -544,9 +524,9 @@ class SuggestionTracker:
             if p.uri != req.uri:
                 self._reject(p, "cursor_left", now)
                 continue
-            state = _typed_state(p, req.text)
+            state = typed_state(p, req.text)
             if state in ("typing", "inserted") and req.offset == p.offset + len(
-                _typed_prefix(p, req.text)
+                typed_prefix(p, req.text)
             ):
                 continue  # typing along: still on screen
             moved = req.text == p.before + p.after and req.offset != p.offset
@@ -601,40 +581,6 @@ class SuggestionTracker:
                 "pending": len(self._pending),
                 "log": str(getattr(self.log, "path", "")) or None,
             }
-
-
-def _typed_prefix(p: _Pending, text: str) -> str:
-    """What was typed (or inserted) at the suggestion's position, if the document is still
-    ``before + X + after``; '' otherwise."""
-    if not text.startswith(p.before):
-        return ""
-    rest = text[len(p.before) :]
-    if p.after:
-        if not rest.endswith(p.after):
-            return ""
-        rest = rest[: len(rest) - len(p.after)]
-    return rest
-
-
-def _typed_state(p: _Pending, text: str) -> str:
-    """ "same", "typing" (a proper prefix of the suggestion typed), "inserted" (all of it), or
-    "diverged"."""
-    if (
-        len(text) < len(p.before) + len(p.after)
-        or not text.startswith(p.before)
-        or (p.after and not text.endswith(p.after))
-    ):
-        return "diverged"
-    x = text[len(p.before) : len(text) - len(p.after)] if p.after else text[len(p.before) :]
-    if not x:
-        return "same"
-    if p.text and x.startswith(p.text):
-        # All of it is in (accepted and then typed on, or typed by hand): the accept command
-        # may still come; otherwise the timeout says "typed_through".
-        return "inserted"
-    if p.text.startswith(x):
-        return "typing"
-    return "diverged"
 
 
 def _decision_json(d: Decision) -> dict[str, Any]:
