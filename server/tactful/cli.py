@@ -11,7 +11,7 @@ Each subcommand lives in its capability's module as ``main(argv) -> int``:
 ``flag``           :mod:`tactful.flags.job`
 ``log``            :mod:`tactful.feedback.cli` (export, import-cups, stats)
 ``train``          :mod:`tactful.cascade.train`
-``replay``         :mod:`tactful.replay.report`
+``replay``         :mod:`tactful.replay.cli`
 ``bench NAME``     :mod:`tactful.tools.bench.NAME` (latency, flag, ...)
 =================  =====================================
 """
@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flag": ("tactful.flags.job", "Print the lines of files that look wrong."),
     "log": ("tactful.feedback.cli", "The feedback log: stats, export, import-cups."),
     "train": ("tactful.cascade.train", "Train the show/hide cascade from a feedback log."),
-    "replay": ("tactful.replay.report", "Replay logged sessions through show/hide policies."),
+    "replay": ("tactful.replay.cli", "Replay logged sessions through show/hide policies."),
     "bench": ("tactful.tools.bench", "Benchmarks: latency, flag, ..."),
 }
 

@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(list(argv) if argv is not None else None)
     from tactful.cascade import train as T
     from tactful.cascade.model import BOUND_CONFIDENCE
-    from tactful.feedback import store
+    from tactful.feedback import importers
     from tactful.replay.report import build_units, load_log
 
     loaded = load_log(args.log)
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "log.sqlite3"
         if loaded.fmt == "cups":
-            store.import_cups(args.log, db)
+            importers.import_cups(args.log, db)
         else:
             db = Path(args.log)
         ds = T.dataset([db], target=min(args.target, 0.9))
