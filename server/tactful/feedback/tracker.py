@@ -573,6 +573,22 @@ class SuggestionTracker:
                 if p.outcome is not None and p.rid not in self._accepted:
                     del self._by_item[item]
 
+    def swap_log(self, log_store: Any | None) -> None:
+        """Close the current log and write to ``log_store`` from now on (no event is being
+        written meanwhile)."""
+        with self._lock:
+            if self.log is not None:
+                try:
+                    self.log.close()
+                except Exception:
+                    log.exception("feedback log: close failed")
+            self.log = log_store
+
+    def knows(self, item_id: str) -> bool:
+        """Whether this server showed the item (its outcome can be tracked)."""
+        with self._lock:
+            return item_id in self._by_item
+
     # --- status --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -62,6 +62,7 @@ class FeedbackHub:
         self.server = server
         self._tracker: Any = None
         self._gate: Any = None  # tactful.cascade.gate.Gate in front of the tracker
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._built = False
         self._lock = threading.Lock()
         self._null = NullHooks()
@@ -81,13 +82,29 @@ class FeedbackHub:
                     self._tracker = tracker.build(
                         self.server.settings, on_decision=self._on_decision
                     )
+                    try:  # the loop messages go through (built from a handler)
+                        self._loop = asyncio.get_running_loop()
+                    except RuntimeError:
+                        self._loop = None
                     if self._tracker is not None:
                         self._gate = gate.build(
-                            self.server.settings, self._tracker, lambda m: _show(self.server, m)
+                            self.server.settings, self._tracker, self._tell_soon
                         )
                     self._built = True
                     self._report_problems()
         return self._tracker
+
+    def _tell_soon(self, message: str) -> None:
+        """Show a message from any thread (the guard can speak from the tracker's timer)."""
+        loop = self._loop
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if loop is not None and not on_loop and loop.is_running():
+            loop.call_soon_threadsafe(_show, self.server, message)
+        else:
+            _show(self.server, message)
 
     def _report_problems(self) -> None:
         """Tell the user when the log or the cascade they asked for could not be opened."""
@@ -135,10 +152,7 @@ class FeedbackHub:
                 new.feedback.store_text,
                 new.data_dir,
             ):
-                with t._lock:  # no event is being written while the log is swapped
-                    if t.log is not None:
-                        t.log.close()
-                    t.log = tracker.open_log(new)
+                t.swap_log(tracker.open_log(new))
             t.reject_timeout_s = new.feedback.reject_timeout_s
             if self._gate is not None:
                 gate.reconfigure(self._gate, new)
@@ -315,7 +329,7 @@ def register(server: TactfulServer) -> FeedbackHub:
             count_accept()
         return {
             "ok": True,
-            "known": bool(first) or (t is not None and args[0] in getattr(t, "_by_item", {})),
+            "known": bool(first) or (t is not None and t.knows(args[0])),
         }
 
     @server.command(protocol.CMD_ACCEPT)
