@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Requests whose generation never reported back (cancelled, superseded) are dropped after this.
 STALE_REQUEST_S = 120.0
+#: Hidden suggestions watched for what is typed next at most (the oldest give way).
+MAX_WATCHES = 200
 
 
 class Recorder(Protocol):
@@ -205,6 +207,7 @@ class Gate:
         with self._lock:
             self._reqs.pop(req.rid, None)
             if self.guard is not None and sugg.text.strip():
+                del self._watches[: max(0, len(self._watches) - MAX_WATCHES + 1)]
                 self._watches.append(
                     _Watch(
                         req.rid,
