@@ -93,3 +93,33 @@ def test_hiding_goes_on_where_the_cascade_is_right_and_each_user_has_a_guard() -
     assert bob["final_state"] == "off" and bob["guarded_hidden"] < 20
     assert abs(alice["observed_error"]) <= 0.10 and abs(bob["observed_error"]) <= 0.10
     assert rep["pooled"]["users"] == 2
+
+
+def test_tactful_replay_guard_adds_a_guarded_twin(tmp_path, capsys) -> None:
+    """End to end: a cascade trained with `tactful train` (it hides something on this clear
+    synthetic signal), replayed by `tactful replay --guard`."""
+    import json
+
+    from tests.unit.test_cdhf import _synthetic_log
+
+    from tactful.cascade import train as cdhf_train
+    from tactful.replay import report as replay_report
+
+    log = tmp_path / "log.sqlite3"
+    _synthetic_log(log, users=4, per_user=80)
+    # No telemetry: each policy replays its own telemetry, so with it the guarded twin would see
+    # other probabilities than the unguarded cascade once it shows what that one hides.
+    res = cdhf_train.train(log, tmp_path / "m", curve=False, target=0.8)
+    # Stage 1 has no signal here, and at lam 0.5 deciding there without hiding costs less.
+    assert not res.supported and "a lower --lam" in res.verdict
+    res = cdhf_train.train(log, tmp_path / "m", curve=False, target=0.8, lam=0.05)
+    assert res.supported, res.verdict
+    code = replay_report.main(
+        ["--log", str(log), "--policy", str(tmp_path / "m"), "--guard", "--json", "--quiet"]
+    )
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    g = rep["policies"]["m+guard"]["guard"]
+    assert g["pooled"]["users"] == 4 and set(g["per_user"]) == {f"user{u}" for u in range(4)}
+    assert g["pooled"]["unguarded_hidden"] == rep["policies"]["m"]["hidden"]
+    assert rep["policies"]["m+guard"]["hidden"] == g["pooled"]["guarded_hidden"]

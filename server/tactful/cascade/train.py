@@ -330,10 +330,18 @@ class TrainResult:
     verdict: str = ""
 
 
-def _verdict(th: Thresholds, ho: Mapping[str, Any], target: float) -> tuple[bool, str]:
+def _verdict(
+    th: Thresholds, ho: Mapping[str, Any], target: float, stage2_only: Mapping[str, float]
+) -> tuple[bool, str]:
     """Whether the fitted thresholds may be written, and why (a sentence for a person)."""
     p = ho["pooled"]
     acc, hid = p["accuracy_when_hiding"], int(p["hidden_count"])
+    if th.hides_nothing() and stage2_only["hidden_count"] > 0:
+        return False, (
+            f"stage 2 alone could hide {stage2_only['hidden']:.1%} of suggestions within the "
+            f"{BOUND_CONFIDENCE:.0%} lower bound, but at this --lam deciding at stage 1 without "
+            "hiding costs less; this cascade hides nothing (a lower --lam weighs hiding more)"
+        )
     if th.hides_nothing():
         return False, (
             f"the data cannot support {target:.0%} accuracy when hiding: no threshold keeps the "
@@ -383,6 +391,10 @@ def _metrics(
         "stage2_auc": stats.auc(ds.y, p2),
         "stage2_auc_folds": auc2_folds,
         "in_sample_threshold_fit": cascade_metrics(p1, p2, ds.y, th),
+        # The same bound with stage 2 alone deciding (whether --lam is what keeps it from hiding).
+        "stage2_only_fit": cascade_metrics(
+            p1, p2, ds.y, fit_thresholds(p1, p2, ds.y, target, lam, stage1_share=0.0)
+        ),
         "held_out": evaluate(ds, target, lam, k),
         "curve": curve_rows,
     }
@@ -468,7 +480,7 @@ def train(
     paths = [logs] if isinstance(logs, str | Path) else list(logs)
     ds = dataset(paths, telemetry, personal, target)
     metrics, th = _metrics(ds, k, target, lam, curve)
-    supported, verdict = _verdict(th, metrics["held_out"], target)
+    supported, verdict = _verdict(th, metrics["held_out"], target, metrics["stage2_only_fit"])
     if not supported:
         th = Thresholds()
     metrics["seconds"] = round(time.time() - t0, 1)
