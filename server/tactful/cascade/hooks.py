@@ -1,7 +1,8 @@
 """The seam between the completion path and what learns from it (feedback log, CDHF cascade).
 
-The completion engine calls a ``SuggestionHooks`` object at fixed points; ``NullHooks`` (show
-everything, record nothing) is what runs when logging and the cascade are off. Plain data only:
+The completion engine calls a ``SuggestionHooks`` object at fixed points: the show/hide gate
+(:class:`tactful.cascade.gate.Gate`, which hands what happened to the feedback tracker), or
+``NullHooks`` (show everything, record nothing) when logging and the cascade are off. Plain data only:
 no torch, no pygls.
 """
 

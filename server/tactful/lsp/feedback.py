@@ -3,9 +3,11 @@ and :mod:`tactful.cascade.gate`.
 
 :func:`register` installs, on the server,
 
-* ``server.hooks``: a :class:`FeedbackHub` that builds the :class:`~tactful.feedback.tracker.SuggestionTracker`
-  from the settings on first use and reconfigures it when ``feedback.*``, ``cdhf.*`` or
-  ``dataDir`` change (NullHooks behaviour when both the log and the cascade are off);
+* ``server.hooks``: a :class:`FeedbackHub` that builds the show/hide gate
+  (:class:`~tactful.cascade.gate.Gate`, what the completion engine's calls reach) in front of the
+  :class:`~tactful.feedback.tracker.SuggestionTracker` from the settings on first use, and
+  reconfigures them when ``feedback.*``, ``cdhf.*`` or ``dataDir`` change (NullHooks behaviour
+  when both the log and the cascade are off);
 * the commands ``tactful.accept`` [id, acceptedLength?, via?], ``tactful.reject`` [id],
   ``tactful.logLocation`` and ``tactful.train``;
 * the Copilot-style notifications ``textDocument/didShowCompletion`` {item} and
