@@ -8,7 +8,7 @@ Each subcommand lives in its capability's module as ``main(argv) -> int``:
 ``model``          :mod:`tactful.backend.cli` (install / info)
 ``complete``       :mod:`tactful.completion.engine` (one-shot, for scripts)
 ``demo``           :mod:`tactful.tools.demo` (a real LSP session on a sample file)
-``flag``           :mod:`tactful.flags.job`
+``flag``           :mod:`tactful.flags.cli`
 ``log``            :mod:`tactful.feedback.cli` (export, import-cups, stats)
 ``train``          :mod:`tactful.cascade.train`
 ``replay``         :mod:`tactful.replay.cli`
@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tactful.tools.demo",
         "Drive a real LSP session over a sample file and show what tactful does.",
     ),
-    "flag": ("tactful.flags.job", "Print the lines of files that look wrong."),
+    "flag": ("tactful.flags.cli", "Print the lines of files that look wrong."),
     "log": ("tactful.feedback.cli", "The feedback log: stats, export, import-cups."),
     "train": ("tactful.cascade.train", "Train the show/hide cascade from a feedback log."),
     "replay": ("tactful.replay.cli", "Replay logged sessions through show/hide policies."),

@@ -20,6 +20,7 @@ _SEVERITIES = ("error", "warning", "information", "hint")
 _DTYPES = ("auto", "bfloat16", "float16", "float32")
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 _TEXT_MODES = ("text", "hash")
+_FLAG_SCOPES = ("file", "changed")
 
 
 def _check(pred: Callable[[Any], bool], expected: str) -> Callable[[Any, Any, Any], None]:
@@ -101,6 +102,10 @@ class FlagSettings:
     """Flag at most this fraction of a file's lines."""
     min_score: float = attrs.field(default=0.05, validator=_float_range(0.0, 1.0))
     """Show only flags whose classifier score is at least this; 0: fill the budget."""
+    min_probability: float = attrs.field(default=0.0, validator=_float_range(0.0, 1.0))
+    """Show only flags whose calibrated probability of being the bug is at least this; 0: fill the budget."""
+    scope: str = attrs.field(default="file", validator=_one_of(*_FLAG_SCOPES))
+    """``file``: flag the whole file, lines changed in this editing session first; ``changed``: flag only the changed lines."""
     severity: str = attrs.field(default="information", validator=_one_of(*_SEVERITIES))
     """Diagnostic severity of a flag."""
     idle_ms: int = attrs.field(default=1500, validator=_int_range(100, 600000))

@@ -151,12 +151,18 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     )
     assert actions and len(actions) == 1
     action = actions[0]
-    assert action.title == protocol.CODE_ACTION_TITLE
+    # The title shows the replacement; the replacement keeps the line's indentation and
+    # leaves the file compiling.
+    assert action.title == f"{protocol.CODE_ACTION_TITLE}: {d.data['suggestion']}"
     edits = action.edit.changes[uri]
     fixed = _apply(BUGGY, edits[0])
     line = d.range.start.line
     assert fixed.split("\n")[line].strip() == d.data["suggestion"]
-    assert fixed.split("\n")[line] != BUGGY.split("\n")[line]
+    assert fixed.split("\n")[line] == d.data["fix"]
+    old = BUGGY.split("\n")[line]
+    assert fixed.split("\n")[line] != old
+    assert d.data["fix"].startswith(old[: len(old) - len(old.lstrip())] + d.data["suggestion"])
+    compile(fixed, "fixed.py", "exec")
     # Everything else is untouched.
     assert [x for i, x in enumerate(fixed.split("\n")) if i != line] == [
         x for i, x in enumerate(BUGGY.split("\n")) if i != line
@@ -212,6 +218,35 @@ async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClie
         types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
     )
     assert status["state"] == "ready"
+
+
+async def test_scope_changed_flags_only_the_lines_edited_in_this_session(
+    pull_client: LanguageClient,
+) -> None:
+    def scope(value: str) -> None:
+        pull_client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"tactful": {"flags": {"scope": value}}})
+        )
+
+    uri = "file:///tmp/tactful-flags/scope.py"
+    clean = BUGGY.replace("n % 2 == 1", "n % 2 == 0")
+    scope("changed")
+    try:
+        open_doc(pull_client, uri, clean)
+        res = await _flag(pull_client, uri)
+        assert res["ok"] and res["considered"] == 0 and res["flags"] == []
+        # The bug typed now (line 10, "0" -> "1"): the only line that can be flagged.
+        change_doc(pull_client, uri, 2, "1", (9, 20), (9, 21))
+        res = await _flag(pull_client, uri)
+        assert res["ok"] and res["considered"] == 1, res
+        assert all(f["line"] == 10 and f["changed"] for f in res["flags"]), res["flags"]
+    finally:
+        scope("file")
+    # The whole file again, the changed line ranked first.
+    res = await _flag(pull_client, uri)
+    assert res["considered"] > 10
+    changed = [f for f in res["flags"] if f["changed"]]
+    assert [f["line"] for f in changed] in ([10], [])
 
 
 async def test_push_when_the_client_cannot_pull(push_client: LanguageClient) -> None:

@@ -16,6 +16,7 @@ import pytest
 from tactful import paths
 from tactful.backend.types import GenerateRequest
 from tactful.flags import job as flag
+from tactful.flags.plan import REGEN_BATCH, RegenOptions
 
 pytestmark = pytest.mark.model
 
@@ -112,8 +113,8 @@ def test_a_cancelled_batch_stops_and_reports_it(backend: Any) -> None:
     assert [g.cancelled for g in out] == [True] * 4
 
 
-def _job(batch: int | None = None) -> flag.FlagJob:
-    return flag.FlagJob(CODE * 3, "python", budget=0.3, batch=batch)
+def _job(batch: int = REGEN_BATCH) -> flag.FlagJob:
+    return flag.FlagJob(CODE * 3, "python", budget=0.3, options=RegenOptions(batch=batch))
 
 
 def _run(job: flag.FlagJob, backend: Any) -> dict[int, str]:
@@ -132,7 +133,7 @@ def test_flag_job_regenerates_in_batches_like_one_at_a_time(backend: Any, monkey
 
     monkeypatch.setattr(backend, "generate_many", counted)
     batched = _run(_job(), backend)
-    assert calls and max(calls) > 1 and max(calls) <= flag.REGEN_BATCH
+    assert calls and max(calls) > 1 and max(calls) <= REGEN_BATCH
     single = _run(_job(batch=1), backend)
     assert batched.keys() == single.keys() and len(batched) >= 10
     same = sum(batched[i] == single[i] for i in batched)

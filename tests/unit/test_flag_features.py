@@ -8,8 +8,10 @@ import random
 import pytest
 
 from tactful.flags import features as ff
-from tactful.flags.job import MAX_LINE_CHARS, FlagJob, FlagModel, skip_reason
-from tactful.flags.train import MUTATION_KINDS, mutate
+from tactful.flags.job import FlagJob
+from tactful.flags.model import FlagModel
+from tactful.flags.mutate import MUTATION_KINDS, mutate
+from tactful.flags.plan import MAX_LINE_CHARS, skip_reason
 
 PY = '''import os
 from sys import argv

@@ -10,8 +10,12 @@ import pytest
 
 from tactful.backend.types import LineScores
 from tactful.cache import JsonCache
-from tactful.flags import job as flag
-from tactful.flags.job import FlagJob, FlagModel, WindowMemo
+from tactful.flags import memo as flag_memo
+from tactful.flags import plan as flag_plan
+from tactful.flags.job import FlagJob
+from tactful.flags.memo import WindowMemo
+from tactful.flags.model import FlagModel
+from tactful.flags.plan import RegenOptions
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "flag"
 
@@ -44,7 +48,7 @@ class Counting:
 def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.flags.train import set_threads
+    from tactful.flags.datasets import set_threads
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(1)
@@ -57,7 +61,13 @@ def _run(
     # One line at a time: a line's regeneration is then the same whichever lines it is done
     # with (in a batch it can differ at a bfloat16 tie, and an edit changes the batches).
     job = FlagJob(
-        text, "python", model=FlagModel.load(), key="memo", memo=memo, budget=budget, batch=1
+        text,
+        "python",
+        model=FlagModel.load(),
+        key="memo",
+        memo=memo,
+        budget=budget,
+        options=RegenOptions(batch=1),
     )
     for unit in job.steps():
         unit(backend)
@@ -68,8 +78,8 @@ def _run(
 @pytest.mark.model
 def test_an_edit_rescores_only_its_window(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Small windows, so that one fixture program spans three of them.
-    monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
-    monkeypatch.setattr(flag, "CONTEXT_LINES", 4)
+    monkeypatch.setattr(flag_plan, "WINDOW_CHARS", 600)
+    monkeypatch.setattr(flag_plan, "CONTEXT_LINES", 4)
     text = "\n".join(
         (FIXTURES / name).read_text().rstrip("\n")
         for name in ("inventory.py.txt", "stats.py.txt", "primes.py.txt")
@@ -116,7 +126,7 @@ def test_an_edit_rescores_only_its_window(backend: Any, monkeypatch: pytest.Monk
 def test_memo_is_bounded() -> None:
     memo = WindowMemo(windows=2)
     for k in range(3):
-        memo.put(("m", str(k)), flag._WindowRecord(LineScores([], [], 0)))
+        memo.put(("m", str(k)), flag_memo.WindowRecord(LineScores([], [], 0)))
     assert len(memo) == 2 and memo.get(("m", "0")) is None and memo.get(("m", "2")) is not None
 
 
@@ -124,7 +134,7 @@ def test_memo_is_bounded() -> None:
 def test_fim_regenerations_need_no_rescoring(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fill-in-the-middle backend regenerates from the text, not from the window's KV cache:
     # a line the memo lacks is regenerated without scoring its window again.
-    monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
+    monkeypatch.setattr(flag_plan, "WINDOW_CHARS", 600)
     text = (FIXTURES / "inventory.py.txt").read_text() + (FIXTURES / "stats.py.txt").read_text()
     memo = WindowMemo()
     fim = Counting(backend)
@@ -141,7 +151,7 @@ def test_fim_regenerations_need_no_rescoring(backend: Any, monkeypatch: pytest.M
 def test_the_store_serves_a_restarted_server(
     backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flag, "WINDOW_CHARS", 600)
+    monkeypatch.setattr(flag_plan, "WINDOW_CHARS", 600)
     text = (FIXTURES / "inventory.py.txt").read_text() + (FIXTURES / "stats.py.txt").read_text()
     counting = Counting(backend)
     first, flags = _run(counting, text, WindowMemo(store=JsonCache(tmp_path, 8)))
@@ -167,7 +177,7 @@ def test_the_store_serves_a_restarted_server(
     assert flags_wider == flags_fresh
 
 
-def _record() -> flag._WindowRecord:
+def _record() -> flag_memo.WindowRecord:
     scores = LineScores(
         [[-0.125, -3.0517578125e-05], [], [-7.25]],
         [[1.5, 0.0009765625], [], [2.0]],
@@ -175,14 +185,14 @@ def _record() -> flag._WindowRecord:
         token_starts=[0, 4, 9],
         token_greedy=[False, True, False],
     )
-    return flag._WindowRecord(scores, {0: ("x = 1", [0.1, 1.0 / 3.0, -2.5], 1), 2: ("", [], 0)})
+    return flag_memo.WindowRecord(scores, {0: ("x = 1", [0.1, 1.0 / 3.0, -2.5], 1), 2: ("", [], 0)})
 
 
 def test_a_record_survives_json_exactly(tmp_path: Path) -> None:
     import json
 
     rec = _record()
-    assert flag._WindowRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    assert flag_memo.WindowRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
     key = ("model:torch.bfloat16:fast", "x = 1\ny = 2")
     WindowMemo(store=JsonCache(tmp_path, 1)).put(key, rec)
     memo = WindowMemo(store=JsonCache(tmp_path, 1))

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from tactful.backend.types import GenerateRequest
-from tactful.flags import job as flag
-from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob, FlagModel, flag_document
+from tactful.flags import cli as flag
+from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob, flag_document
+from tactful.flags.model import FlagModel
 
 pytestmark = pytest.mark.model
 
@@ -25,7 +26,7 @@ BUGS: dict[str, int] = json.loads((FIXTURES / "bugs.json").read_text())
 def backend() -> Any:
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.flags.train import set_threads
+    from tactful.flags.datasets import set_threads
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(1)  # a shared CPU: see flag_train.set_threads

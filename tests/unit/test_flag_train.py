@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tactful.flags import datasets as flag_datasets
 from tactful.flags import features as ff
 from tactful.flags import train as flag_train
-from tactful.flags.job import FlagModel
+from tactful.flags.model import FlagModel
 
 
 def test_text_features_of_typical_contest_lines() -> None:
@@ -63,7 +64,7 @@ def test_load_dataset_recomputes_text_features_from_the_recorded_text(
         ],
     }
     (tmp_path / "x.jsonl").write_text(json.dumps(sample) + "\n")
-    monkeypatch.setattr(flag_train, "CACHE", tmp_path)
+    monkeypatch.setattr(flag_datasets, "CACHE", tmp_path)
     (got,) = flag_train.load_dataset("x")
     lines = ff.document_lines(text)
     assert lines[1] == "for i in range(a + 1):"
@@ -154,7 +155,7 @@ def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.M
         got_prior.append({s["id"]: prior_of(s) for s in samples})
         return list(samples)
 
-    monkeypatch.setattr(flag_train, "with_priors", fake_with_priors)
+    monkeypatch.setattr(flag_datasets, "with_priors", fake_with_priors)
     folds = {f"task{t}": t % 3 for t in range(6)}
     pooled = flag_train.cross_validate(
         dev,

@@ -272,7 +272,7 @@ CONTEXT_TEXT_FEATURES = (
     "cx_twin_diff",
 )
 #: What the prior classifier (``prior.txt``) reads: the line's text and place, no model output.
-#: Its score is the cheap feature ``prior`` (NaN until :meth:`tactful.flags.job.FlagModel.fill_prior`).
+#: Its score is the cheap feature ``prior`` (NaN until :meth:`tactful.flags.model.FlagModel.fill_prior`).
 #: (The pass features from ``kind`` on are the line's own facts, not the model's.)
 PRIOR_INPUTS = (
     *PASS_FEATURES[PASS_FEATURES.index("kind") :],

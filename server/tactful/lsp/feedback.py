@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,9 @@ class FeedbackHub:
         self._decisions = 0
         self._trained_at: int | None = None
         self._training: threading.Thread | None = None
+        #: Called with (uri, accepted text) after an accept (line flags skip those lines).
+        self.accept_listeners: list[Callable[[str, str], None]] = []
+        self._shown_texts: dict[str, tuple[str, str]] = {}  # id -> (uri, text), the last 256
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -205,9 +208,20 @@ class FeedbackHub:
         stage2: Decision,
     ) -> None:
         self._hooks().shown(req, sugg, suggestion_id, stage1, stage2)
+        self._shown_texts[suggestion_id] = (req.uri, sugg.text)
+        if len(self._shown_texts) > 256:
+            self._shown_texts.pop(next(iter(self._shown_texts)))
 
     def extended(self, suggestion_id: str, text: str) -> None:
         self._hooks().extended(suggestion_id, text)
+        if suggestion_id in self._shown_texts:
+            self._shown_texts[suggestion_id] = (self._shown_texts[suggestion_id][0], text)
+
+    def accepted(self, suggestion_id: str, length: int | None) -> None:
+        """Tell the accept listeners what was accepted where (nothing for unknown ids)."""
+        uri, text = self._shown_texts.get(suggestion_id, ("", ""))
+        for listener in self.accept_listeners if uri else ():
+            listener(uri, text if length is None else text[:length])
 
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
         self._hooks().document_changed(uri, text, version)
@@ -329,6 +343,7 @@ def register(server: TactfulServer) -> FeedbackHub:
         )
         if first:
             count_accept()
+        hub.accepted(args[0], None if length is None else int(length))
         return {
             "ok": True,
             "known": bool(first) or (t is not None and t.knows(args[0])),

@@ -3,12 +3,18 @@ the ``tactful.flagDocument`` command.
 
 Flags are computed on open, on save and after ``flags.idleMs`` without edits; an edit cancels
 the job in flight. A job runs as short units on the shared model at ``PRIORITY_FLAG``; a unit
-that is running when a completion request arrives is interrupted (within one decoding step or
-one 256-token chunk) and run again afterwards, so completions never wait for flags.
+that is running when a completion request arrives gives way (within one decoding step or one
+scoring chunk: the backend asks the unit's :class:`GiveWay` event between them) and runs again
+afterwards, so completions never wait for flags.
 
 Diagnostics are pulled (``textDocument/diagnostic``) when the client advertises
 ``textDocument.diagnostic`` and pushed (``publishDiagnostics``) otherwise, never both. The
-plain logic lives in :mod:`tactful.flags.job`; this module only translates.
+plain logic lives in :mod:`tactful.flags`; this module only translates.
+
+Concurrency: flag units run on the model worker thread (``runner.run``); planning, results and
+the diff of changed lines run in threads (``asyncio.to_thread``); everything else runs on the
+event loop. The only loop that waits by polling is :meth:`FlagService._wait_model`: the runner
+reports its state but offers no event for "ready" (the server awaits the load future itself).
 """
 
 from __future__ import annotations
@@ -18,24 +24,28 @@ import contextlib
 import logging
 import threading
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from tactful.backend.runner import FAILED, PRIORITY_FLAG, READY
-from tactful.flags.job import (
-    Flag,
-    FlagCancelled,
-    FlagInterrupted,
-    FlagJob,
-    FlagModel,
-    FlagResult,
-    WindowMemo,
-    default_model,
-    open_store,
-)
+from tactful.backend.runner import FAILED, PRIORITY_FLAG, READY, ModelRunner
+from tactful.backend.types import Backend
+from tactful.config import FlagSettings, Settings
+from tactful.flags import focus as ffocus
+from tactful.flags.fixes import FixChecker, short_title
+from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob
+from tactful.flags.memo import WindowMemo, open_store
+from tactful.flags.model import FlagModel, default_model
+from tactful.flags.plan import Focus
+from tactful.flags.result import Flag, FlagResult
 from tactful.lsp import protocol
+
+if TYPE_CHECKING:
+    from tactful.documents import Document
+    from tactful.lsp.server import TactfulServer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,27 @@ _SEVERITY = {
 PULL_WAIT_S = 600.0
 #: How far (lines) a flag follows its line when lines are inserted or deleted above it.
 _REMAP_WINDOW = 40
+#: Accepted suggestions remembered per document (their lines are not flagged while unedited).
+_ACCEPTED_KEEP = 64
+
+
+class GiveWay(threading.Event):
+    """The event a flag unit's model calls watch: set when the job is cancelled or when more
+    urgent work (a completion) is queued on the model. The backend asks it between decoding
+    steps and scoring chunks, so nothing polls on the event loop."""
+
+    def __init__(self, cancel: threading.Event, runner: ModelRunner) -> None:
+        super().__init__()
+        self._cancel = cancel
+        self._runner = runner
+
+    def is_set(self) -> bool:
+        if super().is_set():
+            return True
+        if self._cancel.is_set() or self._runner.urgent_waiting():
+            self.set()
+            return True
+        return False
 
 
 @dataclass
@@ -58,17 +89,23 @@ class _DocFlags:
     task: asyncio.Task[Any] | None = None
     cancel: threading.Event | None = None
     idle: asyncio.TimerHandle | None = None
+    #: Set whenever a scheduled run starts or is called off (``_settled`` waits on it).
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     result: FlagResult | None = None
     #: Flags of the last finished job with the document version they were computed on.
     flags: list[Flag] = field(default_factory=list)
     version: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The lines changes are measured against: git's HEAD, else the text when opened.
+    baseline: list[str] | None = None
+    #: Texts of suggestions accepted in this document, newest last.
+    accepted: deque[str] = field(default_factory=lambda: deque(maxlen=_ACCEPTED_KEEP))
 
 
 class FlagService:
     """Line flags for one server's open documents."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: TactfulServer) -> None:
         self.server = server
         self.docs: dict[str, _DocFlags] = {}
         self.model: FlagModel | None = None
@@ -76,18 +113,18 @@ class FlagService:
         #: Model results by window text, so that a re-flag after an edit redoes only the windows
         #: that changed; cleared when the model changes (``_memo_for``: the backend it is for).
         self.memo = WindowMemo()
-        self._memo_for: weakref.ref[Any] | None = None
+        self._memo_for: weakref.ref[Backend] | None = None
         #: What the memo's store was opened for: (cache directory, size in MB); None: none.
         self._store_for: tuple[str, int] | None = None
 
     # --- settings and capabilities -----------------------------------------------------------
     @property
-    def settings(self) -> Any:
+    def settings(self) -> FlagSettings:
         return self.server.settings.flags
 
     @property
     def pull(self) -> bool:
-        return bool(getattr(self.server, "client_pull_diagnostics", False))
+        return self.server.client_pull_diagnostics
 
     def _refresh_support(self) -> bool:
         try:
@@ -97,7 +134,7 @@ class FlagService:
                 and caps.workspace.diagnostics
                 and caps.workspace.diagnostics.refresh_support
             )
-        except Exception:
+        except Exception:  # no client capabilities yet
             return False
 
     def enabled_for(self, language_id: str) -> bool:
@@ -111,6 +148,8 @@ class FlagService:
                 self._close(uri)
                 return
             state = self.docs.setdefault(uri, _DocFlags())
+            if event == "open":
+                self._set_baseline(uri, state)
             if event == "change" or (event == "open" and self.settings.on_open):
                 # Open waits for the idle pause too: a document opened and closed at once
                 # (a quick look, a test) costs nothing.
@@ -122,10 +161,39 @@ class FlagService:
         except Exception:
             log.exception("flags: handling %s of %s failed", event, uri)
 
+    def _set_baseline(self, uri: str, state: _DocFlags) -> None:
+        """The text changes are measured against: the text as opened now, replaced by git's
+        HEAD (looked up in a thread) where the file is tracked."""
+        doc = self.server.documents.get(uri)
+        if doc is None:
+            return
+        state.baseline = _lines(doc)
+        if not uri.startswith("file:"):
+            return
+        from pygls.uris import to_fs_path
+
+        fs = to_fs_path(uri)
+        if fs is None:
+            return
+
+        async def from_git() -> None:
+            head = await asyncio.to_thread(ffocus.git_head_text, Path(fs))
+            if head is not None and self.docs.get(uri) is state:
+                state.baseline = head.split("\n")
+
+        asyncio.get_running_loop().create_task(from_git())
+
+    def accepted(self, uri: str, text: str) -> None:
+        """The user accepted ``text`` from tactful in ``uri``: its lines are not flagged until
+        they are edited (called by the feedback hub)."""
+        if text.strip():
+            self.docs.setdefault(uri, _DocFlags()).accepted.append(text)
+
     def _cancel(self, state: _DocFlags) -> None:
         if state.idle is not None:
             state.idle.cancel()
             state.idle = None
+        state.wake.set()
         if state.cancel is not None:
             state.cancel.set()
 
@@ -136,21 +204,23 @@ class FlagService:
         def start() -> None:
             state.idle = None
             state.task = loop.create_task(self.run(uri))
+            state.wake.set()
 
+        state.wake.clear()
         state.idle = loop.call_later(delay, start)
 
     def _close(self, uri: str) -> None:
         state = self.docs.pop(uri, None)
         if state is not None:
             self._cancel(state)
-        drop = getattr(getattr(self.server.runner, "backend", None), "drop_cache", None)
-        if callable(drop):
+        backend = self.server.runner.backend
+        if backend is not None:
             with contextlib.suppress(Exception):
-                self.server.runner.submit(lambda: drop(f"flag:{uri}"), PRIORITY_FLAG)
+                self.server.runner.submit(lambda: backend.drop_cache(f"flag:{uri}"), PRIORITY_FLAG)
         if not self.pull:
             self._publish(uri, [], None)
 
-    def settings_changed(self, old: Any, new: Any) -> None:
+    def settings_changed(self, old: Settings, new: Settings) -> None:
         if old.flags == new.flags and old.languages == new.languages and old.enable == new.enable:
             return
         if not new.flags.enable:
@@ -167,7 +237,7 @@ class FlagService:
     # --- running -----------------------------------------------------------------------------
     async def _wait_model(self) -> bool:
         runner = self.server.runner
-        while runner.state not in (READY, FAILED):
+        while runner.state not in (READY, FAILED):  # see the module docstring
             await asyncio.sleep(0.25)
         return bool(runner.state == READY)
 
@@ -190,12 +260,40 @@ class FlagService:
             return None
         except Exception as exc:
             log.exception("flags: flagging %s failed", uri)
-            self._message(f"line flags failed for {uri}: {exc}")
+            self.server.show_message(f"line flags failed for {uri}: {exc}")
             return None
         finally:
             if state.cancel is cancel:
                 state.cancel = None
             state.done.set()
+
+    def _focus(self, state: _DocFlags, lines: list[str]) -> Focus:
+        """Changed lines (against the baseline) and accepted, unedited lines of ``lines``."""
+        changed = ffocus.changed_lines(state.baseline, lines) if state.baseline else set()
+        accepted = ffocus.accepted_lines(lines, list(state.accepted)) & changed
+        return Focus.of(changed, accepted, changed_only=self.settings.scope == "changed")
+
+    def _new_job(
+        self, uri: str, doc: Document, state: _DocFlags, cancel: threading.Event, model: FlagModel
+    ) -> FlagJob:
+        lines = _lines(doc)
+        s = self.settings
+        job = FlagJob(
+            "\n".join(lines),
+            doc.language_id,
+            budget=s.budget,
+            model=model,
+            max_lines=s.max_lines,
+            key=uri,
+            cancel=cancel,
+            min_score=s.min_score,
+            min_probability=s.min_probability,
+            memo=self.memo,
+            focus=self._focus(state, lines),
+        )
+        if job.skipped:
+            log.info("flags: not flagging %s: %s", uri, job.skipped)
+        return job
 
     async def _run(self, uri: str, state: _DocFlags, cancel: threading.Event) -> FlagResult | None:
         doc = self.server.documents.get(uri)
@@ -208,26 +306,27 @@ class FlagService:
         if doc is None or cancel.is_set():
             return None
         version = doc.version
-        text = "\n".join(doc.line_text(i) for i in range(doc.line_count))
-        s = self.settings
-        backend = getattr(self.server.runner, "backend", None)
+        backend = self.server.runner.backend
         if backend is not None and (self._memo_for is None or self._memo_for() is not backend):
             self.memo.clear()
             self._memo_for = weakref.ref(backend)
         await asyncio.to_thread(self._open_store)
-        job = FlagJob(
-            text,
-            doc.language_id,
-            budget=s.budget,
-            model=model,
-            max_lines=s.max_lines,
-            key=uri,
-            cancel=cancel,
-            min_score=s.min_score,
-            memo=self.memo,
-        )
-        if job.skipped:
-            log.info("flags: not flagging %s: %s", uri, job.skipped)
+        job = await asyncio.to_thread(self._new_job, uri, doc, state, cancel, model)
+        await self._run_units(uri, state, job, doc, version)
+        result = await asyncio.to_thread(job.result)
+        if cancel.is_set() or doc.version != version:
+            raise FlagCancelled()
+        self.runs += 1
+        state.result, state.flags, state.version = result, result.flags, version
+        self._deliver(uri, version)
+        if result.no_fix:
+            log.info("flags: %s: flags without a quick fix: %s", uri, result.no_fix)
+        return result
+
+    async def _run_units(
+        self, uri: str, state: _DocFlags, job: FlagJob, doc: Document, version: int | None
+    ) -> None:
+        """Run the job's units on the model, each again after it gave way to a completion."""
         runner = self.server.runner
         shown = 0  # windows whose flags the editor was given before the job ended
         for unit in job.steps():
@@ -236,38 +335,17 @@ class FlagService:
                 await self._show_partial(uri, state, job, version)
             while True:
                 if (
-                    cancel.is_set()
+                    job.cancel.is_set()
                     or doc.version != version
                     or self.server.documents.get(uri) is not doc
                 ):
                     raise FlagCancelled()
-                interrupt = threading.Event()
-                started = threading.Event()
-                job.interrupt = interrupt
-
-                def wrapped(
-                    backend: Any, unit: Any = unit, started: threading.Event = started
-                ) -> None:
-                    started.set()
-                    unit(backend)
-
-                watcher = asyncio.get_running_loop().create_task(
-                    self._watch(interrupt, started, cancel)
-                )
+                job.interrupt = GiveWay(job.cancel, runner)
                 try:
-                    await runner.run(wrapped, PRIORITY_FLAG)
+                    await runner.run(unit, PRIORITY_FLAG)
                     break
                 except FlagInterrupted:
-                    await asyncio.sleep(0.02)  # the completion is queued ahead of the retry
-                finally:
-                    watcher.cancel()
-        result = await asyncio.to_thread(job.result)
-        if cancel.is_set() or doc.version != version:
-            raise FlagCancelled()
-        self.runs += 1
-        state.result, state.flags, state.version = result, result.flags, version
-        self._deliver(uri, version)
-        return result
+                    continue  # the completion is queued ahead of the retry (priority queue)
 
     def _open_store(self) -> None:
         """Give the memo the persistent store the settings ask for (``flags.cache``), opened
@@ -285,7 +363,9 @@ class FlagService:
         if want is not None:
             self.memo.store = open_store(cache_dir, want[1])
 
-    async def _show_partial(self, uri: str, state: _DocFlags, job: FlagJob, version: int) -> None:
+    async def _show_partial(
+        self, uri: str, state: _DocFlags, job: FlagJob, version: int | None
+    ) -> None:
         """Give the editor the flags of the windows done so far of a long document: new flags
         before the next window's first line, the last run's (moved with their lines) after it."""
         cut = job.windows[job.windows_done].start
@@ -298,23 +378,13 @@ class FlagService:
         state.version = version
         self._deliver(uri, version)
 
-    def _deliver(self, uri: str, version: int) -> None:
+    def _deliver(self, uri: str, version: int | None) -> None:
         """Tell the editor about the document's current flags: a refresh to pull clients, a
         push to the others."""
         if self.pull:
             self._refresh()
         else:
             self._publish(uri, self.diagnostics(uri), version)
-
-    async def _watch(
-        self, interrupt: threading.Event, started: threading.Event, cancel: threading.Event
-    ) -> None:
-        runner = self.server.runner
-        while not interrupt.is_set():
-            if cancel.is_set() or (started.is_set() and runner.urgent_waiting()):
-                interrupt.set()
-                return
-            await asyncio.sleep(0.01)
 
     # --- diagnostics -------------------------------------------------------------------------
     def _current_flags(self, uri: str) -> list[Flag]:
@@ -330,7 +400,19 @@ class FlagService:
             for d in sorted(range(-_REMAP_WINDOW, _REMAP_WINDOW + 1), key=abs):
                 j = f.line + d
                 if 0 <= j < doc.line_count and doc.line_text(j) == f.text:
-                    out.append(Flag(j, f.score, f.text, f.suggestion, f.start_col, f.end_col))
+                    out.append(
+                        Flag(
+                            j,
+                            f.score,
+                            f.text,
+                            f.suggestion,
+                            f.start_col,
+                            f.end_col,
+                            f.probability,
+                            f.fix,
+                            f.changed,
+                        )
+                    )
                     break
         return out
 
@@ -339,41 +421,21 @@ class FlagService:
         if doc is None or not self.settings.enable:
             return []
         severity = _SEVERITY.get(self.settings.severity, types.DiagnosticSeverity.Information)
-        out = []
-        base = 0
-        for f in self._current_flags(uri):
-            base = doc.offset_at(f.line, 0)
-            sl, sc = doc.position_at(base + f.start_col)
-            el, ec = doc.position_at(base + f.end_col)
-            out.append(
-                types.Diagnostic(
-                    range=types.Range(types.Position(sl, sc), types.Position(el, ec)),
-                    message=f.message,
-                    severity=severity,
-                    code=protocol.DIAGNOSTIC_CODE,
-                    source=protocol.DIAGNOSTIC_SOURCE,
-                    data={
-                        "score": round(f.score, 4),
-                        "suggestion": f.suggestion,
-                        "line": f.line + 1,
-                    },
-                )
-            )
-        return out
+        return [_diagnostic(doc, f, severity) for f in self._current_flags(uri)]
 
     def _publish(self, uri: str, diags: list[types.Diagnostic], version: int | None) -> None:
         try:
             self.server.text_document_publish_diagnostics(
                 types.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
             )
-        except Exception:
+        except Exception:  # the stream is gone (shutdown): nothing to tell
             log.debug("flags: could not publish diagnostics for %s", uri)
 
     def _refresh(self) -> None:
         if self.pull and self._refresh_support():
             try:
                 self.server.workspace_diagnostic_refresh(None)
-            except Exception:
+            except Exception:  # the stream is gone (shutdown): nothing to tell
                 log.debug("flags: diagnostic refresh failed")
 
     async def pull_report(self, uri: str) -> types.DocumentDiagnosticReport:
@@ -388,13 +450,19 @@ class FlagService:
 
     @staticmethod
     async def _settled(state: _DocFlags) -> None:
+        """Until no run is scheduled or in flight (woken by events, not polled)."""
         while state.idle is not None or (state.task is not None and not state.task.done()):
-            await asyncio.sleep(0.2)
+            task = state.task
+            if task is not None and not task.done():
+                await asyncio.wait({task})
+            else:
+                await state.wake.wait()
 
     # --- quick fix ---------------------------------------------------------------------------
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
-        if self.server.documents.get(uri) is None:
+        doc = self.server.documents.get(uri)
+        if doc is None:
             return []
         wanted = [
             d
@@ -404,23 +472,20 @@ class FlagService:
         if not wanted:  # clients that do not send the diagnostics back: ours on the range's lines
             lines = range(params.range.start.line, params.range.end.line + 1)
             wanted = [d for d in self.diagnostics(uri) if d.range.start.line in lines]
+        current = {(f.line, f.fix) for f in self._current_flags(uri) if f.fix is not None}
+        checker: FixChecker | None = None
         actions = []
         for d in wanted:
             data = d.data if isinstance(d.data, dict) else {}
-            suggestion = data.get("suggestion")
-            if not isinstance(suggestion, str) or not suggestion.strip():
+            fix, line = data.get("fix"), d.range.start.line
+            if not isinstance(fix, str) or (line, fix) not in current:
+                continue  # no quick fix, or the flag is gone (its line was edited)
+            # Checked again against the document as it is now: the replacement still leaves
+            # the file parsing.
+            checker = checker or FixChecker(_lines(doc), doc.language_id)
+            if checker.fix(line, fix) != fix:
                 continue
-            actions.append(
-                types.CodeAction(
-                    title=protocol.CODE_ACTION_TITLE,
-                    kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[d],
-                    is_preferred=False,
-                    edit=types.WorkspaceEdit(
-                        changes={uri: [types.TextEdit(range=d.range, new_text=suggestion)]}
-                    ),
-                )
-            )
+            actions.append(_quick_fix(uri, doc, d, fix))
         return actions
 
     # --- command -----------------------------------------------------------------------------
@@ -448,23 +513,55 @@ class FlagService:
         out["ok"] = True
         return out
 
-    def _message(self, text: str) -> None:
-        show = getattr(self.server, "show_message", None)
-        if callable(show):
-            show(text)
+
+def _lines(doc: Document) -> list[str]:
+    return [doc.line_text(i) for i in range(doc.line_count)]
 
 
-def register(server: Any) -> FlagService:
-    """Register diagnostics (pull), the quick fix and the command on ``server``, and listen to
-    its document events (``server.document_listeners``) and settings changes."""
+def _diagnostic(doc: Document, f: Flag, severity: types.DiagnosticSeverity) -> types.Diagnostic:
+    base = doc.offset_at(f.line, 0)
+    sl, sc = doc.position_at(base + f.start_col)
+    el, ec = doc.position_at(base + f.end_col)
+    return types.Diagnostic(
+        range=types.Range(types.Position(sl, sc), types.Position(el, ec)),
+        message=f.message,
+        severity=severity,
+        code=protocol.DIAGNOSTIC_CODE,
+        source=protocol.DIAGNOSTIC_SOURCE,
+        data={
+            "score": round(f.score, 4),
+            "probability": round(f.probability, 4),
+            "suggestion": f.suggestion,
+            "fix": f.fix,
+            "line": f.line + 1,
+        },
+    )
+
+
+def _quick_fix(uri: str, doc: Document, d: types.Diagnostic, fix: str) -> types.CodeAction:
+    """Replace the whole flagged line by ``fix`` (which carries the line's own indentation)."""
+    line = d.range.start.line
+    end = doc.position_at(doc.offset_at(line, 0) + len(doc.line_text(line)))
+    rng = types.Range(types.Position(line, 0), types.Position(*end))
+    return types.CodeAction(
+        title=f"{protocol.CODE_ACTION_TITLE}: {short_title(fix)}",
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[d],
+        is_preferred=False,
+        edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=rng, new_text=fix)]}),
+    )
+
+
+def register(server: TactfulServer) -> FlagService:
+    """Install the service as ``server.flags``, register diagnostics (pull), the quick fix and
+    the command, and listen to document events, settings changes and accepted suggestions (the
+    feedback hub's, when it was registered first)."""
     service = FlagService(server)
     server.flags = service
-    listeners = getattr(server, "settings_listeners", None)
-    if isinstance(listeners, list):
-        listeners.append(service.settings_changed)
-    doc_listeners = getattr(server, "document_listeners", None)
-    if isinstance(doc_listeners, list):
-        doc_listeners.append(service.document_event)
+    if server.feedback is not None:
+        server.feedback.accept_listeners.append(service.accepted)
+    server.settings_listeners.append(service.settings_changed)
+    server.document_listeners.append(service.document_event)
 
     @server.feature(
         types.TEXT_DOCUMENT_DIAGNOSTIC,
@@ -475,7 +572,7 @@ def register(server: Any) -> FlagService:
         ),
     )
     async def on_diagnostic(
-        ls: Any, params: types.DocumentDiagnosticParams
+        ls: TactfulServer, params: types.DocumentDiagnosticParams
     ) -> types.DocumentDiagnosticReport:
         return await service.pull_report(params.text_document.uri)
 
@@ -483,7 +580,7 @@ def register(server: Any) -> FlagService:
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
     )
-    def on_code_action(ls: Any, params: types.CodeActionParams) -> list[types.CodeAction]:
+    def on_code_action(ls: TactfulServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         try:
             return service.code_actions(params)
         except Exception:
@@ -491,7 +588,7 @@ def register(server: Any) -> FlagService:
             return []
 
     @server.command(protocol.CMD_FLAG)
-    async def cmd_flag(ls: Any, *args: Any) -> dict[str, Any]:
+    async def cmd_flag(ls: TactfulServer, *args: Any) -> dict[str, Any]:
         return await service.flag_command(args)
 
     return service

@@ -61,11 +61,14 @@ H.run(function()
   local titles = vim.tbl_map(function(a)
     return a.title
   end, (r and r.result) or {})
-  H.check('code-action-offered', vim.tbl_contains(titles, P.CODE_ACTION_TITLE), titles)
+  local function ours(title)
+    return vim.startswith(title, P.CODE_ACTION_TITLE .. ': ')
+  end
+  H.check('code-action-offered', #vim.tbl_filter(ours, titles) > 0, titles)
   -- applying it puts the model's line in place of the flagged one
   local action
   for _, a in ipairs((r and r.result) or {}) do
-    if a.title == P.CODE_ACTION_TITLE then
+    if ours(a.title) then
       action = a
     end
   end

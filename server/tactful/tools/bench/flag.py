@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from tactful.flags import features as ff
-from tactful.flags.job import REGEN_EXTRA, FlagJob, FlagModel, FlagResult, WindowMemo
+from tactful.flags.job import FlagJob
+from tactful.flags.memo import WindowMemo
+from tactful.flags.model import FlagModel
+from tactful.flags.plan import REGEN_EXTRA, RegenOptions
+from tactful.flags.result import FlagResult
 
 #: ``--regen-extra``: lines regenerated beyond the number that can be flagged (None: the default).
 REGEN_EXTRA_OVERRIDE: int | None = None
@@ -83,11 +87,13 @@ def _run(
         memo=memo,
         budget=budget,
         model=model,
-        regenerate_all=naive,
-        speculative=not naive,
-        batch=NAIVE_BATCH if naive else None,
         key="bench",
-        regen_extra=REGEN_EXTRA_OVERRIDE if REGEN_EXTRA_OVERRIDE is not None else REGEN_EXTRA,
+        options=RegenOptions(
+            regenerate_all=naive,
+            speculative=not naive,
+            batch=NAIVE_BATCH if naive else RegenOptions().batch,
+            regen_extra=REGEN_EXTRA_OVERRIDE if REGEN_EXTRA_OVERRIDE is not None else REGEN_EXTRA,
+        ),
     )
     t0 = time.perf_counter()
     for unit in job.steps():
@@ -310,6 +316,7 @@ def main(argv: Sequence[str]) -> int:
         "FLAG does; 8: the batching tactful uses)",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    _realfix_args(ap)
     args = ap.parse_args(list(argv))
     files = _parse_files(args.files)  # before loading the model: a bad spec fails at once
 
@@ -319,9 +326,11 @@ def main(argv: Sequence[str]) -> int:
     REGEN_EXTRA_OVERRIDE = args.regen_extra
     NAIVE_BATCH = max(1, args.naive_batch)
     from tactful.backend.hf import TransformersBackend
-    from tactful.flags.train import condefects, set_threads
+    from tactful.flags.datasets import condefects, set_threads
 
     model = FlagModel.load(args.classifier)
+    if args.realfix_records:  # figures from saved records: no model needed
+        return _realfix(args, None, model)
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(args.threads)
     programs: list[tuple[str, str, int]] = []
@@ -336,6 +345,8 @@ def main(argv: Sequence[str]) -> int:
             (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
         ]
     programs += files
+    if args.realfix or args.realfix_records:
+        return _realfix(args, backend, model)
     t0 = time.time()
     from tactful.config import FlagSettings
 
@@ -364,4 +375,72 @@ def main(argv: Sequence[str]) -> int:
         ("top-3", tr["top3"], rn["top3"]),
     ):
         print(f"{name}: tactful {a:.3f} vs random {b:.3f} ({(a / b if b else math.inf):.2f}x)")
+    return 0
+
+
+def _realfix_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("realfix (precision on correct code, recall on real bugs)")
+    g.add_argument(
+        "--realfix",
+        type=int,
+        default=0,
+        metavar="N",
+        help="flag N realfix files, fixed and buggy versions, instead of ConDefects",
+    )
+    g.add_argument("--realfix-max-lines", type=int, default=300, help="only files this short")
+    g.add_argument(
+        "--realfix-records",
+        default=None,
+        metavar="JSON",
+        help="compute the figures from the records of an earlier --out (no model work)",
+    )
+    g.add_argument(
+        "--max-flags-per-100",
+        type=float,
+        default=2.0,
+        help="the threshold chosen keeps correct files at or under this (default 2)",
+    )
+    g.add_argument(
+        "--min-project-files", type=int, default=4, help="macro-average projects this big"
+    )
+    g.add_argument(
+        "--write-calibration",
+        default=None,
+        metavar="PATH",
+        help="write the calibration fitted on all sampled projects here (calibration.json)",
+    )
+    g.add_argument("--no-cache", action="store_true", help="do not use the persistent flag cache")
+
+
+def _realfix(args: argparse.Namespace, backend: Any, model: FlagModel) -> int:
+    from tactful import paths
+    from tactful.flags.memo import open_store
+    from tactful.tools.bench import flag_realfix as rf
+
+    if args.realfix_records:
+        records = json.loads(Path(args.realfix_records).read_text())["records"]
+    else:
+        rows = rf.load_rows(args.realfix, args.realfix_max_lines)
+        memo = WindowMemo(store=None if args.no_cache else open_store(paths.cache_dir()))
+        records = rf.run(backend, rows, model, args.budget, memo)
+    result = rf.report(records, args.max_flags_per_100, args.min_project_files)
+    result["set"] = (
+        f"realfix, Python 3, not version bumps, n_lines <= {args.realfix_max_lines}, "
+        f"{len(records)} files taken in turn from each project (sorted by id)"
+    )
+    result["classifier"] = model.name
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps({**result, "records": records}, indent=2) + "\n")
+    if args.write_calibration:
+        cal = rf.calibrate(records)
+        fitted = {**cal.fitted_on, "data": result["set"], "threshold": result["threshold_all"]}
+        doc = {**cal.to_json(), "fitted_on": fitted}
+        Path(args.write_calibration).write_text(json.dumps(doc, indent=2) + "\n")
+    lpo = result["leave_project_out"]["macro_all_projects"]
+    print(
+        f"leave-project-out: {lpo['fixed_flags_per_100_lines']} flags/100 lines on correct "
+        f"files, recall {lpo['buggy_recall']} vs random {lpo['random_recall']} "
+        f"({lpo['ratio_of_means']}x)"
+    )
     return 0

@@ -1,0 +1,105 @@
+"""The flag classifiers' model card (``models/flag/MODEL_CARD.md``), written by training."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tactful.flags.datasets import PARAMS, ROUNDS
+
+
+def model_card(meta: dict[str, Any], stage1: Any, final: Any, prior: Any = None) -> str:
+    """The model card: what the classifiers are, what they were trained on, how they did."""
+
+    def importance(booster: Any) -> str:
+        names = booster.feature_name()
+        gains = booster.feature_importance(importance_type="gain")
+        ranked = sorted(zip(names, gains, strict=True), key=lambda t: -t[1])[:8]
+        total = sum(gains) or 1.0
+        return ", ".join(f"`{n}` {100 * g / total:.0f} %" for n, g in ranked)
+
+    metrics = meta.get("dev_metrics") or {}
+
+    def cell(m: dict[str, float], key: str, rand: str) -> str:
+        return f"{m[key]:.3f} ({m[rand]:.3f})" if rand in m else f"{m[key]:.3f}"
+
+    rows = "\n".join(
+        f"| {name} | {m['n']} | {cell(m, 'top1', 'random_top1')} | "
+        f"{cell(m, 'top3', 'random_top3')} | {cell(m, 'recall_at_budget', 'random_recall')} |"
+        for name, m in metrics.items()
+    )
+    recipe = meta.get("recipe") or {}
+    prior_row = (
+        f"| `{meta['prior']}` | prior: how likely a line of this text and place is the bug "
+        f"(the cheap feature `prior`) | {len(meta['prior_inputs'])} features of the line's text "
+        "and place, no model output |\n"
+        if prior is not None
+        else ""
+    )
+    prior_imp = f"\n* prior: {importance(prior)}" if prior is not None else ""
+    return f"""# Model card: tactful line-flag classifiers (`{meta["name"]}`)
+
+LightGBM binary classifiers stored as LightGBM **text** model files (no pickle), read by
+`tactful.flags.model.FlagModel.load` with `lightgbm.Booster(model_str=...)`.
+
+| file | role | input |
+|---|---|---|
+{prior_row}| `{meta["stage1"]}` | first stage: which lines to regenerate | {len(meta["cheap_features"])} cheap features: the teacher-forced pass, the line's text and place{", the prior" if prior is not None else ""} |
+| `{meta["final"]}` | decision: score of a regenerated line | the same plus {len(meta["all_features"]) - len(meta["cheap_features"])} comparison features |
+| `meta.json` | feature names and order, file names, training summary | |
+
+Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, at most
+`flags.budget` of a file's lines, whose regeneration differs from the written line.
+
+## Training data
+
+{meta.get("trained_on")}.
+
+* Real bugs: faulty submissions of ConDefects Python whose task is in the dev split (md5 of the
+  task name even), clean single-fault programs of at most 40 lines, first by id; the label is the
+  line the fix changed. No held-out task was used for training, tuning or feature selection.
+* Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
+  negated condition, swapped arguments, deleted line) injected by `tactful.flags.train.mutate` into
+  real source files on the build machine: function-sized snippets of the Python standard library
+  and installed pure-Python packages (never tactful's own code), and the accepted programs of the
+  ConDefects tasks of the dev split (never a held-out task).
+
+Training: LightGBM, {recipe.get("rounds", ROUNDS)} rounds, parameters `{json.dumps({**PARAMS, **(recipe.get("params") or {})}, sort_keys=True)}`;
+row weights: real bugs {recipe.get("dev_weight", 1.0)}, mutations {recipe.get("mut_weight", 1.0)}.
+Features computed with the embedded SmolLM2-135M-Instruct on CPU, weights in {" and ".join(recipe.get("feature_dtypes") or ["a dtype not recorded"])}
+(the server runs it in bfloat16 where the CPU has AVX512-BF16 or AMX, float32 otherwise). Python only: other languages get the same features (line kinds from
+tree-sitter or line rules) but were not in the training data.
+
+Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flags.train
+build --dev 0 --dev-mutations 0` (the library mutations, first stage: the heuristic plus 4 lines),
+`python -m tactful.flags.train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2` and
+`python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2`
+(the real dev bugs and the mutated accepted dev programs, first stage: the heuristic plus 2 lines
+and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flags.train train --with-dev --cv 5")}`.
+
+## Development results (recorded rows, two-stage ranking simulated)
+
+Random ranking of the same lines in brackets (exact expectation). The cross-validated row is the
+honest one for real bugs; a row marked "in training" was seen by the classifier.
+
+| set | programs | top-1 | top-3 | recall at 15 % |
+|---|---|---|---|---|
+{rows}
+
+The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful bench flag`).
+
+## Most useful features (share of total gain)
+
+* first stage: {importance(stage1)}
+* decision: {importance(final)}{prior_imp}
+
+## Limits
+
+* Real bugs that span lines or are missing code are harder; the real bugs in training are short
+  AtCoder programs, not library code.
+* Features depend on the model (and slightly on its dtype and decoding path): retrain after
+  changing the default model. `FlagModel.load` refuses a classifier whose feature list differs
+  from the code's.
+* Rebuilding reproduces the recipe and sizes, not bit-identical files.
+* Created {meta["created"]}.
+"""

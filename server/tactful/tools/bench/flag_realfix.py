@@ -1,0 +1,307 @@
+"""``tactful bench flag --realfix N``: precision on correct code and recall on real bugs.
+
+On ``shared/data/realfix`` (real one-line bug fixes from the history of 12 Python projects, each
+file before and after the fix), every sampled file is flagged twice at the budget with no
+threshold: the **fixed** version (correct code) and the **buggy** one. The flags' final scores
+then give, for any threshold on the calibrated probability, without running the model again:
+
+* flags per 100 lines on the fixed versions (what a user sees on correct code);
+* recall on the buggy versions (the changed line is among the flags shown), next to the random
+  expectation for the same number of flags (``shown / considered`` per file);
+* the curve of both over the threshold, and a leave-project-out choice: for each project, the
+  calibration and the threshold (the lowest that keeps the other projects' correct files at or
+  under ``--max-flags-per-100``) are fitted on the other projects only, then applied to it.
+
+Also counted: quick fixes offered, and how many of them leave the file compiling (``compile``).
+Runs use the persistent flag cache, so a second run costs no model work for unchanged code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tactful.flags.calibration import Calibration, fit_platt
+from tactful.flags.job import FlagJob
+from tactful.flags.memo import WindowMemo
+from tactful.flags.model import FlagModel
+
+REALFIX = Path(
+    os.environ.get(
+        "TACTFUL_REALFIX",
+        Path(__file__).resolve().parents[5]
+        / "shared"
+        / "data"
+        / "realfix"
+        / "realfix_dev.jsonl.gz",
+    )
+)
+#: A row whose changed line only sets version metadata is no bug (LOADER.md's spot-check).
+_NOT_A_BUG = re.compile(r"^\s*(__version__|__build__|__version_info__|VERSION)\s*=")
+THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+
+
+def _compiles(text: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(text, "<realfix>", "exec", dont_inherit=True)
+            return True
+        except (SyntaxError, ValueError):
+            return False
+
+
+def load_rows(n: int, max_lines: int = 300, path: Path = REALFIX) -> list[dict[str, Any]]:
+    """``n`` rows: Python 3 files (both versions compile), not version bumps, at most
+    ``max_lines`` lines; sorted by id within each repository and taken in turn from each, so
+    that every project is sampled."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    by_repo: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r["id"]):
+        if r["n_lines"] > max_lines or _NOT_A_BUG.match(r["buggy_line_text"]):
+            continue
+        if r["buggy_code"] == r["fixed_code"] or not (
+            _compiles(r["buggy_code"]) and _compiles(r["fixed_code"])
+        ):
+            continue
+        by_repo[r["repo"]].append(r)
+    out: list[dict[str, Any]] = []
+    k = 0
+    while len(out) < n and any(len(v) > k for v in by_repo.values()):
+        out += [v[k] for _repo, v in sorted(by_repo.items()) if len(v) > k]
+        k += 1
+    return out[:n]
+
+
+def _flag_run(
+    backend: Any, text: str, model: FlagModel, budget: float, memo: WindowMemo | None
+) -> dict[str, Any]:
+    job = FlagJob(text, "python", budget=budget, model=model, key="realfix", memo=memo)
+    for unit in job.steps():
+        unit(backend)
+    res = job.result()
+    lines = job.lines
+    fixes = [f for f in res.flags if f.fix is not None]
+    compiling = 0
+    for f in fixes:
+        edited = list(lines)
+        edited[f.line] = f.fix or ""
+        compiling += _compiles("\n".join(edited) + "\n")
+    return {
+        "lines": res.lines,
+        "considered": sorted(job.considered),
+        "flags": [[f.line, round(f.score, 6)] for f in res.flags],
+        "fixes_offered": len(fixes),
+        "fixes_compile": compiling,
+        "no_fix": res.no_fix,
+        "seconds": round(res.seconds, 2),
+        "windows_reused": res.windows_reused,
+    }
+
+
+def run(
+    backend: Any,
+    rows: Sequence[dict[str, Any]],
+    model: FlagModel,
+    budget: float,
+    memo: WindowMemo | None,
+    log: Any = sys.stderr,
+) -> list[dict[str, Any]]:
+    """Flag the fixed, then the buggy version of each row (at the budget, no threshold)."""
+    out = []
+    for k, r in enumerate(rows):
+        rec: dict[str, Any] = {"id": r["id"], "repo": r["repo"], "bug": r["buggy_line"] - 1}
+        for version in ("fixed", "buggy"):
+            rec[version] = _flag_run(backend, r[f"{version}_code"], model, budget, memo)
+        hit = rec["bug"] in {ln for ln, _s in rec["buggy"]["flags"]}
+        print(
+            f"[realfix {k + 1}/{len(rows)}] {r['id']} ({r['n_lines']} lines): bug "
+            f"{'flagged' if hit else 'missed'}, {len(rec['fixed']['flags'])} flags on the fixed "
+            f"file ({rec['fixed']['seconds'] + rec['buggy']['seconds']:.1f}s)",
+            file=log,
+            flush=True,
+        )
+        out.append(rec)
+    return out
+
+
+@dataclass
+class Point:
+    """What the flags shown at one threshold give on a set of files."""
+
+    threshold: float
+    files: int = 0
+    fixed_lines: int = 0
+    fixed_flags: int = 0
+    hits: float = 0.0
+    random: float = 0.0
+    shown_on_buggy: int = 0
+
+    @property
+    def flags_per_100(self) -> float:
+        return 100.0 * self.fixed_flags / max(1, self.fixed_lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "files": self.files,
+            "fixed_flags_per_100_lines": round(self.flags_per_100, 2),
+            "buggy_recall": round(self.hits / max(1, self.files), 4),
+            "random_recall": round(self.random / max(1, self.files), 4),
+            "ratio": round(self.hits / self.random, 2) if self.random else None,
+            "buggy_flags_shown": self.shown_on_buggy,
+        }
+
+
+def point(records: Iterable[dict[str, Any]], cal: Calibration | None, t: float) -> Point:
+    """The flags with calibrated probability at least ``t`` (raw score without ``cal``)."""
+
+    def shown(run: dict[str, Any]) -> list[int]:
+        return [ln for ln, s in run["flags"] if (cal.probability(s) if cal is not None else s) >= t]
+
+    p = Point(t)
+    for rec in records:
+        p.files += 1
+        fixed, buggy = rec["fixed"], rec["buggy"]
+        p.fixed_lines += fixed["lines"]
+        p.fixed_flags += len(shown(fixed))
+        on_buggy = shown(buggy)
+        p.shown_on_buggy += len(on_buggy)
+        p.hits += float(rec["bug"] in on_buggy)
+        c = len(buggy["considered"])
+        if c and rec["bug"] in set(buggy["considered"]):
+            p.random += len(on_buggy) / c
+    return p
+
+
+def calibrate(records: Iterable[dict[str, Any]]) -> Calibration:
+    """Platt scaling of the final score on the buggy versions' flag candidates."""
+    scores, labels = [], []
+    for rec in records:
+        for ln, s in rec["buggy"]["flags"]:
+            scores.append(s)
+            labels.append(int(ln == rec["bug"]))
+    return fit_platt(scores, labels)
+
+
+def choose_threshold(
+    records: Sequence[dict[str, Any]], cal: Calibration | None, max_per_100: float
+) -> float:
+    """The lowest threshold on the grid whose flags per 100 lines of correct files is at most
+    ``max_per_100``."""
+    for t in THRESHOLDS:
+        if point(records, cal, t).flags_per_100 <= max_per_100:
+            return t
+    return THRESHOLDS[-1]
+
+
+def leave_project_out(
+    records: Sequence[dict[str, Any]], max_per_100: float, min_files: int
+) -> dict[str, Any]:
+    """Per project: calibration and threshold fitted on the other projects, applied to it."""
+    repos = sorted({r["repo"] for r in records})
+    per: dict[str, Any] = {}
+    for repo in repos:
+        train = [r for r in records if r["repo"] != repo]
+        test = [r for r in records if r["repo"] == repo]
+        try:
+            cal: Calibration | None = calibrate(train)
+        except ValueError:  # no bug among the others' candidates
+            cal = None
+        t = choose_threshold(train, cal, max_per_100)
+        per[repo] = {"threshold": t, **point(test, cal, t).to_json()}
+        per[repo]["at_budget"] = point(test, None, 0.0).to_json()
+    big = [v for v in per.values() if v["files"] >= min_files]
+
+    def macro(key: str, rows: Sequence[dict[str, Any]]) -> float | None:
+        vals = [v[key] for v in rows if v[key] is not None]
+        return round(sum(vals) / len(vals), 4) if vals else None
+
+    def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "projects": len(rows),
+            "fixed_flags_per_100_lines": macro("fixed_flags_per_100_lines", rows),
+            "buggy_recall": macro("buggy_recall", rows),
+            "random_recall": macro("random_recall", rows),
+            "ratio_of_means": _ratio(macro("buggy_recall", rows), macro("random_recall", rows)),
+        }
+
+    pooled_hits = sum(v["buggy_recall"] * v["files"] for v in per.values())
+    pooled_rand = sum(v["random_recall"] * v["files"] for v in per.values())
+    return {
+        "per_project": per,
+        f"macro_projects_with_{min_files}_files": summary(big),
+        "macro_all_projects": summary(list(per.values())),
+        "pooled": {
+            "files": sum(v["files"] for v in per.values()),
+            "fixed_flags_per_100_lines": round(
+                sum(v["fixed_flags_per_100_lines"] * v["files"] for v in per.values())
+                / max(1, sum(v["files"] for v in per.values())),
+                2,
+            ),
+            "ratio": _ratio(pooled_hits, pooled_rand),
+        },
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def by_length(records: Sequence[dict[str, Any]], cal: Calibration | None, t: float) -> dict:
+    """The point at ``t`` per file length bucket."""
+    buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        n = r["buggy"]["lines"]
+        buckets["<100" if n < 100 else "100-199" if n < 200 else ">=200"].append(r)
+    return {k: point(v, cal, t).to_json() for k, v in sorted(buckets.items())}
+
+
+def report(records: Sequence[dict[str, Any]], max_per_100: float, min_files: int) -> dict[str, Any]:
+    """The figures of a realfix run: curve, leave-project-out choice, the shipped calibration
+    (fitted on all projects) with its threshold, quick fixes."""
+    cal = calibrate(records)
+    t = choose_threshold(records, cal, max_per_100)
+    runs = [r[v] for r in records for v in ("fixed", "buggy")]
+    offered = sum(x["fixes_offered"] for x in runs)
+    no_fix: dict[str, int] = defaultdict(int)
+    for x in runs:
+        for why, k in x["no_fix"].items():
+            no_fix[why] += k
+    return {
+        "files": len(records),
+        "projects": dict(sorted(_count(r["repo"] for r in records).items())),
+        "curve_raw_score": [point(records, None, x).to_json() for x in THRESHOLDS],
+        "calibration_all": cal.to_json(),
+        "curve_calibrated": [point(records, cal, x).to_json() for x in THRESHOLDS],
+        "threshold_all": t,
+        "by_length_at_threshold_all": by_length(records, cal, t),
+        "leave_project_out": leave_project_out(records, max_per_100, min_files),
+        "quick_fixes": {
+            "flags": sum(len(x["flags"]) for x in runs),
+            "offered": offered,
+            "compile": sum(x["fixes_compile"] for x in runs),
+            "compile_share": round(sum(x["fixes_compile"] for x in runs) / offered, 4)
+            if offered
+            else None,
+            "no_fix": dict(no_fix),
+        },
+        "model_seconds": round(sum(x["seconds"] for x in runs), 1),
+    }
+
+
+def _count(xs: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for x in xs:
+        out[x] += 1
+    return out
