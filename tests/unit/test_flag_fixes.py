@@ -63,6 +63,13 @@ def test_a_file_that_does_not_parse_gets_fixes_that_add_no_error() -> None:
     assert c.fix(1, "return 1") == "    return 1"
 
 
+def test_python_2_files_get_no_fix_that_adds_an_error() -> None:
+    lines = ["def main():", '    print "hello"', "    except_ = 1", "    return 0"]
+    c = FixChecker(lines, "python")
+    assert c.fix(3, "return 1") == "    return 1"
+    assert c.fix(3, "return 1 +") is None
+
+
 def test_languages_without_a_grammar_keep_their_brackets() -> None:
     c = FixChecker(["(a b)", "c"], "lisp-ish")
     assert c.fix(0, "(a c)") == "(a c)"

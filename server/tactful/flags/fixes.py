@@ -50,9 +50,10 @@ class FixChecker:
         self.lines = list(lines)
         self.language_id = language_id
         self._parser = syntax.parser_for(language_id)
-        self._errors = 0
+        #: ERROR and MISSING nodes of the document as it is (0 without a grammar).
+        self.errors = 0
         if self._parser is not None:
-            self._errors = syntax_errors(self._parser.parse(self._encode(self.lines)))
+            self.errors = syntax_errors(self._parser.parse(self._encode(self.lines)))
 
     @staticmethod
     def _encode(lines: Sequence[str]) -> bytes:
@@ -72,7 +73,7 @@ class FixChecker:
             return None
         edited = list(self.lines)
         edited[index] = new
-        if syntax_errors(self._parser.parse(self._encode(edited))) > self._errors:
+        if syntax_errors(self._parser.parse(self._encode(edited))) > self.errors:
             return "the file would not parse"
         return None
 

@@ -82,6 +82,8 @@ class FlagResult:
     held_back: int = 0
     #: Why flags have no quick fix, by reason (e.g. "the file would not parse": 2).
     no_fix: dict[str, int] = field(default_factory=dict)
+    #: tree-sitter ERROR/MISSING nodes of the document (quick fixes may not add any).
+    parse_errors: int = 0
 
     def to_json(self, path: str | None = None) -> dict[str, Any]:
         flags = sorted(self.flags, key=lambda f: -f.score)
@@ -97,6 +99,7 @@ class FlagResult:
             windows_reused=self.windows_reused,
             held_back=self.held_back,
             no_fix=dict(self.no_fix),
+            parse_errors=self.parse_errors,
             flags=[f.to_json() for f in flags],
         )
         return out
@@ -171,6 +174,7 @@ def build_result(job: FlagJob) -> FlagResult:
     checker = FixChecker(job.lines, job.language_id) if shown else None
     if checker is not None:
         res.flags = [_flag(job, x, checker, res.no_fix) for x in shown]
+        res.parse_errors = checker.errors
     res.flags.sort(key=lambda f: (not f.changed, -f.score))
     res.seconds = time.perf_counter() - job.t0
     return res

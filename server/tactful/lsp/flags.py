@@ -320,7 +320,12 @@ class FlagService:
         state.result, state.flags, state.version = result, result.flags, version
         self._deliver(uri, version)
         if result.no_fix:
-            log.info("flags: %s: flags without a quick fix: %s", uri, result.no_fix)
+            log.info(
+                "flags: %s: flags without a quick fix: %s (the document has %d parse errors)",
+                uri,
+                result.no_fix,
+                result.parse_errors,
+            )
         return result
 
     async def _run_units(

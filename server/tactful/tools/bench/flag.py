@@ -266,7 +266,7 @@ def _parse_files(specs: Sequence[str]) -> list[tuple[str, str, int]]:
     return out
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tactful bench flag", description=__doc__.split("\n")[0])
     ap.add_argument(
         "--split",
@@ -317,7 +317,11 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     _realfix_args(ap)
-    args = ap.parse_args(list(argv))
+    return ap
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
     files = _parse_files(args.files)  # before loading the model: a bad spec fails at once
 
     from tactful import paths
@@ -333,6 +337,8 @@ def main(argv: Sequence[str]) -> int:
         return _realfix(args, None, model)
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(args.threads)
+    if args.realfix:
+        return _realfix(args, backend, model)
     programs: list[tuple[str, str, int]] = []
     if args.n:
         rows = [
@@ -345,8 +351,6 @@ def main(argv: Sequence[str]) -> int:
             (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
         ]
     programs += files
-    if args.realfix or args.realfix_records:
-        return _realfix(args, backend, model)
     t0 = time.time()
     from tactful.config import FlagSettings
 
