@@ -81,3 +81,8 @@ def test_records_round_trip_without_the_model(tmp_path: Path) -> None:
     assert len(figures["curve_calibrated"]) == len(rf.THRESHOLDS)
     got = Calibration.from_json(json.loads(cal.read_text()))
     assert got.probability(0.8) > got.probability(0.2)
+    # A journal (one record per line) gives the same figures.
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    assert rf.read_records(journal) == RECORDS
+    assert rf.read_records(out) == RECORDS

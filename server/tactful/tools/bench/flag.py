@@ -399,6 +399,12 @@ def _realfix_args(ap: argparse.ArgumentParser) -> None:
         help="compute the figures from the records of an earlier --out (no model work)",
     )
     g.add_argument(
+        "--realfix-journal",
+        default=None,
+        metavar="JSONL",
+        help="append each file's record here as it is done; a rerun resumes from it",
+    )
+    g.add_argument(
         "--max-flags-per-100",
         type=float,
         default=2.0,
@@ -422,11 +428,12 @@ def _realfix(args: argparse.Namespace, backend: Any, model: FlagModel) -> int:
     from tactful.tools.bench import flag_realfix as rf
 
     if args.realfix_records:
-        records = json.loads(Path(args.realfix_records).read_text())["records"]
+        records = rf.read_records(Path(args.realfix_records))
     else:
         rows = rf.load_rows(args.realfix, args.realfix_max_lines)
         memo = WindowMemo(store=None if args.no_cache else open_store(paths.cache_dir()))
-        records = rf.run(backend, rows, model, args.budget, memo)
+        journal = Path(args.realfix_journal) if args.realfix_journal else None
+        records = rf.run(backend, rows, model, args.budget, memo, journal=journal)
     result = rf.report(records, args.max_flags_per_100, args.min_project_files)
     result["set"] = (
         f"realfix, Python 3, not version bumps, n_lines <= {args.realfix_max_lines}, "

@@ -116,10 +116,17 @@ def run(
     budget: float,
     memo: WindowMemo | None,
     log: Any = sys.stderr,
+    journal: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Flag the fixed, then the buggy version of each row (at the budget, no threshold)."""
+    """Flag the fixed, then the buggy version of each row (at the budget, no threshold).
+    With a ``journal``, each row's record is appended to it as a JSON line as soon as it is
+    done, and rows already there are taken from it (an interrupted run resumes)."""
+    done = {r["id"]: r for r in read_records(journal)} if journal and journal.exists() else {}
     out = []
     for k, r in enumerate(rows):
+        if r["id"] in done:
+            out.append(done[r["id"]])
+            continue
         rec: dict[str, Any] = {"id": r["id"], "repo": r["repo"], "bug": r["buggy_line"] - 1}
         for version in ("fixed", "buggy"):
             rec[version] = _flag_run(backend, r[f"{version}_code"], model, budget, memo)
@@ -132,7 +139,20 @@ def run(
             flush=True,
         )
         out.append(rec)
+        if journal is not None:
+            with journal.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
     return out
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Records from an ``--out`` JSON file or from a journal (one JSON record per line)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        whole = json.loads(text)
+    except ValueError:  # several JSON lines
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(whole["records"]) if "records" in whole else [whole]
 
 
 @dataclass
