@@ -592,8 +592,9 @@ def register(server: TactfulServer) -> FlagService:
             log.exception("flags: code actions failed")
             return []
 
+    # pygls resolves a command handler's type hints when it is called: ``ls: Any``.
     @server.command(protocol.CMD_FLAG)
-    async def cmd_flag(ls: TactfulServer, *args: Any) -> dict[str, Any]:
+    async def cmd_flag(ls: Any, *args: Any) -> dict[str, Any]:
         return await service.flag_command(args)
 
     return service
