@@ -47,7 +47,26 @@ REALFIX = Path(
 )
 #: A row whose changed line only sets version metadata is no bug (LOADER.md's spot-check).
 _NOT_A_BUG = re.compile(r"^\s*(__version__|__build__|__version_info__|VERSION)\s*=")
-THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
+THRESHOLDS = (
+    0.0,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.07,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+)
 
 
 def _compiles(text: str) -> bool:
