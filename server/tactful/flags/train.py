@@ -354,6 +354,11 @@ def _parser() -> argparse.ArgumentParser:
         default=110,
         help="mutated accepted programs of ConDefects dev tasks to build (default 110)",
     )
+    _train_args(ap)
+    return ap
+
+
+def _train_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--with-dev", action="store_true", help="also train on the ConDefects dev rows")
     ap.add_argument(
         "--cv",
@@ -405,7 +410,6 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--out", default=str(REPO / "models" / "flag"), help="where to write the classifier"
     )
-    return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,55 @@ def _naive_ranking(job: FlagJob) -> list[int]:
     return [i for _s, i in sorted(scored)]
 
 
+Row = tuple[float, float, float, float, int, float]
+
+
+def _rows(job: FlagJob, res: FlagResult, secs: float, bug: int) -> tuple[Row, Row]:
+    """tactful's (top-1, top-3, recall, seconds, lines, flagged share) for one program, and the
+    random ranking's expectation for the same considered lines and number of flags."""
+    # The flags as shown (best first), then every other considered line by its score.
+    flagged = {f.line for f in res.flags}
+    rest = sorted(
+        (-(s or 0.0), i) for i, s in enumerate(res.scores) if s is not None and i not in flagged
+    )
+    ranked = [f.line for f in res.flags] + [i for _s, i in rest]
+    c = len(job.considered)
+    kmax = job.max_flags
+    ours = (
+        float(bug in ranked[:1]),
+        float(bug in ranked[:3]),
+        float(bug in flagged),
+        secs,
+        res.lines,
+        len(flagged) / max(1, res.lines),
+    )
+    considered = bug in set(job.considered)
+    rand = (
+        (min(1, c) / c if considered else 0.0) if c else 0.0,
+        (min(3, c) / c if considered else 0.0) if c else 0.0,
+        (min(kmax, c) / c if considered else 0.0) if c else 0.0,
+        0.0,
+        res.lines,
+        min(kmax, c) / max(1, res.lines),
+    )
+    return ours, rand
+
+
+def _naive_row(
+    backend: Any, text: str, model: FlagModel, budget: float, kmax: int, bug: int
+) -> Row:
+    njob, nres, nsecs = _run(backend, text, model, budget, naive=True)
+    nrank = _naive_ranking(njob)
+    return (
+        float(bug in nrank[:1]),
+        float(bug in nrank[:3]),
+        float(bug in nrank[:kmax]),
+        nsecs,
+        nres.lines,
+        min(kmax, len(nrank)) / max(1, nres.lines),
+    )
+
+
 def evaluate(
     backend: Any,
     programs: Sequence[tuple[str, str, int]],
@@ -134,51 +183,18 @@ def evaluate(
             shown = [f.line for f in res.flags if f.score >= min_score]
             ms_hits += float(bug in shown)
             ms_share += len(shown) / max(1, res.lines)
-        # The flags as shown (best first), then every other considered line by its score.
-        flagged = {f.line for f in res.flags}
-        rest = sorted(
-            (-(s or 0.0), i) for i, s in enumerate(res.scores) if s is not None and i not in flagged
-        )
-        ranked = [f.line for f in res.flags] + [i for _s, i in rest]
-        c = len(job.considered)
-        kmax = job.max_flags
-        row = (
-            float(bug in ranked[:1]),
-            float(bug in ranked[:3]),
-            float(bug in flagged),
-            secs,
-            res.lines,
-            len(flagged) / max(1, res.lines),
-        )
+        row, r = _rows(job, res, secs, bug)
         ours.add(*row)
-        considered = bug in set(job.considered)
-        r = (
-            (min(1, c) / c if considered else 0.0) if c else 0.0,
-            (min(3, c) / c if considered else 0.0) if c else 0.0,
-            (min(kmax, c) / c if considered else 0.0) if c else 0.0,
-        )
-        rand.add(*r, 0.0, res.lines, min(kmax, c) / max(1, res.lines))
-        line = f"[{k + 1}/{len(programs)}] {pid}: ours {'hit' if bug in flagged else 'miss'} ({secs:.1f}s)"
+        rand.add(*r)
+        line = f"[{k + 1}/{len(programs)}] {pid}: ours {'hit' if row[2] else 'miss'} ({secs:.1f}s)"
         if k < naive_n:
-            njob, nres, nsecs = _run(backend, text, model, budget, naive=True)
-            nrank = _naive_ranking(njob)
-            naive.add(
-                float(bug in nrank[:1]),
-                float(bug in nrank[:3]),
-                float(bug in nrank[:kmax]),
-                nsecs,
-                nres.lines,
-                min(kmax, len(nrank)) / max(1, nres.lines),
-            )
+            nrow = _naive_row(backend, text, model, budget, job.max_flags, bug)
+            naive.add(*nrow)
             ours_on_naive.add(*row)
-            rand_on_naive.add(*r, 0.0, res.lines, min(kmax, c) / max(1, res.lines))
-            line += f", naive {'hit' if bug in nrank[:kmax] else 'miss'} ({nsecs:.1f}s)"
+            rand_on_naive.add(*r)
+            line += f", naive {'hit' if nrow[2] else 'miss'} ({nrow[3]:.1f}s)"
         print(line, file=log, flush=True)
-    out: dict[str, Any] = {
-        "budget": budget,
-        "tactful": ours.summary(),
-        "random": rand.summary(),
-    }
+    out: dict[str, Any] = {"budget": budget, "tactful": ours.summary(), "random": rand.summary()}
     if min_score is not None and programs:
         out["tactful_min_score"] = {
             "min_score": min_score,
