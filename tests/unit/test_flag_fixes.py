@@ -4,14 +4,17 @@ changed/accepted lines of an editing session: plain functions, no model."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from tactful.flags import features as ff
 from tactful.flags.calibration import Calibration, fit_platt
 from tactful.flags.fixes import FixChecker, replacement_line, short_title
-from tactful.flags.focus import accepted_lines, changed_lines
+from tactful.flags.focus import accepted_lines, changed_lines, git_head_text
 from tactful.flags.job import FlagJob, LineState
 from tactful.flags.model import FlagModel
 from tactful.flags.plan import Focus
@@ -166,3 +169,22 @@ def test_changed_and_accepted_lines() -> None:
     got = accepted_lines(lines, ["compute_total(items)\n    return total"])
     assert got == {0, 1}
     assert accepted_lines(["y = f(x)"], [")"]) == set()  # too short to tell
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_git_baseline_is_the_file_at_head(tmp_path: Path) -> None:
+    f = tmp_path / "pkg" / "a.py"
+    f.parent.mkdir()
+    f.write_text("x = 1\n")
+    assert git_head_text(f) is None  # not a repository
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "0")
+    assert git_head_text(f) is None  # untracked
+    git("add", "pkg/a.py")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "1")
+    f.write_text("x = 2\n")
+    assert git_head_text(f) == "x = 1\n"
