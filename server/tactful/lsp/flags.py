@@ -231,8 +231,9 @@ class FlagService:
                     self._publish(uri, [], None)
             self._refresh()
             return
-        for uri in list(self.docs):
-            self.document_event("open" if self.settings.on_open else "change", uri)
+        for uri, state in list(self.docs.items()):  # flagged again (the baselines stay)
+            self._cancel(state)
+            self._schedule(uri, self.settings.idle_ms / 1000.0)
 
     # --- running -----------------------------------------------------------------------------
     async def _wait_model(self) -> bool:
