@@ -84,7 +84,7 @@ def skip_reason(text: str, max_lines: int) -> str | None:
         ctrl = sum(1 for c in sample if ord(c) < 32 and c not in "\n\r\t\f\v")
         if ctrl / len(sample) > 0.01 or sample.count("\ufffd") / len(sample) > 0.01:
             return "binary content (control characters)"
-    n = text.count("\n") + 1
+    n = text.count("\n") + (0 if text.endswith("\n") else 1)  # a final newline ends a line
     if n > max_lines:
         return f"{n} lines is more than flags.maxLines ({max_lines})"
     lines = text.split("\n")
