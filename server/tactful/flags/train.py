@@ -155,61 +155,70 @@ def simulate(
     from tactful.flags.plan import REGEN_EXTRA
 
     extra = REGEN_EXTRA if extra is None else extra
-    i_exact = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("exact_ws")
-    i_empty = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("gen_empty")
-    hits1 = hits3 = hitb = 0
-    rand1 = rand3 = randb = 0.0
-    missing = picked = 0
-    hit_ms = share_ms = 0.0
-    lines = 0
+    t: dict[str, float] = dict.fromkeys(
+        ("hits1", "hits3", "hitb", "rand1", "rand3", "randb", "missing", "picked", "hit_ms"), 0.0
+    )
+    t["share_ms"] = t["lines"] = 0.0
     for s in samples:
-        rows = s["rows"]
-        if not rows:
-            continue
-        max_flags = math.floor(budget * s["lines"] + 1e-9)
-        n_regen = min(len(rows), max_flags + extra) if max_flags else 0
-        p1 = model.stage1([r["cheap"] for r in rows])
-        order = sorted(range(len(rows)), key=lambda j: -p1[j])
-        picks = [j for j in order[:n_regen] if p1[j] >= regen_min]
-        chosen = [j for j in picks if rows[j]["regen"] is not None]
-        picked += len(picks)
-        missing += len(picks) - len(chosen)
-        lines += s["lines"]
-        full = [rows[j]["cheap"] + rows[j]["regen"] for j in chosen]
-        pf = model.final(full)
-        by_score = sorted(range(len(chosen)), key=lambda t: -pf[t])
-        eligible = [t for t in by_score if not full[t][i_exact] and not full[t][i_empty]]
-        flags = [rows[chosen[t]]["i"] for t in eligible[:max_flags]]
-        ranked = flags + [
-            rows[chosen[t]]["i"] for t in by_score if rows[chosen[t]]["i"] not in flags
-        ]
-        ranked += [rows[j]["i"] for j in order if rows[j]["i"] not in ranked]
-        bugs = set(s["bugs"])
-        hits1 += bool(bugs & set(ranked[:1]))
-        hits3 += bool(bugs & set(ranked[:3]))
-        hitb += bool(bugs & set(flags))
-        shown = [rows[chosen[t]]["i"] for t in eligible[:max_flags] if pf[t] >= min_score]
-        hit_ms += bool(bugs & set(shown))
-        share_ms += len(shown) / max(1, s["lines"])
-        c = len(rows)
-        if bugs & {r["i"] for r in rows}:
-            rand1 += min(1, c) / c
-            rand3 += min(3, c) / c
-            randb += min(max_flags, c) / c
+        if s["rows"]:
+            _simulate_one(s, model, budget, extra, min_score, regen_min, t)
     n = max(1, len(samples))
     return {
         "n": len(samples),
-        "top1": hits1 / n,
-        "top3": hits3 / n,
-        "recall_at_budget": hitb / n,
-        "random_top1": rand1 / n,
-        "random_top3": rand3 / n,
-        "random_recall": randb / n,
-        "missing_picks": missing / max(1, picked),
-        "recall_min_score": hit_ms / n,
-        "share_min_score": share_ms / n,
-        "regen_per_100": 100 * picked / max(1, lines),
+        "top1": t["hits1"] / n,
+        "top3": t["hits3"] / n,
+        "recall_at_budget": t["hitb"] / n,
+        "random_top1": t["rand1"] / n,
+        "random_top3": t["rand3"] / n,
+        "random_recall": t["randb"] / n,
+        "missing_picks": t["missing"] / max(1, t["picked"]),
+        "recall_min_score": t["hit_ms"] / n,
+        "share_min_score": t["share_ms"] / n,
+        "regen_per_100": 100 * t["picked"] / max(1, t["lines"]),
     }
+
+
+def _simulate_one(
+    s: dict[str, Any],
+    model: Any,
+    budget: float,
+    extra: int,
+    min_score: float,
+    regen_min: float,
+    t: dict[str, float],
+) -> None:
+    """Add one recorded sample's counts to the tallies ``t`` (see :func:`simulate`)."""
+    i_exact = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("exact_ws")
+    i_empty = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("gen_empty")
+    rows = s["rows"]
+    max_flags = math.floor(budget * s["lines"] + 1e-9)
+    n_regen = min(len(rows), max_flags + extra) if max_flags else 0
+    p1 = model.stage1([r["cheap"] for r in rows])
+    order = sorted(range(len(rows)), key=lambda j: -p1[j])
+    picks = [j for j in order[:n_regen] if p1[j] >= regen_min]
+    chosen = [j for j in picks if rows[j]["regen"] is not None]
+    t["picked"] += len(picks)
+    t["missing"] += len(picks) - len(chosen)
+    t["lines"] += s["lines"]
+    full = [rows[j]["cheap"] + rows[j]["regen"] for j in chosen]
+    pf = model.final(full)
+    by_score = sorted(range(len(chosen)), key=lambda k: -pf[k])
+    eligible = [k for k in by_score if not full[k][i_exact] and not full[k][i_empty]]
+    flags = [rows[chosen[k]]["i"] for k in eligible[:max_flags]]
+    ranked = flags + [rows[chosen[k]]["i"] for k in by_score if rows[chosen[k]]["i"] not in flags]
+    ranked += [rows[j]["i"] for j in order if rows[j]["i"] not in ranked]
+    bugs = set(s["bugs"])
+    t["hits1"] += bool(bugs & set(ranked[:1]))
+    t["hits3"] += bool(bugs & set(ranked[:3]))
+    t["hitb"] += bool(bugs & set(flags))
+    shown = [rows[chosen[k]]["i"] for k in eligible[:max_flags] if pf[k] >= min_score]
+    t["hit_ms"] += bool(bugs & set(shown))
+    t["share_ms"] += len(shown) / max(1, s["lines"])
+    c = len(rows)
+    if bugs & {r["i"] for r in rows}:
+        t["rand1"] += min(1, c) / c
+        t["rand3"] += min(3, c) / c
+        t["randb"] += min(max_flags, c) / c
 
 
 def _pool(parts: Sequence[dict[str, float]]) -> dict[str, float]:
