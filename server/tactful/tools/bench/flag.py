@@ -240,6 +240,14 @@ def long_file_seconds(
     }
     if min_score is not None:
         out["flags_at_min_score"] = sum(f.score >= min_score for f in res.flags)
+    # Correct code (the standard library): the flags the editor shows at flags.minProbability.
+    from tactful.config import FlagSettings
+
+    floor = FlagSettings().min_probability
+    out["flags_at_min_probability"] = {
+        "min_probability": floor,
+        "flags": sum(model.probability(f.score) >= floor for f in res.flags),
+    }
     restarted = WindowMemo(store=stores[1])
     job, again, secs = _run(backend, text, model, budget, naive=False, memo=restarted)
     out["after_restart"] = {
