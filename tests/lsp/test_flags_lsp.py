@@ -25,6 +25,7 @@ from tests.lsp.helpers import (
     wait_ready,
 )
 
+from tactful.flags.fixes import short_title
 from tactful.lsp import protocol
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
@@ -153,7 +154,8 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     action = actions[0]
     # The title shows the replacement; the replacement keeps the line's indentation and
     # leaves the file compiling.
-    assert action.title == f"{protocol.CODE_ACTION_TITLE}: {d.data['suggestion']}"
+    assert action.title == f"{protocol.CODE_ACTION_TITLE}: {short_title(d.data['fix'])}"
+    assert len(action.title) <= len(protocol.CODE_ACTION_TITLE) + 2 + 48
     edits = action.edit.changes[uri]
     fixed = _apply(BUGGY, edits[0])
     line = d.range.start.line
