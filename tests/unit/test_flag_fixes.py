@@ -46,6 +46,8 @@ def test_a_fix_keeps_the_indentation_and_parses() -> None:
         (1, "if w < 0", "parse"),  # a block header without its colon
         (2, "raise ValueError(", "parse"),
         (3, "return  w * h", "itself"),  # the line itself (whitespace aside)
+        # A block header replaced by a statement: tree-sitter finds no error, Python does.
+        (1, '"""Raise for a negative width."""', "compile"),
         (3, "   ", "empty"),
     ],
 )

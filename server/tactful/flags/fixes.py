@@ -2,13 +2,15 @@
 
 A flag's quick fix replaces the flagged line with the model's alternative. The replacement keeps
 the written line's indentation (the exact characters, tabs included), differs from the line, and
-leaves the file with no more tree-sitter ERROR or MISSING nodes than it had. Otherwise the flag
+leaves the file with no more tree-sitter ERROR or MISSING nodes than it had (and, for Python,
+still compiling when it compiled: tree-sitter accepts some indentation errors). Otherwise the flag
 has no quick fix (it is still shown, with the alternative in its message). Plain functions over
 text; the LSP layer checks again against the document as it is when the action is asked for.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +39,17 @@ def syntax_errors(tree: Any) -> int:
     return count
 
 
+def python_compiles(text: str) -> bool:
+    """Whether Python compiles ``text`` (nothing is run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(text, "<flag fix>", "exec", dont_inherit=True)
+            return True
+        except (SyntaxError, ValueError):
+            return False
+
+
 def _brackets(s: str) -> list[int]:
     return [s.count(c) for c in _BRACKETS]
 
@@ -54,6 +67,8 @@ class FixChecker:
         self.errors = 0
         if self._parser is not None:
             self.errors = syntax_errors(self._parser.parse(self._encode(self.lines)))
+        #: Python that compiles now must compile after the fix.
+        self._compiles = language_id == "python" and python_compiles("\n".join(self.lines))
 
     @staticmethod
     def _encode(lines: Sequence[str]) -> bytes:
@@ -75,6 +90,8 @@ class FixChecker:
         edited[index] = new
         if syntax_errors(self._parser.parse(self._encode(edited))) > self.errors:
             return "the file would not parse"
+        if self._compiles and not python_compiles("\n".join(edited)):
+            return "the file would not compile"
         return None
 
     def fix(self, index: int, suggestion: str) -> str | None:
