@@ -142,14 +142,24 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     await asyncio.sleep(0.5)
     assert uri not in pull_client.diagnostics
 
-    d = diags[0]
-    actions = await pull_client.text_document_code_action_async(
-        types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=d.range,
-            context=types.CodeActionContext(diagnostics=[d]),
+    async def actions_for(d: types.Diagnostic) -> list[types.CodeAction]:
+        got = await pull_client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                range=d.range,
+                context=types.CodeActionContext(diagnostics=[d]),
+            )
         )
-    )
+        return list(got or [])
+
+    # A flag whose replacement would break the file has no quick fix.
+    for d in diags:
+        if d.data["fix"] is None:
+            assert await actions_for(d) == []
+    with_fix = [d for d in diags if d.data["fix"]]
+    assert with_fix, [d.data for d in diags]
+    d = with_fix[0]
+    actions = await actions_for(d)
     assert actions and len(actions) == 1
     action = actions[0]
     # The title shows the replacement; the replacement keeps the line's indentation and
