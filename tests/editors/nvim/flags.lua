@@ -51,7 +51,15 @@ H.run(function()
   local lines = #api.nvim_buf_get_lines(buf, 0, -1, false)
   H.check('flag-budget', #diags <= math.max(1, math.ceil(lines * 0.15)), #diags)
 
-  -- the code action on a flagged line
+  -- the code action on a flagged line that has a quick fix (a replacement that would break the
+  -- file has none: data.fix is null)
+  for _, x in ipairs(diags) do
+    local data = x.user_data and x.user_data.lsp and x.user_data.lsp.data
+    if data and type(data.fix) == 'string' then
+      d = x
+      break
+    end
+  end
   local params = {
     textDocument = vim.lsp.util.make_text_document_params(buf),
     range = { start = { line = d.lnum, character = 0 }, ['end'] = { line = d.lnum, character = 0 } },
