@@ -57,16 +57,19 @@ def test_threshold_curve_and_random_expectation() -> None:
 
 def test_the_threshold_is_chosen_on_other_projects() -> None:
     # The lowest threshold of the grid with at most 1 flag per 100 lines of correct code.
-    assert rf.choose_threshold(RECORDS, None, 1.0) == 0.15
+    assert rf.choose_threshold(RECORDS, 1.0) == 0.15
     assert rf.point(RECORDS, None, 0.1).flags_per_100 > 1.0
     lpo = rf.leave_project_out(RECORDS, 1.0, min_files=3)
     assert set(lpo["per_project"]) == {"r0", "r1", "r2"}
     others = [r for r in RECORDS if r["repo"] != "r0"]
+    r0 = lpo["per_project"]["r0"]
+    assert r0["score_threshold"] == rf.choose_threshold(others, 1.0)
     cal = rf.calibrate(others)
-    assert lpo["per_project"]["r0"]["threshold"] == rf.choose_threshold(others, cal, 1.0)
-    assert lpo["per_project"]["r0"]["files"] == 3
+    assert r0["min_probability"] == round(cal.probability(r0["score_threshold"]), 4)
+    assert r0["files"] == 3
     assert lpo["macro_all_projects"]["projects"] == 3
     assert lpo["macro_projects_with_3_files"]["projects"] == 1
+    assert lpo["pooled"]["files"] == 7
 
 
 def test_records_round_trip_without_the_model(tmp_path: Path) -> None:
@@ -78,7 +81,8 @@ def test_records_round_trip_without_the_model(tmp_path: Path) -> None:
     assert bench_flag.main(args) == 0
     figures = json.loads(out.read_text())
     assert figures["files"] == 7 and figures["quick_fixes"]["compile_share"] == 1.0
-    assert len(figures["curve_calibrated"]) == len(rf.THRESHOLDS)
+    assert len(figures["curve"]) == len(rf.THRESHOLDS)
+    assert figures["curve"][0]["min_probability"] == 0.0
     got = Calibration.from_json(json.loads(cal.read_text()))
     assert got.probability(0.8) > got.probability(0.2)
     # A journal (one record per line) gives the same figures.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tactful.backend.types import GenerateRequest
+from tactful.config import FlagSettings
 from tactful.flags import cli as flag
 from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob, flag_document
 from tactful.flags.model import FlagModel
@@ -112,7 +113,10 @@ def test_cli_json_and_text(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     fresh = json.loads(capsys.readouterr().out)
     assert fresh["windows_reused"] == 0 and fresh["flags"] == first["flags"]
 
-    assert flag.main(["--budget", "0.3", str(src)]) == 0
+    # The default threshold shows only flags whose calibrated probability clears it.
+    floor = FlagSettings().min_probability
+    assert floor > 0 and all(f["probability"] >= floor for f in first["flags"])
+    assert flag.main(["--budget", "0.3", "--min-probability", "0", str(src)]) == 0
     text_lines = capsys.readouterr().out.splitlines()
     assert text_lines
     for line in text_lines:

@@ -469,13 +469,21 @@ def _realfix(args: argparse.Namespace, backend: Any, model: FlagModel) -> int:
         Path(args.out).write_text(json.dumps({**result, "records": records}, indent=2) + "\n")
     if args.write_calibration:
         cal = rf.calibrate(records)
-        fitted = {**cal.fitted_on, "data": result["set"], "threshold": result["threshold_all"]}
+        fitted = {
+            **cal.fitted_on,
+            "data": result["set"],
+            "score_threshold": result["score_threshold_all"],
+            "min_probability": result["min_probability_all"],
+            "max_flags_per_100_lines": args.max_flags_per_100,
+        }
         doc = {**cal.to_json(), "fitted_on": fitted}
         Path(args.write_calibration).write_text(json.dumps(doc, indent=2) + "\n")
-    lpo = result["leave_project_out"]["macro_all_projects"]
+    lpo = result["leave_project_out"]
+    macro, pooled = lpo["macro_all_projects"], lpo["pooled"]
     print(
-        f"leave-project-out: {lpo['fixed_flags_per_100_lines']} flags/100 lines on correct "
-        f"files, recall {lpo['buggy_recall']} vs random {lpo['random_recall']} "
-        f"({lpo['ratio_of_means']}x)"
+        f"leave-project-out: {macro['fixed_flags_per_100_lines']} flags/100 lines on correct "
+        f"files (macro over {macro['projects']} projects), {pooled['bugs_flagged']} of "
+        f"{pooled['files']} bugs flagged vs {pooled['random_expectation']} by chance "
+        f"({pooled['ratio']}x)"
     )
     return 0

@@ -233,63 +233,74 @@ def calibrate(records: Iterable[dict[str, Any]]) -> Calibration:
     return fit_platt(scores, labels)
 
 
-def choose_threshold(
-    records: Sequence[dict[str, Any]], cal: Calibration | None, max_per_100: float
-) -> float:
-    """The lowest threshold on the grid whose flags per 100 lines of correct files is at most
-    ``max_per_100``."""
+def choose_threshold(records: Sequence[dict[str, Any]], max_per_100: float) -> float:
+    """The lowest final-score threshold of the grid whose flags per 100 lines of correct files
+    is at most ``max_per_100`` (the calibration is monotone: a score threshold is a probability
+    threshold)."""
     for t in THRESHOLDS:
-        if point(records, cal, t).flags_per_100 <= max_per_100:
+        if point(records, None, t).flags_per_100 <= max_per_100:
             return t
     return THRESHOLDS[-1]
+
+
+def _calibrated(records: Sequence[dict[str, Any]]) -> Calibration | None:
+    try:
+        return calibrate(records)
+    except ValueError:  # no bug among the candidates
+        return None
 
 
 def leave_project_out(
     records: Sequence[dict[str, Any]], max_per_100: float, min_files: int
 ) -> dict[str, Any]:
-    """Per project: calibration and threshold fitted on the other projects, applied to it."""
-    repos = sorted({r["repo"] for r in records})
+    """Per project: the threshold (and the calibration that expresses it as a probability)
+    chosen on the other projects only, applied to it."""
     per: dict[str, Any] = {}
-    for repo in repos:
+    for repo in sorted({r["repo"] for r in records}):
         train = [r for r in records if r["repo"] != repo]
         test = [r for r in records if r["repo"] == repo]
-        try:
-            cal: Calibration | None = calibrate(train)
-        except ValueError:  # no bug among the others' candidates
-            cal = None
-        t = choose_threshold(train, cal, max_per_100)
-        per[repo] = {"threshold": t, **point(test, cal, t).to_json()}
-        per[repo]["at_budget"] = point(test, None, 0.0).to_json()
+        t = choose_threshold(train, max_per_100)
+        cal = _calibrated(train)
+        per[repo] = {
+            "score_threshold": t,
+            "min_probability": round(cal.probability(t), 4) if cal is not None and t else 0.0,
+            **point(test, None, t).to_json(),
+            "at_budget": point(test, None, 0.0).to_json(),
+        }
     big = [v for v in per.values() if v["files"] >= min_files]
+    return {
+        "per_project": per,
+        f"macro_projects_with_{min_files}_files": _summary(big),
+        "macro_all_projects": _summary(list(per.values())),
+        "pooled": _pooled(list(per.values())),
+    }
 
-    def macro(key: str, rows: Sequence[dict[str, Any]]) -> float | None:
+
+def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def macro(key: str) -> float | None:
         vals = [v[key] for v in rows if v[key] is not None]
         return round(sum(vals) / len(vals), 4) if vals else None
 
-    def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "projects": len(rows),
-            "fixed_flags_per_100_lines": macro("fixed_flags_per_100_lines", rows),
-            "buggy_recall": macro("buggy_recall", rows),
-            "random_recall": macro("random_recall", rows),
-            "ratio_of_means": _ratio(macro("buggy_recall", rows), macro("random_recall", rows)),
-        }
-
-    pooled_hits = sum(v["buggy_recall"] * v["files"] for v in per.values())
-    pooled_rand = sum(v["random_recall"] * v["files"] for v in per.values())
     return {
-        "per_project": per,
-        f"macro_projects_with_{min_files}_files": summary(big),
-        "macro_all_projects": summary(list(per.values())),
-        "pooled": {
-            "files": sum(v["files"] for v in per.values()),
-            "fixed_flags_per_100_lines": round(
-                sum(v["fixed_flags_per_100_lines"] * v["files"] for v in per.values())
-                / max(1, sum(v["files"] for v in per.values())),
-                2,
-            ),
-            "ratio": _ratio(pooled_hits, pooled_rand),
-        },
+        "projects": len(rows),
+        "fixed_flags_per_100_lines": macro("fixed_flags_per_100_lines"),
+        "buggy_recall": macro("buggy_recall"),
+        "random_recall": macro("random_recall"),
+        "ratio_of_means": _ratio(macro("buggy_recall"), macro("random_recall")),
+    }
+
+
+def _pooled(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    files = sum(v["files"] for v in rows)
+    hits = sum(v["buggy_recall"] * v["files"] for v in rows)
+    rand = sum(v["random_recall"] * v["files"] for v in rows)
+    per_100 = sum(v["fixed_flags_per_100_lines"] * v["files"] for v in rows) / max(1, files)
+    return {
+        "files": files,
+        "bugs_flagged": round(hits),
+        "random_expectation": round(rand, 2),
+        "fixed_flags_per_100_lines_mean_over_files": round(per_100, 2),
+        "ratio": _ratio(hits, rand),
     }
 
 
@@ -297,20 +308,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-def by_length(records: Sequence[dict[str, Any]], cal: Calibration | None, t: float) -> dict:
-    """The point at ``t`` per file length bucket."""
+def by_length(records: Sequence[dict[str, Any]], t: float) -> dict[str, Any]:
+    """The point at score threshold ``t`` per file length."""
     buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         n = r["buggy"]["lines"]
         buckets["<100" if n < 100 else "100-199" if n < 200 else ">=200"].append(r)
-    return {k: point(v, cal, t).to_json() for k, v in sorted(buckets.items())}
+    return {k: point(v, None, t).to_json() for k, v in sorted(buckets.items())}
+
+
+def curve(records: Sequence[dict[str, Any]], cal: Calibration | None) -> list[dict[str, Any]]:
+    """The points of the score grid, each with its calibrated probability."""
+    out = []
+    for t in THRESHOLDS:
+        row = point(records, None, t).to_json()
+        row["min_probability"] = round(cal.probability(t), 4) if cal is not None and t else 0.0
+        out.append(row)
+    return out
 
 
 def report(records: Sequence[dict[str, Any]], max_per_100: float, min_files: int) -> dict[str, Any]:
-    """The figures of a realfix run: curve, leave-project-out choice, the shipped calibration
-    (fitted on all projects) with its threshold, quick fixes."""
-    cal = calibrate(records)
-    t = choose_threshold(records, cal, max_per_100)
+    """The figures of a realfix run: the curve, the leave-project-out choice, the shipped
+    calibration (fitted on all projects) with its threshold, quick fixes."""
+    cal = _calibrated(records)
+    t = choose_threshold(records, max_per_100)
     runs = [r[v] for r in records for v in ("fixed", "buggy")]
     offered = sum(x["fixes_offered"] for x in runs)
     no_fix: dict[str, int] = defaultdict(int)
@@ -320,11 +341,12 @@ def report(records: Sequence[dict[str, Any]], max_per_100: float, min_files: int
     return {
         "files": len(records),
         "projects": dict(sorted(_count(r["repo"] for r in records).items())),
-        "curve_raw_score": [point(records, None, x).to_json() for x in THRESHOLDS],
-        "calibration_all": cal.to_json(),
-        "curve_calibrated": [point(records, cal, x).to_json() for x in THRESHOLDS],
-        "threshold_all": t,
-        "by_length_at_threshold_all": by_length(records, cal, t),
+        "calibration_all": cal.to_json() if cal is not None else None,
+        "curve": curve(records, cal),
+        "score_threshold_all": t,
+        "min_probability_all": round(cal.probability(t), 4) if cal is not None and t else 0.0,
+        "by_length_at_threshold_all": by_length(records, t),
+        "by_length_at_budget": by_length(records, 0.0),
         "leave_project_out": leave_project_out(records, max_per_100, min_files),
         "quick_fixes": {
             "flags": sum(len(x["flags"]) for x in runs),
