@@ -204,21 +204,7 @@ def build(
             )
             for unit in job.steps():
                 unit(backend)
-            res = job.result()
-            rows: list[dict[str, Any]] = []
-            for i, cheap, regen, p1 in job.rows():
-                row = {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}
-                if regen is not None:  # the regenerated line ("s"), to study what it proposed
-                    row["s"] = job.info[i].suggestion
-                rows.append(row)
-            record = {
-                "id": sid,
-                "bugs": bugs,
-                "lines": res.lines,
-                "rows": rows,
-                "text": text,
-                "dtype": dtype,
-            }
+            record = _record(job, sid, text, bugs, dtype)
             if extra:
                 record["also"] = extra
             fh.write(json.dumps(record) + "\n")
@@ -229,6 +215,18 @@ def build(
                 flush=True,
             )
     return out
+
+
+def _record(job: Any, sid: str, text: str, bugs: list[int], dtype: str) -> dict[str, Any]:
+    """One sample of a dataset: every considered line's features from the finished ``job``."""
+    res = job.result()
+    rows: list[dict[str, Any]] = []
+    for i, cheap, regen, p1 in job.rows():
+        row = {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}
+        if regen is not None:  # the regenerated line ("s"), to study what it proposed
+            row["s"] = job.info[i].suggestion
+        rows.append(row)
+    return {"id": sid, "bugs": bugs, "lines": res.lines, "rows": rows, "text": text, "dtype": dtype}
 
 
 def set_threads(n: int) -> None:

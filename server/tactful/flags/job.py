@@ -99,18 +99,7 @@ class FlagJob:
         self.force = set(self.options.force)
         #: Model results of earlier runs, reused for windows whose text is unchanged.
         self.memo = memo
-        self._rec: WindowRecord | None = None
-        self._rec_key: tuple[str, str] = ("", "")
-        #: The window whose KV cache the backend slot holds (None: none of this job's yet).
-        self._slot_window: int | None = None
-        #: Windows and regenerations this job took from the memo.
-        self.reused = {"windows": 0, "regenerations": 0}
-        #: Lines whose regeneration needed no model call (every token was the model's choice).
-        self.shortcuts = 0
-        self._starts: list[int] = []
-        self._greedy: list[bool] = []
-        self._lp: list[list[float]] = []
-        self._lp_off = 0
+        self._init_model_state()
         self.lines = ff.document_lines(text)
         self.skipped = plan.skip_reason(text, max_lines)
         self.info: dict[int, LineState] = {}
@@ -125,6 +114,22 @@ class FlagJob:
         self.n_regen = 0
         if self.skipped is None:
             self._prepare()
+
+    def _init_model_state(self) -> None:
+        """What the units keep between them: the memo record and the scoring pass of the
+        current window, the window whose KV cache the backend slot holds, and counters."""
+        self._rec: WindowRecord | None = None
+        self._rec_key: tuple[str, str] = ("", "")
+        #: The window whose KV cache the backend slot holds (None: none of this job's yet).
+        self._slot_window: int | None = None
+        #: Windows and regenerations this job took from the memo.
+        self.reused = {"windows": 0, "regenerations": 0}
+        #: Lines whose regeneration needed no model call (every token was the model's choice).
+        self.shortcuts = 0
+        self._starts: list[int] = []
+        self._greedy: list[bool] = []
+        self._lp: list[list[float]] = []
+        self._lp_off = 0
 
     def _prepare(self) -> None:
         """Line kinds, the lines that can be flagged, and the scoring windows."""

@@ -549,18 +549,7 @@ def _fit_and_write(
     metrics["mutations, heuristic"] = simulate(mut, FlagModel())
     n_dev = sum(1 for s in dev if s["rows"])  # a program under 7 lines gets no flag
     if dev:
-        seen = " (in training)" if args.with_dev else ""
-        scored = bench_ids()
-        dev = [s for s in dev if s["id"] in scored]
-        metrics[f"ConDefects dev{seen}"] = simulate(dev, model)
-        metrics["ConDefects dev, heuristic"] = simulate(dev, FlagModel())
-        for extra in (0, 1, 2, 4):
-            print(
-                _line(
-                    f"ConDefects dev{seen}, regen_extra={extra}",
-                    simulate(dev, model, extra=extra),
-                )
-            )
+        dev = _dev_metrics(dev, model, args.with_dev, metrics)
     for name, m in metrics.items():
         print(_line(name, m))
     _write(
@@ -579,6 +568,24 @@ def _fit_and_write(
         n_dev,
     )
     return 0
+
+
+def _dev_metrics(
+    dev: list[dict[str, Any]], model: Any, with_dev: bool, metrics: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Add the dev bugs' figures (those the benchmark would score) to ``metrics``; returns them."""
+    from tactful.flags.model import FlagModel
+
+    seen = " (in training)" if with_dev else ""
+    scored = bench_ids()
+    dev = [s for s in dev if s["id"] in scored]
+    metrics[f"ConDefects dev{seen}"] = simulate(dev, model)
+    metrics["ConDefects dev, heuristic"] = simulate(dev, FlagModel())
+    for extra in (0, 1, 2, 4):
+        print(
+            _line(f"ConDefects dev{seen}, regen_extra={extra}", simulate(dev, model, extra=extra))
+        )
+    return dev
 
 
 def _write(
