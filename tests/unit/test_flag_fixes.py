@@ -166,6 +166,14 @@ def test_changed_and_accepted_lines() -> None:
     after = ["a = 1", "b = 20", "new = b + 1", "c = 3"]
     assert changed_lines(before, after) == {1, 2}
     assert changed_lines(before, before) == set()
+    assert changed_lines(before, ["a = 1", "x", "b = 2", "c = 3"]) == {1}
+    assert changed_lines(before, ["a = 1", "c = 3"]) == set()  # a deletion changes no line
+    # 50,000 equal lines (a generated file): the common head and tail need no diff (a plain
+    # diff of these lists takes quadratic time).
+    big = ["x = 1"] * 50_000
+    assert changed_lines(big, big) == set()
+    assert changed_lines(big, [*big[:25_000], "y = 2", *big[25_000:]]) == {25_000}
+    assert changed_lines(big, ["y"] * 3000 + big) == set(range(3000))
     lines = ["    total = compute_total(items)", "    return total", "x = 1"]
     # The suggestion completed a typed prefix ("    total = "), and added a second line.
     got = accepted_lines(lines, ["compute_total(items)\n    return total"])

@@ -19,13 +19,34 @@ log = logging.getLogger(__name__)
 MIN_TAIL_CHARS = 6
 
 
+#: Above this many differing lines (after the common head and tail), the diff lets popular lines
+#: (blank lines, ``return``) anchor nothing: linear time instead of quadratic.
+EXACT_DIFF_LINES = 2000
+
+
 def changed_lines(baseline: Sequence[str], current: Sequence[str]) -> set[int]:
-    """0-based lines of ``current`` that are new or replaced with respect to ``baseline``."""
+    """0-based lines of ``current`` that are new or replaced with respect to ``baseline``.
+
+    The common head and tail are skipped first (one edit region: no diff at all), so a long
+    file with repeated lines costs linear time."""
+    n, m = len(baseline), len(current)
+    head = 0
+    while head < min(n, m) and baseline[head] == current[head]:
+        head += 1
+    tail = 0
+    while tail < min(n, m) - head and baseline[n - 1 - tail] == current[m - 1 - tail]:
+        tail += 1
+    old, new = list(baseline[head : n - tail]), list(current[head : m - tail])
+    if not new:
+        return set()
+    if not old:
+        return set(range(head, m - tail))
+    exact = max(len(old), len(new)) <= EXACT_DIFF_LINES
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=not exact)
     out: set[int] = set()
-    matcher = difflib.SequenceMatcher(None, list(baseline), list(current), autojunk=False)
     for op, _i1, _i2, j1, j2 in matcher.get_opcodes():
         if op in ("replace", "insert"):
-            out.update(range(j1, j2))
+            out.update(range(head + j1, head + j2))
     return out
 
 

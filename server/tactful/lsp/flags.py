@@ -39,7 +39,7 @@ from tactful.flags.fixes import FixChecker, short_title
 from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
-from tactful.flags.plan import Focus
+from tactful.flags.plan import Focus, skip_reason
 from tactful.flags.result import Flag, FlagResult
 from tactful.lsp import protocol
 
@@ -278,9 +278,11 @@ class FlagService:
         self, uri: str, doc: Document, state: _DocFlags, cancel: threading.Event, model: FlagModel
     ) -> FlagJob:
         lines = _lines(doc)
+        text = "\n".join(lines)
         s = self.settings
+        skipped = skip_reason(text, s.max_lines) is not None  # no diff of what is not flagged
         job = FlagJob(
-            "\n".join(lines),
+            text,
             doc.language_id,
             budget=s.budget,
             model=model,
@@ -290,7 +292,7 @@ class FlagService:
             min_score=s.min_score,
             min_probability=s.min_probability,
             memo=self.memo,
-            focus=self._focus(state, lines),
+            focus=None if skipped else self._focus(state, lines),
         )
         if job.skipped:
             log.info("flags: not flagging %s: %s", uri, job.skipped)
