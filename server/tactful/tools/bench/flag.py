@@ -175,14 +175,21 @@ def evaluate(
 
     Flags are ranked at the budget (no score threshold). With ``min_score``, the same run also
     reports what the editor shows with that threshold: recall and the share of lines flagged."""
+    from tactful.config import FlagSettings
+
     ours, rand, naive, ours_on_naive, rand_on_naive = Tally(), Tally(), Tally(), Tally(), Tally()
-    ms_hits, ms_share = 0.0, 0.0
+    ms_hits, ms_share, mp_hits, mp_share = 0.0, 0.0, 0.0, 0.0
+    floor = FlagSettings().min_probability
     for k, (pid, text, bug) in enumerate(programs):
         job, res, secs = _run(backend, text, model, budget, naive=False)
         if min_score is not None:
             shown = [f.line for f in res.flags if f.score >= min_score]
             ms_hits += float(bug in shown)
             ms_share += len(shown) / max(1, res.lines)
+        # What the editor shows at the default flags.minProbability.
+        shown = [f.line for f in res.flags if model.probability(f.score) >= floor]
+        mp_hits += float(bug in shown)
+        mp_share += len(shown) / max(1, res.lines)
         row, r = _rows(job, res, secs, bug)
         ours.add(*row)
         rand.add(*r)
@@ -200,6 +207,12 @@ def evaluate(
             "min_score": min_score,
             "recall": round(ms_hits / len(programs), 4),
             "mean_flagged_share": round(ms_share / len(programs), 4),
+        }
+    if programs:
+        out["tactful_min_probability"] = {
+            "min_probability": floor,
+            "recall": round(mp_hits / len(programs), 4),
+            "mean_flagged_share": round(mp_share / len(programs), 4),
         }
     if naive.n:
         out["same_programs_as_naive"] = {
