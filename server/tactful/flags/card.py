@@ -1,10 +1,14 @@
-"""The flag classifiers' model card (``models/flag/MODEL_CARD.md``), written by training."""
+"""Writing a trained flag classifier's folder (``models/flag/``): the LightGBM text files,
+``meta.json`` and the model card. Training only."""
 
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
+from tactful.flags import features as ff
 from tactful.flags.datasets import PARAMS, ROUNDS
 
 
@@ -103,3 +107,37 @@ The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful 
 * Rebuilding reproduces the recipe and sizes, not bit-identical files.
 * Created {meta["created"]}.
 """
+
+
+def write_model(
+    stage1: Any, final: Any, folder: Path, card: dict[str, Any], prior: Any = None
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stage1.txt").write_text(stage1.model_to_string())
+    (folder / "final.txt").write_text(final.model_to_string())
+    if prior is not None:
+        (folder / "prior.txt").write_text(prior.model_to_string())
+    elif (folder / "prior.txt").exists():
+        (folder / "prior.txt").unlink()
+    meta = {
+        "name": card.get("name", "flag-lgbm"),
+        "format": "lightgbm-text",
+        "stage1": "stage1.txt",
+        "final": "final.txt",
+        "cheap_features": list(ff.CHEAP_FEATURES),
+        "all_features": list(ff.ALL_FEATURES),
+        "kinds": list(ff.KINDS),
+        "prior": "prior.txt" if prior is not None else None,
+        "prior_inputs": list(ff.PRIOR_INPUTS) if prior is not None else None,
+        "trained_on": card.get("trained_on"),
+        "dev_metrics": card.get("dev_metrics"),
+        "recipe": card.get("recipe"),
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    # A calibration fitted on the old classifier's scores would mislead: refit it
+    # (tactful bench flag --realfix N --write-calibration FOLDER/calibration.json).
+    if (folder / "calibration.json").exists():
+        (folder / "calibration.json").unlink()
+        print(f"removed {folder / 'calibration.json'}: refit it for the new scores")
+    (folder / "MODEL_CARD.md").write_text(model_card(meta, stage1, final, prior))

@@ -27,13 +27,12 @@ import math
 import random
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tactful.flags import features as ff
-from tactful.flags.card import model_card
+from tactful.flags.card import write_model
 from tactful.flags.datasets import (
     CACHE,
     PARAMS,
@@ -312,35 +311,6 @@ def cross_validate(
     for t, ms in swept.items():
         print(_line(f"  pooled, regenerating only at stage 1 >= {t:g}", _pool(ms)), file=log)
     return pooled
-
-
-def write_model(
-    stage1: Any, final: Any, folder: Path, card: dict[str, Any], prior: Any = None
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stage1.txt").write_text(stage1.model_to_string())
-    (folder / "final.txt").write_text(final.model_to_string())
-    if prior is not None:
-        (folder / "prior.txt").write_text(prior.model_to_string())
-    elif (folder / "prior.txt").exists():
-        (folder / "prior.txt").unlink()
-    meta = {
-        "name": card.get("name", "flag-lgbm"),
-        "format": "lightgbm-text",
-        "stage1": "stage1.txt",
-        "final": "final.txt",
-        "cheap_features": list(ff.CHEAP_FEATURES),
-        "all_features": list(ff.ALL_FEATURES),
-        "kinds": list(ff.KINDS),
-        "prior": "prior.txt" if prior is not None else None,
-        "prior_inputs": list(ff.PRIOR_INPUTS) if prior is not None else None,
-        "trained_on": card.get("trained_on"),
-        "dev_metrics": card.get("dev_metrics"),
-        "recipe": card.get("recipe"),
-        "created": time.strftime("%Y-%m-%d"),
-    }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (folder / "MODEL_CARD.md").write_text(model_card(meta, stage1, final, prior))
 
 
 def _parser() -> argparse.ArgumentParser:
