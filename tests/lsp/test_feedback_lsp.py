@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ LOG = DATA / "feedback.sqlite3"
 TEXT = 'def greet(name):\n    """Say hello to name."""\n    print("Hello, " + \n'
 LINE = 2
 COL = len('    print("Hello, " + ')
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def field(obj: Any, key: str) -> Any:
@@ -290,7 +295,50 @@ async def test_train_command_reports_a_too_small_log(client: LanguageClient) -> 
     res = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=protocol.CMD_TRAIN)
     )
-    assert field(res, "modelDir") is None and "at least" in field(res, "error")
+    # A fresh log is an expected state, reported as progress, not as an error.
+    assert field(res, "modelDir") is None and not _get(res, "error")
+    assert re.fullmatch(r"learning: \d+ of 30 decisions needed to train", field(res, "message"))
+    learning = field(res, "learning")
+    assert field(learning, "need") == 30 and 0 < field(learning, "have") < 30
+
+
+@pytest.mark.model
+async def test_one_acceptance_figure_in_status_log_stats_and_replay(client: LanguageClient) -> None:
+    """The status item, `tactful log stats` and the replay count the same decisions: one more
+    accepted and one explicitly rejected suggestion, then the three figures agree."""
+    from tactful.replay import report as replay
+
+    item = await _suggest(client, "file:///w/figure_accept.py")
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command=protocol.CMD_ACCEPT, arguments=[item.command.arguments[0]]
+        )
+    )
+    item = await _suggest(client, "file:///w/figure_reject.py")
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command=protocol.CMD_REJECT, arguments=[item.command.arguments[0]]
+        )
+    )
+
+    async def status() -> tuple[int, int]:
+        st = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_STATUS)
+        )
+        return field(st, "shown"), field(st, "accepted")
+
+    for _ in range(50):  # an inferred rejection may land between two reads: read until stable
+        before = await status()
+        logged = feedback.stats(LOG)
+        report, _loaded, _units = replay.run(LOG, replay.make_policies())
+        if await status() == before:
+            break
+    shown, accepted = before
+    assert shown >= 2 and 1 <= accepted < shown
+    assert (logged["decisions"], logged["accepted"]) == (shown, accepted)
+    show_all = report["policies"]["show-all"]
+    assert (show_all["shown"], show_all["accepted"]) == (shown, accepted), show_all
+    assert show_all["acceptance_rate_shown"] == pytest.approx(accepted / shown)
 
 
 # --- without a model: durability and concurrency ----------------------------------------------

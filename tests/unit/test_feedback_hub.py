@@ -10,24 +10,23 @@ import attrs
 from tests.unit.test_cdhf import _synthetic_log
 
 from tactful.cascade import model as cdhf
-from tactful.cascade.hooks import NullHooks, RequestInfo
+from tactful.cascade.hooks import RequestInfo
 from tactful.config import Settings, apply_settings
 from tactful.lsp import feedback as lsp_feedback
 
 
 class FakeServer:
-    """What FeedbackHub needs of TactfulServer: settings, listeners, counters."""
+    """What FeedbackHub needs of TactfulServer: settings and listeners."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.settings_listeners: list[Any] = []
-        self.counters = {"shown": 0, "accepted": 0}
-        self.hooks: Any = NullHooks()
+        self.feedback: Any = None
         self.commands: dict[str, Any] = {}
         self.features: dict[str, Any] = {}
         self.messages: list[str] = []
 
-    def show_message(self, message: str) -> None:
+    def show_message(self, message: str, kind: Any = None) -> None:
         self.messages.append(message)
 
     def command(self, name: str):
@@ -60,7 +59,7 @@ def _settings(tmp_path: Path, **feedback: Any) -> Settings:
 def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
     server = FakeServer(_settings(tmp_path))
     hub = lsp_feedback.register(server)
-    assert server.hooks is hub and hub._tracker is None, "nothing is opened before first use"
+    assert server.feedback is hub and hub._tracker is None, "nothing is opened before first use"
     assert set(server.commands) == {
         "tactful.accept",
         "tactful.reject",
@@ -76,15 +75,16 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
     assert hub.gate.cascade is not None, "the shipped default cascade"
     # Accept through the command: counted once.
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
-    d1 = hub.before_generation(req)
+    d1 = hub.hooks.before_generation(req)
     from tactful.cascade.hooks import SuggestionInfo
 
     info = SuggestionInfo("1")
-    d2 = hub.after_generation(req, info, d1)
-    hub.shown(req, info, "sid-1", d1, d2)
+    d2 = hub.hooks.after_generation(req, info, d1)
+    hub.hooks.shown(req, info, "sid-1", d1, d2)
     assert server.commands["tactful.accept"](server, "sid-1") == {"ok": True, "known": True}
     assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
-    assert server.counters["accepted"] == 1
+    # One decision, accepted once however often the command comes.
+    assert hub.acceptance() == {"decisions": 1, "accepted": 1, "acceptanceRate": 1.0}
     assert server.commands["tactful.accept"](server, "sid-1", -3)["ok"] is False
     assert server.commands["tactful.accept"](server)["ok"] is False
     assert server.commands["tactful.reject"](server, None)["ok"] is False
@@ -117,11 +117,11 @@ def test_list_accepts_are_logged_as_list_accepts(tmp_path: Path) -> None:
 
     server = FakeServer(_settings(tmp_path))
     hub = lsp_feedback.register(server)
-    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     for sid in ("tab", "menu", "odd"):
-        d1 = hub.before_generation(req)
+        req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)  # one per request (its id)
+        d1 = hub.hooks.before_generation(req)
         info = SuggestionInfo("1")
-        hub.shown(req, info, sid, d1, hub.after_generation(req, info, d1))
+        hub.hooks.shown(req, info, sid, d1, hub.hooks.after_generation(req, info, d1))
     cmd = server.commands["tactful.accept"]
     assert cmd(server, *accept_command("tab").arguments)["ok"] is True
     assert cmd(server, *accept_command("menu", protocol.ACCEPT_VIA_LIST).arguments)["ok"] is True
@@ -135,7 +135,10 @@ def test_list_accepts_are_logged_as_list_accepts(tmp_path: Path) -> None:
     assert accepted["tab"]["via"] == "command" and accepted["tab"]["full"] is True
     assert accepted["menu"]["via"] == "list" and accepted["menu"]["full"] is True
     assert accepted["odd"]["via"] == "command"
-    assert server.counters["accepted"] == 3
+    # The session's figure is the log's, as `tactful log stats` and training count it.
+    assert hub.acceptance() == {"decisions": 3, "accepted": 3, "acceptanceRate": 1.0}
+    logged = store.stats(tmp_path / "feedback.sqlite3")
+    assert (logged["decisions"], logged["acceptanceRate"]) == (3, 1.0)
 
 
 def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
@@ -157,7 +160,7 @@ def test_settings_changes_reconfigure_the_tracker(tmp_path: Path) -> None:
     assert hub.gate.cascade is None
     server.update({"feedback": {"enable": False}})
     assert hub.tracker is None
-    assert hub.before_generation(RequestInfo("u", "python", "", 0, 0, 0)).show
+    assert hub.hooks.before_generation(RequestInfo("u", "python", "", 0, 0, 0)).show
     assert server.commands["tactful.logLocation"](server) == {"path": None, "enabled": False}
     server.update({"feedback": {"enable": True}})
     assert hub.tracker is not None and hub.tracker.log is not None
@@ -196,8 +199,8 @@ def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, m
     from tactful.cascade.hooks import SuggestionInfo
 
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
-    d1 = hub.before_generation(req)
-    hub.shown(req, SuggestionInfo("1"), "sid-9", d1, d1)
+    d1 = hub.hooks.before_generation(req)
+    hub.hooks.shown(req, SuggestionInfo("1"), "sid-9", d1, d1)
     t.reject("sid-9")
     assert hub._training is not None
     hub._training.join(timeout=120)
@@ -217,6 +220,6 @@ def test_a_log_or_model_that_cannot_be_opened_is_reported_not_fatal(tmp_path: Pa
     server.update({"cdhf": {"modelDir": str(tmp_path / "no-model")}})
     assert hub.gate.cascade is None and any("cascade" in m for m in server.messages)
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
-    assert hub.before_generation(req).show
+    assert hub.hooks.before_generation(req).show
     assert server.commands["tactful.accept"](server, "zzz", float("nan"))["ok"] is False
     hub.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 from tactful.config import apply_settings
 from tactful.lsp.server import create_server
 
@@ -26,8 +25,7 @@ def test_an_accepted_suggestion_is_left_out_until_edited() -> None:
     async def scenario() -> None:
         server.documents.open(uri, before, "python", 1)
         flags.document_event("open", uri)  # the baseline: the text as opened
-        req = RequestInfo(uri, "python", before, len(before), 1, 4)
-        hub.shown(req, SuggestionInfo(accepted), "s1", Decision(True), Decision(True))
+        hub.offered("s1", uri, accepted)  # what lsp.completion does when it answers
         hub.accepted("s1", None)
         hub.accepted("unknown-id", None)  # nothing known: nothing left out
         state = flags.docs[uri]

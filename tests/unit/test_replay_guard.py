@@ -47,7 +47,8 @@ def _stream(user: str, n: int, accepted: bool) -> tuple[list[Unit], dict[str, tu
                 shown=True,
                 generated=True,
                 accepted=accepted,
-                t_outcome=10.0 * i + 2,
+                seen_accepted=accepted,
+                t_seen=10.0 * i + 2,
             )
         )
         ctx[sid] = (doc, "")

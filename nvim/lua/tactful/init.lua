@@ -372,7 +372,11 @@ local function create_commands()
   cmd('TactfulTrain', function()
     notify('training the show/hide cascade from your log...')
     M.exec(protocol.CMD_TRAIN, {}, function(result)
-      notify('trained: ' .. vim.inspect(result, { newline = ' ', indent = '' }))
+      if type(result) == 'table' and type(result.message) == 'string' then
+        notify(result.message) -- e.g. "learning: 16 of 30 decisions needed to train"
+      else
+        notify('trained: ' .. vim.inspect(result, { newline = ' ', indent = '' }))
+      end
     end)
   end, { desc = 'tactful: train the show/hide cascade from your own feedback log' })
   cmd('TactfulReplayReport', function(o)

@@ -40,6 +40,18 @@ class CdhfError(Exception):
     """A cascade cannot be trained or loaded; the message is meant for a person."""
 
 
+class NotEnoughData(CdhfError):
+    """The log is still too small to train on: an expected state on a fresh log, not a fault."""
+
+    def __init__(self, message: str, have: int, need: int, what: str) -> None:
+        super().__init__(message)
+        self.have, self.need, self.what = have, need, what
+
+    def progress(self) -> str:
+        """E.g. ``learning: 16 of 30 decisions needed to train``."""
+        return f"learning: {self.have} of {self.need} {self.what} needed to train"
+
+
 def entropy(p: Any) -> Any:
     """Binary entropy in bits (works on floats and numpy arrays)."""
     q = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)

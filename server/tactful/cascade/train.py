@@ -42,6 +42,7 @@ from tactful.cascade.model import (
     DEFAULT_TARGET,
     FORMAT_VERSION,
     CdhfError,
+    NotEnoughData,
     Thresholds,
     apply_thresholds,
     user_model_dir,
@@ -170,8 +171,11 @@ def dataset(
     rows = load_rows(paths)
     names = ", ".join(str(p) for p in paths)
     if len(rows) < MIN_DECISIONS:
-        raise CdhfError(
-            f"{names}: {len(rows)} labelled decisions; training needs at least {MIN_DECISIONS}"
+        raise NotEnoughData(
+            f"{names}: {len(rows)} labelled decisions; training needs at least {MIN_DECISIONS}",
+            len(rows),
+            MIN_DECISIONS,
+            "decisions",
         )
     y = np.array([0 if r.accepted else 1 for r in rows], dtype=float)
     if y.min() == y.max():
@@ -180,9 +184,12 @@ def dataset(
         )
     need = stats.min_trials(target, BOUND_CONFIDENCE)
     if y.sum() < need:
-        raise CdhfError(
+        raise NotEnoughData(
             f"{names}: {int(y.sum())} rejected decisions; showing {target:.0%} accuracy when hiding "
-            f"with {BOUND_CONFIDENCE:.0%} confidence needs at least {need} correctly hidden ones"
+            f"with {BOUND_CONFIDENCE:.0%} confidence needs at least {need} correctly hidden ones",
+            int(y.sum()),
+            need,
+            "rejected decisions",
         )
     groups, kind, group_names = _groups(rows, personal)
     s1, s2 = feature_sets(telemetry)

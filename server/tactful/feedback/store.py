@@ -433,63 +433,99 @@ MIN_VISIBLE_S = 0.75
 _GLANCE_REASONS = frozenset({"new_request", "cursor_left", "diverged"})
 
 
+class DecisionTally:
+    """Which shown suggestions are decisions, and which of those were accepted: the one
+    definition of the acceptance rate (accepted decisions / shown decisions). Training
+    (:func:`load_decisions`), ``tactful log stats``, the replay and the server's status all count
+    with it. Any accept wins over an inferred rejection; a rejection inferred from typing or
+    moving on within ``min_visible_s`` of the last display is not a decision; explicit, timeout
+    and imported rejections always count; an imported row without a user decision never does."""
+
+    def __init__(self, min_visible_s: float = MIN_VISIBLE_S) -> None:
+        self.min_visible_s = min_visible_s
+        self._shown: set[str] = set()
+        self._last_display: dict[str, float] = {}
+        #: suggestion id -> (accepted, time, accepted length)
+        self.outcome: dict[str, tuple[bool, float, int | None]] = {}
+
+    def add(self, kind: str, sid: str | None, t: float, data: Mapping[str, Any]) -> None:
+        """Count one event (events of other kinds are ignored)."""
+        if not sid:
+            return
+        if kind == "shown":
+            self._shown.add(sid)
+            self._last_display[sid] = t
+        elif kind == "accepted":
+            prev = self.outcome.get(sid)
+            length = data.get("accepted_length")
+            if prev is None or not prev[0]:
+                self.outcome[sid] = (True, t, length if isinstance(length, int) else None)
+        elif kind == "rejected":
+            if data.get("imported_label") is False:
+                return  # no user decision behind it (see import_cups)
+            seen_for = t - self._last_display.get(sid, t - 1e9)
+            if data.get("reason") in _GLANCE_REASONS and seen_for < self.min_visible_s:
+                return
+            if sid not in self.outcome:
+                self.outcome[sid] = (False, t, None)
+
+    def is_decision(self, sid: str) -> bool:
+        return sid in self._shown and sid in self.outcome
+
+    def counts(self) -> tuple[int, int]:
+        """(shown decisions, accepted decisions)."""
+        decided = [self.outcome[sid][0] for sid in self._shown if sid in self.outcome]
+        return len(decided), sum(decided)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"decisions", "accepted", "acceptanceRate"}`` (the rate None without decisions)."""
+        n, acc = self.counts()
+        return {"decisions": n, "accepted": acc, "acceptanceRate": (acc / n) if n else None}
+
+
 def load_decisions(path: str | Path, min_visible_s: float = MIN_VISIBLE_S) -> list[DecisionRow]:
-    """Shown suggestions that have an outcome, with the features recorded before the outcome
-    (``requested`` + ``generated`` events). Any accept wins over an inferred rejection. A
-    rejection inferred from typing or moving on within ``min_visible_s`` of the last display is
-    not a decision and is left out; explicit, timeout and imported rejections always count."""
-    rows: dict[str, DecisionRow] = {}
+    """Shown suggestions that have an outcome (:class:`DecisionTally`), with the features
+    recorded before the outcome (``requested`` + ``generated`` events)."""
+    tally = DecisionTally(min_visible_s)
     feats: dict[str, dict[str, float | None]] = {}
-    outcome: dict[str, tuple[bool, float, int | None]] = {}
     shown: dict[str, Event] = {}
-    last_display: dict[str, float] = {}
     survival: dict[str, dict[str, float]] = {}
     for ev in read_events(path):
         sid = ev.suggestion_id
         if not sid:
             continue
+        tally.add(ev.kind, sid, ev.t, ev.data)
         if ev.kind in ("requested", "generated"):
             f = ev.data.get("features")
             if isinstance(f, dict):
                 feats.setdefault(sid, {}).update(f)
         elif ev.kind == "shown":
             shown.setdefault(sid, ev)
-            last_display[sid] = ev.t
-        elif ev.kind == "accepted":
-            prev = outcome.get(sid)
-            length = ev.data.get("accepted_length")
-            if prev is None or not prev[0]:
-                outcome[sid] = (True, ev.t, length if isinstance(length, int) else None)
-        elif ev.kind == "rejected":
-            if ev.data.get("imported_label") is False:
-                continue  # no user decision behind it (see import_cups)
-            seen_for = ev.t - last_display.get(sid, ev.t - 1e9)
-            if ev.data.get("reason") in _GLANCE_REASONS and seen_for < min_visible_s:
-                continue
-            if sid not in outcome:
-                outcome[sid] = (False, ev.t, None)
         elif ev.kind == "survival":
             after = ev.data.get("after_s")
             key = str(after if after is not None else ev.data.get("checkpoint"))
             val = ev.data.get("survived")
             if isinstance(val, int | float):
                 survival.setdefault(sid, {})[key] = float(val)
+    rows: list[DecisionRow] = []
     for sid, ev in shown.items():
-        if sid not in outcome:
+        if not tally.is_decision(sid):
             continue
-        acc, _t, length = outcome[sid]
-        rows[sid] = DecisionRow(
-            suggestion_id=sid,
-            t=ev.t,
-            user=ev.user,
-            session=ev.session,
-            uri=ev.uri,
-            features=feats.get(sid, {}),
-            accepted=acc,
-            accepted_length=length,
-            survival=survival.get(sid, {}),
+        acc, _t, length = tally.outcome[sid]
+        rows.append(
+            DecisionRow(
+                suggestion_id=sid,
+                t=ev.t,
+                user=ev.user,
+                session=ev.session,
+                uri=ev.uri,
+                features=feats.get(sid, {}),
+                accepted=acc,
+                accepted_length=length,
+                survival=survival.get(sid, {}),
+            )
         )
-    return sorted(rows.values(), key=lambda r: r.t)
+    return sorted(rows, key=lambda r: r.t)
 
 
 def export_jsonl(path: str | Path, out: Any) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 
 from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 from tactful.feedback.matching import survival_fraction, typed_prefix, typed_state
+from tactful.feedback.store import DecisionTally
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class SuggestionTracker:
             "accepted": 0,
             "rejected": 0,
         }
+        #: This session's decisions, counted as training counts them (the status's figure).
+        self.tally = DecisionTally()
         self._stop = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -121,16 +124,19 @@ class SuggestionTracker:
         t: float | None = None,
         sid: str | None = None,
     ) -> None:
+        sid = sid or (p.rid if p else None)
+        t = self.clock() if t is None else t
+        self.tally.add(kind, sid, t, data)
         if self.log is None:
             return
         try:
             self.log.record(
                 kind,
-                sid or (p.rid if p else None),
+                sid,
                 data,
                 uri=p.uri if p else None,
                 language=p.language if p else None,
-                t=self.clock() if t is None else t,
+                t=t,
             )
         except Exception:
             log.exception("feedback log: could not record a %s event", kind)
@@ -583,6 +589,14 @@ class SuggestionTracker:
                 except Exception:
                     log.exception("feedback log: close failed")
             self.log = log_store
+
+    def accepted_text(self, item_id: str) -> tuple[str, str] | None:
+        """(uri, the text taken) of an accepted item shown by this server; None otherwise."""
+        with self._lock:
+            p = self._by_item.get(item_id)
+            if p is None or p.outcome != "accepted":
+                return None
+            return p.uri, p.accepted_text or p.text
 
     def knows(self, item_id: str) -> bool:
         """Whether this server showed the item (its outcome can be tracked)."""

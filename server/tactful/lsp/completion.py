@@ -32,7 +32,7 @@ async def suggest(
     if doc is None or pos.line >= doc.line_count:
         return None
     offset = doc.offset_at(pos.line, pos.character)
-    return await ls.engine.complete(
+    sugg = await ls.engine.complete(
         uri=uri,
         text=doc.text,
         offset=offset,
@@ -45,6 +45,9 @@ async def suggest(
         current_version=lambda: doc.version,
         channel="list" if single_line else "inline",
     )
+    if sugg is not None and ls.feedback is not None:
+        ls.feedback.offered(sugg.id, uri, sugg.text)
+    return sugg
 
 
 def accept_command(suggestion_id: str, via: str | None = None) -> types.Command:
@@ -116,8 +119,6 @@ def register(server: TactfulServer) -> None:
         sugg = await suggest(
             ls, params.text_document.uri, params.position, trigger, single_line=False
         )
-        if sugg is not None and sugg.source != "type_along":
-            ls.counters["shown"] += 1
         return to_inline_items(sugg, params.position)
 
     @server.feature(
@@ -135,6 +136,4 @@ def register(server: TactfulServer) -> None:
             : doc.offset_at(pos.line, pos.character) - doc.offset_at(pos.line, 0)
         ]
         sugg = await suggest(ls, params.text_document.uri, pos, "invoked", single_line=True)
-        if sugg is not None:
-            ls.counters["shown"] += 1
         return to_completion_items(sugg, pos, line_prefix)

@@ -3,7 +3,8 @@ and :mod:`tactful.cascade.gate`.
 
 :func:`register` installs, on the server,
 
-* ``server.hooks``: a :class:`FeedbackHub` that builds the show/hide gate
+* ``server.feedback``: a :class:`FeedbackHub` whose :attr:`~FeedbackHub.hooks` (what
+  ``server.hooks`` and so the completion engine call) is the show/hide gate
   (:class:`~tactful.cascade.gate.Gate`, what the completion engine's calls reach) in front of the
   :class:`~tactful.feedback.tracker.SuggestionTracker` from the settings on first use, and
   reconfigures them when ``feedback.*``, ``cdhf.*`` or ``dataDir`` change (NullHooks behaviour
@@ -27,7 +28,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionInfo
+from lsprotocol import types
+
+from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.lsp import protocol
 
 if TYPE_CHECKING:
@@ -57,8 +60,8 @@ def item_id(item: Any) -> str | None:
 
 
 class FeedbackHub:
-    """The server's suggestion hooks: a tracker built from the current settings, rebuilt in
-    part when they change."""
+    """The feedback log and the show/hide gate of one server: built from the current settings
+    on first use, rebuilt in part when they change. The completion engine calls :attr:`hooks`."""
 
     def __init__(self, server: TactfulServer) -> None:
         self.server = server
@@ -73,7 +76,7 @@ class FeedbackHub:
         self._training: threading.Thread | None = None
         #: Called with (uri, accepted text) after an accept (line flags skip those lines).
         self.accept_listeners: list[Callable[[str, str], None]] = []
-        self._shown_texts: dict[str, tuple[str, str]] = {}  # id -> (uri, text), the last 256
+        self._offered: dict[str, tuple[str, str]] = {}  # id -> (uri, text), the last 256
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -168,66 +171,47 @@ class FeedbackHub:
         if self._tracker is not None:
             self._tracker.close()
 
-    # --- SuggestionHooks -----------------------------------------------------------------------
-    def _hooks(self) -> Any:
+    # --- what the completion engine calls --------------------------------------------------
+    @property
+    def hooks(self) -> SuggestionHooks:
+        """The show/hide gate in front of the tracker (built on first use), or hooks that show
+        everything and record nothing when both the log and the cascade are off."""
         t = self.tracker
-        return self._null if t is None or self._gate is None else self._gate
+        return self._null if t is None or self._gate is None else self._gate  # type: ignore[no-any-return]
 
     @property
     def gate(self) -> Any:
         """The show/hide gate the completion engine calls (None when the tracker is off)."""
         return self._gate if self.tracker is not None else None
 
+    def acceptance(self) -> dict[str, Any] | None:
+        """This session's ``{"decisions", "accepted", "acceptanceRate"}``, counted as training
+        counts them (None: neither the log nor the cascade is on)."""
+        t = self._tracker if self._built else None
+        return None if t is None else t.tally.summary()  # type: ignore[no-any-return]
+
     def guard_status(self) -> dict[str, Any] | None:
         """The cascade guard's state for the status payload (None: no guard)."""
         g = self._gate if self._built else None
         return None if g is None else g.status()
 
-    def before_generation(self, req: RequestInfo) -> Decision:
-        return self._hooks().before_generation(req)  # type: ignore[no-any-return]
-
-    def after_generation(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision
-    ) -> Decision:
-        return self._hooks().after_generation(req, sugg, stage1)  # type: ignore[no-any-return]
-
-    def skipped(self, req: RequestInfo, stage1: Decision) -> None:
-        self._hooks().skipped(req, stage1)
-
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None:
-        self._hooks().hidden(req, sugg, stage1, stage2)
-
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-    ) -> None:
-        self._hooks().shown(req, sugg, suggestion_id, stage1, stage2)
-        self._shown_texts[suggestion_id] = (req.uri, sugg.text)
-        if len(self._shown_texts) > 256:
-            self._shown_texts.pop(next(iter(self._shown_texts)))
-
-    def extended(self, suggestion_id: str, text: str) -> None:
-        self._hooks().extended(suggestion_id, text)
-        if suggestion_id in self._shown_texts:
-            self._shown_texts[suggestion_id] = (self._shown_texts[suggestion_id][0], text)
+    def offered(self, suggestion_id: str, uri: str, text: str) -> None:
+        """A suggestion went to the client (kept for the last 256, also with the log off)."""
+        self._offered[suggestion_id] = (uri, text)
+        if len(self._offered) > 256:
+            self._offered.pop(next(iter(self._offered)))
 
     def accepted(self, suggestion_id: str, length: int | None) -> None:
-        """Tell the accept listeners what was accepted where (nothing for unknown ids)."""
-        uri, text = self._shown_texts.get(suggestion_id, ("", ""))
-        for listener in self.accept_listeners if uri else ():
-            listener(uri, text if length is None else text[:length])
-
-    def document_changed(self, uri: str, text: str, version: int | None) -> None:
-        self._hooks().document_changed(uri, text, version)
-
-    def document_closed(self, uri: str) -> None:
-        self._hooks().document_closed(uri)
+        """Tell the accept listeners what was accepted where (nothing for unknown ids): the
+        tracker's account of the text taken when it has one, else the offered text."""
+        t = self._tracker if self._built else None
+        taken = t.accepted_text(suggestion_id) if t is not None else None
+        if taken is None and suggestion_id in self._offered:
+            uri, text = self._offered[suggestion_id]
+            taken = (uri, text if length is None else text[:length])
+        if taken is not None:
+            for listener in self.accept_listeners:
+                listener(*taken)
 
     # --- retraining ----------------------------------------------------------------------------
     def log_path(self) -> Path | None:
@@ -260,8 +244,12 @@ class FeedbackHub:
         self._training.start()
 
     def _retrain_quietly(self) -> None:
+        from tactful.cascade import model as cdhf
+
         try:
             self.train()
+        except cdhf.NotEnoughData as exc:
+            log.info("automatic retraining: %s", exc.progress())
         except Exception as exc:
             log.warning("automatic retraining failed: %s", exc)
 
@@ -310,15 +298,11 @@ def accept_via(args: tuple[Any, ...]) -> str:
 
 
 def register(server: TactfulServer) -> FeedbackHub:
-    """Install the hub as ``server.hooks`` and ``server.feedback``, and register the feedback
-    commands and notifications."""
+    """Install the hub as ``server.feedback`` (its hooks become ``server.hooks``), and register
+    the feedback commands and notifications."""
     hub = FeedbackHub(server)
-    server.hooks = hub
     server.feedback = hub
     server.settings_listeners.append(hub.settings_changed)
-
-    def count_accept() -> None:
-        server.counters["accepted"] = server.counters.get("accepted", 0) + 1
 
     def accept(args: tuple[Any, ...], via: str) -> dict[str, Any]:
         if not args or not isinstance(args[0], str) or not args[0]:
@@ -341,8 +325,6 @@ def register(server: TactfulServer) -> FeedbackHub:
             if t is not None
             else True
         )
-        if first:
-            count_accept()
         hub.accepted(args[0], None if length is None else int(length))
         return {
             "ok": True,
@@ -377,9 +359,16 @@ def register(server: TactfulServer) -> FeedbackHub:
 
         try:
             result = await asyncio.to_thread(hub.train)
+        except cdhf.NotEnoughData as exc:  # a fresh log: progress, not a failure
+            _show(ls, exc.progress())
+            return {
+                "modelDir": None,
+                "message": exc.progress(),
+                "learning": {"have": exc.have, "need": exc.need, "what": exc.what},
+            }
         except (cdhf.CdhfError, feedback.FeedbackError) as exc:
             msg = f"training failed: {exc}"
-            _show(ls, msg)
+            _show(ls, msg, types.MessageType.Warning)
             return {"modelDir": None, "error": msg}
         _show(
             ls,
@@ -428,5 +417,7 @@ def register(server: TactfulServer) -> FeedbackHub:
     return hub
 
 
-def _show(ls: TactfulServer, message: str) -> None:
-    ls.show_message(message)
+def _show(
+    ls: TactfulServer, message: str, kind: types.MessageType = types.MessageType.Info
+) -> None:
+    ls.show_message(message, kind)

@@ -44,6 +44,8 @@ ALL_COMMANDS = (
 # --- notifications -----------------------------------------------------------------------------
 #: Server -> client. params: {"state": "idle"|"loading"|"ready"|"failed"|"disabled", "model": str,
 #: "message": str, "enabled": bool, "shown": int, "accepted": int, "acceptanceRate": float|None}
+#: (``shown``: this session's shown suggestions with an outcome, ``accepted``: those accepted,
+#: counted as training and ``tactful log stats`` count them; docs/feedback-log.md)
 #: ("idle": before the model load has started, right after ``initialize``.)
 STATUS = "tactful/status"
 #: Copilot-style, client -> server: an inline item was displayed. params: {"item": InlineCompletionItem}

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tactful.lsp.flags import FlagService
 
 log = logging.getLogger("tactful")
+_SHOW_ALL = NullHooks()
 
 #: Called with (old, new) settings after every successful change.
 SettingsListener = Callable[[Settings, Settings], None]
@@ -54,7 +55,6 @@ class TactfulServer(LanguageServer):
         self.settings = Settings()
         self.documents = Documents()
         self.runner = ModelRunner()
-        self.hooks: SuggestionHooks = NullHooks()
         self.engine = CompletionEngine(self.runner, lambda: self.settings, lambda: self.hooks)
         self.client_pull_diagnostics = False
         self.client_work_done_progress = False
@@ -63,10 +63,15 @@ class TactfulServer(LanguageServer):
         #: Feature modules subscribe to settings changes and document events.
         self.settings_listeners: list[SettingsListener] = []
         self.document_listeners: list[DocumentListener] = []
-        self.counters = {"shown": 0, "accepted": 0}
         #: The feature services, set by their modules' ``register`` (None: not registered).
         self.feedback: FeedbackHub | None = None
         self.flags: FlagService | None = None
+
+    @property
+    def hooks(self) -> SuggestionHooks:
+        """What the completion engine tells about each request: the feedback hub's show/hide
+        gate, or hooks that show everything when the feedback module is not registered."""
+        return self.feedback.hooks if self.feedback is not None else _SHOW_ALL
 
     def close(self) -> None:
         """Stop cleanly: write what the feedback log still holds (the final survival records).
@@ -178,12 +183,14 @@ class TactfulServer(LanguageServer):
 
     def status(self) -> dict[str, Any]:
         st = self.runner.status()
-        shown, accepted = self.counters["shown"], self.counters["accepted"]
+        # This session's acceptance, counted as training and `tactful log stats` count it:
+        # accepted decisions / shown suggestions with an outcome.
+        acc = self.feedback.acceptance() if self.feedback is not None else None
         st.update(
             enabled=self.settings.enable,
-            shown=shown,
-            accepted=accepted,
-            acceptanceRate=(accepted / shown) if shown else None,
+            shown=acc["decisions"] if acc else 0,
+            accepted=acc["accepted"] if acc else 0,
+            acceptanceRate=acc["acceptanceRate"] if acc else None,
             stats=self.engine.stats.as_dict(),
             modelLatency=self.engine.latency_summary(),
             backend=getattr(self.runner.backend, "stats", {}),

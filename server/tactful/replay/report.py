@@ -55,13 +55,19 @@ class Unit:
     seconds: float | None = None
     text: str | None = None
     shown: bool = False
-    #: True accepted, False rejected, None no (usable) decision.
+    #: True accepted, False rejected, None no (usable) decision (as training counts them).
     accepted: bool | None = None
-    t_outcome: float | None = None
+    #: The outcome the server saw, glances included: what its telemetry was told.
+    seen_accepted: bool | None = None
+    t_seen: float | None = None
 
 
 def build_units(events: Iterable[LogEvent]) -> list[Unit]:
-    """Group events by suggestion id into requests, sorted by request time (then log order)."""
+    """Group events by suggestion id into requests, sorted by request time (then log order).
+    A request's outcome is a decision as training counts it (:class:`DecisionTally`)."""
+    from tactful.feedback.store import DecisionTally
+
+    tally = DecisionTally()
     units: dict[str, Unit] = {}
     order: dict[str, int] = {}
     for ev in sorted(events, key=lambda e: (e.order,)):
@@ -72,6 +78,7 @@ def build_units(events: Iterable[LogEvent]) -> list[Unit]:
         if u is None:
             u = units[sid] = Unit(sid, ev.t, ev.user, ev.session, ev.uri or "", "")
             order[sid] = ev.order
+        tally.add(ev.kind, sid, ev.t, ev.data)
         feats = ev.data.get("features")
         if ev.kind == "requested":
             u.t = ev.t
@@ -93,18 +100,19 @@ def build_units(events: Iterable[LogEvent]) -> list[Unit]:
             u.shown = True
             if isinstance(ev.data.get("text"), str):
                 u.text = ev.data["text"]
-        elif ev.kind == "accepted":
-            if u.accepted is not True:
-                u.accepted, u.t_outcome = True, ev.t
-        elif ev.kind == "rejected":
-            if ev.data.get("imported_label") is False:
-                continue
-            if u.accepted is None:
-                u.accepted, u.t_outcome = False, ev.t
+        elif ev.kind == "accepted" and u.seen_accepted is not True:
+            u.seen_accepted, u.t_seen = True, ev.t
+        elif (
+            ev.kind == "rejected"
+            and u.seen_accepted is None
+            and ev.data.get("imported_label") is not False
+        ):
+            u.seen_accepted, u.t_seen = False, ev.t
     out = [u for u in units.values() if u.shown or u.generated or u.ctx_features]
     for u in out:
-        if not u.shown:
-            u.accepted = None  # an outcome without a display is not a user decision
+        # An outcome without a display, or a glance, is not a user decision.
+        if tally.is_decision(u.sid):
+            u.accepted = tally.outcome[u.sid][0]
     return sorted(out, key=lambda u: (u.t, order[u.sid]))
 
 
@@ -194,8 +202,8 @@ def replay(
     stream: list[tuple[float, int, int]] = []
     for i, u in enumerate(units):
         stream.append((u.t, 0, i))
-        if u.accepted is not None and u.t_outcome is not None:
-            stream.append((max(u.t_outcome, u.t), 1, i))
+        if u.shown and u.seen_accepted is not None and u.t_seen is not None:
+            stream.append((max(u.t_seen, u.t), 1, i))
     stream.sort()
     tels: dict[str, dict[str, F.Telemetry]] = {p.name: {} for p in policies}
     done = 0
@@ -207,7 +215,7 @@ def replay(
             if what == 1:
                 o = res[i]
                 if o is not None and not o.skipped and not o.hidden:
-                    tel.on_outcome(u.t_outcome or u.t, u.uri, bool(u.accepted), u.text)
+                    tel.on_outcome(u.t_seen or u.t, u.uri, bool(u.seen_accepted), u.text)
                     pol.observe(i, u, None)
                 continue
             out = res[i] = _decide(pol, u, tel)
