@@ -9,6 +9,7 @@ checks as JSON; the test asserts on them and then on the server's own record of 
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -264,6 +265,14 @@ def sgr_cells(line: str) -> list[tuple[str, frozenset[str]]]:
                 attrs["italic"] = ""
             elif p == "23":
                 attrs.pop("italic", None)
+            elif p == "4":
+                attrs["underline"] = ""
+            elif p == "24":
+                attrs.pop("underline", None)
+            elif p == "7":
+                attrs["reverse"] = ""
+            elif p == "27":
+                attrs.pop("reverse", None)
             elif p in ("38", "48") and i + 1 < len(params):
                 n = 3 if params[i + 1] == "5" else 5
                 attrs["fg" if p == "38" else "bg"] = ":".join(params[i + 1 : i + n])
@@ -280,19 +289,117 @@ def sgr_cells(line: str) -> list[tuple[str, frozenset[str]]]:
     return out
 
 
+#: The terminal the pictures are drawn as: a dark theme (VS Code's terminal colours).
+_FG, _BG = "#d4d4d4", "#1e1e1e"
+_ANSI16 = [
+    "#000000", "#cd3131", "#0dbc79", "#e5e510", "#2472c8", "#bc3fbc", "#11a8cd", "#e5e5e5",
+    "#666666", "#f14c4c", "#23d18b", "#f5f543", "#3b8eea", "#d670d6", "#29b8db", "#ffffff",
+]  # fmt: skip
+
+
+def _sgr_colour(code: str) -> str | None:
+    """CSS colour of an SGR colour as sgr_cells writes it ("31", "5:244", "2:r:g:b")."""
+    parts = code.split(":")
+    if parts[0] == "5" and len(parts) == 2:
+        n = int(parts[1])
+        if n < 16:
+            return _ANSI16[n]
+        if n < 232:
+            r, g, b = (n - 16) // 36, (n - 16) // 6 % 6, (n - 16) % 6
+            return "#" + "".join(f"{0 if c == 0 else 55 + 40 * c:02x}" for c in (r, g, b))
+        return "#" + f"{8 + 10 * (n - 232):02x}" * 3
+    if parts[0] == "2" and len(parts) == 4:
+        return "#" + "".join(f"{int(c):02x}" for c in parts[1:])
+    n = int(parts[0])
+    if 30 <= n <= 37 or 40 <= n <= 47:
+        return _ANSI16[n % 10]
+    if 90 <= n <= 97 or 100 <= n <= 107:
+        return _ANSI16[8 + n % 10]
+    return None
+
+
+def terminal_html(lines: list[str], cols: int, font_px: int = 15) -> str:
+    """A page that draws `tmux capture-pane -e -p` lines as the terminal showed them."""
+    rows = []
+    for line in lines:
+        spans: list[str] = []
+        cells = sgr_cells(line)
+        cells += [(" ", frozenset())] * (cols - len(cells))
+        i = 0
+        while i < len(cells):
+            attrs = cells[i][1]
+            j = i
+            while j < len(cells) and cells[j][1] == attrs:
+                j += 1
+            kv = dict(a.split("=", 1) if "=" in a else (a, "") for a in attrs)
+            fg = _sgr_colour(kv["fg"]) if "fg" in kv else None
+            bg = _sgr_colour(kv["bg"]) if "bg" in kv else None
+            if "reverse" in kv:
+                fg, bg = bg or _BG, fg or _FG
+            style = [f"color:{fg}" if fg else "", f"background:{bg}" if bg else ""]
+            style += ["font-weight:bold" if "bold" in kv else ""]
+            style += ["font-style:italic" if "italic" in kv else ""]
+            style += ["text-decoration:underline" if "underline" in kv else ""]
+            text = html.escape("".join(ch for ch, _ in cells[i:j]))
+            css = ";".join(x for x in style if x)
+            spans.append(f'<span style="{css}">{text}</span>' if css else text)
+            i = j
+        rows.append("".join(spans))
+    return (
+        "<!doctype html><meta charset=utf-8><style>"
+        f"html,body{{margin:0;background:{_BG}}}"
+        f"pre{{margin:0;padding:8px 10px;color:{_FG};background:{_BG};"
+        f"font:{font_px}px/1.25 'DejaVu Sans Mono',monospace}}"
+        "</style><pre>" + "\n".join(rows) + "</pre>"
+    )
+
+
+def render_terminal_png(lines: list[str], cols: int, png: Path) -> None:
+    """Draw captured terminal lines (with their SGR colours) into a PNG with headless Chromium."""
+    font_px = 15
+    page = png.with_suffix(".html")
+    page.write_text(terminal_html(lines, cols, font_px))
+    width = int(cols * 0.602 * font_px) + 2 * 10 + 2  # DejaVu Sans Mono: 0.602 em a column
+    height = int(len(lines) * 1.25 * font_px) + 2 * 8
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    page.unlink()
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("term", ["screen-256color", "screen"])
 def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path) -> None:
     """The real TUI in tmux without truecolor ('notermguicolors'), 256 and 8 colours: the ghost
     text is on screen, drawn in the TactfulGhostText style (italic, grey), and a <Tab> typed into
-    the terminal accepts it."""
+    the terminal accepts it. With TACTFUL_SCREENSHOTS=DIR (scripts/screenshots.sh) the 256-colour
+    screen is also drawn into DIR/neovim-ghost-text.png (the suggestion then waits for the whole
+    text: completion.deadlineMs 0)."""
     nvim = _need(NVIM012)
     tmux = shutil.which("tmux")
     if tmux is None:
         pytest.skip("tmux is missing: run scripts/install-neovim.sh")
     name = copy_sample(tmp_path)
     result = tmp_path / "tui.json"
-    env = scenario_env(tmp_path, result, BASE_SETTINGS)
+    pictures = os.environ.get("TACTFUL_SCREENSHOTS") if term == "screen-256color" else None
+    settings = BASE_SETTINGS
+    if pictures:  # scripts/screenshots.sh: the docs' picture shows a whole suggestion
+        settings = {**BASE_SETTINGS, "completion": {"cache": False, "deadlineMs": 0}}
+    env = scenario_env(tmp_path, result, settings)
     env.update({"TACTFUL_TGC": "0", "TERM": term})
     passed = [
         shlex.quote(f"{k}={v}")
@@ -317,7 +424,11 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path)
             == 0
         )
 
-    tmux_run("new-session", "-d", "-s", "t", "-x", "110", "-y", "24", "-c", str(proj), inner)
+    # The picture's terminal is smaller: the sample file, a line of ~ and the status line.
+    cols, rows = (80, 19) if pictures else (110, 24)
+    tmux_run(
+        "new-session", "-d", "-s", "t", "-x", str(cols), "-y", str(rows), "-c", str(proj), inner
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 600
         while not result.exists() and time.monotonic() < deadline and alive():
@@ -341,6 +452,9 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path)
         ghost_attrs = {
             a for ch, a in cells[start + len(typed) : start + len(typed) + len(ghost)] if ch.strip()
         }
+        if pictures:
+            Path(pictures).mkdir(parents=True, exist_ok=True)
+            render_terminal_png(styled, cols, Path(pictures).resolve() / "neovim-ghost-text.png")
         assert len(ghost_attrs) == 1, (row, ghost_attrs)
         (g,) = ghost_attrs
         assert g not in typed_attrs and ("italic" in g or any(a.startswith("fg=") for a in g)), (

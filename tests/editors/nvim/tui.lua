@@ -9,6 +9,9 @@ local api = vim.api
 if vim.env.TACTFUL_TGC then
   vim.o.termguicolors = vim.env.TACTFUL_TGC == '1'
 end
+-- The status line as the docs suggest it: file name, then tactful's state on the right.
+vim.o.laststatus = 2
+vim.o.statusline = " %f %m%=%{v:lua.require'tactful'.statusline()}  %l:%c "
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
