@@ -11,7 +11,9 @@ Problems panel and its quick fix, with VS Code's default editor settings: a type
 Enter gets its newline and no accept; a workspace's .vscode/settings.json that tries to choose
 the server command is ignored. It then checks the saved files and the server's feedback log
 (SQLite in a temporary ``TACTFUL_DATA_DIR``). Screenshots, results.json, the scenario's output
-and VS Code's logs are kept in ``test-artifacts/vscode/``.
+and VS Code's logs are kept in ``test-artifacts/vscode/``. With ``TACTFUL_SCREENSHOTS=DIR``
+(scripts/screenshots.sh) the scenario also saves the documentation's pictures there, in a
+smaller window, with ``tactful.completion.deadlineMs`` 0 (whole suggestions on screen).
 
 Everything it needs is installed by ``scripts/install-vscode-e2e.sh`` (run here when needed).
 """
@@ -197,7 +199,10 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
     (ws / ".vscode" / "settings.json").write_text(json.dumps(HOSTILE_WORKSPACE_SETTINGS, indent=1))
     udd = tmp_path / "user-data"
     (udd / "User").mkdir(parents=True)
-    (udd / "User" / "settings.json").write_text(json.dumps(SETTINGS, indent=1))
+    settings = dict(SETTINGS)
+    if os.environ.get("TACTFUL_SCREENSHOTS"):  # the docs' pictures show whole suggestions
+        settings["tactful.completion.deadlineMs"] = 0
+    (udd / "User" / "settings.json").write_text(json.dumps(settings, indent=1))
     (udd / "Machine").mkdir(parents=True)
     (udd / "Machine" / "settings.json").write_text(json.dumps(MACHINE_SETTINGS, indent=1))
     data = tmp_path / "data"
@@ -301,6 +306,8 @@ def test_vscode_end_to_end(code_server: dict[str, Any]) -> None:
         "USER_SETTINGS": str(code_server["user_data"] / "User" / "settings.json"),
         "MACHINE_SETTINGS": str(code_server["user_data"] / "Machine" / "settings.json"),
     }
+    if os.environ.get("TACTFUL_SCREENSHOTS"):  # scripts/screenshots.sh: the docs' pictures
+        env["SCREENSHOTS"] = str(Path(os.environ["TACTFUL_SCREENSHOTS"]).resolve())
     proc = subprocess.run(
         ["node", str(EXT / "e2e" / "scenario.js")],
         cwd=EXT,

@@ -10,6 +10,10 @@
 //   MACHINE_SETTINGS  code-server's Machine/settings.json (the remote machine's settings, where
 //              the machine-scoped tactful.server.* live): when set, the last step breaks the
 //              server command there and expects the extension's "cannot start" message
+//   SCREENSHOTS  optional: a folder for the documentation's pictures (scripts/screenshots.sh):
+//              the window is then smaller (VIEWPORT, default 1100x640) and the ghost text and
+//              the quick fix menu are also saved there as vscode-ghost-text.png and
+//              flag-quick-fix.png
 // Each step is a named check; results.json lists them (with details) for the pytest to assert
 // on, next to the saved files and the server's feedback log. Exit code: 0 all passed, 1 some
 // failed, 2 the scenario crashed.
@@ -29,6 +33,8 @@ const MACHINE_SETTINGS = process.env.MACHINE_SETTINGS; // code-server's Machine/
 const READY_TIMEOUT = Number(process.env.READY_TIMEOUT_MS || 180000);
 const GHOST_TIMEOUT = Number(process.env.GHOST_TIMEOUT_MS || 120000);
 const FLAG_TIMEOUT = Number(process.env.FLAG_TIMEOUT_MS || 240000);
+const SCREENSHOTS = process.env.SCREENSHOTS; // the documentation's pictures go here (optional)
+const [VIEW_W, VIEW_H] = (process.env.VIEWPORT || (SCREENSHOTS ? '1100x640' : '1400x850')).split('x').map(Number);
 if (!URL || !WORKSPACE || !OUT) {
   console.error('scenario.js: CS_URL, WORKSPACE and OUT must be set');
   process.exit(2);
@@ -68,6 +74,15 @@ async function screenshot(page, name) {
   const file = path.join(OUT, `${String(shot).padStart(2, '0')}-${name}.png`);
   await page.screenshot({ path: file });
   return file;
+}
+
+/** A picture for the documentation (only when SCREENSHOTS is set): the whole window. */
+async function picture(page, name) {
+  if (!SCREENSHOTS) return;
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await sleep(300); // let an animation (menu fade-in, cursor blink) settle
+  await page.screenshot({ path: path.join(SCREENSHOTS, name) });
+  console.log(`picture ${name}`);
 }
 
 async function runCommand(page, title) {
@@ -232,7 +247,7 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1400, height: 850 },
+    viewport: { width: VIEW_W, height: VIEW_H },
   });
   await ctx.grantPermissions(['clipboard-read', 'clipboard-write']);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -273,6 +288,7 @@ async function scenario(page) {
   const ghost = await waitForGhost(page, GHOST_TIMEOUT);
   check('ghost-text-visible', ghost.length > 0, ghost);
   await screenshot(page, 'ghost-text');
+  if (ghost) await picture(page, 'vscode-ghost-text.png');
   await dumpGhostDom(page, 'ghost-text');
   await page.keyboard.press('Tab');
   await sleep(700);
@@ -433,7 +449,10 @@ async function scenario(page) {
     const r = await flagRows();
     return r.length ? r : null;
   }, FLAG_TIMEOUT);
-  const flagRow = (rows || [])[0] || '';
+  // The first flagged line is fixed; for the pictures, the one with the highest score (the
+  // clearest example).
+  const score = (r) => Number((/score ([\d.]+)/.exec(r) || [])[1] || 0);
+  const flagRow = (SCREENSHOTS && rows ? [...rows].sort((a, b) => score(b) - score(a)) : rows || [])[0] || '';
   check('flag-in-problems-panel', !!flagRow, rows || (await page.locator('.markers-panel .monaco-list-row').allInnerTexts()));
   await screenshot(page, 'problems-panel');
   const m = /Ln (\d+), Col (\d+)/.exec(flagRow);
@@ -449,6 +468,7 @@ async function scenario(page) {
   const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Replace with suggested line' }).first();
   const shown = await poll(async () => (await action.count()) > 0, 15000);
   await screenshot(page, 'quick-fix-menu');
+  if (shown) await picture(page, 'flag-quick-fix.png');
   if (!check('quick-fix-offered', shown, await page.locator('.action-widget').allInnerTexts().catch(() => []))) return;
   await action.click();
   await sleep(800);
