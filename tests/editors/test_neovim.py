@@ -331,7 +331,7 @@ def terminal_html(lines: list[str], cols: int, font_px: int = 15) -> str:
             j = i
             while j < len(cells) and cells[j][1] == attrs:
                 j += 1
-            kv = dict(a.split("=", 1) if "=" in a else (a, "") for a in attrs)
+            kv = dict(a.partition("=")[::2] for a in attrs)
             fg = _sgr_colour(kv["fg"]) if "fg" in kv else None
             bg = _sgr_colour(kv["bg"]) if "bg" in kv else None
             if "reverse" in kv:

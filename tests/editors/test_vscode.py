@@ -13,7 +13,8 @@ the server command is ignored. It then checks the saved files and the server's f
 (SQLite in a temporary ``TACTFUL_DATA_DIR``). Screenshots, results.json, the scenario's output
 and VS Code's logs are kept in ``test-artifacts/vscode/``. With ``TACTFUL_SCREENSHOTS=DIR``
 (scripts/screenshots.sh) the scenario also saves the documentation's pictures there, in a
-smaller window, with ``tactful.completion.deadlineMs`` 0 (whole suggestions on screen).
+smaller window, with ``tactful.completion.deadlineMs`` 0 (whole suggestions on screen), without
+sticky scroll and minimap.
 
 Everything it needs is installed by ``scripts/install-vscode-e2e.sh`` (run here when needed).
 """
@@ -200,8 +201,10 @@ def code_server(tmp_path: Path, compiled_extension: Path) -> Iterator[dict[str, 
     udd = tmp_path / "user-data"
     (udd / "User").mkdir(parents=True)
     settings = dict(SETTINGS)
-    if os.environ.get("TACTFUL_SCREENSHOTS"):  # the docs' pictures show whole suggestions
-        settings["tactful.completion.deadlineMs"] = 0
+    if os.environ.get("TACTFUL_SCREENSHOTS"):  # the docs' pictures: whole suggestions, and no
+        settings["tactful.completion.deadlineMs"] = 0  # sticky scroll lines or minimap in them
+        settings["editor.stickyScroll.enabled"] = False
+        settings["editor.minimap.enabled"] = False
     (udd / "User" / "settings.json").write_text(json.dumps(settings, indent=1))
     (udd / "Machine").mkdir(parents=True)
     (udd / "Machine" / "settings.json").write_text(json.dumps(MACHINE_SETTINGS, indent=1))
