@@ -21,6 +21,17 @@ _DTYPES = ("auto", "bfloat16", "float16", "float32")
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 _TEXT_MODES = ("text", "hash")
 _FLAG_SCOPES = ("file", "changed")
+#: ``engine.template`` values (see tactful.backend.fim.FAMILIES); ``auto``: from the model name.
+ENGINE_TEMPLATES = (
+    "auto",
+    "starcoder",
+    "qwen2.5-coder",
+    "deepseek-coder",
+    "codellama",
+    "codestral",
+    "prefix-only",
+)
+_ON_UNREACHABLE = ("fallback", "none")
 
 
 def _check(pred: Callable[[Any], bool], expected: str) -> Callable[[Any, Any, Any], None]:
@@ -52,6 +63,52 @@ def _one_of(*choices: str) -> Callable[[Any, Any, Any], None]:
 _bool = _check(lambda v: isinstance(v, bool), "true or false")
 _opt_str = _check(
     lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string or null"
+)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}\Z")
+
+
+def _check_quiet(pred: Callable[[Any], bool], expected: str) -> Callable[[Any, Any, Any], None]:
+    """Like ``_check``, but the message does not repeat the value: it may be a secret pasted
+    into the wrong setting (an API key, a URL with a password)."""
+
+    def validator(_inst: Any, attribute: Any, value: Any) -> None:
+        if not pred(value):
+            raise ValueError(f"expected {expected} (the value given is not repeated here)")
+
+    return validator
+
+
+_env_name = _check_quiet(
+    lambda v: v is None or (isinstance(v, str) and _ENV_NAME.match(v) is not None),
+    "null or the NAME of an environment variable (capitals, digits and _, e.g. "
+    "TACTFUL_ENGINE_KEY), never the key itself",
+)
+
+
+def _is_engine_url(v: Any) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, str) or any(c.isspace() for c in v):
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.username
+        and not parts.password
+        and not parts.query
+    )
+
+
+_engine_url = _check_quiet(
+    _is_engine_url,
+    "null or an http(s) URL without credentials or query, e.g. http://127.0.0.1:8000/v1",
 )
 _lang_map = _check(
     lambda v: (
@@ -168,6 +225,28 @@ class CdhfSettings:
 
 
 @attrs.frozen
+class EngineSettings:
+    """An OpenAI-compatible inference engine (vLLM, SGLang, llama.cpp server, Ollama) that serves completions and flags instead of the in-process model (docs/engines.md)."""
+
+    url: str | None = attrs.field(default=None, validator=_engine_url)
+    """Base URL of the engine's OpenAI-compatible API, e.g. ``http://127.0.0.1:8000/v1``; null: no engine, the in-process model serves."""
+    model: str | None = attrs.field(default=None, validator=_opt_str)
+    """The served model name; null: the first model the engine lists (``/v1/models``)."""
+    api_key_env: str | None = attrs.field(default=None, validator=_env_name)
+    """The NAME of an environment variable of the server's process that holds the API key (sent as a bearer token); the key itself never goes in settings or logs."""
+    template: str = attrs.field(default="auto", validator=_one_of(*ENGINE_TEMPLATES))
+    """Prompt template family for fill-in-the-middle; ``auto``: from the model name; ``prefix-only``: no suffix."""
+    connect_timeout_ms: int = attrs.field(default=2000, validator=_int_range(50, 60000))
+    """Most time to open a connection to the engine."""
+    timeout_ms: int = attrs.field(default=10000, validator=_int_range(100, 600000))
+    """Most time one engine request may take from start to last token (and most time between two streamed tokens)."""
+    max_concurrent: int = attrs.field(default=4, validator=_int_range(1, 256))
+    """Most requests this server has in flight at the engine at once."""
+    on_unreachable: str = attrs.field(default="fallback", validator=_one_of(*_ON_UNREACHABLE))
+    """When the engine is down, slow or failing: ``fallback`` serves from the embedded model until it recovers; ``none`` shows nothing."""
+
+
+@attrs.frozen
 class Settings:
     """All of tactful's settings. ``Settings()`` is the documented default."""
 
@@ -196,6 +275,7 @@ class Settings:
     flags: FlagSettings = attrs.field(factory=FlagSettings)
     feedback: FeedbackSettings = attrs.field(factory=FeedbackSettings)
     cdhf: CdhfSettings = attrs.field(factory=CdhfSettings)
+    engine: EngineSettings = attrs.field(factory=EngineSettings)
 
     def language_enabled(self, language_id: str) -> bool:
         """Whether completions are on for an LSP language id."""

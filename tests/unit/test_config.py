@@ -78,3 +78,37 @@ def test_readme_configuration_table_is_generated_from_the_code() -> None:
     assert section.strip() == settings_markdown().strip(), (
         "regenerate with: python -m tactful.config"
     )
+
+
+def test_engine_section_validates_and_never_echoes_a_secret() -> None:
+    s, errors, _ = apply_settings(
+        Settings(),
+        {
+            "engine": {
+                "url": "http://127.0.0.1:8000/v1",
+                "apiKeyEnv": "VLLM_API_KEY",
+                "maxConcurrent": 8,
+            }
+        },
+    )
+    assert errors == [] and s.engine.url == "http://127.0.0.1:8000/v1"
+    assert s.engine.api_key_env == "VLLM_API_KEY" and s.engine.max_concurrent == 8
+    assert Settings().engine.url is None  # no engine unless asked
+    secret = "sk-proj-0123456789abcdef"
+    bad, errors, _ = apply_settings(
+        s,
+        {
+            "engine": {
+                "apiKeyEnv": secret,
+                "url": f"https://user:{secret}@gpu.example/v1",
+                "template": "gpt",
+                "onUnreachable": "retry",
+            }
+        },
+    )
+    assert bad.engine == s.engine  # all four kept their previous values
+    assert len(errors) == 4 and not any(secret in e for e in errors)
+    assert any("tactful.engine.apiKeyEnv" in e and "never the key itself" in e for e in errors)
+    for url in ("ftp://h/v1", "http:///v1", "http://h:99999/v1", "http://h/v1?key=x", 3):
+        _, errors, _ = apply_settings(Settings(), {"engine": {"url": url}})
+        assert errors, url

@@ -60,6 +60,10 @@ def _schema_from_validator(call: ast.Call | None, default: Any) -> dict[str, Any
             return {"type": "boolean"}
         if call.id == "_opt_str":
             return {"type": ["string", "null"]}
+        if call.id == "_engine_url":
+            return {"type": ["string", "null"], "pattern": "^https?://"}
+        if call.id == "_env_name":
+            return {"type": ["string", "null"], "pattern": "^[A-Z_][A-Z0-9_]{0,63}$"}
         if call.id == "_lang_map":
             return {"type": "object", "additionalProperties": {"type": "boolean"}}
         raise ValueError(f"unknown validator {call.id}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tactful.backend import embedded
+from tactful.backend import embedded, stops
 from tactful.backend.fim import FimTemplate, detect_fim
 from tactful.backend.types import GenerateRequest, Generation, LineScores, ModelError
 
@@ -558,29 +558,11 @@ class TransformersBackend:
 
     @staticmethod
     def _should_stop(text: str, req: GenerateRequest) -> bool:
-        if req.single_line:
-            stripped = text.lstrip("\n")
-            if "\n" in stripped and stripped[: stripped.index("\n")].strip():
-                return True
-            if text.startswith("\n") and stripped.strip() == "" and len(text) > 200:
-                return True
-        if any(s in text for s in req.stop):
-            return True
-        check = req.should_stop
-        return bool(check(text)) if callable(check) else False
+        return stops.should_stop(text, req)
 
     @staticmethod
     def _cut(text: str, req: GenerateRequest) -> str:
-        for s in req.stop:
-            i = text.find(s)
-            if i >= 0:
-                text = text[:i]
-        if req.single_line:
-            lead = len(text) - len(text.lstrip("\n"))
-            rest = text[lead:]
-            if "\n" in rest:
-                text = text[: lead + rest.index("\n")]
-        return text
+        return stops.cut(text, req)
 
     # --- scoring -------------------------------------------------------------------------------
     def score(self, text: str, cancel: threading.Event | None = None) -> LineScores:
