@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python env, embedded model, Neovim 0.12/0.11, code-server,
-# Chromium, the extension's npm packages), then run the linters, type checkers and all tests.
+# Install everything the tests need (Python env, embedded model, vLLM for CPUs, Neovim 0.12/0.11,
+# code-server, Chromium, the extension's npm packages), then run the linters, type checkers and all tests.
 #
 #   scripts/test.sh                # everything, as CI runs it
 #   scripts/test.sh tests/unit     # arguments go to pytest
@@ -25,6 +25,8 @@ if [[ $FAST == 1 ]]; then
     step "pytest (no model, no editor)"
     exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not model and not editor" "$@"
 fi
+step "vLLM for CPUs (the real inference engine of tests/engine/)"
+nice -n 10 scripts/install-vllm.sh || echo "scripts/install-vllm.sh failed: the tests in tests/engine/ will be skipped"
 step "Neovim 0.12 (Debian sid) for the editor tests"
 scripts/install-neovim.sh
 step "code-server, Chromium and the VS Code extension's packages"
@@ -39,4 +41,5 @@ npm --prefix vscode-client run --silent compile
 npm --prefix vscode-client run --silent lint
 
 step "pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# -rs: the reason of every skipped test (tests/engine/ without an engine) is printed.
+.venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"

