@@ -132,3 +132,23 @@ def test_regenerations_go_concurrently_and_equal_one_at_a_time(backend: EngineBa
     assert all(g.text for g in many)
     assert sum(g.text == o for g, o in zip(many, one, strict=True)) >= len(cuts) // 2
     assert backend.stats["max_in_flight"] >= 2  # sent together: the engine batches them
+
+
+def test_model_info_describes_the_engine(engine: Engine) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tactful = str(Path(sys.executable).parent / "tactful")
+    out = subprocess.run(
+        [tactful, "model", "info", "--engine", engine.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    assert info["model"] == SERVED_NAME and info["healthy"] is True
+    assert info["canScore"] is True and info["template"] == "prefix-only"
+    assert info["completion"]["text"] and info["completion"]["logprobs"] is True

@@ -325,7 +325,7 @@ def test_unreachable_url_falls_back_with_one_message() -> None:
         for _ in range(5):
             assert r.generate(GenerateRequest(prefix="x")).text == " fallback"
         assert len(told) == 1 and "cannot connect" in told[0] and "embedded model" in told[0]
-        assert r.status()["healthy"] is False
+        assert r.engine_status()["healthy"] is False
     finally:
         r.close()
 
@@ -375,7 +375,7 @@ def test_401_names_the_problem_and_never_the_key() -> None:
         assert r.generate(GenerateRequest(prefix="x")).text == " fallback"
         assert len(told) == 1 and "refused the API key" in told[0]
         assert secret not in told[0] and secret not in r.last_error
-        assert secret not in json.dumps(r.status())
+        assert secret not in json.dumps(r.engine_status())
     finally:
         r.close()
 
@@ -618,3 +618,11 @@ def test_breaker_backs_off_between_probes() -> None:
     assert not br.probe_due()  # cooldown doubled to 2 s
     now[0] = 3.0
     assert br.probe_due() and br.probed(True) and not br.open
+
+
+def test_model_info_names_an_unreachable_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    from tactful.backend.cli import main
+
+    assert main(["info", "--engine", f"http://127.0.0.1:{free_port()}/v1"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "Traceback" not in err

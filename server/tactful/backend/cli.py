@@ -20,6 +20,19 @@ def main(argv: Sequence[str]) -> int:
     info = sub.add_parser("info", help="load a model and print what tactful sees")
     info.add_argument("model", nargs="?", default=None, help="folder or hub id; default: embedded")
     info.add_argument("--cache-dir", default=None)
+    info.add_argument(
+        "--engine",
+        metavar="URL",
+        default=None,
+        help="describe what an inference engine serves instead, e.g. http://127.0.0.1:8000/v1",
+    )
+    info.add_argument("--engine-model", default=None, help="served model name (default: the first)")
+    info.add_argument(
+        "--api-key-env", default=None, help="NAME of the environment variable holding the API key"
+    )
+    info.add_argument(
+        "--template", default="auto", help="prompt template family (see docs/engines.md)"
+    )
     args = parser.parse_args(list(argv))
     cache = paths.cache_dir(args.cache_dir)
     try:
@@ -30,6 +43,8 @@ def main(argv: Sequence[str]) -> int:
             )
             print(f"{'already installed' if was else 'installed'}: {out}")
             return 0
+        if args.engine:
+            return engine_info(args)
         from tactful.backend.hf import TransformersBackend
 
         b = TransformersBackend.load(args.model, cache_dir=cache)
@@ -50,3 +65,44 @@ def main(argv: Sequence[str]) -> int:
     except ModelError as exc:
         print(f"tactful model: {exc}", file=sys.stderr)
         return 1
+
+
+def engine_info(args: argparse.Namespace) -> int:
+    """Connect to an engine, try a completion and a scoring pass, print what serves."""
+    from tactful.backend.engine import EngineBackend, EngineError
+    from tactful.backend.fim import FAMILIES
+    from tactful.backend.types import GenerateRequest
+    from tactful.config import ENGINE_TEMPLATES
+
+    if args.template not in ENGINE_TEMPLATES:
+        raise ModelError(f"--template: one of {', '.join(ENGINE_TEMPLATES)}")
+    assert set(FAMILIES) | {"auto"} == set(ENGINE_TEMPLATES)
+    b = EngineBackend(
+        args.engine, model=args.engine_model, api_key_env=args.api_key_env, template=args.template
+    )
+    try:
+        b.connect()
+        out: dict[str, object] = {
+            "url": b.base,
+            "model": b.model,
+            "name": b.name,
+            "template": b.fim_template.family if b.fim_template else "prefix-only",
+        }
+        gen = b.generate(GenerateRequest(prefix="def add(a, b):\n    return", max_new_tokens=8))
+        out["completion"] = {
+            "text": gen.text,
+            "seconds": round(gen.seconds, 3),
+            "logprobs": bool(gen.token_logprobs),
+        }
+        try:
+            b.score_into_slot("x = 1\ny = x + 1\n", "info")
+            out["canScore"] = True
+        except EngineError as exc:
+            out["canScore"] = False
+            out["scoreError"] = str(exc)
+        out["healthy"] = True
+        out["notes"] = b.notes
+        print(json.dumps(out, indent=2))
+        return 0
+    finally:
+        b.close()

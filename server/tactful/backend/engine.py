@@ -873,9 +873,17 @@ class RoutingBackend:
             return self.fallback.fim
         return self.engine.fim
 
-    def status(self) -> dict[str, Any]:
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The engine's request counters, and the fallback's own where it has served."""
+        out: dict[str, Any] = {f"engine_{k}": v for k, v in self.engine.stats.items()}
+        out.update(getattr(self.fallback, "stats", {}) or {})
+        return out
+
+    def engine_status(self) -> dict[str, Any]:
+        """What serves, for the status item, ``:TactfulStatus`` and ``tactful model info``."""
         return {
-            "engine": self.engine.base,
+            "url": self.engine.base,
             "model": self.engine.model,
             "healthy": self.serving == "engine",
             "serving": self.serving,
@@ -1037,6 +1045,24 @@ class RoutingBackend:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def load_routing(
+    settings: Any,
+    load_fallback: Callable[[], Backend],
+    *,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> RoutingBackend:
+    """The backend the server serves from when ``engine.url`` is set: the engine, and the
+    embedded model loaded up front as its fallback (``engine.onUnreachable: fallback``), so
+    that the server answers at once when the engine goes away."""
+    report = progress or (lambda _m, _p: None)
+    fallback = load_fallback() if settings.on_unreachable == "fallback" else None
+    report(f"Connecting to the engine at {urlsplit(settings.url).netloc}", 95)
+    routing = open_engine(settings, fallback, notify=notify)
+    report(f"{routing.name} ready", 100)
+    return routing
 
 
 def open_engine(

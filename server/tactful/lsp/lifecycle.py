@@ -25,7 +25,7 @@ log = logging.getLogger("tactful")
 
 def _model_settings(s: Any) -> tuple[Any, ...]:
     """The settings whose change reloads the model."""
-    return (s.model, s.device, s.dtype, s.threads, s.fast_decode, s.cache_dir)
+    return (s.model, s.device, s.dtype, s.threads, s.fast_decode, s.cache_dir, s.engine)
 
 
 def register(server: TactfulServer) -> None:

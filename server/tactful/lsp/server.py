@@ -137,7 +137,7 @@ class TactfulServer(LanguageServer):
                     types.WorkDoneProgressReport(message=message, percentage=pct),
                 )
 
-        def loader() -> Any:
+        def local() -> Any:
             return TransformersBackend.load(
                 s.model,
                 cache_dir=paths.cache_dir(s.cache_dir),
@@ -147,6 +147,22 @@ class TactfulServer(LanguageServer):
                 fast_decode=s.fast_decode,
                 progress=report,
             )
+
+        def engine_message(message: str) -> None:  # from the engine's threads
+            loop.call_soon_threadsafe(self.engine_message, message)
+
+        previous = self.runner.backend
+
+        def loader() -> Any:
+            close = getattr(previous, "close", None)
+            if callable(close):  # the engine backend being replaced: its connections and thread
+                with contextlib.suppress(Exception):
+                    close()
+            if not s.engine.url:
+                return local()
+            from tactful.backend.engine import load_routing
+
+            return load_routing(s.engine, local, notify=engine_message, progress=report)
 
         async def run() -> None:
             nonlocal progress_ok
@@ -160,7 +176,10 @@ class TactfulServer(LanguageServer):
                 except Exception as exc:  # the client refused the token: no progress shown
                     log.debug("no load progress: %s", exc)
                     progress_ok = False
-            fut = self.runner.load(loader, s.model or "SmolLM2-135M-Instruct (embedded)")
+            fut = self.runner.load(
+                loader,
+                s.engine.model or s.engine.url or s.model or "SmolLM2-135M-Instruct (embedded)",
+            )
             self.send_status()
             try:
                 await asyncio.wrap_future(fut)
@@ -181,6 +200,13 @@ class TactfulServer(LanguageServer):
 
         self._load_task = loop.create_task(run())
 
+    def engine_message(self, message: str) -> None:
+        """An inference engine's news (down, back, cannot score): shown once, logged, and the
+        status item updated."""
+        log.warning("%s", message)
+        self.show_message(message, types.MessageType.Warning)
+        self.send_status()
+
     def status(self) -> dict[str, Any]:
         st = self.runner.status()
         # This session's acceptance, counted as training and `tactful log stats` count it:
@@ -196,6 +222,10 @@ class TactfulServer(LanguageServer):
             backend=getattr(self.runner.backend, "stats", {}),
             cascadeGuard=self.feedback.guard_status() if self.feedback is not None else None,
         )
+        engine_status = getattr(self.runner.backend, "engine_status", None)
+        if callable(engine_status):  # serving from an inference engine (docs/engines.md)
+            st["engine"] = engine_status()
+            st["model"] = getattr(self.runner.backend, "name", st["model"])
         if not self.settings.enable and st["state"] == READY:
             st["state"] = "disabled"
         return st
