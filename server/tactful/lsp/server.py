@@ -224,8 +224,13 @@ class TactfulServer(LanguageServer):
         )
         engine_status = getattr(self.runner.backend, "engine_status", None)
         if callable(engine_status):  # serving from an inference engine (docs/engines.md)
-            st["engine"] = engine_status()
+            st["engine"] = eng = engine_status()
             st["model"] = getattr(self.runner.backend, "name", st["model"])
+            if not eng["healthy"] and not st.get("message"):  # the clients show the message
+                then = (
+                    "embedded model serving" if eng["serving"] == "fallback" else "no suggestions"
+                )
+                st["message"] = f"engine down ({then}): {eng['error']}"
         if not self.settings.enable and st["state"] == READY:
             st["state"] = "disabled"
         return st

@@ -1,0 +1,201 @@
+"""``tactful bench engine --url URL``: completions through an inference engine side by side with
+the in-process model, on the same machine and the same prompts.
+
+The engine must serve the same model as the in-process backend (by default the embedded
+SmolLM2-135M-Instruct, e.g. vLLM started as tests/engine/conftest.py does). For a fixed set of
+real prompts (cut points in the standard library's ``textwrap.py`` and ``shlex.py``), each
+backend writes a greedy single-line completion, one request at a time:
+
+- parity: the share of prompts where both write the same text, for prompts that end after
+  punctuation (no token healing in-process) and for prompts that end mid-word or after
+  whitespace (the in-process backend heals the prompt's end; an engine cannot), with the
+  differing cases listed;
+- latency: median and p95 of a request, engine and in-process, and the ratio of the medians;
+- cancellation: how long after a cancel ``generate`` returns and, where the engine exports
+  vLLM's metrics, how long until it has nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tactful.tools.bench.latency import percentile
+
+
+def prompts(n: int) -> list[tuple[str, str]]:
+    """(kind, prefix) pairs: ``punct`` cuts right after ``(``, ``[``, ``.`` or ``=``... inside a
+    line; ``heal`` cuts after an indentation or inside a word."""
+    import shlex
+
+    out: list[tuple[str, str]] = []
+    for mod in (textwrap, shlex):
+        text = Path(str(mod.__file__)).read_text(encoding="utf-8")
+        lines = text.splitlines(keepends=True)
+        pos = 0
+        for i, line in enumerate(lines):
+            start = pos
+            pos += len(line)
+            body = line.strip()
+            if i < 20 or not body or body.startswith(("#", '"', "'")):
+                continue
+            if i % 7 == 0:
+                cut = next((k for k, ch in enumerate(line) if ch in "([.="), -1)
+                if 0 < cut < len(line.rstrip()) - 1:
+                    out.append(("punct", text[max(0, start + cut + 1 - 3000) : start + cut + 1]))
+            elif i % 7 == 3:
+                indent = len(line) - len(line.lstrip())
+                word = len(body.split()[0]) if body.split() else 0
+                cut = start + indent + max(1, word // 2)
+                out.append(("heal", text[max(0, cut - 3000) : cut]))
+    punct = [p for p in out if p[0] == "punct"][: n // 2]
+    heal = [p for p in out if p[0] == "heal"][: n - len(punct)]
+    return punct + heal
+
+
+def _vllm_running(root: str) -> float | None:
+    import httpx
+
+    try:
+        text = httpx.get(root + "/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    vals = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:num_requests_running{")
+    ]
+    return sum(vals) if vals else None
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tactful bench engine", description=__doc__)
+    parser.add_argument("--url", required=True, help="the engine's /v1 URL")
+    parser.add_argument("--engine-model", default=None, help="served model (default: the first)")
+    parser.add_argument("--model", default=None, help="in-process model (default: embedded)")
+    parser.add_argument("--prompts", type=int, default=40, help="number of prompts (default 40)")
+    parser.add_argument("--tokens", type=int, default=16, help="max new tokens (default 16)")
+    parser.add_argument("--cancels", type=int, default=5, help="cancellation trials (default 5)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(list(argv))
+
+    from tactful import paths
+    from tactful.backend.engine import EngineBackend, engine_root
+    from tactful.backend.hf import TransformersBackend
+    from tactful.backend.types import GenerateRequest
+
+    engine = EngineBackend(args.url, model=args.engine_model, timeout_s=120)
+    engine.connect()
+    local = TransformersBackend.load(args.model, cache_dir=paths.cache_dir(None))
+    cases = prompts(args.prompts)
+    rows: list[dict[str, Any]] = []
+    for kind, prefix in cases:
+        kw: dict[str, Any] = dict(prefix=prefix, max_new_tokens=args.tokens, single_line=True)
+        t = time.perf_counter()
+        ours = local.generate(GenerateRequest(**kw))  # type: ignore[arg-type]
+        t_local = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        theirs = engine.generate(GenerateRequest(**kw))  # type: ignore[arg-type]
+        t_engine = (time.perf_counter() - t) * 1000
+        rows.append(
+            {
+                "kind": kind,
+                "end": prefix[-30:],
+                "local": ours.text,
+                "engine": theirs.text,
+                "same": ours.text == theirs.text,
+                "local_ms": t_local,
+                "engine_ms": t_engine,
+            }
+        )
+
+    cancels: list[dict[str, float | None]] = []
+    root = engine_root(engine.base)
+    for _ in range(args.cancels):
+        req = GenerateRequest(prefix="def fib(n):\n", single_line=False, max_new_tokens=1000)
+        threading.Timer(0.3, req.cancel.set).start()
+        gen = engine.generate(req)
+        returned = time.perf_counter()
+        assert gen.cancelled
+        idle_ms = None
+        while time.perf_counter() - returned < 5:
+            running = _vllm_running(root)
+            if running is None:
+                break
+            if running == 0:
+                idle_ms = (time.perf_counter() - returned) * 1000
+                break
+            time.sleep(0.005)
+        cancels.append({"tokens_before_cancel": len(gen.tokens), "engine_idle_after_ms": idle_ms})
+    engine.close()
+
+    def summary(kind: str | None) -> dict[str, Any]:
+        sel = [r for r in rows if kind is None or r["kind"] == kind]
+        return {
+            "prompts": len(sel),
+            "same": sum(r["same"] for r in sel),
+            "parity": round(sum(r["same"] for r in sel) / len(sel), 3) if sel else None,
+        }
+
+    loc = [r["local_ms"] for r in rows]
+    eng = [r["engine_ms"] for r in rows]
+    idle = [c["engine_idle_after_ms"] for c in cancels if c["engine_idle_after_ms"] is not None]
+    report: dict[str, Any] = {
+        "engine": engine.name,
+        "in_process": local.name,
+        "parity": {
+            "all": summary(None),
+            "punct": summary("punct"),
+            "heal": summary("heal"),
+        },
+        "latency_ms": {
+            "in_process_p50": round(statistics.median(loc), 1),
+            "in_process_p95": round(percentile(loc, 95), 1),
+            "engine_p50": round(statistics.median(eng), 1),
+            "engine_p95": round(percentile(eng, 95), 1),
+            "ratio_engine_over_in_process_p50": round(
+                statistics.median(eng) / statistics.median(loc), 2
+            ),
+        },
+        "cancel": {
+            "trials": len(cancels),
+            "engine_idle_after_ms_p50": round(statistics.median(idle), 1) if idle else None,
+            "engine_idle_after_ms_max": round(max(idle), 1) if idle else None,
+        },
+        "differing": [
+            {k: r[k] for k in ("kind", "end", "local", "engine")} for r in rows if not r["same"]
+        ],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    p = report["parity"]
+    lat = report["latency_ms"]
+    print(f"engine {report['engine']}  vs  in-process {report['in_process']}")
+    for k in ("all", "punct", "heal"):
+        s = p[k]
+        print(f"  parity {k:5s}: {s['same']}/{s['prompts']} = {s['parity']}")
+    print(
+        f"  latency ms: engine p50 {lat['engine_p50']} p95 {lat['engine_p95']}; in-process p50 "
+        f"{lat['in_process_p50']} p95 {lat['in_process_p95']}; ratio "
+        f"{lat['ratio_engine_over_in_process_p50']}"
+    )
+    c = report["cancel"]
+    print(
+        f"  cancel: engine idle after p50 {c['engine_idle_after_ms_p50']} ms, "
+        f"max {c['engine_idle_after_ms_max']} ms ({c['trials']} trials)"
+    )
+    for d in report["differing"]:
+        print(
+            f"  differs [{d['kind']}] ...{d['end']!r}: local {d['local']!r} engine {d['engine']!r}"
+        )
+    sys.stdout.flush()
+    return 0
