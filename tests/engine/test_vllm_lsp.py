@@ -131,11 +131,10 @@ async def test_fallback_when_the_engine_is_killed(client: LanguageClient) -> Non
     open_doc(client, uri, text)
     line = text.count("\n")
     engine.stop()  # the whole process group: API server, engine core, worker
-    t0 = time.monotonic()
     result = await inline(client, uri, line, len("    return "))
-    took = time.monotonic() - t0
-    assert result is not None and result.items, result  # written by the embedded model
-    assert took < 1.0 + 1.0  # a refused connection, then the embedded model's answer
+    # Written by the embedded model right away: the connection is refused, nothing waits for a
+    # timeout. (How soon: tactful bench engine.)
+    assert result is not None and result.items, result
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         msgs = [m.message for m in client.messages if "cannot connect" in m.message]

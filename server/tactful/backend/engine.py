@@ -250,6 +250,20 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]
         raise EngineError("the engine's stream ended before its answer did", PROTOCOL)
 
 
+def split_heal(prefix: str) -> tuple[str, str]:
+    """Token healing without the tokenizer, for trailing whitespace only: (prompt, heal). As
+    in-process, the whitespace at the prompt's end (a new line's indentation) is taken off; the
+    engine writes it again with the tokens it would choose there (its tokenizer joins
+    indentation to the next word), and tactful drops it from the suggestion. A trailing partial
+    word is left as it is: the in-process backend constrains the first token to fit it, which an
+    engine cannot be asked to do, and unconstrained the model mostly writes another word
+    (measured by ``tactful bench engine``)."""
+    base = prefix.rstrip(" \t\n\r")
+    if not base:
+        return prefix, ""
+    return base, prefix[len(base) :]
+
+
 class _Cancel(Protocol):
     def is_set(self) -> bool: ...
 
@@ -362,6 +376,8 @@ class EngineBackend:
             "failed": 0,
             "in_flight": 0,
             "max_in_flight": 0,
+            "healed": 0,
+            "heal_missed": 0,
         }
 
     # --- errors --------------------------------------------------------------------------------
@@ -510,11 +526,18 @@ class EngineBackend:
 
     # --- completions ---------------------------------------------------------------------------
     def prompt(self, req: GenerateRequest) -> str:
-        """The prompt the in-process backend would build, minus token healing (an engine cannot
-        constrain a token to start with given text): FIM when a template and a suffix are there."""
+        """The prompt as the in-process backend builds it, before token healing: FIM when a
+        template and a suffix are there, else the prefix."""
         if req.use_fim and self.fim_template is not None and req.suffix:
             return self.fim_template.render(req.prefix, req.suffix)
         return req.prefix
+
+    def healed_prompt(self, req: GenerateRequest) -> tuple[str, str]:
+        """(prompt, heal): the prompt with its end healed as in-process (``split_heal``), and
+        the text the engine has to write first (dropped from the suggestion)."""
+        if req.use_fim and self.fim_template is not None and req.suffix:
+            return self.prompt(req), ""
+        return split_heal(req.prefix)
 
     def _stop_strings(self, req: GenerateRequest) -> list[str]:
         out = [s for s in req.stop if s]
@@ -586,10 +609,11 @@ class EngineBackend:
             raise self._from_httpx(exc) from exc
 
     async def _stream(self, req: GenerateRequest, gen: Generation) -> None:
+        prompt, heal = self.healed_prompt(req)
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": self.prompt(req),
-            "max_tokens": req.max_new_tokens,
+            "prompt": prompt,
+            "max_tokens": req.max_new_tokens + (4 if heal else 0),
             "temperature": 0,
             "stream": True,
         }
@@ -604,29 +628,45 @@ class EngineBackend:
             self.stats["in_flight"] += 1
             self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
             try:
-                if self._logprobs:
-                    body["logprobs"] = 1
-                    try:
-                        await self._read_stream(body, req, gen)
-                        return
-                    except EngineError as exc:
-                        if exc.kind != REQUEST or "logprob" not in str(exc).lower():
-                            raise
-                    # This engine refuses logprobs on completions: go on without them (the
-                    # cascade's stage 2 then lacks the log-probability features).
-                    self._logprobs = False
-                    self.notes.append(
-                        f"{self.host} gives no token log-probabilities for completions"
-                    )
-                    del body["logprobs"]
-                await self._read_stream(body, req, gen)
+                try:
+                    await self._send(body, req, gen, heal)
+                    if heal:
+                        self.stats["healed"] += 1
+                except _HealMissed:
+                    # The model would not write the healed-away text again: ask once more
+                    # with the prompt as it is (what an engine without healing would do).
+                    self.stats["heal_missed"] += 1
+                    self.stats["requests"] += 1
+                    gen.text, gen.tokens, gen.token_logprobs = "", [], []
+                    body.update(prompt=self.prompt(req), max_tokens=req.max_new_tokens)
+                    await self._send(body, req, gen, "")
             finally:
                 self.stats["in_flight"] -= 1
 
+    async def _send(
+        self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str
+    ) -> None:
+        if self._logprobs:
+            body["logprobs"] = 1
+            try:
+                await self._read_stream(body, req, gen, heal)
+                return
+            except EngineError as exc:
+                if exc.kind != REQUEST or "logprob" not in str(exc).lower():
+                    raise
+            # This engine refuses logprobs on completions: go on without them (the cascade's
+            # stage 2 then lacks the log-probability features).
+            self._logprobs = False
+            self.notes.append(f"{self.host} gives no token log-probabilities for completions")
+            gen.text, gen.tokens, gen.token_logprobs = "", [], []
+        body.pop("logprobs", None)
+        await self._read_stream(body, req, gen, heal)
+
     async def _read_stream(
-        self, body: dict[str, Any], req: GenerateRequest, gen: Generation
+        self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str = ""
     ) -> None:
         raw = ""
+        healed = not heal
         async with self._client.stream("POST", self.base + "/completions", json=body) as resp:
             if resp.status_code != 200:
                 await resp.aread()
@@ -636,14 +676,24 @@ class EngineBackend:
                 raw += chunk.text
                 gen.tokens.extend(chunk.tokens or ([chunk.text] if chunk.text else []))
                 gen.token_logprobs.extend(chunk.logprobs)
-                gen.text = raw
-                if chunk.text and stops.should_stop(raw, req):
+                if not healed:
+                    if raw.startswith(heal):
+                        healed = True
+                    elif heal.startswith(raw) and chunk.finish is None:
+                        continue
+                    else:
+                        raise _HealMissed()  # leaving the block closes the stream
+                text = raw[len(heal) :]
+                gen.text = text
+                if text and stops.should_stop(text, req):
                     gen.stopped = True  # leaving the block closes the stream: the engine aborts
                     break
                 if chunk.finish is not None:
                     gen.stopped = chunk.finish == "stop"
                     break
-        gen.text = stops.cut(raw, req)
+        if not healed:
+            raise _HealMissed()
+        gen.text = stops.cut(raw[len(heal) :], req)
 
     # --- scoring (flags) -----------------------------------------------------------------------
     async def _echo(self, text: str) -> dict[str, Any]:
@@ -752,6 +802,10 @@ class EngineBackend:
             self._loop.run(shut())
         finally:
             self._loop.close()
+
+
+class _HealMissed(Exception):
+    """The engine's answer to a healed prompt does not start with the healed-away text."""
 
 
 class _AnyEvent:

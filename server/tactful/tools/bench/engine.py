@@ -7,8 +7,8 @@ real prompts (cut points in the standard library's ``textwrap.py`` and ``shlex.p
 backend writes a greedy single-line completion, one request at a time:
 
 - parity: the share of prompts where both write the same text, for prompts that end after
-  punctuation (no token healing in-process) and for prompts that end mid-word or after
-  whitespace (the in-process backend heals the prompt's end; an engine cannot), with the
+  punctuation (no token healing), after a line's indentation (healed both ways) and inside a
+  word (the in-process backend constrains the first token to fit it; an engine cannot), with the
   differing cases listed;
 - latency: median and p95 of a request, engine and in-process, and the ratio of the medians;
 - cancellation: how long after a cancel ``generate`` returns and, where the engine exports
@@ -32,8 +32,9 @@ from tactful.tools.bench.latency import percentile
 
 
 def prompts(n: int) -> list[tuple[str, str]]:
-    """(kind, prefix) pairs: ``punct`` cuts right after ``(``, ``[``, ``.`` or ``=``... inside a
-    line; ``heal`` cuts after an indentation or inside a word."""
+    """(kind, prefix) pairs: ``punct`` cuts right after ``(``, ``[``, ``.`` or ``=`` inside a
+    line; ``indent`` right after a line's indentation (healed in-process and through the
+    engine); ``heal`` inside the line's first word (healed in-process only)."""
     import shlex
 
     out: list[tuple[str, str]] = []
@@ -51,14 +52,21 @@ def prompts(n: int) -> list[tuple[str, str]]:
                 cut = next((k for k, ch in enumerate(line) if ch in "([.="), -1)
                 if 0 < cut < len(line.rstrip()) - 1:
                     out.append(("punct", text[max(0, start + cut + 1 - 3000) : start + cut + 1]))
+            elif i % 7 == 5:
+                indent = len(line) - len(line.lstrip())
+                if indent:
+                    cut = start + indent
+                    out.append(("indent", text[max(0, cut - 3000) : cut]))
             elif i % 7 == 3:
                 indent = len(line) - len(line.lstrip())
                 word = len(body.split()[0]) if body.split() else 0
                 cut = start + indent + max(1, word // 2)
                 out.append(("heal", text[max(0, cut - 3000) : cut]))
-    punct = [p for p in out if p[0] == "punct"][: n // 2]
-    heal = [p for p in out if p[0] == "heal"][: n - len(punct)]
-    return punct + heal
+    third = n // 3
+    punct = [p for p in out if p[0] == "punct"][:third]
+    indents = [p for p in out if p[0] == "indent"][:third]
+    heal = [p for p in out if p[0] == "heal"][: n - len(punct) - len(indents)]
+    return punct + indents + heal
 
 
 def _vllm_running(root: str) -> float | None:
@@ -81,7 +89,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--url", required=True, help="the engine's /v1 URL")
     parser.add_argument("--engine-model", default=None, help="served model (default: the first)")
     parser.add_argument("--model", default=None, help="in-process model (default: embedded)")
-    parser.add_argument("--prompts", type=int, default=40, help="number of prompts (default 40)")
+    parser.add_argument("--dtype", default="auto", help="in-process dtype (default auto)")
+    parser.add_argument(
+        "--stock", action="store_true", help="in-process: stock transformers, no fast decoder"
+    )
+    parser.add_argument("--prompts", type=int, default=45, help="number of prompts (default 45)")
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens (default 16)")
     parser.add_argument("--cancels", type=int, default=5, help="cancellation trials (default 5)")
     parser.add_argument("--json", action="store_true")
@@ -94,7 +106,9 @@ def main(argv: Sequence[str]) -> int:
 
     engine = EngineBackend(args.url, model=args.engine_model, timeout_s=120)
     engine.connect()
-    local = TransformersBackend.load(args.model, cache_dir=paths.cache_dir(None))
+    local = TransformersBackend.load(
+        args.model, cache_dir=paths.cache_dir(None), dtype=args.dtype, fast_decode=not args.stock
+    )
     cases = prompts(args.prompts)
     rows: list[dict[str, Any]] = []
     for kind, prefix in cases:
@@ -150,10 +164,13 @@ def main(argv: Sequence[str]) -> int:
     idle = [c["engine_idle_after_ms"] for c in cancels if c["engine_idle_after_ms"] is not None]
     report: dict[str, Any] = {
         "engine": engine.name,
-        "in_process": local.name,
+        "in_process": f"{local.name} ({str(local.model.dtype).removeprefix('torch.')}, "
+        + ("fast decoder" if local.fast is not None else "stock transformers")
+        + ")",
         "parity": {
             "all": summary(None),
             "punct": summary("punct"),
+            "indent": summary("indent"),
             "heal": summary("heal"),
         },
         "latency_ms": {
@@ -180,7 +197,7 @@ def main(argv: Sequence[str]) -> int:
     p = report["parity"]
     lat = report["latency_ms"]
     print(f"engine {report['engine']}  vs  in-process {report['in_process']}")
-    for k in ("all", "punct", "heal"):
+    for k in ("all", "punct", "indent", "heal"):
         s = p[k]
         print(f"  parity {k:5s}: {s['same']}/{s['prompts']} = {s['parity']}")
     print(
