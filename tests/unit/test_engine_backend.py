@@ -381,10 +381,31 @@ def test_401_names_the_problem_and_never_the_key() -> None:
         r.close()
 
 
-def test_missing_key_variable_is_named() -> None:
-    with pytest.raises(EngineError) as info:
-        EngineBackend("http://127.0.0.1:1/v1", api_key_env="NOT_SET_HERE", environ={})
-    assert "NOT_SET_HERE" in str(info.value) and info.value.kind == eng.AUTH
+def test_missing_key_variable_is_named_and_the_fallback_serves() -> None:
+    told: list[str] = []
+    settings = EngineSettings(url="http://127.0.0.1:1/v1", api_key_env="NOT_SET_HERE")
+    r = open_engine(settings, Fallback(), notify=told.append, environ={})
+    try:
+        assert r.generate(GenerateRequest(prefix="x")).text == " fallback"
+        assert len(told) == 1 and "NOT_SET_HERE" in told[0] and "not set" in told[0]
+    finally:
+        r.close()
+
+
+def test_a_refused_request_falls_back_without_opening_the_breaker() -> None:
+    fake = FakeEngine("vllm")
+    fake.completion_status = 400
+    fake.completion_body = {
+        "error": {"message": "This model's maximum context length is 2048 tokens", "code": 400}
+    }
+    told: list[str] = []
+    r = RoutingBackend(make(fake), Fallback(), notify=told.append)
+    try:
+        for _ in range(5):
+            assert r.generate(GenerateRequest(prefix="x")).text == " fallback"
+        assert r.serving == "engine" and len(told) == 1 and "maximum context length" in told[0]
+    finally:
+        r.close()
 
 
 def test_500s_open_the_breaker_after_three_and_it_closes_when_the_engine_recovers() -> None:

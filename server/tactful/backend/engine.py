@@ -332,15 +332,18 @@ class EngineBackend:
             )
         env = os.environ if environ is None else environ
         self._key: str | None = None
+        #: A problem of the settings, raised by ``connect`` (so that the fallback still serves).
+        self._setup_error: EngineError | None = None
         if api_key_env:
             key = env.get(api_key_env, "")
             if not key.strip():
-                raise EngineError(
+                self._setup_error = EngineError(
                     f"engine.apiKeyEnv names the environment variable {api_key_env}, which is "
                     "not set (or empty) in the language server's environment",
                     AUTH,
                 )
-            self._key = key.strip()
+            else:
+                self._key = key.strip()
         self.requested_model = model
         self.template_setting = template
         self.timeout_s = timeout_s
@@ -436,6 +439,8 @@ class EngineBackend:
     def connect(self) -> None:
         """Ask for the served models; pick the model and its prompt template. Raises EngineError
         with a message for a person."""
+        if self._setup_error is not None:
+            raise self._setup_error
         models = self._loop.run(self._models())
         if not models:
             raise self._error("the engine serves no model (/v1/models is empty)", MODEL)
@@ -899,6 +904,7 @@ class RoutingBackend:
         self.breaker = breaker or Breaker()
         self._notify = notify or (lambda m: log.warning("%s", m))
         self._told: set[str] = set()
+        self._told_kinds: set[str] = set()
         self._notes_told = 0
         self.last_error = ""
         #: Which backend holds each document's scored slot (flags regenerate where they scored).
@@ -961,6 +967,13 @@ class RoutingBackend:
 
     def _failed(self, exc: EngineError, *, open_now: bool = False) -> None:
         self.last_error = str(exc)
+        if exc.kind == REQUEST and not open_now:
+            # This request was refused (too long a prompt for the engine's context, say), not
+            # the engine broken: the fallback answers it, and the breaker does not count it.
+            if REQUEST not in self._told_kinds:
+                self._told_kinds.add(REQUEST)
+                self.tell(f"{exc} — answered by the fallback; said once")
+            return
         opened = self.breaker.failure(UNREACHABLE if open_now else exc.kind)
         if opened:
             then = {
