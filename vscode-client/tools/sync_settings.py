@@ -37,6 +37,10 @@ SCOPES = {
     "dataDir": "machine-overridable",
     "feedback.logPath": "machine-overridable",
     "cdhf.modelDir": "machine-overridable",
+    # Where code is sent, and which environment variable is sent along as a bearer token: an
+    # untrusted repository must not point them at its own server (docs/engines.md).
+    "engine.url": "machine-overridable",
+    "engine.apiKeyEnv": "machine-overridable",
 }
 #: Scopes a workspace's .vscode/settings.json cannot set, or only when trusted.
 RESTRICTED_SCOPES = ("machine", "machine-overridable", "application")
