@@ -57,9 +57,13 @@ class Engine:
             return ""
 
     def stop(self) -> None:
-        """Stop the whole process group (API server, engine core, worker)."""
+        """Stop the whole process group (API server, engine core, worker); its log is removed
+        unless it failed to start (the skip reason quotes it)."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        if not self.reason and self.log_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
