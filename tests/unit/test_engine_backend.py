@@ -685,3 +685,19 @@ def test_healed_prompt_drops_the_rewritten_indent_and_falls_back_when_the_model_
         assert gen.text == " pass" and b.stats["heal_missed"] == 1
     finally:
         b.close()
+
+
+def test_regenerations_fall_back_when_the_engine_goes_away_mid_job() -> None:
+    fake = FakeEngine("vllm")
+    fb = Fallback()
+    r = RoutingBackend(make(fake), fb, notify=lambda m: None)
+    try:
+        r.score_into_slot(fake.d["echo_text"], "k")  # scored by the engine
+        fake.down = True
+        reqs = [GenerateRequest(prefix="def add(", cache_key="k", keep_slot=True) for _ in range(2)]
+        gens = r.generate_many(reqs)
+        assert [g.text for g in gens] == [" fallback"] * 2 and r.serving == "fallback"
+        gens = r.generate_many(reqs)  # open: straight to the fallback
+        assert [g.text for g in gens] == [" fallback"] * 2
+    finally:
+        r.close()

@@ -1035,13 +1035,14 @@ class RoutingBackend:
     def generate_many(self, reqs: Sequence[GenerateRequest]) -> list[Generation]:
         key = reqs[0].cache_key if reqs else None
         owner = self._slot_owner.get(key) if key is not None else None
-        if owner is self.engine and self._engine_ok():
+        target: Any = self.fallback
+        if owner is not None and owner is not self.engine:
+            target = owner  # scored by the fallback: its slot holds the text
+        elif self._engine_ok():
             try:
                 return self.engine.generate_many(reqs)
             except EngineError as exc:
                 self._failed(exc)
-                raise
-        target = owner if owner is not None else self.fallback
         if target is None:
             raise ModelError("flags are off while the engine is away")
         many = getattr(target, "generate_many", None)
