@@ -373,6 +373,7 @@ class EngineBackend:
         #: None: not tried yet; False: the engine cannot score prompts (flags fall back).
         self.can_score: bool | None = None
         self._logprobs = True
+        self.last_stream_closed = 0.0
         self.stats = {
             "requests": 0,
             "cancelled": 0,
@@ -669,6 +670,15 @@ class EngineBackend:
 
     async def _read_stream(
         self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str = ""
+    ) -> None:
+        try:
+            await self._read_events(body, req, gen, heal)
+        finally:
+            #: When the last completion stream was closed (perf_counter), for the benchmark.
+            self.last_stream_closed = time.perf_counter()
+
+    async def _read_events(
+        self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str
     ) -> None:
         raw = ""
         healed = not heal

@@ -109,7 +109,7 @@ def main(argv: Sequence[str]) -> int:
     local = TransformersBackend.load(
         args.model, cache_dir=paths.cache_dir(None), dtype=args.dtype, fast_decode=not args.stock
     )
-    cases = prompts(args.prompts)
+    cases = prompts(args.prompts) if args.prompts > 0 else []
     rows: list[dict[str, Any]] = []
     for kind, prefix in cases:
         kw: dict[str, Any] = dict(prefix=prefix, max_new_tokens=args.tokens, single_line=True)
@@ -135,10 +135,19 @@ def main(argv: Sequence[str]) -> int:
     root = engine_root(engine.base)
     for _ in range(args.cancels):
         req = GenerateRequest(prefix="def fib(n):\n", single_line=False, max_new_tokens=1000)
-        threading.Timer(0.3, req.cancel.set).start()
+        cancelled_at = [0.0]
+
+        def cancel(r: GenerateRequest = req, at: list[float] = cancelled_at) -> None:
+            at[0] = time.perf_counter()
+            r.cancel.set()
+
+        threading.Timer(0.3, cancel).start()
         gen = engine.generate(req)
         returned = time.perf_counter()
         assert gen.cancelled
+        while engine.last_stream_closed < cancelled_at[0] and time.perf_counter() - returned < 2:
+            time.sleep(0.001)
+        closed_ms = (engine.last_stream_closed - cancelled_at[0]) * 1000
         idle_ms = None
         while time.perf_counter() - returned < 5:
             running = _vllm_running(root)
@@ -148,7 +157,13 @@ def main(argv: Sequence[str]) -> int:
                 idle_ms = (time.perf_counter() - returned) * 1000
                 break
             time.sleep(0.005)
-        cancels.append({"tokens_before_cancel": len(gen.tokens), "engine_idle_after_ms": idle_ms})
+        cancels.append(
+            {
+                "tokens_before_cancel": len(gen.tokens),
+                "stream_closed_after_ms": closed_ms,
+                "engine_idle_after_ms": idle_ms,
+            }
+        )
     engine.close()
 
     def summary(kind: str | None) -> dict[str, Any]:
@@ -159,9 +174,12 @@ def main(argv: Sequence[str]) -> int:
             "parity": round(sum(r["same"] for r in sel) / len(sel), 3) if sel else None,
         }
 
-    loc = [r["local_ms"] for r in rows]
-    eng = [r["engine_ms"] for r in rows]
+    loc = [r["local_ms"] for r in rows] or [float("nan")]
+    eng = [r["engine_ms"] for r in rows] or [float("nan")]
     idle = [c["engine_idle_after_ms"] for c in cancels if c["engine_idle_after_ms"] is not None]
+    closed = [
+        c["stream_closed_after_ms"] for c in cancels if c["stream_closed_after_ms"] is not None
+    ]
     report: dict[str, Any] = {
         "engine": engine.name,
         "in_process": f"{local.name} ({str(local.model.dtype).removeprefix('torch.')}, "
@@ -184,6 +202,8 @@ def main(argv: Sequence[str]) -> int:
         },
         "cancel": {
             "trials": len(cancels),
+            "stream_closed_after_ms_p50": round(statistics.median(closed), 1) if closed else None,
+            "stream_closed_after_ms_max": round(max(closed), 1) if closed else None,
             "engine_idle_after_ms_p50": round(statistics.median(idle), 1) if idle else None,
             "engine_idle_after_ms_max": round(max(idle), 1) if idle else None,
         },
@@ -207,8 +227,10 @@ def main(argv: Sequence[str]) -> int:
     )
     c = report["cancel"]
     print(
-        f"  cancel: engine idle after p50 {c['engine_idle_after_ms_p50']} ms, "
-        f"max {c['engine_idle_after_ms_max']} ms ({c['trials']} trials)"
+        f"  cancel: stream closed after p50 {c['stream_closed_after_ms_p50']} ms, max "
+        f"{c['stream_closed_after_ms_max']} ms; engine idle after p50 "
+        f"{c['engine_idle_after_ms_p50']} ms, max {c['engine_idle_after_ms_max']} ms "
+        f"({c['trials']} trials)"
     )
     for d in report["differing"]:
         print(
