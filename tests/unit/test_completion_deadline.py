@@ -12,7 +12,8 @@ import time
 from tactful.backend.runner import READY, ModelRunner
 from tactful.backend.types import GenerateRequest, Generation
 from tactful.completion.context import build_context
-from tactful.completion.engine import CompletionEngine, partial_text
+from tactful.completion.deadline import partial_text
+from tactful.completion.engine import CompletionEngine
 from tactful.config import Settings, apply_settings
 
 PREFIX = "def total(values):\n    "

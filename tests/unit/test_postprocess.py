@@ -59,7 +59,7 @@ def test_braces_block_end() -> None:
 def test_single_line_generation_stops_when_the_model_ends_the_line() -> None:
     """Single-line: once the model writes a newline, even first, nothing after it is shown, so
     the generation stops there instead of writing the next line for nothing."""
-    from tactful.completion.engine import make_generate_request
+    from tactful.completion.request import make_generate_request
     from tactful.config import Settings
 
     def stop(text: str, raw: str) -> bool:

@@ -1,5 +1,8 @@
-"""The completion path: context -> stage 1 -> type-along / cache / model -> post-process ->
-stage 2 -> suggestion. One ``CompletionEngine`` per server; LSP handlers only translate.
+"""The completion path, one stage after the other: type-along (``typealong``) -> context
+(``context``) -> stage 1 (the cascade's hooks) -> the cache (``cache``) or the model (``request``,
+``deadline``) -> post-process (``postprocess``) -> stage 2 -> the item. One ``CompletionEngine``
+per server; LSP handlers only translate. This module owns the order of the stages, supersession
+and the per-document state; it must not hold the stages' own rules (they live in those modules).
 
 Guarantees: a newer request for a document cancels the older one's generation (within one
 decoding step); a result is never returned once a newer request for the same document has
@@ -18,7 +21,6 @@ import argparse
 import asyncio
 import logging
 import math
-import re
 import sys
 import threading
 import time
@@ -27,12 +29,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tactful.backend.runner import PRIORITY_COMPLETION, ModelRunner
+from tactful.backend.runner import PRIORITY_COMPLETION, READY, ModelRunner
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
-from tactful.cache import JsonCache, cache_key
+from tactful.cache import JsonCache
 from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
+from tactful.completion import cache
 from tactful.completion import postprocess as pp
 from tactful.completion.context import CompletionContext, build_context
+from tactful.completion.deadline import WAIT_FOR_REST_S, until_deadline
+from tactful.completion.request import make_generate_request, part_info
+from tactful.completion.typealong import Shown, past_the_part, type_along
 from tactful.config import Settings
 
 log = logging.getLogger(__name__)
@@ -55,17 +61,21 @@ class Suggestion:
 
 
 @dataclass
-class _Shown:
-    """The last suggestion shown for a document, for type-along."""
+class Writing:
+    """A generation that goes on writing a suggestion shown in part at the deadline."""
 
-    before: str
-    after: str
-    offset: int
-    suggestion: Suggestion
-    #: The cancel event of the generation still writing this suggestion (shown in part at the
-    #: deadline), else None; ``writing`` is that generation's future.
-    pending: threading.Event | None = None
-    writing: asyncio.Future[Generation] | None = None
+    future: asyncio.Future[Generation]
+    request: GenerateRequest
+
+
+@dataclass
+class Generated:
+    """The model stage's answer: the suggestion's text and info (post-processed), and, when it
+    was cut at the deadline, the generation that goes on writing it."""
+
+    text: str
+    info: SuggestionInfo
+    going_on: Writing | None = None
 
 
 @dataclass
@@ -91,72 +101,6 @@ class EngineStats:
         return dict(self.__dict__)
 
 
-def make_generate_request(
-    ctx: CompletionContext, settings: Settings, uri: str | None, fim: bool
-) -> GenerateRequest:
-    """The model call for a context (plain function, unit-tested)."""
-    cs = settings.completion
-
-    def stop_here(text: str) -> bool:
-        if "```" in text:
-            return True
-        if not ctx.multiline:
-            # Only the rest of this line is shown (pp.single_line_only): once the model ends
-            # the line, even before writing anything, what it writes next is thrown away.
-            return "\n" in text
-        if "\n" not in text.strip("\n"):
-            return False
-        # Only judge complete lines: the last one may still be growing.
-        done = text[: text.rfind("\n")]
-        return len(pp.cut_block_end(done + "\n", ctx)) < len(done.rstrip())
-
-    return GenerateRequest(
-        prefix=ctx.prefix,
-        suffix=ctx.suffix if fim else "",
-        max_new_tokens=cs.max_new_tokens if ctx.multiline else cs.single_line_max_tokens,
-        single_line=not ctx.multiline,
-        cache_key=uri if cs.prefix_reuse else None,
-        use_fim=fim,
-        should_stop=stop_here,
-    )
-
-
-#: The last word (it may still grow), with a character whose bytes are still being written.
-_TRAILING_WORD = re.compile(r"[\w\ufffd]+\Z")
-
-
-def partial_text(written: str, ctx: CompletionContext) -> str | None:
-    """What can be shown of a generation that is still running: its text up to the last word
-    boundary (the last word may still grow), post-processed; None when nothing is left."""
-    cut = _TRAILING_WORD.sub("", written)
-    if not cut.strip():
-        return None
-    return pp.postprocess(cut, ctx)
-
-
-def past_the_part(shown: _Shown | None, text: str, offset: int) -> bool:
-    """True when the user has typed (or accepted) all of a suggestion shown in part whose
-    generation is still running, and maybe more: only its end can say what comes next."""
-    if shown is None or shown.writing is None or shown.writing.done() or offset < shown.offset:
-        return False
-    if text[offset:] != shown.after or text[: shown.offset] != shown.before:
-        return False
-    return text[shown.offset : offset].startswith(shown.suggestion.text)
-
-
-def type_along(shown: _Shown | None, text: str, offset: int) -> str | None:
-    """The rest of the shown suggestion if the user typed a prefix of it, else None."""
-    if shown is None or offset < shown.offset:
-        return None
-    typed = text[shown.offset : offset]
-    sugg = shown.suggestion.text
-    if len(typed) >= len(sugg) or not sugg.startswith(typed):
-        return None
-    if text[offset:] != shown.after or text[: shown.offset] != shown.before:
-        return None
-    return sugg[len(typed) :]
-
-
 class CompletionEngine:
     """Serves suggestions for documents; owns type-along state, supersession and the cache."""
 
@@ -178,7 +122,7 @@ class CompletionEngine:
         self._inflight: dict[str, threading.Event] = {}
         #: Generations writing suggestions shown in part: cancel event -> document URI.
         self._continuing: dict[threading.Event, str] = {}
-        self._shown: dict[str, _Shown] = {}
+        self._shown: dict[str, Shown] = {}
         self._seq = 0
 
     def latency_summary(self) -> dict[str, float | int | None]:
@@ -225,7 +169,8 @@ class CompletionEngine:
         channel: str = "inline",
         current_version: Callable[[], int | None] | None = None,
     ) -> Suggestion | None:
-        """One suggestion for the cursor at ``offset``, or None.
+        """One suggestion for the cursor at ``offset``, or None: type-along -> context ->
+        stage 1 -> model (or cache) -> post-process -> stage 2 -> item.
 
         Requests supersede each other per ``channel`` ("inline" ghost text, "list" completion):
         an editor asking for both at once gets both answered.
@@ -236,51 +181,117 @@ class CompletionEngine:
         self.stats.requests += 1
         self._seq += 1
         seq = self._latest[key] = self._seq
-        enabled = settings.language_enabled(language_id)
-        shown = self._shown.get(key)
         # Type-along: the user typed the start of what is on screen; no model call.
-        rest = (
-            type_along(shown, text, offset) if enabled and settings.completion.type_along else None
-        )
+        enabled = settings.language_enabled(language_id)
+        answered, along = await self._type_along(key, seq, text, offset, settings, enabled)
+        if answered or not enabled:
+            return along
+        # Context.
+        backend = self.runner.backend
+        if backend is None or self.runner.state != READY:
+            return None
+        ctx = self._context(backend, text, offset, language_id, settings, single_line)
+        req = RequestInfo(
+            uri, language_id, text, offset, line, character, version, trigger,
+            ctx.context_class, ctx.multiline,
+        )  # fmt: skip
+        # Stage 1: show a suggestion here at all?
+        hooks = self._hooks()
+        stage1 = hooks.before_generation(req)
+        if not stage1.show:
+            self.stats.skipped_stage1 += 1
+            hooks.skipped(req, stage1)
+            return None
+        if not await self._debounced(key, seq, settings):
+            return None
+        # The model (or the cache), post-processed.
+        gen = await self._generate(backend, ctx, settings, uri, key)
+        if gen is None:
+            return None
+        if not self.is_latest(key, seq) or _edited(version, current_version):
+            self.stats.superseded += 1
+            self._stop_writing(key, gen.going_on)
+            return None
+        # Stage 2: show this suggestion?
+        stage2 = hooks.after_generation(req, gen.info, stage1)
+        if not stage2.show:
+            self.stats.hidden_stage2 += 1
+            hooks.hidden(req, gen.info, stage1, stage2)
+            self._stop_writing(key, gen.going_on)
+            return None
+        # The item.
+        sugg = Suggestion(
+            uuid.uuid4().hex, gen.text, offset, gen.info.source, ctx.multiline,
+            ctx.context_class, gen.info,
+        )  # fmt: skip
+        shown = self._shown[key] = Shown(text[:offset], text[offset:], offset, sugg)
+        hooks.shown(req, gen.info, sugg.id, stage1, stage2)
+        self.stats.answered += 1
+        if gen.info.source == "model":
+            self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
+        if gen.going_on is not None:
+            self._keep_writing(key, uri, shown, gen.going_on, ctx, backend, settings)
+        return sugg
+
+    # --- the stages ----------------------------------------------------------------------------
+    def _still_latest(self, key: str, seq: int) -> bool:
+        """False (counted as superseded) when a newer request for ``key`` has arrived."""
+        if self.is_latest(key, seq):
+            return True
+        self.stats.superseded += 1
+        return False
+
+    async def _type_along(
+        self, key: str, seq: int, text: str, offset: int, settings: Settings, enabled: bool
+    ) -> tuple[bool, Suggestion | None]:
+        """(True, the rest of the suggestion on screen) when the user typed its start; (True,
+        None) when a newer request came meanwhile; (False, None): go on to the model."""
+        shown = self._shown.get(key)
+        along = settings.completion.type_along and enabled
+        rest = type_along(shown, text, offset) if along else None
         if rest is None and enabled and shown is not None and past_the_part(shown, text, offset):
             # Accepted or typed all of the part on screen while the model still writes the rest:
             # its end is the quickest answer (a new model call would start from scratch).
             assert shown.writing is not None
-            await asyncio.wait({shown.writing}, timeout=_WAIT_FOR_REST_S)
-            if not self.is_latest(key, seq):
-                self.stats.superseded += 1
-                return None
-            rest = type_along(shown, text, offset) if settings.completion.type_along else None
+            await asyncio.wait({shown.writing}, timeout=WAIT_FOR_REST_S)
+            if not self._still_latest(key, seq):
+                return True, None
+            rest = type_along(shown, text, offset) if along else None
+        self._cancel_previous(key, shown, rest)
+        if not enabled:
+            return True, None
+        if rest is not None and shown is not None:
+            return True, self._along(shown, rest, offset)
+        self._shown.pop(key, None)
+        return False, None
+
+    def _cancel_previous(self, key: str, shown: Shown | None, rest: str | None) -> None:
+        """Cancel-previous: the older generation stops within one step, unless it is the one
+        still writing the suggestion that the user is typing along."""
         previous = self._inflight.get(key)
         if previous is not None and (
             rest is None or shown is None or shown.pending is not previous
         ):
-            # cancel-previous: the older generation stops within one step, unless it is the one
-            # still writing the suggestion that the user is typing along.
             del self._inflight[key]
             previous.set()
-        if not enabled:
-            return None
 
-        if rest is not None and shown is not None:
-            self.stats.type_along += 1
-            self.stats.answered += 1
-            return Suggestion(
-                shown.suggestion.id,
-                rest,
-                offset,
-                "type_along",
-                shown.suggestion.multiline,
-                shown.suggestion.context_class,
-                shown.suggestion.info,
-            )
-        self._shown.pop(key, None)
+    def _along(self, shown: Shown, rest: str, offset: int) -> Suggestion:
+        self.stats.type_along += 1
+        self.stats.answered += 1
+        s = shown.suggestion
+        return Suggestion(s.id, rest, offset, "type_along", s.multiline, s.context_class, s.info)
 
-        backend = self.runner.backend
-        if backend is None or self.runner.state != "ready":
-            return None
+    @staticmethod
+    def _context(
+        backend: Backend,
+        text: str,
+        offset: int,
+        language_id: str,
+        settings: Settings,
+        single_line: bool,
+    ) -> CompletionContext:
         parse_text = text if len(text) <= MAX_PARSE_CHARS else ""
-        ctx = build_context(
+        return build_context(
             text if parse_text else text[max(0, offset - 20000) : offset + 4000],
             offset if parse_text else min(offset, 20000),
             language_id if parse_text else "plaintext",
@@ -288,74 +299,129 @@ class CompletionEngine:
             multiline_enabled=settings.completion.multiline and not single_line,
             fim=backend.fim,
         )
-        req = RequestInfo(
-            uri,
-            language_id,
-            text,
-            offset,
-            line,
-            character,
-            version,
-            trigger,
-            ctx.context_class,
-            ctx.multiline,
-        )
-        hooks = self._hooks()
-        stage1 = hooks.before_generation(req)
-        if not stage1.show:
-            self.stats.skipped_stage1 += 1
-            hooks.skipped(req, stage1)
-            return None
 
+    async def _debounced(self, key: str, seq: int, settings: Settings) -> bool:
+        """Wait ``completion.debounceMs``; False when a newer request came meanwhile."""
         debounce = settings.completion.debounce_ms
-        if debounce:
-            await asyncio.sleep(debounce / 1000)
-            if not self.is_latest(key, seq):
-                self.stats.superseded += 1
-                return None
+        if not debounce:
+            return True
+        await asyncio.sleep(debounce / 1000)
+        return self._still_latest(key, seq)
 
-        gen = await self._generate(backend, ctx, settings, uri, key)
-        if gen is None:
-            return None
-        text_out, info, going_on = gen
-        if not self.is_latest(key, seq) or (
-            current_version is not None and version is not None and current_version() != version
-        ):
-            self.stats.superseded += 1
-            if going_on is not None:
-                self._stop_writing(key, going_on[1])
-            return None
-        stage2 = hooks.after_generation(req, info, stage1)
-        if not stage2.show:
-            self.stats.hidden_stage2 += 1
-            hooks.hidden(req, info, stage1, stage2)
-            if going_on is not None:
-                self._stop_writing(key, going_on[1])
-            return None
-        sugg = Suggestion(
-            uuid.uuid4().hex, text_out, offset, info.source, ctx.multiline, ctx.context_class, info
-        )
-        shown = _Shown(text[:offset], text[offset:], offset, sugg)
-        self._shown[key] = shown
-        hooks.shown(req, info, sugg.id, stage1, stage2)
-        self.stats.answered += 1
-        if info.source == "model":
-            self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
-        if going_on is not None:
-            fut, greq = going_on
-            shown.pending, shown.writing = greq.cancel, fut
-            self._continuing[greq.cancel] = uri
-            self.stats.partial += 1
-            fut.add_done_callback(
-                lambda f: self._finished_in_background(f, key, shown, greq, ctx, backend, settings)
+    async def _generate(
+        self,
+        backend: Backend,
+        ctx: CompletionContext,
+        settings: Settings,
+        uri: str,
+        channel_key: str,
+    ) -> Generated | None:
+        """The suggestion from the cache, else from the model (post-processed); None when there
+        is none (cancelled, empty, a model error)."""
+        hit = cache.lookup(self.cache, backend, ctx, settings)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return Generated(hit.text, hit)
+        greq = make_generate_request(ctx, settings, uri, backend.fim)
+        self._make_room(uri)
+        self.stats.model_calls += 1
+        t0 = time.perf_counter()
+        try:
+            fut = asyncio.wrap_future(
+                self.runner.start(lambda b: b.generate(greq), PRIORITY_COMPLETION)
             )
-        return sugg
+        except ModelError as exc:
+            self.stats.errors += 1
+            log.warning("completion failed: %s", exc)
+            return None
+        self._inflight[channel_key] = greq.cancel
+        going_on = False
+        try:
+            # Ghost text only: type-along brings the rest of a part there; a list item is
+            # picked whole from a menu, so the list channel waits for the whole suggestion.
+            deadline = settings.completion.deadline_ms / 1000 if channel_key == uri else 0.0
+            if deadline:
+                part = await until_deadline(fut, greq, ctx, deadline)
+                if part is not None:
+                    going_on = True
+                    info = part_info(part, greq.partial, backend.name, time.perf_counter() - t0)
+                    return Generated(part, info, Writing(fut, greq))
+            result: Generation = await fut
+        except asyncio.CancelledError:
+            greq.cancel.set()  # $/cancelRequest: stop the generation too
+            self.stats.cancelled += 1
+            raise
+        except ModelError as exc:
+            self.stats.errors += 1
+            log.warning("completion failed: %s", exc)
+            return None
+        finally:
+            if not going_on and self._inflight.get(channel_key) is greq.cancel:
+                del self._inflight[channel_key]
+        return self._generated(result, backend, ctx, settings)
+
+    def _make_room(self, uri: str) -> None:
+        """The one model thread is needed here: a suggestion shown in part in another document
+        stays as it is instead of holding this request up. (The list channel of the same
+        document waits: editors ask for both at once.)"""
+        for writing, where in list(self._continuing.items()):
+            if where != uri:
+                writing.set()
+                del self._continuing[writing]
+
+    def _count_tokens(self, result: Generation) -> None:
+        self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
+        self.stats.reused_tokens += result.reused_tokens
+
+    def _generated(
+        self, result: Generation, backend: Backend, ctx: CompletionContext, settings: Settings
+    ) -> Generated | None:
+        """A finished generation, post-processed and cached; None when cancelled or empty."""
+        self._count_tokens(result)
+        log.debug(
+            "generation: %d prompt tokens (%d reused), %d generated, %.0f ms%s",
+            result.prompt_tokens,
+            result.reused_tokens,
+            len(result.tokens),
+            result.seconds * 1000,
+            ", cancelled" if result.cancelled else "",
+        )
+        if result.cancelled:
+            self.stats.cancelled += 1
+            return None
+        text = pp.postprocess(result.text, ctx)
+        if text is None:
+            self.stats.empty += 1
+            return None
+        info = part_info(text, result, backend.name)
+        cache.remember(self.cache, backend, ctx, settings, info)
+        return Generated(text, info)
+
+    # --- the deadline continuation -------------------------------------------------------------
+    def _keep_writing(
+        self,
+        key: str,
+        uri: str,
+        shown: Shown,
+        going_on: Writing,
+        ctx: CompletionContext,
+        backend: Backend,
+        settings: Settings,
+    ) -> None:
+        """A suggestion shown in part: its generation goes on, and its end extends it."""
+        fut, greq = going_on.future, going_on.request
+        shown.pending, shown.writing = greq.cancel, fut
+        self._continuing[greq.cancel] = uri
+        self.stats.partial += 1
+        fut.add_done_callback(
+            lambda f: self._finished_in_background(f, key, shown, greq, ctx, backend, settings)
+        )
 
     def _finished_in_background(
         self,
         fut: asyncio.Future[Generation],
         key: str,
-        shown: _Shown,
+        shown: Shown,
         greq: GenerateRequest,
         ctx: CompletionContext,
         backend: Backend,
@@ -375,15 +441,14 @@ class CompletionEngine:
             log.warning("completion failed while writing the rest of a suggestion: %s", exc)
             return
         result = fut.result()
-        self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
-        self.stats.reused_tokens += result.reused_tokens
+        self._count_tokens(result)
         if result.cancelled:
             self.stats.cancelled += 1
             return
         text = pp.postprocess(result.text, ctx)
         if text is None:
             return
-        self._cache_put(backend, ctx, settings, part_info(text, result, backend.name))
+        cache.remember(self.cache, backend, ctx, settings, part_info(text, result, backend.name))
         part = shown.suggestion.text
         if self._shown.get(key) is not shown or len(text) <= len(part) or not text.startswith(part):
             return
@@ -391,179 +456,19 @@ class CompletionEngine:
         self.stats.extended += 1
         self._hooks().extended(shown.suggestion.id, text)
 
-    def _stop_writing(self, key: str, greq: GenerateRequest) -> None:
+    def _stop_writing(self, key: str, going_on: Writing | None) -> None:
+        if going_on is None:
+            return
+        greq = going_on.request
         greq.cancel.set()
         self._continuing.pop(greq.cancel, None)
         if self._inflight.get(key) is greq.cancel:
             del self._inflight[key]
 
-    async def _generate(
-        self,
-        backend: Backend,
-        ctx: CompletionContext,
-        settings: Settings,
-        uri: str,
-        channel_key: str,
-    ) -> (
-        tuple[str, SuggestionInfo, tuple[asyncio.Future[Generation], GenerateRequest] | None] | None
-    ):
-        """The suggestion's text and info, and, when it was cut at the deadline, the generation
-        that goes on writing it (its future and request)."""
-        key = self._cache_key(backend, ctx, settings)
-        if key is not None and self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None and isinstance(hit.get("text"), str):
-                self.stats.cache_hits += 1
-                return (
-                    hit["text"],
-                    SuggestionInfo(
-                        hit["text"],
-                        list(hit.get("logprobs", [])),
-                        list(hit.get("tokens", [])),
-                        "cache",
-                        backend.name,
-                        0.0,
-                    ),
-                    None,
-                )
-        greq = make_generate_request(ctx, settings, uri, backend.fim)
-        # The one model thread is needed here: a suggestion shown in part in another document
-        # stays as it is instead of holding this request up. (The list channel of the same
-        # document waits: editors ask for both at once.)
-        for writing, where in list(self._continuing.items()):
-            if where != uri:
-                writing.set()
-                del self._continuing[writing]
-        self.stats.model_calls += 1
-        t0 = time.perf_counter()
-        try:
-            fut = asyncio.wrap_future(
-                self.runner.start(lambda b: b.generate(greq), PRIORITY_COMPLETION)
-            )
-        except ModelError as exc:
-            self.stats.errors += 1
-            log.warning("completion failed: %s", exc)
-            return None
-        self._inflight[channel_key] = greq.cancel
-        going_on = False
-        try:
-            # Ghost text only: type-along brings the rest of a part there; a list item is
-            # picked whole from a menu, so the list channel waits for the whole suggestion.
-            deadline = settings.completion.deadline_ms / 1000 if channel_key == uri else 0.0
-            if deadline:
-                part = await self._until_deadline(fut, greq, ctx, deadline)
-                if part is not None:
-                    going_on = True
-                    info = part_info(part, greq.partial, backend.name, time.perf_counter() - t0)
-                    return part, info, (fut, greq)
-            result: Generation = await fut
-        except asyncio.CancelledError:
-            greq.cancel.set()  # $/cancelRequest: stop the generation too
-            self.stats.cancelled += 1
-            raise
-        except ModelError as exc:
-            self.stats.errors += 1
-            log.warning("completion failed: %s", exc)
-            return None
-        finally:
-            if not going_on and self._inflight.get(channel_key) is greq.cancel:
-                del self._inflight[channel_key]
-        self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
-        self.stats.reused_tokens += result.reused_tokens
-        log.debug(
-            "generation: %d prompt tokens (%d reused), %d generated, %.0f ms%s",
-            result.prompt_tokens,
-            result.reused_tokens,
-            len(result.tokens),
-            result.seconds * 1000,
-            ", cancelled" if result.cancelled else "",
-        )
-        if result.cancelled:
-            self.stats.cancelled += 1
-            return None
-        text = pp.postprocess(result.text, ctx)
-        if text is None:
-            self.stats.empty += 1
-            return None
-        info = part_info(text, result, backend.name)
-        self._cache_put(backend, ctx, settings, info)
-        return text, info, None
 
-    @staticmethod
-    async def _until_deadline(
-        fut: asyncio.Future[Generation],
-        greq: GenerateRequest,
-        ctx: CompletionContext,
-        deadline: float,
-    ) -> str | None:
-        """Wait for the generation up to ``deadline`` seconds; if it is still running then, the
-        whole words written so far as soon as there are any. None: it ended (or was cancelled)
-        first, and ``fut`` holds its result."""
-        done, _ = await asyncio.wait({fut}, timeout=deadline)
-        while not done:
-            written = greq.partial
-            part = partial_text(written.text, ctx) if written is not None else None
-            if part is not None and not fut.done():
-                return part
-            done, _ = await asyncio.wait({fut}, timeout=_DEADLINE_POLL_S)
-        return None
-
-    def _cache_key(
-        self, backend: Backend, ctx: CompletionContext, settings: Settings
-    ) -> str | None:
-        if self.cache is None or not settings.completion.cache:
-            return None
-        return cache_key(
-            backend.name,
-            _gen_settings(settings),
-            ctx.prefix,
-            ctx.suffix if backend.fim else "",
-            ctx.multiline,
-        )
-
-    def _cache_put(
-        self, backend: Backend, ctx: CompletionContext, settings: Settings, info: SuggestionInfo
-    ) -> None:
-        key = self._cache_key(backend, ctx, settings)
-        if key is not None and self.cache is not None:
-            self.cache.put(
-                key, {"text": info.text, "logprobs": info.token_logprobs, "tokens": info.tokens}
-            )
-
-
-#: How often a request past its deadline looks again for a whole word to show.
-_DEADLINE_POLL_S = 0.01
-#: Longest wait, after the user typed all of a part on screen, for the model to end the rest.
-_WAIT_FOR_REST_S = 3.0
-
-
-def part_info(
-    text: str, gen: Generation | None, model: str, seconds: float | None = None
-) -> SuggestionInfo:
-    """The suggestion info of ``text`` (post-processed) from the generation it came from, with
-    the log-probabilities of the tokens that survived post-processing; ``seconds`` defaults to
-    the generation's own time (set when it ends)."""
-    tokens = list(gen.tokens) if gen is not None else []
-    logprobs = list(gen.token_logprobs) if gen is not None else []
-    n = min(len(tokens), len(logprobs))
-    kept, acc = 0, 0
-    for tok in tokens[:n]:
-        if acc >= len(text):
-            break
-        acc += len(tok)
-        kept += 1
-    if seconds is None:
-        seconds = gen.seconds if gen is not None else 0.0
-    return SuggestionInfo(text, logprobs[:kept], tokens[:kept], "model", model, seconds)
-
-
-def _gen_settings(settings: Settings) -> str:
-    cs = settings.completion
-    # The decoding path can change the text (packed weights), so it is part of the key.
-    return (
-        f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:"
-        f"{settings.dtype}:{settings.fast_decode}:v4"
-    )
+def _edited(version: int | None, current_version: Callable[[], int | None] | None) -> bool:
+    """True when the document is no longer at the version the request was made for."""
+    return current_version is not None and version is not None and current_version() != version
 
 
 def complete_text(

@@ -1,0 +1,52 @@
+"""The completion deadline (``completion.deadlineMs``): when the model is still writing after
+that long, the request is answered with the whole words written so far, and the generation goes
+on; its end extends the suggestion on screen (the engine does that part).
+
+Runs on the event loop; it only reads what the model worker has written (``GenerateRequest
+.partial``) and never calls the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tactful.backend.types import GenerateRequest, Generation
+from tactful.completion import postprocess as pp
+from tactful.completion.context import CompletionContext
+
+#: How often a request past its deadline looks again for a whole word to show.
+_DEADLINE_POLL_S = 0.01
+#: Longest wait, after the user typed all of a part on screen, for the model to end the rest.
+WAIT_FOR_REST_S = 3.0
+
+#: The last word (it may still grow), with a character whose bytes are still being written.
+_TRAILING_WORD = re.compile(r"[\w\ufffd]+\Z")
+
+
+def partial_text(written: str, ctx: CompletionContext) -> str | None:
+    """What can be shown of a generation that is still running: its text up to the last word
+    boundary (the last word may still grow), post-processed; None when nothing is left."""
+    cut = _TRAILING_WORD.sub("", written)
+    if not cut.strip():
+        return None
+    return pp.postprocess(cut, ctx)
+
+
+async def until_deadline(
+    fut: asyncio.Future[Generation],
+    greq: GenerateRequest,
+    ctx: CompletionContext,
+    deadline: float,
+) -> str | None:
+    """Wait for the generation up to ``deadline`` seconds; if it is still running then, the
+    whole words written so far as soon as there are any. None: it ended (or was cancelled)
+    first, and ``fut`` holds its result."""
+    done, _ = await asyncio.wait({fut}, timeout=deadline)
+    while not done:
+        written = greq.partial
+        part = partial_text(written.text, ctx) if written is not None else None
+        if part is not None and not fut.done():
+            return part
+        done, _ = await asyncio.wait({fut}, timeout=_DEADLINE_POLL_S)
+    return None
