@@ -44,6 +44,7 @@ class PacedBackend:
             gen.token_logprobs.append(-0.1)
             gen.tokens.append(tok)
             gen.text += tok
+            req.publish(gen)
             if "\n" in gen.text:
                 break
         gen.text = gen.text.split("\n")[0]

@@ -747,6 +747,7 @@ class _Continuation:
             decoded = b.tok.decode(self.ids)
             self.text = decoded[len(self.heal) :] if self.heal else decoded
         gen.text = self.text
+        req.publish(gen)
         if b._should_stop(self.text, req):
             gen.stopped = True
             return None

@@ -6,7 +6,8 @@ This is the only backend module the LSP layer imports; it must not import torch 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 
@@ -38,10 +39,52 @@ class GenerateRequest:
     #: that many lines of one scored text can be regenerated without prefilling it again
     #: (used by line flags after ``score_into_slot``).
     keep_slot: bool = False
-    #: The generation in progress, set by the backend when it starts: its ``text``, ``tokens``
-    #: and ``token_logprobs`` grow after every token, and another thread may read them (the
-    #: completion deadline shows the words written so far).
-    partial: Generation | None = None
+    #: Progress of the generation, for readers on other threads (the completion deadline shows
+    #: the words written so far): see ``publish``, ``partial`` and ``watch``.
+    _partial: Generation | None = field(default=None, init=False, repr=False, compare=False)
+    _watchers: list[Callable[[], None]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def publish(self, gen: Generation) -> None:
+        """Backend (the model worker): the generation in progress has started or grown. A copy
+        is kept, so readers never see it half-updated; watchers are called on this thread."""
+        snapshot = replace(gen, tokens=list(gen.tokens), token_logprobs=list(gen.token_logprobs))
+        with self._lock:
+            self._partial = snapshot
+            watchers = list(self._watchers)
+        for fn in watchers:
+            fn()
+
+    @property
+    def partial(self) -> Generation | None:
+        """The generation as last published (a copy nobody changes), or None before it starts."""
+        with self._lock:
+            return self._partial
+
+    @partial.setter
+    def partial(self, gen: Generation | None) -> None:
+        if gen is None:
+            with self._lock:
+                self._partial = None
+        else:
+            self.publish(gen)
+
+    def watch(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` (on the model worker: it must be quick and must not raise) after each
+        ``publish``; returns the function that stops it."""
+        with self._lock:
+            self._watchers.append(fn)
+
+        def stop() -> None:
+            with self._lock:
+                if fn in self._watchers:
+                    self._watchers.remove(fn)
+
+        return stop
 
 
 @dataclass

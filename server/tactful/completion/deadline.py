@@ -9,14 +9,14 @@ Runs on the event loop; it only reads what the model worker has written (``Gener
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from typing import Any
 
 from tactful.backend.types import GenerateRequest, Generation
 from tactful.completion import postprocess as pp
 from tactful.completion.context import CompletionContext
 
-#: How often a request past its deadline looks again for a whole word to show.
-_DEADLINE_POLL_S = 0.01
 #: Longest wait, after the user typed all of a part on screen, for the model to end the rest.
 WAIT_FOR_REST_S = 3.0
 
@@ -41,12 +41,35 @@ async def until_deadline(
 ) -> str | None:
     """Wait for the generation up to ``deadline`` seconds; if it is still running then, the
     whole words written so far as soon as there are any. None: it ended (or was cancelled)
-    first, and ``fut`` holds its result."""
+    first, and ``fut`` holds its result.
+
+    No polling: past the deadline, each token the model worker publishes wakes this wait
+    (``GenerateRequest.watch``) through the event loop's thread-safe call."""
     done, _ = await asyncio.wait({fut}, timeout=deadline)
-    while not done:
-        written = greq.partial
-        part = partial_text(written.text, ctx) if written is not None else None
-        if part is not None and not fut.done():
-            return part
-        done, _ = await asyncio.wait({fut}, timeout=_DEADLINE_POLL_S)
+    if done:
+        return None
+    loop = asyncio.get_running_loop()
+    grew = asyncio.Event()
+
+    def wake() -> None:  # on the model worker
+        # RuntimeError: the event loop is closed (the server is exiting), so nobody waits.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(grew.set)
+
+    stop_watching = greq.watch(wake)
+    try:
+        while not fut.done():
+            grew.clear()  # before reading: a token published after the read sets it again
+            written = greq.partial
+            part = partial_text(written.text, ctx) if written is not None else None
+            if part is not None:
+                return part
+            waiter = asyncio.ensure_future(grew.wait())
+            either: set[asyncio.Future[Any]] = {fut, waiter}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+    finally:
+        stop_watching()
     return None
