@@ -1,15 +1,32 @@
 """One model, one worker thread, a priority queue: completions go before line flags.
 
-The LSP event loop never runs model code; it awaits ``ModelRunner.run(fn, priority)``, which
-executes ``fn(backend)`` on the worker thread. Work of lower priority (flags) is cut into short
-units so that a completion request waits at most one unit; long units can poll
-``urgent_waiting()`` and give way.
+The concurrency rule of tactful (every module follows it; a new one must too):
+
+* **The event loop** (pygls's asyncio loop) runs the LSP handlers and everything they decide:
+  the completion engine's stages, type-along, the deadline, flag scheduling, the feedback hub's
+  bookkeeping. It never runs model code and never blocks for long: it awaits futures.
+* **The model worker** (this module's one ``tactful-model`` thread) is the only thread that
+  touches the backend (torch): loading, ``generate``, scoring, flag units, dropping KV caches.
+  Work reaches it through ``submit``/``start``/``run``, which return futures; completions go
+  first (``PRIORITY_COMPLETION``), flags are cut into short units and give way
+  (``urgent_waiting``).
+* **Other threads** run blocking work that does not touch the model: ``asyncio.to_thread`` for
+  file and CPU work a handler awaits (reports, loading a classifier, opening a cache), and the
+  feedback log's own threads (its survival timer, cascade retraining).
+
+Hand-offs between them are futures (``concurrent.futures.Future``, awaited on the loop with
+``asyncio.wrap_future``), ``threading.Event`` for cancelling (``GenerateRequest.cancel``), and
+callbacks that wake the loop with ``loop.call_soon_threadsafe`` (``GenerateRequest.watch``, the
+runner's ``until_settled``) - not polling. State shared across threads is guarded: the runner's
+``state``/``error``/``backend`` by its lock, a generation's progress by ``GenerateRequest``'s
+(``publish`` keeps a copy that nobody changes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import heapq
 import itertools
 import logging
@@ -32,15 +49,82 @@ class ModelRunner:
     """Owns the backend and the one thread that may call it."""
 
     def __init__(self) -> None:
-        self.backend: Backend | None = None
-        self.state = IDLE
-        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._state = IDLE
+        self._error: str | None = None
+        #: Wake-ups of ``until_settled`` waiters, called when the state changes.
+        self._on_change: list[Callable[[], None]] = []
         self.model_name = ""
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._thread = threading.Thread(target=self._work, name="tactful-model", daemon=True)
         self._thread.start()
+
+    # --- state (written on the model worker and the loop, read anywhere) ----------------------
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend | None) -> None:
+        with self._lock:
+            self._backend = backend
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._set(state, self._error)
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def _set(self, state: str, error: str | None, backend: Backend | None = None) -> None:
+        """Change the state (and the backend with it, when given) at once; wake the waiters."""
+        with self._lock:
+            if backend is not None:
+                self._backend = backend
+            self._state, self._error = state, error
+            wake, self._on_change = self._on_change, []
+        for fn in wake:
+            fn()
+
+    def ready_backend(self) -> Backend | None:
+        """The backend when it is ready, else None (one consistent read of both)."""
+        with self._lock:
+            return self._backend if self._state == READY else None
+
+    async def until_settled(self) -> bool:
+        """Wait (on the event loop, without polling) until the model is ready or has failed;
+        True when it is ready."""
+        loop = asyncio.get_running_loop()
+        while True:
+            changed: asyncio.Future[None] = loop.create_future()
+
+            def wake(fut: asyncio.Future[None] = changed) -> None:  # any thread
+                def settle() -> None:
+                    if not fut.done():
+                        fut.set_result(None)
+
+                # RuntimeError: the loop is closed (the server is exiting), so nobody waits.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle)
+
+            with self._lock:
+                if self._state in (READY, FAILED):
+                    return self._state == READY
+                self._on_change.append(wake)
+            try:
+                await changed
+            finally:
+                with self._lock:
+                    if wake in self._on_change:
+                        self._on_change.remove(wake)
 
     # --- queue ---------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -74,8 +158,8 @@ class ModelRunner:
         self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION
     ) -> concurrent.futures.Future[T]:
         """Queue ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
-        backend = self.backend
-        if backend is None or self.state != READY:
+        backend = self.ready_backend()
+        if backend is None:
             raise ModelError(self.error or f"model is {self.state}")
         return self.submit(lambda: fn(backend), priority)
 
@@ -95,20 +179,19 @@ class ModelRunner:
     # --- loading -------------------------------------------------------------------------------
     def load(self, loader: Callable[[], Backend], name: str) -> concurrent.futures.Future[Backend]:
         """Load a backend on the model thread (queued before anything else)."""
-        self.state, self.error, self.model_name = LOADING, None, name
+        self.model_name = name
+        self._set(LOADING, None)
 
         def do() -> Backend:
             try:
                 backend = loader()
-            except Exception as exc:
-                self.state = FAILED
-                self.error = (
-                    str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
-                )
-                log.error("model load failed: %s", self.error)
+            except Exception as exc:  # any failure of a model load is reported, not raised on
+                error = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+                self._set(FAILED, error)
+                log.error("model load failed: %s", error)
                 raise
-            self.backend, self.state = backend, READY
             self.model_name = getattr(backend, "name", name)
+            self._set(READY, None, backend)
             return backend
 
         return self.submit(do, priority=-1)

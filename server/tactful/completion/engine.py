@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tactful.backend.runner import PRIORITY_COMPLETION, READY, ModelRunner
+from tactful.backend.runner import PRIORITY_COMPLETION, ModelRunner
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
 from tactful.cache import JsonCache
 from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
@@ -187,8 +187,8 @@ class CompletionEngine:
         if answered or not enabled:
             return along
         # Context.
-        backend = self.runner.backend
-        if backend is None or self.runner.state != READY:
+        backend = self.runner.ready_backend()
+        if backend is None:
             return None
         ctx = self._context(backend, text, offset, language_id, settings, single_line)
         req = RequestInfo(

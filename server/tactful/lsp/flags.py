@@ -13,8 +13,7 @@ plain logic lives in :mod:`tactful.flags`; this module only translates.
 
 Concurrency: flag units run on the model worker thread (``runner.run``); planning, results and
 the diff of changed lines run in threads (``asyncio.to_thread``); everything else runs on the
-event loop. The only loop that waits by polling is :meth:`FlagService._wait_model`: the runner
-reports its state but offers no event for "ready" (the server awaits the load future itself).
+event loop. Nothing polls: waiting for the model is the runner's ``until_settled``.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from tactful.backend.runner import FAILED, PRIORITY_FLAG, READY, ModelRunner
+from tactful.backend.runner import PRIORITY_FLAG, ModelRunner
 from tactful.backend.types import Backend
 from tactful.config import FlagSettings, Settings
 from tactful.flags import focus as ffocus
@@ -237,10 +236,7 @@ class FlagService:
 
     # --- running -----------------------------------------------------------------------------
     async def _wait_model(self) -> bool:
-        runner = self.server.runner
-        while runner.state not in (READY, FAILED):  # see the module docstring
-            await asyncio.sleep(0.25)
-        return bool(runner.state == READY)
+        return await self.server.runner.until_settled()
 
     async def _classifier(self) -> FlagModel:
         if self.model is None:
