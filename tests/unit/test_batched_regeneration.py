@@ -171,25 +171,25 @@ def test_an_interrupted_batch_keeps_what_it_finished(backend: Any, monkeypatch) 
 
 
 def test_the_blocked_output_layer_scores_exactly_like_the_stock_forward(backend: Any) -> None:
-    """The scoring pass runs the CPU output layer in vocabulary blocks (``hf.HEAD_BLOCK``); the
+    """The scoring pass runs the CPU output layer in vocabulary blocks (``scoring.HEAD_BLOCK``); the
     log-probabilities, entropies and greedy marks are those of the whole output layer in one
     product (the stock forward's ``lm_head``), bit for bit.
 
     (Turning the fast path off would not do for the comparison: the stock path then keeps a
     bfloat16 KV cache instead of the float32 one, which changes the results of a bfloat16
     model.)"""
-    from tactful.backend import hf
+    from tactful.backend import scoring
 
     if backend.fast is None:
         pytest.skip("the blocked output layer belongs to the fast path, off on this machine")
     text = CODE * 2
     blocked = backend.score_into_slot(text, "flag:head")
-    block = hf.HEAD_BLOCK
-    hf.HEAD_BLOCK = backend.model.lm_head.weight.shape[0]  # one block: the stock product
+    block = scoring.HEAD_BLOCK
+    scoring.HEAD_BLOCK = backend.model.lm_head.weight.shape[0]  # one block: the stock product
     try:
         stock = backend.score_into_slot(text, "flag:head")
     finally:
-        hf.HEAD_BLOCK = block
+        scoring.HEAD_BLOCK = block
     assert blocked.tokens == stock.tokens > 128  # more than one chunk
     assert blocked.line_logprobs == stock.line_logprobs
     assert blocked.line_entropy == stock.line_entropy

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tactful.backend.hf import _HealIndex
+from tactful.backend.healing import HealIndex
 
 
 def _scan(tokens: list[tuple[int, str]], heal: str) -> list[int]:
@@ -18,7 +18,7 @@ def _scan(tokens: list[tuple[int, str]], heal: str) -> list[int]:
 def test_small_vocabulary() -> None:
     words = ["a", "ab", "abc", "b", " ", "  ", " re", " ret", " return", "ré", "(", "()", "x"]
     tokens = [*enumerate(words), (len(words), "ab")]  # two ids, one text
-    index = _HealIndex(torch, tokens)
+    index = HealIndex(torch, tokens)
     for heal in ["a", "ab", "abd", " ", "  ", " r", " ret", " returns", "r", "ré", "(", "q"]:
         assert index.allowed(heal).tolist() == _scan(tokens, heal), heal
     assert index.allowed("ab").tolist() == [0, 1, 2, 13]

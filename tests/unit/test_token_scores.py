@@ -1,4 +1,4 @@
-"""The scoring pass's log-probabilities, computed a few positions at a time (``hf.token_scores``).
+"""The scoring pass's log-probabilities, computed a few positions at a time (``scoring.token_scores``).
 
 A speed change that must not change a single result: the flag classifier was trained on the
 scoring pass's features, so the test compares bit for bit with the whole-chunk arithmetic."""
@@ -11,16 +11,16 @@ torch = pytest.importorskip("torch")
 
 import itertools  # noqa: E402
 
-from tactful.backend import hf  # noqa: E402
+from tactful.backend import scoring  # noqa: E402
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 8, 9, 16, 17, 25, 127, 128])
 def test_row_blocks_cover_the_rows_without_a_lone_last_row(rows: int) -> None:
-    blocks = hf.row_blocks(rows)
+    blocks = scoring.row_blocks(rows)
     assert blocks[0][0] == 0 and blocks[-1][1] == rows
     assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
     sizes = [hi - lo for lo, hi in blocks]
-    assert all(1 <= s <= hf.SCORE_ROWS + 1 for s in sizes)
+    assert all(1 <= s <= scoring.SCORE_ROWS + 1 for s in sizes)
     assert rows == 1 or min(sizes) >= 2
 
 
@@ -52,7 +52,7 @@ def test_token_scores_in_row_blocks_equal_the_whole_chunk_bit_for_bit(
         n = rows if with_last else rows - 1
         targets = torch.randint(0, 49152, (n,), generator=gen)
         targets[: n // 2] = logits[: n // 2].float().argmax(-1)  # some greedy tokens
-        got = hf.token_scores(torch, logits, targets)
+        got = scoring.token_scores(torch, logits, targets)
         assert got == _whole_chunk(logits, targets)
         assert len(got[0]) == n and any(got[2]) == (n // 2 > 0)
     finally:

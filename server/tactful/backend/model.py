@@ -1,0 +1,132 @@
+"""A transformers causal LM in memory and the passes every part of the backend shares: encoding,
+the forward pass (stock, or the fast CPU decoder for generated tokens), KV caches, the stop
+tokens and the token-healing index. Touched only on the model worker (``runner``)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tactful.backend import healing
+from tactful.backend.fim import FimTemplate, detect_fim
+
+if TYPE_CHECKING:
+    from tactful.backend.fast import Decoder
+
+log = logging.getLogger(__name__)
+
+
+class LoadedModel:
+    """The model, its tokenizer, the device, the fast decoder when it is on, and the counters."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.tok = tokenizer
+        self.device = device
+        specials = list(getattr(tokenizer, "all_special_tokens", []))
+        specials += list(getattr(tokenizer, "additional_special_tokens", []) or [])
+        specials += list(tokenizer.get_vocab().keys()) if len(tokenizer) < 300_000 else []
+        self.fim_template: FimTemplate | None = detect_fim(t for t in specials if "<" in t)
+        self.stop_ids = self._collect_stop_ids()
+        self._heal: healing.HealIndex | None = None
+        #: The fast CPU decoder when it is on (see ``fast.py``), else None.
+        self.fast: Decoder | None = None
+        #: Totals since start, for benchmarks and the status command.
+        self.stats = {
+            "prefilled": 0,
+            "reused": 0,
+            "generated": 0,
+            "calls": 0,
+            "cancelled": 0,
+            "finished": 0,
+        }
+
+    def _collect_stop_ids(self) -> set[int]:
+        ids: set[int] = set()
+        eos = self.tok.eos_token_id
+        if isinstance(eos, int):
+            ids.add(eos)
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for e in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+            if isinstance(e, int):
+                ids.add(e)
+        names = list(self.fim_template.stop_tokens) if self.fim_template else []
+        names += ["<|endoftext|>", "<|im_end|>", "<|im_start|>", "<file_sep>", "<|file_sep|>"]
+        vocab = self.tok.get_vocab()
+        for n in names:
+            for v in (n, "▁" + n):
+                if v in vocab:
+                    ids.add(vocab[v])
+        return ids
+
+    # --- tokens --------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=False))
+
+    def last_token(self, text: str) -> str:
+        """The text of the last token of ``text`` (empty when it has none): for token healing."""
+        ids = self.encode(text)
+        return self.tok.decode(ids[-1:]) if ids else ""
+
+    def bos(self) -> int:
+        """The token a sequence starts with (the end token where there is no BOS)."""
+        bos = self.tok.bos_token_id
+        return int(bos if bos is not None else self.tok.eos_token_id)
+
+    def heal_index(self) -> healing.HealIndex:
+        """The token-healing index, built on first use (``load`` builds it while warming up)."""
+        if self._heal is None:
+            self._heal = healing.build(self.torch, self.tok, self.stop_ids)
+        return self._heal
+
+    # --- forward passes and KV caches ----------------------------------------------------------
+    def forward(self, ids: list[int], cache: Any, decode: bool = False) -> Any:
+        """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
+        weights; ``decode`` (generated tokens) may take the fast decoder."""
+        if decode and self.fast is not None:
+            start = cache.get_seq_length()
+            try:
+                return self.fast.forward(ids, cache)
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower():
+                    raise
+                # Keep serving: undo this step's partial cache writes, use the stock path from now.
+                log.warning("fast decoding failed, using the stock path from now: %s", exc)
+                self.fast = None
+                for layer in cache.layers:  # layers before the failure hold the new tokens
+                    extra = layer.get_seq_length() - start
+                    if extra > 0:
+                        layer.crop(-extra)
+        inp = self.torch.tensor([ids], device=self.device)
+        out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float()
+
+    def new_cache(self) -> Any:
+        if self.fast is not None:
+            from tactful.backend import fast
+
+            return fast.new_cache(self.model.config)
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def fork(self, cache: Any, length: int) -> Any:
+        """A copy of the first ``length`` positions of ``cache``."""
+        if self.fast is not None:
+            from tactful.backend import fast
+
+            return fast.fork_cache(cache, length, self.model.config)
+        out = copy.deepcopy(cache)
+        crop(out, length)
+        return out
+
+
+def crop(cache: Any, length: int) -> None:
+    """Keep the first ``length`` positions of ``cache``."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
