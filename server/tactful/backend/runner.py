@@ -185,7 +185,8 @@ class ModelRunner:
         def do() -> Backend:
             try:
                 backend = loader()
-            except Exception as exc:  # any failure of a model load is reported, not raised on
+            # Whatever a load raises becomes the FAILED state (and then the future's exception).
+            except Exception as exc:
                 error = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
                 self._set(FAILED, error)
                 log.error("model load failed: %s", error)

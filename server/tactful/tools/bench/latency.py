@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py"]
 
@@ -145,7 +146,7 @@ async def _run_once(
         res.requests += 1
         try:
             out = await fut
-        except Exception:
+        except JsonRpcException:  # cancelled by the next keystroke, or superseded
             res.cancelled += 1
             return
         res.latencies_ms.append((time.perf_counter() - started) * 1000)
