@@ -129,76 +129,10 @@ async def _run_once(
     )
     if not await lspclient.wait_ready(state, 300):
         raise RuntimeError(f"server not ready: {state}")
-
-    async def one(uri: str, line: int, char: int) -> None:
-        fut = asyncio.ensure_future(
-            client.text_document_inline_completion_async(
-                types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=line, character=char),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                    ),
-                )
-            )
-        )
-        started = time.perf_counter()
-        res.requests += 1
-        try:
-            out = await fut
-        except JsonRpcException:  # cancelled by the next keystroke, or superseded
-            res.cancelled += 1
-            return
-        res.latencies_ms.append((time.perf_counter() - started) * 1000)
-        items = out.items if isinstance(out, types.InlineCompletionList) else out
-        if items:
-            res.with_suggestion += 1
-            first = items[0].insert_text
-            res.shown_chars.append(len(first if isinstance(first, str) else first.value))
-
     for n, sess in enumerate(sessions):
-        uri = f"file:///bench/{n}-{Path(sess.path).name}"
-        doc = sess.before + sess.after
-        version = 1
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
-            )
+        await _type_session(
+            client, res, f"file:///bench/{n}-{Path(sess.path).name}", sess, key_ms, rng
         )
-        line = sess.before.count("\n")
-        col = 0
-        inflight: asyncio.Task[None] | None = None
-        msg_ids: list[Any] = []
-        for ch in sess.typed:
-            version += 1
-            client.text_document_did_change(
-                types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                    content_changes=[
-                        types.TextDocumentContentChangePartial(
-                            range=types.Range(types.Position(line, col), types.Position(line, col)),
-                            text=ch,
-                        )
-                    ],
-                )
-            )
-            if ch == "\n":
-                line, col = line + 1, 0
-            else:
-                col += len(ch.encode("utf-16-le")) // 2
-            if inflight is not None and not inflight.done():
-                # Cancel the previous request, as editors do.
-                ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]
-                for i in ids:
-                    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
-                msg_ids.extend(ids)
-            inflight = asyncio.ensure_future(one(uri, line, col))
-            pause = key_ms / 1000 * rng.uniform(0.6, 1.4)
-            if rng.random() < 0.08:
-                pause += rng.uniform(0.4, 1.2)  # a thinking pause
-            await asyncio.sleep(pause)
-        if inflight is not None:
-            await inflight
     status = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="tactful.status")
     )
@@ -210,6 +144,78 @@ async def _run_once(
     client.exit(None)
     await client.stop()
     return res
+
+
+async def _ask(client: Any, res: RunResult, uri: str, line: int, char: int) -> None:
+    """One inline completion request, timed; its answer's first item counted."""
+    fut = asyncio.ensure_future(
+        client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=char),
+                context=types.InlineCompletionContext(
+                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                ),
+            )
+        )
+    )
+    started = time.perf_counter()
+    res.requests += 1
+    try:
+        out = await fut
+    except JsonRpcException:  # cancelled by the next keystroke, or superseded
+        res.cancelled += 1
+        return
+    res.latencies_ms.append((time.perf_counter() - started) * 1000)
+    items = out.items if isinstance(out, types.InlineCompletionList) else out
+    if items:
+        res.with_suggestion += 1
+        first = items[0].insert_text
+        res.shown_chars.append(len(first if isinstance(first, str) else first.value))
+
+
+async def _type_session(
+    client: Any, res: RunResult, uri: str, sess: Typing, key_ms: float, rng: random.Random
+) -> None:
+    """Open the document and type ``sess.typed`` into it a key at a time, asking for a
+    completion after each key and cancelling the previous request, as editors do."""
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=sess.before + sess.after
+            )
+        )
+    )
+    version, line, col = 1, sess.before.count("\n"), 0
+    inflight: asyncio.Task[None] | None = None
+    for ch in sess.typed:
+        version += 1
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(types.Position(line, col), types.Position(line, col)),
+                        text=ch,
+                    )
+                ],
+            )
+        )
+        if ch == "\n":
+            line, col = line + 1, 0
+        else:
+            col += len(ch.encode("utf-16-le")) // 2
+        if inflight is not None and not inflight.done():
+            # Cancel the previous request, as editors do.
+            for i in [i for i, f in client.protocol._request_futures.items() if not f.done()]:
+                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
+        inflight = asyncio.ensure_future(_ask(client, res, uri, line, col))
+        pause = key_ms / 1000 * rng.uniform(0.6, 1.4)
+        if rng.random() < 0.08:
+            pause += rng.uniform(0.4, 1.2)  # a thinking pause
+        await asyncio.sleep(pause)
+    if inflight is not None:
+        await inflight
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -250,7 +256,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tactful bench latency", description=__doc__)
     parser.add_argument(
         "files", nargs="*", type=Path, help="source files to type (default: stdlib modules)"
@@ -262,36 +268,30 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--context-tokens", type=int, default=1500)
     parser.add_argument(
-        "--no-baseline", action="store_true", help="skip the run with reuse and type-along off"
-    )
-    parser.add_argument(
-        "--multiline",
-        action="store_true",
-        help="allow multi-line suggestions (default: single-line, as the latency targets are)",
-    )
-    parser.add_argument(
-        "--stock-decode",
-        action="store_true",
-        help="also run tactful with fastDecode off (stock transformers decoding)",
-    )
-    parser.add_argument(
         "--deadline-ms",
         type=int,
         default=None,
         help="completion.deadlineMs for the tactful runs (default: the server's default)",
     )
-    parser.add_argument(
-        "--no-deadline-run",
-        action="store_true",
-        help="also run tactful with completion.deadlineMs 0 (wait for every whole suggestion)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(list(argv))
-    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
-    sessions = pick_sessions(files, args.lines, args.seed)
-    if not sessions:
-        print("tactful bench latency: no typable stretch found in the files", file=sys.stderr)
-        return 1
+    for flag, text in (
+        ("--no-baseline", "skip the run with reuse and type-along off"),
+        (
+            "--multiline",
+            "allow multi-line suggestions (default: single-line, as the latency targets are)",
+        ),
+        ("--stock-decode", "also run tactful with fastDecode off (stock transformers decoding)"),
+        (
+            "--no-deadline-run",
+            "also run tactful with completion.deadlineMs 0 (wait for every whole suggestion)",
+        ),
+        ("--json", "print one JSON object"),
+    ):
+        parser.add_argument(flag, action="store_true", help=text)
+    return parser
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The server settings of each run, by name, in the order they run (the baseline last)."""
     common = {
         "completion": {
             "contextTokens": args.context_tokens,
@@ -302,58 +302,39 @@ def main(argv: Sequence[str]) -> int:
         "cdhf": {"enable": False},
         "feedback": {"enable": False},
     }
-    fast = {
-        **common,
-        "completion": {
-            **common["completion"],
-            "prefixReuse": True,
-            "typeAlong": True,
-            "cache": True,
-            **({} if args.deadline_ms is None else {"deadlineMs": args.deadline_ms}),
-        },
-    }
-    slow = {
-        **common,
-        "completion": {
-            **common["completion"],
-            "prefixReuse": False,
-            "typeAlong": False,
-            "cache": False,
-            "deadlineMs": 0,
-        },
-    }
+    on = {"prefixReuse": True, "typeAlong": True, "cache": True}
+    off = {"prefixReuse": False, "typeAlong": False, "cache": False, "deadlineMs": 0}
+    deadline = {} if args.deadline_ms is None else {"deadlineMs": args.deadline_ms}
+    fast = {**common, "completion": {**common["completion"], **on, **deadline}}
+    runs: dict[str, dict[str, Any]] = {"tactful": fast}
+    if args.stock_decode:
+        runs["tactful, stock decode"] = {**fast, "fastDecode": False}
+    if args.no_deadline_run:
+        runs["tactful, no deadline"] = {
+            **fast,
+            "completion": {**fast["completion"], "deadlineMs": 0},
+        }
+    if not args.no_baseline:
+        runs["no reuse, no type-along"] = {**common, "completion": {**common["completion"], **off}}
+    return runs
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
+    sessions = pick_sessions(files, args.lines, args.seed)
+    if not sessions:
+        print("tactful bench latency: no typable stretch found in the files", file=sys.stderr)
+        return 1
     keys = sum(len(s.typed) for s in sessions)
     print(
         f"typing {keys} keys from {len(sessions)} files at ~{args.key_ms:.0f} ms/key ...",
         file=sys.stderr,
     )
-    results = [summarize(asyncio.run(run_once("tactful", sessions, fast, args.key_ms, args.seed)))]
-    if args.stock_decode:
-        stock = {**fast, "fastDecode": False}
-        results.append(
-            summarize(
-                asyncio.run(
-                    run_once("tactful, stock decode", sessions, stock, args.key_ms, args.seed)
-                )
-            )
-        )
-    if args.no_deadline_run:
-        whole = {**fast, "completion": {**fast["completion"], "deadlineMs": 0}}
-        results.append(
-            summarize(
-                asyncio.run(
-                    run_once("tactful, no deadline", sessions, whole, args.key_ms, args.seed)
-                )
-            )
-        )
-    if not args.no_baseline:
-        results.append(
-            summarize(
-                asyncio.run(
-                    run_once("no reuse, no type-along", sessions, slow, args.key_ms, args.seed)
-                )
-            )
-        )
+    results = [
+        summarize(asyncio.run(run_once(name, sessions, settings, args.key_ms, args.seed)))
+        for name, settings in _run_settings(args).items()
+    ]
     ratio = None
     base = results[-1] if not args.no_baseline else None
     if base is not None and results[0]["p50_ms"] and base["p50_ms"]:
