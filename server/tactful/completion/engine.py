@@ -8,6 +8,10 @@ Guarantees: a newer request for a document cancels the older one's generation (w
 decoding step); a result is never returned once a newer request for the same document has
 arrived; the event loop never runs model code (``ModelRunner`` does).
 
+Concurrency (the rule is in ``backend/runner.py``): everything here runs on the event loop,
+including the callback that extends a suggestion when its generation ends, so the engine's own
+state needs no lock; the model worker only runs ``backend.generate`` and publishes its progress.
+
 Deadline (``completion.deadlineMs``): when the model is still writing after that long, the
 request is answered with the whole words written so far, and the generation goes on. Requests
 that type along the part on screen do not cancel it; when it ends, the shown suggestion is
@@ -178,9 +182,7 @@ class CompletionEngine:
         t0 = time.perf_counter()
         settings = self._settings()
         key = uri if channel == "inline" else f"{uri}#{channel}"
-        self.stats.requests += 1
-        self._seq += 1
-        seq = self._latest[key] = self._seq
+        seq = self._begin(key)
         # Type-along: the user typed the start of what is on screen; no model call.
         enabled = settings.language_enabled(language_id)
         answered, along = await self._type_along(key, seq, text, offset, settings, enabled)
@@ -220,11 +222,8 @@ class CompletionEngine:
             self._stop_writing(key, gen.going_on)
             return None
         # The item.
-        sugg = Suggestion(
-            uuid.uuid4().hex, gen.text, offset, gen.info.source, ctx.multiline,
-            ctx.context_class, gen.info,
-        )  # fmt: skip
-        shown = self._shown[key] = Shown(text[:offset], text[offset:], offset, sugg)
+        shown = self._shown[key] = self._item(text, offset, ctx, gen)
+        sugg = shown.suggestion
         hooks.shown(req, gen.info, sugg.id, stage1, stage2)
         self.stats.answered += 1
         if gen.info.source == "model":
@@ -234,6 +233,13 @@ class CompletionEngine:
         return sugg
 
     # --- the stages ----------------------------------------------------------------------------
+    def _begin(self, key: str) -> int:
+        """Count the request; its sequence number, which makes it the latest for ``key``."""
+        self.stats.requests += 1
+        self._seq += 1
+        self._latest[key] = self._seq
+        return self._seq
+
     def _still_latest(self, key: str, seq: int) -> bool:
         """False (counted as superseded) when a newer request for ``key`` has arrived."""
         if self.is_latest(key, seq):
@@ -396,6 +402,15 @@ class CompletionEngine:
         info = part_info(text, result, backend.name)
         cache.remember(self.cache, backend, ctx, settings, info)
         return Generated(text, info)
+
+    @staticmethod
+    def _item(text: str, offset: int, ctx: CompletionContext, gen: Generated) -> Shown:
+        """The suggestion to show, as it stands on screen (for type-along)."""
+        sugg = Suggestion(
+            uuid.uuid4().hex, gen.text, offset, gen.info.source, ctx.multiline,
+            ctx.context_class, gen.info,
+        )  # fmt: skip
+        return Shown(text[:offset], text[offset:], offset, sugg)
 
     # --- the deadline continuation -------------------------------------------------------------
     def _keep_writing(
