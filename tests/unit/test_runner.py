@@ -69,3 +69,25 @@ def test_published_progress_is_a_copy_and_wakes_watchers() -> None:
     stop()
     req.publish(gen)
     assert seen == ["", "foo"]
+
+
+def test_interrupt_is_set_when_urgent_work_arrives() -> None:
+    """Long work of low priority is told to give way by an event, not by polling the queue."""
+    from tactful.backend.runner import PRIORITY_COMPLETION, PRIORITY_FLAG
+
+    runner = ModelRunner()
+    interrupt = threading.Event()
+    running = threading.Event()
+
+    def long_unit() -> bool:
+        running.set()
+        return interrupt.wait(5)  # gives way when told
+
+    flag = runner.submit(long_unit, PRIORITY_FLAG, interrupt)
+    assert running.wait(5)
+    assert not interrupt.is_set()
+    runner.submit(lambda: None, PRIORITY_FLAG + 1)  # less urgent: no interrupt
+    assert not interrupt.is_set()
+    done = runner.submit(lambda: "completion", PRIORITY_COMPLETION)
+    assert flag.result(5) is True
+    assert done.result(5) == "completion"

@@ -8,8 +8,8 @@ The concurrency rule of tactful (every module follows it; a new one must too):
 * **The model worker** (this module's one ``tactful-model`` thread) is the only thread that
   touches the backend (torch): loading, ``generate``, scoring, flag units, dropping KV caches.
   Work reaches it through ``submit``/``start``/``run``, which return futures; completions go
-  first (``PRIORITY_COMPLETION``), flags are cut into short units and give way
-  (``urgent_waiting``).
+  first (``PRIORITY_COMPLETION``), flags are cut into short units and give way (the
+  ``interrupt`` event that ``submit`` sets when urgent work arrives, or ``urgent_waiting``).
 * **Other threads** run blocking work that does not touch the model: ``asyncio.to_thread`` for
   file and CPU work a handler awaits (reports, loading a classifier, opening a cache), and the
   feedback log's own threads (its survival timer, cascade retraining).
@@ -57,6 +57,8 @@ class ModelRunner:
         self._on_change: list[Callable[[], None]] = []
         self.model_name = ""
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
+        #: The priority and interrupt event of the work running now (guarded by ``_cv``).
+        self._running: tuple[int, threading.Event | None] | None = None
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._thread = threading.Thread(target=self._work, name="tactful-model", daemon=True)
@@ -136,36 +138,60 @@ class ModelRunner:
             job()
 
     def submit(
-        self, fn: Callable[[], T], priority: int = PRIORITY_COMPLETION
+        self,
+        fn: Callable[[], T],
+        priority: int = PRIORITY_COMPLETION,
+        interrupt: threading.Event | None = None,
     ) -> concurrent.futures.Future[T]:
-        """Run ``fn()`` on the model thread; the future holds its result or exception."""
+        """Run ``fn()`` on the model thread; the future holds its result or exception.
+
+        ``interrupt`` is set when more urgent work is queued while ``fn`` runs (or already is
+        when it starts): long work of low priority watches it and gives way, with no polling."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def job() -> None:
             if not fut.set_running_or_notify_cancel():
                 return
+            with self._cv:
+                self._running = (priority, interrupt)
+                if interrupt is not None and any(p < priority for p, _s, _j in self._queue):
+                    interrupt.set()
             try:
                 fut.set_result(fn())
             except BaseException as exc:
                 fut.set_exception(exc)
+            finally:
+                with self._cv:
+                    self._running = None
 
         with self._cv:
             heapq.heappush(self._queue, (priority, next(self._seq), job))
+            running = self._running
+            if running is not None and running[1] is not None and priority < running[0]:
+                running[1].set()
             self._cv.notify()
         return fut
 
     def start(
-        self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION
+        self,
+        fn: Callable[[Backend], T],
+        priority: int = PRIORITY_COMPLETION,
+        interrupt: threading.Event | None = None,
     ) -> concurrent.futures.Future[T]:
         """Queue ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
         backend = self.ready_backend()
         if backend is None:
             raise ModelError(self.error or f"model is {self.state}")
-        return self.submit(lambda: fn(backend), priority)
+        return self.submit(lambda: fn(backend), priority, interrupt)
 
-    async def run(self, fn: Callable[[Backend], T], priority: int = PRIORITY_COMPLETION) -> T:
+    async def run(
+        self,
+        fn: Callable[[Backend], T],
+        priority: int = PRIORITY_COMPLETION,
+        interrupt: threading.Event | None = None,
+    ) -> T:
         """Await ``fn(backend)`` on the model thread. Raises ModelError when no model is ready."""
-        return await asyncio.wrap_future(self.start(fn, priority))
+        return await asyncio.wrap_future(self.start(fn, priority, interrupt))
 
     def urgent_waiting(self, than: int = PRIORITY_FLAG) -> bool:
         """True when work more urgent than ``than`` is queued (flags then give way)."""
