@@ -62,3 +62,22 @@ def test_window_moves_in_steps_so_prompts_share_a_prefix() -> None:
 
 def test_multiline_setting_off() -> None:
     assert not ctx_at("def f(x):\n    |", multiline_enabled=False).multiline
+
+
+def test_cursor_class_is_build_contexts_classification() -> None:
+    from tactful.completion.context import cursor_class
+
+    cases = [
+        ("def f(x):\n", 9, "python"),
+        ("def f(x):\n    \n", 14, "python"),
+        ("x = foo(1, 2)\n", 8, "python"),
+        ("# a comment\n", 5, "python"),
+        ('s = "abc"\n', 6, "python"),
+        ("x = 1\n\n", 6, "python"),
+        ("x = 1", 5, "python"),
+        ("if (a) {\n", 8, "javascript"),
+    ]
+    for text, offset, lang in cases:
+        assert cursor_class(text, offset, lang) == build_context(text, offset, lang).context_class
+    assert cursor_class("def f(x):\n", 9, "python") == "block_start"
+    assert cursor_class("x = foo(1, 2)\n", 8, "python") == "mid_line"

@@ -137,6 +137,21 @@ def build_context(
     )
 
 
+def cursor_class(text: str, offset: int, language_id: str) -> str:
+    """The kind of position the cursor at ``offset`` is in: "comment" or "string" (tree-sitter,
+    where a grammar is installed), "mid_line" (text other than closing brackets and quotes
+    follows on the line), "block_start" (the line, or the last line with text when this one
+    is empty, ends with a block opener: ``:`` in Python, ``{ ( [ => ->`` elsewhere),
+    "empty_line", or "line_end". The completion path's one cursor classification."""
+    offset = max(0, min(offset, len(text)))
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    return _classify(
+        text, offset, language_id, text[line_start:offset], text[offset:line_end].rstrip("\r")
+    )
+
+
 def _classify(text: str, offset: int, language_id: str, line_prefix: str, line_suffix: str) -> str:
     node_cls = _node_class(text, offset, language_id)
     if node_cls is not None:
