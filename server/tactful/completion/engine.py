@@ -40,7 +40,13 @@ from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionHo
 from tactful.completion import cache
 from tactful.completion import postprocess as pp
 from tactful.completion.context import CompletionContext, build_context
-from tactful.completion.deadline import WAIT_FOR_REST_S, until_deadline
+from tactful.completion.deadline import (
+    WAIT_FOR_REST_S,
+    Continuing,
+    Writing,
+    extends,
+    until_deadline,
+)
 from tactful.completion.request import make_generate_request, part_info
 from tactful.completion.typealong import Shown, past_the_part, type_along
 from tactful.config import Settings
@@ -62,14 +68,6 @@ class Suggestion:
     multiline: bool
     context_class: str = "other"
     info: SuggestionInfo | None = None
-
-
-@dataclass
-class Writing:
-    """A generation that goes on writing a suggestion shown in part at the deadline."""
-
-    future: asyncio.Future[Generation]
-    request: GenerateRequest
 
 
 @dataclass
@@ -124,8 +122,8 @@ class CompletionEngine:
         self.model_answer_ms: deque[float] = deque(maxlen=1000)
         self._latest: dict[str, int] = {}
         self._inflight: dict[str, threading.Event] = {}
-        #: Generations writing suggestions shown in part: cancel event -> document URI.
-        self._continuing: dict[threading.Event, str] = {}
+        #: Generations writing suggestions shown in part.
+        self._continuing = Continuing()
         self._shown: dict[str, Shown] = {}
         self._seq = 0
 
@@ -329,7 +327,7 @@ class CompletionEngine:
             self.stats.cache_hits += 1
             return Generated(hit.text, hit)
         greq = make_generate_request(ctx, settings, uri, backend.fim)
-        self._make_room(uri)
+        self._continuing.make_room(uri)
         self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
@@ -365,15 +363,6 @@ class CompletionEngine:
             if not going_on and self._inflight.get(channel_key) is greq.cancel:
                 del self._inflight[channel_key]
         return self._generated(result, backend, ctx, settings)
-
-    def _make_room(self, uri: str) -> None:
-        """The one model thread is needed here: a suggestion shown in part in another document
-        stays as it is instead of holding this request up. (The list channel of the same
-        document waits: editors ask for both at once.)"""
-        for writing, where in list(self._continuing.items()):
-            if where != uri:
-                writing.set()
-                del self._continuing[writing]
 
     def _count_tokens(self, result: Generation) -> None:
         self.stats.prefilled_tokens += result.prompt_tokens - result.reused_tokens
@@ -426,7 +415,7 @@ class CompletionEngine:
         """A suggestion shown in part: its generation goes on, and its end extends it."""
         fut, greq = going_on.future, going_on.request
         shown.pending, shown.writing = greq.cancel, fut
-        self._continuing[greq.cancel] = uri
+        self._continuing.add(greq, uri)
         self.stats.partial += 1
         fut.add_done_callback(
             lambda f: self._finished_in_background(f, key, shown, greq, ctx, backend, settings)
@@ -445,7 +434,7 @@ class CompletionEngine:
         """The generation behind a suggestion shown in part ended: extend the suggestion (for
         type-along and the accept) if it is still the one on screen."""
         shown.pending = shown.writing = None
-        self._continuing.pop(greq.cancel, None)
+        self._continuing.discard(greq)
         if self._inflight.get(key) is greq.cancel:
             del self._inflight[key]
         if fut.cancelled():
@@ -464,8 +453,7 @@ class CompletionEngine:
         if text is None:
             return
         cache.remember(self.cache, backend, ctx, settings, part_info(text, result, backend.name))
-        part = shown.suggestion.text
-        if self._shown.get(key) is not shown or len(text) <= len(part) or not text.startswith(part):
+        if self._shown.get(key) is not shown or not extends(shown, text):
             return
         shown.suggestion.text = text
         self.stats.extended += 1
@@ -476,7 +464,7 @@ class CompletionEngine:
             return
         greq = going_on.request
         greq.cancel.set()
-        self._continuing.pop(greq.cancel, None)
+        self._continuing.discard(greq)
         if self._inflight.get(key) is greq.cancel:
             del self._inflight[key]
 
