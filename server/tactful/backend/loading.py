@@ -1,6 +1,6 @@
 """Loading a transformers model: the embedded default, a local folder or a hub id; the device,
-dtype and thread count; safetensors only, never remote code. torch and transformers are
-imported here, lazily (the LSP layer never imports this module)."""
+dtype and thread count. torch and transformers are imported here, lazily (the LSP layer never
+imports this module). Must never trust remote code or read pickled weights (safetensors only)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Teacher-forced scoring on the model worker: the log-probability and entropy of each token of
 a text, grouped by line (line flags), optionally keeping the text's KV cache in a slot for the
-regenerations that follow (``score_into_slot``), and the log-probability of a continuation."""
+regenerations that follow (``score_into_slot``), and the log-probability of a continuation.
+Runs on the model worker only; must not generate (``generation`` does)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The completion cache: finished suggestions by model, generation settings and context, so that
 the same prompt is answered without the model (``completion.cache``). Backed by the persistent
-``tactful.cache.JsonCache``; what is stored is the suggestion text and its token scores."""
+``tactful.cache.JsonCache``; what is stored is the suggestion text and its token scores. Must
+not change the key's parts without a new version tag (old entries would answer new settings)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The model call of a completion and the suggestion info of its answer: plain functions of the
-context and the settings (unit-tested without a model)."""
+context and the settings (unit-tested without a model). Must not call the model or keep state."""
 
 from __future__ import annotations
 
