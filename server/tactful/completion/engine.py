@@ -82,20 +82,29 @@ class Generated:
 
 @dataclass
 class EngineStats:
+    """Counters since start (the status command's ``stats``)."""
+
+    #: Requests, and those answered with a suggestion.
     requests: int = 0
     answered: int = 0
+    #: Answered by type-along / from the completion cache, with no model call.
     type_along: int = 0
     cache_hits: int = 0
+    #: Model calls, and those cancelled (a newer request, ``$/cancelRequest``).
     model_calls: int = 0
     cancelled: int = 0
+    #: Answers dropped because a newer request or an edit came first.
     superseded: int = 0
+    #: Not shown by the cascade: before generation (stage 1) / with the suggestion (stage 2).
     skipped_stage1: int = 0
     hidden_stage2: int = 0
+    #: Generations that left nothing after post-processing / failed.
     empty: int = 0
     errors: int = 0
     #: Answered at the deadline with the words written so far / extended when the model ended.
     partial: int = 0
     extended: int = 0
+    #: Prompt tokens run through the model / served from a document's KV cache.
     prefilled_tokens: int = 0
     reused_tokens: int = 0
 
