@@ -131,7 +131,9 @@ class Backend(Protocol):
     fim: bool
 
     def generate(self, req: GenerateRequest) -> Generation:
-        """Greedy continuation, reusing the KV cache slot ``req.cache_key`` when given."""
+        """Greedy continuation, reusing the KV cache slot ``req.cache_key`` when given. Calls
+        ``req.publish(gen)`` when it starts and after each token (the completion deadline shows
+        the words written so far) and stops within one step once ``req.cancel`` is set."""
         ...
 
     def score(self, text: str, cancel: threading.Event | None = None) -> LineScores:
