@@ -17,9 +17,11 @@ The concurrency rule of tactful (every module follows it; a new one must too):
 Hand-offs between them are futures (``concurrent.futures.Future``, awaited on the loop with
 ``asyncio.wrap_future``), ``threading.Event`` for cancelling (``GenerateRequest.cancel``), and
 callbacks that wake the loop with ``loop.call_soon_threadsafe`` (``GenerateRequest.watch``, the
-runner's ``until_settled``) - not polling. State shared across threads is guarded: the runner's
-``state``/``error``/``backend`` by its lock, a generation's progress by ``GenerateRequest``'s
-(``publish`` keeps a copy that nobody changes).
+runner's ``until_settled``), and the ``interrupt`` event of ``submit`` for work that must give
+way. A new hand-off must not poll (a loop that sleeps and looks again); one that still does says
+why next to it. State shared across threads is guarded: the runner's ``state``/``error``/
+``backend`` by its lock, a generation's progress by ``GenerateRequest``'s (``publish`` keeps a
+copy that nobody changes).
 """
 
 from __future__ import annotations
