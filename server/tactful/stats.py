@@ -6,7 +6,9 @@
   its run-time guard promise a *lower* bound of accuracy when hiding);
 * :func:`bootstrap_groups` resamples whole groups (users, sessions) with replacement: one
   person's decisions are not independent, so resampling single decisions would understate the
-  spread. 95 % percentile intervals, seeded.
+  spread. 95 % percentile intervals, seeded;
+* :func:`percentile` of a sample (latencies) is the nearest-rank one, a value that occurred;
+  ``None`` for an empty sample.
 
 Plain numpy/scipy; no torch, no pygls.
 """
@@ -96,6 +98,15 @@ def bootstrap_groups(
             None if len(v) == 0 else [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
         )
     return out
+
+
+def percentile(xs: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0-100) of ``xs``: the smallest value with at least
+    ``q`` % of the sample at or below it; None when ``xs`` is empty."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
 def finite(obj: Any) -> Any:

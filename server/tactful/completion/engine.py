@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import sys
 import threading
 import time
@@ -138,14 +137,15 @@ class CompletionEngine:
 
     def latency_summary(self) -> dict[str, float | int | None]:
         """Median and 95th percentile of the recent model-written answers, request to answer."""
-        xs = sorted(self.model_answer_ms)
-        if not xs:
-            return {"n": 0, "p50Ms": None, "p95Ms": None}
+        from tactful import stats  # here: it loads numpy, which the server does not need to start
 
-        def pct(q: float) -> float:
-            return round(xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))], 1)
+        xs = list(self.model_answer_ms)
 
-        return {"n": len(xs), "p50Ms": pct(0.5), "p95Ms": pct(0.95)}
+        def ms(q: float) -> float | None:
+            v = stats.percentile(xs, q)
+            return None if v is None else round(v, 1)
+
+        return {"n": len(xs), "p50Ms": ms(50), "p95Ms": ms(95)}
 
     def forget(self, uri: str) -> None:
         """A document closed: drop its state and KV cache."""

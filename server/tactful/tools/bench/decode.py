@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tactful.tools.bench.latency import percentile
+from tactful.tools.bench.latency import ms
 
 
 def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -
             times = times[2:]  # warm-up
             out[str(ctx)] = {
                 "step_p50_ms": round(statistics.median(times), 1),
-                "step_p95_ms": round(percentile(times, 95), 1),
+                "step_p95_ms": ms(times, 95),
             }
     return out
 

@@ -30,6 +30,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from tactful import stats
+
 DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py"]
 
 
@@ -80,12 +82,10 @@ def pick_sessions(files: list[Path], lines_per_file: int, seed: int) -> list[Typ
     return out
 
 
-def percentile(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
-    return xs[k]
+def ms(xs: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``xs`` (milliseconds), rounded for the table; None when empty."""
+    v = stats.percentile(xs, q)
+    return None if v is None else round(v, 1)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -238,8 +238,8 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "with_suggestion": r.with_suggestion,
         "cancelled_or_superseded": r.cancelled,
         "p50_ms": round(statistics.median(lat), 1) if lat else None,
-        "p95_ms": round(percentile(lat, 95), 1) if lat else None,
-        "p99_ms": round(percentile(lat, 99), 1) if lat else None,
+        "p95_ms": ms(lat, 95),
+        "p99_ms": ms(lat, 99),
         "suggestion_chars_p50": statistics.median(r.shown_chars) if r.shown_chars else None,
         "answered_by_model": model_lat.get("n"),
         "answered_in_part (deadline)": stats.get("partial"),
