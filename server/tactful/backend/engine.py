@@ -700,6 +700,7 @@ class EngineBackend:
                         raise _HealMissed()  # leaving the block closes the stream
                 text = raw[len(heal) :]
                 gen.text = text
+                req.publish(gen)  # the completion deadline may show the words written so far
                 if text and stops.should_stop(text, req):
                     gen.stopped = True  # leaving the block closes the stream: the engine aborts
                     break

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tactful.tools.bench.latency import percentile
+from tactful.stats import percentile
 
 
 def prompts(n: int) -> list[tuple[str, str]]:
@@ -193,9 +193,9 @@ def main(argv: Sequence[str]) -> int:
         },
         "latency_ms": {
             "in_process_p50": round(statistics.median(loc), 1),
-            "in_process_p95": round(percentile(loc, 95), 1),
+            "in_process_p95": round(percentile(loc, 95) or 0.0, 1),
             "engine_p50": round(statistics.median(eng), 1),
-            "engine_p95": round(percentile(eng, 95), 1),
+            "engine_p95": round(percentile(eng, 95) or 0.0, 1),
             "ratio_engine_over_in_process_p50": round(
                 statistics.median(eng) / statistics.median(loc), 2
             ),
