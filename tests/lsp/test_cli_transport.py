@@ -18,12 +18,14 @@ def _frame(msg: dict[str, object]) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def test_tcp_transport_answers_initialize() -> None:
+def test_tcp_transport_answers_initialize(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    token_file = tmp_path / "token"
     proc = subprocess.Popen(
-        [TACTFUL, "serve", "--tcp", f"127.0.0.1:{port}"], stderr=subprocess.PIPE
+        [TACTFUL, "serve", "--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file)],
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
@@ -35,9 +37,15 @@ def test_tcp_transport_answers_initialize() -> None:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
+        token = token_file.read_text().strip()
         conn.sendall(
             _frame(
-                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {"capabilities": {}, "initializationOptions": {"token": token}},
+                }
             )
         )
         data = b""

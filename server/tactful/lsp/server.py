@@ -21,10 +21,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.lsp.server import LanguageServer
 
 from tactful import __version__, paths
 from tactful.backend.runner import READY, ModelRunner
@@ -32,7 +32,7 @@ from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.completion.engine import CompletionEngine
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
-from tactful.lsp import protocol
+from tactful.lsp import protocol, transport
 
 if TYPE_CHECKING:
     from tactful.lsp.feedback import FeedbackHub
@@ -47,7 +47,7 @@ SettingsListener = Callable[[Settings, Settings], None]
 DocumentListener = Callable[[str, str], None]
 
 
-class TactfulServer(LanguageServer):
+class TactfulServer(transport.HardenedServer):
     """pygls server holding tactful's state: settings, documents, model runner, engine, hooks."""
 
     def __init__(self) -> None:
@@ -286,6 +286,12 @@ def main(argv: Sequence[str] = ()) -> int:
         metavar="HOST:PORT",
         help="listen on TCP instead (loopback unless HOST says otherwise)",
     )
+    parser.add_argument(
+        "--token-file",
+        default=None,
+        help="with --tcp: the file holding the token clients must send (default: serve-token in "
+        "the data folder, created owner-only when missing)",
+    )
     parser.add_argument("--log-file", default=None, help="write logs here (default: stderr)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(list(argv))
@@ -301,13 +307,15 @@ def main(argv: Sequence[str] = ()) -> int:
     server = create_server()
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
-        try:
-            server.start_tcp(host or "127.0.0.1", int(port))
-        except ValueError:
+        if not port.isdigit():
             print(f"tactful serve: --tcp wants HOST:PORT, got {args.tcp!r}", file=sys.stderr)
             return 2
+        token_file = Path(args.token_file) if args.token_file else transport.token_path()
+        token = transport.ensure_token(token_file)
+        print(f"tactful serve: clients must send the token in {token_file}", file=sys.stderr)
+        transport.serve_tcp(server, host or "127.0.0.1", int(port), token)
     else:
-        server.start_io()
+        transport.serve_stdio(server)
     server.close()  # a client that left without ``shutdown``: the final records still go out
     # Leave without running interpreter teardown: the model thread may be inside torch, and
     # everything worth keeping (the feedback log) is committed as it is recorded.

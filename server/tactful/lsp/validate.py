@@ -1,0 +1,202 @@
+"""Strict checks of LSP parameters against the lsprotocol types, before pygls structures them.
+
+cattrs, which pygls uses to turn JSON into lsprotocol objects, converts where it can: a
+``didChange`` whose ``text`` is ``5`` became the text ``"5"``. :func:`check_message` walks the raw
+JSON against the declared type of a method's params and says what does not fit (``None`` when all
+fits): strings must be strings, integers integers (not booleans, not floats) within the LSP
+integer/uinteger ranges, required fields present, union members matched exactly. Unknown fields
+are allowed (the protocol grows). ``workspace/executeCommand`` arguments of tactful's commands are
+checked against :data:`COMMAND_ARGS`. Plain functions, no pygls.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from lsprotocol import types as lsp
+from lsprotocol import validators as lspv
+
+from tactful.lsp import protocol
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+UINT_MAX = 2**31 - 1
+
+
+def _camel(name: str) -> str:
+    name = name[:-1] if name.endswith("_") else name
+    parts = name.split("_")
+    return parts[0] + "".join(p.title() for p in parts[1:])
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any, bool, Any], ...]:
+    """(json name, type, required, validator) for each field of an lsprotocol class."""
+    attrs.resolve_types(cls, lsp.ALL_TYPES_MAP, {})
+    out = []
+    for f in attrs.fields(cls):
+        required = f.default is attrs.NOTHING
+        out.append((_camel(f.name), f.type, required, f.validator))
+    return tuple(out)
+
+
+@functools.cache
+def params_type(method: str) -> Any:
+    """The declared type of ``method``'s params, or None for methods lsprotocol does not know."""
+    entry = lsp.METHOD_TO_TYPES.get(method)
+    if entry is None or entry[0] is None:
+        return None
+    msg_cls = entry[0]
+    for name, tp, _req, _v in _fields(msg_cls):
+        if name == "params":
+            return tp
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def check(value: Any, tp: Any, path: str = "params", validator: Any = None) -> str | None:
+    """What in ``value`` does not fit ``tp`` (a message naming the place), or None."""
+    if tp is Any or tp is object or tp is lsp.LSPAny:
+        return None
+    if tp is type(None) or tp is None:
+        return None if value is None else f"{path} must be null"
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = typing.get_args(tp)
+        if any(a is Any for a in args):
+            return None
+        problems = [check(value, a, path) for a in args]
+        if any(p is None for p in problems):
+            return None
+        # The most telling failure: from a member whose required fields are all there.
+        if isinstance(value, dict):
+            for a, p in zip(args, problems, strict=True):
+                if attrs.has(a) and all(n in value for n, _t, req, _v in _fields(a) if req):
+                    return p
+        return f"{path} does not match {_type_name(tp)}"
+    if origin is typing.Literal:
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
+            return None
+        return f"{path} must be one of {list(typing.get_args(tp))!r}"
+    if origin in (list, Sequence, tuple) or tp in (list, tuple):
+        if not isinstance(value, list):
+            return f"{path} must be an array"
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return f"{path} must have {len(args)} items"
+            for i, (v, a) in enumerate(zip(value, args, strict=True)):
+                if (p := check(v, a, f"{path}[{i}]")) is not None:
+                    return p
+            return None
+        item = args[0] if args else Any
+        for i, v in enumerate(value):
+            if (p := check(v, item, f"{path}[{i}]")) is not None:
+                return p
+        return None
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, dict):
+            return f"{path} must be an object"
+        args = typing.get_args(tp)
+        val_t = args[1] if len(args) == 2 else Any
+        for k, v in value.items():
+            if (p := check(v, val_t, f"{path}.{k}")) is not None:
+                return p
+        return None
+    if isinstance(tp, type):
+        if attrs.has(tp):
+            if not isinstance(value, dict):
+                return f"{path} must be an object"
+            for name, ftype, required, fval in _fields(tp):
+                if name not in value:
+                    if required:
+                        return f"{path}.{name} is missing"
+                    continue
+                if (p := check(value[name], ftype, f"{path}.{name}", fval)) is not None:
+                    return p
+            return None
+        if issubclass(tp, enum.Enum):
+            base = int if issubclass(tp, int) else str if issubclass(tp, str) else None
+            if base is int and (not isinstance(value, int) or isinstance(value, bool)):
+                return f"{path} must be an integer"
+            if base is str and not isinstance(value, str):
+                return f"{path} must be a string"
+            return None
+        if tp is bool:
+            return None if isinstance(value, bool) else f"{path} must be true or false"
+        if tp is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                return f"{path} must be an integer"
+            lo = 0 if validator is lspv.uinteger_validator else INT_MIN
+            if not lo <= value <= INT_MAX:
+                return f"{path} must be in [{lo}, {INT_MAX}], got {value}"
+            return None
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"{path} must be a number"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{path} must be finite"
+            return None
+        if tp is str:
+            return None if isinstance(value, str) else f"{path} must be a string"
+    return None  # a type this checker does not know: leave it to cattrs
+
+
+# --- tactful's commands ------------------------------------------------------------------------
+def _args(*shapes: tuple[Any, ...]) -> Callable[[list[Any]], str | None]:
+    """A check that the arguments match one of ``shapes`` (tuples of types; bool is not int)."""
+
+    def fits(args: list[Any], shape: tuple[Any, ...]) -> bool:
+        if len(args) != len(shape):
+            return False
+        for v, t in zip(args, shape, strict=True):
+            if t is bool and not isinstance(v, bool):
+                return False
+            if t is str and not (isinstance(v, str) and v):
+                return False
+        return True
+
+    def run(args: list[Any]) -> str | None:
+        if any(fits(args, s) for s in shapes):
+            return None
+        want = " or ".join(
+            "[" + ", ".join(getattr(t, "__name__", str(t)) for t in s) + "]" for s in shapes
+        )
+        return f"arguments must be {want}, got {args!r}"[:300]
+
+    return run
+
+
+#: Argument checks of tactful's commands (``tactful.accept``/``reject`` check their own and
+#: answer ``{"ok": false, "error"}``).
+COMMAND_ARGS: dict[str, Callable[[list[Any]], str | None]] = {
+    protocol.CMD_TOGGLE: _args((), (bool,)),
+    protocol.CMD_FLAG: _args((str,)),
+    protocol.CMD_STATUS: _args(()),
+    protocol.CMD_LOG_LOCATION: _args(()),
+    protocol.CMD_TRAIN: _args(()),
+    protocol.CMD_REPLAY_REPORT: _args((), (str,)),
+}
+
+
+def check_message(method: str, params: Any, request: bool = True) -> str | None:
+    """What in a message's params does not fit the method's declared params (None: all fits)."""
+    tp = params_type(method)
+    if tp is not None and tp is not type(None):
+        problem = check(params, tp)
+        if problem is not None:
+            return problem
+    if method == lsp.WORKSPACE_EXECUTE_COMMAND and isinstance(params, dict):
+        run = COMMAND_ARGS.get(params.get("command", ""))
+        if run is not None:
+            args = params.get("arguments")
+            return run(list(args) if isinstance(args, list) else [])
+    return None
