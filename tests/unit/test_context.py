@@ -81,3 +81,49 @@ def test_cursor_class_is_build_contexts_classification() -> None:
         assert cursor_class(text, offset, lang) == build_context(text, offset, lang).context_class
     assert cursor_class("def f(x):\n", 9, "python") == "block_start"
     assert cursor_class("x = foo(1, 2)\n", 8, "python") == "mid_line"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1234567890" * 3000,  # 30 KB on one line, one token per digit
+        "x = 1; " * 4300,
+        "漢字テスト" * 6000,  # 3 bytes a character
+        "😀a" * 10000,  # 4 bytes a character (two UTF-16 units)
+        "\ud800" * 20000,  # lone surrogates
+    ],
+)
+@pytest.mark.parametrize("fim", [False, True])
+def test_prompt_is_capped_on_one_long_line(line: str, fim: bool) -> None:
+    """The prompt stays within the budget in characters and in UTF-8 bytes (so in tokens), also
+    when the document is one line; the window start moves in steps inside the line."""
+    budget = 1500 * 3
+    starts = set()
+    for k in range(50):
+        offset = len(line) - 5000 + k
+        c = build_context(line, offset, "python", context_tokens=1500, fim=fim)
+        sent = c.prefix + (c.suffix if fim else "")
+        assert len(sent.encode("utf-8", "surrogatepass")) <= budget
+        assert c.prefix == line[c.prefix_start : offset]
+        assert len(c.prefix) >= (budget // 4 if fim else budget) // 4 - 64
+        starts.add(c.prefix_start)
+    assert len(starts) <= 2
+
+
+def test_prompt_tokens_are_capped_with_the_real_tokenizer() -> None:
+    """With the embedded model's tokenizer: a 30 KB line of digits gives at most the budget's
+    worth of bytes in tokens, far below the model's 8,192."""
+    import os
+
+    from tactful import paths
+
+    model_dir = paths.cache_dir() / "models" / "smollm2-135m-instruct-bf16"
+    if not (model_dir / "tokenizer.json").is_file():
+        pytest.skip("the converted embedded model is not here")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.fspath(model_dir / "tokenizer.json"))
+    for line in ("1234567890" * 3000, "😀" * 8000):
+        c = build_context(line, len(line) - 10, "python", context_tokens=1500)
+        n = len(tok.encode(c.prefix, add_special_tokens=False).ids)
+        assert n <= 1500 * 3 < 8192

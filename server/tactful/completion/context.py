@@ -1,7 +1,8 @@
 """What the model sees around the cursor, and what kind of completion fits there.
 
 ``build_context`` cuts a prefix and suffix within a budget (with a window start that moves in
-steps, so successive prompts share a token prefix and the KV cache can be reused) and decides,
+steps, so successive prompts share a token prefix and the KV cache can be reused; the budget
+holds in characters and in UTF-8 bytes, so in tokens too, even on one long line) and decides,
 from the cursor's syntactic position (tree-sitter where a grammar exists, else lines and
 indentation), whether to offer a single line or a block.
 """
@@ -16,6 +17,9 @@ from tactful import syntax
 CHARS_PER_TOKEN = 3.0
 #: The window start moves in steps of this many lines (stable prompts -> KV-cache reuse).
 WINDOW_STEP_LINES = 32
+#: Inside a line (a line longer than the budget), the window start moves in steps of this many
+#: characters.
+WINDOW_STEP_CHARS = 64
 
 _OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
 _CLOSERS = set(")]}>;,\"'`")
@@ -72,6 +76,48 @@ def _window_start(text: str, offset: int, budget_chars: int) -> int:
     return pos
 
 
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _cap_start(text: str, start: int, offset: int, budget: int) -> int:
+    """``start`` moved forward so that ``text[start:offset]`` holds at most ``budget`` characters
+    and at most ``budget`` UTF-8 bytes, cutting inside a line when it must (in steps of
+    WINDOW_STEP_CHARS, so successive prompts still share a prefix).
+
+    The byte bound is what caps the prompt in tokens whatever the text: a byte-level BPE token
+    covers at least one byte, so the prompt has at most ``budget`` tokens (digits, CJK and emoji
+    take one token per digit or byte or so; code about one per 3-4 characters)."""
+    if offset - start > budget:
+        start = offset - budget
+    if offset - start > budget // 4:  # else even 4-byte characters fit
+        enc = text[start:offset].encode("utf-8", "surrogatepass")
+        if len(enc) > budget:
+            tail = enc[len(enc) - budget :]
+            k = 0
+            while k < len(tail) and 0x80 <= tail[k] < 0xC0:  # not inside a character
+                k += 1
+            start = offset - len(tail[k:].decode("utf-8", "surrogatepass"))
+    if start > 0 and text[start - 1] != "\n":
+        start = min(offset, -(-start // WINDOW_STEP_CHARS) * WINDOW_STEP_CHARS)
+    return start
+
+
+def _cap_end(text: str, offset: int, end: int, budget: int) -> int:
+    """``end`` moved back so that ``text[offset:end]`` has at most ``budget`` UTF-8 bytes."""
+    end = min(end, offset + max(0, budget))
+    enc = text[offset:end].encode("utf-8", "surrogatepass")
+    if len(enc) > budget:
+        head = enc[: max(0, budget)]
+        k = len(head)
+        while k > 0 and 0x80 <= head[k - 1] < 0xC0:
+            k -= 1
+        if k > 0 and head[k - 1] >= 0xC0:  # a lead byte whose character was cut
+            k -= 1
+        end = offset + len(head[:k].decode("utf-8", "surrogatepass"))
+    return end
+
+
 def _indent_of(line: str) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))]
 
@@ -106,7 +152,7 @@ def build_context(
     offset = max(0, min(offset, len(text)))
     budget = int(context_tokens * CHARS_PER_TOKEN)
     prefix_budget = budget * 3 // 4 if fim else budget
-    start = _window_start(text, offset, prefix_budget)
+    start = _cap_start(text, _window_start(text, offset, prefix_budget), offset, prefix_budget)
     prefix = text[start:offset]
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
@@ -114,6 +160,8 @@ def build_context(
     line_prefix = text[line_start:offset]
     line_suffix = text[offset:line_end].rstrip("\r")
     suffix_end = min(len(text), offset + max(0, budget - len(prefix)) if fim else offset + 2000)
+    if fim:
+        suffix_end = _cap_end(text, offset, suffix_end, budget - _utf8_len(prefix))
     cut = text.rfind("\n", offset, suffix_end)
     suffix = text[offset : (cut if cut > offset and suffix_end < len(text) else suffix_end)]
 
