@@ -118,6 +118,40 @@ def _private_file(path: Path, create: bool = True) -> None:
                 p.chmod(0o600)
 
 
+#: Tables a tactful log may hold (``sqlite_*`` are SQLite's own).
+OWN_TABLES = frozenset({"events", "meta"})
+#: Events kept in memory while the log cannot be written (disk full); older ones beyond are lost
+#: and counted.
+MAX_PENDING = 10_000
+_CORRUPT = ("malformed", "not a database", "file is encrypted")
+
+
+def _foreign_tables(path: Path) -> list[str]:
+    """Tables of an existing SQLite file at ``path`` that are not tactful's (read-only look; a
+    file that is not SQLite raises sqlite3.DatabaseError)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        names = [
+            str(r[0])
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        ]
+    finally:
+        conn.close()
+    return sorted(n for n in names if n not in OWN_TABLES and not n.startswith("sqlite_"))
+
+
+def _clean_text(value: Any) -> Any:
+    """A string SQLite can store (lone surrogates replaced); other values as they are."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         if not path.is_file():
@@ -126,6 +160,19 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
             f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0, check_same_thread=False
         )
     else:
+        try:
+            foreign = _foreign_tables(path)
+        except sqlite3.DatabaseError as exc:
+            raise FeedbackError(
+                f"{path} is not a tactful feedback log ({exc}); tactful leaves it alone: set "
+                "feedback.logPath to a new file, or move this one away"
+            ) from exc
+        if foreign:
+            raise FeedbackError(
+                f"{path} is another application's SQLite database (tables: "
+                f"{', '.join(foreign[:5])}); tactful will not write to it: set feedback.logPath "
+                "to a new file"
+            )
         _private_file(path)
         conn = sqlite3.connect(
             str(path), timeout=30.0, isolation_level=None, check_same_thread=False
@@ -191,11 +238,23 @@ class FeedbackLog:
     user: str = "local"
     store_text: str = "text"
     durable: bool = False
+    #: Called with (kind, message for a person) when writing fails ("full", "corrupt",
+    #: "error") and with (kind, "") once it works again; kinds are reported once per problem.
+    on_fault: Any = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser()
         self._lock = threading.Lock()
         self._pending: list[tuple[Any, ...]] = []
+        #: The current write problem (kind, message), None when the log is healthy.
+        self.fault: tuple[str, str] | None = None
+        #: Events dropped: unwritable rows, or the oldest beyond MAX_PENDING while the disk is full.
+        self.lost = 0
+        #: Corrupt logs moved aside this session.
+        self.moved_aside: list[Path] = []
+        self._open()
+
+    def _open(self) -> None:
         try:
             self._conn = _connect(self.path)
             mode = _set_wal(self._conn)
@@ -227,37 +286,108 @@ class FeedbackLog:
             for key in ("text", "prefix", "suffix"):
                 if isinstance(payload.get(key), str):
                     payload[f"{key}_sha256"] = text_hash(payload.pop(key))
-        row = (
-            time.time() if t is None else float(t),
-            kind,
-            suggestion_id,
-            session or self.session,
-            user or self.user,
-            uri,
-            language,
-            json.dumps(payload, allow_nan=False, default=_json_default, separators=(",", ":")),
+        row = tuple(
+            _clean_text(v)
+            for v in (
+                time.time() if t is None else float(t),
+                kind,
+                suggestion_id,
+                session or self.session,
+                user or self.user,
+                uri,
+                language,
+                json.dumps(payload, allow_nan=False, default=_json_default, separators=(",", ":")),
+            )
         )
         with self._lock:
             self._pending.append(row)
+            if len(self._pending) > MAX_PENDING:
+                del self._pending[0]
+                self.lost += 1
             return self._flush()
 
     def _flush(self) -> bool:
-        try:
-            while self._pending:
+        while self._pending:
+            try:
                 self._conn.execute(
                     "INSERT INTO events(t, kind, suggestion_id, session, user, uri, language, data) VALUES (?,?,?,?,?,?,?,?)",
                     self._pending[0],
                 )
-                self._pending.pop(0)
-            return True
-        except sqlite3.Error as exc:
-            log.error(
-                "feedback log %s: could not write %d event(s), will retry: %s",
-                self.path,
-                len(self._pending),
-                exc,
+            except sqlite3.Error as exc:
+                return self._write_failed(exc)
+            except Exception as exc:  # a row SQLite can never take: drop it, keep the others
+                log.error("feedback log %s: dropped an event it cannot store: %s", self.path, exc)
+                self.lost += 1
+            self._pending.pop(0)
+        if self.fault is not None:
+            kind = self.fault[0]
+            self.fault = None
+            log.warning("feedback log %s: writing again", self.path)
+            self._report(kind, "")
+        return True
+
+    def _write_failed(self, exc: sqlite3.Error) -> bool:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.DatabaseError) and any(c in text for c in _CORRUPT):
+            return self._recover_corrupt(exc)
+        full = "full" in text or "no space" in text
+        kind = "full" if full else "error"
+        msg = (
+            f"the disk holding the feedback log ({self.path}) is full: {len(self._pending)} "
+            "event(s) wait in memory and are written once there is space. Free some disk space."
+            if full
+            else f"the feedback log ({self.path}) cannot be written ({exc}); {len(self._pending)} "
+            "event(s) wait in memory and are retried with the next one."
+        )
+        log.error(
+            "feedback log %s: could not write %d event(s), will retry: %s",
+            self.path,
+            len(self._pending),
+            exc,
+        )
+        if self.fault is None or self.fault[0] != kind:
+            self.fault = (kind, msg)
+            self._report(kind, msg)
+        return False
+
+    def _recover_corrupt(self, exc: sqlite3.Error) -> bool:
+        """The file is damaged: move it aside (kept for the user) and go on in a new log."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.rename(Path(str(aside) + suffix))
+            self.moved_aside.append(aside)
+            self._open()
+        except (OSError, FeedbackError) as err:
+            msg = (
+                f"the feedback log ({self.path}) is damaged ({exc}) and could not be replaced "
+                f"({err}); events wait in memory. Move the file away and restart."
             )
+            log.error("feedback log %s: %s", self.path, msg)
+            if self.fault is None or self.fault[0] != "corrupt":
+                self.fault = ("corrupt", msg)
+                self._report("corrupt", msg)
             return False
+        msg = (
+            f"the feedback log was damaged ({exc}); it was moved to {aside} and a new log was "
+            f"started at {self.path}, with the events of this session. `sqlite3 {aside} .recover` "
+            "may get the older events back."
+        )
+        log.error("feedback log: %s", msg)
+        self._report("corrupt", msg)
+        return self._flush()
+
+    def _report(self, kind: str, message: str) -> None:
+        if self.on_fault is not None:
+            try:
+                self.on_fault(kind, message)
+            except Exception:
+                log.exception("feedback log: reporting a fault failed")
 
     def record_many(
         self, rows: Sequence[tuple[str, str | None, Mapping[str, Any], dict[str, Any]]]

@@ -99,6 +99,8 @@ class FeedbackHub:
                             self.server.settings, self._tracker, self._tell_soon
                         )
                     self._built = True
+                    if self._tracker is not None:
+                        self._watch(self._tracker.log)
                     self._report_problems()
         return self._tracker
 
@@ -113,6 +115,28 @@ class FeedbackHub:
             loop.call_soon_threadsafe(_show, self.server, message)
         else:
             _show(self.server, message)
+
+    def _watch(self, store: Any) -> None:
+        """Write problems of the log (disk full, damaged file) reach the user once, and the
+        status carries them while they last."""
+        if store is None:
+            return
+        from tactful.lsp import transport
+
+        server = self.server
+
+        def on_fault(kind: str, message: str) -> None:
+            problems = getattr(server, "problems", None)
+            if isinstance(problems, dict):
+                if message:
+                    problems["feedbackLog"] = message
+                else:
+                    problems.pop("feedbackLog", None)
+            if message:
+                transport.notice(server, f"feedback-{kind}", message, transport.ERROR)
+            transport.call_in_loop(server, getattr(server, "send_status", lambda: None))
+
+        store.on_fault = on_fault
 
     def _report_problems(self) -> None:
         """Tell the user when the log or the cascade they asked for could not be opened."""
@@ -161,6 +185,7 @@ class FeedbackHub:
                 new.data_dir,
             ):
                 t.swap_log(tracker.open_log(new))
+                self._watch(t.log)
             t.reject_timeout_s = new.feedback.reject_timeout_s
             if self._gate is not None:
                 gate.reconfigure(self._gate, new)

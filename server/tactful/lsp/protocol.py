@@ -43,7 +43,8 @@ ALL_COMMANDS = (
 
 # --- notifications -----------------------------------------------------------------------------
 #: Server -> client. params: {"state": "idle"|"loading"|"ready"|"failed"|"disabled", "model": str,
-#: "message": str, "enabled": bool, "shown": int, "accepted": int, "acceptanceRate": float|None}
+#: "message": str, "enabled": bool, "shown": int, "accepted": int, "acceptanceRate": float|None,
+#: "problems": {kind: message}}  (problems that last, e.g. "feedbackLog": the disk is full)
 #: (``shown``: this session's shown suggestions with an outcome, ``accepted``: those accepted,
 #: counted as training and ``tactful log stats`` count them; docs/feedback-log.md)
 #: ("idle": before the model load has started, right after ``initialize``.)

@@ -221,6 +221,7 @@ class TactfulServer(transport.HardenedServer):
             modelLatency=self.engine.latency_summary(),
             backend=getattr(self.runner.backend, "stats", {}),
             cascadeGuard=self.feedback.guard_status() if self.feedback is not None else None,
+            problems=dict(self.problems),
         )
         engine_status = getattr(self.runner.backend, "engine_status", None)
         if callable(engine_status):  # serving from an inference engine (docs/engines.md)

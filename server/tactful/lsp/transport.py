@@ -229,7 +229,11 @@ class HardenedProtocol(LanguageServerProtocol):
         self.counts["dropped"] += 1
         log.warning("protocol: %s", problem)
         self._send_error(None, PARSE_ERROR, f"Parse error: {problem}")
-        notice(self._server, "framing", f"the editor sent a malformed message ({problem}).")
+        notice(
+            self._server,
+            "framing",
+            f"the editor sent a malformed message ({problem}); details are in the server log.",
+        )
 
     def receive_body(self, body: bytes) -> None:
         """One framed message body: parse, check and dispatch it; every request is answered."""
@@ -346,7 +350,7 @@ class HardenedProtocol(LanguageServerProtocol):
                 notice(
                     self._server,
                     "params",
-                    f"the editor sent a {method} the server could not use ({problem}).",
+                    f"the editor sent a {method} the server could not use ({problem}); details are in the server log.",
                 )
             return
         obj.setdefault("params", None)  # pygls' generic messages need the field
@@ -445,6 +449,26 @@ class HardenedProtocol(LanguageServerProtocol):
 
 
 # --- one message per kind of problem -----------------------------------------------------------
+ERROR = types.MessageType.Error
+
+
+def call_in_loop(server: Any, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on the server's event loop (now when already there): writers are not
+    thread-safe."""
+    loop: asyncio.AbstractEventLoop | None = getattr(server, "loop", None)
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if loop is not None and loop.is_running() and here is not loop:
+        loop.call_soon_threadsafe(fn)
+        return
+    try:
+        fn()
+    except Exception:
+        log.debug("call_in_loop: %r failed", fn, exc_info=True)
+
+
 def notice(
     server: Any, kind: str, message: str, level: types.MessageType = types.MessageType.Warning
 ) -> bool:
@@ -457,14 +481,8 @@ def notice(
     if kind in shown:
         return False
     shown.add(kind)
-    try:
-        server.window_show_message(
-            types.ShowMessageParams(
-                type=level, message=f"tactful: {message} Details are in the server log."
-            )
-        )
-    except Exception:
-        log.debug("could not show: %s", message)
+    params = types.ShowMessageParams(type=level, message=f"tactful: {message}")
+    call_in_loop(server, lambda: server.window_show_message(params))
     return True
 
 
@@ -475,6 +493,9 @@ class HardenedServer(LanguageServer):
         kw.setdefault("protocol_cls", HardenedProtocol)
         super().__init__(name, version, **kw)
         self._notices_shown: set[str] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: Problems that last (kind -> message for a person), sent with the status.
+        self.problems: dict[str, str] = {}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls shows every error in a popup; here the log gets it and the user hears once."""
@@ -484,7 +505,7 @@ class HardenedServer(LanguageServer):
         notice(
             self,
             "internal",
-            "an internal error happened; the server keeps running.",
+            "an internal error happened; the server keeps running (details are in the server log).",
             types.MessageType.Error,
         )
 
@@ -537,7 +558,7 @@ def serve_stdio(server: HardenedServer, stdin: Any = None, stdout: Any = None) -
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tactful-stdin")
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
+        loop = server.loop = asyncio.get_running_loop()
 
         def read() -> Any:
             return loop.run_in_executor(reader, os.read, fd, 1 << 16)
@@ -678,6 +699,7 @@ def serve_tcp(server: HardenedServer, host: str, port: int, token: str | None) -
 
     async def main() -> None:
         nonlocal srv
+        server.loop = asyncio.get_running_loop()
         srv = await asyncio.start_server(connection, host, port)
         server._server = srv
         log.info("serving on %s", ", ".join(str(s.getsockname()) for s in srv.sockets))
