@@ -58,6 +58,9 @@ class JsonCache:
         directory.mkdir(parents=True, exist_ok=True)
         try:  # what it holds is derived from the user's code: readable by its owner only
             directory.chmod(0o700)
+            for f in directory.iterdir():  # files an older version wrote 0644
+                if f.is_file() and not f.is_symlink() and f.stat().st_mode & 0o077:
+                    f.chmod(0o600)
         except OSError as exc:
             log.debug("cache folder %s: cannot restrict its permissions: %s", directory, exc)
         self.directory = directory

@@ -19,6 +19,7 @@ Each subcommand lives in its capability's module as ``main(argv) -> int``:
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tactful {__version__}")
         return 0
     name, rest = args[0], args[1:]
+    os.umask(0o077)  # every file tactful writes (logs, caches, models, reports) is its owner's
     if name not in COMMANDS:
         print(f"tactful: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -28,3 +28,18 @@ def repo_models_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return here.parent.parent / "models"
+
+
+def inside(base: Path, path: str | Path) -> Path:
+    """``path`` (relative ones taken from ``base``) when it lies inside ``base`` once links are
+    resolved; else PermissionError. For paths a client names: the server writes only there."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = base / p
+    root = base.resolve()
+    full = p.resolve()
+    if full != root and root not in full.parents:
+        raise PermissionError(
+            f"{path} is outside the data folder {root}; tactful writes only there"
+        )
+    return full

@@ -327,7 +327,14 @@ def test_replay_report_command_function(synthetic: Path, tmp_path: Path) -> None
     assert res["html"] == str(tmp_path / "replay-report.html") and res["decisions"] == 9
     assert '<svg id="sweep"' in Path(res["html"]).read_text(encoding="utf-8")
     with pytest.raises(replay.ReplayError):
-        report_for_settings(Settings(data_dir=str(tmp_path / "none")), str(tmp_path / "x.html"))
+        report_for_settings(
+            Settings(data_dir=str(tmp_path / "none")), str(tmp_path / "none" / "x.html")
+        )
+    with pytest.raises(PermissionError, match="outside the data folder"):
+        report_for_settings(s, str(tmp_path.parent / "x.html"))
+    with pytest.raises(PermissionError):
+        report_for_settings(s, "../x.html")
+    assert not (tmp_path.parent / "x.html").exists()
 
 
 def test_cli_table_and_progress(synthetic: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 from test_replay import write_log
 
@@ -67,13 +68,19 @@ async def test_replay_report_command(tmp_path: Path) -> None:
         assert field(res, "html") == str(data / "replay-report.html")
         assert field(res, "decisions") == 9
         assert list(field(res, "policies")) == ["show-all", "default"]
-        out = tmp_path / "elsewhere" / "r.html"
+        assert (data / "replay-report.html").stat().st_mode & 0o077 == 0  # owner-only
+        out = data / "reports" / "r.html"
         res = await _run(c, str(out))
         assert field(res, "html") == str(out) and '<svg id="sweep"' in out.read_text(
             encoding="utf-8"
         )
-        res = await _run(c, 42)
-        assert field(res, "html") is None and "expected [htmlPath?: str]" in field(res, "error")
+        # Only inside the data folder: a client cannot make the server write elsewhere.
+        elsewhere = tmp_path / "elsewhere" / "r.html"
+        res = await _run(c, str(elsewhere))
+        assert field(res, "html") is None and "outside the data folder" in field(res, "error")
+        assert not elsewhere.parent.exists()
+        with pytest.raises(JsonRpcException, match="arguments must be"):
+            await _run(c, 42)
         status = await c.workspace_execute_command_async(
             types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
         )

@@ -1,7 +1,8 @@
 """The ``tactful.replayReport`` command: write the replay report of the user's own feedback log.
 
 arguments: ``[htmlPath?: str]`` -> ``{"html": str, "decisions": int, "policies": [...]}`` or
-``{"html": None, "error": str}``. The replay itself is :mod:`tactful.replay.report`; this module only
+``{"html": None, "error": str}``. ``htmlPath`` must lie in the data folder (relative paths are
+taken from there): a client cannot make the server write anywhere else. The replay itself is :mod:`tactful.replay.report`; this module only
 picks the log and the policies (show-all, the shipped default, the cascade the server uses when it
 is another one) from the server's settings and runs the replay off the event loop.
 """
@@ -34,7 +35,8 @@ def report_for_settings(
 
     data_dir = settings.data_dir
     src = log_path or default_log_path(data_dir)
-    out = Path(html_path).expanduser() if html_path else paths.data_dir(data_dir) / REPORT_NAME
+    base = paths.data_dir(data_dir)
+    out = paths.inside(base, html_path) if html_path else base / REPORT_NAME
     policies = replay.make_policies()
     live = cdhf.resolve_model_dir(settings.cdhf.model_dir, data_dir)
     if live.resolve() != cdhf.default_model_dir().resolve():
