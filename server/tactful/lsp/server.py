@@ -190,7 +190,11 @@ class TactfulServer(transport.HardenedServer):
                     self._failure_shown = self.runner.error
                     self.show_message(
                         f"could not load the model: {self.runner.error}. Completions are off until the "
-                        "`model` setting points at a valid model.",
+                        + (
+                            "`model` setting points at a valid model."
+                            if s.model
+                            else "embedded model loads: run `tactful model install` and restart."
+                        ),
                         types.MessageType.Error,
                     )
             if progress_ok:
