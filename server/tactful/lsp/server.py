@@ -93,7 +93,8 @@ class TactfulServer(transport.HardenedServer):
         self.settings = new
         for err in errors:
             log.warning("%s", err)
-            self.show_message(err, types.MessageType.Error)
+            # once per setting and session: a client repeating a bad value is not a popup storm
+            transport.notice(self, f"setting {err.split(':')[0]}", err, types.MessageType.Error)
         if unknown:
             log.info("ignoring unknown settings: %s", ", ".join(unknown))
         if new != old:

@@ -340,6 +340,14 @@ class HardenedProtocol(LanguageServerProtocol):
             else:
                 self._drop(f"{method} after shutdown")
             return
+        kind = validate.message_kind(method)
+        if answer and kind == "notification":
+            self._send_error(
+                msg_id, INVALID_REQUEST, f"Invalid request: {method} is a notification (no id)"
+            )
+            return
+        if not answer and kind == "request":
+            return self._drop(f"the request {method} without an id")
         # --- parameters ---
         problem = validate.check_message(method, params, request=answer)
         if problem is not None:
@@ -353,6 +361,17 @@ class HardenedProtocol(LanguageServerProtocol):
                     f"the editor sent a {method} the server could not use ({problem}); details are in the server log.",
                 )
             return
+        if method == types.WORKSPACE_EXECUTE_COMMAND and answer:
+            command = params.get("command") if isinstance(params, dict) else None
+            if command not in self.fm.commands:
+                self._send_error(msg_id, INVALID_PARAMS, f"Invalid params: no command {command!r}")
+                return
+        if method in (types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE):
+            uri = params["textDocument"]["uri"] if isinstance(params, dict) else None
+            if self._workspace is None or uri not in self._workspace.text_documents:
+                return self._invalid(
+                    answer, msg_id, f"Invalid params: {uri!r} is not open", INVALID_PARAMS
+                )
         obj.setdefault("params", None)  # pygls' generic messages need the field
         try:
             message = self.structure_message(obj)
@@ -499,9 +518,10 @@ class HardenedServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls shows every error in a popup; here the log gets it and the user hears once."""
-        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
         if getattr(source, "__name__", "") == "FeatureRequestError":
+            log.info("request failed: %s", error)
             return  # the request's response carries it
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
         notice(
             self,
             "internal",

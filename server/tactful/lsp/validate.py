@@ -58,6 +58,15 @@ def params_type(method: str) -> Any:
     return None
 
 
+@functools.cache
+def message_kind(method: str) -> str | None:
+    """ "request" or "notification" for the methods lsprotocol knows, else None."""
+    entry = lsp.METHOD_TO_TYPES.get(method)
+    if entry is None or entry[0] is None:
+        return None
+    return "request" if any(n == "id" for n, *_ in _fields(entry[0])) else "notification"
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -73,6 +82,14 @@ def check(value: Any, tp: Any, path: str = "params", validator: Any = None) -> s
         args = typing.get_args(tp)
         if any(a is Any for a in args):
             return None
+        if isinstance(value, dict) and any(attrs.has(a) for a in args):
+            # lsprotocol tells union members apart by the keys present ({"range", "text"} is a
+            # partial change, never a whole-document one): members that lack a key another
+            # member has are out.
+            names = {a: {n for n, *_ in _fields(a)} for a in args if attrs.has(a)}
+            known = set().union(*names.values()) & set(value)
+            fitting = tuple(a for a in args if a not in names or known <= names[a])
+            args = fitting or args
         problems = [check(value, a, path) for a in args]
         if any(p is None for p in problems):
             return None
@@ -129,6 +146,9 @@ def check(value: Any, tp: Any, path: str = "params", validator: Any = None) -> s
                 return f"{path} must be an integer"
             if base is str and not isinstance(value, str):
                 return f"{path} must be a string"
+            # Capabilities may list values newer than lsprotocol knows: only their type counts.
+            if ".capabilities" not in path and value not in tp._value2member_map_:
+                return f"{path} must be one of {sorted(tp._value2member_map_)!r}"[:300]
             return None
         if tp is bool:
             return None if isinstance(value, bool) else f"{path} must be true or false"
