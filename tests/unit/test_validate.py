@@ -203,3 +203,42 @@ async def test_protocol_in_process_rejects_without_coercing() -> None:
     )
     assert reply(10)["error"]["code"] == -32600
     assert not any("traceback" in json.dumps(m) for m in sent)
+
+
+async def test_handler_futures_are_not_kept() -> None:
+    """pygls keeps a future per async notification handler run; the protocol drops them."""
+    import asyncio
+
+    from tactful.lsp.server import create_server
+
+    server = create_server()
+    proto = server.protocol
+
+    class W:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    proto.set_writer(W())
+    init = {"processId": None, "rootUri": None, "capabilities": {}}
+    proto.receive_body(
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}).encode()
+    )
+    for i in range(200):
+        msg = {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didShowCompletion",
+            "params": {"item": {"x": i}},
+        }
+        proto.receive_body(json.dumps(msg).encode())
+        msg = {
+            "jsonrpc": "2.0",
+            "id": 100 + i,
+            "method": "workspace/executeCommand",
+            "params": {"command": "tactful.logLocation"},
+        }
+        proto.receive_body(json.dumps(msg).encode())
+    await asyncio.sleep(0.5)
+    assert len(proto._request_futures) < 5
