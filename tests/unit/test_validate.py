@@ -206,7 +206,8 @@ async def test_protocol_in_process_rejects_without_coercing() -> None:
 
 
 async def test_handler_futures_are_not_kept() -> None:
-    """pygls keeps a future per async notification handler run; the protocol drops them."""
+    """pygls keeps the future of each generator handler run for a notification (its built-in
+    didOpen/didClose) forever; the protocol drops them."""
     import asyncio
 
     from tactful.lsp.server import create_server
@@ -227,18 +228,11 @@ async def test_handler_futures_are_not_kept() -> None:
         json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}).encode()
     )
     for i in range(200):
-        msg = {
-            "jsonrpc": "2.0",
-            "method": "textDocument/didShowCompletion",
-            "params": {"item": {"x": i}},
-        }
+        td = {"uri": f"file:///t/{i}.py", "languageId": "python", "version": 1, "text": "x\n"}
+        msg = {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": td}}
         proto.receive_body(json.dumps(msg).encode())
-        msg = {
-            "jsonrpc": "2.0",
-            "id": 100 + i,
-            "method": "workspace/executeCommand",
-            "params": {"command": "tactful.logLocation"},
-        }
+        close = {"textDocument": {"uri": td["uri"]}}
+        msg = {"jsonrpc": "2.0", "method": "textDocument/didClose", "params": close}
         proto.receive_body(json.dumps(msg).encode())
     await asyncio.sleep(0.5)
     assert len(proto._request_futures) < 5
