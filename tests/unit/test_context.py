@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tactful.completion.context import WINDOW_STEP_LINES, build_context
+from tactful.completion.context import (
+    LONG_LINE_BYTES,
+    WINDOW_STEP_CHARS,
+    WINDOW_STEP_LINES,
+    build_context,
+)
 
 
 def ctx_at(text: str, language: str = "python", **kw):  # type: ignore[no-untyped-def]
@@ -95,24 +100,32 @@ def test_cursor_class_is_build_contexts_classification() -> None:
 )
 @pytest.mark.parametrize("fim", [False, True])
 def test_prompt_is_capped_on_one_long_line(line: str, fim: bool) -> None:
-    """The prompt stays within the budget in characters and in UTF-8 bytes (so in tokens), also
-    when the document is one line; the window start moves in steps inside the line."""
-    budget = 1500 * 3
+    """On a line longer than the whole budget the prompt holds at most LONG_LINE_BYTES of it
+    before and after the cursor (so at most that many tokens each), cut inside the line; the
+    window start moves in steps inside the line."""
     starts = set()
     for k in range(50):
         offset = len(line) - 5000 + k
         c = build_context(line, offset, "python", context_tokens=1500, fim=fim)
-        sent = c.prefix + (c.suffix if fim else "")
-        assert len(sent.encode("utf-8", "surrogatepass")) <= budget
+        assert len(c.prefix.encode("utf-8", "surrogatepass")) <= LONG_LINE_BYTES
+        if fim:
+            assert len(c.suffix.encode("utf-8", "surrogatepass")) <= LONG_LINE_BYTES
         assert c.prefix == line[c.prefix_start : offset]
-        assert len(c.prefix) >= (budget // 4 if fim else budget) // 4 - 64
+        assert len(c.prefix) >= LONG_LINE_BYTES // 4 - WINDOW_STEP_CHARS
         starts.add(c.prefix_start)
     assert len(starts) <= 2
 
 
+def test_lines_within_the_budget_keep_the_whole_window() -> None:
+    """Ordinary code is not affected by the long-line cap: the window is the budget."""
+    text = "".join(f"x_{i} = {i}  # filler\n" for i in range(3000))
+    c = build_context(text, len(text), "python", context_tokens=1500)
+    assert 1500 * 3 - 32 * 25 <= len(c.prefix) <= 1500 * 3
+
+
 def test_prompt_tokens_are_capped_with_the_real_tokenizer() -> None:
     """With the embedded model's tokenizer: a 30 KB line of digits gives at most the budget's
-    worth of bytes in tokens, far below the model's 8,192."""
+    worth of bytes in tokens, far below the model's 8,192 (and a long line far fewer)."""
     import os
 
     from tactful import paths
@@ -126,4 +139,4 @@ def test_prompt_tokens_are_capped_with_the_real_tokenizer() -> None:
     for line in ("1234567890" * 3000, "😀" * 8000):
         c = build_context(line, len(line) - 10, "python", context_tokens=1500)
         n = len(tok.encode(c.prefix, add_special_tokens=False).ids)
-        assert n <= 1500 * 3 < 8192
+        assert n <= LONG_LINE_BYTES < 1500 * 3 < 8192

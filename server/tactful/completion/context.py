@@ -20,6 +20,10 @@ WINDOW_STEP_LINES = 32
 #: Inside a line (a line longer than the budget), the window start moves in steps of this many
 #: characters.
 WINDOW_STEP_CHARS = 64
+#: A line longer than the whole budget (minified code, data, a dump) gives the prompt at most
+#: this many UTF-8 bytes of itself, before and after the cursor: on such a line a long prompt
+#: (up to a token per byte) costs seconds of prefill and buys no better suggestion.
+LONG_LINE_BYTES = 512
 
 _OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
 _CLOSERS = set(")]}>;,\"'`")
@@ -152,16 +156,21 @@ def build_context(
     offset = max(0, min(offset, len(text)))
     budget = int(context_tokens * CHARS_PER_TOKEN)
     prefix_budget = budget * 3 // 4 if fim else budget
+    line_start = text.rfind("\n", 0, offset) + 1
+    if offset - line_start > prefix_budget:
+        prefix_budget = min(prefix_budget, LONG_LINE_BYTES)
     start = _cap_start(text, _window_start(text, offset, prefix_budget), offset, prefix_budget)
     prefix = text[start:offset]
-    line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
     line_end = len(text) if line_end < 0 else line_end
     line_prefix = text[line_start:offset]
     line_suffix = text[offset:line_end].rstrip("\r")
     suffix_end = min(len(text), offset + max(0, budget - len(prefix)) if fim else offset + 2000)
     if fim:
-        suffix_end = _cap_end(text, offset, suffix_end, budget - _utf8_len(prefix))
+        rest = budget - _utf8_len(prefix)
+        if "\n" not in text[offset : offset + rest]:
+            rest = min(rest, LONG_LINE_BYTES)  # inside a long line
+        suffix_end = _cap_end(text, offset, suffix_end, rest)
     cut = text.rfind("\n", offset, suffix_end)
     suffix = text[offset : (cut if cut > offset and suffix_end < len(text) else suffix_end)]
 

@@ -337,6 +337,12 @@ class CompletionEngine:
             return Generated(hit.text, hit)
         greq = make_generate_request(ctx, settings, uri, backend.fim)
         self._continuing.make_room(uri)
+        # Likewise a request still waiting for its first words in another document (a long
+        # prompt's prefill): it is answered with nothing, and what it prefilled stays in that
+        # document's KV cache for its next request (one cursor, one model thread).
+        for other, pending in list(self._inflight.items()):
+            if other not in (uri, f"{uri}#list"):
+                pending.set()
         self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
