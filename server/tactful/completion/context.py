@@ -23,7 +23,7 @@ WINDOW_STEP_CHARS = 64
 #: A line longer than the whole budget (minified code, data, a dump) gives the prompt at most
 #: this many UTF-8 bytes of itself, before and after the cursor: on such a line a long prompt
 #: (up to a token per byte) costs seconds of prefill and buys no better suggestion.
-LONG_LINE_BYTES = 512
+LONG_LINE_BYTES = 256
 
 _OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
 _CLOSERS = set(")]}>;,\"'`")
