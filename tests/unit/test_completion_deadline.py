@@ -192,3 +192,30 @@ def test_list_completions_wait_for_the_whole_suggestion() -> None:
         assert eng.stats.partial == 0
 
     asyncio.run(scenario())
+
+
+class FirstSlowBackend(PacedBackend):
+    """The first generation writes nothing for a long while (a long prompt's prefill); the
+    later ones are quick."""
+
+    def generate(self, req: GenerateRequest) -> Generation:
+        self.step = 5.0 if self.calls == 0 else 0.01
+        return super().generate(req)
+
+
+async def test_a_request_in_another_document_frees_the_model_thread() -> None:
+    """A request still waiting for its first words (a long line's prefill) gives way to a request
+    in another document: it is answered with nothing and its generation stops (issue 28)."""
+    runner = ModelRunner()
+    backend = FirstSlowBackend(5.0)
+    runner.backend, runner.state = backend, READY  # type: ignore[assignment]
+    settings, _errors, _ = apply_settings(
+        Settings(), {"completion": {"deadlineMs": 100, "cache": False}}
+    )
+    eng = CompletionEngine(runner, lambda: settings)
+    slow = asyncio.create_task(ask(eng, "x = [" + "1, " * 3000, uri="file:///long.py"))
+    await asyncio.sleep(0.3)  # its generation has started and written nothing
+    other = await asyncio.wait_for(ask(eng, PREFIX, uri="file:///other.py"), 30)
+    assert await asyncio.wait_for(slow, 30) is None
+    assert backend.cancelled == 1
+    assert other == "result = sum(values)"
