@@ -134,7 +134,7 @@ class CompletionSettings:
     context_tokens: int = attrs.field(default=1500, validator=_int_range(64, 32768))
     """Token budget for the prompt (prefix plus, for fill-in-the-middle models, suffix)."""
     deadline_ms: int = attrs.field(default=DEFAULT_DEADLINE_MS, validator=_int_range(0, 10000))
-    """Ghost text: answer with the words generated so far when the model is still writing after this long, and let it finish the suggestion for type-along (list completions always wait); 0: always wait for the whole suggestion."""
+    """Ghost text while typing: answer with the part generated so far (cut where brackets and strings are closed) when the model is still writing after this long, and let it finish the suggestion for type-along (explicit requests and list completions wait for the whole suggestion); 0: always wait for the whole suggestion."""
     debounce_ms: int = attrs.field(default=0, validator=_int_range(0, 2000))
     """Server-side wait before generating; a newer request in that time supersedes the older one."""
     type_along: bool = attrs.field(default=True, validator=_bool)

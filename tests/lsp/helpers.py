@@ -107,14 +107,17 @@ def change_doc(
 
 
 async def inline(
-    client: LanguageClient, uri: str, line: int, character: int
+    client: LanguageClient, uri: str, line: int, character: int, automatic: bool = False
 ) -> types.InlineCompletionList | None:
+    """Ask for ghost text: invoked (the user asked: the whole suggestion is awaited), or
+    ``automatic`` (as while typing: shown in part at the deadline)."""
+    kind = types.InlineCompletionTriggerKind
     return await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
             position=types.Position(line=line, character=character),
             context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                trigger_kind=kind.Automatic if automatic else kind.Invoked
             ),
         )
     )

@@ -11,6 +11,8 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 from tests.lsp.helpers import change_doc, inline, open_doc, server_config, track_status, wait_ready
 
+from tactful.completion.deadline import stop_point
+
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
 
 CODE = '''import os
@@ -212,23 +214,23 @@ async def test_deadline_shows_whole_words_then_the_rest_by_type_along(
     _set(client, {"deadlineMs": 1})
     try:
         before = _d((await status(client))["stats"])
-        res = await inline(client, uri, line, 12)
+        res = await inline(client, uri, line, 12, automatic=True)
         assert res is not None and res.items, "answered at the deadline"
         part = res.items[0].insert_text
         mid = _d((await status(client))["stats"])
         assert mid["partial"] == before["partial"] + 1, (part, mid)
-        assert part.strip() and not part[-1].isalnum(), f"not cut at a word boundary: {part!r}"
+        assert part.strip() and part == part[: stop_point(part)], f"not cut at a stop: {part!r}"
         # Type the first character while the model still writes: answered by type-along, and
         # the generation is not cancelled.
         change_doc(client, uri, 2, part[0], (line, 12), (line, 12))
-        res2 = await inline(client, uri, line, 13)
+        res2 = await inline(client, uri, line, 13, automatic=True)
         assert res2 is not None and res2.items and res2.items[0].insert_text.startswith(part[1:])
         after = await _stats_when(client, "extended", before["extended"] + 1)
         assert after["extended"] == before["extended"] + 1, after
         assert after["model_calls"] == mid["model_calls"], "typing along started a model call"
         # The whole suggestion is served now: longer than the part that was shown.
         change_doc(client, uri, 3, part[1], (line, 13), (line, 13))
-        res3 = await inline(client, uri, line, 14)
+        res3 = await inline(client, uri, line, 14, automatic=True)
         assert res3 is not None and res3.items
         rest = res3.items[0].insert_text
         assert rest.startswith(part[2:]) and len(rest) > len(part) - 2, (part, rest)
@@ -250,14 +252,14 @@ async def test_deadline_continuation_is_cancelled_by_an_edit_that_diverges(
     _set(client, {"deadlineMs": 1})
     try:
         before = _d((await status(client))["backend"])
-        res = await inline(client, uri, line, 12)
+        res = await inline(client, uri, line, 12, automatic=True)
         assert res is not None and res.items
         part = res.items[0].insert_text
         still_writing = _d((await status(client))["backend"])["finished"] == before["finished"]
         # Type something the suggestion does not say: the background generation is cancelled.
         other = "#" if part[0] != "#" else "@"
         change_doc(client, uri, 2, other, (line, 12), (line, 12))
-        await inline(client, uri, line, 13)
+        await inline(client, uri, line, 13, automatic=True)
         after = _d((await status(client))["backend"])
         if still_writing:  # (a fast machine may have finished the line already)
             assert after["cancelled"] >= before["cancelled"] + 1, (before, after)

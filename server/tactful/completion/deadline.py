@@ -23,6 +23,9 @@ from tactful.completion.typealong import Shown
 
 #: Longest wait, after the user typed all of a part on screen, for the model to end the rest.
 WAIT_FOR_REST_S = 3.0
+#: An explicitly invoked request waits this long for the whole suggestion before it, too, is
+#: answered with the part written so far (a slow machine, a long prompt).
+INVOKED_WAIT_S = 10.0
 
 
 @dataclass
@@ -67,12 +70,116 @@ _TRAILING_WORD = re.compile(r"[\w\ufffd]+\Z")
 
 
 def partial_text(written: str, ctx: CompletionContext) -> str | None:
-    """What can be shown of a generation that is still running: its text up to the last word
-    boundary (the last word may still grow), post-processed; None when nothing is left."""
-    cut = _TRAILING_WORD.sub("", written)
-    if not cut.strip():
+    """What can be shown of a generation that is still running: its text up to the last place a
+    person would stop (:func:`stop_point`: whole words, brackets and strings balanced, no
+    trailing operator), post-processed; None when nothing is left."""
+    cut = _TRAILING_WORD.sub("", written)  # the last word may still grow
+    end = stop_point(cut)
+    if not cut[:end].strip():
         return None
-    return pp.postprocess(cut, ctx)
+    return pp.postprocess(cut[:end], ctx)
+
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = frozenset(")]}")
+#: A text ending in one of these is cut mid-expression.
+_DANGLING = frozenset("+-*/%=<>&|^~!,.:;([{@\\")
+#: Keywords that need what follows them.
+_LEAD_WORDS = frozenset(
+    [
+        "if",
+        "elif",
+        "while",
+        "for",
+        "in",
+        "and",
+        "or",
+        "not",
+        "is",
+        "lambda",
+        "with",
+        "as",
+        "from",
+        "import",
+        "def",
+        "class",
+        "assert",
+        "del",
+        "raise",
+        "global",
+        "nonlocal",
+        "await",
+        "async",
+        "yield",
+        "else",
+        "try",
+        "except",
+        "finally",
+        "case",
+        "match",
+    ]
+)
+_LAST_WORD = re.compile(r"(\w+)\s*\Z")
+
+
+def stop_point(text: str) -> int:
+    """The end of the longest prefix of ``text`` that a person could stop at: outside strings
+    and comments' starts, every bracket it opens closed (closers of brackets opened before the
+    suggestion are fine), and not ending in an operator, a comma or a keyword that needs more.
+    Once a line is complete, a cut in the next, unfinished one goes back to that line's end.
+    0 when there is none."""
+    best = 0
+    line_end = 0  # the best stop at the end of a complete line
+    depth = 0
+    quote: str | None = None
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quote is not None:
+            if ch == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                if depth == 0:
+                    best = max(best, _candidate(text, i))
+                continue
+            if ch == "\n" and len(quote) == 1:
+                quote = None  # an unclosed one-line string: the line is broken anyway
+                return best
+            i += 1
+            continue
+        if ch in "\"'":
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch
+            i += len(quote)
+            continue
+        if ch == "#":  # a comment: the code before it is the candidate
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if ch == "\n" and depth == 0 and best and text[:i].rstrip() == text[:best]:
+            line_end = best
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth = max(0, depth - 1)
+        i += 1
+        if depth == 0 and (i == n or not (text[i].isalnum() or text[i] in "_'\"")):
+            best = max(best, _candidate(text, i))
+    return line_end if line_end and "\n" in text[line_end:best] else best
+
+
+def _candidate(text: str, end: int) -> int:
+    """``end`` when ``text[:end]`` ends where a person could stop, else 0."""
+    head = text[:end].rstrip()
+    if not head or head[-1] in _DANGLING:
+        return 0
+    m = _LAST_WORD.search(head)
+    if m is not None and m.group(1) in _LEAD_WORDS:
+        return 0
+    return len(head)
 
 
 async def until_deadline(

@@ -40,6 +40,7 @@ from tactful.completion import cache
 from tactful.completion import postprocess as pp
 from tactful.completion.context import CompletionContext, build_context
 from tactful.completion.deadline import (
+    INVOKED_WAIT_S,
     WAIT_FOR_REST_S,
     Continuing,
     Writing,
@@ -214,7 +215,7 @@ class CompletionEngine:
         if not await self._debounced(key, seq, settings):
             return None
         # The model (or the cache), post-processed.
-        gen = await self._generate(backend, ctx, settings, uri, key)
+        gen = await self._generate(backend, ctx, settings, uri, key, trigger)
         if gen is None:
             return None
         if not self.is_latest(key, seq) or _edited(version, current_version):
@@ -328,6 +329,7 @@ class CompletionEngine:
         settings: Settings,
         uri: str,
         channel_key: str,
+        trigger: str = "automatic",
     ) -> Generated | None:
         """The suggestion from the cache, else from the model (post-processed); None when there
         is none (cancelled, empty, a model error)."""
@@ -358,7 +360,10 @@ class CompletionEngine:
         try:
             # Ghost text only: type-along brings the rest of a part there; a list item is
             # picked whole from a menu, so the list channel waits for the whole suggestion.
+            # A user who asked (Alt+\\) waits for the whole suggestion too, within a bound.
             deadline = settings.completion.deadline_ms / 1000 if channel_key == uri else 0.0
+            if deadline and trigger == "invoked":
+                deadline = max(deadline, INVOKED_WAIT_S)
             if deadline:
                 part = await until_deadline(fut, greq, ctx, deadline)
                 if part is not None:
