@@ -39,6 +39,8 @@ step "ruff (lint and format) and mypy over server/"
 step "tsc and eslint over vscode-client/"
 npm --prefix vscode-client run --silent compile
 npm --prefix vscode-client run --silent lint
+step "the extension's unit tests (node:test)"
+npm --prefix vscode-client test --silent
 
 step "pytest"
 # -rs: the reason of every skipped test (tests/engine/ without an engine) is printed.

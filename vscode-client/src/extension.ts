@@ -31,6 +31,7 @@ import * as P from './protocol';
 import { resolveServer, startFailureMessage, TailBuffer, type Launch } from './serverCommand';
 import { nestSettings, serverSettingKeys } from './settings';
 import { statusView, type ClientPhase } from './status';
+import { stdioOptions } from './serverLog';
 
 const SECTION = 'tactful';
 
@@ -126,6 +127,8 @@ class TactfulExtension implements vscode.Disposable {
       initializationOptions: this.serverSettings(),
       middleware: this.middleware(),
       connectionOptions: { maxRestartCount: 3 },
+      // The server's log lines at their own levels (by default every stderr line is an error).
+      stdioOptions: stdioOptions(),
     };
     const client = new TactfulLanguageClient(SECTION, 'tactful', serverOptions, clientOptions);
     this.client = client;
