@@ -62,6 +62,18 @@ export interface Status {
   shown: number;
   accepted: number;
   acceptanceRate: number | null;
+  /** The show/hide cascade's run-time guard (null/absent: no guard, e.g. the cascade hides nothing). */
+  cascadeGuard?: CascadeGuard | null;
+}
+
+/** The guard's state: is the cascade hiding, and how right has hiding been for this user. */
+export interface CascadeGuard {
+  state: 'hiding' | 'stricter' | 'off';
+  target: number;
+  accuracyWhenHiding: number | null;
+  lowerBound: number;
+  evidence: number;
+  correct: number;
 }
 
 /** An LSP inline completion item as the server sent it (what didShow/didPartiallyAccept carry). */

@@ -37,6 +37,29 @@ export function formatRate(status: Pick<Status, 'shown' | 'accepted' | 'acceptan
   return rate.replace(/^(\S+)/, '$1 accepted');
 }
 
+const GUARD_STATES: Record<string, string> = {
+  hiding: 'hiding suggestions it expects you to reject',
+  stricter: 'backed off: hiding fewer (it was wrong too often for you)',
+  off: 'backed off: hiding nothing (it was wrong too often for you)',
+};
+
+/**
+ * The show/hide filter's line for the tooltip, from the guard in the payload; undefined without
+ * one. E.g. "Show/hide filter: hiding suggestions it expects you to reject; right 18 of 20 times
+ * it hid (90%, target 95%)".
+ */
+export function guardLine(status: Pick<Status, 'cascadeGuard'>): string | undefined {
+  const g = status.cascadeGuard;
+  if (!g || typeof g !== 'object') return undefined;
+  const what = GUARD_STATES[g.state] ?? g.state;
+  const target = `target ${Math.round(g.target * 100)}%`;
+  const record =
+    typeof g.accuracyWhenHiding === 'number' && g.evidence > 0
+      ? `right ${g.correct} of ${g.evidence} times it hid (${Math.round(g.accuracyWhenHiding * 100)}%, ${target})`
+      : `no evidence on you yet (${target})`;
+  return `Show/hide filter: ${what}; ${record}`;
+}
+
 export function statusView(phase: ClientPhase, status: Status | undefined, progress?: string): StatusView {
   if (phase === 'startFailed') {
     return { text: '$(error) tactful', tooltip: 'tactful: the language server could not start. Click for options.', severity: 'error' };
@@ -52,6 +75,8 @@ export function statusView(phase: ClientPhase, status: Status | undefined, progr
   if (status.message) lines.push(status.message);
   lines.push(`Completions: ${status.enabled ? 'on' : 'off'}`);
   lines.push(`This session: ${formatRate(status)}`);
+  const guard = guardLine(status);
+  if (guard) lines.push(guard);
   lines.push('Click for the tactful menu.');
   const tooltip = lines.join('\n');
   switch (status.state) {

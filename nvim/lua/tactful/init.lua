@@ -300,7 +300,29 @@ function M.format_status(st)
   if st.message and st.message ~= '' then
     parts[#parts + 1] = st.message
   end
+  local guard = M.format_guard(st.cascadeGuard)
+  if guard then
+    parts[#parts + 1] = guard
+  end
   return table.concat(parts, ', ')
+end
+
+--- The show/hide filter's guard in words, or nil without one: e.g.
+--- 'show/hide filter hiding (right 18 of 20 times, target 95%)'.
+function M.format_guard(g)
+  if type(g) ~= 'table' or type(g.state) ~= 'string' then
+    return nil
+  end
+  local state = ({ hiding = 'hiding', stricter = 'backed off (stricter)', off = 'backed off (hiding nothing)' })[g.state]
+    or g.state
+  local target = string.format('target %d%%', math.floor((tonumber(g.target) or 0) * 100 + 0.5))
+  local record
+  if type(g.accuracyWhenHiding) == 'number' and (tonumber(g.evidence) or 0) > 0 then
+    record = string.format('right %d of %d times, %s', g.correct, g.evidence, target)
+  else
+    record = 'no evidence on you yet, ' .. target
+  end
+  return string.format('show/hide filter %s (%s)', state, record)
 end
 
 --- A short string for the status line: '' when no server runs for the current buffer; the

@@ -328,118 +328,127 @@ def register(server: TactfulServer) -> FeedbackHub:
     hub = FeedbackHub(server)
     server.feedback = hub
     server.settings_listeners.append(hub.settings_changed)
-
-    def accept(args: tuple[Any, ...], via: str) -> dict[str, Any]:
-        if not args or not isinstance(args[0], str) or not args[0]:
-            msg = f"{protocol.CMD_ACCEPT}: expected [suggestionId: str, acceptedLength?: int], got {list(args)!r}"
-            log.warning(msg)
-            return {"ok": False, "error": msg}
-        length = args[1] if len(args) > 1 else None
-        if length is not None and (
-            isinstance(length, bool)
-            or not isinstance(length, int | float)
-            or not math.isfinite(length)
-            or length < 0
-        ):
-            msg = f"{protocol.CMD_ACCEPT}: acceptedLength must be a non-negative integer, got {length!r}"
-            log.warning(msg)
-            return {"ok": False, "error": msg}
-        t = hub.tracker
-        first = (
-            t.accept(args[0], None if length is None else int(length), via=via)
-            if t is not None
-            else True
-        )
-        hub.accepted(args[0], None if length is None else int(length))
-        return {
-            "ok": True,
-            "known": bool(first) or (t is not None and t.knows(args[0])),
-        }
-
-    @server.command(protocol.CMD_ACCEPT)
-    def cmd_accept(ls: Any, *args: Any) -> dict[str, Any]:
-        return accept(args[:2], accept_via(args))
-
-    @server.command(protocol.CMD_REJECT)
-    def cmd_reject(ls: Any, *args: Any) -> dict[str, Any]:
-        if not args or not isinstance(args[0], str) or not args[0]:
-            msg = f"{protocol.CMD_REJECT}: expected [suggestionId: str], got {list(args)!r}"
-            log.warning(msg)
-            return {"ok": False, "error": msg}
-        t = hub.tracker
-        return {
-            "ok": True,
-            "recorded": bool(t.reject(args[0], "explicit")) if t is not None else False,
-        }
-
-    @server.command(protocol.CMD_LOG_LOCATION)
-    def cmd_log_location(ls: Any, *args: Any) -> dict[str, Any]:
-        p = hub.log_path()
-        return {"path": None if p is None else str(p), "enabled": p is not None}
-
-    @server.command(protocol.CMD_TRAIN)
-    async def cmd_train(ls: Any, *args: Any) -> dict[str, Any]:
-        from tactful.cascade import model as cdhf
-        from tactful.feedback import store as feedback
-
-        try:
-            result = await asyncio.to_thread(hub.train)
-        except cdhf.NotEnoughData as exc:  # a fresh log: progress, not a failure
-            _show(ls, exc.progress())
-            return {
-                "modelDir": None,
-                "message": exc.progress(),
-                "learning": {"have": exc.have, "need": exc.need, "what": exc.what},
-            }
-        except (cdhf.CdhfError, feedback.FeedbackError) as exc:
-            msg = f"training failed: {exc}"
-            _show(ls, msg, types.MessageType.Warning)
-            return {"modelDir": None, "error": msg}
-        _show(
-            ls,
-            f"trained the show/hide cascade on {result['decisions']} decisions (stage-2 AUC {result['stage2Auc']:.2f})"
-            + (
-                ""
-                if result["inUse"]
-                else f"; the default model stays in use until your log has {cdhf.OWN_LOG_MIN_DECISIONS} "
-                "decisions (or set cdhf.modelDir to this model)"
-            ),
-        )
-        return result
-
-    @server.feature(protocol.DID_SHOW_COMPLETION)
-    def on_did_show(ls: Any, params: Any) -> None:
-        sid = item_id(_get(params, "item"))
-        if sid is None:
-            log.warning(
-                "%s without an item carrying a tactful.accept command: %r",
-                protocol.DID_SHOW_COMPLETION,
-                params,
-            )
-            return
-        t = hub.tracker
-        if t is not None:
-            t.did_show(sid)
-
-    @server.feature(protocol.DID_PARTIALLY_ACCEPT_COMPLETION)
-    def on_partial_accept(ls: Any, params: Any) -> None:
-        sid = item_id(_get(params, "item"))
-        length = _get(params, "acceptedLength")
-        if (
-            sid is None
-            or isinstance(length, bool)
-            or not isinstance(length, int | float)
-            or not math.isfinite(length)
-        ):
-            log.warning(
-                "%s: expected {item, acceptedLength}, got %r",
-                protocol.DID_PARTIALLY_ACCEPT_COMPLETION,
-                params,
-            )
-            return
-        accept((sid, int(length)), "notification")
-
+    server.command(protocol.CMD_ACCEPT)(cmd_accept)
+    server.command(protocol.CMD_REJECT)(cmd_reject)
+    server.command(protocol.CMD_LOG_LOCATION)(cmd_log_location)
+    server.command(protocol.CMD_TRAIN)(cmd_train)
+    server.feature(protocol.DID_SHOW_COMPLETION)(on_did_show)
+    server.feature(protocol.DID_PARTIALLY_ACCEPT_COMPLETION)(on_partial_accept)
     return hub
+
+
+# Handlers: each takes the server as ``ls`` (annotated Any: pygls resolves a command handler's
+# type hints when it is called) and delegates to the hub registered on it.
+def _hub(ls: Any) -> FeedbackHub:
+    hub = ls.feedback
+    assert isinstance(hub, FeedbackHub), "lsp.feedback.register was not called on this server"
+    return hub
+
+
+def accept(hub: FeedbackHub, args: tuple[Any, ...], via: str) -> dict[str, Any]:
+    """An accept of ``[suggestionId, acceptedLength?]``, validated, recorded and passed on."""
+    if not args or not isinstance(args[0], str) or not args[0]:
+        msg = f"{protocol.CMD_ACCEPT}: expected [suggestionId: str, acceptedLength?: int], got {list(args)!r}"
+        log.warning(msg)
+        return {"ok": False, "error": msg}
+    length = args[1] if len(args) > 1 else None
+    if length is not None and (
+        isinstance(length, bool)
+        or not isinstance(length, int | float)
+        or not math.isfinite(length)
+        or length < 0
+    ):
+        msg = (
+            f"{protocol.CMD_ACCEPT}: acceptedLength must be a non-negative integer, got {length!r}"
+        )
+        log.warning(msg)
+        return {"ok": False, "error": msg}
+    taken = None if length is None else int(length)
+    t = hub.tracker
+    first = t.accept(args[0], taken, via=via) if t is not None else True
+    hub.accepted(args[0], taken)
+    return {"ok": True, "known": bool(first) or (t is not None and t.knows(args[0]))}
+
+
+def cmd_accept(ls: Any, *args: Any) -> dict[str, Any]:
+    return accept(_hub(ls), args[:2], accept_via(args))
+
+
+def cmd_reject(ls: Any, *args: Any) -> dict[str, Any]:
+    if not args or not isinstance(args[0], str) or not args[0]:
+        msg = f"{protocol.CMD_REJECT}: expected [suggestionId: str], got {list(args)!r}"
+        log.warning(msg)
+        return {"ok": False, "error": msg}
+    t = _hub(ls).tracker
+    return {"ok": True, "recorded": bool(t.reject(args[0], "explicit")) if t is not None else False}
+
+
+def cmd_log_location(ls: Any, *args: Any) -> dict[str, Any]:
+    p = _hub(ls).log_path()
+    return {"path": None if p is None else str(p), "enabled": p is not None}
+
+
+async def cmd_train(ls: Any, *args: Any) -> dict[str, Any]:
+    from tactful.cascade import model as cdhf
+    from tactful.feedback import store as feedback
+
+    try:
+        result = await asyncio.to_thread(_hub(ls).train)
+    except cdhf.NotEnoughData as exc:  # a fresh log: progress, not a failure
+        _show(ls, exc.progress())
+        return {
+            "modelDir": None,
+            "message": exc.progress(),
+            "learning": {"have": exc.have, "need": exc.need, "what": exc.what},
+        }
+    except (cdhf.CdhfError, feedback.FeedbackError) as exc:
+        msg = f"training failed: {exc}"
+        _show(ls, msg, types.MessageType.Warning)
+        return {"modelDir": None, "error": msg}
+    kept = (
+        ""
+        if result["inUse"]
+        else f"; the default model stays in use until your log has {cdhf.OWN_LOG_MIN_DECISIONS} "
+        "decisions (or set cdhf.modelDir to this model)"
+    )
+    _show(
+        ls,
+        f"trained the show/hide cascade on {result['decisions']} decisions "
+        f"(stage-2 AUC {result['stage2Auc']:.2f}){kept}",
+    )
+    return result
+
+
+def on_did_show(ls: Any, params: Any) -> None:
+    sid = item_id(_get(params, "item"))
+    if sid is None:
+        log.warning(
+            "%s without an item carrying a tactful.accept command: %r",
+            protocol.DID_SHOW_COMPLETION,
+            params,
+        )
+        return
+    t = _hub(ls).tracker
+    if t is not None:
+        t.did_show(sid)
+
+
+def on_partial_accept(ls: Any, params: Any) -> None:
+    sid = item_id(_get(params, "item"))
+    length = _get(params, "acceptedLength")
+    if (
+        sid is None
+        or isinstance(length, bool)
+        or not isinstance(length, int | float)
+        or not math.isfinite(length)
+    ):
+        log.warning(
+            "%s: expected {item, acceptedLength}, got %r",
+            protocol.DID_PARTIALLY_ACCEPT_COMPLETION,
+            params,
+        )
+        return
+    accept(_hub(ls), (sid, int(length)), "notification")
 
 
 def _show(

@@ -60,6 +60,11 @@ H.run(function()
   H.check('format-status', tactful.format_status({
     state = 'ready', model = 'm', enabled = true, shown = 4, accepted = 1, acceptanceRate = 0.25,
   }) == 'ready, m, 25% accepted (1/4)', tactful.format_status({ state = 'ready', model = 'm', shown = 4, accepted = 1, acceptanceRate = 0.25 }))
+  H.check('format-guard-hiding', tactful.format_guard({ state = 'hiding', target = 0.95, accuracyWhenHiding = 0.9, evidence = 20, correct = 18 })
+    == 'show/hide filter hiding (right 18 of 20 times, target 95%)')
+  H.check('format-guard-off', tactful.format_guard({ state = 'off', target = 0.95, accuracyWhenHiding = vim.NIL, evidence = 0, correct = 0 })
+    == 'show/hide filter backed off (hiding nothing) (no evidence on you yet, target 95%)')
+  H.check('format-guard-none', tactful.format_guard(vim.NIL) == nil)
   H.check('format-status-nothing-shown', tactful.format_status({ state = 'ready', model = 'm', shown = 0, accepted = 0, acceptanceRate = vim.NIL }) == 'ready, m, no suggestions shown yet')
   H.check('format-rate', tactful.format_rate({ shown = 33, accepted = 4, acceptanceRate = 4 / 33 }) == '12% (4/33)'
     and tactful.format_rate({ acceptanceRate = 0.5 }) == '50%' and tactful.format_rate({ shown = 0, acceptanceRate = vim.NIL }) == nil,

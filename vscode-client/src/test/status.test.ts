@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Status } from '../protocol';
-import { formatRate, shortModelName, shortRate, statusView } from '../status';
+import { formatRate, guardLine, shortModelName, shortRate, statusView } from '../status';
 
 const base: Status = { state: 'ready', model: '/home/u/.cache/tactful/models/smollm2-135m-instruct-bf16', message: '', enabled: true, shown: 0, accepted: 0, acceptanceRate: null };
 
@@ -34,4 +34,18 @@ test('the acceptance rate of the session is shown with its counts once something
   // What the payload gives: no counts, no counts shown; no rate, nothing.
   assert.equal(shortRate({ acceptanceRate: 0.5 } as unknown as Status), '50%');
   assert.equal(shortRate({ shown: 3, accepted: 0, acceptanceRate: null }), undefined);
+});
+
+test('the show/hide guard is in the tooltip, in words, with its record', () => {
+  const ready: Status = { ...base, shown: 4, accepted: 1, acceptanceRate: 0.25 };
+  assert.equal(guardLine({ cascadeGuard: null }), undefined);
+  const hiding = { state: 'hiding', target: 0.95, accuracyWhenHiding: 0.9, lowerBound: 0.7, evidence: 20, correct: 18 } as const;
+  assert.equal(
+    guardLine({ cascadeGuard: hiding }),
+    'Show/hide filter: hiding suggestions it expects you to reject; right 18 of 20 times it hid (90%, target 95%)',
+  );
+  const off = { ...hiding, state: 'off', accuracyWhenHiding: null, evidence: 0, correct: 0 } as const;
+  assert.match(guardLine({ cascadeGuard: off }) ?? '', /backed off: hiding nothing.*no evidence on you yet \(target 95%\)/);
+  assert.match(statusView('running', { ...ready, cascadeGuard: hiding }).tooltip, /Show\/hide filter: hiding/);
+  assert.doesNotMatch(statusView('running', ready).tooltip, /Show\/hide filter/);
 });
