@@ -126,15 +126,13 @@ class FeedbackHub:
         server = self.server
 
         def on_fault(kind: str, message: str) -> None:
-            problems = getattr(server, "problems", None)
-            if isinstance(problems, dict):
-                if message:
-                    problems["feedbackLog"] = message
-                else:
-                    problems.pop("feedbackLog", None)
+            if message:
+                server.problems["feedbackLog"] = message
+            else:
+                server.problems.pop("feedbackLog", None)
             if message:
                 transport.notice(server, f"feedback-{kind}", message, transport.ERROR)
-            transport.call_in_loop(server, getattr(server, "send_status", lambda: None))
+            transport.call_in_loop(server, server.send_status)
 
         store.on_fault = on_fault
 
