@@ -110,6 +110,11 @@ _engine_url = _check_quiet(
     _is_engine_url,
     "null or an http(s) URL without credentials or query, e.g. http://127.0.0.1:8000/v1",
 )
+_glob_list = _check(
+    lambda v: isinstance(v, list) and all(isinstance(g, str) and g.strip() for g in v),
+    'a list of glob patterns, e.g. ["docs/**", "*_pb2.py"]',
+)
+_CONTEXT_FORMATS = ("auto", "comments")
 _lang_map = _check(
     lambda v: (
         isinstance(v, dict)
@@ -247,6 +252,24 @@ class EngineSettings:
 
 
 @attrs.frozen
+class ContextSettings:
+    """Repository context: definitions and snippets from other files of the workspace at the start of the prompt (docs/context.md)."""
+
+    enable: bool = attrs.field(default=True, validator=_bool)
+    """Index the workspace folders in the background and put context from other files at the start of each completion prompt."""
+    tokens: int = attrs.field(default=512, validator=_int_range(0, 8192))
+    """Token budget of that context (on top of ``completion.contextTokens``); 0: none."""
+    exclude: list[str] = attrs.field(factory=list, validator=_glob_list)
+    """Glob patterns (relative to a workspace folder) of files and folders never indexed, on top of ``.gitignore``, dependency, build and vendored folders and secret-looking files."""
+    max_files: int = attrs.field(default=5000, validator=_int_range(1, 200000))
+    """Most files indexed per workspace (those nearest the folder roots are kept)."""
+    max_file_kb: int = attrs.field(default=512, validator=_int_range(1, 16384))
+    """Files larger than this are not indexed."""
+    format: str = attrs.field(default="auto", validator=_one_of(*_CONTEXT_FORMATS))
+    """``auto``: the model family's repository tokens where its vocabulary has them (StarCoder2's and SmolLM2's ``<repo_name>`` and ``<file_sep>``, Qwen2.5-Coder's own), else commented file headers; ``comments``: always commented file headers."""
+
+
+@attrs.frozen
 class Settings:
     """All of tactful's settings. ``Settings()`` is the documented default."""
 
@@ -276,6 +299,7 @@ class Settings:
     feedback: FeedbackSettings = attrs.field(factory=FeedbackSettings)
     cdhf: CdhfSettings = attrs.field(factory=CdhfSettings)
     engine: EngineSettings = attrs.field(factory=EngineSettings)
+    context: ContextSettings = attrs.field(factory=ContextSettings)
 
     def language_enabled(self, language_id: str) -> bool:
         """Whether completions are on for an LSP language id."""

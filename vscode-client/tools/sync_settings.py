@@ -68,6 +68,8 @@ def _schema_from_validator(call: ast.Call | None, default: Any) -> dict[str, Any
             return {"type": ["string", "null"], "pattern": "^https?://"}
         if call.id == "_env_name":
             return {"type": ["string", "null"], "pattern": "^[A-Z_][A-Z0-9_]{0,63}$"}
+        if call.id == "_glob_list":
+            return {"type": "array", "items": {"type": "string"}}
         if call.id == "_lang_map":
             return {"type": "object", "additionalProperties": {"type": "boolean"}}
         raise ValueError(f"unknown validator {call.id}")

@@ -532,18 +532,20 @@ class EngineBackend:
 
     # --- completions ---------------------------------------------------------------------------
     def prompt(self, req: GenerateRequest) -> str:
-        """The prompt as the in-process backend builds it, before token healing: FIM when a
-        template and a suffix are there, else the prefix."""
+        """The prompt as the in-process backend builds it, before token healing: the repository
+        context (``req.preamble``), then FIM when a template and a suffix are there, else the
+        prefix."""
         if req.use_fim and self.fim_template is not None and req.suffix:
-            return self.fim_template.render(req.prefix, req.suffix)
-        return req.prefix
+            return req.preamble + self.fim_template.render(req.prefix, req.suffix)
+        return req.preamble + req.prefix
 
     def healed_prompt(self, req: GenerateRequest) -> tuple[str, str]:
         """(prompt, heal): the prompt with its end healed as in-process (``split_heal``), and
         the text the engine has to write first (dropped from the suggestion)."""
         if req.use_fim and self.fim_template is not None and req.suffix:
             return self.prompt(req), ""
-        return split_heal(req.prefix)
+        base, heal = split_heal(req.prefix)
+        return req.preamble + base, heal
 
     def _stop_strings(self, req: GenerateRequest) -> list[str]:
         out = [s for s in req.stop if s]

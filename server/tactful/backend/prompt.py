@@ -28,11 +28,12 @@ def build_prompt(
 
     ``last_token(text)``: the text of the last token of ``text`` as the model's tokenizer cuts
     it (empty when there is none); without it, only trailing whitespace could be healed, so
-    nothing is (the prompt is the prefix as written)."""
+    nothing is (the prompt is the prefix as written). ``req.preamble`` (repository context)
+    starts the prompt in every case, before the FIM template's first token."""
     if req.use_fim and template is not None and req.suffix:
-        return template.render(req.prefix, req.suffix), ""
+        return req.preamble + template.render(req.prefix, req.suffix), ""
     if last_token is None:
-        return req.prefix, ""
+        return req.preamble + req.prefix, ""
     base = req.prefix.rstrip(HEAL_CHARS)
     heal = req.prefix[len(base) :]
     if not heal and base:
@@ -45,4 +46,4 @@ def build_prompt(
             and len(last) < len(base)
         ):
             base, heal = base[: -len(last)], last
-    return base, heal
+    return req.preamble + base, heal

@@ -30,6 +30,9 @@ class GenerateRequest:
     cache_key: str | None = None
     #: Set from another thread to stop generation within one decoding step.
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: Repository context that starts the prompt, before the prefix (and before the FIM
+    #: template's first token): see ``tactful.workspace``.
+    preamble: str = ""
     #: Use the suffix through the model's FIM template when it has one.
     use_fim: bool = True
     #: Optional per-step check on the text so far; returning True stops generation

@@ -30,7 +30,7 @@ def key_for(
     return cache_key(
         backend.name,
         _gen_settings(settings),
-        ctx.prefix,
+        ctx.preamble + ctx.prefix,
         ctx.suffix if backend.fim else "",
         ctx.multiline,
     )

@@ -60,6 +60,8 @@ class CompletionContext:
     #: Offset in the document where ``prefix`` starts.
     prefix_start: int
     offset: int
+    #: Repository context that starts the prompt (``tactful.workspace``); "" for none.
+    preamble: str = ""
 
 
 def _window_start(text: str, offset: int, budget_chars: int) -> int:

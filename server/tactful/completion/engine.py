@@ -135,6 +135,9 @@ class CompletionEngine:
         self._continuing = Continuing()
         self._shown: dict[str, Shown] = {}
         self._seq = 0
+        #: Repository context (``tactful.workspace``): (uri, text, offset, language id, prompt
+        #: start, backend) -> the prompt's preamble; None: only the current file.
+        self.repo_context: Callable[[str, str, int, str, int, Backend], str] | None = None
 
     def latency_summary(self) -> dict[str, float | int | None]:
         """Median and 95th percentile of the recent model-written answers, request to answer."""
@@ -201,6 +204,10 @@ class CompletionEngine:
         if backend is None:
             return None
         ctx = self._context(backend, text, offset, language_id, settings, single_line)
+        if self.repo_context is not None and len(text) <= MAX_PARSE_CHARS:
+            ctx.preamble = self.repo_context(
+                uri, text, offset, language_id, ctx.prefix_start, backend
+            )
         req = RequestInfo(
             uri, language_id, text, offset, line, character, version, trigger,
             ctx.context_class, ctx.multiline,

@@ -36,6 +36,8 @@ def make_generate_request(
         single_line=not ctx.multiline,
         cache_key=uri if cs.prefix_reuse else None,
         use_fim=fim,
+        preamble=ctx.preamble,
+        stop=("<file_sep>", "<|file_sep|>") if ctx.preamble else (),
         should_stop=stop_here,
     )
 

@@ -51,6 +51,11 @@ def register(server: TactfulServer) -> None:
         except OSError as exc:
             log.warning("completion cache unavailable: %s", exc)
         ls.start_model()
+        for listener in list(ls.initialized_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("initialized listener failed")
 
     @server.feature(types.SHUTDOWN)
     def on_shutdown(ls: TactfulServer, params: Any) -> None:

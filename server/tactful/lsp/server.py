@@ -37,6 +37,7 @@ from tactful.lsp import protocol, transport
 if TYPE_CHECKING:
     from tactful.lsp.feedback import FeedbackHub
     from tactful.lsp.flags import FlagService
+    from tactful.workspace.service import WorkspaceService
 
 log = logging.getLogger("tactful")
 _SHOW_ALL = NullHooks()
@@ -63,9 +64,12 @@ class TactfulServer(transport.HardenedServer):
         #: Feature modules subscribe to settings changes and document events.
         self.settings_listeners: list[SettingsListener] = []
         self.document_listeners: list[DocumentListener] = []
+        #: Called with no arguments after ``initialized`` (the workspace index starts there).
+        self.initialized_listeners: list[Callable[[], None]] = []
         #: The feature services, set by their modules' ``register`` (None: not registered).
         self.feedback: FeedbackHub | None = None
         self.flags: FlagService | None = None
+        self.workspace_index: WorkspaceService | None = None
 
     @property
     def hooks(self) -> SuggestionHooks:
@@ -237,6 +241,8 @@ class TactfulServer(transport.HardenedServer):
                     "embedded model serving" if eng["serving"] == "fallback" else "no suggestions"
                 )
                 st["message"] = f"engine down ({then}): {eng['error']}"
+        if self.workspace_index is not None:
+            st["workspace"] = self.workspace_index.status()
         if not self.settings.enable and st["state"] == READY:
             st["state"] = "disabled"
         return st
@@ -269,7 +275,7 @@ def demote_benign_records(record: logging.LogRecord) -> bool:
 
 def create_server() -> TactfulServer:
     """A server with every feature's handlers registered (nothing runs until it is started)."""
-    from tactful.lsp import completion, feedback, flags, lifecycle, replay
+    from tactful.lsp import completion, feedback, flags, lifecycle, replay, workspace
 
     server = TactfulServer()
     lifecycle.register(server)
@@ -277,6 +283,7 @@ def create_server() -> TactfulServer:
     feedback.register(server)
     flags.register(server)
     replay.register(server)
+    workspace.register(server)
     return server
 
 

@@ -1,0 +1,439 @@
+"""Per-request choice of repository context, and its rendering at the start of the prompt.
+
+Deterministic and cheap: everything comes from the index and the open documents' text, never
+from a scan. What may be chosen, best first when the budget is short:
+
+1. the enclosing class's other members (those the prompt's window of the file does not show)
+   and the members of its base classes from other files;
+2. definitions of the names the file imports from the workspace and uses near the cursor
+   (signature and excerpt), then of the other names it imports (signatures);
+3. snippets of open or recently edited files similar to the lines above the cursor (Jaccard
+   similarity of identifier sets over sliding windows).
+
+The chosen parts are rendered grouped by file, the files in the order the current file imports
+them and the similar snippets last, so that the rendered text changes only when the chosen set
+changes: it is the start of the prompt, and the model's KV cache of it is reused across
+keystrokes. The cursor's own line never takes part in the choice (typing on it changes nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tactful.workspace.imports import Binding, ModuleMap, bindings
+from tactful.workspace.index import Definition, FileEntry, Import
+
+CHARS_PER_TOKEN = 3.0
+#: The "near the cursor" window: this many lines above and below, in steps of NEAR_STEP lines.
+NEAR_ABOVE = 40
+NEAR_BELOW = 10
+NEAR_STEP = 8
+#: Similar snippets: windows of this many lines, moved by SNIPPET_STEP; the query is the
+#: SNIPPET_LINES lines above the cursor's line.
+SNIPPET_LINES = 10
+SNIPPET_STEP = 5
+SNIPPET_MIN_JACCARD = 0.2
+MAX_SNIPPETS = 2
+MAX_MODULE_MEMBERS = 30
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset(
+    [
+        "False",
+        "None",
+        "True",
+        "and",
+        "as",
+        "assert",
+        "async",
+        "await",
+        "break",
+        "class",
+        "continue",
+        "def",
+        "del",
+        "elif",
+        "else",
+        "except",
+        "finally",
+        "for",
+        "from",
+        "global",
+        "if",
+        "import",
+        "in",
+        "is",
+        "lambda",
+        "nonlocal",
+        "not",
+        "or",
+        "pass",
+        "raise",
+        "return",
+        "try",
+        "while",
+        "with",
+        "yield",
+        "self",
+        "cls",
+        "const",
+        "let",
+        "var",
+        "function",
+        "return",
+        "new",
+        "this",
+        "null",
+        "undefined",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RepoFormat:
+    """How a model family spells repository context."""
+
+    name: str
+    repo_token: str = ""
+    file_token: str = ""
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(t for t in (self.repo_token, self.file_token) if t)
+
+
+STARCODER2 = RepoFormat("starcoder2", "<repo_name>", "<file_sep>")
+QWEN = RepoFormat("qwen2.5-coder", "<|repo_name|>", "<|file_sep|>")
+COMMENTS = RepoFormat("comments")
+
+
+def detect_format(vocabulary: Sequence[str] | set[str] | None) -> RepoFormat:
+    """The repository format whose tokens the model's vocabulary has, else commented headers."""
+    if not vocabulary:
+        return COMMENTS
+    vocab = set(vocabulary)
+    for fmt in (QWEN, STARCODER2):
+        if all(t in vocab for t in fmt.tokens):
+            return fmt
+    return COMMENTS
+
+
+_LINE_COMMENT = {
+    "python": "#",
+    "ruby": "#",
+    "shellscript": "#",
+    "yaml": "#",
+    "toml": "#",
+    "lua": "--",
+}
+
+
+def comment_marker(language: str) -> str:
+    return _LINE_COMMENT.get(language, "//")
+
+
+@dataclass
+class Part:
+    """One chosen piece: a definition (with or without its excerpt) or a snippet."""
+
+    path: str
+    rel: str
+    line: int
+    text: str
+    score: float
+    #: Import order of the file (for the rendering order); snippets come after all files.
+    order: int
+    snippet: bool = False
+    #: A member is only shown under its class: the line of the class's part in the same file.
+    needs: int | None = None
+
+
+@dataclass
+class Selection:
+    """The chosen parts and the rendered preamble."""
+
+    parts: list[Part] = field(default_factory=list)
+    text: str = ""
+    tokens: int = 0
+
+
+def identifiers(text: str) -> set[str]:
+    return {w for w in _IDENT.findall(text) if w not in _KEYWORDS and len(w) > 1}
+
+
+def _near_text(lines: list[str], cursor_line: int) -> str:
+    """Lines near the cursor, the cursor's own line left out, the window moved in steps."""
+    block = cursor_line // NEAR_STEP * NEAR_STEP
+    lo = max(0, block - NEAR_ABOVE)
+    hi = min(len(lines), block + NEAR_STEP + NEAR_BELOW)
+    return "\n".join(ln for i, ln in enumerate(lines[lo:hi], lo) if i != cursor_line)
+
+
+def _def_text(d: Definition, with_excerpt: bool) -> str:
+    body = d.excerpt if with_excerpt and d.excerpt else ""
+    if d.kind in ("variable", "class_attribute"):
+        return d.signature
+    if body:
+        return d.signature + "\n" + body
+    if d.kind == "class":
+        return d.signature
+    indent = d.signature[: len(d.signature) - len(d.signature.lstrip())]
+    return d.signature + ("\n" + indent + "    ..." if d.signature.rstrip().endswith(":") else "")
+
+
+def _tokens(text: str) -> int:
+    return int(len(text) / CHARS_PER_TOKEN) + 1
+
+
+def _class_members(entry: FileEntry, cls: str) -> list[Definition]:
+    return [d for d in entry.defs if d.parent == cls]
+
+
+def _enclosing_class(entry: FileEntry, cursor_line: int, lines: list[str]) -> Definition | None:
+    """The top-level class whose body holds the cursor (by the index entry's class lines and
+    the cursor line's indentation)."""
+    best = None
+    for d in entry.defs:
+        if d.kind == "class" and d.parent is None and d.line <= cursor_line:
+            best = d
+    if best is None:
+        return None
+    # The cursor is in that class when no line between them starts at column 0 with code.
+    for i in range(best.line + 1, min(cursor_line, len(lines))):
+        ln = lines[i]
+        if ln and not ln[0].isspace() and not ln.startswith(("#", ")", "@", '"' * 3, "'" * 3)):
+            return None
+    cur = lines[cursor_line] if cursor_line < len(lines) else ""
+    if cur.strip() and not cur[0].isspace():
+        return None
+    return best
+
+
+def _windows(text: str) -> list[tuple[int, str, set[str]]]:
+    lines = text.split("\n")
+    out = []
+    for start in range(0, max(1, len(lines) - SNIPPET_LINES + 1), SNIPPET_STEP):
+        chunk = "\n".join(lines[start : start + SNIPPET_LINES])
+        ids = identifiers(chunk)
+        if len(ids) >= 3:
+            out.append((start, chunk, ids))
+    return out
+
+
+class SnippetWindows:
+    """Sliding windows of open / recently edited documents, cached per text."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[str, list[tuple[int, str, set[str]]]]] = {}
+
+    def get(self, path: str, text: str) -> list[tuple[int, str, set[str]]]:
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] is text:
+            return hit[1]
+        if hit is not None and hit[0] == text:
+            self._cache[path] = (text, hit[1])
+            return hit[1]
+        wins = _windows(text)
+        self._cache[path] = (text, wins)
+        return wins
+
+    def forget(self, path: str) -> None:
+        self._cache.pop(path, None)
+
+
+def select(
+    *,
+    modules: ModuleMap,
+    current: FileEntry | None,
+    current_path: str | None,
+    imports: Sequence[Import],
+    text: str,
+    offset: int,
+    prompt_start: int,
+    budget_tokens: int,
+    others: Sequence[tuple[str, str, str]] = (),
+    snippets: SnippetWindows | None = None,
+) -> list[Part]:
+    """The parts of repository context for the cursor at ``offset`` in ``text``, within
+    ``budget_tokens``, in rendering order. ``others``: (path, rel, text) of open or recently
+    edited documents other than the current one; ``prompt_start``: where the prompt's window
+    of the current file starts (members shown there are not repeated)."""
+    lines = text.split("\n")
+    cursor_line = text.count("\n", 0, offset)
+    first_prompt_line = text.count("\n", 0, prompt_start)
+    near = identifiers(_near_text(lines, cursor_line))
+    head = "\n".join(lines[:cursor_line])
+    used_above = identifiers(head)
+    candidates: list[Part] = []
+
+    def add(
+        entry: FileEntry,
+        d: Definition,
+        score: float,
+        order: int,
+        excerpt: bool,
+        needs: int | None = None,
+    ) -> None:
+        candidates.append(
+            Part(entry.path, entry.rel, d.line, _def_text(d, excerpt), score, order, needs=needs)
+        )
+
+    binds = bindings(modules, current_path, imports)
+    file_order: dict[str, int] = {}
+    for b in binds:
+        file_order.setdefault(b.entry.path, len(file_order))
+
+    # 1. The enclosing class: members outside the prompt's window, and inherited ones.
+    if current is not None:
+        cls = _enclosing_class(current, cursor_line, lines)
+        if cls is not None:
+            members = [
+                m
+                for m in _class_members(current, cls.name)
+                if m.line < first_prompt_line or m.line > cursor_line
+            ]
+            if members and cls.line < first_prompt_line:
+                add(current, cls, 3.2, -1, False)
+            for m in members:
+                add(
+                    current,
+                    m,
+                    3.0 + (m.name in near),
+                    -1,
+                    False,
+                    cls.line if cls.line < first_prompt_line else None,
+                )
+            by_name = {b.name: b for b in binds}
+            for base in cls.bases:
+                bb = by_name.get(base.split(".")[-1])
+                if bb is not None and bb.definition is not None and bb.definition.kind == "class":
+                    add(bb.entry, bb.definition, 2.5, file_order[bb.entry.path], False)
+                    for m in _class_members(bb.entry, bb.definition.name):
+                        add(
+                            bb.entry,
+                            m,
+                            2.4 + 0.5 * (m.name in near),
+                            file_order[bb.entry.path],
+                            False,
+                            bb.definition.line,
+                        )
+
+    # 2. Imported names: near the cursor first, with excerpts; then the rest, signatures.
+    for b in binds:
+        order = file_order[b.entry.path]
+        is_near = b.name.split(".")[-1] in near or b.name in near
+        base_score = 2.0 if is_near else (1.2 if b.name in used_above else 1.0)
+        base_score -= 0.001 * order
+        if b.definition is None:
+            _add_module(candidates, b, near, order, base_score)
+            continue
+        d = b.definition
+        add(b.entry, d, base_score + 0.5, order, is_near)
+        if d.kind == "class":
+            members = [
+                m
+                for m in _class_members(b.entry, d.name)
+                if not m.name.startswith("__") or m.name == "__init__"
+            ]
+            for m in members[:MAX_MODULE_MEMBERS]:
+                add(b.entry, m, base_score - 0.2 + 0.5 * (m.name in near), order, False, d.line)
+
+    # 3. Similar snippets from open / recently edited documents.
+    if others and snippets is not None:
+        q_lines = lines[max(0, cursor_line - SNIPPET_LINES) : cursor_line]
+        query = identifiers("\n".join(q_lines))
+        if len(query) >= 3:
+            scored: list[tuple[float, str, str, int, str]] = []
+            for path, rel, other in others:
+                if path == current_path:
+                    continue
+                best: tuple[float, int, str] | None = None
+                for start, chunk, ids in snippets.get(path, other):
+                    j = len(query & ids) / len(query | ids)
+                    if best is None or j > best[0]:
+                        best = (j, start, chunk)
+                if best is not None and best[0] >= SNIPPET_MIN_JACCARD:
+                    scored.append((best[0], path, rel, best[1], best[2]))
+            scored.sort(key=lambda s: (-s[0], s[1], s[3]))
+            for j, path, rel, start, chunk in scored[:MAX_SNIPPETS]:
+                candidates.append(Part(path, rel, start, chunk, 0.5 + j, 10_000, snippet=True))
+
+    # Greedy by score within the budget; then the rendering order.
+    budget = budget_tokens
+    chosen: list[Part] = []
+    seen: set[tuple[str, int, bool]] = set()
+    for p in sorted(candidates, key=lambda p: (-p.score, p.order, p.path, p.line)):
+        key = (p.path, p.line, p.snippet)
+        if key in seen or (p.needs is not None and (p.path, p.needs, False) not in seen):
+            continue
+        cost = _tokens(p.text) + (8 if not any(c.path == p.path for c in chosen) else 0)
+        if cost > budget:
+            continue
+        seen.add(key)
+        chosen.append(p)
+        budget -= cost
+    chosen.sort(key=lambda p: (p.snippet, p.order, p.path, p.line))
+    return chosen
+
+
+def _add_module(
+    candidates: list[Part], b: Binding, near: set[str], order: int, score: float
+) -> None:
+    """A module bound by an import: its top-level definitions, those named near the cursor
+    (as ``m.name``) first."""
+    members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
+    for d in members[: MAX_MODULE_MEMBERS * 2]:
+        s = score + (0.6 if d.name in near else -0.3)
+        candidates.append(
+            Part(b.entry.path, b.entry.rel, d.line, _def_text(d, d.name in near), s, order)
+        )
+
+
+def render(
+    parts: Sequence[Part],
+    fmt: RepoFormat,
+    *,
+    repo: str,
+    current_rel: str,
+    language: str,
+) -> str:
+    """The preamble: the parts grouped by file in the model family's repository format, ending
+    with the current file's header (the file's own prefix follows it)."""
+    if not parts:
+        return ""
+    groups: list[tuple[str, list[Part]]] = []
+    for p in parts:
+        label = p.rel
+        if groups and groups[-1][0] == label and not p.snippet:
+            groups[-1][1].append(p)
+        else:
+            groups.append((label, [p]))
+    if fmt.file_token:
+        out = [f"{fmt.repo_token}{repo}" + ("\n" if fmt is QWEN else "")]
+        for rel, ps in groups:
+            body = _group_body(ps)
+            out.append(f"{fmt.file_token}{rel}\n{body}\n")
+        out.append(f"{fmt.file_token}{current_rel}\n")
+        return "".join(out)
+    c = comment_marker(language)
+    out = []
+    for rel, ps in groups:
+        head = f"{c} Compare this snippet from {rel}:" if ps[0].snippet else f"{c} From {rel}:"
+        body = "\n".join(f"{c} {ln}" if ln.strip() else c for ln in _group_body(ps).split("\n"))
+        out.append(f"{head}\n{body}\n")
+    out.append(f"{c} Path: {current_rel}\n")
+    return "".join(out)
+
+
+def _group_body(ps: Sequence[Part]) -> str:
+    chunks: list[str] = []
+    for p in ps:
+        chunks.append(p.text)
+    return "\n".join(chunks)
+
+
+def repo_name(root: str | None) -> str:
+    return os.path.basename(root.rstrip(os.sep)) if root else "workspace"
