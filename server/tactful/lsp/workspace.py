@@ -63,7 +63,7 @@ _tasks: set[asyncio.Future[None]] = set()
 
 def register(server: TactfulServer) -> None:
     svc = WorkspaceService(None, lambda: options(server.settings), lambda uri: live(uri))
-    server.workspace_index = svc  # type: ignore[attr-defined]
+    server.workspace_index = svc
     docs: dict[str, Any] = {}
 
     def live(uri: str) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -22,10 +23,12 @@ async def start(
     diagnostics: bool = False,
     on_diagnostics: Callable[[types.PublishDiagnosticsParams], None] | None = None,
     on_message: Callable[[types.ShowMessageParams], None] | None = None,
+    root: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Start and initialize the server; the client and a dict kept up to date with its status.
 
-    ``diagnostics`` advertises pull and push diagnostics (else only inline completion)."""
+    ``diagnostics`` advertises pull and push diagnostics (else only inline completion); ``root``
+    is a local folder sent as the workspace folder."""
     from pygls.lsp.client import LanguageClient
 
     client = LanguageClient(name, "1")
@@ -67,7 +70,17 @@ async def start(
         window=types.WindowClientCapabilities(work_done_progress=True),
     )
     await client.initialize_async(
-        types.InitializeParams(capabilities=caps, process_id=None, initialization_options=settings)
+        types.InitializeParams(
+            capabilities=caps,
+            process_id=None,
+            initialization_options=settings,
+            root_uri=Path(root).resolve().as_uri() if root else None,
+            workspace_folders=[
+                types.WorkspaceFolder(uri=Path(root).resolve().as_uri(), name=Path(root).name)
+            ]
+            if root
+            else None,
+        )
     )
     client.initialized(types.InitializedParams())
     return client, state

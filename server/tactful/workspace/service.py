@@ -403,6 +403,17 @@ class WorkspaceService:
         if self._store is not None:
             self._store.put_many([entry])
 
+    def status(self) -> dict[str, Any]:
+        """For ``tactful.status``: the index's state, size and last build's report."""
+        return {
+            "state": self.state,
+            "files": len(self.index.files),
+            "folders": len(self.roots),
+            "generation": self._generation,
+            "pending": self._queue.qsize() + len(self._dirty),
+            "report": self.last_report,
+        }
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """For tests and benchmarks: wait until the build and queued events are done."""
         deadline = time.monotonic() + timeout

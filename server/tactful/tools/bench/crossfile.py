@@ -1,0 +1,471 @@
+"""``tactful bench crossfile``: does repository context find the names defined in other files?
+
+On the crossfile tasks (real lines of 11 Python repositories whose right completion uses a name
+defined in another file of the same repository; see the data's LOADER.md), each repository is
+written to a folder that is the server's workspace folder; for each task its file is written
+with the target line emptied to its indentation (on disk and in the editor: the original of
+that file is never given to the server), opened, and an inline completion is asked at the end
+of the indentation, once with repository context off (``context.tokens`` 0) and once on, by the
+same server in the same run. Scores: exact match of the line and the cross-name hit rate (every
+cross-file name of the task is an identifier of the completed line), overall and for the tasks
+whose names the file above the line does not already use (``in_file_only`` false).
+
+Then typing latency: a stretch of a real file of one of these repositories is typed key by key
+(a ``didChange`` and an inline request per key, the previous request cancelled, as an editor
+does) into a server with the repository as its workspace, with context off and on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import json
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+DEFAULT_DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "crossfile"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def read_jsonl_gz(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def score(task: dict[str, Any], completion: str) -> dict[str, bool]:
+    """The LOADER's metric: exact line match and whether every cross name is on the line."""
+    line = completion.split("\n", 1)[0]
+    full = (task["indent"] + line).strip()
+    ids = set(_IDENT.findall(full))
+    return {
+        "exact": full == task["target"].strip(),
+        "cross_hit": all(n in ids for n in task["cross_names"]),
+    }
+
+
+def blank(task: dict[str, Any], text: str) -> tuple[str, int]:
+    """The file with the target line emptied to its indentation, and the cursor offset."""
+    lines = text.split("\n")
+    i = task["line"] - 1
+    if lines[i] != task["indent"] + task["target"]:
+        raise ValueError(f"{task['id']}: the line does not match the task")
+    lines[i] = task["indent"]
+    return "\n".join(lines), sum(len(x) + 1 for x in lines[:i]) + len(task["indent"])
+
+
+def write_repo(files: list[dict[str, Any]], root: Path) -> None:
+    for f in files:
+        dst = root / f["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(f["text"], encoding="utf-8", newline="")
+
+
+def sample(tasks: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` tasks, the same ones for the same seed, sorted by repository and id."""
+    rng = random.Random(int(hashlib.sha256(f"crossfile-bench:{seed}".encode()).hexdigest(), 16))
+    picked = list(tasks)
+    rng.shuffle(picked)
+    return sorted(picked[:n], key=lambda t: (t["repo"], t["id"]))
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(obj, "_asdict"):
+        return dict(obj._asdict())
+    return dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+
+
+def _text_of(out: Any) -> str:
+    items = out.items if isinstance(out, types.InlineCompletionList) else (out or [])
+    if not items:
+        return ""
+    first = items[0].insert_text
+    return first if isinstance(first, str) else first.value
+
+
+async def _status(client: Any) -> dict[str, Any]:
+    st = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="tactful.status")
+    )
+    return _as_dict(st)
+
+
+async def _wait_index(client: Any, timeout: float = 120) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        ws = _as_dict((await _status(client)).get("workspace") or {})
+        if ws.get("state") == "ready" and not ws.get("pending"):
+            return ws
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the workspace index was not ready in time")
+
+
+def _settings(cache_dir: str, tokens: int, fmt: str) -> dict[str, Any]:
+    return {
+        "cacheDir": cache_dir,
+        # Each answer is the model's own: no cache, no type-along from the previous answer.
+        "completion": {
+            "cache": False,
+            "typeAlong": False,
+            "deadlineMs": 0,
+            "multiline": False,
+            "debounceMs": 0,
+        },
+        "context": {"enable": True, "tokens": tokens, "format": fmt},
+        "flags": {"enable": False},
+        "cdhf": {"enable": False},
+        "feedback": {"enable": False},
+    }
+
+
+def _watched(client: Any, path: Path, kind: types.FileChangeType) -> None:
+    client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams(
+            changes=[types.FileEvent(uri=path.resolve().as_uri(), type=kind)]
+        )
+    )
+
+
+async def accuracy(
+    data: Path, tasks: list[dict[str, Any]], tokens: int, fmt: str, tmp: Path
+) -> list[dict[str, Any]]:
+    """Per task: the completion and scores without and with repository context."""
+    from tactful.tools import lspclient
+    from tactful.tools.bench.latency import private_cache_dir
+
+    (tmp / "cache").mkdir(parents=True, exist_ok=True)
+    cache = str(private_cache_dir(tmp / "cache"))
+    by_repo: dict[str, list[dict[str, Any]]] = {}
+    for t in tasks:
+        by_repo.setdefault(t["repo"], []).append(t)
+    results: list[dict[str, Any]] = []
+    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
+    for repo, repo_tasks in by_repo.items():
+        root = tmp / "ws" / repo
+        files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
+        texts = {f["path"]: f["text"] for f in files}
+        write_repo(files, root)
+        # Blank every task file of this repository on disk before the server starts: its index
+        # never holds the original of a task line.
+        for t in repo_tasks:
+            (root / t["path"]).write_text(
+                blank(t, texts[t["path"]])[0], encoding="utf-8", newline=""
+            )
+        client, state = await lspclient.start(
+            "tactful-bench-crossfile", cmd, settings=_settings(cache, tokens, fmt), root=str(root)
+        )
+        try:
+            if not await lspclient.wait_ready(state, 300):
+                raise RuntimeError(f"server not ready: {state}")
+            ws = await _wait_index(client)
+            print(f"{repo}: {ws.get('report')}", file=sys.stderr)
+            for t in repo_tasks:
+                path = root / t["path"]
+                doc = blank(t, texts[t["path"]])[0]
+                path.write_text(doc, encoding="utf-8", newline="")
+                _watched(client, path, types.FileChangeType.Changed)
+                uri = path.resolve().as_uri()
+                client.text_document_did_open(
+                    types.DidOpenTextDocumentParams(
+                        types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
+                    )
+                )
+                row: dict[str, Any] = {
+                    "id": t["id"],
+                    "in_file_only": t["in_file_only"],
+                    "target": t["target"],
+                }
+                for name, budget in (("without", 0), ("with", tokens)):
+                    client.workspace_did_change_configuration(
+                        types.DidChangeConfigurationParams(settings={"context": {"tokens": budget}})
+                    )
+                    t0 = time.perf_counter()
+                    out = await client.text_document_inline_completion_async(
+                        types.InlineCompletionParams(
+                            text_document=types.TextDocumentIdentifier(uri=uri),
+                            position=types.Position(line=t["line"] - 1, character=len(t["indent"])),
+                            context=types.InlineCompletionContext(
+                                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                            ),
+                        )
+                    )
+                    text = _text_of(out)
+                    row[name] = {
+                        "completion": text.split("\n", 1)[0],
+                        "ms": round((time.perf_counter() - t0) * 1000, 1),
+                        **score(t, text),
+                    }
+                client.text_document_did_close(
+                    types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=uri))
+                )
+                results.append(row)
+        finally:
+            await client.shutdown_async(None)
+            client.exit(None)
+            await client.stop()
+    return results
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def rates(sel: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        n = len(sel)
+        ex = sum(r[name]["exact"] for r in sel)
+        hit = sum(r[name]["cross_hit"] for r in sel)
+        return {
+            "n": n,
+            "exact": round(ex / n, 3) if n else None,
+            "cross_hit": round(hit / n, 3) if n else None,
+            "exact_count": ex,
+            "cross_hit_count": hit,
+        }
+
+    out: dict[str, Any] = {}
+    for label, sel in (
+        ("all", rows),
+        ("in_file_only=false", [r for r in rows if not r["in_file_only"]]),
+        ("in_file_only=true", [r for r in rows if r["in_file_only"]]),
+    ):
+        w, wo = rates(sel, "with"), rates(sel, "without")
+        ratio = (
+            round(w["cross_hit"] / wo["cross_hit"], 2)
+            if w["cross_hit"] is not None and wo["cross_hit"]
+            else None
+        )
+        out[label] = {"without": wo, "with": w, "cross_hit_ratio": ratio}
+    ms_w = [r["with"]["ms"] for r in rows]
+    ms_wo = [r["without"]["ms"] for r in rows]
+    if rows:
+        out["completion_ms_p50"] = {
+            "without": round(statistics.median(ms_wo), 1),
+            "with": round(statistics.median(ms_w), 1),
+        }
+    return out
+
+
+async def typing(
+    data: Path,
+    repo: str,
+    path: str | None,
+    lines: int,
+    tokens: int,
+    fmt: str,
+    key_ms: float,
+    seed: int,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Typing latency in a file of ``repo`` with context off and on (one server each)."""
+    from tactful.tools import lspclient
+    from tactful.tools.bench.latency import percentile, private_cache_dir
+
+    files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
+    root = tmp / "typing" / repo
+    write_repo(files, root)
+    rng = random.Random(seed)
+    if path is None:
+        cands = sorted(f["path"] for f in files if f["text"].count("\n") > 200)
+        path = rng.choice(cands)
+    text = (root / path).read_text(encoding="utf-8")
+    all_lines = text.split("\n")
+    starts = [
+        i
+        for i in range(60, len(all_lines) - lines)
+        if all_lines[i].startswith("        ")
+        and all_lines[i].strip()
+        and not all_lines[i].strip().startswith(("#", '"'))
+    ]
+    start = rng.choice(starts)
+    before = "\n".join(all_lines[:start]) + "\n"
+    typed = "\n".join(all_lines[start : start + lines])
+    after = "\n" + "\n".join(all_lines[start + lines :])
+    # The file on disk is the one being typed: without the lines that are typed.
+    (root / path).write_text(before + after, encoding="utf-8", newline="")
+    out: dict[str, Any] = {"repo": repo, "file": path, "keys": len(typed)}
+    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
+    for name, budget in (("without", 0), ("with", tokens)):
+        cache = str(private_cache_dir(Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))))
+        settings = _settings(cache, budget, fmt)
+        settings["completion"] = {"cache": True, "debounceMs": 0, "multiline": False}
+        client, state = await lspclient.start(
+            "tactful-bench-typing", cmd, settings=settings, root=str(root)
+        )
+        lat: list[float] = []
+        cancelled = 0
+        krng = random.Random(seed)
+        try:
+            if not await lspclient.wait_ready(state, 300):
+                raise RuntimeError(f"server not ready: {state}")
+            await _wait_index(client)
+            uri = (root / path).resolve().as_uri()
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=before + after
+                    )
+                )
+            )
+
+            async def one(
+                line: int, char: int, client: Any = client, uri: str = uri, lat: list[float] = lat
+            ) -> None:
+                nonlocal cancelled
+                t0 = time.perf_counter()
+                try:
+                    await client.text_document_inline_completion_async(
+                        types.InlineCompletionParams(
+                            text_document=types.TextDocumentIdentifier(uri=uri),
+                            position=types.Position(line=line, character=char),
+                            context=types.InlineCompletionContext(
+                                trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                            ),
+                        )
+                    )
+                except Exception:
+                    cancelled += 1
+                    return
+                lat.append((time.perf_counter() - t0) * 1000)
+
+            line, col, version = before.count("\n"), 0, 1
+            inflight: asyncio.Future[None] | None = None
+            for ch in typed:
+                version += 1
+                client.text_document_did_change(
+                    types.DidChangeTextDocumentParams(
+                        text_document=types.VersionedTextDocumentIdentifier(
+                            uri=uri, version=version
+                        ),
+                        content_changes=[
+                            types.TextDocumentContentChangePartial(
+                                range=types.Range(
+                                    types.Position(line, col), types.Position(line, col)
+                                ),
+                                text=ch,
+                            )
+                        ],
+                    )
+                )
+                if ch == "\n":
+                    line, col = line + 1, 0
+                else:
+                    col += len(ch.encode("utf-16-le")) // 2
+                if inflight is not None and not inflight.done():
+                    ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]
+                    for i in ids:
+                        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
+                inflight = asyncio.ensure_future(one(line, col))
+                pause = key_ms / 1000 * krng.uniform(0.6, 1.4)
+                if krng.random() < 0.08:
+                    pause += krng.uniform(0.4, 1.2)
+                await asyncio.sleep(pause)
+            if inflight is not None:
+                await inflight
+            st = await _status(client)
+        finally:
+            await client.shutdown_async(None)
+            client.exit(None)
+            await client.stop()
+        backend = _as_dict(st.get("backend", {}))
+        out[name] = {
+            "answered": len(lat),
+            "cancelled": cancelled,
+            "p50_ms": round(statistics.median(lat), 1) if lat else None,
+            "p95_ms": round(percentile(lat, 95), 1) if lat else None,
+            "prefilled_tokens": backend.get("prefilled"),
+            "reused_tokens": backend.get("reused"),
+        }
+    if out["with"]["p50_ms"] is not None and out["without"]["p50_ms"] is not None:
+        out["p50_delta_ms"] = round(out["with"]["p50_ms"] - out["without"]["p50_ms"], 1)
+        out["p95_delta_ms"] = round(out["with"]["p95_ms"] - out["without"]["p95_ms"], 1)
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tactful bench crossfile", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the crossfile folder")
+    parser.add_argument("--tasks", type=int, default=40, help="tasks sampled (default 40)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repos", default="", help="comma-separated repositories (owner+name)")
+    parser.add_argument("--tokens", type=int, default=512, help="context.tokens (default 512)")
+    parser.add_argument("--format", default="auto", choices=("auto", "comments"))
+    parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--typing-repo", default="psf+requests", help="'' skips typing")
+    parser.add_argument("--typing-file", default=None)
+    parser.add_argument("--typing-lines", type=int, default=3)
+    parser.add_argument("--key-ms", type=float, default=80)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--rows", type=Path, default=None, help="write per-task rows (JSONL)")
+    args = parser.parse_args(list(argv))
+    if not (args.data / "tasks_dev.jsonl.gz").is_file():
+        print(f"tactful bench crossfile: no tasks in {args.data} (--data)", file=sys.stderr)
+        return 1
+    tasks = read_jsonl_gz(args.data / "tasks_dev.jsonl.gz")
+    if args.repos:
+        keep = set(args.repos.split(","))
+        tasks = [t for t in tasks if t["repo"] in keep]
+    picked = sample(tasks, args.tasks, args.seed)
+    report: dict[str, Any] = {"tasks": len(picked), "tokens": args.tokens, "format": args.format}
+    with tempfile.TemporaryDirectory(prefix="tactful-crossfile-") as tmp:
+        if not args.no_accuracy and picked:
+            t0 = time.perf_counter()
+            rows = asyncio.run(accuracy(args.data, picked, args.tokens, args.format, Path(tmp)))
+            report["accuracy"] = summarize(rows)
+            report["accuracy_seconds"] = round(time.perf_counter() - t0, 1)
+            if args.rows is not None:
+                args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if args.typing_repo:
+            report["typing"] = asyncio.run(
+                typing(
+                    args.data,
+                    args.typing_repo,
+                    args.typing_file,
+                    args.typing_lines,
+                    args.tokens,
+                    args.format,
+                    args.key_ms,
+                    args.seed,
+                    Path(tmp),
+                )
+            )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(_table(report))
+    return 0
+
+
+def _table(report: dict[str, Any]) -> str:
+    out = [
+        f"crossfile: {report['tasks']} tasks, context.tokens {report['tokens']}, format {report['format']}"
+    ]
+    acc = report.get("accuracy")
+    if acc:
+        out.append(
+            f"{'tasks':<22} {'n':>4}  {'exact w/o':>9} {'exact with':>10}  {'hit w/o':>8} {'hit with':>8}  ratio"
+        )
+        for label in ("all", "in_file_only=false", "in_file_only=true"):
+            a = acc[label]
+            out.append(
+                f"{label:<22} {a['with']['n']:>4}  {a['without']['exact']!s:>9} {a['with']['exact']!s:>10}"
+                f"  {a['without']['cross_hit']!s:>8} {a['with']['cross_hit']!s:>8}  {a['cross_hit_ratio']}"
+            )
+        if "completion_ms_p50" in acc:
+            out.append(f"completion p50 ms: {acc['completion_ms_p50']}")
+    ty = report.get("typing")
+    if ty:
+        out.append(f"typing {ty['keys']} keys in {ty['repo']}/{ty['file']}:")
+        for name in ("without", "with"):
+            out.append(f"  {name:<8} {ty[name]}")
+        if "p50_delta_ms" in ty:
+            out.append(f"  delta p50 {ty['p50_delta_ms']} ms, p95 {ty['p95_delta_ms']} ms")
+    return "\n".join(out)
