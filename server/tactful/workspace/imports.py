@@ -4,7 +4,7 @@ imports, re-exports through ``__init__`` modules and ``from x import *``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tactful.workspace.index import Definition, FileEntry, Import
@@ -49,10 +49,16 @@ def _module_names(entry: FileEntry, known: set[str]) -> list[str]:
 class ModuleMap:
     """Dotted module name -> file, for the Python files of the index."""
 
-    def __init__(self, entries: Iterable[FileEntry]) -> None:
+    def __init__(
+        self, entries: Iterable[FileEntry], live: Mapping[str, FileEntry] | None = None
+    ) -> None:
         py = [e for e in entries if e.language == "python"]
         known = {e.path for e in py}
-        self.entries = {e.path: e for e in py}
+        #: The index's own dict when given: an edited file's new entry is seen at once (the map
+        #: itself only changes when files are added or removed).
+        self.entries: Mapping[str, FileEntry] = (
+            live if live is not None else {e.path: e for e in py}
+        )
         self.by_name: dict[str, str] = {}
         self.name_of: dict[str, str] = {}
         # Sorted: the same files always give the same map, whatever the indexing order.
@@ -86,7 +92,8 @@ class ModuleMap:
         if not module:
             return None
         path = self.by_name.get(module)
-        return self.entries.get(path) if path else None
+        entry = self.entries.get(path) if path else None
+        return entry if entry is not None and entry.language == "python" else None
 
     def resolve(
         self, module: str, name: str, depth: int = 0

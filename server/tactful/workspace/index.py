@@ -9,6 +9,7 @@ reader on another thread sees either the old or the new entry of a file).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -94,7 +95,7 @@ class FileEntry:
     defs: list[Definition] = field(default_factory=list)
     imports: list[Import] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def rel(self) -> str:
         return os.path.relpath(self.path, self.root).replace(os.sep, "/")
 
@@ -447,30 +448,39 @@ class WorkspaceIndex:
         #: Bumped on every change: selections cached against an older version are recomputed.
         self.version = 0
         self._modules: Any = None
+        #: Files were added or removed since the module map was built.
+        self.modules_stale = True
 
     def put(self, entry: FileEntry) -> None:
         with self.lock:
             old = self.files.get(entry.path)
             self.files[entry.path] = entry
             if old is None:
-                self._modules = None
+                self.modules_stale = True
             self.version += 1
 
     def remove(self, path: str) -> bool:
         with self.lock:
             gone = self.files.pop(path, None) is not None
             if gone:
-                self._modules = None
+                self.modules_stale = True
                 self.version += 1
             return gone
 
     def modules(self) -> Any:
-        """The module map (built lazily after files were added or removed)."""
+        """The module map as last built. The background thread rebuilds it after files were
+        added or removed (``refresh_modules``), so a query never pays for it; only the first
+        query, before any build, builds it here."""
         m = self._modules
         if m is None:
-            from tactful.workspace.imports import ModuleMap
+            m = self.refresh_modules()
+        return m
 
-            with self.lock:
-                entries = list(self.files.values())
-            m = self._modules = ModuleMap(entries)
+    def refresh_modules(self) -> Any:
+        from tactful.workspace.imports import ModuleMap
+
+        with self.lock:
+            entries = list(self.files.values())
+            self.modules_stale = False
+        m = self._modules = ModuleMap(entries, self.files)
         return m

@@ -79,6 +79,9 @@ class WorkspaceService:
         self._store: IndexStore | None = None
         self._formats: dict[int, RepoFormat] = {}
         self.built = threading.Event()
+        #: The last query's key and answer (the next keystroke on the same line often asks again).
+        self._memo: tuple[Any, str] | None = None
+        self._busy = False
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, roots: Sequence[str]) -> None:
@@ -193,6 +196,22 @@ class WorkspaceService:
         for ouri, (opath, otext) in list(self._recent.items()):
             if ouri != uri and ouri not in self._open:
                 others.append((opath, self._rel(opath), otext))
+        line_start = text.rfind("\n", 0, offset) + 1
+        line_end = text.find("\n", offset)
+        key = (
+            self.index.version,
+            uri,
+            path,
+            text.count("\n", 0, offset),
+            prompt_start,
+            hash(text[:line_start]),
+            hash(text[line_end:]) if line_end >= 0 else 0,
+            opts,
+            fmt,
+            tuple((p, len(t), hash(t)) for p, _, t in others),
+        )
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
         parts = select(
             modules=self.index.modules(),
             current=entry,
@@ -206,9 +225,11 @@ class WorkspaceService:
             snippets=self._snippets,
         )
         root = self._root_of(path)
-        return render(
+        out = render(
             parts, fmt, repo=repo_name(root), current_rel=self._rel(path), language=language
         )
+        self._memo = (key, out)
+        return out
 
     # --- helpers --------------------------------------------------------------------------
     def _path_for(self, uri: str) -> str | None:
@@ -256,6 +277,7 @@ class WorkspaceService:
                 cmd, arg = self._queue.get(timeout=0.25)
             except queue.Empty:
                 cmd, arg = "tick", None
+            self._busy = True
             try:
                 if cmd == "stop":
                     break
@@ -264,8 +286,12 @@ class WorkspaceService:
                 elif cmd == "file":
                     self._file_event(*arg)
                 self._reparse_dirty()
+                if self.index.modules_stale and self._queue.empty():
+                    self.index.refresh_modules()
             except Exception:
                 log.exception("workspace index: %s failed", cmd)
+            finally:
+                self._busy = False
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -334,9 +360,11 @@ class WorkspaceService:
             if entry is not None:
                 self.index.put(entry)
                 batch.append(entry)
-                if len(batch) >= 200 and store is not None:
-                    store.put_many(batch)
+                if len(batch) >= 200:
+                    if store is not None:
+                        store.put_many(batch)
                     batch = []
+                    self.index.refresh_modules()
             time.sleep(BUILD_PAUSE_S)
         if store is not None:
             store.put_many(batch)
@@ -344,6 +372,7 @@ class WorkspaceService:
             store.delete_many(gone)
         for path in [p for p, e in self.index.files.items() if e.mtime_ns and p not in found]:
             self.index.remove(path)
+        self.index.refresh_modules()
         self.state = "ready"
         n = len(found)
         self.last_report = (
@@ -410,7 +439,7 @@ class WorkspaceService:
             "files": len(self.index.files),
             "folders": len(self.roots),
             "generation": self._generation,
-            "pending": self._queue.qsize() + len(self._dirty),
+            "pending": self._queue.qsize() + len(self._dirty) + int(self._busy),
             "report": self.last_report,
         }
 
@@ -418,15 +447,21 @@ class WorkspaceService:
         """For tests and benchmarks: wait until the build and queued events are done."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and self.built.is_set() and not self._dirty_due():
+            if self._idle():
                 time.sleep(0.05)
-                if self._queue.empty():
+                if self._idle():
                     return True
             time.sleep(0.02)
         return False
 
-    def _dirty_due(self) -> bool:
-        return bool(self._dirty)
+    def _idle(self) -> bool:
+        return (
+            self._queue.empty()
+            and self.built.is_set()
+            and not self._dirty
+            and not self._busy
+            and not self.index.modules_stale
+        )
 
 
 def vocabulary_of(backend: Any) -> set[str]:

@@ -390,6 +390,60 @@ async def typing(
     return out
 
 
+def index_bench(data: Path, n_files: int, tmp: Path) -> dict[str, Any]:
+    """Build the index of a workspace of ``n_files`` Python files (copies of the repositories)
+    in the background, then again after a "restart" (from the persisted rows): times, memory,
+    and the time of a context query on the event loop's side while the build runs."""
+    import psutil
+
+    from tactful.workspace import files as wf
+    from tactful.workspace.service import Options, WorkspaceService
+
+    root = tmp / "big"
+    repos = sorted(p.name.removesuffix(".jsonl.gz") for p in (data / "repos").glob("*.jsonl.gz"))
+    written, copy = 0, 0
+    while written < n_files:
+        for repo in repos:
+            for f in read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz"):
+                if written >= n_files:
+                    break
+                dst = root / f"copy{copy}" / repo / f["path"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_text(f["text"], encoding="utf-8", newline="")
+                written += 1
+        copy += 1
+    probe = next(root.rglob("*.py"))
+    probe_text = probe.read_text(encoding="utf-8")
+    proc = psutil.Process()
+    out: dict[str, Any] = {"files": written}
+    opts = Options(max_files=max(5000, n_files))
+    for run in ("cold", "restart"):
+        rss0 = proc.memory_info().rss
+        svc = WorkspaceService(tmp / "index-cache", lambda: opts)
+        t0 = time.perf_counter()
+        svc.start([str(root)])
+        query_ms: list[float] = []
+        while not svc.built.wait(0.05):
+            q0 = time.perf_counter()
+            svc.context(wf.path_to_uri(str(probe)), probe_text, len(probe_text) // 2, "python", 0)
+            query_ms.append((time.perf_counter() - q0) * 1000)
+        seconds = time.perf_counter() - t0
+        rss1 = proc.memory_info().rss
+        out[run] = {
+            "seconds": round(seconds, 2),
+            "indexed": len(svc.index.files),
+            "rss_growth_mb": round((rss1 - rss0) / 2**20, 1),
+            "context_queries_during_build": len(query_ms),
+            "context_query_p95_ms": round(sorted(query_ms)[int(0.95 * (len(query_ms) - 1))], 2)
+            if query_ms
+            else None,
+            "report": svc.last_report,
+        }
+        svc.stop()
+    out["rss_total_mb"] = round(proc.memory_info().rss / 2**20, 1)
+    return out
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="tactful bench crossfile", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the crossfile folder")
@@ -403,6 +457,12 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--typing-file", default=None)
     parser.add_argument("--typing-lines", type=int, default=3)
     parser.add_argument("--key-ms", type=float, default=80)
+    parser.add_argument(
+        "--index-files",
+        type=int,
+        default=0,
+        help="also time the index of a workspace of this many files (copies of the repositories)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--rows", type=Path, default=None, help="write per-task rows (JSONL)")
     args = parser.parse_args(list(argv))
@@ -416,6 +476,8 @@ def main(argv: Sequence[str]) -> int:
     picked = sample(tasks, args.tasks, args.seed)
     report: dict[str, Any] = {"tasks": len(picked), "tokens": args.tokens, "format": args.format}
     with tempfile.TemporaryDirectory(prefix="tactful-crossfile-") as tmp:
+        if args.index_files:
+            report["index"] = index_bench(args.data, args.index_files, Path(tmp))
         if not args.no_accuracy and picked:
             t0 = time.perf_counter()
             rows = asyncio.run(accuracy(args.data, picked, args.tokens, args.format, Path(tmp)))
@@ -461,6 +523,11 @@ def _table(report: dict[str, Any]) -> str:
             )
         if "completion_ms_p50" in acc:
             out.append(f"completion p50 ms: {acc['completion_ms_p50']}")
+    ix = report.get("index")
+    if ix:
+        out.append(f"index of {ix['files']} files:")
+        for run in ("cold", "restart"):
+            out.append(f"  {run:<8} {ix[run]}")
     ty = report.get("typing")
     if ty:
         out.append(f"typing {ty['keys']} keys in {ty['repo']}/{ty['file']}:")
