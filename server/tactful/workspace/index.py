@@ -25,7 +25,7 @@ from tactful import syntax
 log = logging.getLogger(__name__)
 
 #: Bump when the extracted data changes: older rows are re-extracted.
-FORMAT = 2
+FORMAT = 3
 SIGNATURE_CHARS = 240
 EXCERPT_LINES = 3
 EXCERPT_CHARS = 240
@@ -130,6 +130,10 @@ def _text(src: bytes, node: Any) -> str:
 
 def _header(src: bytes, node: Any, body: Any | None) -> str:
     end = body.start_byte if body is not None else node.end_byte
+    # Python: up to the ``:`` that ends the header (a comment may sit between it and the body).
+    colons = [c.end_byte for c in node.children if c.type == ":" and c.end_byte <= end]
+    if colons:
+        end = colons[-1]
     text = src[node.start_byte : end].decode("utf-8", "replace").rstrip()
     if len(text) > SIGNATURE_CHARS:
         text = text[:SIGNATURE_CHARS].rstrip() + " ..."
@@ -141,7 +145,7 @@ def _indent_at(src: bytes, node: Any) -> str:
     return src[start : node.start_byte].decode("utf-8", "replace")
 
 
-def _excerpt(src: bytes, body: Any | None) -> str:
+def _excerpt(src: bytes, body: Any | None, max_lines: int = EXCERPT_LINES) -> str:
     """The first EXCERPT_LINES lines of a body, as in the file (with their indentation)."""
     if body is None or body.start_byte >= body.end_byte:
         return ""
@@ -153,10 +157,17 @@ def _excerpt(src: bytes, body: Any | None) -> str:
     for ln in lines:
         if not ln.strip():
             continue
-        if len(out) >= EXCERPT_LINES or size + len(ln) > EXCERPT_CHARS:
+        if len(out) >= max_lines or size + len(ln) > EXCERPT_CHARS:
             break
         out.append(ln)
         size += len(ln) + 1
+    if out and out[0].strip() in ('"""', "'''", 'r"""') and len(out) == 1:
+        return ""
+    for q in ('"""', "'''"):
+        if "\n".join(out).count(q) % 2:
+            # A docstring cut short: close it, or the code after it would read as a string.
+            out[-1] = out[-1] + (" ..." if out[-1].strip() != q else "") + q
+            break
     return "\n".join(out)
 
 
@@ -177,9 +188,34 @@ def _py_assign_names(src: bytes, node: Any) -> list[str]:
     return []
 
 
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
 def _py_line(src: bytes, node: Any) -> str:
-    line = _text(src, node).split("\n", 1)[0].rstrip()
-    return line if len(line) <= 160 else line[:160].rstrip() + " ..."
+    """An assignment on one line: the whole statement when short, else its start with the
+    brackets it opened closed again (``X = Union[ ...]``), so it still reads as code."""
+    text = _text(src, node)
+    one = " ".join(text.split())
+    if "\n" not in text.strip() and len(one) <= 160:
+        return text.strip()
+    if len(one) <= 160 and '"""' not in one and "'''" not in one:
+        return one
+    line = text.split("\n", 1)[0].rstrip()[:160]
+    stack: list[str] = []
+    quote = ""
+    for ch in line:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif stack and ch == stack[-1]:
+            stack.pop()
+    if quote:
+        return line.split("=", 1)[0].rstrip() + " = ..."
+    return line + " ..." + "".join(reversed(stack))
 
 
 def _py_defs(src: bytes, block: Any, parent: str | None, out: list[Definition]) -> None:
@@ -225,7 +261,10 @@ def _py_defs(src: bytes, block: Any, parent: str | None, out: list[Definition]) 
                     and first.named_children
                     and (first.named_children[0].type == "string")
                 ):
-                    doc = _excerpt(src, body).split("\n", 1)[0]
+                    doc = _excerpt(src, body, 2)
+                    first = doc.split("\n", 1)[0]
+                    if first.count('"""') >= 2 or first.count("'''") >= 2:
+                        doc = first
             out.append(
                 Definition(
                     cname,

@@ -176,11 +176,13 @@ def _def_text(d: Definition, with_excerpt: bool) -> str:
     body = d.excerpt if with_excerpt and d.excerpt else ""
     if d.kind in ("variable", "class_attribute"):
         return d.signature
-    if body:
+    indent = d.signature[: len(d.signature) - len(d.signature.lstrip())]
+    if body and not all(ln.lstrip().startswith("#") for ln in body.split("\n")):
         return d.signature + "\n" + body
+    if body:
+        return d.signature + "\n" + body + "\n" + indent + "    ..."
     if d.kind == "class":
         return d.signature
-    indent = d.signature[: len(d.signature) - len(d.signature.lstrip())]
     return d.signature + ("\n" + indent + "    ..." if d.signature.rstrip().endswith(":") else "")
 
 
@@ -338,8 +340,9 @@ def select(
                 for m in _class_members(b.entry, d.name)
                 if not m.name.startswith("__") or m.name == "__init__"
             ]
+            # Members after every imported name's own definition, unless named near the cursor.
             for m in members[:MAX_MODULE_MEMBERS]:
-                add(b.entry, m, base_score - 0.2 + 0.5 * (m.name in near), order, False, d.line)
+                add(b.entry, m, base_score - 1.0 + 1.2 * (m.name in near), order, False, d.line)
 
     # 3. Similar snippets from open / recently edited documents.
     if others and snippets is not None:
@@ -386,7 +389,7 @@ def _add_module(
     (as ``m.name``) first."""
     members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
     for d in members[: MAX_MODULE_MEMBERS * 2]:
-        s = score + (0.6 if d.name in near else -0.3)
+        s = score + (0.6 if d.name in near else -1.0)
         candidates.append(
             Part(b.entry.path, b.entry.rel, d.line, _def_text(d, d.name in near), s, order)
         )
