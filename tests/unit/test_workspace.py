@@ -379,3 +379,24 @@ def test_secret_names() -> None:
         assert wf.is_secret_name(name), name
     for name in ("models.py", "tokenizer.py", "keys.py", "environment.py", "secretary.py"):
         assert not wf.is_secret_name(name), name
+
+
+def test_rendered_definitions_stay_code() -> None:
+    src = (
+        "X = Union[\n    str,\n    int,\n]\n\n"
+        "def f(a):  # why\n"
+        '    """First line.\n\n    More text that goes on.\n    And on.\n    """\n'
+        "    return a\n"
+    )
+    defs, _ = extract(src, "python")
+    by = {d.name: d for d in defs}
+    assert by["X"].signature == "X = Union[ str, int, ]"
+    assert by["f"].signature == "def f(a):"  # the comment after the colon is not the header
+    # a docstring cut short is closed, or what follows would read as a string
+    assert by["f"].excerpt.count('"""') % 2 == 0
+
+
+def test_within_is_by_path_component() -> None:
+    assert wf.within("/a/b/c.py", ["/a/b"])
+    assert not wf.within("/a/bc/c.py", ["/a/b"])
+    assert not wf.allowed("/etc/passwd", ["/a/b"])
