@@ -300,8 +300,10 @@ def test_bad_input_symlink_loop_binary_unreadable_and_cap(
         svc = service(tmp_path, [root], max_file_kb=64, max_files=20)
     finally:
         locked.chmod(0o600)
-    lines = [r.getMessage() for r in caplog.records if "workspace index:" in r.getMessage()]
+    records = [r for r in caplog.records if "workspace index:" in r.getMessage()]
+    lines = [r.getMessage() for r in records]
     assert len(lines) == 1, lines
+    assert records[0].levelname == "WARNING"  # seen at the server's default log level
     line = lines[0]
     assert "stopped at the file cap" in line and "context.maxFiles 20" in line
     assert len(svc.index.files) <= 20

@@ -42,6 +42,19 @@ RECENT_DOCS = 8
 BUILD_PAUSE_S = 0.002
 
 
+_NOTABLE = (
+    "unreadable files",
+    "unreadable folders",
+    "binary files",
+    "files deleted while indexed",
+    "unparsable files",
+    "files over the size cap",
+    "folders seen twice (links)",
+    "links out of the workspace",
+    "broken links",
+)
+
+
 @dataclass(frozen=True)
 class Options:
     """What the service needs from the settings (``context`` section)."""
@@ -98,7 +111,10 @@ class WorkspaceService:
         self._generation += 1
         self.built.clear()
         if not real:
-            log.info("workspace context: no workspace folder; only open documents give context")
+            self.last_report = (
+                "workspace index: no workspace folder; only open documents give context"
+            )
+            log.info("%s", self.last_report)
             self.state = "ready"
             self.built.set()
         self._ensure_thread()
@@ -385,7 +401,10 @@ class WorkspaceService:
                 f" (context.maxFiles {opts.max_files}: the files nearest the folder roots "
                 "were kept)"
             )
-        log.info("%s", self.last_report)
+        # Skips that are normal (dependency folders, .gitignore, secrets) are INFO; a cap or files
+        # that could not be read are worth a WARNING (seen at the default log level).
+        notable = report.capped or any(report.skipped[k] for k in _NOTABLE)
+        log.log(logging.WARNING if notable else logging.INFO, "%s", self.last_report)
         self.built.set()
 
     def _read(
