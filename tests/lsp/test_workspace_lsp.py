@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,12 @@ def expensive_report(inventory: Inventory, threshold: float) -> str:
     return inventory.'''
 
 NAME = "most_expensive_items"
-PROJECT = Path(tempfile.mkdtemp(prefix="tactful-ws-e2e-"))
+#: Made by the fixture (not at import: a deselected module leaves nothing behind).
+PROJECT = Path(tempfile.gettempdir()) / f"tactful-ws-e2e-{uuid.uuid4().hex[:12]}"
 
 
 def _write_project() -> None:
-    (PROJECT / "shop").mkdir(exist_ok=True)
+    (PROJECT / "shop").mkdir(parents=True, exist_ok=True)
     (PROJECT / "shop" / "__init__.py").write_text("")
     (PROJECT / "shop" / "models.py").write_text(MODELS)
     (PROJECT / "shop" / "report.py").write_text(REPORT)
