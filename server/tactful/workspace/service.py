@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful.workspace import files as wf
-from tactful.workspace.index import FileEntry, IndexStore, WorkspaceIndex, extract
+from tactful.workspace.index import FileEntry, extract
 from tactful.workspace.select import (
     COMMENTS,
     RepoFormat,
@@ -31,6 +31,7 @@ from tactful.workspace.select import (
     repo_name,
     select,
 )
+from tactful.workspace.store import IndexStore, WorkspaceIndex
 
 log = logging.getLogger(__name__)
 
