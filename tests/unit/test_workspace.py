@@ -402,3 +402,28 @@ def test_within_is_by_path_component() -> None:
     assert wf.within("/a/b/c.py", ["/a/b"])
     assert not wf.within("/a/bc/c.py", ["/a/b"])
     assert not wf.allowed("/etc/passwd", ["/a/b"])
+
+
+def test_no_snippet_the_current_file_already_holds(tmp_path: Path) -> None:
+    """The same text open under two names (a copy, a split view) brings no snippet."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    text = (
+        "def handler(request, response):\n"
+        "    session = request.session\n"
+        "    user = session.get_user(request.token)\n"
+        "    response.set_cookie('uid', user.identifier)\n"
+        "    return response\n"
+    )
+    copy, cur = root / "copy.py", root / "cur.py"
+    copy.write_text(text)
+    cur.write_text(text)
+    live = {wf.path_to_uri(str(copy)): (text, "python")}
+    svc = WorkspaceService(None, lambda: Options(), lambda uri: live.get(uri))
+    svc.start([str(root)])
+    svc.opened(wf.path_to_uri(str(copy)), text, "python")
+    assert svc.wait_idle()
+    offset = text.index("    return")
+    assert "Compare this snippet" not in svc.context(
+        wf.path_to_uri(str(cur)), text, offset, "python", 0, COMMENTS
+    )

@@ -356,7 +356,8 @@ def select(
                 best: tuple[float, int, str] | None = None
                 for start, chunk, ids in snippets.get(path, other):
                     j = len(query & ids) / len(query | ids)
-                    if best is None or j > best[0]:
+                    if (best is None or j > best[0]) and chunk.strip() not in text:
+                        # (a window the current file already holds adds nothing)
                         best = (j, start, chunk)
                 if best is not None and best[0] >= SNIPPET_MIN_JACCARD:
                     scored.append((best[0], path, rel, best[1], best[2]))
