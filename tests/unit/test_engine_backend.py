@@ -186,6 +186,60 @@ def test_fim_prompt_uses_the_shared_template_code() -> None:
         b.close()
 
 
+def test_repository_context_starts_every_prompt_sent_to_the_engine() -> None:
+    """``GenerateRequest.preamble`` (tactful.workspace) starts the prompt as in-process: before
+    the FIM template, before a healed prefix, and in the retry without healing."""
+    from tactful.backend.fim import QWEN_CODER
+
+    pre = "<|repo_name|>shop\n<|file_sep|>shop/models.py\nLIMIT = 10\n<|file_sep|>shop/app.py\n"
+    stop = ("<file_sep>", "<|file_sep|>")
+
+    def sent(fake: FakeEngine) -> list[dict[str, Any]]:
+        return [r[2] for r in fake.requests if r[1].endswith("/completions")]
+
+    fake = FakeEngine("vllm")  # prefix-only (SmolLM2 has no FIM tokens)
+    b = make(fake)
+    try:
+        b.generate(GenerateRequest(prefix="x = LIM", preamble=pre, stop=stop))
+        assert sent(fake)[-1]["prompt"] == pre + "x = LIM"
+        assert set(stop) <= set(sent(fake)[-1]["stop"])
+
+        # Healed: the whitespace comes off the prefix's end, never off the preamble.
+        def stream(*texts: str) -> Callable[[], AsyncIterator[bytes]]:
+            async def gen() -> AsyncIterator[bytes]:
+                events = [{"choices": [{"text": t, "index": 0}]} for t in texts]
+                events.append({"choices": [{"text": "", "index": 0, "finish_reason": "length"}]})
+                yield sse(events)
+
+            return gen
+
+        fake.stream_override = stream("\n", "   ", " return", " LIMIT", "\n")
+        gen = b.generate(GenerateRequest(prefix="def f():\n    ", preamble=pre))
+        assert gen.text == "return LIMIT"
+        assert sent(fake)[-1]["prompt"] == pre + "def f():"
+        # The model would not rewrite the indent: the retry's prompt keeps the preamble too.
+        n = len(sent(fake))
+        fake.stream_override = stream(" pass", "\n")
+        b.generate(GenerateRequest(prefix="def f():\n    ", preamble=pre))
+        assert len(sent(fake)) == n + 2 and sent(fake)[-1]["prompt"] == pre + "def f():\n    "
+        fake.stream_override = None
+        # No preamble: the prompt is as before.
+        b.generate(GenerateRequest(prefix="x = LIM"))
+        assert sent(fake)[-1]["prompt"] == "x = LIM"
+    finally:
+        b.close()
+
+    fake = FakeEngine("vllm")
+    fake.d["models"]["data"][0]["id"] = "Qwen/Qwen2.5-Coder-1.5B"
+    fake.d["tokenize"]["answers"] = {t: [7] for t in QWEN_CODER.tokens()}
+    b = make(fake)
+    try:
+        b.generate(GenerateRequest(prefix="x = ", suffix="\nprint(x)", preamble=pre))
+        assert sent(fake)[-1]["prompt"] == pre + QWEN_CODER.render("x = ", "\nprint(x)")
+    finally:
+        b.close()
+
+
 def test_model_without_fim_tokens_falls_back_to_prefix_only_and_says_so() -> None:
     fake = FakeEngine("vllm")  # SmolLM2 has no FIM tokens: each spells as several tokens
     b = make(fake, template="qwen2.5-coder")

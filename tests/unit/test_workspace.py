@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -427,3 +428,89 @@ def test_no_snippet_the_current_file_already_holds(tmp_path: Path) -> None:
     assert "Compare this snippet" not in svc.context(
         wf.path_to_uri(str(cur)), text, offset, "python", 0, COMMENTS
     )
+
+
+# --- the preamble in the completion path (the model's side is tests/lsp/test_workspace_lsp.py) ---
+PRE = "<repo_name>shop\n<file_sep>shop/models.py\nLIMIT = 10\n<file_sep>shop/app.py\n"
+
+
+def test_the_preamble_starts_every_prompt_the_backend_builds() -> None:
+    from tactful.backend.fim import STARCODER
+    from tactful.backend.prompt import build_prompt
+    from tactful.backend.types import GenerateRequest
+
+    fim = GenerateRequest(prefix="x = ", suffix="\nprint(x)", preamble=PRE)
+    assert build_prompt(fim, STARCODER) == (PRE + STARCODER.render("x = ", "\nprint(x)"), "")
+    plain = GenerateRequest(prefix="x = LIM", preamble=PRE)
+    assert build_prompt(plain, None) == (PRE + "x = LIM", "")
+    # Healing cuts the prefix's end, never the preamble.
+    assert build_prompt(plain, None, lambda text: "LIM") == (PRE + "x = ", "LIM")
+    assert build_prompt(GenerateRequest(prefix="x = LIM"), None) == ("x = LIM", "")
+
+
+def test_the_preamble_goes_into_the_model_call_and_the_cache_key(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tactful.cache import JsonCache
+    from tactful.completion import cache
+    from tactful.completion.context import build_context
+    from tactful.completion.request import make_generate_request
+    from tactful.config import Settings
+
+    settings = Settings()
+    bare = build_context("x = LIM", 7, "python")
+    ctx = build_context("x = LIM", 7, "python")
+    ctx.preamble = PRE
+    req = make_generate_request(ctx, settings, "file:///w/app.py", fim=False)
+    assert req.preamble == PRE and set(req.stop) == {"<file_sep>", "<|file_sep|>"}
+    req = make_generate_request(bare, settings, "file:///w/app.py", fim=False)
+    assert req.preamble == "" and req.stop == ()
+    store = JsonCache(tmp_path / "cache", 1)
+    backend: Any = SimpleNamespace(name="m", fim=False)
+    with_pre = cache.key_for(store, backend, ctx, settings)
+    without = cache.key_for(store, backend, bare, settings)
+    assert with_pre is not None and without is not None and with_pre != without
+
+
+async def test_the_engine_asks_for_the_preamble_and_sends_it() -> None:
+    from tactful.backend.runner import READY, ModelRunner
+    from tactful.backend.types import GenerateRequest, Generation
+    from tactful.completion.engine import CompletionEngine
+    from tactful.config import Settings, apply_settings
+
+    class Recording:
+        name = "recording"
+        fim = False
+
+        def __init__(self) -> None:
+            self.requests: list[GenerateRequest] = []
+
+        def generate(self, req: GenerateRequest) -> Generation:
+            self.requests.append(req)
+            return Generation(text="IT", tokens=["IT"], token_logprobs=[-0.1])
+
+        def drop_cache(self, key: str) -> None:
+            pass
+
+    runner = ModelRunner()
+    backend = Recording()
+    runner.backend, runner.state = backend, READY  # type: ignore[assignment]
+    settings, errors, _ = apply_settings(Settings(), {"completion": {"cache": False}})
+    assert not errors
+    eng = CompletionEngine(runner, lambda: settings)
+    asked: list[tuple[str, str, int, str, int, Any]] = []
+
+    def repo_context(uri: str, text: str, offset: int, lang: str, start: int, b: Any) -> str:
+        asked.append((uri, text, offset, lang, start, b))
+        return PRE
+
+    eng.repo_context = repo_context
+    text = "x = LIM"
+    sugg = await eng.complete(
+        uri="file:///w/app.py", text=text, offset=len(text), language_id="python",
+        line=0, character=len(text), trigger="invoked",
+    )  # fmt: skip
+    assert sugg is not None and sugg.text == "IT"
+    assert asked == [("file:///w/app.py", text, len(text), "python", 0, backend)]
+    assert backend.requests[-1].preamble == PRE and backend.requests[-1].prefix == text
+    assert "<file_sep>" in backend.requests[-1].stop
