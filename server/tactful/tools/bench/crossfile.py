@@ -267,7 +267,7 @@ async def typing(
 ) -> dict[str, Any]:
     """Typing latency in a file of ``repo`` with context off and on (one server each)."""
     from tactful.tools import lspclient
-    from tactful.tools.bench.latency import percentile, private_cache_dir
+    from tactful.tools.bench.latency import ms, private_cache_dir
 
     files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
     root = tmp / "typing" / repo
@@ -384,7 +384,7 @@ async def typing(
             "answered": len(lat),
             "cancelled": cancelled,
             "p50_ms": round(statistics.median(lat), 1) if lat else None,
-            "p95_ms": round(percentile(lat, 95), 1) if lat else None,
+            "p95_ms": ms(lat, 95),
             "prefilled_tokens": backend.get("prefilled"),
             "reused_tokens": backend.get("reused"),
         }
@@ -400,6 +400,7 @@ def index_bench(data: Path, n_files: int, tmp: Path) -> dict[str, Any]:
     and the time of a context query on the event loop's side while the build runs."""
     import psutil
 
+    from tactful import stats
     from tactful.workspace import files as wf
     from tactful.workspace.service import Options, WorkspaceService
 
@@ -433,14 +434,13 @@ def index_bench(data: Path, n_files: int, tmp: Path) -> dict[str, Any]:
             query_ms.append((time.perf_counter() - q0) * 1000)
         seconds = time.perf_counter() - t0
         rss1 = proc.memory_info().rss
+        query_p95 = stats.percentile(query_ms, 95)
         out[run] = {
             "seconds": round(seconds, 2),
             "indexed": len(svc.index.files),
             "rss_growth_mb": round((rss1 - rss0) / 2**20, 1),
             "context_queries_during_build": len(query_ms),
-            "context_query_p95_ms": round(sorted(query_ms)[int(0.95 * (len(query_ms) - 1))], 2)
-            if query_ms
-            else None,
+            "context_query_p95_ms": None if query_p95 is None else round(query_p95, 2),
             "report": svc.last_report,
         }
         svc.stop()
