@@ -24,11 +24,13 @@ async def start(
     on_diagnostics: Callable[[types.PublishDiagnosticsParams], None] | None = None,
     on_message: Callable[[types.ShowMessageParams], None] | None = None,
     root: str | None = None,
+    start_new_session: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Start and initialize the server; the client and a dict kept up to date with its status.
 
     ``diagnostics`` advertises pull and push diagnostics (else only inline completion); ``root``
-    is a local folder sent as the workspace folder."""
+    is a local folder sent as the workspace folder; ``start_new_session`` starts the server in
+    its own process group (``tactful bench load`` kills each group at the end)."""
     from pygls.lsp.client import LanguageClient
 
     client = LanguageClient(name, "1")
@@ -58,7 +60,7 @@ async def start(
         if on_message is not None:
             on_message(params)
 
-    await client.start_io(cmd[0], *cmd[1:])
+    await client.start_io(cmd[0], *cmd[1:], start_new_session=start_new_session)
     caps = types.ClientCapabilities(
         text_document=types.TextDocumentClientCapabilities(
             inline_completion=types.InlineCompletionClientCapabilities(),

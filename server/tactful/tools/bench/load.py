@@ -1,0 +1,552 @@
+"""``tactful bench load``: N simulated editors against one inference engine, side by side with N
+in-process servers on the same machine.
+
+Each simulated editor is its own ``tactful serve`` process, driven over stdio as
+``tactful bench latency`` drives one: it opens a real source file (by default a module of
+Python's standard library; each editor a different stretch) and types it a key at a time at a
+human pace, a ``didChange`` and an inline completion request per key, cancelling the previous
+request. For each N (``--editors 1,4``, e.g. ``1,4,16``) two rounds run, one after the other:
+
+- **engine**: the N servers send their completions to one engine (``engine.url``, with
+  ``engine.onUnreachable: "none"`` so that nothing is answered by an embedded model in
+  disguise); the engine is the one at ``--url``, or a vLLM this command starts (``--vllm``, in
+  its own process group, stopped at the end);
+- **in-process**: N servers with no engine, each with its own embedded model.
+
+Per round: keystroke-to-answer p50/p95 (from the request to its answer; requests cancelled by
+the next key are counted, not timed), completions per second (answers with a suggestion,
+all editors together, over the round's typing time), the engine's requests in flight (vLLM's
+``vllm:num_requests_running`` and ``vllm:num_requests_waiting``, polled every 100 ms, where the
+engine exports them) and the most requests one server had in flight at the engine; then the
+ratio engine / in-process of each. Bounded: a fixed number of keys per editor (``--keys``) and a
+time cap per round (``--cap-s``); loopback only; every process group started is killed at the
+end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tactful import stats
+from tactful.tools.bench.latency import RunResult, Typing, pick_sessions
+
+DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py", "argparse.py", "difflib.py"]
+SERVED_NAME = "SmolLM2-135M-Instruct"
+METRIC_RUNNING = "vllm:num_requests_running"
+METRIC_WAITING = "vllm:num_requests_waiting"
+
+
+# ---------------------------------------------------------------- pure helpers (unit-tested)
+
+
+def parse_editors(text: str) -> list[int]:
+    """``"1,4,16"`` -> ``[1, 4, 16]``: positive, at most 64, no repeats, in the order given."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of editors: {part!r}") from None
+        if not 1 <= n <= 64:
+            raise argparse.ArgumentTypeError(f"editors must be between 1 and 64, not {n}")
+        if n in out:
+            raise argparse.ArgumentTypeError(f"{n} editors given twice")
+        out.append(n)
+    if not out:
+        raise argparse.ArgumentTypeError("no number of editors given")
+    return out
+
+
+def parse_metric(text: str, name: str) -> float | None:
+    """The sum of a Prometheus gauge over its labels in ``/metrics`` text; None when absent."""
+    vals: list[float] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            try:
+                vals.append(float(line.rsplit(" ", 1)[1]))
+            except (IndexError, ValueError):
+                continue
+    return sum(vals) if vals else None
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` is http(s) to this machine (the benchmark talks to nothing else)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def engine_root(url: str) -> str:
+    """``http://h:p/v1`` -> ``http://h:p`` (where vLLM serves ``/metrics``)."""
+    return url.rstrip("/").removesuffix("/v1")
+
+
+@dataclass
+class Round:
+    """One round: N editors, engine or in-process."""
+
+    mode: str
+    editors: int
+    results: list[RunResult] = field(default_factory=list)
+    wall_s: float = 0.0
+    capped: bool = False
+    #: (running, waiting) samples of the engine's metrics during the typing.
+    samples: list[tuple[float, float | None]] = field(default_factory=list)
+    start_s: float = 0.0
+    error: str | None = None
+
+
+def _round1(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def aggregate(r: Round) -> dict[str, Any]:
+    """The figures of one round, all editors together."""
+    lat = [x for res in r.results for x in res.latencies_ms]
+    answered = len(lat)
+    shown = sum(res.with_suggestion for res in r.results)
+    backend = [res.status.get("backend", {}) or {} for res in r.results]
+    max_inflight = [
+        int(b["engine_max_in_flight"])
+        for b in backend
+        if isinstance(b, dict) and b.get("engine_max_in_flight") is not None
+    ]
+    running = [s[0] for s in r.samples]
+    waiting = [s[1] for s in r.samples if s[1] is not None]
+    return {
+        "mode": r.mode,
+        "editors": r.editors,
+        "keys": sum(res.requests for res in r.results),
+        "answered": answered,
+        "with_suggestion": shown,
+        "cancelled_or_superseded": sum(res.cancelled for res in r.results),
+        "p50_ms": _round1(statistics.median(lat)) if lat else None,
+        "p95_ms": _round1(stats.percentile(lat, 95)),
+        "typing_s": round(r.wall_s, 2),
+        "completions_per_s": round(shown / r.wall_s, 2) if r.wall_s > 0 else None,
+        "answers_per_s": round(answered / r.wall_s, 2) if r.wall_s > 0 else None,
+        "engine_running_max": max(running) if running else None,
+        "engine_running_mean": _round1(statistics.fmean(running), 2) if running else None,
+        "engine_waiting_max": max(waiting) if waiting else None,
+        "metric_samples": len(running),
+        "max_in_flight_per_server": max(max_inflight) if max_inflight else None,
+        "engine_requests": sum(int(b.get("engine_requests", 0) or 0) for b in backend)
+        if r.mode == "engine"
+        else None,
+        "engine_failed": sum(int(b.get("engine_failed", 0) or 0) for b in backend)
+        if r.mode == "engine"
+        else None,
+        "start_s": round(r.start_s, 1),
+        "capped": r.capped,
+        "error": r.error,
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b`` rounded to 2 places; None when either is missing or ``b`` is 0."""
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def compare(engine: dict[str, Any], local: dict[str, Any]) -> dict[str, float | None]:
+    """Engine / in-process for the same N: latency (lower is better) and throughput."""
+    return {
+        "p50": ratio(engine["p50_ms"], local["p50_ms"]),
+        "p95": ratio(engine["p95_ms"], local["p95_ms"]),
+        "completions_per_s": ratio(engine["completions_per_s"], local["completions_per_s"]),
+    }
+
+
+def editor_typing(files: Sequence[Path], n: int, keys: int, seed: int) -> list[Typing]:
+    """``n`` typing sessions of ``keys`` keys each, each from a different stretch (and, while
+    there are enough, a different file)."""
+    out: list[Typing] = []
+    lines = max(3, keys // 15 + 2)
+    for i in range(n):
+        path = files[i % len(files)]
+        got = pick_sessions([path], lines, seed + i)
+        if not got:
+            raise ValueError(f"no typable stretch in {path}")
+        t = got[0]
+        out.append(Typing(t.path, t.before, t.typed[:keys], t.after))
+    return out
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kill_group(pid: int) -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after 10 s."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def start_vllm(
+    vllm_python: Path, model_dir: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """vLLM serving ``model_dir`` on a free loopback port, niced, in its own process group."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        VLLM_LOGGING_LEVEL="WARNING",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+    )
+    cmd = [
+        "nice",
+        "-n",
+        "10",
+        str(vllm_python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        SERVED_NAME,
+        "--dtype",
+        "bfloat16",
+        "--max-model-len",
+        "2048",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def wait_engine(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> str | None:
+    """None once ``url`` answers ``/models``, else why not."""
+    import httpx
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            return f"vLLM exited with code {proc.returncode} while starting"
+        try:
+            if httpx.get(url.rstrip("/") + "/models", timeout=2).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return f"the engine did not answer {url}/models within {timeout_s:g} s"
+
+
+def _settings(engine_url: str | None, cache_dir: str, context_tokens: int) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "completion": {"contextTokens": context_tokens, "debounceMs": 0, "multiline": False},
+        "flags": {"enable": False},
+        "cdhf": {"enable": False},
+        "feedback": {"enable": False},
+        "cacheDir": cache_dir,
+    }
+    if engine_url is not None:
+        s["engine"] = {"url": engine_url, "onUnreachable": "none"}
+    return s
+
+
+async def _sample(root: str, out: list[tuple[float, float | None]], stop: asyncio.Event) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2) as http:
+        while not stop.is_set():
+            try:
+                text = (await http.get(root + "/metrics")).text
+            except httpx.HTTPError:
+                text = ""
+            running = parse_metric(text, METRIC_RUNNING)
+            if running is None:
+                return  # no vLLM metrics: nothing to sample
+            out.append((running, parse_metric(text, METRIC_WAITING)))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def run_round(
+    mode: str,
+    sessions: list[Typing],
+    engine_url: str | None,
+    key_ms: float,
+    seed: int,
+    cap_s: float,
+    context_tokens: int,
+) -> Round:
+    """Start one server per session, type all sessions at once, collect the figures."""
+    from lsprotocol import types
+
+    from tactful.tools import lspclient
+    from tactful.tools.bench.latency import _as_dict, _type_session, private_cache_dir
+
+    rnd = Round(mode, len(sessions))
+    clients: list[Any] = []
+    pids: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="tactful-bench-load-") as tmp:
+        try:
+            t0 = time.perf_counter()
+            cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
+
+            async def one(i: int) -> tuple[Any, Any]:
+                cache = private_cache_dir(Path(tmp) / f"e{i}")
+                client, state = await lspclient.start(
+                    f"tactful-bench-load-{i}",
+                    cmd,
+                    settings=_settings(engine_url, str(cache), context_tokens),
+                    start_new_session=True,
+                )
+                proc = getattr(client, "_server", None)
+                if proc is not None:
+                    pids.append(proc.pid)
+                clients.append(client)
+                return client, state
+
+            for i in range(len(sessions)):
+                (Path(tmp) / f"e{i}").mkdir()
+            started = await asyncio.gather(*(one(i) for i in range(len(sessions))))
+            for _, state in started:
+                if not await lspclient.wait_ready(state, 300):
+                    raise RuntimeError(f"a server was not ready: {dict(state)}")
+            rnd.start_s = time.perf_counter() - t0
+            rng_seed = random.Random(seed)
+            rnd.results = [RunResult(f"{mode}-{i}") for i in range(len(sessions))]
+            stop = asyncio.Event()
+            sampler = (
+                asyncio.ensure_future(_sample(engine_root(engine_url), rnd.samples, stop))
+                if engine_url is not None
+                else None
+            )
+            typing = [
+                _type_session(
+                    client,
+                    rnd.results[i],
+                    f"file:///bench/{i}-{Path(sessions[i].path).name}",
+                    sessions[i],
+                    key_ms,
+                    random.Random(rng_seed.random()),
+                )
+                for i, (client, _) in enumerate(started)
+            ]
+            t1 = time.perf_counter()
+            try:
+                await asyncio.wait_for(asyncio.gather(*typing), cap_s)
+            except asyncio.TimeoutError:
+                rnd.capped = True
+            rnd.wall_s = time.perf_counter() - t1
+            stop.set()
+            if sampler is not None:
+                await sampler
+            for i, (client, _) in enumerate(started):
+                with contextlib.suppress(Exception):
+                    st = await asyncio.wait_for(
+                        client.workspace_execute_command_async(
+                            types.ExecuteCommandParams(command="tactful.status")
+                        ),
+                        30,
+                    )
+                    rnd.results[i].status = _as_dict(st)
+                    rnd.results[i].status["backend"] = _as_dict(
+                        rnd.results[i].status.get("backend", {})
+                    )
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.shutdown_async(None), 10)
+                    client.exit(None)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 10)
+        except Exception as exc:  # a failed round is reported, the others still run
+            rnd.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for pid in pids:
+                kill_group(pid)
+    return rnd
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tactful bench load", description=__doc__)
+    p.add_argument("files", nargs="*", type=Path, help="source files to type (default: stdlib)")
+    p.add_argument(
+        "--editors",
+        type=parse_editors,
+        default=[1, 4],
+        help="numbers of simulated editors, comma-separated (default 1,4; e.g. 1,4,16)",
+    )
+    p.add_argument("--keys", type=int, default=30, help="keys typed per editor (default 30)")
+    p.add_argument("--key-ms", type=float, default=80, help="mean time between keys (default 80)")
+    p.add_argument("--cap-s", type=float, default=180, help="most typing time per round (180)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--context-tokens", type=int, default=1500)
+    p.add_argument("--url", default=None, help="a running engine's /v1 URL (loopback only)")
+    p.add_argument(
+        "--vllm",
+        type=Path,
+        default=Path(os.environ.get("VLLM_DIR", ".tools/vllm")),
+        help="the vLLM venv to start when no --url is given (default $VLLM_DIR or .tools/vllm)",
+    )
+    p.add_argument("--engine-start-s", type=float, default=600, help="most time vLLM may take")
+    p.add_argument("--no-in-process", action="store_true", help="skip the in-process rounds")
+    p.add_argument("--no-engine", action="store_true", help="skip the engine rounds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(list(argv))
+    if args.keys < 1:
+        p.error("--keys must be at least 1")
+    if args.cap_s <= 0:
+        p.error("--cap-s must be positive")
+    if args.url is not None and not is_loopback_url(args.url):
+        p.error(f"--url must be a loopback http(s) URL (127.0.0.1, localhost, ::1): {args.url}")
+    if args.no_in_process and args.no_engine:
+        p.error("--no-in-process and --no-engine leave nothing to run")
+    return args
+
+
+def _print_table(rows: list[dict[str, Any]], ratios: dict[str, dict[str, Any]]) -> None:
+    cols = [
+        ("mode", "mode"),
+        ("editors", "N"),
+        ("keys", "keys"),
+        ("answered", "answered"),
+        ("with_suggestion", "shown"),
+        ("p50_ms", "p50 ms"),
+        ("p95_ms", "p95 ms"),
+        ("completions_per_s", "compl/s"),
+        ("engine_running_max", "running max"),
+        ("engine_running_mean", "running mean"),
+        ("engine_waiting_max", "waiting max"),
+        ("max_in_flight_per_server", "in flight/server"),
+        ("typing_s", "typing s"),
+        ("capped", "capped"),
+    ]
+    print(" | ".join(h for _, h in cols))
+    for r in rows:
+        print(" | ".join(str(r[k]) if r[k] is not None else "-" for k, _ in cols))
+        if r["error"]:
+            print(f"  error: {r['error']}")
+    for n, c in ratios.items():
+        print(
+            f"N={n}: engine / in-process: p50 {c['p50']}, p95 {c['p95']}, "
+            f"completions/s {c['completions_per_s']}"
+        )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
+    proc: subprocess.Popen[bytes] | None = None
+    url = args.url
+    log = Path(tempfile.gettempdir()) / f"tactful-bench-load-vllm-{os.getpid()}.log"
+    ok = False
+    try:
+        if not args.no_engine and url is None:
+            from tactful import paths
+            from tactful.backend import embedded
+
+            py = args.vllm / "bin" / "python"
+            if not py.exists():
+                print(f"tactful bench load: no vLLM at {py} (or give --url)", file=sys.stderr)
+                return 1
+            model = embedded.converted_dir(paths.cache_dir(None))
+            print(f"starting vLLM (log {log}) ...", file=sys.stderr)
+            proc, url = start_vllm(py, model, log)
+        if url is not None:
+            t = time.monotonic()
+            why = wait_engine(url, proc, args.engine_start_s)
+            if why is not None:
+                print(f"tactful bench load: {why} (log {log})", file=sys.stderr)
+                return 1
+            if proc is not None:
+                print(f"vLLM ready after {time.monotonic() - t:.0f} s", file=sys.stderr)
+        rows: list[dict[str, Any]] = []
+        ratios: dict[str, dict[str, Any]] = {}
+        for n in args.editors:
+            sessions = editor_typing(files, n, args.keys, args.seed)
+            by_mode: dict[str, dict[str, Any]] = {}
+            for mode in ("engine", "in-process"):
+                if (mode == "engine" and args.no_engine) or (
+                    mode == "in-process" and args.no_in_process
+                ):
+                    continue
+                print(f"N={n} {mode}: typing {args.keys} keys per editor ...", file=sys.stderr)
+                rnd = asyncio.run(
+                    run_round(
+                        mode,
+                        sessions,
+                        url if mode == "engine" else None,
+                        args.key_ms,
+                        args.seed,
+                        args.cap_s,
+                        args.context_tokens,
+                    )
+                )
+                by_mode[mode] = aggregate(rnd)
+                rows.append(by_mode[mode])
+            if len(by_mode) == 2:
+                ratios[str(n)] = compare(by_mode["engine"], by_mode["in-process"])
+        report = {"engine_url": url, "rounds": rows, "engine_over_in_process": ratios}
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _print_table(rows, ratios)
+        ok = not any(r["error"] for r in rows)
+        return 0 if ok else 1
+    finally:
+        if proc is not None:
+            kill_group(proc.pid)
+            if ok:  # kept when something failed, for the reason
+                with contextlib.suppress(OSError):
+                    log.unlink()
