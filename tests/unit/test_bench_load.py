@@ -89,7 +89,11 @@ def test_parse_metric_sums_labels_and_ignores_lookalikes() -> None:
 def _res(lat: list[float], shown: int, cancelled: int, backend: dict[str, int]) -> RunResult:
     r = RunResult("x", latencies_ms=lat, with_suggestion=shown, cancelled=cancelled)
     r.requests = len(lat) + cancelled
-    r.status = {"backend": backend}
+    r.status = {
+        "backend": backend,
+        "stats": {"model_calls": 2, "type_along": 1, "cache_hits": 0},
+        "modelLatency": {"n": 2, "p50Ms": lat[0] * 10, "p95Ms": lat[-1] * 10},
+    }
     return r
 
 
@@ -113,6 +117,8 @@ def test_aggregate_pools_all_editors() -> None:
     assert a["engine_waiting_max"] == 1.0 and a["metric_samples"] == 3
     assert a["max_in_flight_per_server"] == 1
     assert a["engine_requests"] == 6 and a["engine_failed"] == 0
+    assert a["server_model_p50_ms_median"] == 250 and a["server_model_p95_ms_max"] == 500
+    assert a["model_calls"] == 4 and a["type_along"] == 2 and a["cache_hits"] == 0
 
 
 def test_aggregate_of_an_empty_round() -> None:

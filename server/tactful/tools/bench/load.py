@@ -133,6 +133,14 @@ def aggregate(r: Round) -> dict[str, Any]:
         for b in backend
         if isinstance(b, dict) and b.get("engine_max_in_flight") is not None
     ]
+    counters = [res.status.get("stats", {}) or {} for res in r.results]
+
+    def total(key: str) -> int:
+        return sum(int(c.get(key, 0) or 0) for c in counters if isinstance(c, dict))
+
+    model = [res.status.get("modelLatency", {}) or {} for res in r.results]
+    model_p50 = [float(m["p50Ms"]) for m in model if isinstance(m, dict) and m.get("p50Ms")]
+    model_p95 = [float(m["p95Ms"]) for m in model if isinstance(m, dict) and m.get("p95Ms")]
     running = [s[0] for s in r.samples]
     waiting = [s[1] for s in r.samples if s[1] is not None]
     return {
@@ -142,8 +150,14 @@ def aggregate(r: Round) -> dict[str, Any]:
         "answered": answered,
         "with_suggestion": shown,
         "cancelled_or_superseded": sum(res.cancelled for res in r.results),
+        "model_calls": total("model_calls"),
+        "model_calls_cancelled": total("cancelled"),
+        "type_along": total("type_along"),
+        "cache_hits": total("cache_hits"),
         "p50_ms": _round1(statistics.median(lat)) if lat else None,
         "p95_ms": _round1(stats.percentile(lat, 95)),
+        "server_model_p50_ms_median": _round1(statistics.median(model_p50)) if model_p50 else None,
+        "server_model_p95_ms_max": _round1(max(model_p95)) if model_p95 else None,
         "typing_s": round(r.wall_s, 2),
         "completions_per_s": round(shown / r.wall_s, 2) if r.wall_s > 0 else None,
         "answers_per_s": round(answered / r.wall_s, 2) if r.wall_s > 0 else None,
@@ -393,9 +407,8 @@ async def run_round(
                         30,
                     )
                     rnd.results[i].status = _as_dict(st)
-                    rnd.results[i].status["backend"] = _as_dict(
-                        rnd.results[i].status.get("backend", {})
-                    )
+                    for key in ("backend", "stats", "modelLatency"):
+                        rnd.results[i].status[key] = _as_dict(rnd.results[i].status.get(key, {}))
             for client in clients:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.shutdown_async(None), 10)
@@ -462,8 +475,12 @@ def _print_table(rows: list[dict[str, Any]], ratios: dict[str, dict[str, Any]]) 
         ("keys", "keys"),
         ("answered", "answered"),
         ("with_suggestion", "shown"),
+        ("model_calls", "model calls"),
+        ("model_calls_cancelled", "cancelled"),
+        ("type_along", "type-along"),
         ("p50_ms", "p50 ms"),
         ("p95_ms", "p95 ms"),
+        ("server_model_p50_ms_median", "model p50"),
         ("completions_per_s", "compl/s"),
         ("engine_running_max", "running max"),
         ("engine_running_mean", "running mean"),
