@@ -130,6 +130,7 @@ def test_aggregate_of_an_empty_round() -> None:
 
 def test_ratio_and_compare() -> None:
     assert ratio(3, 2) == 1.5
+    assert ratio(9.4, 3303.5) == 0.00285  # small ratios keep their digits
     assert ratio(None, 2) is None and ratio(1, None) is None and ratio(1, 0) is None
     eng = {"p50_ms": 200.0, "p95_ms": 900.0, "completions_per_s": 3.0}
     loc = {"p50_ms": 400.0, "p95_ms": 600.0, "completions_per_s": 1.5}

@@ -179,10 +179,10 @@ def aggregate(r: Round) -> dict[str, Any]:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    """``a / b`` rounded to 2 places; None when either is missing or ``b`` is 0."""
+    """``a / b`` to 3 significant digits; None when either is missing or ``b`` is 0."""
     if a is None or b is None or b == 0:
         return None
-    return round(a / b, 2)
+    return float(f"{a / b:.3g}")
 
 
 def compare(engine: dict[str, Any], local: dict[str, Any]) -> dict[str, float | None]:
