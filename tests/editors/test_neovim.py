@@ -38,6 +38,9 @@ TACTFUL = BIN / "tactful"
 
 #: Settings every scenario sends: the cascade off so that whatever the model writes is shown.
 BASE_SETTINGS: dict[str, Any] = {"cdhf": {"enable": False}, "completion": {"cache": False}}
+#: Whole suggestions (no part shown at the deadline): for tests that accept a word of a
+#: suggestion and need it to have more than one, whatever the machine's load.
+WHOLE_SETTINGS: dict[str, Any] = {**BASE_SETTINGS, "completion": {"cache": False, "deadlineMs": 0}}
 
 
 def _need(nvim: Path) -> Path:
@@ -187,7 +190,7 @@ def test_minimal_setup_prints_nothing(version: str, tmp_path: Path) -> None:
 def test_inline_ghost_text_accept_dismiss_012(tmp_path: Path) -> None:
     nvim = _need(NVIM012)
     name = copy_sample(tmp_path)
-    out = run_scenario(nvim, "inline", tmp_path, open_file=name)
+    out = run_scenario(nvim, "inline", tmp_path, open_file=name, settings=WHOLE_SETTINGS)
     info = out["info"]
     print(
         f"nvim {out['nvim']}: model ready after {info['ready_ms']} ms, first ghost text after "
@@ -398,7 +401,7 @@ def test_ghost_text_on_screen_and_tab_in_terminal_012(term: str, tmp_path: Path)
     pictures = os.environ.get("TACTFUL_SCREENSHOTS") if term == "screen-256color" else None
     settings = BASE_SETTINGS
     if pictures:  # scripts/screenshots.sh: the docs' picture shows a whole suggestion
-        settings = {**BASE_SETTINGS, "completion": {"cache": False, "deadlineMs": 0}}
+        settings = WHOLE_SETTINGS
     env = scenario_env(tmp_path, result, settings)
     env.update({"TACTFUL_TGC": "0", "TERM": term})
     passed = [
