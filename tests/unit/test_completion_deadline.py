@@ -261,3 +261,28 @@ async def test_a_request_in_another_document_frees_the_model_thread() -> None:
     assert await asyncio.wait_for(slow, 30) is None
     assert backend.cancelled == 1
     assert other == "result = sum(values)"
+
+
+class CappedBackend(PacedBackend):
+    """Writes a line that the token cap ends inside a call (no stop rule fired)."""
+
+    def generate(self, req: GenerateRequest) -> Generation:
+        self.calls += 1
+        gen = Generation(text="total = compute(values, scale")
+        gen.tokens = ["total", " =", " compute", "(values", ",", " scale"]
+        gen.token_logprobs = [-0.1] * len(gen.tokens)
+        req.publish(gen)
+        self.finished += 1
+        return gen  # stopped stays False: the cap, not the model, ended it
+
+
+def test_a_suggestion_the_token_cap_cut_ends_where_a_person_would_stop() -> None:
+    async def scenario() -> None:
+        eng, _paced = engine(step=0.0, deadline_ms=0)
+        capped = CappedBackend(0.0)
+        eng.runner.backend = capped  # type: ignore[assignment]
+        for trigger in ("invoked", "automatic"):
+            text = await ask(eng, PREFIX, uri=f"file:///{trigger}.py", trigger=trigger)
+            assert text == "total = compute", text  # never "total = compute(values, scale"
+
+    asyncio.run(scenario())

@@ -45,6 +45,7 @@ from tactful.completion.deadline import (
     Continuing,
     Writing,
     extends,
+    stop_point,
     until_deadline,
 )
 from tactful.completion.request import make_generate_request, part_info
@@ -411,7 +412,10 @@ class CompletionEngine:
         if result.cancelled:
             self.stats.cancelled += 1
             return None
-        text = pp.postprocess(result.text, ctx)
+        raw = result.text
+        if not result.stopped:  # the token cap ended it: end where a person would stop
+            raw = raw[: stop_point(raw)]
+        text = pp.postprocess(raw, ctx)
         if text is None:
             self.stats.empty += 1
             return None
