@@ -60,6 +60,15 @@ def test_finished_lines(line: str) -> None:
     assert not infill.unfinished(line)
 
 
+def test_why_unfinished_names_the_reason() -> None:
+    assert infill.why_unfinished("x = f(a") == "bracket"
+    assert infill.why_unfinished("x = 'a") == "string"
+    assert infill.why_unfinished("x = a +") == "operator"
+    assert infill.why_unfinished("x = a if") == "keyword"
+    assert infill.why_unfinished("if a") == "colon"
+    assert infill.why_unfinished("if a:  # done") is None
+
+
 def test_cut_is_relative_to_the_reference() -> None:
     # The reference itself goes on to the next line: ending there is not a cut.
     assert not infill.is_cut("foo(a,", "foo(a,")
@@ -122,7 +131,8 @@ def test_summary_and_gap() -> None:
     ]
     s = infill.summarize(answers)
     assert s["automatic/idle"] == {
-        "n": 2, "answered": 2, "exact": 1, "pass": 1, "cut": 1, "p50_ms": 200.0, "p95_ms": 300.0,
+        "n": 2, "answered": 2, "exact": 1, "pass": 1, "cut": 1, "cut_unbalanced": 0,
+        "one_word": 2, "chars_p50": 1, "p50_ms": 200.0, "p95_ms": 300.0,
     }  # fmt: skip
     g = infill.gaps(s)
     assert g["automatic"] == {"exact_lost": 1, "pass_lost": 1, "cut_added": 1, "p50_ratio": 2.5}

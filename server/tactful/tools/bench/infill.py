@@ -163,9 +163,15 @@ def apply_inline(prefix: str, suffix: str, insert: str, replace_before: int = 0)
 
 
 def unfinished(line: str) -> bool:
-    """True when ``line`` ends mid-expression: a bracket it opens or a string is not closed,
-    or it ends in an operator, a comma, a dot or a keyword that needs what follows. (A line may
-    close brackets opened on earlier lines, and end with a block's ``:``.)"""
+    """True when ``line`` ends mid-expression (:func:`why_unfinished`)."""
+    return why_unfinished(line) is not None
+
+
+def why_unfinished(line: str) -> str | None:
+    """Why ``line`` ends mid-expression: ``"bracket"`` or ``"string"`` (one it opens is not
+    closed), ``"operator"`` (it ends in an operator, a comma or a dot), ``"keyword"`` (a keyword
+    that needs what follows), ``"colon"`` (a compound statement without its ``:``); None when
+    it is finished. A line may close brackets opened on earlier lines."""
     depth = 0
     quote: str | None = None
     i, n = 0, len(line)
@@ -197,19 +203,22 @@ def unfinished(line: str) -> bool:
         elif ch == ":" and depth == 0:
             block_colon = True
         i += 1
-    if quote is not None or depth > 0:
-        return True
+    if quote is not None:
+        return "string"
+    if depth > 0:
+        return "bracket"
     code = line[:code_end].rstrip()
     if not code:
-        return False
-    first = code.split()[0].rstrip(":")
-    if first in _COMPOUND and not block_colon:
-        return True  # ``if x`` with no ``:`` yet
-    if code[-1] in "+-*/%=<>&|^~!,.;([{@\\":
-        return True
-    last = code.split()[-1] if code.split() else ""
+        return None
+    if code[-1] in "+-*/%=<>&|^~!,.;@\\":
+        return "operator"
+    last = code.split()[-1]
     word = "".join(c for c in last if c.isalnum() or c == "_")
-    return word == last and keyword.iskeyword(word) and word not in _ENDING_KEYWORDS
+    if word == last and keyword.iskeyword(word) and word not in _ENDING_KEYWORDS:
+        return "keyword"
+    if code.split()[0].rstrip(":") in _COMPOUND and not block_colon:
+        return "colon"  # ``if x`` with no ``:`` yet
+    return None
 
 
 #: Statements that need a ``:`` on their line.
@@ -220,9 +229,17 @@ _COMPOUND = frozenset(
 _ENDING_KEYWORDS = frozenset(["True", "False", "None", "pass", "break", "continue", "return"])
 
 
+def cut_reason(completed_line: str, reference_line: str) -> str | None:
+    """Why the answer was cut (:func:`why_unfinished` of the completed line), when the reference
+    line is finished; None: not cut."""
+    if unfinished(reference_line):
+        return None
+    return why_unfinished(completed_line)
+
+
 def is_cut(completed_line: str, reference_line: str) -> bool:
     """The answer was cut: the completed line ends mid-expression, the reference line does not."""
-    return unfinished(completed_line) and not unfinished(reference_line)
+    return cut_reason(completed_line, reference_line) is not None
 
 
 def exact(completed_line: str, reference_line: str) -> bool:
@@ -313,6 +330,8 @@ class Answer:
     reference_line: str
     exact: bool
     cut: bool
+    #: Why it was cut (:func:`why_unfinished`); None when not cut.
+    cut_why: str | None = None
     passed: bool | None = None  # SAFIM's metric; None: not scored (--no-tests)
     document: str = ""
 
@@ -381,6 +400,7 @@ async def run_load(load: str, tasks: list[Task], settings: dict[str, Any]) -> li
                         reference_line=reference,
                         exact=exact(completed, reference),
                         cut=ins is not None and is_cut(completed, reference),
+                        cut_why=None if ins is None else cut_reason(completed, reference),
                         document=doc,
                     )
                 )
@@ -482,6 +502,12 @@ def summarize(answers: list[Answer]) -> dict[str, Any]:
                 "exact": sum(a.exact for a in xs),
                 "pass": sum(bool(a.passed) for a in scored) if scored else None,
                 "cut": sum(a.cut for a in xs),
+                # cut with a bracket or string open, or a trailing operator
+                "cut_unbalanced": sum(a.cut_why in ("bracket", "string", "operator") for a in xs),
+                "one_word": sum(a.text is not None and a.text.strip().isidentifier() for a in xs),
+                "chars_p50": statistics.median(len(a.text) for a in xs if a.text)
+                if any(a.text for a in xs)
+                else None,
                 "p50_ms": round(statistics.median(lat), 1) if lat else None,
                 "p95_ms": None if p95 is None else round(p95, 1),
             }
@@ -561,10 +587,11 @@ def main(argv: Sequence[str]) -> int:
                 fh.write(json.dumps(row) + "\n")
     print(json.dumps(result, indent=2))
     if not args.json:
-        cols = ["n", "answered", "exact", "pass", "cut", "p50_ms", "p95_ms"]
-        print(f"\n{'mode/load':<18}" + "".join(f"{c:>10}" for c in cols))
+        cols = ["n", "answered", "exact", "pass", "cut", "cut_unbalanced", "one_word", "p50_ms"]
+        cols += ["p95_ms"]
+        print(f"\n{'mode/load':<16}" + "".join(f"{c:>{max(9, len(c) + 1)}}" for c in cols))
         for name, row in summary.items():
-            print(f"{name:<18}" + "".join(f"{row[c]!s:>10}" for c in cols))
+            print(f"{name:<16}" + "".join(f"{row[c]!s:>{max(9, len(c) + 1)}}" for c in cols))
         for mode, g in result["gap_idle_vs_busy"].items():
             print(f"gap idle vs busy, {mode}: " + ", ".join(f"{k} {v}" for k, v in g.items()))
     return 0
