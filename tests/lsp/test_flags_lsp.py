@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pytest_lsp import LanguageClient
 from tests.lsp.helpers import (
     capabilities,
@@ -226,10 +227,11 @@ async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClie
     res = await _flag(pull_client, minified)
     assert res["ok"] and res["flags"] == [] and "minified" in res["skipped"]
 
-    bad = await pull_client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[42])
-    )
-    assert bad["ok"] is False and "expected" in bad["error"]
+    # A wrong argument type is refused by the protocol checks (-32602, never coerced).
+    with pytest.raises(JsonRpcInvalidParams, match=r"arguments must be \[str\]"):
+        await pull_client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[42])
+        )
     status = await pull_client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
     )
