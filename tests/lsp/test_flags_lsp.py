@@ -90,10 +90,15 @@ async def push_client(lsp_client: LanguageClient):
 
 
 async def _flag(client: LanguageClient, uri: str) -> dict[str, Any]:
-    res = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[uri])
-    )
-    return dict(res) if not isinstance(res, dict) else res
+    res: Any = None
+    for _ in range(2):  # a run that the document's own idle job cancelled says so; ask again
+        res = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=protocol.CMD_FLAG, arguments=[uri])
+        )
+        res = dict(res) if not isinstance(res, dict) else res
+        if res.get("ok") or "cancelled" not in str(res.get("error", "")):
+            break
+    return res
 
 
 async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:
@@ -225,7 +230,7 @@ async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClie
     minified = "file:///tmp/tactful-flags/min.js"
     open_doc(pull_client, minified, "var a=1;" * 5000, language_id="javascript")
     res = await _flag(pull_client, minified)
-    assert res["ok"] and res["flags"] == [] and "minified" in res["skipped"]
+    assert res["ok"] and res["flags"] == [] and "minified" in res["skipped"], res
 
     # A wrong argument type is refused by the protocol checks (-32602, never coerced).
     with pytest.raises(JsonRpcInvalidParams, match=r"arguments must be \[str\]"):
