@@ -18,6 +18,7 @@ keystrokes. The cursor's own line never takes part in the choice (typing on it c
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 from collections.abc import Sequence
@@ -40,56 +41,19 @@ MAX_SNIPPETS = 2
 MAX_MODULE_MEMBERS = 30
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KEYWORDS = frozenset(
-    [
-        "False",
-        "None",
-        "True",
-        "and",
-        "as",
-        "assert",
-        "async",
-        "await",
-        "break",
-        "class",
-        "continue",
-        "def",
-        "del",
-        "elif",
-        "else",
-        "except",
-        "finally",
-        "for",
-        "from",
-        "global",
-        "if",
-        "import",
-        "in",
-        "is",
-        "lambda",
-        "nonlocal",
-        "not",
-        "or",
-        "pass",
-        "raise",
-        "return",
-        "try",
-        "while",
-        "with",
-        "yield",
-        "self",
-        "cls",
-        "const",
-        "let",
-        "var",
-        "function",
-        "return",
-        "new",
-        "this",
-        "null",
-        "undefined",
-    ]
-)
+#: Python's keywords and the names every file uses (never a clue to another file's code).
+_KEYWORDS = frozenset(keyword.kwlist) | {
+    "self",
+    "cls",
+    "const",
+    "let",
+    "var",
+    "function",
+    "new",
+    "this",
+    "null",
+    "undefined",
+}
 
 
 @dataclass(frozen=True)
