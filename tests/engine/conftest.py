@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tactful.tools.bench.load import start_vllm
+
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PY = Path(os.environ.get("VLLM_DIR", REPO / ".tools" / "vllm")) / "bin" / "python"
-SERVED_NAME = "SmolLM2-135M-Instruct"
 #: Most time vLLM may take to start (it compiles its kernels once, about 2.5 min on 2 cores).
 START_TIMEOUT_S = float(os.environ.get("TACTFUL_TEST_ENGINE_START_S", "600"))
 HERE = Path(__file__).resolve().parent
@@ -77,12 +77,6 @@ class Engine:
 _engine: Engine | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _model_dir() -> Path:
     from tactful import paths
     from tactful.backend import embedded
@@ -99,47 +93,11 @@ def _start() -> Engine:
     model = _model_dir()
     if not (model / "config.json").is_file():
         return Engine(reason=f"the converted embedded model is missing ({model})")
-    port = _free_port()
     fd, log_path = tempfile.mkstemp(prefix="tactful-vllm-", suffix=".log")
-    env = dict(os.environ)
-    env.update(
-        VLLM_CPU_KVCACHE_SPACE="1",
-        VLLM_LOGGING_LEVEL="WARNING",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-    )
-    cmd = [
-        "nice",
-        "-n",
-        "10",
-        str(VLLM_PY),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model),
-        "--served-model-name",
-        SERVED_NAME,
-        "--dtype",
-        "bfloat16",
-        "--max-model-len",
-        "2048",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=fd,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,  # its own process group, stopped as a whole
-    )
     os.close(fd)
-    return Engine(url=f"http://127.0.0.1:{port}/v1", proc=proc, log_path=log_path)
+    # The same launch as `tactful bench load`: niced, offline, in its own process group.
+    proc, url = start_vllm(VLLM_PY, model, Path(log_path))
+    return Engine(url=url, proc=proc, log_path=log_path)
 
 
 def wait_ready(engine: Engine) -> Engine:

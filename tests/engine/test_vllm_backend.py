@@ -15,8 +15,8 @@ import pytest
 
 from tactful.backend.engine import EngineBackend
 from tactful.backend.types import GenerateRequest
+from tactful.tools.bench.load import SERVED_NAME  # as tests/engine/conftest.py serves it
 
-SERVED_NAME = "SmolLM2-135M-Instruct"  # as tests/engine/conftest.py serves it
 Engine = Any  # tests/engine/conftest.py's Engine (url, root)
 
 pytestmark = [pytest.mark.model, pytest.mark.engine]
