@@ -27,6 +27,15 @@ if [[ $FAST == 1 ]]; then
 fi
 step "vLLM for CPUs (the real inference engine of tests/engine/)"
 nice -n 10 scripts/install-vllm.sh || echo "scripts/install-vllm.sh failed: the tests in tests/engine/ will be skipped"
+if [[ ( $# -eq 0 || "$*" == *tests/engine* ) && -x .tools/vllm/bin/python && -z "${TACTFUL_TEST_ENGINE_URL:-}" ]]; then
+    # vLLM takes minutes to compile its kernels: it starts now, while the editors install and
+    # the linters run, and tests/engine/conftest.py adopts it (and stops it after its tests).
+    step "starting the test engine (vLLM) in the background"
+    export TACTFUL_TEST_ENGINE_STATE
+    TACTFUL_TEST_ENGINE_STATE="$(mktemp -t tactful-engine.XXXXXX)"
+    trap '.venv/bin/python tests/engine/launch.py --stop "$TACTFUL_TEST_ENGINE_STATE"; rm -f "$TACTFUL_TEST_ENGINE_STATE"' EXIT
+    .venv/bin/python tests/engine/launch.py "$TACTFUL_TEST_ENGINE_STATE" || true
+fi
 step "Neovim 0.12 (Debian sid) for the editor tests"
 scripts/install-neovim.sh
 step "code-server, Chromium and the VS Code extension's packages"
