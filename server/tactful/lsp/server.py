@@ -32,7 +32,9 @@ from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.completion.engine import CompletionEngine
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
-from tactful.lsp import protocol, transport
+from tactful.lsp import protocol, tcp, transport
+from tactful.lsp.hardened import HardenedServer
+from tactful.lsp.notices import notice
 
 if TYPE_CHECKING:
     from tactful.lsp.feedback import FeedbackHub
@@ -48,7 +50,7 @@ SettingsListener = Callable[[Settings, Settings], None]
 DocumentListener = Callable[[str, str], None]
 
 
-class TactfulServer(transport.HardenedServer):
+class TactfulServer(HardenedServer):
     """pygls server holding tactful's state: settings, documents, model runner, engine, hooks."""
 
     def __init__(self) -> None:
@@ -98,7 +100,7 @@ class TactfulServer(transport.HardenedServer):
         for err in errors:
             log.warning("%s", err)
             # once per setting and session: a client repeating a bad value is not a popup storm
-            transport.notice(self, f"setting {err.split(':')[0]}", err, types.MessageType.Error)
+            notice(self, f"setting {err.split(':')[0]}", err, types.MessageType.Error)
         if unknown:
             log.info("ignoring unknown settings: %s", ", ".join(unknown))
         if new != old:
@@ -323,10 +325,10 @@ def main(argv: Sequence[str] = ()) -> int:
         if not port.isdigit():
             print(f"tactful serve: --tcp wants HOST:PORT, got {args.tcp!r}", file=sys.stderr)
             return 2
-        token_file = Path(args.token_file) if args.token_file else transport.token_path()
-        token = transport.ensure_token(token_file)
+        token_file = Path(args.token_file) if args.token_file else tcp.token_path()
+        token = tcp.ensure_token(token_file)
         print(f"tactful serve: clients must send the token in {token_file}", file=sys.stderr)
-        transport.serve_tcp(server, host or "127.0.0.1", int(port), token)
+        tcp.serve_tcp(server, host or "127.0.0.1", int(port), token)
     else:
         transport.serve_stdio(server)
     server.close()  # a client that left without ``shutdown``: the final records still go out
