@@ -9,7 +9,8 @@ afterwards, so completions never wait for flags.
 
 Diagnostics are pulled (``textDocument/diagnostic``) when the client advertises
 ``textDocument.diagnostic`` and pushed (``publishDiagnostics``) otherwise, never both. The
-plain logic lives in :mod:`tactful.flags`; this module only translates.
+plain logic lives in :mod:`tactful.flags`, the LSP objects are built by
+:mod:`tactful.lsp.flag_diagnostics`; this module only schedules and translates.
 
 Concurrency: flag units run on the model worker thread (``runner.run``); planning, results and
 the diff of changed lines run in threads (``asyncio.to_thread``); everything else runs on the

@@ -4,8 +4,11 @@
 runner, the completion engine) in typed attributes, and each feature's service in a typed slot
 (``feedback``, ``flags``). :func:`create_server` builds one and registers the handler modules,
 one per feature: :mod:`~tactful.lsp.lifecycle` (initialize, shutdown, documents),
-:mod:`~tactful.lsp.completion`, :mod:`~tactful.lsp.feedback`, :mod:`~tactful.lsp.flags` and
-:mod:`~tactful.lsp.replay`. Importing this module does no work: nothing is built, no thread starts.
+:mod:`~tactful.lsp.completion`, :mod:`~tactful.lsp.feedback`, :mod:`~tactful.lsp.flags`,
+:mod:`~tactful.lsp.replay` and :mod:`~tactful.lsp.workspace`. Importing this module does no
+work: nothing is built, no thread starts. Loading the model is :mod:`~tactful.lsp.loading`; the
+wire in front of pygls is :mod:`~tactful.lsp.hardened` with :mod:`~tactful.lsp.transport`
+(stdio) and :mod:`~tactful.lsp.tcp`.
 
 Concurrency: handlers run on pygls' asyncio event loop and never run model code; model work
 goes through :class:`~tactful.backend.runner.ModelRunner` (one worker thread), and blocking file
