@@ -15,7 +15,7 @@ import enum
 import functools
 import math
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -121,6 +121,14 @@ def _check_union(value: Any, tp: Any, path: str) -> str | None:
     return f"{path} does not match {_type_name(tp)}"
 
 
+def _first_problem(children: Iterable[tuple[Any, Any, str]]) -> str | None:
+    """The first problem among ``(value, type, path)`` children, checked in order (lazily)."""
+    for value, tp, path in children:
+        if (problem := check(value, tp, path)) is not None:
+            return problem
+    return None
+
+
 def _check_array(value: Any, tp: Any, path: str) -> str | None:
     """A list of one item type, or a tuple of fixed length and item types."""
     if not isinstance(value, list):
@@ -129,15 +137,11 @@ def _check_array(value: Any, tp: Any, path: str) -> str | None:
     if typing.get_origin(tp) is tuple and args and args[-1] is not Ellipsis:
         if len(value) != len(args):
             return f"{path} must have {len(args)} items"
-        for i, (v, a) in enumerate(zip(value, args, strict=True)):
-            if (p := check(v, a, f"{path}[{i}]")) is not None:
-                return p
-        return None
+        return _first_problem(
+            (v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     item = args[0] if args else Any
-    for i, v in enumerate(value):
-        if (p := check(v, item, f"{path}[{i}]")) is not None:
-            return p
-    return None
+    return _first_problem((v, item, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 def _check_mapping(value: Any, tp: Any, path: str) -> str | None:
@@ -146,10 +150,7 @@ def _check_mapping(value: Any, tp: Any, path: str) -> str | None:
         return f"{path} must be an object"
     args = typing.get_args(tp)
     val_t = args[1] if len(args) == 2 else Any
-    for k, v in value.items():
-        if (p := check(v, val_t, f"{path}.{k}")) is not None:
-            return p
-    return None
+    return _first_problem((v, val_t, f"{path}.{k}") for k, v in value.items())
 
 
 def _check_fields(value: Any, tp: type, path: str) -> str | None:
