@@ -1,10 +1,10 @@
-"""The LSP framer (tactful.lsp.transport.Framer): size cap, resynchronisation, split reads."""
+"""The LSP framer (tactful.lsp.framing.Framer): size cap, resynchronisation, split reads."""
 
 from __future__ import annotations
 
 import json
 
-from tactful.lsp.transport import Framer
+from tactful.lsp.framing import Framer
 
 
 def frame(obj: object) -> bytes:

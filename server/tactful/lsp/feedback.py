@@ -121,7 +121,7 @@ class FeedbackHub:
         status carries them while they last."""
         if store is None:
             return
-        from tactful.lsp import transport
+        from tactful.lsp import notices
 
         server = self.server
 
@@ -131,8 +131,8 @@ class FeedbackHub:
             else:
                 server.problems.pop("feedbackLog", None)
             if message:
-                transport.notice(server, f"feedback-{kind}", message, transport.ERROR)
-            transport.call_in_loop(server, server.send_status)
+                notices.notice(server, f"feedback-{kind}", message, notices.ERROR)
+            notices.call_in_loop(server, server.send_status)
 
         store.on_fault = on_fault
 

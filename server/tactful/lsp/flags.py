@@ -9,7 +9,8 @@ afterwards, so completions never wait for flags.
 
 Diagnostics are pulled (``textDocument/diagnostic``) when the client advertises
 ``textDocument.diagnostic`` and pushed (``publishDiagnostics``) otherwise, never both. The
-plain logic lives in :mod:`tactful.flags`; this module only translates.
+plain logic lives in :mod:`tactful.flags`, the LSP objects are built by
+:mod:`tactful.lsp.flag_diagnostics`; this module only schedules and translates.
 
 Concurrency: flag units run on the model worker thread (``runner.run``); planning, results and
 the diff of changed lines run in threads (``asyncio.to_thread``); everything else runs on the
@@ -34,13 +35,19 @@ from tactful.backend.runner import PRIORITY_FLAG, ModelRunner
 from tactful.backend.types import Backend
 from tactful.config import FlagSettings, Settings
 from tactful.flags import focus as ffocus
-from tactful.flags.fixes import FixChecker, short_title
 from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
 from tactful.flags.plan import Focus, skip_reason
 from tactful.flags.result import Flag, FlagResult
 from tactful.lsp import protocol
+from tactful.lsp.flag_diagnostics import (
+    document_lines,
+    follow_lines,
+    is_ours,
+    quick_fixes,
+    to_diagnostics,
+)
 
 if TYPE_CHECKING:
     from tactful.documents import Document
@@ -48,16 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SEVERITY = {
-    "error": types.DiagnosticSeverity.Error,
-    "warning": types.DiagnosticSeverity.Warning,
-    "information": types.DiagnosticSeverity.Information,
-    "hint": types.DiagnosticSeverity.Hint,
-}
 #: How long a pull from a client without refresh support may wait for flags in progress.
 PULL_WAIT_S = 600.0
-#: How far (lines) a flag follows its line when lines are inserted or deleted above it.
-_REMAP_WINDOW = 40
 #: Accepted suggestions remembered per document (their lines are not flagged while unedited).
 _ACCEPTED_KEEP = 64
 
@@ -166,7 +165,7 @@ class FlagService:
         doc = self.server.documents.get(uri)
         if doc is None:
             return
-        state.baseline = _lines(doc)
+        state.baseline = document_lines(doc)
         if not uri.startswith("file:"):
             return
         from pygls.uris import to_fs_path
@@ -273,7 +272,7 @@ class FlagService:
     def _new_job(
         self, uri: str, doc: Document, state: _DocFlags, cancel: threading.Event, model: FlagModel
     ) -> FlagJob:
-        lines = _lines(doc)
+        lines = document_lines(doc)
         text = "\n".join(lines)
         s = self.settings
         skipped = skip_reason(text, s.max_lines) is not None  # no diff of what is not flagged
@@ -399,33 +398,13 @@ class FlagService:
             return []
         if doc.version == state.version:
             return list(state.flags)
-        out = []
-        for f in state.flags:
-            for d in sorted(range(-_REMAP_WINDOW, _REMAP_WINDOW + 1), key=abs):
-                j = f.line + d
-                if 0 <= j < doc.line_count and doc.line_text(j) == f.text:
-                    out.append(
-                        Flag(
-                            j,
-                            f.score,
-                            f.text,
-                            f.suggestion,
-                            f.start_col,
-                            f.end_col,
-                            f.probability,
-                            f.fix,
-                            f.changed,
-                        )
-                    )
-                    break
-        return out
+        return follow_lines(state.flags, doc)
 
     def diagnostics(self, uri: str) -> list[types.Diagnostic]:
         doc = self.server.documents.get(uri)
         if doc is None or not self.settings.enable:
             return []
-        severity = _SEVERITY.get(self.settings.severity, types.DiagnosticSeverity.Information)
-        return [_diagnostic(doc, f, severity) for f in self._current_flags(uri)]
+        return to_diagnostics(doc, self._current_flags(uri), self.settings.severity)
 
     def _publish(self, uri: str, diags: list[types.Diagnostic], version: int | None) -> None:
         try:
@@ -464,33 +443,17 @@ class FlagService:
 
     # --- quick fix ---------------------------------------------------------------------------
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
+        """Quick fixes for the flags the client sent back, or for ours on the range's lines
+        when it sends none."""
         uri = params.text_document.uri
         doc = self.server.documents.get(uri)
         if doc is None:
             return []
-        wanted = [
-            d
-            for d in params.context.diagnostics
-            if d.source == protocol.DIAGNOSTIC_SOURCE and d.code == protocol.DIAGNOSTIC_CODE
-        ]
-        if not wanted:  # clients that do not send the diagnostics back: ours on the range's lines
+        wanted = [d for d in params.context.diagnostics if is_ours(d)]
+        if not wanted:
             lines = range(params.range.start.line, params.range.end.line + 1)
             wanted = [d for d in self.diagnostics(uri) if d.range.start.line in lines]
-        current = {(f.line, f.fix) for f in self._current_flags(uri) if f.fix is not None}
-        checker: FixChecker | None = None
-        actions = []
-        for d in wanted:
-            data = d.data if isinstance(d.data, dict) else {}
-            fix, line = data.get("fix"), d.range.start.line
-            if not isinstance(fix, str) or (line, fix) not in current:
-                continue  # no quick fix, or the flag is gone (its line was edited)
-            # Checked again against the document as it is now: the replacement still leaves
-            # the file parsing.
-            checker = checker or FixChecker(_lines(doc), doc.language_id)
-            if checker.fix(line, fix) != fix:
-                continue
-            actions.append(_quick_fix(uri, doc, d, fix))
-        return actions
+        return quick_fixes(uri, doc, wanted, self._current_flags(uri))
 
     # --- command -----------------------------------------------------------------------------
     async def flag_command(self, args: tuple[Any, ...]) -> dict[str, Any]:
@@ -516,44 +479,6 @@ class FlagService:
         out = result.to_json(uri)
         out["ok"] = True
         return out
-
-
-def _lines(doc: Document) -> list[str]:
-    return [doc.line_text(i) for i in range(doc.line_count)]
-
-
-def _diagnostic(doc: Document, f: Flag, severity: types.DiagnosticSeverity) -> types.Diagnostic:
-    base = doc.offset_at(f.line, 0)
-    sl, sc = doc.position_at(base + f.start_col)
-    el, ec = doc.position_at(base + f.end_col)
-    return types.Diagnostic(
-        range=types.Range(types.Position(sl, sc), types.Position(el, ec)),
-        message=f.message,
-        severity=severity,
-        code=protocol.DIAGNOSTIC_CODE,
-        source=protocol.DIAGNOSTIC_SOURCE,
-        data={
-            "score": round(f.score, 4),
-            "probability": round(f.probability, 4),
-            "suggestion": f.suggestion,
-            "fix": f.fix,
-            "line": f.line + 1,
-        },
-    )
-
-
-def _quick_fix(uri: str, doc: Document, d: types.Diagnostic, fix: str) -> types.CodeAction:
-    """Replace the whole flagged line by ``fix`` (which carries the line's own indentation)."""
-    line = d.range.start.line
-    end = doc.position_at(doc.offset_at(line, 0) + len(doc.line_text(line)))
-    rng = types.Range(types.Position(line, 0), types.Position(*end))
-    return types.CodeAction(
-        title=f"{protocol.CODE_ACTION_TITLE}: {short_title(fix)}",
-        kind=types.CodeActionKind.QuickFix,
-        diagnostics=[d],
-        is_preferred=False,
-        edit=types.WorkspaceEdit(changes={uri: [types.TextEdit(range=rng, new_text=fix)]}),
-    )
 
 
 def register(server: TactfulServer) -> FlagService:

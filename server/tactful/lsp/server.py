@@ -4,8 +4,11 @@
 runner, the completion engine) in typed attributes, and each feature's service in a typed slot
 (``feedback``, ``flags``). :func:`create_server` builds one and registers the handler modules,
 one per feature: :mod:`~tactful.lsp.lifecycle` (initialize, shutdown, documents),
-:mod:`~tactful.lsp.completion`, :mod:`~tactful.lsp.feedback`, :mod:`~tactful.lsp.flags` and
-:mod:`~tactful.lsp.replay`. Importing this module does no work: nothing is built, no thread starts.
+:mod:`~tactful.lsp.completion`, :mod:`~tactful.lsp.feedback`, :mod:`~tactful.lsp.flags`,
+:mod:`~tactful.lsp.replay` and :mod:`~tactful.lsp.workspace`. Importing this module does no
+work: nothing is built, no thread starts. Loading the model is :mod:`~tactful.lsp.loading`; the
+wire in front of pygls is :mod:`~tactful.lsp.hardened` with :mod:`~tactful.lsp.transport`
+(stdio) and :mod:`~tactful.lsp.tcp`.
 
 Concurrency: handlers run on pygls' asyncio event loop and never run model code; model work
 goes through :class:`~tactful.backend.runner.ModelRunner` (one worker thread), and blocking file
@@ -15,7 +18,6 @@ work (training, replay) through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -26,13 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from tactful import __version__, paths
+from tactful import __version__
 from tactful.backend.runner import READY, ModelRunner
 from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.completion.engine import CompletionEngine
 from tactful.config import Settings, apply_settings
 from tactful.documents import Documents
-from tactful.lsp import protocol, transport
+from tactful.lsp import protocol, tcp, transport
+from tactful.lsp.hardened import HardenedServer
+from tactful.lsp.loading import ModelLoad
+from tactful.lsp.notices import notice
 
 if TYPE_CHECKING:
     from tactful.lsp.feedback import FeedbackHub
@@ -48,7 +53,7 @@ SettingsListener = Callable[[Settings, Settings], None]
 DocumentListener = Callable[[str, str], None]
 
 
-class TactfulServer(transport.HardenedServer):
+class TactfulServer(HardenedServer):
     """pygls server holding tactful's state: settings, documents, model runner, engine, hooks."""
 
     def __init__(self) -> None:
@@ -59,7 +64,8 @@ class TactfulServer(transport.HardenedServer):
         self.engine = CompletionEngine(self.runner, lambda: self.settings, lambda: self.hooks)
         self.client_pull_diagnostics = False
         self.client_work_done_progress = False
-        self._failure_shown: str | None = None
+        #: The model error last shown to the user (each distinct error is shown once).
+        self.load_failure_shown: str | None = None
         self._closed = False
         #: Feature modules subscribe to settings changes and document events.
         self.settings_listeners: list[SettingsListener] = []
@@ -98,7 +104,7 @@ class TactfulServer(transport.HardenedServer):
         for err in errors:
             log.warning("%s", err)
             # once per setting and session: a client repeating a bad value is not a popup storm
-            transport.notice(self, f"setting {err.split(':')[0]}", err, types.MessageType.Error)
+            notice(self, f"setting {err.split(':')[0]}", err, types.MessageType.Error)
         if unknown:
             log.info("ignoring unknown settings: %s", ", ".join(unknown))
         if new != old:
@@ -127,87 +133,8 @@ class TactfulServer(transport.HardenedServer):
     # --- model ---------------------------------------------------------------------------------
     def start_model(self) -> None:
         """(Re)load the configured model in the background, reporting progress."""
-        s = self.settings
-        from tactful.backend.hf import TransformersBackend
-
-        loop = asyncio.get_running_loop()
-        token = f"tactful-load-{id(object())}"
-        progress_ok = self.client_work_done_progress
-
-        def report(message: str, pct: int) -> None:
-            if progress_ok:
-                loop.call_soon_threadsafe(
-                    self.work_done_progress.report,
-                    token,
-                    types.WorkDoneProgressReport(message=message, percentage=pct),
-                )
-
-        def local() -> Any:
-            return TransformersBackend.load(
-                s.model,
-                cache_dir=paths.cache_dir(s.cache_dir),
-                device=s.device,
-                dtype=s.dtype,
-                threads=s.threads,
-                fast_decode=s.fast_decode,
-                progress=report,
-            )
-
-        def engine_message(message: str) -> None:  # from the engine's threads
-            loop.call_soon_threadsafe(self.engine_message, message)
-
-        previous = self.runner.backend
-
-        def loader() -> Any:
-            close = getattr(previous, "close", None)
-            if callable(close):  # the engine backend being replaced: its connections and thread
-                with contextlib.suppress(Exception):
-                    close()
-            if not s.engine.url:
-                return local()
-            from tactful.backend.engine import load_routing
-
-            return load_routing(s.engine, local, notify=engine_message, progress=report)
-
-        async def run() -> None:
-            nonlocal progress_ok
-            if progress_ok:
-                try:
-                    await self.work_done_progress.create_async(token)
-                    self.work_done_progress.begin(
-                        token,
-                        types.WorkDoneProgressBegin(title="tactful: loading model", percentage=0),
-                    )
-                except Exception as exc:  # the client refused the token: no progress shown
-                    log.debug("no load progress: %s", exc)
-                    progress_ok = False
-            fut = self.runner.load(
-                loader,
-                s.engine.model or s.engine.url or s.model or "SmolLM2-135M-Instruct (embedded)",
-            )
-            self.send_status()
-            try:
-                await asyncio.wrap_future(fut)
-                msg = f"{self.runner.model_name} ready"
-            except Exception:
-                msg = f"model failed: {self.runner.error}"
-                if self._failure_shown != self.runner.error:
-                    self._failure_shown = self.runner.error
-                    self.show_message(
-                        f"could not load the model: {self.runner.error}. Completions are off until the "
-                        + (
-                            "`model` setting points at a valid model."
-                            if s.model
-                            else "embedded model loads: run `tactful model install` and restart."
-                        ),
-                        types.MessageType.Error,
-                    )
-            if progress_ok:
-                with contextlib.suppress(Exception):
-                    self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=msg))
-            self.send_status()
-
-        self._load_task = loop.create_task(run())
+        load = ModelLoad(self)
+        self._load_task = load.loop.create_task(load.run())
 
     def engine_message(self, message: str) -> None:
         """An inference engine's news (down, back, cannot score): shown once, logged, and the
@@ -323,10 +250,10 @@ def main(argv: Sequence[str] = ()) -> int:
         if not port.isdigit():
             print(f"tactful serve: --tcp wants HOST:PORT, got {args.tcp!r}", file=sys.stderr)
             return 2
-        token_file = Path(args.token_file) if args.token_file else transport.token_path()
-        token = transport.ensure_token(token_file)
+        token_file = Path(args.token_file) if args.token_file else tcp.token_path()
+        token = tcp.ensure_token(token_file)
         print(f"tactful serve: clients must send the token in {token_file}", file=sys.stderr)
-        transport.serve_tcp(server, host or "127.0.0.1", int(port), token)
+        tcp.serve_tcp(server, host or "127.0.0.1", int(port), token)
     else:
         transport.serve_stdio(server)
     server.close()  # a client that left without ``shutdown``: the final records still go out

@@ -15,7 +15,7 @@ import enum
 import functools
 import math
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -79,95 +79,128 @@ def check(value: Any, tp: Any, path: str = "params", validator: Any = None) -> s
         return None if value is None else f"{path} must be null"
     origin = typing.get_origin(tp)
     if origin is typing.Union:
-        args = typing.get_args(tp)
-        if any(a is Any for a in args):
-            return None
-        if isinstance(value, dict) and any(attrs.has(a) for a in args):
-            # lsprotocol tells union members apart by the keys present ({"range", "text"} is a
-            # partial change, never a whole-document one): members that lack a key another
-            # member has are out.
-            names = {a: {n for n, *_ in _fields(a)} for a in args if attrs.has(a)}
-            known = set().union(*names.values()) & set(value)
-            fitting = tuple(a for a in args if a not in names or known <= names[a])
-            args = fitting or args
-        problems = [check(value, a, path) for a in args]
-        if any(p is None for p in problems):
-            return None
-        # The most telling failure: from a member whose required fields are all there.
-        if isinstance(value, dict):
-            for a, p in zip(args, problems, strict=True):
-                if attrs.has(a) and all(n in value for n, _t, req, _v in _fields(a) if req):
-                    return p
-        return f"{path} does not match {_type_name(tp)}"
+        return _check_union(value, tp, path)
     if origin is typing.Literal:
         if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
             return None
         return f"{path} must be one of {list(typing.get_args(tp))!r}"
     if origin in (list, Sequence, tuple) or tp in (list, tuple):
-        if not isinstance(value, list):
-            return f"{path} must be an array"
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                return f"{path} must have {len(args)} items"
-            for i, (v, a) in enumerate(zip(value, args, strict=True)):
-                if (p := check(v, a, f"{path}[{i}]")) is not None:
-                    return p
-            return None
-        item = args[0] if args else Any
-        for i, v in enumerate(value):
-            if (p := check(v, item, f"{path}[{i}]")) is not None:
-                return p
-        return None
+        return _check_array(value, tp, path)
     if origin in (dict, Mapping) or tp is dict:
-        if not isinstance(value, dict):
-            return f"{path} must be an object"
-        args = typing.get_args(tp)
-        val_t = args[1] if len(args) == 2 else Any
-        for k, v in value.items():
-            if (p := check(v, val_t, f"{path}.{k}")) is not None:
-                return p
-        return None
+        return _check_mapping(value, tp, path)
     if isinstance(tp, type):
         if attrs.has(tp):
-            if not isinstance(value, dict):
-                return f"{path} must be an object"
-            for name, ftype, required, fval in _fields(tp):
-                if name not in value:
-                    if required:
-                        return f"{path}.{name} is missing"
-                    continue
-                if (p := check(value[name], ftype, f"{path}.{name}", fval)) is not None:
-                    return p
-            return None
+            return _check_fields(value, tp, path)
         if issubclass(tp, enum.Enum):
-            base = int if issubclass(tp, int) else str if issubclass(tp, str) else None
-            if base is int and (not isinstance(value, int) or isinstance(value, bool)):
-                return f"{path} must be an integer"
-            if base is str and not isinstance(value, str):
-                return f"{path} must be a string"
-            # Capabilities may list values newer than lsprotocol knows: only their type counts.
-            if ".capabilities" not in path and value not in tp._value2member_map_:
-                return f"{path} must be one of {sorted(tp._value2member_map_)!r}"[:300]
-            return None
-        if tp is bool:
-            return None if isinstance(value, bool) else f"{path} must be true or false"
-        if tp is int:
-            if not isinstance(value, int) or isinstance(value, bool):
-                return f"{path} must be an integer"
-            lo = 0 if validator is lspv.uinteger_validator else INT_MIN
-            if not lo <= value <= INT_MAX:
-                return f"{path} must be in [{lo}, {INT_MAX}], got {value}"
-            return None
-        if tp is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return f"{path} must be a number"
-            if isinstance(value, float) and not math.isfinite(value):
-                return f"{path} must be finite"
-            return None
-        if tp is str:
-            return None if isinstance(value, str) else f"{path} must be a string"
+            return _check_enum(value, tp, path)
+        return _check_scalar(value, tp, path, validator)
     return None  # a type this checker does not know: leave it to cattrs
+
+
+def _check_union(value: Any, tp: Any, path: str) -> str | None:
+    """``value`` must fit one member of the union ``tp``."""
+    args = typing.get_args(tp)
+    if any(a is Any for a in args):
+        return None
+    if isinstance(value, dict) and any(attrs.has(a) for a in args):
+        # lsprotocol tells union members apart by the keys present ({"range", "text"} is a
+        # partial change, never a whole-document one): members that lack a key another
+        # member has are out.
+        names = {a: {n for n, *_ in _fields(a)} for a in args if attrs.has(a)}
+        known = set().union(*names.values()) & set(value)
+        fitting = tuple(a for a in args if a not in names or known <= names[a])
+        args = fitting or args
+    problems = [check(value, a, path) for a in args]
+    if any(p is None for p in problems):
+        return None
+    # The most telling failure: from a member whose required fields are all there.
+    if isinstance(value, dict):
+        for a, p in zip(args, problems, strict=True):
+            if attrs.has(a) and all(n in value for n, _t, req, _v in _fields(a) if req):
+                return p
+    return f"{path} does not match {_type_name(tp)}"
+
+
+def _first_problem(children: Iterable[tuple[Any, Any, str]]) -> str | None:
+    """The first problem among ``(value, type, path)`` children, checked in order (lazily)."""
+    for value, tp, path in children:
+        if (problem := check(value, tp, path)) is not None:
+            return problem
+    return None
+
+
+def _check_array(value: Any, tp: Any, path: str) -> str | None:
+    """A list of one item type, or a tuple of fixed length and item types."""
+    if not isinstance(value, list):
+        return f"{path} must be an array"
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            return f"{path} must have {len(args)} items"
+        return _first_problem(
+            (v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    item = args[0] if args else Any
+    return _first_problem((v, item, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _check_mapping(value: Any, tp: Any, path: str) -> str | None:
+    """An object whose values fit the mapping's value type."""
+    if not isinstance(value, dict):
+        return f"{path} must be an object"
+    args = typing.get_args(tp)
+    val_t = args[1] if len(args) == 2 else Any
+    return _first_problem((v, val_t, f"{path}.{k}") for k, v in value.items())
+
+
+def _check_fields(value: Any, tp: type, path: str) -> str | None:
+    """An object with the required fields of the lsprotocol class ``tp``, each fitting."""
+    if not isinstance(value, dict):
+        return f"{path} must be an object"
+    for name, ftype, required, fval in _fields(tp):
+        if name not in value:
+            if required:
+                return f"{path}.{name} is missing"
+            continue
+        if (p := check(value[name], ftype, f"{path}.{name}", fval)) is not None:
+            return p
+    return None
+
+
+def _check_enum(value: Any, tp: type[enum.Enum], path: str) -> str | None:
+    """A value of the enum's base type, and one of its values outside capabilities."""
+    base = int if issubclass(tp, int) else str if issubclass(tp, str) else None
+    if base is int and (not isinstance(value, int) or isinstance(value, bool)):
+        return f"{path} must be an integer"
+    if base is str and not isinstance(value, str):
+        return f"{path} must be a string"
+    # Capabilities may list values newer than lsprotocol knows: only their type counts.
+    if ".capabilities" not in path and value not in tp._value2member_map_:
+        return f"{path} must be one of {sorted(tp._value2member_map_)!r}"[:300]
+    return None
+
+
+def _check_scalar(value: Any, tp: type, path: str, validator: Any) -> str | None:
+    """Booleans, LSP integers (int32, or uint32 per the field's validator), finite numbers,
+    strings; other classes are left to cattrs."""
+    if tp is bool:
+        return None if isinstance(value, bool) else f"{path} must be true or false"
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{path} must be an integer"
+        lo = 0 if validator is lspv.uinteger_validator else INT_MIN
+        if not lo <= value <= INT_MAX:
+            return f"{path} must be in [{lo}, {INT_MAX}], got {value}"
+        return None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{path} must be a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{path} must be finite"
+        return None
+    if tp is str:
+        return None if isinstance(value, str) else f"{path} must be a string"
+    return None
 
 
 # --- tactful's commands ------------------------------------------------------------------------
