@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from tactful import stats
-from tactful.cascade.model import Thresholds, apply_thresholds
+from tactful.cascade.model import DEFAULT_LAMBDA, Thresholds, apply_thresholds
 
 DEFAULT_TARGETS = (0.95, 0.90, 0.80)
 
@@ -142,6 +142,7 @@ def run(
     explore: float,
     stream_users: int = 1,
     progress: bool = True,
+    lam: float = DEFAULT_LAMBDA,
 ) -> dict[str, Any]:
     """The benchmark (module doc): per target, per user (or stream of ``stream_users`` users)
     and pooled."""
@@ -164,8 +165,7 @@ def run(
         fm = fold_models(ds, np.flatnonzero(~held))
         p1, p2 = fm.scores(te)
         for t in targets:
-            prior = fm.cascade(t)
-            lam = float(prior.meta["lambda"])
+            prior = fm.cascade(t, lam)
             res = simulate_user(p1, p2, ds.y[te], prior.thresholds, t, lam, every, explore)
             results[str(t)][user] = res
         if progress:
@@ -174,6 +174,7 @@ def run(
         "decisions": len(ds.y),
         "users": len(ds.group_names),
         "stream_users": stream_users,
+        "lambda": lam,
         "every": every,
         "explore": explore,
         "targets": {t: {"pooled": pooled(r), "per_user": r} for t, r in results.items()},
@@ -230,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--target", type=float, action="append", help="default: 0.95, 0.90, 0.80")
     ap.add_argument("--every", type=int, default=EVERY, help="adapt every N decisions")
     ap.add_argument("--explore", type=float, default=0.05, help="cdhf.exploreRate")
+    ap.add_argument("--lam", type=float, default=DEFAULT_LAMBDA, help="as tactful train --lam")
     ap.add_argument(
         "--stream-users",
         type=int,
@@ -253,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             logs = decision_logs(args.log, Path(tmp))
-            report = run(logs, targets, args.every, args.explore, args.stream_users)
+            report = run(logs, targets, args.every, args.explore, args.stream_users, lam=args.lam)
     except (CdhfError, FeedbackError, ReplayError, ValueError) as exc:
         print(f"tactful replay adapt: {exc}", file=sys.stderr)
         return 1
