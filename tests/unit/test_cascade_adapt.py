@@ -196,3 +196,32 @@ def test_manual_training_and_adaptation_never_write_one_folder_at_once(
         release.set()
         th.join()
     assert adapt.adapt_log(log, out, prior_dir).written  # free again
+
+
+def test_one_outcome_is_never_adopted_and_the_ablation_is_not_the_rule() -> None:
+    p1, p2, _y = _scores(400, seed=4)
+    prop = adapt.propose(p1, p2, np.ones(400), target=0.95)
+    assert not prop.adopted and "adapting needs both outcomes" in prop.reason
+    # Without the check, a candidate fitted on the earlier decisions of the flipping user is
+    # adopted although the later ones accept what it hides; the rule refuses it.
+    p1, p2, y = _scores(600, seed=2, flip_after=0.7)
+    assert adapt.propose(p1[:420], p2[:420], y[:420], 0.95, check=False).adopted
+    assert not adapt.propose(p1, p2, y, 0.95).adopted
+    res = replay_adapt.simulate_user(p1, p2, y, cdhf.Thresholds(), 0.95, 0.5, 20, 0.05, check=False)
+    assert res["adoptions"] and res["adaptive_correct"] < 0.95 * res["adaptive_hidden"]
+
+
+def test_adapt_log_bad_input_writes_nothing(tmp_path: Path, prior_dir: Path) -> None:
+    out = tmp_path / "cdhf-user"
+    old = tmp_path / "old.sqlite3"
+    _user_log(old, 200, seed=1)
+    log = FeedbackLog(old)
+    log.record("requested", "v0", {"features": {"features_version": 0}}, t=5000.0)
+    log.record("shown", "v0", {"text": "x"}, t=5000.0)
+    log.record("rejected", "v0", {"reason": "explicit"}, t=5002.0)
+    log.close()
+    with pytest.raises(cdhf.CdhfError, match="features of version"):
+        adapt.adapt_log(old, out, prior_dir)
+    with pytest.raises(cdhf.CdhfError, match="not a cascade model folder"):
+        adapt.adapt_log(old, out, tmp_path / "no-prior")
+    assert not out.exists()

@@ -97,11 +97,15 @@ def propose(
     lam: float = DEFAULT_LAMBDA,
     confidence: float = BOUND_CONFIDENCE,
     holdout: float = HOLDOUT_SHARE,
+    check: bool = True,
 ) -> Proposal:
     """The adaptation rule (module doc) on one user's labelled decisions in time order: the
-    prior's stage-1 and stage-2 P(reject) and ``y`` (1 = rejected)."""
+    prior's stage-1 and stage-2 P(reject) and ``y`` (1 = rejected). ``check=False`` (for the
+    replay's ablation only) adopts any candidate that hides something, fitted on all of them."""
     p1, p2, y = np.asarray(p1, float), np.asarray(p2, float), np.asarray(y, float)
     n = len(y)
+    if not check:
+        return _unchecked(p1, p2, y, target, lam, confidence)
     need = min_decisions(target, confidence)
     if n < need:
         return Proposal(
@@ -112,6 +116,12 @@ def propose(
         )
     cut = n - max(1, math.ceil(holdout * n))
     base = Proposal(False, "", None, n, cut, n - cut)
+    if y[:cut].min() == y[:cut].max():
+        base.reason = (
+            f"your earlier {cut} decisions are all {'rejected' if y[0] else 'accepted'}; "
+            "adapting needs both outcomes"
+        )
+        return base
     cand = fit_thresholds(p1[:cut], p2[:cut], y[:cut], target, lam, confidence=confidence)
     base.thresholds = cand
     if cand.hides_nothing():
@@ -137,6 +147,20 @@ def propose(
         return base
     base.adopted, base.reason = True, f"{fig}, at or above the {target:.0%} target"
     return base
+
+
+def _unchecked(
+    p1: np.ndarray, p2: np.ndarray, y: np.ndarray, target: float, lam: float, confidence: float
+) -> Proposal:
+    """The ablation: thresholds fitted on all the decisions (the bound in sample only), adopted
+    whenever they hide something; what the check on later decisions guards against."""
+    n = len(y)
+    if n == 0 or y.min() == y.max():
+        return Proposal(False, "one outcome", decisions=n)
+    cand = fit_thresholds(p1, p2, y, target, lam, confidence=confidence)
+    adopted = not cand.hides_nothing()
+    why = "adopted unchecked (ablation)" if adopted else "hides nothing"
+    return Proposal(adopted, why, cand, n, n, 0)
 
 
 # --- the server's side -------------------------------------------------------------------------

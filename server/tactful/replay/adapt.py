@@ -66,9 +66,10 @@ def simulate_user(
     every: int,
     explore: float,
     seed: int = 1234,
+    check: bool = True,
 ) -> dict[str, Any]:
     """One user's decisions (time order; the prior's scores, ``y`` 1 = rejected) through the
-    static and the adaptive policy."""
+    static and the adaptive policy (``check=False``: the ablation without the check)."""
     from tactful.cascade.adapt import propose
 
     rng = random.Random(seed)
@@ -81,7 +82,7 @@ def simulate_user(
     for i in range(len(y)):
         if i and i % every == 0:
             s = np.array(seen, dtype=int)
-            prop = propose(p1[s], p2[s], y[s], target, lam)
+            prop = propose(p1[s], p2[s], y[s], target, lam, check=check)
             last_reason = prop.reason
             if prop.adopted and prop.thresholds is not None:
                 th = prop.thresholds
@@ -143,6 +144,7 @@ def run(
     stream_users: int = 1,
     progress: bool = True,
     lam: float = DEFAULT_LAMBDA,
+    check: bool = True,
 ) -> dict[str, Any]:
     """The benchmark (module doc): per target, per user (or stream of ``stream_users`` users)
     and pooled."""
@@ -166,7 +168,9 @@ def run(
         p1, p2 = fm.scores(te)
         for t in targets:
             prior = fm.cascade(t, lam)
-            res = simulate_user(p1, p2, ds.y[te], prior.thresholds, t, lam, every, explore)
+            res = simulate_user(
+                p1, p2, ds.y[te], prior.thresholds, t, lam, every, explore, check=check
+            )
             results[str(t)][user] = res
         if progress:
             print(f"replay adapt: {user} ({g + 1}/{len(streams)})", file=sys.stderr)
@@ -175,6 +179,7 @@ def run(
         "users": len(ds.group_names),
         "stream_users": stream_users,
         "lambda": lam,
+        "checked": check,
         "every": every,
         "explore": explore,
         "targets": {t: {"pooled": pooled(r), "per_user": r} for t, r in results.items()},
@@ -194,7 +199,9 @@ def table(report: Mapping[str, Any]) -> str:
     lines = [
         f"{report['users']} users held out {report.get('stream_users', 1)} at a time (one stream), "
         f"{report['decisions']} decisions; "
-        f"adapting every {report['every']} decisions, exploration {report['explore']:.0%}",
+        f"adapting every {report['every']} decisions, exploration {report['explore']:.0%}, "
+        f"lambda {report.get('lambda')}"
+        + ("" if report.get("checked", True) else ", WITHOUT the check (ablation)"),
         "",
         "| target | policy | hidden | hiding rate | accuracy when hiding | users adopting |",
         "|---|---|---|---|---|---|",
@@ -237,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         help="hold out N users at a time as one stream, one after the other (longer streams)",
+    )
+    ap.add_argument(
+        "--no-check",
+        action="store_true",
+        help="ablation: adopt every candidate without the check on later decisions",
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = ap.parse_args(list(argv) if argv is not None else None)
