@@ -81,3 +81,6 @@ def test_replay_adapt_bad_input(tmp_path: Path, team_logs: Path, capsys) -> None
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["users"] == 3 and set(rep["targets"]["0.8"]["pooled"]) >= {"static", "adaptive"}
+    assert rep["checked"] is True
+    assert replay_adapt.main(["--log", str(team_logs), "--target", "0.8", "--no-check"]) == 0
+    assert "WITHOUT the check (ablation)" in capsys.readouterr().out

@@ -260,14 +260,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(not 0.5 <= t < 1 for t in targets)
     ):
         print(
-            "tactful replay adapt: --every >= 1, --explore in [0, 1], --target in [0.5, 1)",
+            "tactful replay adapt: --every and --stream-users >= 1, --explore in [0, 1], "
+            "--target in [0.5, 1)",
             file=sys.stderr,
         )
         return 2
     try:
         with tempfile.TemporaryDirectory() as tmp:
             logs = decision_logs(args.log, Path(tmp))
-            report = run(logs, targets, args.every, args.explore, args.stream_users, lam=args.lam)
+            report = run(
+                logs,
+                targets,
+                args.every,
+                args.explore,
+                args.stream_users,
+                lam=args.lam,
+                check=not args.no_check,
+            )
     except (CdhfError, FeedbackError, ReplayError, ValueError) as exc:
         print(f"tactful replay adapt: {exc}", file=sys.stderr)
         return 1
