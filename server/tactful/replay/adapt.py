@@ -110,6 +110,20 @@ def simulate_user(
     }
 
 
+def hiding_summary(hidden: int, correct: int, n: int) -> dict[str, Any]:
+    """Hidden of ``n`` decisions, ``correct`` of them rejected: the hiding rate and accuracy
+    when hiding with two-sided 95 % Clopper-Pearson intervals (None where undefined)."""
+    h, c = hidden, correct
+    return {
+        "hidden": h,
+        "correct": c,
+        "hidden_rate": h / n if n else None,
+        "hidden_rate_cp95": list(stats.clopper_pearson(h, n, 0.975)) if n else None,
+        "accuracy_when_hiding": c / h if h else None,
+        "accuracy_cp95": list(stats.clopper_pearson(c, h, 0.975)) if h else None,
+    }
+
+
 def pooled(per_user: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Both policies pooled over users, with intervals (module doc)."""
     keys = [k for k, v in next(iter(per_user.values())).items() if isinstance(v, int)]
@@ -123,15 +137,7 @@ def pooled(per_user: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "accuracy_when_hiding": (f"{pol}_correct", f"{pol}_hidden"),
         }
         boot = stats.bootstrap_groups(per, ratios)
-        out[pol] = {
-            "hidden": h,
-            "correct": c,
-            "hidden_rate": h / n if n else None,
-            "hidden_rate_cp95": list(stats.clopper_pearson(h, n, 0.975)) if n else None,
-            "accuracy_when_hiding": c / h if h else None,
-            "accuracy_cp95": list(stats.clopper_pearson(c, h, 0.975)) if h else None,
-            "ci95_over_users": boot,
-        }
+        out[pol] = {**hiding_summary(h, c, n), "ci95_over_users": boot}
     out["users_adopting"] = sum(1 for r in per_user.values() if r["adoptions"])
     return out
 

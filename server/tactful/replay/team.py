@@ -33,6 +33,7 @@ import numpy as np
 
 from tactful import stats
 from tactful.cascade.model import DEFAULT_LAMBDA, CdhfError, apply_thresholds
+from tactful.replay.adapt import hiding_summary
 
 POLICIES = ("team", "personal")
 
@@ -78,17 +79,6 @@ def compare_user(
     return out
 
 
-def _summary(h: int, c: int, n: int) -> dict[str, Any]:
-    return {
-        "hidden": h,
-        "correct": c,
-        "hidden_rate": h / n if n else None,
-        "hidden_rate_cp95": list(stats.clopper_pearson(h, n, 0.975)) if n else None,
-        "accuracy_when_hiding": c / h if h else None,
-        "accuracy_cp95": list(stats.clopper_pearson(c, h, 0.975)) if h else None,
-    }
-
-
 def pooled(users: Sequence[Mapping[str, Any]], target: str) -> dict[str, Any]:
     """Both cascades pooled over ``users``; ``with_personal``: the same over the users who
     got a personal model."""
@@ -99,7 +89,7 @@ def pooled(users: Sequence[Mapping[str, Any]], target: str) -> dict[str, Any]:
         for pol in POLICIES:
             h = sum(u[target][pol]["hidden"] for u in us)
             c = sum(u[target][pol]["correct"] for u in us)
-            out[pol] = _summary(h, c, n)
+            out[pol] = hiding_summary(h, c, n)
         return out
 
     out = over(users)
