@@ -269,8 +269,10 @@ class FeedbackHub:
             res = self.adapt()
         except cdhf.NotEnoughData as exc:
             log.info("automatic adaptation: %s", exc.progress())
+        except cdhf.CdhfError as exc:  # busy, a model the user trained: expected, said quietly
+            log.info("automatic adaptation skipped: %s", exc)
         except Exception as exc:
-            log.warning("automatic adaptation skipped: %s", exc)
+            log.warning("automatic adaptation failed: %s", exc)
         else:
             log.info("automatic adaptation: %s", res.message())
 
