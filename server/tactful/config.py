@@ -207,7 +207,7 @@ class CdhfSettings:
     model_dir: str | None = attrs.field(default=None, validator=_opt_str)
     """Folder of a trained cascade; null: the shipped default (or the user's own, once trained)."""
     retrain_on_own_log: bool = attrs.field(default=False, validator=_bool)
-    """Retrain from the user's own log when it has grown large enough."""
+    """Adapt the shipped cascade to the user's own log (every 20 decisions); the adapted model is used only once it passes its check on the user's later decisions (docs/cdhf.md)."""
     stage1_threshold: float | None = attrs.field(
         default=None,
         validator=_check(

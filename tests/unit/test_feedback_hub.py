@@ -186,12 +186,19 @@ def test_train_from_own_log_switches_to_the_user_model(tmp_path: Path, monkeypat
     hub.close()
 
 
-def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cdhf, "OWN_LOG_MIN_DECISIONS", 100)
+def test_automatic_adaptation_when_the_own_log_supports_it(tmp_path: Path, monkeypatch) -> None:
+    from tests.unit.test_cascade_adapt import _user_log
+
+    from tactful.cascade import train as cdhf_train
+
+    # The prior: a cascade trained on other people's decisions (stands in for the shipped one).
+    _synthetic_log(tmp_path / "team.sqlite3", users=4, per_user=40, seed=5)
+    cdhf_train.train(tmp_path / "team.sqlite3", tmp_path / "prior", 0.9, 0.05, curve=False)
+    monkeypatch.setattr(cdhf, "default_model_dir", lambda: tmp_path / "prior")
     monkeypatch.setattr(lsp_feedback, "RETRAIN_CHECK_EVERY", 1)
     server = FakeServer(_settings(tmp_path))
     hub = lsp_feedback.register(server)
-    _synthetic_log(tmp_path / "feedback.sqlite3")
+    _user_log(tmp_path / "feedback.sqlite3", 300, seed=1)  # the user's own log
     t = hub.tracker
     t.reject("unknown-1")  # a decision: off by default, nothing happens
     assert hub._training is None
@@ -206,6 +213,7 @@ def test_automatic_retraining_when_the_own_log_is_large_enough(tmp_path: Path, m
     hub._training.join(timeout=120)
     g = hub.gate
     assert g.cascade is not None and g.cascade.path == cdhf.user_model_dir(str(tmp_path))
+    assert "adapted" in g.cascade.meta and g.guard is not None
     hub.close()
 
 

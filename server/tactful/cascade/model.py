@@ -226,9 +226,12 @@ def user_model_dir(data_dir: str | None = None) -> Path:
 
 
 def own_model_ready(path: Path) -> bool:
-    """Whether a user-trained folder was trained on enough decisions to replace the default."""
+    """Whether a user-trained folder was trained on enough decisions to replace the default;
+    an adapted one (:mod:`tactful.cascade.adapt`) passed its check when it was written."""
     try:
         meta = json.loads((path / "cascade.json").read_text(encoding="utf-8"))
+        if isinstance(meta.get("adapted"), dict):
+            return True
         return int(meta["metrics"]["decisions"]) >= OWN_LOG_MIN_DECISIONS
     except (OSError, ValueError, KeyError, TypeError):
         return False

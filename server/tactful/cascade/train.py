@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +34,44 @@ import numpy as np
 from tactful import stats
 from tactful.cascade import features as F
 from tactful.cascade.card import HIDING_RATIOS, headline, model_card
+from tactful.cascade.data import (
+    MIN_DECISIONS,
+    Dataset,
+    dataset,
+    dataset_from_rows,
+    feature_sets,
+    load_rows,
+    log_files,
+    log_labels,
+)
 from tactful.cascade.model import (
     BOUND_CONFIDENCE,
     DEFAULT_LAMBDA,
     DEFAULT_TARGET,
     FORMAT_VERSION,
     CdhfError,
-    NotEnoughData,
     Thresholds,
     apply_thresholds,
     user_model_dir,
 )
 from tactful.cascade.thresholds import cascade_metrics, fit_thresholds
 
-__all__ = ["TrainResult", "cascade_metrics", "fit_thresholds", "main", "model_card", "train"]
-
-#: Fewest labelled decisions (with both outcomes present) that training accepts.
-MIN_DECISIONS = 30
+__all__ = [
+    "MIN_DECISIONS",
+    "Dataset",
+    "TrainResult",
+    "cascade_metrics",
+    "dataset",
+    "dataset_from_rows",
+    "feature_sets",
+    "fit_thresholds",
+    "load_rows",
+    "log_files",
+    "log_labels",
+    "main",
+    "model_card",
+    "train",
+]
 
 LGB_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -75,138 +94,6 @@ NUM_ROUNDS = 300
 #: Bootstrap resamples (of whole held-out users, sessions or time blocks) behind the intervals.
 BOOTSTRAP_REPS = 2000
 CURVE_TARGETS = (0.80, 0.85, 0.90, 0.95)
-
-
-# --- data --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dataset:
-    x1: np.ndarray
-    x2: np.ndarray
-    y: np.ndarray  # 1 = rejected
-    groups: np.ndarray
-    group_kind: str
-    users: int
-    sessions: int
-    s1_names: tuple[str, ...] = F.STAGE1_FEATURES
-    s2_names: tuple[str, ...] = F.STAGE2_FEATURES
-    group_names: list[str] = field(default_factory=list)
-
-
-def feature_sets(telemetry: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Stage 1 and stage 2 feature names. Without ``telemetry`` (the default) the telemetry
-    features are left out: they carry no signal across users in CUPS (docs/cdhf.md)."""
-    if telemetry:
-        return F.STAGE1_FEATURES, F.STAGE2_FEATURES
-    return F.CONTEXT_FEATURES, F.CONTEXT_FEATURES + F.SUGGESTION_FEATURES
-
-
-def log_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The log files behind ``--log`` arguments: files as given, folders expanded to the
-    ``*.sqlite3`` and ``*.jsonl`` files in them."""
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = sorted([*p.glob("*.sqlite3"), *p.glob("*.jsonl")])
-            if not found:
-                raise CdhfError(f"{p}: a folder without feedback logs (*.sqlite3)")
-            out.extend(found)
-        elif not p.exists():
-            raise CdhfError(f"{p}: no such log")
-        else:
-            out.append(p)
-    return out
-
-
-def load_rows(paths: Sequence[str | Path]) -> list[Any]:
-    """Decisions of all logs, users kept apart: with several logs a user is ``log/user``."""
-    from tactful.feedback.store import load_decisions
-
-    files = log_files(paths)
-    rows: list[Any] = []
-    for f in files:
-        for r in load_decisions(f):
-            if len(files) > 1:
-                r.user = f"{f.stem}/{r.user}"
-                r.session = f"{f.stem}/{r.session}"
-            rows.append(r)
-    # Logs written before the version was recorded hold version 1.
-    versions = {int(r.features.get("features_version", 1) or 0) for r in rows}
-    if versions - {F.FEATURES_VERSION}:
-        raise CdhfError(
-            f"the log has features of version {sorted(versions)}; this tactful computes version "
-            f"{F.FEATURES_VERSION} and cannot train on older ones (log new decisions, or use the "
-            "tactful that wrote them)"
-        )
-    return sorted(rows, key=lambda r: r.t)
-
-
-def _groups(rows: Sequence[Any], personal: bool) -> tuple[np.ndarray, str, list[str]]:
-    users = sorted({r.user for r in rows})
-    sessions = sorted({r.session for r in rows})
-    if len(users) >= 3:
-        return np.array([users.index(r.user) for r in rows]), "user", users
-    if not personal:
-        raise CdhfError(
-            f"the log has {len(users)} user(s); holding users out needs at least 3, so no figure "
-            "for a new user can be measured. Train on more people's logs, or pass --personal to "
-            "train a cascade for this person only (evaluated on held-out sessions or time)"
-        )
-    if len(sessions) >= 3:
-        return np.array([sessions.index(r.session) for r in rows]), "session", sessions
-    k = 5  # one person, one or two sessions: hold out contiguous stretches of time
-    blocks = np.array([min(k - 1, i * k // len(rows)) for i in range(len(rows))])
-    return blocks, "time block", [f"block {i}" for i in range(k)]
-
-
-def dataset(
-    paths: Sequence[str | Path],
-    telemetry: bool = False,
-    personal: bool = False,
-    target: float = DEFAULT_TARGET,
-) -> Dataset:
-    """The decisions of the logs as arrays; refuses data that cannot support a model."""
-    rows = load_rows(paths)
-    names = ", ".join(str(p) for p in paths)
-    if len(rows) < MIN_DECISIONS:
-        raise NotEnoughData(
-            f"{names}: {len(rows)} labelled decisions; training needs at least {MIN_DECISIONS}",
-            len(rows),
-            MIN_DECISIONS,
-            "decisions",
-        )
-    y = np.array([0 if r.accepted else 1 for r in rows], dtype=float)
-    if y.min() == y.max():
-        raise CdhfError(
-            f"{names}: every decision is {'rejected' if y[0] else 'accepted'}; training needs both outcomes"
-        )
-    need = stats.min_trials(target, BOUND_CONFIDENCE)
-    if y.sum() < need:
-        raise NotEnoughData(
-            f"{names}: {int(y.sum())} rejected decisions; showing {target:.0%} accuracy when hiding "
-            f"with {BOUND_CONFIDENCE:.0%} confidence needs at least {need} correctly hidden ones",
-            int(y.sum()),
-            need,
-            "rejected decisions",
-        )
-    groups, kind, group_names = _groups(rows, personal)
-    s1, s2 = feature_sets(telemetry)
-    x1 = np.array([F.vector(r.features, s1) for r in rows], dtype=float)
-    x2 = np.array([F.vector(r.features, s2) for r in rows], dtype=float)
-    return Dataset(
-        x1,
-        x2,
-        y,
-        groups,
-        kind,
-        len({r.user for r in rows}),
-        len({r.session for r in rows}),
-        s1,
-        s2,
-        group_names,
-    )
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -451,22 +338,15 @@ def _meta(
 
 def _write(out: Path, meta: Mapping[str, Any], m1: Any, m2: Any) -> None:
     """Write the folder next to ``out`` and swap it in: a failure keeps the previous model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    from tactful.cascade.lock import replace_folder
+
+    def fill(tmp: Path) -> None:
         m1.save_model(str(tmp / "stage1.txt"))
         m2.save_model(str(tmp / "stage2.txt"))
         (tmp / "cascade.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(model_card(meta, m2), encoding="utf-8")
-        old = out.with_name(f".{out.name}-old")
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_folder(out, fill)
 
 
 def train(
@@ -483,8 +363,26 @@ def train(
     """Train both stages from feedback logs into the folder ``out`` and evaluate them with
     users held out. Raises :class:`CdhfError` (nothing written) on data that cannot be trained
     on; writes a cascade that hides nothing when the data cannot support ``target``."""
-    t0 = time.time()
+    from tactful.cascade.lock import MANUAL_WAIT_S, folder_lock
+
     paths = [logs] if isinstance(logs, str | Path) else list(logs)
+    # One writer per folder: the server's automatic adaptation skips it meanwhile.
+    with folder_lock(out, MANUAL_WAIT_S):
+        return _train_locked(paths, Path(out), target, lam, k, curve, command, telemetry, personal)
+
+
+def _train_locked(
+    paths: list[str | Path],
+    out: Path,
+    target: float,
+    lam: float,
+    k: int,
+    curve: bool,
+    command: str | None,
+    telemetry: bool,
+    personal: bool,
+) -> TrainResult:
+    t0 = time.time()
     ds = dataset(paths, telemetry, personal, target)
     metrics, th = _metrics(ds, k, target, lam, curve)
     supported, verdict = _verdict(th, metrics["held_out"], target, metrics["stage2_only_fit"])
@@ -503,8 +401,8 @@ def train(
     }
     meta = _meta(ds, th, metrics, opts)
     m1, m2 = _fit(ds.x1, ds.y, ds.s1_names), _fit(ds.x2, ds.y, ds.s2_names)
-    _write(Path(out), meta, m1, m2)
-    return TrainResult(Path(out), metrics, th, supported, verdict)
+    _write(out, meta, m1, m2)
+    return TrainResult(out, metrics, th, supported, verdict)
 
 
 # --- CLI ---------------------------------------------------------------------------------------

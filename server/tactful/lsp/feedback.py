@@ -38,10 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Check the log size for automatic retraining every this many decisions.
+#: Check the log size for automatic adaptation (cdhf.retrainOnOwnLog) every this many decisions.
 RETRAIN_CHECK_EVERY = 20
-#: Retrain again after this many new decisions.
-RETRAIN_EVERY = 200
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -253,12 +251,10 @@ class FeedbackHub:
         t = self._tracker
         if t is None or t.log is None or (self._training is not None and self._training.is_alive()):
             return
-        from tactful.cascade import model as cdhf
+        from tactful.cascade import adapt
 
         n = t.log.decisions_count()
-        if n < cdhf.OWN_LOG_MIN_DECISIONS or (
-            self._trained_at is not None and n - self._trained_at < RETRAIN_EVERY
-        ):
+        if n - (self._trained_at or 0) < adapt.EVERY:
             return
         self._trained_at = n
         self._training = threading.Thread(
@@ -270,11 +266,31 @@ class FeedbackHub:
         from tactful.cascade import model as cdhf
 
         try:
-            self.train()
+            res = self.adapt()
         except cdhf.NotEnoughData as exc:
-            log.info("automatic retraining: %s", exc.progress())
+            log.info("automatic adaptation: %s", exc.progress())
+        except cdhf.CdhfError as exc:  # busy, a model the user trained: expected, said quietly
+            log.info("automatic adaptation skipped: %s", exc)
         except Exception as exc:
-            log.warning("automatic retraining failed: %s", exc)
+            log.warning("automatic adaptation failed: %s", exc)
+        else:
+            log.info("automatic adaptation: %s", res.message())
+
+    def adapt(self) -> Any:
+        """Adapt the shipped cascade to the user's own log (:mod:`tactful.cascade.adapt`); the
+        user model folder is replaced, and used, only when the adapted thresholds pass their
+        check on the user's later decisions."""
+        from tactful.cascade import adapt, gate
+        from tactful.cascade import model as cdhf
+
+        path = self.log_path()
+        if path is None:
+            raise cdhf.CdhfError("the feedback log is off (feedback.enable)")
+        res = adapt.adapt_log(path, cdhf.user_model_dir(self.server.settings.data_dir))
+        g = self._gate
+        if res.written and g is not None and not self.server.settings.cdhf.model_dir:
+            gate.reconfigure(g, self.server.settings)
+        return res
 
     def train(self) -> dict[str, Any]:
         """Train the cascade from the user's own log into the user model folder and use it."""

@@ -139,9 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+#: ``tactful replay NAME ...``: the cascade's comparisons with users held out (their own modules).
+SUBCOMMANDS = {"adapt": "tactful.replay.adapt", "team": "tactful.replay.team"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tactful replay --log LOG [--policy DIR]... [--threshold T]... [--json] [--html FILE] [--regenerate]``."""
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    """``tactful replay --log LOG [--policy DIR]... [--threshold T]... [--json] [--html FILE] [--regenerate]``,
+    or ``tactful replay adapt|team ...`` (:data:`SUBCOMMANDS`)."""
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
+    args = _parser().parse_args(argv)
     if args.log is None:
         from tactful.feedback.store import default_log_path
 

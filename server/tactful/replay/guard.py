@@ -247,20 +247,9 @@ def _hiding_stopped_at(tr: Trace) -> int | None:
 def _fold_cascade(ds: Any, tr_idx: np.ndarray, target: float, confidence: float | None) -> Any:
     """A cascade trained on the training users only, thresholds as ``tactful train`` fits them
     (``confidence`` None: the point estimate, as before issue 25)."""
-    from tactful.cascade import train as T
-    from tactful.cascade.model import Cascade
+    from tactful.cascade.fit import fold_models
 
-    y, g = ds.y[tr_idx], ds.groups[tr_idx]
-    ip1, _ = T._oof(ds.x1[tr_idx], y, g, ds.s1_names, 4)
-    ip2, _ = T._oof(ds.x2[tr_idx], y, g, ds.s2_names, 4)
-    th = T.fit_thresholds(ip1, ip2, y, target, confidence=confidence)
-    ho = T.cascade_metrics(ip1, ip2, y, th)
-    m1, m2 = T._fit(ds.x1[tr_idx], y, ds.s1_names), T._fit(ds.x2[tr_idx], y, ds.s2_names)
-    meta = {
-        "target": target,
-        "guard": {"prior_hidden": ho["hidden_count"], "prior_correct": ho["correct_count"]},
-    }
-    return Cascade(None, m1, m2, ds.s1_names, ds.s2_names, th, meta)  # type: ignore[arg-type]
+    return fold_models(ds, tr_idx).cascade(target, confidence=confidence)
 
 
 def run_users(
