@@ -757,3 +757,16 @@ def test_regenerations_fall_back_when_the_engine_goes_away_mid_job() -> None:
         assert [g.text for g in gens] == [" fallback"] * 2
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "llamacpp"])
+def test_count_tokens_reads_the_tokenize_form_the_engine_answers(dialect: str) -> None:
+    """vLLM reads ``prompt``; llama.cpp's server ignores it (answering no tokens) and reads
+    ``content``: both count the text's tokens."""
+    fake = FakeEngine(dialect)
+    b = make(fake)
+    try:
+        assert b.count_tokens("def add(a, b):") == 3  # the recording's default answer
+        assert b.count_tokens("") == 0
+    finally:
+        b.close()
