@@ -1,0 +1,55 @@
+"""``tactful bench engine``'s figures from measured rows (the measuring needs a real engine:
+tests/engine/ and docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tactful.tools.bench.engine import build_report, print_report, prompts
+
+
+def row(kind: str, same: bool, local_ms: float, engine_ms: float) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "end": "x = (",
+        "local": "a",
+        "engine": "a" if same else "b",
+        "same": same,
+        "local_ms": local_ms,
+        "engine_ms": engine_ms,
+    }
+
+
+def test_report_counts_parity_per_kind_and_compares_medians(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [
+        row("punct", True, 10, 30),
+        row("punct", False, 20, 40),
+        row("indent", True, 30, 50),
+        row("heal", False, 40, 60),
+    ]
+    cancels = [
+        {"tokens_before_cancel": 5, "stream_closed_after_ms": 2.0, "engine_idle_after_ms": None},
+        {"tokens_before_cancel": 6, "stream_closed_after_ms": 4.0, "engine_idle_after_ms": None},
+    ]
+    r = build_report("m @ h", "local", rows, cancels)
+    assert r["parity"]["all"] == {"prompts": 4, "same": 2, "parity": 0.5}
+    assert r["parity"]["punct"]["same"] == 1 and r["parity"]["heal"]["parity"] == 0.0
+    assert r["latency_ms"]["in_process_p50"] == 25 and r["latency_ms"]["engine_p50"] == 45
+    assert r["latency_ms"]["ratio_engine_over_in_process_p50"] == 1.8
+    assert r["cancel"]["stream_closed_after_ms_p50"] == 3.0
+    assert r["cancel"]["stream_closed_after_ms_max"] == 4.0
+    assert r["cancel"]["engine_idle_after_ms_p50"] is None
+    assert [d["kind"] for d in r["differing"]] == ["punct", "heal"]
+    print_report(r)
+    out = capsys.readouterr().out
+    assert "parity all  : 2/4 = 0.5" in out and "ratio 1.8" in out and "differs [heal]" in out
+
+
+def test_prompts_are_split_across_the_three_kinds() -> None:
+    cases = prompts(12)
+    kinds = [k for k, _ in cases]
+    assert len(cases) == 12 and {"punct", "indent", "heal"} == set(kinds)
+    assert all(p.endswith(("(", "[", ".", "=")) for k, p in cases if k == "punct")
+    assert all(p.endswith((" ", "\t")) for k, p in cases if k == "indent")
