@@ -53,3 +53,34 @@ def test_prompts_are_split_across_the_three_kinds() -> None:
     assert len(cases) == 12 and {"punct", "indent", "heal"} == set(kinds)
     assert all(p.endswith(("(", "[", ".", "=")) for k, p in cases if k == "punct")
     assert all(p.endswith((" ", "\t")) for k, p in cases if k == "indent")
+
+
+def test_fallback_report_spreads_and_who_answered() -> None:
+    import argparse
+
+    from tactful.tools.bench.fallback import build_report, who
+
+    assert (
+        who(None) == "none"
+        and who(" engine_answer(a, b)") == "engine"
+        and who(" a + b") == "fallback"
+    )
+    trials = [
+        {
+            "mode": "kill",
+            "death_to_answer_ms": ms,
+            "request_ms": ms + 300,
+            "answered_by": by,
+            "next_ms": 200.0,
+            "next_answered_by": "fallback",
+            "recovered_s": 1.5,
+        }
+        for ms, by in ((100.0, "fallback"), (300.0, "fallback"), (200.0, "none"))
+    ]
+    args = argparse.Namespace(timeout_ms=2000, token_ms=100.0)
+    r = build_report(trials, ["down", "up"], args, 12.3)
+    k = r["modes"]["kill"]
+    assert "hang" not in r["modes"] and k["trials"] == 3
+    assert k["death_to_answer_ms"]["p50"] == 200 and k["death_to_answer_ms"]["max"] == 300
+    assert k["answered_by"] == {"fallback": 2, "engine": 0, "none": 1}
+    assert k["next_answered_by_fallback"] == 3 and r["messages"] == 2
