@@ -74,10 +74,12 @@ def test_fallback_report_spreads_and_who_answered() -> None:
             "next_ms": 200.0,
             "next_answered_by": "fallback",
             "recovered_s": 1.5,
+            "keys": 0,
+            "told_fallback_s": None,
         }
         for ms, by in ((100.0, "fallback"), (300.0, "fallback"), (200.0, "none"))
     ]
-    args = argparse.Namespace(timeout_ms=2000, token_ms=100.0)
+    args = argparse.Namespace(timeout_ms=2000, token_ms=100.0, key_ms=150.0)
     r = build_report(trials, ["down", "up"], args, 12.3)
     k = r["modes"]["kill"]
     assert "hang" not in r["modes"] and k["trials"] == 3

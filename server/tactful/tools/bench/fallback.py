@@ -43,13 +43,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pygls.exceptions import JsonRpcException
+
 from tactful.stats import percentile
 from tactful.tools.bench._fake_engine import MARK
 
 #: The document every request is made in (a fresh URI each time), and where.
 DOC = "def add(a, b):\n    return"
 POS = (1, len("    return"))
-MODES = ("kill", "hang")
+MODES = ("kill", "hang", "typing")
+#: What the server says when it starts serving from the fallback.
+FALLBACK_SAYS = "serving from the embedded model"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -62,11 +66,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=10000,
         help="engine.timeoutMs (default 10000, the default)",
     )
+    p.add_argument(
+        "--typing-trials", type=int, default=3, help="trials frozen while typing goes on (3)"
+    )
+    p.add_argument("--key-ms", type=float, default=150, help="time between keys when typing (150)")
     p.add_argument("--token-ms", type=float, default=100, help="the engine's time per token (100)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(list(argv))
-    if args.trials < 0 or args.hang_trials < 0 or args.trials + args.hang_trials == 0:
-        p.error("--trials and --hang-trials: not negative, and not both 0")
+    counts = (args.trials, args.hang_trials, args.typing_trials)
+    if min(counts) < 0 or sum(counts) == 0:
+        p.error("--trials, --hang-trials, --typing-trials: not negative, and not all 0")
     return args
 
 
@@ -142,9 +151,11 @@ class EngineProcess:
 class Editor:
     """The real server over stdio, asked for inline completions as an editor asks."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, messages: list[tuple[float, str]]) -> None:
         self.client = client
         self.docs = 0
+        #: What the server showed (window/showMessage), with when (perf_counter).
+        self.messages = messages
 
     async def ask(self) -> tuple[float, str | None]:
         """(ms, text): one inline completion request in a new document, its time and its first
@@ -157,21 +168,55 @@ class Editor:
             types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, DOC))
         )
         t0 = time.perf_counter()
-        out = await self.client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(*POS),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                ),
+        try:
+            out = await self.client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(*POS),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                    ),
+                )
             )
-        )
+        except JsonRpcException:  # cancelled by the next keystroke
+            return (time.perf_counter() - t0) * 1000, None
         ms = (time.perf_counter() - t0) * 1000
         items = out.items if isinstance(out, types.InlineCompletionList) else out
         if not items:
             return ms, None
         first = items[0].insert_text
         return ms, first if isinstance(first, str) else first.value
+
+    def cancel_pending(self) -> None:
+        """Cancel the requests in flight, as an editor does on the next keystroke."""
+        from lsprotocol import types
+
+        futures = self.client.protocol._request_futures
+        for i in [i for i, f in futures.items() if not f.done()]:
+            self.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
+
+    async def type_until_fallback(self, key_ms: float, limit_s: float) -> tuple[float | None, int]:
+        """Keep typing (a request every ``key_ms``, cancelling the one before, as an editor
+        does) until the server says it serves from the fallback: (seconds, or None within
+        ``limit_s``; keys typed)."""
+        t0 = time.perf_counter()
+        told = len(self.messages)
+        keys = 0
+        pending: asyncio.Future[tuple[float, str | None]] | None = None
+        while time.perf_counter() - t0 < limit_s:
+            if any(FALLBACK_SAYS in m for _, m in self.messages[told:]):
+                break
+            if pending is not None and not pending.done():
+                self.cancel_pending()
+            pending = asyncio.ensure_future(self.ask())
+            keys += 1
+            await asyncio.sleep(key_ms / 1000)
+        said = [t for t, m in self.messages[told:] if FALLBACK_SAYS in m]
+        if pending is not None:
+            self.cancel_pending()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pending, 60)
+        return (said[0] - t0 if said else None), keys
 
     async def until_engine(self, limit_s: float) -> float:
         """Ask until the engine writes the answer; the seconds it took."""
@@ -192,7 +237,12 @@ def who(text: str | None) -> str:
 
 
 async def trial(
-    editor: Editor, engine: EngineProcess, mode: str, token_ms: float
+    editor: Editor,
+    engine: EngineProcess,
+    mode: str,
+    token_ms: float,
+    key_ms: float = 150,
+    limit_s: float = 60,
 ) -> dict[str, Any]:
     """One death of the engine mid-stream, timed (see the module's docstring); the engine is
     serving when it starts and again when it ends."""
@@ -202,9 +252,18 @@ async def trial(
     await engine.wait_stream(seen, 30)
     await asyncio.sleep(2.5 * token_ms / 1000)  # a couple of tokens written
     t_die = time.perf_counter()
-    engine.die(mode)
-    _, text = await in_flight
-    t_answer = time.perf_counter()
+    engine.die("hang" if mode == "typing" else mode)
+    if mode == "typing":
+        # The request in flight is cancelled by the next key, and so on, until the server
+        # says that it serves from the fallback; then the user pauses and gets an answer.
+        said_s, keys = await editor.type_until_fallback(key_ms, limit_s)
+        _, text = await editor.ask()
+        by = who(text)
+        t_answer = time.perf_counter()
+    else:
+        _, text = await in_flight
+        by, keys, said_s = who(text), 0, None
+        t_answer = time.perf_counter()
     next_ms, next_text = await editor.ask()
     await engine.stop()
     await engine.start()
@@ -213,7 +272,9 @@ async def trial(
         "mode": mode,
         "death_to_answer_ms": (t_answer - t_die) * 1000,
         "request_ms": (t_answer - t_sent) * 1000,
-        "answered_by": who(text),
+        "answered_by": by,
+        "keys": keys,
+        "told_fallback_s": said_s,
         "next_ms": next_ms,
         "next_answered_by": who(next_text),
         "recovered_s": recovered_s,
@@ -239,7 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from tactful.tools.bench.load import free_port, kill_group
 
     engine = EngineProcess(free_port(), args.token_ms)
-    messages: list[str] = []
+    messages: list[tuple[float, str]] = []
     trials: list[dict[str, Any]] = []
     pid = None
     with tempfile.TemporaryDirectory(prefix="tactful-bench-fallback-") as tmp:
@@ -249,7 +310,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "tactful-bench-fallback",
                 [str(Path(sys.executable).parent / "tactful"), "serve"],
                 settings=_settings(engine.url, str(private_cache_dir(Path(tmp))), args.timeout_ms),
-                on_message=lambda m: messages.append(m.message),
+                on_message=lambda m: messages.append((time.perf_counter(), m.message)),
                 start_new_session=True,
             )
             pid = getattr(getattr(client, "_server", None), "pid", None)
@@ -257,11 +318,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if not await lspclient.wait_ready(state, 600):
                 raise RuntimeError(f"the server was not ready: {dict(state)}")
             ready_s = time.perf_counter() - t0
-            editor = Editor(client)
+            editor = Editor(client, messages)
             await editor.until_engine(120)
-            plan = ["kill"] * args.trials + ["hang"] * args.hang_trials
+            plan = (
+                ["kill"] * args.trials
+                + ["hang"] * args.hang_trials
+                + ["typing"] * args.typing_trials
+            )
+            limit_s = args.timeout_ms / 1000 + 20
             for mode in plan:
-                trials.append(await trial(editor, engine, mode, args.token_ms))
+                trials.append(
+                    await trial(editor, engine, mode, args.token_ms, args.key_ms, limit_s)
+                )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.shutdown_async(None), 10)
                 client.exit(None)
@@ -269,7 +337,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await engine.stop()
             if pid is not None:
                 kill_group(pid)
-    return build_report(trials, messages, args, ready_s)
+    return build_report(trials, [m for _, m in messages], args, ready_s)
 
 
 def _spread(values: Sequence[float], digits: int = 0) -> dict[str, float | None]:
@@ -304,10 +372,16 @@ def build_report(
             },
             "next_answered_by_fallback": sum(t["next_answered_by"] == "fallback" for t in sel),
             "back_to_engine_s": _spread([t["recovered_s"] for t in sel], 1),
+            "keys_typed": _spread([t["keys"] for t in sel]),
+            "told_fallback_after_s": [
+                None if t["told_fallback_s"] is None else round(t["told_fallback_s"], 2)
+                for t in sel
+            ],
         }
     return {
         "timeout_ms": args.timeout_ms,
         "token_ms": args.token_ms,
+        "key_ms": args.key_ms,
         "server_ready_s": round(ready_s, 1),
         "modes": modes,
         "messages": len(messages),
@@ -320,7 +394,11 @@ def print_report(report: dict[str, Any]) -> None:
         f"tactful bench fallback: engine.timeoutMs {report['timeout_ms']}, the engine writes a "
         f"token every {report['token_ms']:g} ms; server ready after {report['server_ready_s']} s"
     )
-    what = {"kill": "killed mid-stream", "hang": "frozen mid-stream"}
+    what = {
+        "kill": "killed mid-stream",
+        "hang": "frozen mid-stream",
+        "typing": f"frozen mid-stream, typing on (a key every {report['key_ms']:g} ms)",
+    }
     for mode, m in report["modes"].items():
         d, r, n = m["death_to_answer_ms"], m["request_ms"], m["next_request_ms"]
         by = m["answered_by"]
@@ -329,7 +407,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"    death to answer ms: p50 {d['p50']}  p95 {d['p95']}  max {d['max']}; answered by "
             f"the fallback {by['fallback']}, the engine {by['engine']}, nothing {by['none']}"
         )
-        print(f"    the request in flight took ms: p50 {r['p50']}  max {r['max']}")
+        if mode == "typing":
+            k = m["keys_typed"]
+            print(
+                f"    the server said it serves from the fallback after s (typing): "
+                f"{m['told_fallback_after_s']}; keys typed: p50 {k['p50']}  max {k['max']}"
+            )
+        else:
+            print(f"    the request in flight took ms: p50 {r['p50']}  max {r['max']}")
         print(
             f"    the next request ms (the fallback's own time): p50 {n['p50']}  p95 {n['p95']}  "
             f"max {n['max']}; by the fallback {m['next_answered_by_fallback']}/{m['trials']}"
