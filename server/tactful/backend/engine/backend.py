@@ -32,7 +32,14 @@ from tactful.backend.engine.client import (
     retrying,
 )
 from tactful.backend.engine.completions import Completions
-from tactful.backend.engine.errors import AUTH, MODEL, REQUEST, UNSUPPORTED, EngineError
+from tactful.backend.engine.errors import (
+    AUTH,
+    MODEL,
+    REQUEST,
+    TIMEOUT,
+    UNSUPPORTED,
+    EngineError,
+)
 from tactful.backend.engine.loop import AnyEvent
 from tactful.backend.engine.scoring import continuation_logprob, echo_request, echo_scores
 from tactful.backend.stops import cut
@@ -195,6 +202,19 @@ class EngineBackend:
             done(ok)
 
         self.client.loop.submit(go())
+
+    def silence(self) -> EngineError | None:
+        """A timeout when the engine has owed an answer for longer than ``timeout_s`` with no
+        sign of life, though its requests ended before their own timeouts (cancelled by the
+        next keystroke); else None."""
+        silent = self.client.liveness.silent_s()
+        if silent < self.timeout_s:
+            return None
+        return self.client.error(
+            f"no answer within {self.timeout_s:g} s (to requests that were then cancelled, one "
+            "after the other)",
+            TIMEOUT,
+        )
 
     async def _serves_model(self) -> bool:
         return self.model in await asyncio.wait_for(self.client.models(), self.timeout_s)

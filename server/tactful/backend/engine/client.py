@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -66,6 +67,32 @@ async def retrying(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     raise AssertionError("unreachable")
 
 
+class Liveness:
+    """Since when the engine has owed tactful an answer without a sign of life. A request sent
+    starts the clock (unless it runs already); an answer stops it: a stream's events (not its
+    status line: an engine's HTTP server may answer while its model is stuck), an error status,
+    a JSON answer. A request that reaches its timeout is a failure of
+    its own; this clock also catches the engine that falls silent while every request is
+    cancelled before its timeout, as a typing user's are.
+
+    Touched on the engine's loop thread; ``silent_s`` may be read from any thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.owed_since: float | None = None
+
+    def asked(self) -> None:
+        if self.owed_since is None:
+            self.owed_since = self.clock()
+
+    def heard(self) -> None:
+        self.owed_since = None
+
+    def silent_s(self) -> float:
+        owed = self.owed_since
+        return 0.0 if owed is None else self.clock() - owed
+
+
 class EngineClient:
     """The HTTP side of one engine (see the module's docstring). ``model`` is the served model
     the requests name (set when the backend connects); ``stats`` counts what was sent."""
@@ -85,6 +112,7 @@ class EngineClient:
         self.timeout_s = timeout_s
         self.model = ""
         self._key = key
+        self.liveness = Liveness()
         self.loop = LoopThread()
         self.stats = {
             "requests": 0,
@@ -141,10 +169,12 @@ class EngineClient:
     # --- endpoints -----------------------------------------------------------------------------
     async def models(self) -> list[str]:
         """The served models' names (``/v1/models``)."""
+        self.liveness.asked()
         try:
             resp = await self.http.get(self.base + "/models")
         except Exception as exc:
             raise self.from_exception(exc) from exc
+        self.liveness.heard()
         if resp.status_code != 200:
             raise self.from_status(resp, "listing the models")
         try:
@@ -161,10 +191,12 @@ class EngineClient:
         """How many tokens ``text`` is (no special tokens), asked of the tokenize endpoint in
         ``form`` (one of ``TOKENIZE_FORMS``); None where the engine does not answer that form.
         httpx's exceptions are left to the caller."""
+        self.liveness.asked()
         resp = await self.http.post(
             engine_root(self.base) + "/tokenize",
             json={"model": self.model, form: text, "add_special_tokens": False},
         )
+        self.liveness.heard()
         if resp.status_code != 200:
             return None
         try:
@@ -176,23 +208,27 @@ class EngineClient:
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """A streamed ``/v1/completions`` request: its events; leaving the block closes the
         stream (vLLM and SGLang then abort the request)."""
+        self.liveness.asked()
         async with self.http.stream("POST", self.base + "/completions", json=body) as resp:
             if resp.status_code != 200:
+                self.liveness.heard()  # an answer, if not the one asked for
                 await resp.aread()
                 raise self.from_status(resp, "the completion request")
-            yield sse_events(resp.aiter_lines())
+            yield sse_events(resp.aiter_lines(), self.liveness.heard)
 
     async def complete_json(self, body: dict[str, Any], what: str) -> dict[str, Any]:
         """A non-streamed ``/v1/completions`` request for ``what`` (e.g. "scoring"), under the
         cap on requests in flight and the timeout: its JSON answer."""
         async with self.sem:
             self.stats["requests"] += 1
+            self.liveness.asked()
             try:
                 resp = await asyncio.wait_for(
                     self.http.post(self.base + "/completions", json=body), self.timeout_s
                 )
             except Exception as exc:
                 raise self.from_exception(exc) from exc
+            self.liveness.heard()
         if resp.status_code != 200:
             raise self.from_status(resp, f"the {what} request")
         try:

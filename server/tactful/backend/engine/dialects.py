@@ -10,7 +10,7 @@ Plain functions of the bytes and JSON received. Must not do I/O or hold state: t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,11 @@ def chunk_logprobs(lp: Any) -> tuple[list[str], list[float]]:
     return tokens, lps
 
 
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON events of a server-sent-event stream, up to ``data: [DONE]``."""
+async def sse_events(
+    lines: AsyncIterator[str], heard: Callable[[], None] | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The JSON events of a server-sent-event stream, up to ``data: [DONE]``; ``heard`` is
+    called on each event (a sign of life)."""
     data: list[str] = []
     done = False
     async for line in lines:
@@ -87,6 +90,8 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]
         if line.strip() == "" and data:
             payload = "\n".join(data)
             data = []
+            if heard is not None:
+                heard()
             if payload.strip() == "[DONE]":
                 done = True
                 break

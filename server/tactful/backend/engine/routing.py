@@ -167,9 +167,14 @@ class RoutingBackend:
             except EngineError as exc:
                 self._failed(exc)
             else:
-                self.breaker.success()
-                self.tell_notes()
-                return gen
+                if not gen.cancelled:
+                    self.breaker.success()
+                    self.tell_notes()
+                    return gen
+                silence = self.engine.silence()  # a cancelled request says nothing, unless...
+                if silence is None:
+                    return gen
+                self._failed(silence)
             if req.cancel.is_set():
                 return Generation(text="", cancelled=True)
         if self.fallback is not None:
