@@ -60,12 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tactful bench fallback", description=__doc__)
     p.add_argument("--trials", type=int, default=10, help="trials with the engine killed (10)")
     p.add_argument("--hang-trials", type=int, default=3, help="trials with it frozen (3)")
-    p.add_argument(
-        "--timeout-ms",
-        type=int,
-        default=10000,
-        help="engine.timeoutMs (default 10000, the default)",
-    )
+    p.add_argument("--timeout-ms", type=int, default=10000, help="engine.timeoutMs (10000)")
     p.add_argument(
         "--typing-trials", type=int, default=3, help="trials frozen while typing goes on (3)"
     )
