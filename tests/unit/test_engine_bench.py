@@ -86,3 +86,56 @@ def test_fallback_report_spreads_and_who_answered() -> None:
     assert k["death_to_answer_ms"]["p50"] == 200 and k["death_to_answer_ms"]["max"] == 300
     assert k["answered_by"] == {"fallback": 2, "engine": 0, "none": 1}
     assert k["next_answered_by_fallback"] == 3 and r["messages"] == 2
+
+
+def test_the_stand_in_engine_serves_and_dies_mid_stream() -> None:
+    """``tactful bench fallback``'s engine: the engine backend reads its stream, and killing it
+    mid-stream breaks the stream, as a real engine's death does."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tactful.backend.engine import PROTOCOL, EngineBackend, EngineError
+    from tactful.backend.types import GenerateRequest
+    from tactful.tools.bench._fake_engine import MARK
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tactful.tools.bench._fake_engine", str(port), "100"],
+        stdout=subprocess.PIPE,
+    )
+    b = None
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        b = EngineBackend(f"http://127.0.0.1:{port}/v1", timeout_s=10)
+        b.connect()
+        assert b.model == "fake-engine" and not b.fim
+        gen = b.generate(GenerateRequest(prefix="def add(a, b):\n    return"))
+        assert gen.text == f" {MARK}(a, b)" and gen.stopped
+        assert proc.stdout.readline().strip() == b"stream"
+        failed: list[EngineError] = []
+
+        def ask(engine: EngineBackend = b) -> None:
+            try:
+                engine.generate(GenerateRequest(prefix="x"))
+            except EngineError as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=ask)
+        t.start()
+        assert proc.stdout.readline().strip() == b"stream"  # it is writing the answer
+        time.sleep(0.15)
+        os.kill(proc.pid, signal.SIGKILL)
+        t.join(10)
+        assert [e.kind for e in failed] == [PROTOCOL]
+    finally:
+        if b is not None:
+            b.close()
+        proc.kill()
+        proc.wait()
