@@ -757,3 +757,61 @@ def test_regenerations_fall_back_when_the_engine_goes_away_mid_job() -> None:
         assert [g.text for g in gens] == [" fallback"] * 2
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "llamacpp"])
+def test_count_tokens_reads_the_tokenize_form_the_engine_answers(dialect: str) -> None:
+    """vLLM reads ``prompt``; llama.cpp's server ignores it (answering no tokens) and reads
+    ``content``: both count the text's tokens."""
+    fake = FakeEngine(dialect)
+    b = make(fake)
+    try:
+        assert b.count_tokens("def add(a, b):") == 3  # the recording's default answer
+        assert b.count_tokens("") == 0
+    finally:
+        b.close()
+
+
+def test_liveness_clock_runs_from_the_first_unanswered_request() -> None:
+    from tactful.backend.engine.client import Liveness
+
+    now = [0.0]
+    live = Liveness(clock=lambda: now[0])
+    assert live.silent_s() == 0.0
+    live.asked()
+    now[0] = 2.0
+    live.asked()  # a second request does not restart the clock
+    now[0] = 3.0
+    assert live.silent_s() == 3.0
+    live.heard()
+    assert live.silent_s() == 0.0
+
+
+def test_a_frozen_engine_is_noticed_while_every_request_is_cancelled() -> None:
+    """A typing user cancels each request before the engine timeout: the engine that stopped
+    answering is noticed all the same, once it has been silent for the timeout, and the next
+    request is answered by the fallback; one message says so."""
+    fake = FakeEngine("vllm")
+    b = make(fake, timeout_s=0.5)
+
+    async def frozen() -> AsyncIterator[bytes]:
+        await asyncio.sleep(30)
+        yield b""
+
+    fake.stream_override = frozen
+    told: list[str] = []
+    fb = Fallback()
+    r = RoutingBackend(b, fb, notify=told.append)
+    try:
+        t0 = time.monotonic()
+        answered_at = None
+        while time.monotonic() - t0 < 5 and answered_at is None:
+            req = GenerateRequest(prefix="x")
+            threading.Timer(0.1, req.cancel.set).start()  # the next keystroke
+            if r.generate(req).text == " fallback":
+                answered_at = time.monotonic() - t0
+        assert answered_at is not None and answered_at < 3
+        assert r.serving == "fallback"
+        assert len(told) == 1 and "no answer within 0.5 s" in told[0]
+    finally:
+        r.close()

@@ -28,7 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tactful.backend.engine import EngineBackend, engine_root
+from tactful.backend.types import Backend, GenerateRequest
 from tactful.stats import percentile
+
+#: The prompt kinds the parity is reported for ("all" and the three of ``prompts``).
+KINDS = ("all", "punct", "indent", "heal")
 
 
 def prompts(n: int) -> list[tuple[str, str]]:
@@ -84,7 +89,7 @@ def _vllm_running(root: str) -> float | None:
     return sum(vals) if vals else None
 
 
-def main(argv: Sequence[str]) -> int:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tactful bench engine", description=__doc__)
     parser.add_argument("--url", required=True, help="the engine's /v1 URL")
     parser.add_argument("--engine-model", default=None, help="served model (default: the first)")
@@ -97,27 +102,22 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens (default 16)")
     parser.add_argument("--cancels", type=int, default=5, help="cancellation trials (default 5)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(list(argv))
+    return parser.parse_args(list(argv))
 
-    from tactful import paths
-    from tactful.backend.engine import EngineBackend, engine_root
-    from tactful.backend.hf import TransformersBackend
-    from tactful.backend.types import GenerateRequest
 
-    engine = EngineBackend(args.url, model=args.engine_model, timeout_s=120)
-    engine.connect()
-    local = TransformersBackend.load(
-        args.model, cache_dir=paths.cache_dir(None), dtype=args.dtype, fast_decode=not args.stock
-    )
-    cases = prompts(args.prompts) if args.prompts > 0 else []
+def measure_parity(
+    engine: EngineBackend, local: Backend, cases: Sequence[tuple[str, str]], tokens: int
+) -> list[dict[str, Any]]:
+    """Per prompt: both backends' greedy single-line completion, whether they are the same,
+    and each one's time (ms), one request at a time."""
     rows: list[dict[str, Any]] = []
     for kind, prefix in cases:
-        kw: dict[str, Any] = dict(prefix=prefix, max_new_tokens=args.tokens, single_line=True)
+        kw: dict[str, Any] = dict(prefix=prefix, max_new_tokens=tokens, single_line=True)
         t = time.perf_counter()
-        ours = local.generate(GenerateRequest(**kw))  # type: ignore[arg-type]
+        ours = local.generate(GenerateRequest(**kw))
         t_local = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        theirs = engine.generate(GenerateRequest(**kw))  # type: ignore[arg-type]
+        theirs = engine.generate(GenerateRequest(**kw))
         t_engine = (time.perf_counter() - t) * 1000
         rows.append(
             {
@@ -130,67 +130,79 @@ def main(argv: Sequence[str]) -> int:
                 "engine_ms": t_engine,
             }
         )
+    return rows
 
-    cancels: list[dict[str, float | None]] = []
+
+def measure_cancel(engine: EngineBackend) -> dict[str, float | None]:
+    """One long generation cancelled after 0.3 s: how many tokens came before, how long until
+    its stream was closed, and (where the engine exports vLLM's metrics) until the engine had
+    nothing running."""
+    req = GenerateRequest(prefix="def fib(n):\n", single_line=False, max_new_tokens=1000)
+    cancelled_at = [0.0]
+
+    def cancel() -> None:
+        cancelled_at[0] = time.perf_counter()
+        req.cancel.set()
+
+    threading.Timer(0.3, cancel).start()
+    gen = engine.generate(req)
+    returned = time.perf_counter()
+    assert gen.cancelled
+    while engine.last_stream_closed < cancelled_at[0] and time.perf_counter() - returned < 2:
+        time.sleep(0.001)
+    closed_ms = (engine.last_stream_closed - cancelled_at[0]) * 1000
+    idle_ms = None
     root = engine_root(engine.base)
-    for _ in range(args.cancels):
-        req = GenerateRequest(prefix="def fib(n):\n", single_line=False, max_new_tokens=1000)
-        cancelled_at = [0.0]
+    while time.perf_counter() - returned < 5:
+        running = _vllm_running(root)
+        if running is None:
+            break
+        if running == 0:
+            idle_ms = (time.perf_counter() - returned) * 1000
+            break
+        time.sleep(0.005)
+    return {
+        "tokens_before_cancel": len(gen.tokens),
+        "stream_closed_after_ms": closed_ms,
+        "engine_idle_after_ms": idle_ms,
+    }
 
-        def cancel(r: GenerateRequest = req, at: list[float] = cancelled_at) -> None:
-            at[0] = time.perf_counter()
-            r.cancel.set()
 
-        threading.Timer(0.3, cancel).start()
-        gen = engine.generate(req)
-        returned = time.perf_counter()
-        assert gen.cancelled
-        while engine.last_stream_closed < cancelled_at[0] and time.perf_counter() - returned < 2:
-            time.sleep(0.001)
-        closed_ms = (engine.last_stream_closed - cancelled_at[0]) * 1000
-        idle_ms = None
-        while time.perf_counter() - returned < 5:
-            running = _vllm_running(root)
-            if running is None:
-                break
-            if running == 0:
-                idle_ms = (time.perf_counter() - returned) * 1000
-                break
-            time.sleep(0.005)
-        cancels.append(
-            {
-                "tokens_before_cancel": len(gen.tokens),
-                "stream_closed_after_ms": closed_ms,
-                "engine_idle_after_ms": idle_ms,
-            }
-        )
-    engine.close()
+def _parity(rows: Sequence[dict[str, Any]], kind: str | None) -> dict[str, Any]:
+    sel = [r for r in rows if kind is None or r["kind"] == kind]
+    return {
+        "prompts": len(sel),
+        "same": sum(r["same"] for r in sel),
+        "parity": round(sum(r["same"] for r in sel) / len(sel), 3) if sel else None,
+    }
 
-    def summary(kind: str | None) -> dict[str, Any]:
-        sel = [r for r in rows if kind is None or r["kind"] == kind]
-        return {
-            "prompts": len(sel),
-            "same": sum(r["same"] for r in sel),
-            "parity": round(sum(r["same"] for r in sel) / len(sel), 3) if sel else None,
-        }
 
+def _p50_max(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return round(statistics.median(values), 1), round(max(values), 1)
+
+
+def build_report(
+    engine_name: str,
+    in_process: str,
+    rows: Sequence[dict[str, Any]],
+    cancels: Sequence[dict[str, float | None]],
+) -> dict[str, Any]:
+    """The figures: parity per prompt kind, latency side by side, cancellation, the differing
+    completions."""
     loc = [r["local_ms"] for r in rows] or [float("nan")]
     eng = [r["engine_ms"] for r in rows] or [float("nan")]
     idle = [c["engine_idle_after_ms"] for c in cancels if c["engine_idle_after_ms"] is not None]
     closed = [
         c["stream_closed_after_ms"] for c in cancels if c["stream_closed_after_ms"] is not None
     ]
-    report: dict[str, Any] = {
-        "engine": engine.name,
-        "in_process": f"{local.name} ({str(local.model.dtype).removeprefix('torch.')}, "
-        + ("fast decoder" if local.fast is not None else "stock transformers")
-        + ")",
-        "parity": {
-            "all": summary(None),
-            "punct": summary("punct"),
-            "indent": summary("indent"),
-            "heal": summary("heal"),
-        },
+    closed_p50, closed_max = _p50_max(closed)
+    idle_p50, idle_max = _p50_max(idle)
+    return {
+        "engine": engine_name,
+        "in_process": in_process,
+        "parity": {k: _parity(rows, None if k == "all" else k) for k in KINDS},
         "latency_ms": {
             "in_process_p50": round(statistics.median(loc), 1),
             "in_process_p95": round(percentile(loc, 95) or 0.0, 1),
@@ -202,22 +214,22 @@ def main(argv: Sequence[str]) -> int:
         },
         "cancel": {
             "trials": len(cancels),
-            "stream_closed_after_ms_p50": round(statistics.median(closed), 1) if closed else None,
-            "stream_closed_after_ms_max": round(max(closed), 1) if closed else None,
-            "engine_idle_after_ms_p50": round(statistics.median(idle), 1) if idle else None,
-            "engine_idle_after_ms_max": round(max(idle), 1) if idle else None,
+            "stream_closed_after_ms_p50": closed_p50,
+            "stream_closed_after_ms_max": closed_max,
+            "engine_idle_after_ms_p50": idle_p50,
+            "engine_idle_after_ms_max": idle_max,
         },
         "differing": [
             {k: r[k] for k in ("kind", "end", "local", "engine")} for r in rows if not r["same"]
         ],
     }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
     p = report["parity"]
     lat = report["latency_ms"]
     print(f"engine {report['engine']}  vs  in-process {report['in_process']}")
-    for k in ("all", "punct", "indent", "heal"):
+    for k in KINDS:
         s = p[k]
         print(f"  parity {k:5s}: {s['same']}/{s['prompts']} = {s['parity']}")
     print(
@@ -237,4 +249,30 @@ def main(argv: Sequence[str]) -> int:
             f"  differs [{d['kind']}] ...{d['end']!r}: local {d['local']!r} engine {d['engine']!r}"
         )
     sys.stdout.flush()
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    from tactful import paths
+    from tactful.backend.hf import TransformersBackend
+
+    engine = EngineBackend(args.url, model=args.engine_model, timeout_s=120)
+    engine.connect()
+    local = TransformersBackend.load(
+        args.model, cache_dir=paths.cache_dir(None), dtype=args.dtype, fast_decode=not args.stock
+    )
+    cases = prompts(args.prompts) if args.prompts > 0 else []
+    rows = measure_parity(engine, local, cases, args.tokens)
+    cancels = [measure_cancel(engine) for _ in range(args.cancels)]
+    engine.close()
+    in_process = (
+        f"{local.name} ({str(local.model.dtype).removeprefix('torch.')}, "
+        + ("fast decoder" if local.fast is not None else "stock transformers")
+        + ")"
+    )
+    report = build_report(engine.name, in_process, rows, cancels)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
     return 0
