@@ -31,8 +31,6 @@ import contextlib
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,9 +53,9 @@ from tactful.tools.bench.common import (
 )
 from tactful.tools.bench.latency import RunResult, Typing, pick_sessions, type_session
 from tactful.tools.lspclient import as_dict
+from tactful.tools.vllm import kill_group, start_vllm, wait_engine
 
 DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py", "argparse.py", "difflib.py"]
-SERVED_NAME = "SmolLM2-135M-Instruct"
 METRIC_RUNNING = "vllm:num_requests_running"
 METRIC_WAITING = "vllm:num_requests_waiting"
 
@@ -214,93 +212,6 @@ def editor_typing(files: Sequence[Path], n: int, keys: int, seed: int) -> list[T
         t = got[0]
         out.append(Typing(t.path, t.before, t.typed[:keys], t.after))
     return out
-
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kill_group(pid: int) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after 10 s."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def start_vllm(
-    vllm_python: Path, model_dir: Path, log: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """vLLM serving ``model_dir`` on a free loopback port, niced, in its own process group."""
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        VLLM_LOGGING_LEVEL="WARNING",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-    )
-    cmd = [
-        "nice",
-        "-n",
-        "10",
-        str(vllm_python),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--served-model-name",
-        SERVED_NAME,
-        "--dtype",
-        "bfloat16",
-        "--max-model-len",
-        "2048",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    return proc, f"http://127.0.0.1:{port}/v1"
-
-
-def wait_engine(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> str | None:
-    """None once ``url`` answers ``/models``, else why not."""
-    import httpx
-
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            return f"vLLM exited with code {proc.returncode} while starting"
-        try:
-            if httpx.get(url.rstrip("/") + "/models", timeout=2).status_code == 200:
-                return None
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    return f"the engine did not answer {url}/models within {timeout_s:g} s"
 
 
 def _settings(engine_url: str | None, cache_dir: str, context_tokens: int) -> dict[str, Any]:
