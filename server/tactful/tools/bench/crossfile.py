@@ -358,7 +358,7 @@ def index_bench(data: Path, n_files: int, tmp: Path) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tactful bench crossfile", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the crossfile folder")
     parser.add_argument("--tasks", type=int, default=40, help="tasks sampled (default 40)")
@@ -378,7 +378,11 @@ def main(argv: Sequence[str]) -> int:
     )
     add_json_option(parser)
     parser.add_argument("--rows", type=Path, default=None, help="write per-task rows (JSONL)")
-    args = parser.parse_args(list(argv))
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
     if not (args.data / "tasks_dev.jsonl.gz").is_file():
         print(f"tactful bench crossfile: no tasks in {args.data} (--data)", file=sys.stderr)
         return 1

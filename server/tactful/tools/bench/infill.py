@@ -180,7 +180,11 @@ def why_unfinished(line: str) -> str | None:
     """Why ``line`` ends mid-expression: ``"bracket"`` or ``"string"`` (one it opens is not
     closed), ``"operator"`` (it ends in an operator, a comma or a dot), ``"keyword"`` (a keyword
     that needs what follows), ``"colon"`` (a compound statement without its ``:``); None when
-    it is finished. A line may close brackets opened on earlier lines."""
+    it is finished. A line may close brackets opened on earlier lines.
+
+    Its string and bracket scan looks like ``completion.deadline.stop_point``'s on purpose and
+    is kept apart from it: this is the judge of the cuts that code makes, so it must not share
+    (and hide) its bugs."""
     depth = 0
     quote: str | None = None
     i, n = 0, len(line)
