@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tactful.tools.bench.load import start_vllm
+from tactful.tools.vllm import start_vllm
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PY = Path(os.environ.get("VLLM_DIR", REPO / ".tools" / "vllm")) / "bin" / "python"

@@ -15,7 +15,7 @@ import pytest
 
 from tactful.backend.engine import EngineBackend
 from tactful.backend.types import GenerateRequest
-from tactful.tools.bench.load import SERVED_NAME  # as tests/engine/conftest.py serves it
+from tactful.tools.vllm import SERVED_NAME  # as tests/engine/conftest.py serves it
 
 Engine = Any  # tests/engine/conftest.py's Engine (url, root)
 

@@ -39,6 +39,7 @@ vllm:num_requests_running_extra{engine="0"} 99.0
 
 def test_dispatched_by_name() -> None:
     assert "load" in available()
+    assert "common" not in available()  # shared by the benchmarks, not one
 
 
 def test_parse_editors() -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+
+from tactful.tools import lspclient
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "demo_sample.py"
 
@@ -36,8 +37,6 @@ def _print(msg: str = "") -> None:
 
 
 async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
-    from tactful.tools import lspclient
-
     text = sample.read_text(encoding="utf-8")
     diags: dict[str, list[types.Diagnostic]] = {}
 
@@ -60,9 +59,7 @@ async def run(sample: Path, server_cmd: list[str], timeout: float) -> int:
     for i, (full, typed) in enumerate(CUTS):
         await _complete_cut(client, sample, text, i, full, typed)
     await _print_flags(client, sample, text, diags)
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await lspclient.stop(client)
     return 0
 
 
@@ -75,11 +72,7 @@ async def _complete_cut(
     lines[line_no] = typed
     doc = "\n".join(lines)
     uri = f"file://{sample.parent}/typing-{i}.py"
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
-        )
-    )
+    lspclient.open_document(client, uri, doc)
     t1 = time.perf_counter()
     partial_before = (await _stats(client)).get("partial", 0)
     finished_before = (await _stats(client, "backend")).get("finished", 0)
@@ -97,9 +90,7 @@ async def _complete_cut(
             done_ms = (time.perf_counter() - t1) * 1000
             _print(f"  ...then, typing along: {_indent(whole, 22)}   [{done_ms:.0f} ms]")
     _print(f"  the file has:     {full.strip()[len(typed.strip()) :]}\n")
-    client.text_document_did_close(
-        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
-    )
+    lspclient.close_document(client, uri)
 
 
 async def _print_flags(
@@ -107,13 +98,7 @@ async def _print_flags(
 ) -> None:
     """Open the whole sample and print the lines tactful flags (pulled, or pushed)."""
     uri = sample.resolve().as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=text
-            )
-        )
-    )
+    lspclient.open_document(client, uri, text)
     try:
         report = await asyncio.wait_for(
             client.text_document_diagnostic_async(
@@ -141,26 +126,12 @@ def _indent(text: str, width: int = 17) -> str:
 
 async def _stats(client: Any, part: str = "stats") -> dict[str, Any]:
     """A part of ``tactful.status`` ("stats": the engine's counters, "backend": the model's)."""
-    from tactful.tools.bench.latency import _as_dict
-
-    status = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="tactful.status")
-    )
-    return _as_dict(_as_dict(status).get(part, {}))
+    return lspclient.as_dict((await lspclient.status(client)).get(part, {}))
 
 
 async def _ghost(client: Any, uri: str, line: int, character: int) -> str | None:
-    res = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-            ),
-        )
-    )
-    items = res.items if isinstance(res, types.InlineCompletionList) else list(res or [])
-    return str(items[0].insert_text) if items else None
+    item = lspclient.first_item(await lspclient.inline_completion(client, uri, line, character))
+    return None if item is None else lspclient.item_text(item)
 
 
 async def _whole(client: Any, uri: str, line: int, character: int, part: str, finished: int) -> str:
@@ -180,5 +151,4 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(list(argv))
-    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
-    return asyncio.run(run(args.file, cmd, args.timeout))
+    return asyncio.run(run(args.file, lspclient.serve_cmd(), args.timeout))

@@ -10,9 +10,16 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+#: Modules of this package that are not benchmarks (what several benchmarks share).
+HELPERS = frozenset({"common"})
+
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_") and m.name not in HELPERS
+    )
 
 
 def main(argv: Sequence[str]) -> int:

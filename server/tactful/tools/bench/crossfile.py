@@ -24,15 +24,29 @@ import hashlib
 import json
 import random
 import re
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+
+from tactful.tools import lspclient
+from tactful.tools.bench.common import (
+    add_json_option,
+    add_typing_options,
+    completion_only,
+    latency_figures,
+    median_ms,
+    pick_stretch,
+    private_cache_dir,
+    serving,
+    type_keys,
+)
+from tactful.tools.bench.latency import RunResult, Typing, ask_inline
+from tactful.tools.lspclient import as_dict
 
 DEFAULT_DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "crossfile"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -79,33 +93,10 @@ def sample(tasks: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any
     return sorted(picked[:n], key=lambda t: (t["repo"], t["id"]))
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "_asdict"):
-        return dict(obj._asdict())
-    return dict(vars(obj)) if hasattr(obj, "__dict__") else {}
-
-
-def _text_of(out: Any) -> str:
-    items = out.items if isinstance(out, types.InlineCompletionList) else (out or [])
-    if not items:
-        return ""
-    first = items[0].insert_text
-    return first if isinstance(first, str) else first.value
-
-
-async def _status(client: Any) -> dict[str, Any]:
-    st = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="tactful.status")
-    )
-    return _as_dict(st)
-
-
 async def _wait_index(client: Any, timeout: float = 120) -> dict[str, Any]:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
-        ws = _as_dict((await _status(client)).get("workspace") or {})
+        ws = as_dict((await lspclient.status(client)).get("workspace") or {})
         if ws.get("state") == "ready" and not ws.get("pending"):
             return ws
         await asyncio.sleep(0.2)
@@ -113,21 +104,19 @@ async def _wait_index(client: Any, timeout: float = 120) -> dict[str, Any]:
 
 
 def _settings(cache_dir: str, tokens: int, fmt: str) -> dict[str, Any]:
-    return {
-        "cacheDir": cache_dir,
-        # Each answer is the model's own: no cache, no type-along from the previous answer.
-        "completion": {
-            "cache": False,
-            "typeAlong": False,
-            "deadlineMs": 0,
-            "multiline": False,
-            "debounceMs": 0,
-        },
-        "context": {"enable": True, "tokens": tokens, "format": fmt},
-        "flags": {"enable": False},
-        "cdhf": {"enable": False},
-        "feedback": {"enable": False},
+    # Each answer is the model's own: no cache, no type-along from the previous answer.
+    completion = {
+        "cache": False,
+        "typeAlong": False,
+        "deadlineMs": 0,
+        "multiline": False,
+        "debounceMs": 0,
     }
+    return completion_only(
+        completion,
+        cacheDir=cache_dir,
+        context={"enable": True, "tokens": tokens, "format": fmt},
+    )
 
 
 def _watched(client: Any, path: Path, kind: types.FileChangeType) -> None:
@@ -138,83 +127,72 @@ def _watched(client: Any, path: Path, kind: types.FileChangeType) -> None:
     )
 
 
+def _write_blanked_repo(
+    data: Path, repo: str, repo_tasks: list[dict[str, Any]], root: Path
+) -> dict[str, str]:
+    """Write ``repo`` to ``root`` with every task line of it blanked; its files' texts by path.
+
+    Every task file is blanked on disk before the server starts: its index never holds the
+    original of a task line."""
+    files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
+    texts = {f["path"]: f["text"] for f in files}
+    write_repo(files, root)
+    for t in repo_tasks:
+        (root / t["path"]).write_text(blank(t, texts[t["path"]])[0], encoding="utf-8", newline="")
+    return texts
+
+
+async def _ask_task(
+    client: Any, t: dict[str, Any], root: Path, original: str, tokens: int
+) -> dict[str, Any]:
+    """One task: its file written with only this task's line blanked and opened, then an
+    inline completion at the line without repository context and with ``tokens`` of it."""
+    path = root / t["path"]
+    doc = blank(t, original)[0]
+    path.write_text(doc, encoding="utf-8", newline="")
+    _watched(client, path, types.FileChangeType.Changed)
+    uri = path.resolve().as_uri()
+    lspclient.open_document(client, uri, doc)
+    row: dict[str, Any] = {"id": t["id"], "in_file_only": t["in_file_only"], "target": t["target"]}
+    for name, budget in (("without", 0), ("with", tokens)):
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"context": {"tokens": budget}})
+        )
+        t0 = time.perf_counter()
+        out = await lspclient.inline_completion(
+            client, uri, t["line"] - 1, len(t["indent"]), types.InlineCompletionTriggerKind.Invoked
+        )
+        item = lspclient.first_item(out)
+        text = "" if item is None else lspclient.item_text(item)
+        row[name] = {
+            "completion": text.split("\n", 1)[0],
+            "ms": round((time.perf_counter() - t0) * 1000, 1),
+            **score(t, text),
+        }
+    lspclient.close_document(client, uri)
+    return row
+
+
 async def accuracy(
     data: Path, tasks: list[dict[str, Any]], tokens: int, fmt: str, tmp: Path
 ) -> list[dict[str, Any]]:
-    """Per task: the completion and scores without and with repository context."""
-    from tactful.tools import lspclient
-    from tactful.tools.bench.latency import private_cache_dir
-
+    """Per task: the completion and scores without and with repository context (one server
+    per repository, with the repository as its workspace folder)."""
     (tmp / "cache").mkdir(parents=True, exist_ok=True)
     cache = str(private_cache_dir(tmp / "cache"))
     by_repo: dict[str, list[dict[str, Any]]] = {}
     for t in tasks:
         by_repo.setdefault(t["repo"], []).append(t)
     results: list[dict[str, Any]] = []
-    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
     for repo, repo_tasks in by_repo.items():
         root = tmp / "ws" / repo
-        files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
-        texts = {f["path"]: f["text"] for f in files}
-        write_repo(files, root)
-        # Blank every task file of this repository on disk before the server starts: its index
-        # never holds the original of a task line.
-        for t in repo_tasks:
-            (root / t["path"]).write_text(
-                blank(t, texts[t["path"]])[0], encoding="utf-8", newline=""
-            )
-        client, state = await lspclient.start(
-            "tactful-bench-crossfile", cmd, settings=_settings(cache, tokens, fmt), root=str(root)
-        )
-        try:
-            if not await lspclient.wait_ready(state, 300):
-                raise RuntimeError(f"server not ready: {state}")
+        texts = _write_blanked_repo(data, repo, repo_tasks, root)
+        settings = _settings(cache, tokens, fmt)
+        async with serving("tactful-bench-crossfile", settings, root=str(root)) as client:
             ws = await _wait_index(client)
             print(f"{repo}: {ws.get('report')}", file=sys.stderr)
             for t in repo_tasks:
-                path = root / t["path"]
-                doc = blank(t, texts[t["path"]])[0]
-                path.write_text(doc, encoding="utf-8", newline="")
-                _watched(client, path, types.FileChangeType.Changed)
-                uri = path.resolve().as_uri()
-                client.text_document_did_open(
-                    types.DidOpenTextDocumentParams(
-                        types.TextDocumentItem(uri=uri, language_id="python", version=1, text=doc)
-                    )
-                )
-                row: dict[str, Any] = {
-                    "id": t["id"],
-                    "in_file_only": t["in_file_only"],
-                    "target": t["target"],
-                }
-                for name, budget in (("without", 0), ("with", tokens)):
-                    client.workspace_did_change_configuration(
-                        types.DidChangeConfigurationParams(settings={"context": {"tokens": budget}})
-                    )
-                    t0 = time.perf_counter()
-                    out = await client.text_document_inline_completion_async(
-                        types.InlineCompletionParams(
-                            text_document=types.TextDocumentIdentifier(uri=uri),
-                            position=types.Position(line=t["line"] - 1, character=len(t["indent"])),
-                            context=types.InlineCompletionContext(
-                                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-                            ),
-                        )
-                    )
-                    text = _text_of(out)
-                    row[name] = {
-                        "completion": text.split("\n", 1)[0],
-                        "ms": round((time.perf_counter() - t0) * 1000, 1),
-                        **score(t, text),
-                    }
-                client.text_document_did_close(
-                    types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=uri))
-                )
-                results.append(row)
-        finally:
-            await client.shutdown_async(None)
-            client.exit(None)
-            await client.stop()
+                results.append(await _ask_task(client, t, root, texts[t["path"]], tokens))
     return results
 
 
@@ -244,14 +222,58 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             else None
         )
         out[label] = {"without": wo, "with": w, "cross_hit_ratio": ratio}
-    ms_w = [r["with"]["ms"] for r in rows]
-    ms_wo = [r["without"]["ms"] for r in rows]
     if rows:
         out["completion_ms_p50"] = {
-            "without": round(statistics.median(ms_wo), 1),
-            "with": round(statistics.median(ms_w), 1),
+            "without": median_ms([r["without"]["ms"] for r in rows]),
+            "with": median_ms([r["with"]["ms"] for r in rows]),
         }
     return out
+
+
+def _pick_typing(
+    files: list[dict[str, Any]], root: Path, path: str | None, lines: int, rng: random.Random
+) -> Typing:
+    """The stretch of a file of the repository written at ``root`` to type (of ``path``, or of
+    a file of over 200 lines drawn with ``rng``); the file on disk is left without it, as the
+    file being typed is."""
+    if path is None:
+        path = rng.choice(sorted(f["path"] for f in files if f["text"].count("\n") > 200))
+    got = pick_stretch((root / path).read_text(encoding="utf-8"), lines, rng)
+    if got is None:
+        raise ValueError(f"no typable stretch in {path}")
+    before, typed, after = got
+    (root / path).write_text(before + after, encoding="utf-8", newline="")
+    return Typing(path, before, typed, after)
+
+
+async def _typing_run(
+    root: Path, sess: Typing, settings: dict[str, Any], key_ms: float, seed: int
+) -> dict[str, Any]:
+    """Type ``sess`` into a server with ``settings`` and the repository at ``root`` as its
+    workspace; the latencies and the model's prefilled and reused tokens."""
+    res = RunResult("typing")
+    async with serving("tactful-bench-typing", settings, root=str(root)) as client:
+        await _wait_index(client)
+        uri = (root / sess.path).resolve().as_uri()
+        lspclient.open_document(client, uri, sess.before + sess.after)
+        line = sess.before.count("\n")
+        # The file is open before typing starts (as when one reads it first): its first,
+        # cold prompt is prefilled by a request that is not timed, in both runs.
+        await ask_inline(client, RunResult("prefill"), uri, line, 0)
+
+        def ask(line: int, char: int) -> Awaitable[None]:
+            return ask_inline(client, res, uri, line, char)
+
+        await type_keys(client, uri, sess.typed, line, key_ms, random.Random(seed), ask)
+        st = await lspclient.status(client)
+    backend = as_dict(st.get("backend", {}))
+    return {
+        "answered": len(res.latencies_ms),
+        "cancelled": res.cancelled,
+        **latency_figures(res.latencies_ms),
+        "prefilled_tokens": backend.get("prefilled"),
+        "reused_tokens": backend.get("reused"),
+    }
 
 
 async def typing(
@@ -266,128 +288,16 @@ async def typing(
     tmp: Path,
 ) -> dict[str, Any]:
     """Typing latency in a file of ``repo`` with context off and on (one server each)."""
-    from tactful.tools import lspclient
-    from tactful.tools.bench.latency import ms, private_cache_dir
-
     files = read_jsonl_gz(data / "repos" / f"{repo}.jsonl.gz")
     root = tmp / "typing" / repo
     write_repo(files, root)
-    rng = random.Random(seed)
-    if path is None:
-        cands = sorted(f["path"] for f in files if f["text"].count("\n") > 200)
-        path = rng.choice(cands)
-    text = (root / path).read_text(encoding="utf-8")
-    all_lines = text.split("\n")
-    starts = [
-        i
-        for i in range(60, len(all_lines) - lines)
-        if all_lines[i].startswith("        ")
-        and all_lines[i].strip()
-        and not all_lines[i].strip().startswith(("#", '"'))
-    ]
-    start = rng.choice(starts)
-    before = "\n".join(all_lines[:start]) + "\n"
-    typed = "\n".join(all_lines[start : start + lines])
-    after = "\n" + "\n".join(all_lines[start + lines :])
-    # The file on disk is the one being typed: without the lines that are typed.
-    (root / path).write_text(before + after, encoding="utf-8", newline="")
-    out: dict[str, Any] = {"repo": repo, "file": path, "keys": len(typed)}
-    cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
+    sess = _pick_typing(files, root, path, lines, random.Random(seed))
+    out: dict[str, Any] = {"repo": repo, "file": sess.path, "keys": len(sess.typed)}
     for name, budget in (("without", 0), ("with", tokens)):
         cache = str(private_cache_dir(Path(tempfile.mkdtemp(dir=tmp, prefix="cache-"))))
         settings = _settings(cache, budget, fmt)
         settings["completion"] = {"cache": True, "debounceMs": 0, "multiline": False}
-        client, state = await lspclient.start(
-            "tactful-bench-typing", cmd, settings=settings, root=str(root)
-        )
-        lat: list[float] = []
-        cancelled = 0
-        krng = random.Random(seed)
-        try:
-            if not await lspclient.wait_ready(state, 300):
-                raise RuntimeError(f"server not ready: {state}")
-            await _wait_index(client)
-            uri = (root / path).resolve().as_uri()
-            client.text_document_did_open(
-                types.DidOpenTextDocumentParams(
-                    types.TextDocumentItem(
-                        uri=uri, language_id="python", version=1, text=before + after
-                    )
-                )
-            )
-
-            async def one(
-                line: int, char: int, client: Any = client, uri: str = uri, lat: list[float] = lat
-            ) -> None:
-                nonlocal cancelled
-                t0 = time.perf_counter()
-                try:
-                    await client.text_document_inline_completion_async(
-                        types.InlineCompletionParams(
-                            text_document=types.TextDocumentIdentifier(uri=uri),
-                            position=types.Position(line=line, character=char),
-                            context=types.InlineCompletionContext(
-                                trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                            ),
-                        )
-                    )
-                except Exception:
-                    cancelled += 1
-                    return
-                lat.append((time.perf_counter() - t0) * 1000)
-
-            line, col, version = before.count("\n"), 0, 1
-            # The file is open before typing starts (as when one reads it first): its first,
-            # cold prompt is prefilled by a request that is not timed, in both runs.
-            await one(line, col, lat=[])
-            cancelled = 0
-            inflight: asyncio.Future[None] | None = None
-            for ch in typed:
-                version += 1
-                client.text_document_did_change(
-                    types.DidChangeTextDocumentParams(
-                        text_document=types.VersionedTextDocumentIdentifier(
-                            uri=uri, version=version
-                        ),
-                        content_changes=[
-                            types.TextDocumentContentChangePartial(
-                                range=types.Range(
-                                    types.Position(line, col), types.Position(line, col)
-                                ),
-                                text=ch,
-                            )
-                        ],
-                    )
-                )
-                if ch == "\n":
-                    line, col = line + 1, 0
-                else:
-                    col += len(ch.encode("utf-16-le")) // 2
-                if inflight is not None and not inflight.done():
-                    ids = [i for i, f in client.protocol._request_futures.items() if not f.done()]
-                    for i in ids:
-                        client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
-                inflight = asyncio.ensure_future(one(line, col))
-                pause = key_ms / 1000 * krng.uniform(0.6, 1.4)
-                if krng.random() < 0.08:
-                    pause += krng.uniform(0.4, 1.2)
-                await asyncio.sleep(pause)
-            if inflight is not None:
-                await inflight
-            st = await _status(client)
-        finally:
-            await client.shutdown_async(None)
-            client.exit(None)
-            await client.stop()
-        backend = _as_dict(st.get("backend", {}))
-        out[name] = {
-            "answered": len(lat),
-            "cancelled": cancelled,
-            "p50_ms": round(statistics.median(lat), 1) if lat else None,
-            "p95_ms": ms(lat, 95),
-            "prefilled_tokens": backend.get("prefilled"),
-            "reused_tokens": backend.get("reused"),
-        }
+        out[name] = await _typing_run(root, sess, settings, key_ms, seed)
     if out["with"]["p50_ms"] is not None and out["without"]["p50_ms"] is not None:
         out["p50_delta_ms"] = round(out["with"]["p50_ms"] - out["without"]["p50_ms"], 1)
         out["p95_delta_ms"] = round(out["with"]["p95_ms"] - out["without"]["p95_ms"], 1)
@@ -448,11 +358,10 @@ def index_bench(data: Path, n_files: int, tmp: Path) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tactful bench crossfile", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the crossfile folder")
     parser.add_argument("--tasks", type=int, default=40, help="tasks sampled (default 40)")
-    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repos", default="", help="comma-separated repositories (owner+name)")
     parser.add_argument("--tokens", type=int, default=512, help="context.tokens (default 512)")
     parser.add_argument("--format", default="auto", choices=("auto", "comments"))
@@ -460,16 +369,20 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--typing-repo", default="psf+requests", help="'' skips typing")
     parser.add_argument("--typing-file", default=None)
     parser.add_argument("--typing-lines", type=int, default=3)
-    parser.add_argument("--key-ms", type=float, default=80)
+    add_typing_options(parser, files=False)
     parser.add_argument(
         "--index-files",
         type=int,
         default=0,
         help="also time the index of a workspace of this many files (copies of the repositories)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser)
     parser.add_argument("--rows", type=Path, default=None, help="write per-task rows (JSONL)")
-    args = parser.parse_args(list(argv))
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
     if not (args.data / "tasks_dev.jsonl.gz").is_file():
         print(f"tactful bench crossfile: no tasks in {args.data} (--data)", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tactful.tools.bench.latency import ms
+from tactful.tools.bench.common import add_json_option, ms
 
 
 def measure(backend: Any, ids: list[int], contexts: Sequence[int], steps: int) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--steps", type=int, default=24, help="decoding steps per context")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the default)")
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser)
     args = parser.parse_args(list(argv))
     contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
     from tactful import paths

@@ -49,6 +49,15 @@ from typing import Any
 
 from lsprotocol import types
 
+from tactful.tools import lspclient
+from tactful.tools.bench.common import (
+    add_json_option,
+    completion_only,
+    latency_figures,
+    private_cache_dir,
+    serving,
+)
+
 FILES = ("block", "control", "api")
 MODES = {
     "automatic": types.InlineCompletionTriggerKind.Automatic,
@@ -171,7 +180,11 @@ def why_unfinished(line: str) -> str | None:
     """Why ``line`` ends mid-expression: ``"bracket"`` or ``"string"`` (one it opens is not
     closed), ``"operator"`` (it ends in an operator, a comma or a dot), ``"keyword"`` (a keyword
     that needs what follows), ``"colon"`` (a compound statement without its ``:``); None when
-    it is finished. A line may close brackets opened on earlier lines."""
+    it is finished. A line may close brackets opened on earlier lines.
+
+    Its string and bracket scan looks like ``completion.deadline.stop_point``'s on purpose and
+    is kept apart from it: this is the judge of the cuts that code makes, so it must not share
+    (and hide) its bugs."""
     depth = 0
     quote: str | None = None
     i, n = 0, len(line)
@@ -339,20 +352,15 @@ class Answer:
 async def _ask(
     client: Any, uri: str, line: int, char: int, trigger: types.InlineCompletionTriggerKind
 ) -> tuple[float, str | None, int]:
+    """One request at (``line``, ``char``): its time in ms, the text of its first item (None:
+    no suggestion) and how many characters before the cursor that item replaces."""
     started = time.perf_counter()
-    out = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=types.Position(line=line, character=char),
-            context=types.InlineCompletionContext(trigger_kind=trigger),
-        )
-    )
+    out = await lspclient.inline_completion(client, uri, line, char, trigger)
     ms = (time.perf_counter() - started) * 1000
-    items = out.items if isinstance(out, types.InlineCompletionList) else out
-    if not items:
+    first = lspclient.first_item(out)
+    if first is None:
         return ms, None, 0
-    first = items[0]
-    text = first.insert_text if isinstance(first.insert_text, str) else first.insert_text.value
+    text = lspclient.item_text(first)
     before = 0
     if first.range is not None and first.range.start.line == line:
         before = max(0, char - first.range.start.character)  # UTF-16 units; ASCII code
@@ -361,56 +369,42 @@ async def _ask(
 
 async def run_load(load: str, tasks: list[Task], settings: dict[str, Any]) -> list[Answer]:
     """Start the server, ask every task in both modes, stop it."""
-    from tactful.tools import lspclient
-    from tactful.tools.bench.latency import private_cache_dir
-
     answers: list[Answer] = []
     with tempfile.TemporaryDirectory(prefix="tactful-bench-") as tmp:
         settings = {**settings, "cacheDir": str(private_cache_dir(Path(tmp)))}
-        client, state = await lspclient.start(
-            "tactful-bench-infill",
-            [str(Path(sys.executable).parent / "tactful"), "serve"],
-            settings=settings,
-        )
-        if not await lspclient.wait_ready(state, 300):
-            raise RuntimeError(f"server not ready: {state}")
-        for i, task in enumerate(tasks):
-            text = task.prefix + task.suffix
-            line, char = utf16_position(text, len(task.prefix))
-            reference = line_at(task.prefix + task.ground_truth + task.suffix, len(task.prefix))
-            for mode, trigger in MODES.items():
-                uri = f"file:///bench/{load}/{mode}/{i}-{task.task_id}.py"
-                client.text_document_did_open(
-                    types.DidOpenTextDocumentParams(
-                        types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
-                    )
-                )
-                ms, ins, before = await _ask(client, uri, line, char, trigger)
-                doc = apply_inline(task.prefix, task.suffix, ins or "", before)
-                completed = line_at(doc, len(task.prefix) - before)
-                answers.append(
-                    Answer(
-                        task=task.key,
-                        kind=task.kind,
-                        mode=mode,
-                        load=load,
-                        latency_ms=ms,
-                        text=ins,
-                        completed_line=completed,
-                        reference_line=reference,
-                        exact=exact(completed, reference),
-                        cut=ins is not None and is_cut(completed, reference),
-                        cut_why=None if ins is None else cut_reason(completed, reference),
-                        document=doc,
-                    )
-                )
-                client.text_document_did_close(
-                    types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=uri))
-                )
-        await client.shutdown_async(None)
-        client.exit(None)
-        await client.stop()
+        async with serving("tactful-bench-infill", settings) as client:
+            for i, task in enumerate(tasks):
+                for mode in MODES:
+                    uri = f"file:///bench/{load}/{mode}/{i}-{task.task_id}.py"
+                    answers.append(await _answer(client, uri, task, mode, load))
     return answers
+
+
+async def _answer(client: Any, uri: str, task: Task, mode: str, load: str) -> Answer:
+    """Open the task's document as ``uri``, ask at the hole in ``mode``, score the answer as
+    applied to the document, close it."""
+    text = task.prefix + task.suffix
+    line, char = utf16_position(text, len(task.prefix))
+    reference = line_at(task.prefix + task.ground_truth + task.suffix, len(task.prefix))
+    lspclient.open_document(client, uri, text)
+    ms, ins, before = await _ask(client, uri, line, char, MODES[mode])
+    doc = apply_inline(task.prefix, task.suffix, ins or "", before)
+    completed = line_at(doc, len(task.prefix) - before)
+    lspclient.close_document(client, uri)
+    return Answer(
+        task=task.key,
+        kind=task.kind,
+        mode=mode,
+        load=load,
+        latency_ms=ms,
+        text=ins,
+        completed_line=completed,
+        reference_line=reference,
+        exact=exact(completed, reference),
+        cut=ins is not None and is_cut(completed, reference),
+        cut_why=None if ins is None else cut_reason(completed, reference),
+        document=doc,
+    )
 
 
 def score_metric(answers: list[Answer], tasks: dict[str, Task]) -> None:
@@ -487,15 +481,12 @@ def busy_core(stats: dict[str, Any]) -> Iterator[None]:
 
 def summarize(answers: list[Answer]) -> dict[str, Any]:
     """Per mode x load: n, answered, exact, pass, cut, latency median/p95."""
-    from tactful import stats
-
     out: dict[str, Any] = {}
     for load in dict.fromkeys(a.load for a in answers):
         for mode in MODES:
             xs = [a for a in answers if a.load == load and a.mode == mode]
             lat = [a.latency_ms for a in xs]
             scored = [a for a in xs if a.passed is not None]
-            p95 = stats.percentile(lat, 95)
             out[f"{mode}/{load}"] = {
                 "n": len(xs),
                 "answered": sum(a.text is not None for a in xs),
@@ -508,8 +499,7 @@ def summarize(answers: list[Answer]) -> dict[str, Any]:
                 "chars_p50": statistics.median(len(a.text) for a in xs if a.text)
                 if any(a.text for a in xs)
                 else None,
-                "p50_ms": round(statistics.median(lat), 1) if lat else None,
-                "p95_ms": None if p95 is None else round(p95, 1),
+                **latency_figures(lat),
             }
     return out
 
@@ -542,7 +532,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-busy", action="store_true", help="only the idle run")
     p.add_argument("--no-tests", action="store_true", help="skip running SAFIM's unit tests")
-    p.add_argument("--json", action="store_true", help="print only the JSON object")
+    add_json_option(p, "print only the JSON object")
     p.add_argument("--answers", type=Path, help="write every answer (JSON lines) here")
     return p
 
@@ -557,12 +547,7 @@ def main(argv: Sequence[str]) -> int:
     completion: dict[str, Any] = {"debounceMs": 0, "multiline": False, "cache": False}
     if args.deadline_ms is not None:
         completion["deadlineMs"] = args.deadline_ms
-    settings = {
-        "completion": completion,
-        "flags": {"enable": False},
-        "cdhf": {"enable": False},
-        "feedback": {"enable": False},
-    }
+    settings = completion_only(completion)
     print(f"{len(tasks)} held-out SAFIM tasks, idle and busy ...", file=sys.stderr)
     extra: dict[str, Any] = {}
     answers = asyncio.run(run_load("idle", tasks, settings))

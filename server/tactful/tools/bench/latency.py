@@ -19,18 +19,29 @@ import json
 import random
 import statistics
 import sys
-import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tactful import stats
+from tactful.tools import lspclient
+from tactful.tools.bench.common import (
+    add_json_option,
+    add_typing_options,
+    completion_only,
+    latency_figures,
+    ms,
+    pick_stretch,
+    private_cache_dir,
+    serving,
+    stdlib_files,
+    type_keys,
+)
+from tactful.tools.lspclient import as_dict
 
 DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py"]
 
@@ -63,29 +74,10 @@ def pick_sessions(files: list[Path], lines_per_file: int, seed: int) -> list[Typ
     rng = random.Random(seed)
     out = []
     for path in files:
-        text = path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        candidates = [
-            i
-            for i in range(60, len(lines) - lines_per_file)
-            if lines[i].startswith("        ")
-            and lines[i].strip()
-            and not lines[i].strip().startswith(("#", '"'))
-        ]
-        if not candidates:
-            continue
-        start = rng.choice(candidates)
-        before = "\n".join(lines[:start]) + "\n"
-        typed = "\n".join(lines[start : start + lines_per_file])
-        after = "\n" + "\n".join(lines[start + lines_per_file :])
-        out.append(Typing(str(path), before, typed, after))
+        got = pick_stretch(path.read_text(encoding="utf-8"), lines_per_file, rng)
+        if got is not None:
+            out.append(Typing(str(path), *got))
     return out
-
-
-def ms(xs: list[float], q: float) -> float | None:
-    """The ``q``-th percentile of ``xs`` (milliseconds), rounded for the table; None when empty."""
-    v = stats.percentile(xs, q)
-    return None if v is None else round(v, 1)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -98,67 +90,29 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def private_cache_dir(tmp: Path) -> Path:
-    """A cache folder for one run: the installed model (linked, not copied) and an empty
-    completion cache, so that no run answers from completions cached by an earlier one."""
-    from tactful import paths
-
-    models = paths.cache_dir() / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    (tmp / "models").symlink_to(models, target_is_directory=True)
-    return tmp
-
-
 async def run_once(
     name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
 ) -> RunResult:
-    with tempfile.TemporaryDirectory(prefix="tactful-bench-") as tmp:
-        settings = {**settings, "cacheDir": str(private_cache_dir(Path(tmp)))}
-        return await _run_once(name, sessions, settings, key_ms, seed)
-
-
-async def _run_once(
-    name: str, sessions: list[Typing], settings: dict[str, Any], key_ms: float, seed: int
-) -> RunResult:
-    from tactful.tools import lspclient
-
+    """One run: a server of its own (an empty completion cache) types every session."""
     res = RunResult(name)
     rng = random.Random(seed)
-    client, state = await lspclient.start(
-        "tactful-bench", [str(Path(sys.executable).parent / "tactful"), "serve"], settings=settings
-    )
-    if not await lspclient.wait_ready(state, 300):
-        raise RuntimeError(f"server not ready: {state}")
-    for n, sess in enumerate(sessions):
-        await _type_session(
-            client, res, f"file:///bench/{n}-{Path(sess.path).name}", sess, key_ms, rng
-        )
-    status = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="tactful.status")
-    )
-    res.status = _as_dict(status)
-    proc = getattr(client, "_server", None)
-    if proc is not None:
-        res.peak_rss_mb = _peak_rss_mb(proc.pid)
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    with tempfile.TemporaryDirectory(prefix="tactful-bench-") as tmp:
+        settings = {**settings, "cacheDir": str(private_cache_dir(Path(tmp)))}
+        async with serving("tactful-bench", settings) as client:
+            for n, sess in enumerate(sessions):
+                await type_session(
+                    client, res, f"file:///bench/{n}-{Path(sess.path).name}", sess, key_ms, rng
+                )
+            res.status = await lspclient.status(client)
+            proc = getattr(client, "_server", None)
+            if proc is not None:
+                res.peak_rss_mb = _peak_rss_mb(proc.pid)
     return res
 
 
-async def _ask(client: Any, res: RunResult, uri: str, line: int, char: int) -> None:
+async def ask_inline(client: Any, res: RunResult, uri: str, line: int, char: int) -> None:
     """One inline completion request, timed; its answer's first item counted."""
-    fut = asyncio.ensure_future(
-        client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line=line, character=char),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                ),
-            )
-        )
-    )
+    fut = asyncio.ensure_future(lspclient.inline_completion(client, uri, line, char))
     started = time.perf_counter()
     res.requests += 1
     try:
@@ -167,69 +121,29 @@ async def _ask(client: Any, res: RunResult, uri: str, line: int, char: int) -> N
         res.cancelled += 1
         return
     res.latencies_ms.append((time.perf_counter() - started) * 1000)
-    items = out.items if isinstance(out, types.InlineCompletionList) else out
-    if items:
+    first = lspclient.first_item(out)
+    if first is not None:
         res.with_suggestion += 1
-        first = items[0].insert_text
-        res.shown_chars.append(len(first if isinstance(first, str) else first.value))
+        res.shown_chars.append(len(lspclient.item_text(first)))
 
 
-async def _type_session(
+async def type_session(
     client: Any, res: RunResult, uri: str, sess: Typing, key_ms: float, rng: random.Random
 ) -> None:
     """Open the document and type ``sess.typed`` into it a key at a time, asking for a
     completion after each key and cancelling the previous request, as editors do."""
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=sess.before + sess.after
-            )
-        )
-    )
-    version, line, col = 1, sess.before.count("\n"), 0
-    inflight: asyncio.Task[None] | None = None
-    for ch in sess.typed:
-        version += 1
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(types.Position(line, col), types.Position(line, col)),
-                        text=ch,
-                    )
-                ],
-            )
-        )
-        if ch == "\n":
-            line, col = line + 1, 0
-        else:
-            col += len(ch.encode("utf-16-le")) // 2
-        if inflight is not None and not inflight.done():
-            # Cancel the previous request, as editors do.
-            for i in [i for i, f in client.protocol._request_futures.items() if not f.done()]:
-                client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=i))
-        inflight = asyncio.ensure_future(_ask(client, res, uri, line, col))
-        pause = key_ms / 1000 * rng.uniform(0.6, 1.4)
-        if rng.random() < 0.08:
-            pause += rng.uniform(0.4, 1.2)  # a thinking pause
-        await asyncio.sleep(pause)
-    if inflight is not None:
-        await inflight
+    lspclient.open_document(client, uri, sess.before + sess.after)
 
+    def ask(line: int, char: int) -> Awaitable[None]:
+        return ask_inline(client, res, uri, line, char)
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "_asdict"):
-        return dict(obj._asdict())
-    return dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    await type_keys(client, uri, sess.typed, sess.before.count("\n"), key_ms, rng, ask)
 
 
 def summarize(r: RunResult) -> dict[str, Any]:
-    stats = _as_dict(r.status.get("stats", {}))
-    backend = _as_dict(r.status.get("backend", {}))
-    model_lat = _as_dict(r.status.get("modelLatency", {}))
+    stats = as_dict(r.status.get("stats", {}))
+    backend = as_dict(r.status.get("backend", {}))
+    model_lat = as_dict(r.status.get("modelLatency", {}))
     lat = r.latencies_ms
     return {
         "name": r.name,
@@ -237,8 +151,7 @@ def summarize(r: RunResult) -> dict[str, Any]:
         "answered": len(lat),
         "with_suggestion": r.with_suggestion,
         "cancelled_or_superseded": r.cancelled,
-        "p50_ms": round(statistics.median(lat), 1) if lat else None,
-        "p95_ms": ms(lat, 95),
+        **latency_figures(lat),
         "p99_ms": ms(lat, 99),
         "suggestion_chars_p50": statistics.median(r.shown_chars) if r.shown_chars else None,
         "answered_by_model": model_lat.get("n"),
@@ -258,14 +171,8 @@ def summarize(r: RunResult) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tactful bench latency", description=__doc__)
-    parser.add_argument(
-        "files", nargs="*", type=Path, help="source files to type (default: stdlib modules)"
-    )
+    add_typing_options(parser)
     parser.add_argument("--lines", type=int, default=3, help="lines typed per file (default 3)")
-    parser.add_argument(
-        "--key-ms", type=float, default=80, help="mean time between keys (default 80)"
-    )
-    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--context-tokens", type=int, default=1500)
     parser.add_argument(
         "--deadline-ms",
@@ -284,24 +191,17 @@ def _parser() -> argparse.ArgumentParser:
             "--no-deadline-run",
             "also run tactful with completion.deadlineMs 0 (wait for every whole suggestion)",
         ),
-        ("--json", "print one JSON object"),
     ):
         parser.add_argument(flag, action="store_true", help=text)
+    add_json_option(parser)
     return parser
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The server settings of each run, by name, in the order they run (the baseline last)."""
-    common = {
-        "completion": {
-            "contextTokens": args.context_tokens,
-            "debounceMs": 0,
-            "multiline": args.multiline,
-        },
-        "flags": {"enable": False},
-        "cdhf": {"enable": False},
-        "feedback": {"enable": False},
-    }
+    common = completion_only(
+        {"contextTokens": args.context_tokens, "debounceMs": 0, "multiline": args.multiline}
+    )
     on = {"prefixReuse": True, "typeAlong": True, "cache": True}
     off = {"prefixReuse": False, "typeAlong": False, "cache": False, "deadlineMs": 0}
     deadline = {} if args.deadline_ms is None else {"deadlineMs": args.deadline_ms}
@@ -321,7 +221,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
+    files = args.files or stdlib_files(DEFAULT_FILES)
     sessions = pick_sessions(files, args.lines, args.seed)
     if not sessions:
         print("tactful bench latency: no typable stretch found in the files", file=sys.stderr)

@@ -31,12 +31,9 @@ import contextlib
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -45,11 +42,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tactful import stats
-from tactful.tools.bench.latency import RunResult, Typing, pick_sessions
+from tactful.tools import lspclient
+from tactful.tools.bench.common import (
+    add_json_option,
+    add_typing_options,
+    completion_only,
+    latency_figures,
+    private_cache_dir,
+    stdlib_files,
+)
+from tactful.tools.bench.latency import RunResult, Typing, pick_sessions, type_session
+from tactful.tools.lspclient import as_dict
+from tactful.tools.vllm import kill_group, start_vllm, wait_engine
 
 DEFAULT_FILES = ["textwrap.py", "shlex.py", "fractions.py", "argparse.py", "difflib.py"]
-SERVED_NAME = "SmolLM2-135M-Instruct"
 METRIC_RUNNING = "vllm:num_requests_running"
 METRIC_WAITING = "vllm:num_requests_waiting"
 
@@ -154,8 +160,7 @@ def aggregate(r: Round) -> dict[str, Any]:
         "model_calls_cancelled": total("cancelled"),
         "type_along": total("type_along"),
         "cache_hits": total("cache_hits"),
-        "p50_ms": _round1(statistics.median(lat)) if lat else None,
-        "p95_ms": _round1(stats.percentile(lat, 95)),
+        **latency_figures(lat),
         "server_model_p50_ms_median": _round1(statistics.median(model_p50)) if model_p50 else None,
         "server_model_p95_ms_max": _round1(max(model_p95)) if model_p95 else None,
         "typing_s": round(r.wall_s, 2),
@@ -209,101 +214,10 @@ def editor_typing(files: Sequence[Path], n: int, keys: int, seed: int) -> list[T
     return out
 
 
-# ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kill_group(pid: int) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after 10 s."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def start_vllm(
-    vllm_python: Path, model_dir: Path, log: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """vLLM serving ``model_dir`` on a free loopback port, niced, in its own process group."""
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        VLLM_LOGGING_LEVEL="WARNING",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-    )
-    cmd = [
-        "nice",
-        "-n",
-        "10",
-        str(vllm_python),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--served-model-name",
-        SERVED_NAME,
-        "--dtype",
-        "bfloat16",
-        "--max-model-len",
-        "2048",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    return proc, f"http://127.0.0.1:{port}/v1"
-
-
-def wait_engine(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> str | None:
-    """None once ``url`` answers ``/models``, else why not."""
-    import httpx
-
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            return f"vLLM exited with code {proc.returncode} while starting"
-        try:
-            if httpx.get(url.rstrip("/") + "/models", timeout=2).status_code == 200:
-                return None
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    return f"the engine did not answer {url}/models within {timeout_s:g} s"
-
-
 def _settings(engine_url: str | None, cache_dir: str, context_tokens: int) -> dict[str, Any]:
-    s: dict[str, Any] = {
-        "completion": {"contextTokens": context_tokens, "debounceMs": 0, "multiline": False},
-        "flags": {"enable": False},
-        "cdhf": {"enable": False},
-        "feedback": {"enable": False},
-        "cacheDir": cache_dir,
-    }
+    s = completion_only(
+        {"contextTokens": context_tokens, "debounceMs": 0, "multiline": False}, cacheDir=cache_dir
+    )
     if engine_url is not None:
         s["engine"] = {"url": engine_url, "onUnreachable": "none"}
     return s
@@ -326,6 +240,106 @@ async def _sample(root: str, out: list[tuple[float, float | None]], stop: asynci
                 await asyncio.wait_for(stop.wait(), 0.1)
 
 
+@dataclass
+class _Fleet:
+    """The servers of a round as they start: their clients, and their process groups (each
+    killed at the end of the round, whatever happens)."""
+
+    clients: list[Any] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+
+async def _start_servers(
+    fleet: _Fleet, n: int, tmp: Path, engine_url: str | None, context_tokens: int
+) -> list[Any]:
+    """Start ``n`` servers at once, each with its own cache folder in ``tmp`` and its own
+    process group, and wait until every model is ready; their clients, in order."""
+
+    async def one(i: int) -> tuple[Any, Any]:
+        cache = private_cache_dir(tmp / f"e{i}")
+        client, state = await lspclient.start(
+            f"tactful-bench-load-{i}",
+            lspclient.serve_cmd(),
+            settings=_settings(engine_url, str(cache), context_tokens),
+            start_new_session=True,
+        )
+        proc = getattr(client, "_server", None)
+        if proc is not None:
+            fleet.pids.append(proc.pid)
+        fleet.clients.append(client)
+        return client, state
+
+    for i in range(n):
+        (tmp / f"e{i}").mkdir()
+    started = await asyncio.gather(*(one(i) for i in range(n)))
+    for _, state in started:
+        if not await lspclient.wait_ready(state, 300):
+            raise RuntimeError(f"a server was not ready: {dict(state)}")
+    return [client for client, _ in started]
+
+
+async def _type_all(
+    rnd: Round,
+    clients: list[Any],
+    sessions: list[Typing],
+    engine_url: str | None,
+    key_ms: float,
+    seed: int,
+    cap_s: float,
+) -> None:
+    """Every editor types its session at the same time (for at most ``cap_s``), while the
+    engine's metrics are sampled; the figures go into ``rnd``."""
+    rng_seed = random.Random(seed)
+    rnd.results = [RunResult(f"{rnd.mode}-{i}") for i in range(len(sessions))]
+    stop = asyncio.Event()
+    sampler = (
+        asyncio.ensure_future(_sample(engine_root(engine_url), rnd.samples, stop))
+        if engine_url is not None
+        else None
+    )
+    typing = [
+        type_session(
+            client,
+            rnd.results[i],
+            f"file:///bench/{i}-{Path(sessions[i].path).name}",
+            sessions[i],
+            key_ms,
+            random.Random(rng_seed.random()),
+        )
+        for i, client in enumerate(clients)
+    ]
+    t1 = time.perf_counter()
+    try:
+        await asyncio.wait_for(asyncio.gather(*typing), cap_s)
+    except asyncio.TimeoutError:
+        rnd.capped = True
+    rnd.wall_s = time.perf_counter() - t1
+    stop.set()
+    if sampler is not None:
+        await sampler
+
+
+async def _collect_status(rnd: Round, clients: list[Any]) -> None:
+    """Each server's ``tactful.status`` into its editor's result (left empty when it does not
+    answer within 30 s)."""
+    for i, client in enumerate(clients):
+        with contextlib.suppress(Exception):
+            st = await asyncio.wait_for(lspclient.status(client), 30)
+            for key in ("backend", "stats", "modelLatency"):
+                st[key] = as_dict(st.get(key, {}))
+            rnd.results[i].status = st
+
+
+async def _stop_all(clients: list[Any]) -> None:
+    """Shut every server down, giving each 10 s per step (the process groups are killed after)."""
+    for client in clients:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.shutdown_async(None), 10)
+            client.exit(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 10)
+
+
 async def run_round(
     mode: str,
     sessions: list[Typing],
@@ -336,89 +350,22 @@ async def run_round(
     context_tokens: int,
 ) -> Round:
     """Start one server per session, type all sessions at once, collect the figures."""
-    from lsprotocol import types
-
-    from tactful.tools import lspclient
-    from tactful.tools.bench.latency import _as_dict, _type_session, private_cache_dir
-
     rnd = Round(mode, len(sessions))
-    clients: list[Any] = []
-    pids: list[int] = []
+    fleet = _Fleet()
     with tempfile.TemporaryDirectory(prefix="tactful-bench-load-") as tmp:
         try:
             t0 = time.perf_counter()
-            cmd = [str(Path(sys.executable).parent / "tactful"), "serve"]
-
-            async def one(i: int) -> tuple[Any, Any]:
-                cache = private_cache_dir(Path(tmp) / f"e{i}")
-                client, state = await lspclient.start(
-                    f"tactful-bench-load-{i}",
-                    cmd,
-                    settings=_settings(engine_url, str(cache), context_tokens),
-                    start_new_session=True,
-                )
-                proc = getattr(client, "_server", None)
-                if proc is not None:
-                    pids.append(proc.pid)
-                clients.append(client)
-                return client, state
-
-            for i in range(len(sessions)):
-                (Path(tmp) / f"e{i}").mkdir()
-            started = await asyncio.gather(*(one(i) for i in range(len(sessions))))
-            for _, state in started:
-                if not await lspclient.wait_ready(state, 300):
-                    raise RuntimeError(f"a server was not ready: {dict(state)}")
-            rnd.start_s = time.perf_counter() - t0
-            rng_seed = random.Random(seed)
-            rnd.results = [RunResult(f"{mode}-{i}") for i in range(len(sessions))]
-            stop = asyncio.Event()
-            sampler = (
-                asyncio.ensure_future(_sample(engine_root(engine_url), rnd.samples, stop))
-                if engine_url is not None
-                else None
+            clients = await _start_servers(
+                fleet, len(sessions), Path(tmp), engine_url, context_tokens
             )
-            typing = [
-                _type_session(
-                    client,
-                    rnd.results[i],
-                    f"file:///bench/{i}-{Path(sessions[i].path).name}",
-                    sessions[i],
-                    key_ms,
-                    random.Random(rng_seed.random()),
-                )
-                for i, (client, _) in enumerate(started)
-            ]
-            t1 = time.perf_counter()
-            try:
-                await asyncio.wait_for(asyncio.gather(*typing), cap_s)
-            except asyncio.TimeoutError:
-                rnd.capped = True
-            rnd.wall_s = time.perf_counter() - t1
-            stop.set()
-            if sampler is not None:
-                await sampler
-            for i, (client, _) in enumerate(started):
-                with contextlib.suppress(Exception):
-                    st = await asyncio.wait_for(
-                        client.workspace_execute_command_async(
-                            types.ExecuteCommandParams(command="tactful.status")
-                        ),
-                        30,
-                    )
-                    rnd.results[i].status = _as_dict(st)
-                    for key in ("backend", "stats", "modelLatency"):
-                        rnd.results[i].status[key] = _as_dict(rnd.results[i].status.get(key, {}))
-            for client in clients:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.shutdown_async(None), 10)
-                    client.exit(None)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.stop(), 10)
+            rnd.start_s = time.perf_counter() - t0
+            await _type_all(rnd, clients, sessions, engine_url, key_ms, seed, cap_s)
+            await _collect_status(rnd, clients)
+            await _stop_all(fleet.clients)
         except Exception as exc:  # a failed round is reported, the others still run
             rnd.error = f"{type(exc).__name__}: {exc}"
         finally:
-            for pid in pids:
+            for pid in fleet.pids:
                 kill_group(pid)
     return rnd
 
@@ -428,7 +375,7 @@ async def run_round(
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tactful bench load", description=__doc__)
-    p.add_argument("files", nargs="*", type=Path, help="source files to type (default: stdlib)")
+    add_typing_options(p)
     p.add_argument(
         "--editors",
         type=parse_editors,
@@ -436,9 +383,7 @@ def parser() -> argparse.ArgumentParser:
         help="numbers of simulated editors, comma-separated (default 1,4; e.g. 1,4,16)",
     )
     p.add_argument("--keys", type=int, default=30, help="keys typed per editor (default 30)")
-    p.add_argument("--key-ms", type=float, default=80, help="mean time between keys (default 80)")
     p.add_argument("--cap-s", type=float, default=180, help="most typing time per round (180)")
-    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--context-tokens", type=int, default=1500)
     p.add_argument("--url", default=None, help="a running engine's /v1 URL (loopback only)")
     p.add_argument(
@@ -450,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-start-s", type=float, default=600, help="most time vLLM may take")
     p.add_argument("--no-in-process", action="store_true", help="skip the in-process rounds")
     p.add_argument("--no-engine", action="store_true", help="skip the engine rounds")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(p)
     return p
 
 
@@ -501,61 +446,85 @@ def _print_table(rows: list[dict[str, Any]], ratios: dict[str, dict[str, Any]]) 
         )
 
 
+def _launch_vllm(vllm: Path, log: Path) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    """Start vLLM from the venv ``vllm`` on the embedded model (converted for it); the process
+    and its URL, or (None, None) after saying why it cannot start."""
+    from tactful import paths
+    from tactful.backend import embedded
+
+    py = vllm / "bin" / "python"
+    if not py.exists():
+        print(f"tactful bench load: no vLLM at {py} (or give --url)", file=sys.stderr)
+        return None, None
+    model = embedded.converted_dir(paths.cache_dir(None))
+    print(f"starting vLLM (log {log}) ...", file=sys.stderr)
+    return start_vllm(py, model, log)
+
+
+def _engine_ready(
+    url: str, proc: subprocess.Popen[bytes] | None, start_s: float, log: Path
+) -> bool:
+    """Wait for the engine at ``url`` (at most ``start_s``); False after saying why not."""
+    t = time.monotonic()
+    why = wait_engine(url, proc, start_s)
+    if why is not None:
+        print(f"tactful bench load: {why} (log {log})", file=sys.stderr)
+        return False
+    if proc is not None:
+        print(f"vLLM ready after {time.monotonic() - t:.0f} s", file=sys.stderr)
+    return True
+
+
+def _run_rounds(
+    args: argparse.Namespace, files: list[Path], url: str | None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every round, N by N (engine, then in-process, unless skipped): their figures, and the
+    ratios engine / in-process by N where both ran."""
+    rows: list[dict[str, Any]] = []
+    ratios: dict[str, dict[str, Any]] = {}
+    skip = {"engine": args.no_engine, "in-process": args.no_in_process}
+    modes = [m for m in ("engine", "in-process") if not skip[m]]
+    for n in args.editors:
+        sessions = editor_typing(files, n, args.keys, args.seed)
+        by_mode: dict[str, dict[str, Any]] = {}
+        for mode in modes:
+            print(f"N={n} {mode}: typing {args.keys} keys per editor ...", file=sys.stderr)
+            engine_url = url if mode == "engine" else None
+            rnd = asyncio.run(
+                run_round(
+                    mode,
+                    sessions,
+                    engine_url,
+                    args.key_ms,
+                    args.seed,
+                    args.cap_s,
+                    args.context_tokens,
+                )
+            )
+            by_mode[mode] = aggregate(rnd)
+            rows.append(by_mode[mode])
+        if len(by_mode) == 2:
+            ratios[str(n)] = compare(by_mode["engine"], by_mode["in-process"])
+    return rows, ratios
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    files = args.files or [Path(sysconfig.get_paths()["stdlib"]) / f for f in DEFAULT_FILES]
+    files = args.files or stdlib_files(DEFAULT_FILES)
     proc: subprocess.Popen[bytes] | None = None
     url = args.url
     log = Path(tempfile.gettempdir()) / f"tactful-bench-load-vllm-{os.getpid()}.log"
     ok = False
     try:
         if not args.no_engine and url is None:
-            from tactful import paths
-            from tactful.backend import embedded
-
-            py = args.vllm / "bin" / "python"
-            if not py.exists():
-                print(f"tactful bench load: no vLLM at {py} (or give --url)", file=sys.stderr)
+            proc, url = _launch_vllm(args.vllm, log)
+            if url is None:
                 return 1
-            model = embedded.converted_dir(paths.cache_dir(None))
-            print(f"starting vLLM (log {log}) ...", file=sys.stderr)
-            proc, url = start_vllm(py, model, log)
-        if url is not None:
-            t = time.monotonic()
-            why = wait_engine(url, proc, args.engine_start_s)
-            if why is not None:
-                print(f"tactful bench load: {why} (log {log})", file=sys.stderr)
-                return 1
-            if proc is not None:
-                print(f"vLLM ready after {time.monotonic() - t:.0f} s", file=sys.stderr)
-        rows: list[dict[str, Any]] = []
-        ratios: dict[str, dict[str, Any]] = {}
-        for n in args.editors:
-            sessions = editor_typing(files, n, args.keys, args.seed)
-            by_mode: dict[str, dict[str, Any]] = {}
-            for mode in ("engine", "in-process"):
-                if (mode == "engine" and args.no_engine) or (
-                    mode == "in-process" and args.no_in_process
-                ):
-                    continue
-                print(f"N={n} {mode}: typing {args.keys} keys per editor ...", file=sys.stderr)
-                rnd = asyncio.run(
-                    run_round(
-                        mode,
-                        sessions,
-                        url if mode == "engine" else None,
-                        args.key_ms,
-                        args.seed,
-                        args.cap_s,
-                        args.context_tokens,
-                    )
-                )
-                by_mode[mode] = aggregate(rnd)
-                rows.append(by_mode[mode])
-            if len(by_mode) == 2:
-                ratios[str(n)] = compare(by_mode["engine"], by_mode["in-process"])
-        report = {"engine_url": url, "rounds": rows, "engine_over_in_process": ratios}
+        if url is not None and not _engine_ready(url, proc, args.engine_start_s, log):
+            return 1
+        rows, ratios = _run_rounds(args, files, url)
         if args.json:
+            report = {"engine_url": url, "rounds": rows, "engine_over_in_process": ratios}
             print(json.dumps(report, indent=2))
         else:
             _print_table(rows, ratios)
