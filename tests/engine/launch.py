@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -17,28 +15,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conftest  # this folder's conftest: one launch command for both
-
-
-def stop(pgid: int) -> None:
-    """SIGTERM the group, then SIGKILL what is left after 10 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+from tactful.tools.vllm import kill_group
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "--stop":
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            stop(int(json.loads(Path(argv[1]).read_text())["pgid"]))
+            kill_group(int(json.loads(Path(argv[1]).read_text())["pgid"]))
         return 0
     if len(argv) != 1:
         print("usage: launch.py STATE_FILE | --stop STATE_FILE", file=sys.stderr)
