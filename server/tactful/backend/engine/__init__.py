@@ -9,6 +9,8 @@ One module per part, each importing only the ones above it in this list:
 - ``loop.py``: the event loop thread the HTTP runs on, and how tactful's threads wait on it;
 - ``client.py``: HTTP to one engine (one ``httpx`` pool, the cap on requests in flight, the API
   key kept out of every message, the endpoints tactful uses);
+- ``heal.py``: a trailing partial word healed one token at a time from the engine's top
+  alternatives (plain functions over its JSON);
 - ``completions.py``: the prompt, token healing, stop rules, and a streamed completion;
 - ``backend.py``: ``EngineBackend``, the engine as a ``Backend``;
 - ``breaker.py``: the circuit breaker;

@@ -221,14 +221,16 @@ class EngineClient:
         cap on requests in flight and the timeout: its JSON answer."""
         async with self.sem:
             self.stats["requests"] += 1
-            self.liveness.asked()
-            try:
-                resp = await asyncio.wait_for(
-                    self.http.post(self.base + "/completions", json=body), self.timeout_s
-                )
-            except Exception as exc:
-                raise self.from_exception(exc) from exc
-            self.liveness.heard()
+            return await self.post_json(body, what)
+
+    async def post_json(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """``complete_json`` for a caller that already holds a place under the cap."""
+        try:
+            resp = await asyncio.wait_for(
+                self.http.post(self.base + "/completions", json=body), self.timeout_s
+            )
+        except Exception as exc:
+            raise self.from_exception(exc) from exc
         if resp.status_code != 200:
             raise self.from_status(resp, f"the {what} request")
         try:
@@ -238,6 +240,52 @@ class EngineClient:
         if not isinstance(data, dict):
             raise self.error(f"the {what} answer is not a JSON object", PROTOCOL)
         return data
+
+    async def last_token(self, text: str) -> str | None:
+        """The text of the last token of ``text`` as the engine's tokenizer cuts it: its
+        ``/tokenize`` (vLLM and SGLang's form, or llama.cpp's with pieces), then ``/detokenize``
+        of that one id where the answer has no pieces. None where the engine answers neither
+        form (Ollama); "" for an empty text. httpx's exceptions are left to the caller."""
+        root = engine_root(self.base)
+        for form in TOKENIZE_FORMS:
+            resp = await self.http.post(
+                root + "/tokenize",
+                json={
+                    "model": self.model,
+                    form: text,
+                    "add_special_tokens": False,
+                    "with_pieces": True,
+                },
+            )
+            if resp.status_code != 200:
+                continue
+            try:
+                toks = resp.json()["tokens"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if not isinstance(toks, list) or (text and not toks):
+                continue  # a form the engine does not read tokenizes nothing
+            if not toks:
+                return ""
+            last = toks[-1]
+            if isinstance(last, dict):  # llama.cpp: {"id", "piece"}
+                piece = last.get("piece")
+                return piece if isinstance(piece, str) else None
+            return await self._detokenize(root, last)
+        return None
+
+    async def _detokenize(self, root: str, token_id: Any) -> str | None:
+        resp = await self.http.post(
+            root + "/detokenize", json={"model": self.model, "tokens": [token_id]}
+        )
+        if resp.status_code != 200:
+            return None
+        try:
+            data = resp.json()
+        except ValueError:
+            return None
+        got = data.get("prompt", data.get("content")) if isinstance(data, dict) else None
+        return got if isinstance(got, str) else None
 
     def close(self) -> None:
         """Close the pool, then stop the loop."""

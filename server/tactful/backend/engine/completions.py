@@ -16,7 +16,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+
 from tactful.backend import fim, stops
+from tactful.backend.engine import heal as heal_word
 from tactful.backend.engine.client import EngineClient
 from tactful.backend.engine.dialects import parse_chunk
 from tactful.backend.engine.errors import REQUEST, EngineError
@@ -28,9 +31,7 @@ def split_heal(prefix: str) -> tuple[str, str]:
     in-process, the whitespace at the prompt's end (a new line's indentation) is taken off; the
     engine writes it again with the tokens it would choose there (its tokenizer joins
     indentation to the next word), and tactful drops it from the suggestion. A trailing partial
-    word is left as it is: the in-process backend constrains the first token to fit it, which an
-    engine cannot be asked to do, and unconstrained the model mostly writes another word
-    (measured by ``tactful bench engine``)."""
+    word is healed by ``heal.py`` instead (it needs the engine's tokenizer)."""
     base = prefix.rstrip(" \t\n\r")
     if not base:
         return prefix, ""
@@ -87,11 +88,16 @@ class HealMissed(Exception):
 
 
 async def read_completion(
-    events: AsyncIterator[dict[str, Any]], req: GenerateRequest, gen: Generation, heal: str
+    events: AsyncIterator[dict[str, Any]],
+    req: GenerateRequest,
+    gen: Generation,
+    heal: str,
+    lead: str = "",
 ) -> None:
     """Read a completion's stream events into ``gen``, publishing the text so far on ``req``,
     until a stop rule fires or the engine finishes (the caller then closes the stream). The
-    text starts after ``heal``; HealMissed when the engine did not write it first."""
+    text starts after ``heal``; HealMissed when the engine did not write it first. ``lead``:
+    text already written before this stream (a healed partial word's rest)."""
     raw = ""
     healed = not heal
     async for event in events:
@@ -106,7 +112,7 @@ async def read_completion(
                 continue
             else:
                 raise HealMissed()  # the caller's leaving its block closes the stream
-        text = raw[len(heal) :]
+        text = lead + raw[len(heal) :]
         gen.text = text
         req.publish(gen)  # the completion deadline may show the words written so far
         if text and stops.should_stop(text, req):
@@ -117,7 +123,7 @@ async def read_completion(
             break
     if not healed:
         raise HealMissed()
-    gen.text = stops.cut(raw[len(heal) :], req)
+    gen.text = stops.cut(lead + raw[len(heal) :], req)
 
 
 def _reset(gen: Generation) -> None:
@@ -133,6 +139,8 @@ class Completions:
         self.client = client
         self.notes = notes
         self.logprobs = True
+        #: Whether partial words are healed (False once the engine showed it cannot).
+        self.word_healing = True
         #: When the last completion stream was closed (perf_counter), for the benchmark.
         self.last_stream_closed = 0.0
 
@@ -163,9 +171,70 @@ class Completions:
             stats["in_flight"] += 1
             stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
             try:
-                await self._healed(body, req, gen, heal, tpl)
+                healed = None if heal else await self._heal_word(req, tpl)
+                if healed is None:
+                    await self._healed(body, req, gen, heal, tpl)
+                else:
+                    await self._continue(body, req, gen, healed)
             finally:
                 stats["in_flight"] -= 1
+
+    async def _heal_word(
+        self, req: GenerateRequest, tpl: fim.FimTemplate | None
+    ) -> heal_word.Healed | None:
+        """A trailing partial word healed as in-process (``heal.py``); None where it does not
+        apply, the engine cannot tokenize, or none of its top alternatives fits."""
+        if self.word_healing is False or not heal_word.word_end(req.prefix):
+            return None
+        if req.use_fim and tpl is not None and req.suffix:
+            return None
+        try:
+            last = await self.client.last_token(heal_word.tail(req.prefix))
+        except httpx.HTTPError as exc:
+            raise self.client.from_exception(exc) from exc
+        if last is None:
+            self.word_healing = False  # no tokenize endpoint: partial words go unhealed
+            return None
+        heal = heal_word.heal_of(req.prefix, last)
+        if not heal:
+            return None
+        prompt = req.preamble + req.prefix[: -len(heal)]
+
+        async def ask(body: dict[str, Any]) -> dict[str, Any]:
+            self.client.stats["requests"] += 1
+            return await self.client.post_json(body, "token healing")
+
+        try:
+            got = await heal_word.heal_word(prompt, heal, self.client.model, ask)
+        except EngineError as exc:
+            if exc.kind != REQUEST:
+                raise
+            self.word_healing = False  # e.g. an engine that caps logprobs below heal.TOP
+            self.notes.append(f"{self.client.host} cannot heal partial words: {exc}")
+            return None
+        self.client.stats["healed" if got else "heal_missed"] += 1
+        return got
+
+    async def _continue(
+        self,
+        body: dict[str, Any],
+        req: GenerateRequest,
+        gen: Generation,
+        healed: heal_word.Healed,
+    ) -> None:
+        """Stream the rest after a healed partial word: the healed prompt plus what the engine
+        wrote over it, with the tokens left of the in-process limit."""
+        gen.tokens.extend(healed.tokens)
+        gen.token_logprobs.extend(healed.logprobs)
+        lead = healed.lead
+        if lead and stops.should_stop(lead, req):
+            gen.text, gen.stopped = stops.cut(lead, req), True
+            return
+        body.update(
+            prompt=healed.prompt + healed.written,
+            max_tokens=req.max_new_tokens + 4 - len(healed.tokens),
+        )
+        await self._send(body, req, gen, "", lead)
 
     async def _healed(
         self,
@@ -190,14 +259,19 @@ class Completions:
             await self._send(body, req, gen, "")
 
     async def _send(
-        self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str
+        self,
+        body: dict[str, Any],
+        req: GenerateRequest,
+        gen: Generation,
+        heal: str,
+        lead: str = "",
     ) -> None:
         """Send with token log-probabilities while the engine takes them; without, from the
         first refusal on (the cascade's stage 2 then lacks the log-probability features)."""
         if self.logprobs:
             body["logprobs"] = 1
             try:
-                await self._read(body, req, gen, heal)
+                await self._read(body, req, gen, heal, lead)
                 return
             except EngineError as exc:
                 if exc.kind != REQUEST or "logprob" not in str(exc).lower():
@@ -208,13 +282,18 @@ class Completions:
             )
             _reset(gen)
         body.pop("logprobs", None)
-        await self._read(body, req, gen, heal)
+        await self._read(body, req, gen, heal, lead)
 
     async def _read(
-        self, body: dict[str, Any], req: GenerateRequest, gen: Generation, heal: str
+        self,
+        body: dict[str, Any],
+        req: GenerateRequest,
+        gen: Generation,
+        heal: str,
+        lead: str = "",
     ) -> None:
         try:
             async with self.client.stream(body) as events:
-                await read_completion(events, req, gen, heal)
+                await read_completion(events, req, gen, heal, lead)
         finally:
             self.last_stream_closed = time.perf_counter()
