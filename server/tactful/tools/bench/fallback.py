@@ -292,7 +292,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the engine and the server, run the trials, stop both."""
     from tactful.tools import lspclient
     from tactful.tools.bench.latency import private_cache_dir
-    from tactful.tools.bench.load import free_port, kill_group
+    from tactful.tools.vllm import free_port, kill_group
 
     engine = EngineProcess(free_port(), args.token_ms)
     messages: list[tuple[float, str]] = []
