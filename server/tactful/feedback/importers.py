@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tactful.cascade import features as F
-from tactful.feedback.store import FeedbackError, FeedbackLog, _clean
+from tactful.feedback.logfile import json_safe
+from tactful.feedback.store import FeedbackError, FeedbackLog
 
 #: One event to write: (kind, suggestion id, data, extra columns).
 Row = tuple[str, str | None, Mapping[str, Any], dict[str, Any]]
@@ -142,8 +143,12 @@ class _CupsSession:
             mean_logprob=_num(m, "meanLogProb"),
             history=self.tel.history(sugg),
         )
-        requested = {"features": _clean({**ctx, **tele}), "trigger": "automatic", "source": "cups"}
-        generated = {"features": _clean(sf), "source": "model", "model": "copilot-codex"}
+        requested = {
+            "features": json_safe({**ctx, **tele}),
+            "trigger": "automatic",
+            "source": "cups",
+        }
+        generated = {"features": json_safe(sf), "source": "model", "model": "copilot-codex"}
         cups = {k: e.get(k) for k in ("labeled_state", "task", "hidden_state")}
         self.rows.append(("requested", sid, requested, {**extra, "t": t_req}))
         self.rows.append(("generated", sid, generated, extra))

@@ -34,7 +34,7 @@ from typing import Any
 
 from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
 from tactful.feedback.matching import survival_fraction, typed_prefix, typed_state
-from tactful.feedback.store import DecisionTally
+from tactful.feedback.queries import DecisionTally
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ class FeedbackHub:
                 notices.notice(server, f"feedback-{kind}", message, notices.ERROR)
             notices.call_in_loop(server, server.send_status)
 
-        store.on_fault = on_fault
+        store.watch(on_fault)
 
     def _report_problems(self) -> None:
         """Tell the user when the log or the cascade they asked for could not be opened."""
