@@ -10,7 +10,7 @@ import attrs
 from tests.unit.test_cdhf import _synthetic_log
 
 from tactful.cascade import model as cdhf
-from tactful.cascade.hooks import RequestInfo
+from tactful.cascade.hooks import Judged, RequestInfo
 from tactful.config import Settings, apply_settings
 from tactful.lsp import feedback as lsp_feedback
 
@@ -80,7 +80,7 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
 
     info = SuggestionInfo("1")
     d2 = hub.hooks.after_generation(req, info, d1)
-    hub.hooks.shown(req, info, "sid-1", d1, d2)
+    hub.hooks.shown(Judged(req, info, d1, d2), "sid-1")
     assert server.commands["tactful.accept"](server, "sid-1") == {"ok": True, "known": True}
     assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
     # One decision, accepted once however often the command comes.
@@ -121,7 +121,7 @@ def test_list_accepts_are_logged_as_list_accepts(tmp_path: Path) -> None:
         req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)  # one per request (its id)
         d1 = hub.hooks.before_generation(req)
         info = SuggestionInfo("1")
-        hub.hooks.shown(req, info, sid, d1, hub.hooks.after_generation(req, info, d1))
+        hub.hooks.shown(Judged(req, info, d1, hub.hooks.after_generation(req, info, d1)), sid)
     cmd = server.commands["tactful.accept"]
     assert cmd(server, *accept_command("tab").arguments)["ok"] is True
     assert cmd(server, *accept_command("menu", protocol.ACCEPT_VIA_LIST).arguments)["ok"] is True
@@ -207,7 +207,7 @@ def test_automatic_adaptation_when_the_own_log_supports_it(tmp_path: Path, monke
 
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     d1 = hub.hooks.before_generation(req)
-    hub.hooks.shown(req, SuggestionInfo("1"), "sid-9", d1, d1)
+    hub.hooks.shown(Judged(req, SuggestionInfo("1"), d1, d1), "sid-9")
     t.reject("sid-9")
     assert hub._training is not None
     hub._training.join(timeout=120)
@@ -268,7 +268,7 @@ def test_a_log_damaged_at_open_is_reported_once_with_where_it_went(tmp_path: Pat
     assert server.statuses and str(aside) in server.statuses[-1]["feedbackLog"]
     assert not server.messages, "no 'could not open the feedback log': logging goes on"
     info = SuggestionInfo("1")
-    hub.hooks.shown(req, info, "sid-1", d1, hub.hooks.after_generation(req, info, d1))
+    hub.hooks.shown(Judged(req, info, d1, hub.hooks.after_generation(req, info, d1)), "sid-1")
     assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
     hub.close()
     assert len(server.shown) == 1, "told once"
