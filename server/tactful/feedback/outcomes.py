@@ -20,14 +20,9 @@ from tactful.feedback.matching import typed_prefix, typed_state
 
 @dataclass
 class Pending:
-    """One suggestion from request to outcome (and survival checks after an accept)."""
+    """One request's suggestion from request to outcome (and survival checks after an accept)."""
 
-    rid: str
-    uri: str
-    language: str
-    offset: int
-    before: str
-    after: str
+    req: RequestInfo
     requested_at: float
     item_id: str | None = None
     text: str = ""
@@ -43,22 +38,27 @@ class Pending:
     survival_due: list[float] = field(default_factory=list)
     accepted_at: float | None = None
 
-    @classmethod
-    def of(cls, req: RequestInfo, now: float) -> Pending:
-        """The record of a request, before anything is generated."""
-        before, after = req.text[: req.offset], req.text[req.offset :]
-        return cls(req.rid, req.uri, req.language_id, req.offset, before, after, now)
+    @property
+    def before(self) -> str:
+        """The document before the cursor at request time."""
+        return self.req.text[: self.req.offset]
+
+    @property
+    def after(self) -> str:
+        """The document after the cursor at request time."""
+        return self.req.text[self.req.offset :]
 
 
 def on_request(p: Pending, req: RequestInfo) -> str | None:
     """What a new request says about the shown, undecided ``p``: None while the user types
     along it (still on screen), else the rejection reason."""
-    if p.uri != req.uri:
+    if p.req.uri != req.uri:
         return "cursor_left"
     state = typed_state(p, req.text)
-    if state in ("typing", "inserted") and req.offset == p.offset + len(typed_prefix(p, req.text)):
+    typed = len(typed_prefix(p, req.text))
+    if state in ("typing", "inserted") and req.offset == p.req.offset + typed:
         return None
-    moved = req.text == p.before + p.after and req.offset != p.offset
+    moved = req.text == p.req.text and req.offset != p.req.offset
     return "cursor_left" if moved else "new_request"
 
 

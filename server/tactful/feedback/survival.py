@@ -36,6 +36,6 @@ def due_checks(p: Pending, doc: str | None, now: float, final: bool) -> list[dic
         if doc is None:
             out.append({"after_s": after, "survived": None, "reason": "closed"})
             continue
-        frac = survival_fraction(p.accepted_text, doc, p.offset, p.anchor)
+        frac = survival_fraction(p.accepted_text, doc, p.req.offset, p.anchor)
         out.append({"after_s": after, "survived": round(frac, 4), "early": final and now < due})
     return out

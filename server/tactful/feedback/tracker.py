@@ -113,7 +113,7 @@ class SuggestionTracker:
         t: float | None = None,
         sid: str | None = None,
     ) -> None:
-        sid = sid or (p.rid if p else None)
+        sid = sid or (p.req.rid if p else None)
         t = self.clock() if t is None else t
         self.tally.add(kind, sid, t, data)
         if self.log is None:
@@ -123,8 +123,8 @@ class SuggestionTracker:
                 kind,
                 sid,
                 data,
-                uri=p.uri if p else None,
-                language=p.language if p else None,
+                uri=p.req.uri if p else None,
+                language=p.req.language_id if p else None,
                 t=t,
             )
         except Exception:
@@ -172,7 +172,7 @@ class SuggestionTracker:
         self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
     ) -> None:
         now = self.clock()
-        p = Pending.of(req, now)
+        p = Pending(req, now)
         with self._lock:
             self._prune(now)
             self._by_req[req.rid] = p
@@ -246,13 +246,13 @@ class SuggestionTracker:
                 return
             # A newer suggestion in the same document replaces an undecided older one.
             for old in list(self._pending.values()):
-                if old.uri == p.uri:
+                if old.req.uri == p.req.uri:
                     self._reject(old, "new_request", now)
             p.item_id = suggestion_id
             p.text = sugg.text
             p.shown_at = now
             p.deadline = now + self.reject_timeout_s
-            self._pending[p.rid] = p
+            self._pending[p.req.rid] = p
             self._by_item[suggestion_id] = p
             self.counts["shown"] += 1
             self._record(
@@ -299,7 +299,7 @@ class SuggestionTracker:
         with self._lock:
             self._docs[uri] = text
             for p in list(self._pending.values()):
-                verdict = outcomes.on_edit(p, text) if p.uri == uri else None
+                verdict = outcomes.on_edit(p, text) if p.req.uri == uri else None
                 if verdict == "diverged":
                     self._reject(p, "diverged", now)
                 elif verdict == "inserted":
@@ -310,10 +310,10 @@ class SuggestionTracker:
         now = self.clock()
         with self._lock:
             for p in list(self._pending.values()):
-                if p.uri == uri:
+                if p.req.uri == uri:
                     self._reject(p, "closed", now)
             for p in list(self._accepted.values()):
-                if p.uri == uri:
+                if p.req.uri == uri:
                     self._check_survival(p, now, final=True)
             self._docs.pop(uri, None)
 
@@ -336,7 +336,7 @@ class SuggestionTracker:
                 }
                 self._record("accepted", None, data, sid=item_id)
                 return False
-            took = outcomes.taken(p, accepted_length, self._docs.get(p.uri, ""))
+            took = outcomes.taken(p, accepted_length, self._docs.get(p.req.uri, ""))
             data = {
                 "item_id": item_id,
                 "accepted_length": took.length,
@@ -350,8 +350,8 @@ class SuggestionTracker:
                 self._mark_accepted(p, now)
             if len(took.text) >= len(p.accepted_text):
                 p.accepted_text = took.text
-            self._pending.pop(p.rid, None)
-            self._accepted[p.rid] = p
+            self._pending.pop(p.req.rid, None)
+            self._accepted[p.req.rid] = p
             if first:
                 self._notify_decision()
             return first
@@ -409,7 +409,7 @@ class SuggestionTracker:
         if p.outcome is not None:
             return
         p.outcome = "rejected"
-        self._pending.pop(p.rid, None)
+        self._pending.pop(p.req.rid, None)
         self._tell_outcome(p, False)
         self.counts["rejected"] += 1
         self._record("rejected", p, {"item_id": p.item_id, "reason": reason}, t=now)
@@ -418,7 +418,7 @@ class SuggestionTracker:
     def _tell_outcome(self, p: Pending, accepted: bool) -> None:
         if self.on_outcome is not None:
             try:
-                self.on_outcome(p.rid, p.uri, accepted, p.text)
+                self.on_outcome(p.req.rid, p.req.uri, accepted, p.text)
             except Exception:
                 log.exception("tracker: on_outcome failed")
 
@@ -441,10 +441,10 @@ class SuggestionTracker:
             self._prune(now)
 
     def _check_survival(self, p: Pending, now: float, final: bool = False) -> None:
-        for data in survival.due_checks(p, self._docs.get(p.uri), now, final):
+        for data in survival.due_checks(p, self._docs.get(p.req.uri), now, final):
             self._record("survival", p, data, t=now)
         if not p.survival_due:
-            self._accepted.pop(p.rid, None)
+            self._accepted.pop(p.req.rid, None)
 
     def _prune(self, now: float) -> None:
         # Requests whose generation never reported back (cancelled, superseded).
@@ -453,7 +453,7 @@ class SuggestionTracker:
                 del self._by_req[key]
         if len(self._by_item) > 2000:
             for item, p in list(self._by_item.items())[:500]:
-                if p.outcome is not None and p.rid not in self._accepted:
+                if p.outcome is not None and p.req.rid not in self._accepted:
                     del self._by_item[item]
 
     def swap_log(self, log_store: Any | None) -> None:
@@ -473,7 +473,7 @@ class SuggestionTracker:
             p = self._by_item.get(item_id)
             if p is None or p.outcome != "accepted":
                 return None
-            return p.uri, p.accepted_text or p.text
+            return p.req.uri, p.accepted_text or p.text
 
     def knows(self, item_id: str) -> bool:
         """Whether this server showed the item (its outcome can be tracked)."""
