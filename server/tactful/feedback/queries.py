@@ -20,16 +20,26 @@ from tactful.feedback.logfile import SCHEMA_VERSION, FeedbackError, connect, jso
 
 
 @dataclass
-class Event:
-    id: int
+class EventHead:
+    """The columns every event has, whatever it was read from: the log, its JSON Lines export,
+    CUPS data (the replay's events, :class:`tactful.replay.load.LogEvent`, share them)."""
+
     t: float
     kind: str
     suggestion_id: str | None
     session: str
     user: str
     uri: str | None
+
+
+@dataclass
+class Event(EventHead):
+    """One event as the log stores it."""
+
     language: str | None
     data: dict[str, Any]
+    #: The row's id: the order events were written in.
+    id: int
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,15 +78,15 @@ def read_events(path: str | Path) -> Iterator[Event]:
             except ValueError:
                 data = {"unparsed": row[8]}
             yield Event(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                data if isinstance(data, dict) else {"value": data},
+                t=row[1],
+                kind=row[2],
+                suggestion_id=row[3],
+                session=row[4],
+                user=row[5],
+                uri=row[6],
+                language=row[7],
+                data=data if isinstance(data, dict) else {"value": data},
+                id=row[0],
             )
     except sqlite3.DatabaseError as exc:
         raise FeedbackError(f"cannot read the feedback log {p}: {exc}") from exc
