@@ -330,3 +330,20 @@ class FeedbackLog:
             self._flush()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+
+
+def open_configured(settings: Any) -> FeedbackLog | None:
+    """The feedback log the settings ask for (``feedback.*``, ``dataDir``), or None: logging is
+    off, or the log cannot be opened (logged; the hub tells the user)."""
+    if not settings.feedback.enable:
+        return None
+    path = (
+        Path(settings.feedback.log_path).expanduser()
+        if settings.feedback.log_path
+        else default_log_path(settings.data_dir)
+    )
+    try:
+        return FeedbackLog(path, store_text=settings.feedback.store_text)
+    except (FeedbackError, OSError) as exc:
+        log.error("feedback log off: %s", exc)
+        return None

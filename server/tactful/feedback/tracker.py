@@ -30,7 +30,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ParamSpec
 
 from tactful.cascade.hooks import Decision, Judged, RequestInfo
@@ -497,29 +496,13 @@ def _decision_json(d: Decision) -> dict[str, Any]:
 # --- construction from settings ----------------------------------------------------------------
 
 
-def open_log(settings: Any) -> Any | None:
-    """The feedback log the settings ask for, or None (off, or it cannot be opened: logged)."""
-    from tactful.feedback import store as feedback
-
-    if not settings.feedback.enable:
-        return None
-    path = (
-        Path(settings.feedback.log_path).expanduser()
-        if settings.feedback.log_path
-        else feedback.default_log_path(settings.data_dir)
-    )
-    try:
-        return feedback.FeedbackLog(path, store_text=settings.feedback.store_text)
-    except (feedback.FeedbackError, OSError) as exc:
-        log.error("feedback log off: %s", exc)
-        return None
-
-
 def build(settings: Any, **kw: Any) -> SuggestionTracker | None:
     """A tracker for the settings, or None when both the log and the cascade are off (the
     cascade needs outcomes even when nothing is logged)."""
     if not settings.feedback.enable and not settings.cdhf.enable:
         return None
+    from tactful.feedback.store import open_configured
+
     return SuggestionTracker(
-        open_log(settings), reject_timeout_s=settings.feedback.reject_timeout_s, **kw
+        open_configured(settings), reject_timeout_s=settings.feedback.reject_timeout_s, **kw
     )

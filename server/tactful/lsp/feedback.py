@@ -158,7 +158,7 @@ class FeedbackHub:
         ) or not self._built:
             return
         from tactful.cascade import gate
-        from tactful.feedback import tracker
+        from tactful.feedback import store
 
         with self._lock:
             t = self._tracker
@@ -180,7 +180,7 @@ class FeedbackHub:
                 new.feedback.store_text,
                 new.data_dir,
             ):
-                t.swap_log(tracker.open_log(new))
+                t.swap_log(store.open_configured(new))
                 self._watch(t.log)
             t.reject_timeout_s = new.feedback.reject_timeout_s
             if self._gate is not None:
