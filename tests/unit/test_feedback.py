@@ -163,6 +163,19 @@ def test_a_second_damaged_log_does_not_overwrite_the_first_one_kept(tmp_path: Pa
     assert all(p.read_bytes() == raw for p, raw in kept)
 
 
+def test_a_log_another_process_already_replaced_is_not_moved(tmp_path: Path) -> None:
+    from tactful.feedback import logfile
+
+    path = tmp_path / "feedback.sqlite3"
+    _damaged_log(path, slice(100, 3000))
+    found = logfile.file_id(path)  # what this process found damaged
+    path.rename(tmp_path / "moved-by-the-other")  # meanwhile another process moved it aside ...
+    FeedbackLog(path).close()  # ... and started a new log
+    assert logfile.move_aside(path, found) is None
+    assert [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name] == []
+    assert list(feedback.read_events(path)) == [], "the new log is where it was"
+
+
 def test_a_damaged_file_without_tactful_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "feedback.sqlite3"
     _damaged_log(path, slice(0, 4096))  # the whole first page: nothing says it is a log

@@ -339,7 +339,8 @@ def move_aside(path: Path, found: tuple[int, int] | None) -> Path | None:
 
     ``found`` is the :func:`file_id` of the file found damaged: when ``path`` is another file
     by now (a second server process moved the damaged one and started a new log), nothing is
-    moved and None is returned. Raises OSError when the file cannot be moved."""
+    moved and None is returned (the moved file keeps its inode, so the new one has another).
+    Raises OSError when the file cannot be moved."""
     if found is None or file_id(path) != found:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
