@@ -85,10 +85,8 @@ def test_a_damaged_log_is_moved_aside_and_events_go_on(tmp_path: Path) -> None:
         raw[p * page : p * page + 200] = os.urandom(200)
     path.write_bytes(bytes(raw))
     faults: list[tuple[str, str]] = []
-    try:
-        log = FeedbackLog(path, on_fault=lambda k, m: faults.append((k, m)))
-    except FeedbackError:
-        pytest.skip("SQLite noticed the damage at open (reported by the hub at open)")
+    # Found at open or at the first write: either way moved aside, told once, nothing lost.
+    log = FeedbackLog(path, on_fault=lambda k, m: faults.append((k, m)))
     ok = [log.record("shown", f"t{i}", {"text": "y"}) for i in range(5)]
     assert all(ok)
     assert [k for k, _m in faults] == ["corrupt"]

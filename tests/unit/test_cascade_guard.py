@@ -11,7 +11,7 @@ import pytest
 from tactful import stats
 from tactful.cascade.gate import Gate
 from tactful.cascade.guard import Evidence, Guard, stricter, typed_outcome
-from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.cascade.hooks import Decision, Judged, RequestInfo, SuggestionInfo
 from tactful.feedback import store
 from tactful.feedback.store import FeedbackLog
 from tactful.feedback.tracker import SuggestionTracker
@@ -123,9 +123,9 @@ def _request(gate: Gate, text: str, offset: int, sugg: str) -> tuple[RequestInfo
     info = SuggestionInfo(sugg)
     s2 = gate.after_generation(req, info, s1)
     if s2.show:
-        gate.shown(req, info, f"item-{req.rid}", s1, s2)
+        gate.shown(Judged(req, info, s1, s2), f"item-{req.rid}")
     else:
-        gate.hidden(req, info, s1, s2)
+        gate.hidden(Judged(req, info, s1, s2))
     return req, s2
 
 

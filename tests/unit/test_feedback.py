@@ -99,6 +99,93 @@ def test_not_a_log_is_a_clear_error(tmp_path: Path) -> None:
         list(feedback.read_events(tmp_path / "missing.sqlite3"))
 
 
+def _damaged_log(path: Path, where: slice) -> bytes:
+    """A real log of 300 events, checkpointed into the main file, then ``where`` of its bytes
+    overwritten with random ones; returns the damaged file's bytes."""
+    log = FeedbackLog(path)
+    for i in range(300):
+        log.record("requested", f"s{i}", {"text": "x" * 200})
+    log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    log.close()
+    raw = bytearray(path.read_bytes())
+    raw[where] = os.urandom(len(raw[where]))
+    path.write_bytes(bytes(raw))
+    os.chmod(path, 0o644)  # as an older tactful may have left it
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [slice(100, 3000), slice(0, 100)],
+    ids=["schema page malformed", "header gone: not a database"],
+)
+def test_a_log_damaged_at_open_is_moved_aside_and_a_new_one_started(
+    tmp_path: Path, where: slice
+) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    damaged = _damaged_log(path, where)
+    with pytest.raises(FeedbackError):  # SQLite really finds it damaged
+        list(feedback.read_events(path))
+    log = FeedbackLog(path)
+    faults: list[tuple[str, str]] = []
+    log.watch(lambda k, m: faults.append((k, m)))  # the hub watches after opening
+    assert len(faults) == 1 and faults[0][0] == "corrupt"
+    (aside,) = log.moved_aside
+    assert aside.name.startswith("feedback.sqlite3.corrupt-") and aside.parent == tmp_path
+    assert str(aside) in faults[0][1] and ".recover" in faults[0][1]
+    assert aside.read_bytes() == damaged, "the damaged file is kept as it was"
+    assert stat.S_IMODE(aside.stat().st_mode) == 0o600
+    assert all(log.record("shown", f"t{i}", {"text": "y"}) for i in range(5))
+    log.close()
+    assert faults == faults[:1], "told once"
+    assert [e.kind for e in feedback.read_events(path)] == ["shown"] * 5
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # The new log opens as any healthy one: nothing moved again, the events are still there.
+    again = FeedbackLog(path)
+    again.record("accepted", "t0", {"accepted_length": 1})
+    again.close()
+    assert not again.moved_aside
+    assert [e.kind for e in feedback.read_events(path)] == ["shown"] * 5 + ["accepted"]
+    kept = {p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name}
+    assert aside.name in kept and kept <= {aside.name + s for s in ("", "-wal", "-shm")}
+
+
+def test_a_second_damaged_log_does_not_overwrite_the_first_one_kept(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    kept = []
+    for _ in range(2):
+        damaged = _damaged_log(path, slice(100, 3000))
+        log = FeedbackLog(path)
+        kept.append((log.moved_aside[0], damaged))
+        log.close()
+        path.unlink()
+    assert kept[0][0] != kept[1][0]
+    assert all(p.read_bytes() == raw for p, raw in kept)
+
+
+def test_a_log_another_process_already_replaced_is_not_moved(tmp_path: Path) -> None:
+    from tactful.feedback import logfile
+
+    path = tmp_path / "feedback.sqlite3"
+    _damaged_log(path, slice(100, 3000))
+    found = logfile.file_id(path)  # what this process found damaged
+    path.rename(tmp_path / "moved-by-the-other")  # meanwhile another process moved it aside ...
+    FeedbackLog(path).close()  # ... and started a new log
+    assert logfile.move_aside(path, found) is None
+    assert [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name] == []
+    assert list(feedback.read_events(path)) == [], "the new log is where it was"
+
+
+def test_a_damaged_file_without_tactful_schema_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    _damaged_log(path, slice(0, 4096))  # the whole first page: nothing says it is a log
+    before = path.read_bytes()
+    with pytest.raises(FeedbackError, match="not a tactful feedback log"):
+        FeedbackLog(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["feedback.sqlite3"]
+
+
 def test_hash_mode_keeps_no_code_text(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
     secret = "api_key = 'hunter2-very-secret'"

@@ -10,7 +10,7 @@ import attrs
 from tests.unit.test_cdhf import _synthetic_log
 
 from tactful.cascade import model as cdhf
-from tactful.cascade.hooks import RequestInfo
+from tactful.cascade.hooks import Judged, RequestInfo
 from tactful.config import Settings, apply_settings
 from tactful.lsp import feedback as lsp_feedback
 
@@ -80,7 +80,7 @@ def test_register_builds_lazily_and_handles_commands(tmp_path: Path) -> None:
 
     info = SuggestionInfo("1")
     d2 = hub.hooks.after_generation(req, info, d1)
-    hub.hooks.shown(req, info, "sid-1", d1, d2)
+    hub.hooks.shown(Judged(req, info, d1, d2), "sid-1")
     assert server.commands["tactful.accept"](server, "sid-1") == {"ok": True, "known": True}
     assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
     # One decision, accepted once however often the command comes.
@@ -121,7 +121,7 @@ def test_list_accepts_are_logged_as_list_accepts(tmp_path: Path) -> None:
         req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)  # one per request (its id)
         d1 = hub.hooks.before_generation(req)
         info = SuggestionInfo("1")
-        hub.hooks.shown(req, info, sid, d1, hub.hooks.after_generation(req, info, d1))
+        hub.hooks.shown(Judged(req, info, d1, hub.hooks.after_generation(req, info, d1)), sid)
     cmd = server.commands["tactful.accept"]
     assert cmd(server, *accept_command("tab").arguments)["ok"] is True
     assert cmd(server, *accept_command("menu", protocol.ACCEPT_VIA_LIST).arguments)["ok"] is True
@@ -207,7 +207,7 @@ def test_automatic_adaptation_when_the_own_log_supports_it(tmp_path: Path, monke
 
     req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
     d1 = hub.hooks.before_generation(req)
-    hub.hooks.shown(req, SuggestionInfo("1"), "sid-9", d1, d1)
+    hub.hooks.shown(Judged(req, SuggestionInfo("1"), d1, d1), "sid-9")
     t.reject("sid-9")
     assert hub._training is not None
     hub._training.join(timeout=120)
@@ -231,3 +231,46 @@ def test_a_log_or_model_that_cannot_be_opened_is_reported_not_fatal(tmp_path: Pa
     assert hub.hooks.before_generation(req).show
     assert server.commands["tactful.accept"](server, "zzz", float("nan"))["ok"] is False
     hub.close()
+
+
+class WatchedServer(FakeServer):
+    """FakeServer plus what the log's fault reports reach: problems, messages, the status."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.problems: dict[str, str] = {}
+        self.shown: list[str] = []
+        self.statuses: list[dict[str, str]] = []
+
+    def window_show_message(self, params: Any) -> None:
+        self.shown.append(params.message)
+
+    def send_status(self) -> None:
+        self.statuses.append(dict(self.problems))
+
+
+def test_a_log_damaged_at_open_is_reported_once_with_where_it_went(tmp_path: Path) -> None:
+    from tests.unit.test_feedback import _damaged_log
+
+    from tactful.cascade.hooks import SuggestionInfo
+    from tactful.feedback import store
+
+    path = tmp_path / "feedback.sqlite3"
+    _damaged_log(path, slice(100, 3000))
+    server = WatchedServer(_settings(tmp_path))
+    hub = lsp_feedback.register(server)
+    req = RequestInfo("file:///a.py", "python", "x = ", 4, 0, 4)
+    d1 = hub.hooks.before_generation(req)  # opens the log
+    (aside,) = hub.tracker.log.moved_aside
+    assert aside.exists() and aside.parent == tmp_path
+    assert len(server.shown) == 1 and str(aside) in server.shown[0]
+    assert str(aside) in server.problems["feedbackLog"]
+    assert server.statuses and str(aside) in server.statuses[-1]["feedbackLog"]
+    assert not server.messages, "no 'could not open the feedback log': logging goes on"
+    info = SuggestionInfo("1")
+    hub.hooks.shown(Judged(req, info, d1, hub.hooks.after_generation(req, info, d1)), "sid-1")
+    assert server.commands["tactful.accept"](server, "sid-1")["ok"] is True
+    hub.close()
+    assert len(server.shown) == 1, "told once"
+    kinds = [e.kind for e in store.read_events(path)]
+    assert "shown" in kinds and "accepted" in kinds, "the events after recovery are kept"

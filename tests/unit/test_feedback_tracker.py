@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tactful.cascade.gate import Gate
-from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.cascade.hooks import Decision, Judged, RequestInfo, SuggestionInfo
 from tactful.feedback import store as feedback
 from tactful.feedback.store import FeedbackLog
 from tactful.feedback.tracker import SuggestionTracker, survival_fraction
@@ -90,7 +90,7 @@ def show(tr: Hooked, text: str, offset: int, sugg: str, item: str, uri: str = UR
     info = SuggestionInfo(sugg, [-0.1, -0.5, -0.2], ["a", "b", "c"])
     s2 = tr.after_generation(req, info, s1)
     assert s2.show
-    tr.shown(req, info, item, s1, s2)
+    tr.shown(Judged(req, info, s1, s2), item)
     return req
 
 
@@ -268,7 +268,7 @@ def test_cascade_skip_and_hide_are_logged(tmp_path: Path) -> None:
     info = SuggestionInfo("a + b", [-1.0])
     d2 = tr.after_generation(req2, info, d1)
     assert not d2.show
-    tr.hidden(req2, info, d1, d2)
+    tr.hidden(Judged(req2, info, d1, d2))
     evs = events(tmp_path / "log.sqlite3")
     assert [e.kind for e in evs] == ["requested", "skipped", "requested", "generated", "hidden"]
     assert evs[1].data == {"p1": 0.97, "stage": 1}
@@ -303,7 +303,7 @@ def test_no_log_and_broken_cascade_never_raise() -> None:
     req = RequestInfo(URI, "python", TEXT, CURSOR, 1, 11)
     assert tr.before_generation(req).show
     assert tr.after_generation(req, SuggestionInfo("x"), Decision()).show
-    tr.shown(req, SuggestionInfo("x"), "id", Decision(), Decision())
+    tr.shown(Judged(req, SuggestionInfo("x"), Decision(), Decision()), "id")
     assert tr.accept("id") is True
     tr.close()
 

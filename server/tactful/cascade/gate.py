@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from tactful.cascade import features as F
 from tactful.cascade.guard import TYPED_WINDOW_S, Evidence, Guard, typed_outcome
-from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
+from tactful.cascade.hooks import Decision, Judged, RequestInfo, SuggestionInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,9 @@ class Recorder(Protocol):
         self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
     ) -> None: ...
     def skipped(self, req: RequestInfo, stage1: Decision) -> None: ...
-    def generated(
-        self, req: RequestInfo, sugg: SuggestionInfo, sf: dict[str, Any], s1: Decision, s2: Decision
-    ) -> None: ...
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None: ...
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-        explored: bool,
-    ) -> None: ...
+    def generated(self, judged: Judged, sf: dict[str, Any]) -> None: ...
+    def hidden(self, judged: Judged) -> None: ...
+    def shown(self, judged: Judged, suggestion_id: str, explored: bool) -> None: ...
     def extended(self, suggestion_id: str, text: str) -> None: ...
     def document_changed(self, uri: str, text: str, version: int | None) -> None: ...
     def document_closed(self, uri: str) -> None: ...
@@ -191,7 +179,7 @@ class Gate:
             if why:
                 r.shown_because, r.would_hide = why, base
         if self.recorder is not None:
-            self.recorder.generated(req, sugg, sf, stage1, decision)
+            self.recorder.generated(Judged(req, sugg, stage1, decision), sf)
         return decision
 
     # --- what happened -------------------------------------------------------------------------
@@ -201,43 +189,30 @@ class Gate:
         if self.recorder is not None:
             self.recorder.skipped(req, stage1)
 
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None:
+    def hidden(self, judged: Judged) -> None:
+        req, text = judged.req, judged.sugg.text
         with self._lock:
             self._reqs.pop(req.rid, None)
-            if self.guard is not None and sugg.text.strip():
+            if self.guard is not None and text.strip():
                 del self._watches[: max(0, len(self._watches) - MAX_WATCHES + 1)]
+                before, after = req.text[: req.offset], req.text[req.offset :]
+                deadline = self.clock() + TYPED_WINDOW_S
                 self._watches.append(
-                    _Watch(
-                        req.rid,
-                        req.uri,
-                        req.text[: req.offset],
-                        req.text[req.offset :],
-                        sugg.text,
-                        stage2,
-                        self.clock() + TYPED_WINDOW_S,
-                    )
+                    _Watch(req.rid, req.uri, before, after, text, judged.stage2, deadline)
                 )
         if self.recorder is not None:
-            self.recorder.hidden(req, sugg, stage1, stage2)
+            self.recorder.hidden(judged)
 
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-    ) -> None:
+    def shown(self, judged: Judged, suggestion_id: str) -> None:
+        rid = judged.req.rid
         with self._lock:
-            r = self._reqs.pop(req.rid, None)
-            self.telemetry.on_shown(self.clock(), req.uri)
+            r = self._reqs.pop(rid, None)
+            self.telemetry.on_shown(self.clock(), judged.req.uri)
             if r is not None and r.would_hide is not None:
-                self._awaiting[req.rid] = (r.shown_because, r.would_hide)
+                self._awaiting[rid] = (r.shown_because, r.would_hide)
         if self.recorder is not None:
             why = r.shown_because if r is not None else ""
-            self.recorder.shown(req, sugg, suggestion_id, stage1, stage2, why == "explored")
+            self.recorder.shown(judged, suggestion_id, why == "explored")
 
     def extended(self, suggestion_id: str, text: str) -> None:
         if self.recorder is not None:

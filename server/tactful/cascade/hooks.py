@@ -66,6 +66,17 @@ class Decision:
     threshold: float | None = None
 
 
+@dataclass
+class Judged:
+    """A generated suggestion with both stages' decisions on it: what stage 2 hid, or what the
+    client got. The hooks (and the gate's recorder) take it as one argument."""
+
+    req: RequestInfo
+    sugg: SuggestionInfo
+    stage1: Decision
+    stage2: Decision
+
+
 class SuggestionHooks(Protocol):
     """Called by the completion engine; implementations must be cheap and must not raise."""
 
@@ -83,20 +94,11 @@ class SuggestionHooks(Protocol):
         """Stage 1 skipped generation."""
         ...
 
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None:
+    def hidden(self, judged: Judged) -> None:
         """Stage 2 hid a generated suggestion."""
         ...
 
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-    ) -> None:
+    def shown(self, judged: Judged, suggestion_id: str) -> None:
         """The suggestion was returned to the client with this id (in its accept command)."""
         ...
 
@@ -128,19 +130,10 @@ class NullHooks:
     def skipped(self, req: RequestInfo, stage1: Decision) -> None:
         pass
 
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None:
+    def hidden(self, judged: Judged) -> None:
         pass
 
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-    ) -> None:
+    def shown(self, judged: Judged, suggestion_id: str) -> None:
         pass
 
     def extended(self, suggestion_id: str, text: str) -> None:

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from tactful.backend.runner import PRIORITY_COMPLETION, ModelRunner
 from tactful.backend.types import Backend, GenerateRequest, Generation, ModelError
 from tactful.cache import JsonCache
-from tactful.cascade.hooks import Decision, NullHooks, RequestInfo, SuggestionHooks, SuggestionInfo
+from tactful.cascade.hooks import (
+    Decision,
+    Judged,
+    NullHooks,
+    RequestInfo,
+    SuggestionHooks,
+    SuggestionInfo,
+)
 from tactful.completion import cache
 from tactful.completion import postprocess as pp
 from tactful.completion.context import CompletionContext, build_context
@@ -234,13 +241,13 @@ class CompletionEngine:
         stage2 = hooks.after_generation(req, gen.info, stage1)
         if not stage2.show:
             self.stats.hidden_stage2 += 1
-            hooks.hidden(req, gen.info, stage1, stage2)
+            hooks.hidden(Judged(req, gen.info, stage1, stage2))
             self._stop_writing(key, gen.going_on)
             return None
         # The item.
         shown = self._shown[key] = self._item(text, offset, ctx, gen)
         sugg = shown.suggestion
-        hooks.shown(req, gen.info, sugg.id, stage1, stage2)
+        hooks.shown(Judged(req, gen.info, stage1, stage2), sugg.id)
         self.stats.answered += 1
         if gen.info.source == "model":
             self.model_answer_ms.append((time.perf_counter() - t0) * 1000)

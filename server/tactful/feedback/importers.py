@@ -8,8 +8,6 @@ records. Must not decide anything about training: it writes events, as the serve
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -17,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from tactful.cascade import features as F
-from tactful.feedback.store import FeedbackError, FeedbackLog, _clean
+from tactful.feedback.jsonl import json_lines, open_text
+from tactful.feedback.logfile import json_safe
+from tactful.feedback.store import FeedbackError, FeedbackLog
 
 #: One event to write: (kind, suggestion id, data, extra columns).
 Row = tuple[str, str | None, Mapping[str, Any], dict[str, Any]]
@@ -48,23 +48,18 @@ def _num(m: Mapping[str, Any], key: str) -> float | None:
 
 def read_cups_events(src: Path) -> list[dict[str, Any]]:
     """The CUPS events of ``src``; a line that is not a CUPS event is an error with its number."""
-    opener = gzip.open if src.suffix == ".gz" else open
     events: list[dict[str, Any]] = []
     try:
-        with opener(src, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    e = json.loads(line)
-                except ValueError as exc:
-                    raise FeedbackError(f"{src}:{n}: not JSON: {exc}") from exc
+        with open_text(src) as fh:
+            for n, e, error in json_lines(fh):
+                if error is not None:
+                    raise FeedbackError(f"{src}:{n}: not JSON: {error}")
                 if not isinstance(e, dict) or "state_name" not in e or "session_index" not in e:
                     raise FeedbackError(
                         f"{src}:{n}: not a CUPS event (needs state_name, session_index)"
                     )
                 events.append(e)
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise FeedbackError(f"cannot read {src}: {exc}") from exc
     return events
 
@@ -142,8 +137,12 @@ class _CupsSession:
             mean_logprob=_num(m, "meanLogProb"),
             history=self.tel.history(sugg),
         )
-        requested = {"features": _clean({**ctx, **tele}), "trigger": "automatic", "source": "cups"}
-        generated = {"features": _clean(sf), "source": "model", "model": "copilot-codex"}
+        requested = {
+            "features": json_safe({**ctx, **tele}),
+            "trigger": "automatic",
+            "source": "cups",
+        }
+        generated = {"features": json_safe(sf), "source": "model", "model": "copilot-codex"}
         cups = {k: e.get(k) for k in ("labeled_state", "task", "hidden_state")}
         self.rows.append(("requested", sid, requested, {**extra, "t": t_req}))
         self.rows.append(("generated", sid, generated, extra))

@@ -10,9 +10,12 @@ from typing import Protocol
 class Placed(Protocol):
     """A suggestion at its place: the text before and after the cursor, and the suggestion."""
 
-    before: str
-    after: str
-    text: str
+    @property
+    def before(self) -> str: ...
+    @property
+    def after(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def survival_fraction(accepted: str, doc: str, offset: int, anchor: str = "") -> float:

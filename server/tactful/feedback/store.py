@@ -1,18 +1,15 @@
 """The local feedback log: every suggestion's life, from request to code survival.
 
-This module owns
+This module owns writing the log (:class:`FeedbackLog`): one autocommitted transaction per
+event, so that an event is on disk once :meth:`FeedbackLog.record` returns (it survives SIGKILL
+of the server), safe with several server processes writing one file (SQLite's file locking plus
+a busy timeout), and the faults of writing: a full disk (events wait in memory), a damaged file
+(found at open or at a write: moved aside, a new log started, the user told once).
 
-* the SQLite store (:class:`FeedbackLog`): WAL mode, a versioned schema with migrations
-  (``SCHEMA_VERSION``; ``PRAGMA user_version``), one autocommitted transaction per event so that
-  an event is on disk once :meth:`FeedbackLog.record` returns (it survives SIGKILL of the
-  server), safe with several server processes writing one file (SQLite's file locking plus a
-  busy timeout), files readable by their owner only, and optional hashing of code text;
-* reading a log back (:func:`read_events`, :func:`load_decisions` - the labelled show-time
-  features the cascade trains on) and exporting it to JSON Lines;
-* counting a log (:func:`stats`).
-
-The CUPS importer is :mod:`tactful.feedback.importers`; ``tactful log`` is
-:mod:`tactful.feedback.cli`.
+The file itself (schema, migrations, the checks before writing, moving a damaged log aside) is
+:mod:`tactful.feedback.logfile`; reading a log back (events, decisions, stats, export) is
+:mod:`tactful.feedback.queries`. Both are re-exported here, the log's one import path. The CUPS
+importer is :mod:`tactful.feedback.importers`; ``tactful log`` is :mod:`tactful.feedback.cli`.
 
 The schema is documented in ``docs/feedback-log.md``. No torch, no pygls.
 """
@@ -20,207 +17,81 @@ The schema is documented in ``docs/feedback-log.md``. No torch, no pygls.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import math
-import os
 import sqlite3
-import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tactful.feedback.logfile import (
+    KINDS,
+    LOG_FILENAME,
+    OWN_TABLES,
+    REJECT_REASONS,
+    SCHEMA_VERSION,
+    DamagedLog,
+    FeedbackError,
+    clean_text,
+    default_log_path,
+    encode_data,
+    file_id,
+    is_damage,
+    json_safe,
+    move_aside,
+    moved_aside_message,
+    open_for_writing,
+    text_hash,
+)
+from tactful.feedback.queries import (
+    MIN_VISIBLE_S,
+    DecisionRow,
+    DecisionTally,
+    Event,
+    export_jsonl,
+    load_decisions,
+    read_events,
+    stats,
+)
+
+__all__ = [
+    "KINDS",
+    "LOG_FILENAME",
+    "MAX_PENDING",
+    "MIN_VISIBLE_S",
+    "OWN_TABLES",
+    "REJECT_REASONS",
+    "SCHEMA_VERSION",
+    "DamagedLog",
+    "DecisionRow",
+    "DecisionTally",
+    "Event",
+    "FeedbackError",
+    "FeedbackLog",
+    "default_log_path",
+    "export_jsonl",
+    "load_decisions",
+    "read_events",
+    "stats",
+    "text_hash",
+]
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-LOG_FILENAME = "feedback.sqlite3"
+#: The name :func:`tactful.feedback.logfile.json_safe` had here (``tactful.replay.cli`` uses it).
+_clean = json_safe
 
-#: Event kinds, in the order they happen to one suggestion.
-KINDS = (
-    "requested",
-    "skipped",
-    "generated",
-    "hidden",
-    "shown",
-    "extended",
-    "accepted",
-    "rejected",
-    "survival",
-    "guard",  # the cascade guard's evidence and state after it (tactful.cascade.guard)
-)
-#: Why the server counted a suggestion as rejected.
-REJECT_REASONS = (
-    "explicit",  # the client ran tactful.reject
-    "new_request",  # a newer request in the document that does not type along the suggestion
-    "diverged",  # an edit at the suggestion that does not match it
-    "cursor_left",  # a request elsewhere (other position or document) with the suggestion pending
-    "closed",  # the document was closed
-    "timeout",  # no accept within feedback.rejectTimeoutS
-    "typed_through",  # the user typed the whole suggestion by hand and never accepted it
-    "superseded",  # imported data: a newer suggestion was shown before any decision
-)
-
-_MIGRATIONS: dict[int, Sequence[str]] = {
-    1: (
-        """CREATE TABLE IF NOT EXISTS events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            t REAL NOT NULL,
-            kind TEXT NOT NULL,
-            suggestion_id TEXT,
-            session TEXT NOT NULL,
-            user TEXT NOT NULL,
-            uri TEXT,
-            language TEXT,
-            data TEXT NOT NULL DEFAULT '{}'
-        )""",
-        "CREATE INDEX IF NOT EXISTS events_suggestion ON events(suggestion_id)",
-        "CREATE INDEX IF NOT EXISTS events_kind_t ON events(kind, t)",
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ),
-}
-
-
-class FeedbackError(Exception):
-    """The log cannot be opened, read or written; the message is meant for a person."""
-
-
-def default_log_path(data_dir: str | None = None) -> Path:
-    """``feedback.sqlite3`` in the data directory (setting, ``$TACTFUL_DATA_DIR``, user dir)."""
-    from tactful.paths import data_dir as _data_dir
-
-    return _data_dir(data_dir) / LOG_FILENAME
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _private_file(path: Path, create: bool = True) -> None:
-    """Create ``path`` (and its folder) readable by the owner only; tighten existing files.
-
-    ``create=False`` once this process has the database open: closing any descriptor of the
-    database file drops all of the process's POSIX locks on it (SQLite's locking would break,
-    and concurrent writers could overwrite each other's events), so then only chmod is safe.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if create and not path.exists():
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-    for p in (path, Path(str(path) + "-wal"), Path(str(path) + "-shm")):
-        with contextlib.suppress(OSError):
-            st = p.stat()
-            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
-                p.chmod(0o600)
-
-
-#: Tables a tactful log may hold (``sqlite_*`` are SQLite's own).
-OWN_TABLES = frozenset({"events", "meta"})
 #: Events kept in memory while the log cannot be written (disk full); older ones beyond are lost
 #: and counted.
 MAX_PENDING = 10_000
-_CORRUPT = ("malformed", "not a database", "file is encrypted")
 
-
-def _foreign_tables(path: Path) -> list[str]:
-    """Tables of an existing SQLite file at ``path`` that are not tactful's (read-only look; a
-    file that is not SQLite raises sqlite3.DatabaseError)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return []
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-    try:
-        names = [
-            str(r[0])
-            for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        ]
-    finally:
-        conn.close()
-    return sorted(n for n in names if n not in OWN_TABLES and not n.startswith("sqlite_"))
-
-
-def _clean_text(value: Any) -> Any:
-    """A string SQLite can store (lone surrogates replaced); other values as they are."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return value
-
-
-def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        if not path.is_file():
-            raise FeedbackError(f"no feedback log at {path}")
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0, check_same_thread=False
-        )
-    else:
-        try:
-            foreign = _foreign_tables(path)
-        except sqlite3.DatabaseError as exc:
-            raise FeedbackError(
-                f"{path} is not a tactful feedback log ({exc}); tactful leaves it alone: set "
-                "feedback.logPath to a new file, or move this one away"
-            ) from exc
-        if foreign:
-            raise FeedbackError(
-                f"{path} is another application's SQLite database (tables: "
-                f"{', '.join(foreign[:5])}); tactful will not write to it: set feedback.logPath "
-                "to a new file"
-            )
-        _private_file(path)
-        conn = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-    conn.execute("PRAGMA busy_timeout = 30000")
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise FeedbackError(
-            f"{path} has log schema {version}, newer than this tactful understands ({SCHEMA_VERSION}); upgrade tactful"
-        )
-    if version == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-        for v in range(version + 1, SCHEMA_VERSION + 1):
-            for sql in _MIGRATIONS[v]:
-                conn.execute(sql)
-            conn.execute(f"PRAGMA user_version = {v}")
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('created', ?)", (str(time.time()),)
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-#: How long opening a log retries switching it to WAL while another process holds it.
-WAL_RETRY_S = 10.0
-
-
-def _set_wal(conn: sqlite3.Connection) -> str:
-    """Switch to WAL mode. Two processes creating one log at the same moment: the switch needs
-    a moment of exclusive access and SQLite answers "database is locked" at once (the busy
-    timeout does not cover it), so retry for a while."""
-    deadline = time.monotonic() + WAL_RETRY_S
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+_INSERT = (
+    "INSERT INTO events(t, kind, suggestion_id, session, user, uri, language, data) "
+    "VALUES (?,?,?,?,?,?,?,?)"
+)
 
 
 @dataclass
@@ -230,7 +101,8 @@ class FeedbackLog:
     ``record`` writes one event in its own transaction and returns once SQLite has written it
     to the WAL (``synchronous=NORMAL``: it survives the process being killed; ``durable=True``
     also syncs to the disk for power loss). A write that fails (disk full, a lock held far too
-    long) is kept in memory and retried with the next event, and the error is logged.
+    long) is kept in memory and retried with the next event, and the error is logged. A log
+    that SQLite finds damaged, at open or at a write, is moved aside and a new one started.
     """
 
     path: Path
@@ -240,7 +112,8 @@ class FeedbackLog:
     durable: bool = False
     #: Called with (kind, message for a person) when writing fails ("full", "corrupt",
     #: "error") and with (kind, "") once it works again; kinds are reported once per problem.
-    on_fault: Any = None
+    #: Set it with :meth:`watch` after construction, so that what happened at open is told.
+    on_fault: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser()
@@ -250,21 +123,78 @@ class FeedbackLog:
         self.fault: tuple[str, str] | None = None
         #: Events dropped: unwritable rows, or the oldest beyond MAX_PENDING while the disk is full.
         self.lost = 0
-        #: Corrupt logs moved aside this session.
+        #: Damaged logs moved aside this session (where they are now).
         self.moved_aside: list[Path] = []
-        self._open()
+        #: Reports made before anyone watched (the log moved aside at open).
+        self._untold: list[tuple[str, str]] = []
+        self._open_replacing_damaged()
 
+    # --- opening -------------------------------------------------------------------------------
     def _open(self) -> None:
+        self._conn = open_for_writing(self.path, self.durable)
+        self._file = file_id(self.path)
+
+    def _open_replacing_damaged(self) -> None:
+        """Open the log; one found damaged is moved aside and a new one started (the user is
+        told once, through :attr:`on_fault`). Raises FeedbackError when that is not possible."""
+        found = file_id(self.path)
         try:
-            self._conn = _connect(self.path)
-            mode = _set_wal(self._conn)
-            if str(mode).lower() != "wal":
-                log.warning("feedback log %s: journal mode is %s, not WAL", self.path, mode)
-            self._conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-            _migrate(self._conn, self.path)
-        except sqlite3.Error as exc:
-            raise FeedbackError(f"cannot open the feedback log {self.path}: {exc}") from exc
-        _private_file(self.path, create=False)
+            self._open()
+            return
+        except DamagedLog as exc:
+            damage = exc
+        try:
+            aside = move_aside(self.path, found)
+            self._open()
+        except (OSError, FeedbackError) as err:
+            raise FeedbackError(
+                f"{damage}; it could not be moved aside ({err}): move it away and restart"
+            ) from err
+        self._told_moved(damage.reason, aside)
+
+    def _told_moved(self, reason: str, aside: Path | None) -> None:
+        """Tell the user (once) where the damaged log went; None: another process moved it."""
+        if aside is None:
+            log.warning("feedback log %s: replaced by another process after damage", self.path)
+            return
+        self.moved_aside.append(aside)
+        msg = moved_aside_message(reason, aside, self.path)
+        log.error("feedback log: %s", msg)
+        self._report("corrupt", msg)
+
+    def watch(self, on_fault: Callable[[str, str], None] | None) -> None:
+        """Report faults to ``on_fault`` from now on, starting with any found at open."""
+        with self._lock:
+            self.on_fault = on_fault
+            untold, self._untold = self._untold, []
+        for kind, message in untold:
+            self._report(kind, message)
+
+    # --- writing -------------------------------------------------------------------------------
+    def _row(
+        self,
+        kind: str,
+        suggestion_id: str | None,
+        data: Mapping[str, Any] | None,
+        extra: Mapping[str, Any],
+    ) -> tuple[Any, ...]:
+        """The ``events`` row of one event; ``extra`` may give t, session, user, uri, language."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        t = extra.get("t")
+        return tuple(
+            clean_text(v)
+            for v in (
+                time.time() if t is None else float(t),
+                kind,
+                suggestion_id,
+                extra.get("session") or self.session,
+                extra.get("user") or self.user,
+                extra.get("uri"),
+                extra.get("language"),
+                encode_data(data, self.store_text),
+            )
+        )
 
     def record(
         self,
@@ -279,26 +209,8 @@ class FeedbackLog:
         user: str | None = None,
     ) -> bool:
         """Append one event; True when it (and any earlier pending one) is written."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown event kind {kind!r}")
-        payload = _clean(dict(data or {}))  # NaN/inf -> null: JSON never refuses an event
-        if self.store_text == "hash":
-            for key in ("text", "prefix", "suffix"):
-                if isinstance(payload.get(key), str):
-                    payload[f"{key}_sha256"] = text_hash(payload.pop(key))
-        row = tuple(
-            _clean_text(v)
-            for v in (
-                time.time() if t is None else float(t),
-                kind,
-                suggestion_id,
-                session or self.session,
-                user or self.user,
-                uri,
-                language,
-                json.dumps(payload, allow_nan=False, default=_json_default, separators=(",", ":")),
-            )
-        )
+        extra = {"uri": uri, "language": language, "t": t, "session": session, "user": user}
+        row = self._row(kind, suggestion_id, data, extra)
         with self._lock:
             self._pending.append(row)
             if len(self._pending) > MAX_PENDING:
@@ -306,13 +218,24 @@ class FeedbackLog:
                 self.lost += 1
             return self._flush()
 
+    def record_many(
+        self, rows: Sequence[tuple[str, str | None, Mapping[str, Any], dict[str, Any]]]
+    ) -> None:
+        """Append many events in one transaction (used by importers): (kind, id, data, extra)."""
+        encoded = [self._row(kind, sid, data, extra) for kind, sid, data, extra in rows]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT, encoded)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
     def _flush(self) -> bool:
         while self._pending:
             try:
-                self._conn.execute(
-                    "INSERT INTO events(t, kind, suggestion_id, session, user, uri, language, data) VALUES (?,?,?,?,?,?,?,?)",
-                    self._pending[0],
-                )
+                self._conn.execute(_INSERT, self._pending[0])
             except sqlite3.Error as exc:
                 return self._write_failed(exc)
             except Exception as exc:  # a row SQLite can never take: drop it, keep the others
@@ -326,16 +249,16 @@ class FeedbackLog:
             self._report(kind, "")
         return True
 
+    # --- faults --------------------------------------------------------------------------------
     def _write_failed(self, exc: sqlite3.Error) -> bool:
-        text = str(exc).lower()
-        if isinstance(exc, sqlite3.DatabaseError) and any(c in text for c in _CORRUPT):
+        if is_damage(exc):
             return self._recover_corrupt(exc)
-        full = "full" in text or "no space" in text
-        kind = "full" if full else "error"
+        text = str(exc).lower()
+        kind = "full" if "full" in text or "no space" in text else "error"
         msg = (
             f"the disk holding the feedback log ({self.path}) is full: {len(self._pending)} "
             "event(s) wait in memory and are written once there is space. Free some disk space."
-            if full
+            if kind == "full"
             else f"the feedback log ({self.path}) cannot be written ({exc}); {len(self._pending)} "
             "event(s) wait in memory and are retried with the next one."
         )
@@ -345,23 +268,21 @@ class FeedbackLog:
             len(self._pending),
             exc,
         )
+        self._fault(kind, msg)
+        return False
+
+    def _fault(self, kind: str, msg: str) -> None:
+        """A write problem that lasts: reported once per kind until writing works again."""
         if self.fault is None or self.fault[0] != kind:
             self.fault = (kind, msg)
             self._report(kind, msg)
-        return False
 
     def _recover_corrupt(self, exc: sqlite3.Error) -> bool:
         """The file is damaged: move it aside (kept for the user) and go on in a new log."""
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
-            self.moved_aside.append(aside)
+            aside = move_aside(self.path, self._file)
             self._open()
         except (OSError, FeedbackError) as err:
             msg = (
@@ -369,64 +290,22 @@ class FeedbackLog:
                 f"({err}); events wait in memory. Move the file away and restart."
             )
             log.error("feedback log %s: %s", self.path, msg)
-            if self.fault is None or self.fault[0] != "corrupt":
-                self.fault = ("corrupt", msg)
-                self._report("corrupt", msg)
+            self._fault("corrupt", msg)
             return False
-        msg = (
-            f"the feedback log was damaged ({exc}); it was moved to {aside} and a new log was "
-            f"started at {self.path}, with the events of this session. `sqlite3 {aside} .recover` "
-            "may get the older events back."
-        )
-        log.error("feedback log: %s", msg)
-        self._report("corrupt", msg)
+        self._told_moved(str(exc), aside)
         return self._flush()
 
     def _report(self, kind: str, message: str) -> None:
-        if self.on_fault is not None:
-            try:
-                self.on_fault(kind, message)
-            except Exception:
-                log.exception("feedback log: reporting a fault failed")
+        if self.on_fault is None:
+            if message:
+                self._untold.append((kind, message))
+            return
+        try:
+            self.on_fault(kind, message)
+        except Exception:
+            log.exception("feedback log: reporting a fault failed")
 
-    def record_many(
-        self, rows: Sequence[tuple[str, str | None, Mapping[str, Any], dict[str, Any]]]
-    ) -> None:
-        """Append many events in one transaction (used by importers): (kind, id, data, extra)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, sid, data, extra in rows:
-                    payload = _clean(dict(data))
-                    if (
-                        "text" in payload
-                        and self.store_text == "hash"
-                        and isinstance(payload["text"], str)
-                    ):
-                        payload["text_sha256"] = text_hash(payload.pop("text"))
-                    self._conn.execute(
-                        "INSERT INTO events(t, kind, suggestion_id, session, user, uri, language, data) VALUES (?,?,?,?,?,?,?,?)",
-                        (
-                            float(extra.get("t", time.time())),
-                            kind,
-                            sid,
-                            extra.get("session", self.session),
-                            extra.get("user", self.user),
-                            extra.get("uri"),
-                            extra.get("language"),
-                            json.dumps(
-                                payload,
-                                allow_nan=False,
-                                default=_json_default,
-                                separators=(",", ":"),
-                            ),
-                        ),
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-
+    # --- counts and closing --------------------------------------------------------------------
     def count(self, kind: str | None = None) -> int:
         with self._lock:
             if kind is None:
@@ -453,278 +332,18 @@ class FeedbackLog:
                 self._conn.close()
 
 
-def _json_default(o: Any) -> Any:
-    # Anything else a caller put in an event (a Path, a numpy number, ...) is kept as text.
-    if hasattr(o, "item") and callable(o.item):
-        try:
-            return _clean(o.item())
-        except Exception:
-            pass
-    return str(o)
-
-
-def _clean(obj: Any) -> Any:
-    """Replace NaN/inf by None so that json.dumps(allow_nan=False) accepts the value."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-# --- reading -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Event:
-    id: int
-    t: float
-    kind: str
-    suggestion_id: str | None
-    session: str
-    user: str
-    uri: str | None
-    language: str | None
-    data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "t": self.t,
-            "kind": self.kind,
-            "suggestionId": self.suggestion_id,
-            "session": self.session,
-            "user": self.user,
-            "uri": self.uri,
-            "language": self.language,
-            "data": self.data,
-        }
-
-
-def read_events(path: str | Path) -> Iterator[Event]:
-    """Every event of a log in write order."""
-    p = Path(path).expanduser()
-    try:
-        conn = _connect(p, readonly=True)
-    except sqlite3.Error as exc:
-        raise FeedbackError(f"cannot open the feedback log {p}: {exc}") from exc
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise FeedbackError(
-                f"{p} has log schema {version}, newer than this tactful understands ({SCHEMA_VERSION})"
-            )
-        if version < 1:
-            raise FeedbackError(f"{p} is not a tactful feedback log")
-        for row in conn.execute(
-            "SELECT id, t, kind, suggestion_id, session, user, uri, language, data FROM events ORDER BY id"
-        ):
-            try:
-                data = json.loads(row[8])
-            except ValueError:
-                data = {"unparsed": row[8]}
-            yield Event(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                data if isinstance(data, dict) else {"value": data},
-            )
-    except sqlite3.DatabaseError as exc:
-        raise FeedbackError(f"cannot read the feedback log {p}: {exc}") from exc
-    finally:
-        conn.close()
-
-
-@dataclass
-class DecisionRow:
-    """One shown suggestion with its outcome: the unit the cascade learns from."""
-
-    suggestion_id: str
-    t: float
-    user: str
-    session: str
-    uri: str | None
-    features: dict[str, float | None]
-    accepted: bool
-    accepted_length: int | None = None
-    survival: dict[str, float] = field(default_factory=dict)
-
-
-#: Inferred rejections this soon after the show are not decisions: the user hardly saw the
-#: suggestion (Cody counts a suggestion as seen after 750 ms on screen).
-MIN_VISIBLE_S = 0.75
-_GLANCE_REASONS = frozenset({"new_request", "cursor_left", "diverged"})
-
-
-class DecisionTally:
-    """Which shown suggestions are decisions, and which of those were accepted: the one
-    definition of the acceptance rate (accepted decisions / shown decisions). Training
-    (:func:`load_decisions`), ``tactful log stats``, the replay and the server's status all count
-    with it. Any accept wins over an inferred rejection; a rejection inferred from typing or
-    moving on within ``min_visible_s`` of the last display is not a decision; explicit, timeout
-    and imported rejections always count; an imported row without a user decision never does."""
-
-    def __init__(self, min_visible_s: float = MIN_VISIBLE_S) -> None:
-        self.min_visible_s = min_visible_s
-        self._shown: set[str] = set()
-        self._last_display: dict[str, float] = {}
-        #: suggestion id -> (accepted, time, accepted length)
-        self.outcome: dict[str, tuple[bool, float, int | None]] = {}
-
-    def add(self, kind: str, sid: str | None, t: float, data: Mapping[str, Any]) -> None:
-        """Count one event (events of other kinds are ignored)."""
-        if not sid:
-            return
-        if kind == "shown":
-            self._shown.add(sid)
-            self._last_display[sid] = t
-        elif kind == "accepted":
-            prev = self.outcome.get(sid)
-            length = data.get("accepted_length")
-            if prev is None or not prev[0]:
-                self.outcome[sid] = (True, t, length if isinstance(length, int) else None)
-        elif kind == "rejected":
-            if data.get("imported_label") is False:
-                return  # no user decision behind it (see import_cups)
-            seen_for = t - self._last_display.get(sid, t - 1e9)
-            if data.get("reason") in _GLANCE_REASONS and seen_for < self.min_visible_s:
-                return
-            if sid not in self.outcome:
-                self.outcome[sid] = (False, t, None)
-
-    def is_decision(self, sid: str) -> bool:
-        return sid in self._shown and sid in self.outcome
-
-    def counts(self) -> tuple[int, int]:
-        """(shown decisions, accepted decisions)."""
-        decided = [self.outcome[sid][0] for sid in self._shown if sid in self.outcome]
-        return len(decided), sum(decided)
-
-    def summary(self) -> dict[str, Any]:
-        """``{"decisions", "accepted", "acceptanceRate"}`` (the rate None without decisions)."""
-        n, acc = self.counts()
-        return {"decisions": n, "accepted": acc, "acceptanceRate": (acc / n) if n else None}
-
-
-def load_decisions(path: str | Path, min_visible_s: float = MIN_VISIBLE_S) -> list[DecisionRow]:
-    """Shown suggestions that have an outcome (:class:`DecisionTally`), with the features
-    recorded before the outcome (``requested`` + ``generated`` events)."""
-    tally = DecisionTally(min_visible_s)
-    feats: dict[str, dict[str, float | None]] = {}
-    shown: dict[str, Event] = {}
-    survival: dict[str, dict[str, float]] = {}
-    for ev in read_events(path):
-        sid = ev.suggestion_id
-        if not sid:
-            continue
-        tally.add(ev.kind, sid, ev.t, ev.data)
-        if ev.kind in ("requested", "generated"):
-            f = ev.data.get("features")
-            if isinstance(f, dict):
-                feats.setdefault(sid, {}).update(f)
-        elif ev.kind == "shown":
-            shown.setdefault(sid, ev)
-        elif ev.kind == "survival":
-            after = ev.data.get("after_s")
-            key = str(after if after is not None else ev.data.get("checkpoint"))
-            val = ev.data.get("survived")
-            if isinstance(val, int | float):
-                survival.setdefault(sid, {})[key] = float(val)
-    rows: list[DecisionRow] = []
-    for sid, ev in shown.items():
-        if not tally.is_decision(sid):
-            continue
-        acc, _t, length = tally.outcome[sid]
-        rows.append(
-            DecisionRow(
-                suggestion_id=sid,
-                t=ev.t,
-                user=ev.user,
-                session=ev.session,
-                uri=ev.uri,
-                features=feats.get(sid, {}),
-                accepted=acc,
-                accepted_length=length,
-                survival=survival.get(sid, {}),
-            )
-        )
-    return sorted(rows, key=lambda r: r.t)
-
-
-def export_jsonl(path: str | Path, out: Any) -> int:
-    """Write every event as one JSON object per line to the text stream ``out``."""
-    n = 0
-    for ev in read_events(path):
-        out.write(json.dumps(_clean(ev.to_json()), ensure_ascii=False) + "\n")
-        n += 1
-    return n
-
-
-def stats(path: str | Path) -> dict[str, Any]:
-    """Counts by event kind, decisions, acceptance rate, rejection reasons, sessions."""
-    kinds: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    guard: dict[str, Any] | None = None
-    sessions: set[str] = set()
-    users: set[str] = set()
-    for ev in read_events(path):
-        kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
-        sessions.add(ev.session)
-        users.add(ev.user)
-        if ev.kind == "rejected":
-            r = str(ev.data.get("reason"))
-            reasons[r] = reasons.get(r, 0) + 1
-        elif ev.kind == "guard":
-            guard = _guard_summary(ev.data, guard)
-    decisions = load_decisions(path)
-    acc = sum(1 for d in decisions if d.accepted)
-    by_checkpoint: dict[str, list[float]] = {}
-    for d in decisions:
-        for key, val in d.survival.items():
-            by_checkpoint.setdefault(key, []).append(val)
-    return {
-        "path": str(Path(path).expanduser()),
-        "schema": SCHEMA_VERSION,
-        "events": kinds,
-        "rejectReasons": reasons,
-        "decisions": len(decisions),
-        "accepted": acc,
-        "acceptanceRate": (acc / len(decisions)) if decisions else None,
-        "sessions": len(sessions),
-        "users": len(users),
-        # Mean share of accepted text still in the document, per checkpoint (seconds, or the
-        # checkpoint index for imported data): acceptance alone is a poor measure of value.
-        "survival": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_checkpoint.items())},
-        # The cascade guard's last state (hiding / stricter / off, its estimate of accuracy when
-        # hiding with the lower bound and counts) and its changes of state; None: no evidence.
-        "cascadeGuard": guard,
-    }
-
-
-def _guard_summary(data: Mapping[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
-    keys = (
-        "state",
-        "target",
-        "accuracyWhenHiding",
-        "lowerBound",
-        "evidence",
-        "correct",
-        "bySource",
+def open_configured(settings: Any) -> FeedbackLog | None:
+    """The feedback log the settings ask for (``feedback.*``, ``dataDir``), or None: logging is
+    off, or the log cannot be opened (logged; the hub tells the user)."""
+    if not settings.feedback.enable:
+        return None
+    path = (
+        Path(settings.feedback.log_path).expanduser()
+        if settings.feedback.log_path
+        else default_log_path(settings.data_dir)
     )
-    out: dict[str, Any] = {k: data.get(k) for k in keys}
-    out["evidenceLogged"] = (prev or {}).get("evidenceLogged", 0) + 1
-    changes = list((prev or {}).get("changes", []))
-    if data.get("message"):
-        changes.append(data["message"])
-    out["changes"] = changes[-10:]
-    return out
-
-
-# --- CUPS importer -----------------------------------------------------------------------------
+    try:
+        return FeedbackLog(path, store_text=settings.feedback.store_text)
+    except (FeedbackError, OSError) as exc:
+        log.error("feedback log off: %s", exc)
+        return None

@@ -1,11 +1,12 @@
-"""The server-side life of every suggestion: outcomes, survival, the log.
+"""The server-side life of every suggestion: its state from request to outcome, and the log.
 
 :class:`SuggestionTracker` is the recorder behind the show/hide gate
 (:class:`tactful.cascade.gate.Gate`, which the completion engine calls): the gate hands it each
 request with the cascade's decision (``requested``/``skipped``), each generated, hidden and
 shown suggestion, and the guard's evidence (``guard``); the tracker logs them, keyed by the
-request's id. It does not decide anything and computes no features. The LSP layer (:mod:`tactful.lsp.feedback`) reports accepts, partial accepts, shows
-and explicit rejects. The tracker infers the other rejections itself:
+request's id. It does not decide anything and computes no features. The LSP layer
+(:mod:`tactful.lsp.feedback`) reports accepts, partial accepts, shows and explicit rejects. The
+tracker infers the other rejections with the rules of :mod:`tactful.feedback.outcomes`:
 
 * a newer request that does not type along the pending suggestion (``new_request``), or a
   request in another place with only the cursor moved (``cursor_left``);
@@ -14,8 +15,8 @@ and explicit rejects. The tracker infers the other rejections itself:
   suggestion was typed by hand).
 
 Each decided outcome is reported to ``on_outcome`` (the gate's telemetry and guard). After an
-accept it measures code survival on the server's copy of the document: the share of
-the accepted text still there after 30 s, 2 min and 10 min (``survival`` events).
+accept it measures code survival (:mod:`tactful.feedback.survival`) on the server's copy of the
+document: the share of the accepted text still there after 30 s, 2 min and 10 min.
 
 Timers run on one daemon thread that calls :meth:`SuggestionTracker.poll`; tests call
 ``poll(now)`` themselves with a fake clock. Everything is guarded by one lock; no method raises
@@ -24,50 +25,42 @@ into the server (errors are logged).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
-from tactful.cascade.hooks import Decision, RequestInfo, SuggestionInfo
-from tactful.feedback.matching import survival_fraction, typed_prefix, typed_state
-from tactful.feedback.store import DecisionTally
+from tactful.cascade.hooks import Decision, Judged, RequestInfo
+from tactful.feedback import outcomes, survival
+from tactful.feedback.matching import survival_fraction
+from tactful.feedback.outcomes import Pending
+from tactful.feedback.queries import DecisionTally
+from tactful.feedback.survival import SURVIVAL_CHECKPOINTS_S
+
+__all__ = ["CONTEXT_CHARS", "SURVIVAL_CHECKPOINTS_S", "SuggestionTracker", "survival_fraction"]
 
 log = logging.getLogger(__name__)
 
 #: Characters of context before the cursor kept with each request in the log.
 CONTEXT_CHARS = 4000
 
-SURVIVAL_CHECKPOINTS_S = (30.0, 120.0, 600.0)
+_P = ParamSpec("_P")
 
 
-@dataclass
-class _Pending:
-    """One suggestion from request to outcome (and survival checks after an accept)."""
+def _never_raises(fn: Callable[_P, None]) -> Callable[_P, None]:
+    """The tracker's calls from the completion path and the documents never raise into the
+    server: a failure is logged."""
 
-    rid: str
-    uri: str
-    language: str
-    offset: int
-    before: str
-    after: str
-    requested_at: float
-    item_id: str | None = None
-    text: str = ""
-    #: Characters shown at first when ``text`` was extended later (the completion deadline).
-    shown_chars: int | None = None
-    shown_at: float | None = None
-    deadline: float | None = None
-    outcome: str | None = None  # "accepted" | "rejected"
-    client_shown: bool = False  # the client reported it displayed (didShowCompletion)
-    inserted: bool = False
-    accepted_text: str = ""
-    anchor: str = ""
-    survival_due: list[float] = field(default_factory=list)
-    accepted_at: float | None = None
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("tracker: %s failed", fn.__name__)
+
+    return run
 
 
 class SuggestionTracker:
@@ -91,19 +84,14 @@ class SuggestionTracker:
         #: the cascade's telemetry and guard (:meth:`tactful.cascade.gate.Gate.on_outcome`).
         self.on_outcome = on_outcome
         self._lock = threading.RLock()
-        self._by_req: dict[str, _Pending] = {}
-        self._by_item: dict[str, _Pending] = {}
-        self._pending: dict[str, _Pending] = {}  # rid -> shown and undecided
-        self._accepted: dict[str, _Pending] = {}  # rid -> survival checks due
+        self._by_req: dict[str, Pending] = {}
+        self._by_item: dict[str, Pending] = {}
+        self._pending: dict[str, Pending] = {}  # rid -> shown and undecided
+        self._accepted: dict[str, Pending] = {}  # rid -> survival checks due
         self._docs: dict[str, str] = {}
-        self.counts = {
-            "requested": 0,
-            "skipped": 0,
-            "hidden": 0,
-            "shown": 0,
-            "accepted": 0,
-            "rejected": 0,
-        }
+        self.counts = dict.fromkeys(
+            ("requested", "skipped", "hidden", "shown", "accepted", "rejected"), 0
+        )
         #: This session's decisions, counted as training counts them (the status's figure).
         self.tally = DecisionTally()
         self._stop = threading.Event()
@@ -119,12 +107,12 @@ class SuggestionTracker:
     def _record(
         self,
         kind: str,
-        p: _Pending | None,
+        p: Pending | None,
         data: dict[str, Any],
         t: float | None = None,
         sid: str | None = None,
     ) -> None:
-        sid = sid or (p.rid if p else None)
+        sid = sid or (p.req.rid if p else None)
         t = self.clock() if t is None else t
         self.tally.add(kind, sid, t, data)
         if self.log is None:
@@ -134,8 +122,8 @@ class SuggestionTracker:
                 kind,
                 sid,
                 data,
-                uri=p.uri if p else None,
-                language=p.language if p else None,
+                uri=p.req.uri if p else None,
+                language=p.req.language_id if p else None,
                 t=t,
             )
         except Exception:
@@ -164,45 +152,26 @@ class SuggestionTracker:
                     self._check_survival(p, now, final=True)
         except Exception:
             log.exception("tracker: final survival checks failed")
-        if self.log is not None:
-            try:
-                self.log.close()
-            except Exception:
-                log.exception("feedback log: close failed")
+        self.swap_log(None)
 
     # --- from the gate: the completion path ---------------------------------------------------
+    @_never_raises
     def new_request(self, req: RequestInfo) -> None:
         """A request is coming: settle what it says about pending suggestions."""
-        try:
-            now = self.clock()
-            with self._lock:
-                self._docs[req.uri] = req.text
-                self._infer_on_request(req, now)
-        except Exception:
-            log.exception("tracker: new_request failed")
+        now = self.clock()
+        with self._lock:
+            self._docs[req.uri] = req.text
+            for p in list(self._pending.values()):
+                reason = outcomes.on_request(p, req)
+                if reason is not None:
+                    self._reject(p, reason, now)
 
+    @_never_raises
     def requested(
         self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
     ) -> None:
-        try:
-            self._requested(req, feats, stage1, explored)
-        except Exception:
-            log.exception("tracker: requested failed")
-
-    def _requested(
-        self, req: RequestInfo, feats: dict[str, Any], stage1: Decision, explored: bool
-    ) -> None:
         now = self.clock()
-        prefix, suffix = req.text[: req.offset], req.text[req.offset :]
-        p = _Pending(
-            rid=req.rid,
-            uri=req.uri,
-            language=req.language_id,
-            offset=req.offset,
-            before=prefix,
-            after=suffix,
-            requested_at=now,
-        )
+        p = Pending(req, now)
         with self._lock:
             self._prune(now)
             self._by_req[req.rid] = p
@@ -221,12 +190,13 @@ class SuggestionTracker:
                     "explored": explored,
                     # The context the model saw (bounded), so that `tactful replay --regenerate`
                     # can judge another model on it; hashed when feedback.storeText is "hash".
-                    "prefix": prefix[-CONTEXT_CHARS:],
-                    "suffix": suffix[: CONTEXT_CHARS // 4],
+                    "prefix": p.before[-CONTEXT_CHARS:],
+                    "suffix": p.after[: CONTEXT_CHARS // 4],
                 },
                 t=now,
             )
 
+    @_never_raises
     def skipped(self, req: RequestInfo, stage1: Decision) -> None:
         with self._lock:
             p = self._by_req.pop(req.rid, None)
@@ -234,16 +204,11 @@ class SuggestionTracker:
             if p is not None:
                 self._record("skipped", p, {"p1": stage1.p_reject, "stage": 1})
 
-    def generated(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        sf: dict[str, Any],
-        stage1: Decision,
-        stage2: Decision,
-    ) -> None:
+    @_never_raises
+    def generated(self, judged: Judged, sf: dict[str, Any]) -> None:
+        sugg, stage2 = judged.sugg, judged.stage2
         with self._lock:
-            p = self._by_req.get(req.rid)
+            p = self._by_req.get(judged.req.rid)
             if p is None:
                 return
             self._record(
@@ -254,62 +219,39 @@ class SuggestionTracker:
                     "source": sugg.source,
                     "model": sugg.model,
                     "seconds": round(sugg.seconds, 4),
-                    "p1": stage1.p_reject,
+                    "p1": judged.stage1.p_reject,
                     "p2": stage2.p_reject,
                     "stage2": _decision_json(stage2),
                 },
             )
 
-    def hidden(
-        self, req: RequestInfo, sugg: SuggestionInfo, stage1: Decision, stage2: Decision
-    ) -> None:
+    @_never_raises
+    def hidden(self, judged: Judged) -> None:
         with self._lock:
-            p = self._by_req.pop(req.rid, None)
+            p = self._by_req.pop(judged.req.rid, None)
             self.counts["hidden"] += 1
             if p is not None:
-                self._record(
-                    "hidden",
-                    p,
-                    {"p1": stage1.p_reject, "p2": stage2.p_reject, "stage": 2, "text": sugg.text},
-                )
+                p1, p2 = judged.stage1.p_reject, judged.stage2.p_reject
+                data = {"p1": p1, "p2": p2, "stage": 2, "text": judged.sugg.text}
+                self._record("hidden", p, data)
 
-    def shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-        explored: bool = False,
-    ) -> None:
-        try:
-            self._shown(req, sugg, suggestion_id, stage1, stage2, explored)
-        except Exception:
-            log.exception("tracker: shown failed")
-
-    def _shown(
-        self,
-        req: RequestInfo,
-        sugg: SuggestionInfo,
-        suggestion_id: str,
-        stage1: Decision,
-        stage2: Decision,
-        explored: bool,
-    ) -> None:
+    @_never_raises
+    def shown(self, judged: Judged, suggestion_id: str, explored: bool = False) -> None:
         now = self.clock()
+        sugg = judged.sugg
         with self._lock:
-            p = self._by_req.pop(req.rid, None)
+            p = self._by_req.pop(judged.req.rid, None)
             if p is None:
                 return
             # A newer suggestion in the same document replaces an undecided older one.
             for old in list(self._pending.values()):
-                if old.uri == p.uri:
+                if old.req.uri == p.req.uri:
                     self._reject(old, "new_request", now)
             p.item_id = suggestion_id
             p.text = sugg.text
             p.shown_at = now
             p.deadline = now + self.reject_timeout_s
-            self._pending[p.rid] = p
+            self._pending[p.req.rid] = p
             self._by_item[suggestion_id] = p
             self.counts["shown"] += 1
             self._record(
@@ -319,8 +261,8 @@ class SuggestionTracker:
                     "item_id": suggestion_id,
                     "text": sugg.text,
                     "source": sugg.source,
-                    "p1": stage1.p_reject,
-                    "p2": stage2.p_reject,
+                    "p1": judged.stage1.p_reject,
+                    "p2": judged.stage2.p_reject,
                     "explored": explored,
                 },
                 t=now,
@@ -331,13 +273,8 @@ class SuggestionTracker:
         with self._lock:
             self._record("guard", None, data, sid=rid or None)
 
+    @_never_raises
     def extended(self, suggestion_id: str, text: str) -> None:
-        try:
-            self._extended(suggestion_id, text)
-        except Exception:
-            log.exception("tracker: extended failed")
-
-    def _extended(self, suggestion_id: str, text: str) -> None:
         with self._lock:
             p = self._by_item.get(suggestion_id)
             # An accepted part may still grow (type-along serves the rest under the same id); a
@@ -355,35 +292,29 @@ class SuggestionTracker:
             )
 
     # --- hooks: documents ----------------------------------------------------------------------
+    @_never_raises
     def document_changed(self, uri: str, text: str, version: int | None) -> None:
-        try:
-            now = self.clock()
-            with self._lock:
-                self._docs[uri] = text
-                for p in list(self._pending.values()):
-                    if p.uri != uri:
-                        continue
-                    state = typed_state(p, text)
-                    if state == "diverged":
-                        self._reject(p, "diverged", now)
-                    elif state == "inserted":
-                        p.inserted = True
-        except Exception:
-            log.exception("tracker: document_changed failed")
+        now = self.clock()
+        with self._lock:
+            self._docs[uri] = text
+            for p in list(self._pending.values()):
+                verdict = outcomes.on_edit(p, text) if p.req.uri == uri else None
+                if verdict == "diverged":
+                    self._reject(p, "diverged", now)
+                elif verdict == "inserted":
+                    p.inserted = True
 
+    @_never_raises
     def document_closed(self, uri: str) -> None:
-        try:
-            now = self.clock()
-            with self._lock:
-                for p in list(self._pending.values()):
-                    if p.uri == uri:
-                        self._reject(p, "closed", now)
-                for p in list(self._accepted.values()):
-                    if p.uri == uri:
-                        self._check_survival(p, now, final=True)
-                self._docs.pop(uri, None)
-        except Exception:
-            log.exception("tracker: document_closed failed")
+        now = self.clock()
+        with self._lock:
+            for p in list(self._pending.values()):
+                if p.req.uri == uri:
+                    self._reject(p, "closed", now)
+            for p in list(self._accepted.values()):
+                if p.req.uri == uri:
+                    self._check_survival(p, now, final=True)
+            self._docs.pop(uri, None)
 
     # --- client signals ------------------------------------------------------------------------
     def accept(
@@ -395,71 +326,43 @@ class SuggestionTracker:
             p = self._by_item.get(item_id)
             if p is None:
                 # Unknown here (another server process, or after a restart): still log it.
-                self._record(
-                    "accepted",
-                    None,
-                    {
-                        "item_id": item_id,
-                        "accepted_length": accepted_length,
-                        "full": accepted_length is None,
-                        "via": via,
-                        "unknown": True,
-                    },
-                    sid=item_id,
-                )
-                return False
-            acc_text, accepted_length, full, typed = self._taken(p, accepted_length)
-            self._record(
-                "accepted",
-                p,
-                {
+                data = {
                     "item_id": item_id,
-                    "accepted_length": len(p.text)
-                    if accepted_length is None
-                    else int(accepted_length),
-                    "full": full,
+                    "accepted_length": accepted_length,
+                    "full": accepted_length is None,
                     "via": via,
-                    "typed_before": typed,
-                },
-                t=now,
-            )
+                    "unknown": True,
+                }
+                self._record("accepted", None, data, sid=item_id)
+                return False
+            took = outcomes.taken(p, accepted_length, self._docs.get(p.req.uri, ""))
+            data = {
+                "item_id": item_id,
+                "accepted_length": took.length,
+                "full": took.full,
+                "via": via,
+                "typed_before": took.typed,
+            }
+            self._record("accepted", p, data, t=now)
             first = p.outcome != "accepted"
             if first:
                 self._mark_accepted(p, now)
-            p.accepted_text = acc_text if len(acc_text) >= len(p.accepted_text) else p.accepted_text
-            self._pending.pop(p.rid, None)
-            self._accepted[p.rid] = p
+            if len(took.text) >= len(p.accepted_text):
+                p.accepted_text = took.text
+            self._pending.pop(p.req.rid, None)
+            self._accepted[p.req.rid] = p
             if first:
                 self._notify_decision()
             return first
 
-    def _taken(self, p: _Pending, accepted_length: int | None) -> tuple[str, int | None, bool, int]:
-        """(accepted text, accepted length, full, characters typed before) of an accept."""
-        typed = len(typed_prefix(p, self._docs.get(p.uri, "")))
-        if accepted_length is None and p.shown_chars is not None:
-            # An accept of "all" of an extended suggestion takes what was on screen: the part
-            # shown at first, or more if the document holds more of it.
-            accepted_length = len(p.text) if typed >= len(p.text) else max(typed, p.shown_chars)
-        full = accepted_length is None or accepted_length >= len(p.text)
-        if full:
-            return p.text, accepted_length, True, typed
-        # Clients apply the accepted text before they report it, so the document usually holds
-        # it already (``typed``); VS Code reports a cumulative length, others the length taken
-        # from the remainder on screen. The larger of the two is what the document can confirm
-        # without counting any text twice.
-        n = min(len(p.text), max(typed, int(accepted_length or 0)))
-        return p.text[:n], accepted_length, False, typed
-
-    def _mark_accepted(self, p: _Pending, now: float) -> None:
+    def _mark_accepted(self, p: Pending, now: float) -> None:
         if p.outcome is None:
             self._tell_outcome(p, True)
         else:  # an inferred rejection raced the accept: the accept wins
             self.counts["rejected"] -= 1
         self.counts["accepted"] += 1
         p.outcome = "accepted"
-        p.accepted_at = now
-        p.anchor = p.before[-40:]
-        p.survival_due = [now + s for s in SURVIVAL_CHECKPOINTS_S]
+        survival.schedule(p, now)
 
     def reject(self, item_id: str, reason: str = "explicit") -> bool:
         now = self.clock()
@@ -501,20 +404,20 @@ class SuggestionTracker:
             self._record("shown", p, data, t=now)
 
     # --- inference -----------------------------------------------------------------------------
-    def _reject(self, p: _Pending, reason: str, now: float) -> None:
+    def _reject(self, p: Pending, reason: str, now: float) -> None:
         if p.outcome is not None:
             return
         p.outcome = "rejected"
-        self._pending.pop(p.rid, None)
+        self._pending.pop(p.req.rid, None)
         self._tell_outcome(p, False)
         self.counts["rejected"] += 1
         self._record("rejected", p, {"item_id": p.item_id, "reason": reason}, t=now)
         self._notify_decision()
 
-    def _tell_outcome(self, p: _Pending, accepted: bool) -> None:
+    def _tell_outcome(self, p: Pending, accepted: bool) -> None:
         if self.on_outcome is not None:
             try:
-                self.on_outcome(p.rid, p.uri, accepted, p.text)
+                self.on_outcome(p.req.rid, p.req.uri, accepted, p.text)
             except Exception:
                 log.exception("tracker: on_outcome failed")
 
@@ -525,49 +428,22 @@ class SuggestionTracker:
             except Exception:
                 log.exception("tracker: on_decision failed")
 
-    def _infer_on_request(self, req: RequestInfo, now: float) -> None:
-        for p in list(self._pending.values()):
-            if p.uri != req.uri:
-                self._reject(p, "cursor_left", now)
-                continue
-            state = typed_state(p, req.text)
-            if state in ("typing", "inserted") and req.offset == p.offset + len(
-                typed_prefix(p, req.text)
-            ):
-                continue  # typing along: still on screen
-            moved = req.text == p.before + p.after and req.offset != p.offset
-            self._reject(p, "cursor_left" if moved else "new_request", now)
-
     def poll(self, now: float | None = None) -> None:
         """Fire due timers: reject timeouts and survival checks."""
         now = self.clock() if now is None else now
         with self._lock:
             for p in list(self._pending.values()):
                 if p.deadline is not None and now >= p.deadline:
-                    self._reject(p, "typed_through" if p.inserted else "timeout", now)
+                    self._reject(p, outcomes.on_timeout(p), now)
             for p in list(self._accepted.values()):
                 self._check_survival(p, now)
             self._prune(now)
 
-    def _check_survival(self, p: _Pending, now: float, final: bool = False) -> None:
-        doc = self._docs.get(p.uri)
-        while p.survival_due and (final or now >= p.survival_due[0]):
-            due = p.survival_due.pop(0)
-            after = round(due - (p.accepted_at or due), 1)
-            if doc is None:
-                self._record(
-                    "survival", p, {"after_s": after, "survived": None, "reason": "closed"}, t=now
-                )
-                continue
-            frac = survival_fraction(p.accepted_text, doc, p.offset, p.anchor)
-            self._record(
-                "survival",
-                p,
-                {"after_s": after, "survived": round(frac, 4), "early": final and now < due},
-                t=now,
-            )
+    def _check_survival(self, p: Pending, now: float, final: bool = False) -> None:
+        for data in survival.due_checks(p, self._docs.get(p.req.uri), now, final):
+            self._record("survival", p, data, t=now)
         if not p.survival_due:
-            self._accepted.pop(p.rid, None)
+            self._accepted.pop(p.req.rid, None)
 
     def _prune(self, now: float) -> None:
         # Requests whose generation never reported back (cancelled, superseded).
@@ -576,7 +452,7 @@ class SuggestionTracker:
                 del self._by_req[key]
         if len(self._by_item) > 2000:
             for item, p in list(self._by_item.items())[:500]:
-                if p.outcome is not None and p.rid not in self._accepted:
+                if p.outcome is not None and p.req.rid not in self._accepted:
                     del self._by_item[item]
 
     def swap_log(self, log_store: Any | None) -> None:
@@ -596,7 +472,7 @@ class SuggestionTracker:
             p = self._by_item.get(item_id)
             if p is None or p.outcome != "accepted":
                 return None
-            return p.uri, p.accepted_text or p.text
+            return p.req.uri, p.accepted_text or p.text
 
     def knows(self, item_id: str) -> bool:
         """Whether this server showed the item (its outcome can be tracked)."""
@@ -620,29 +496,13 @@ def _decision_json(d: Decision) -> dict[str, Any]:
 # --- construction from settings ----------------------------------------------------------------
 
 
-def open_log(settings: Any) -> Any | None:
-    """The feedback log the settings ask for, or None (off, or it cannot be opened: logged)."""
-    from tactful.feedback import store as feedback
-
-    if not settings.feedback.enable:
-        return None
-    path = (
-        Path(settings.feedback.log_path).expanduser()
-        if settings.feedback.log_path
-        else feedback.default_log_path(settings.data_dir)
-    )
-    try:
-        return feedback.FeedbackLog(path, store_text=settings.feedback.store_text)
-    except (feedback.FeedbackError, OSError) as exc:
-        log.error("feedback log off: %s", exc)
-        return None
-
-
 def build(settings: Any, **kw: Any) -> SuggestionTracker | None:
     """A tracker for the settings, or None when both the log and the cascade are off (the
     cascade needs outcomes even when nothing is logged)."""
     if not settings.feedback.enable and not settings.cdhf.enable:
         return None
+    from tactful.feedback.store import open_configured
+
     return SuggestionTracker(
-        open_log(settings), reject_timeout_s=settings.feedback.reject_timeout_s, **kw
+        open_configured(settings), reject_timeout_s=settings.feedback.reject_timeout_s, **kw
     )

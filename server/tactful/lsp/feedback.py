@@ -132,7 +132,7 @@ class FeedbackHub:
                 notices.notice(server, f"feedback-{kind}", message, notices.ERROR)
             notices.call_in_loop(server, server.send_status)
 
-        store.on_fault = on_fault
+        store.watch(on_fault)
 
     def _report_problems(self) -> None:
         """Tell the user when the log or the cascade they asked for could not be opened."""
@@ -158,7 +158,7 @@ class FeedbackHub:
         ) or not self._built:
             return
         from tactful.cascade import gate
-        from tactful.feedback import tracker
+        from tactful.feedback import store
 
         with self._lock:
             t = self._tracker
@@ -180,7 +180,7 @@ class FeedbackHub:
                 new.feedback.store_text,
                 new.data_dir,
             ):
-                t.swap_log(tracker.open_log(new))
+                t.swap_log(store.open_configured(new))
                 self._watch(t.log)
             t.reject_timeout_s = new.feedback.reject_timeout_s
             if self._gate is not None:

@@ -5,13 +5,15 @@ line number and skipped, never silently."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tactful.feedback.jsonl import json_lines, open_text
+from tactful.feedback.queries import EventHead
 
 
 class ReplayError(Exception):
@@ -22,13 +24,9 @@ class ReplayError(Exception):
 
 
 @dataclass
-class LogEvent:
-    t: float
-    kind: str
-    suggestion_id: str | None
-    session: str
-    user: str
-    uri: str | None
+class LogEvent(EventHead):
+    """An event to replay, from any of the log formats."""
+
     data: dict[str, Any]
     order: int
 
@@ -42,32 +40,19 @@ class Loaded:
     contexts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def _open_text(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _read_json_lines(path: Path, problems: list[str]) -> list[tuple[int, dict[str, Any]]]:
     rows: list[tuple[int, dict[str, Any]]] = []
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             n = 0
             try:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except ValueError as exc:
-                        problems.append(f"{path}:{n}: not valid JSON ({exc}); skipped")
-                        continue
-                    if not isinstance(obj, dict):
+                for n, obj, error in json_lines(fh):
+                    if error is not None:
+                        problems.append(f"{path}:{n}: not valid JSON ({error}); skipped")
+                    elif not isinstance(obj, dict):
                         problems.append(f"{path}:{n}: not a JSON object; skipped")
-                        continue
-                    rows.append((n, obj))
+                    else:
+                        rows.append((n, obj))
             except (EOFError, OSError) as exc:  # truncated gzip
                 problems.append(f"{path}:{n + 1}: file ends early ({exc}); the rest is lost")
     except OSError as exc:
