@@ -58,6 +58,9 @@ class FakeEngine:
         self.stream_override: Callable[[], AsyncIterator[bytes]] | None = None
         self.down = False
         self.closed = threading.Event()
+        #: The top alternatives of a one-token request (token healing's steps): none fits an
+        #: indentation unless a test says otherwise.
+        self.step_top: dict[str, float] = {" pass": -0.1}
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else {}
@@ -84,6 +87,11 @@ class FakeEngine:
                 return httpx.Response(200, json=self.d["echo"])
             if "logprobs" in body and "logprobs_refused" in self.d:
                 return httpx.Response(400, json=self.d["logprobs_refused"])
+            if not body.get("stream"):
+                best = max(self.step_top, key=lambda k: self.step_top[k])
+                lp: dict[str, Any] = {"tokens": [best], "token_logprobs": [self.step_top[best]]}
+                lp["top_logprobs"] = [self.step_top]
+                return httpx.Response(200, json={"choices": [{"text": best, "logprobs": lp}]})
             if self.stream_override is not None:
                 return httpx.Response(
                     200,
@@ -221,7 +229,8 @@ def test_repository_context_starts_every_prompt_sent_to_the_engine() -> None:
         n = len(sent(fake))
         fake.stream_override = stream(" pass", "\n")
         b.generate(GenerateRequest(prefix="def f():\n    ", preamble=pre))
-        assert len(sent(fake)) == n + 2 and sent(fake)[-1]["prompt"] == pre + "def f():\n    "
+        assert len(sent(fake)) == n + 3 and sent(fake)[-2]["prompt"] == pre + "def f():"
+        assert sent(fake)[-1]["prompt"] == pre + "def f():\n    "
         fake.stream_override = None
         # No preamble: the prompt is as before.
         b.generate(GenerateRequest(prefix="x = LIM"))
@@ -737,8 +746,18 @@ def test_healed_prompt_drops_the_rewritten_indent_and_falls_back_when_the_model_
         fake.stream_override = stream(" pass", "\n")  # does not start with the indentation
         gen = b.generate(GenerateRequest(prefix="def add(a, b):\n    "))
         sent = [r[2] for r in fake.requests if r[1].endswith("/completions")]
-        assert len(sent) == n + 2 and sent[-1]["prompt"] == "def add(a, b):\n    "
+        # Then the first token is chosen as in-process would (the likeliest of the top 20 that
+        # fits the indentation); none does here, so the prompt goes as it is.
+        assert len(sent) == n + 3 and sent[-2]["max_tokens"] == 1 and sent[-2]["logprobs"] == 20
+        assert sent[-2]["prompt"] == "def add(a, b):"
+        assert sent[-1]["prompt"] == "def add(a, b):\n    "
         assert gen.text == " pass" and b.stats["heal_missed"] == 1
+        # One that fits (a deeper indentation) is taken, and the rest streams after it.
+        fake.step_top = {" pass": -0.1, "\n        ": -0.7}
+        gen = b.generate(GenerateRequest(prefix="def add(a, b):\n    "))
+        sent = [r[2] for r in fake.requests if r[1].endswith("/completions")]
+        assert sent[-1]["prompt"] == "def add(a, b):\n        " and sent[-1]["stream"]
+        assert gen.text == "     pass" and b.stats["healed"] == 2
     finally:
         b.close()
 

@@ -22,7 +22,7 @@ from tactful.backend import fim, stops
 from tactful.backend.engine import heal as heal_word
 from tactful.backend.engine.client import EngineClient
 from tactful.backend.engine.dialects import parse_chunk
-from tactful.backend.engine.errors import REQUEST, EngineError
+from tactful.backend.engine.errors import PROTOCOL, REQUEST, UNSUPPORTED, EngineError
 from tactful.backend.types import GenerateRequest, Generation
 
 
@@ -139,8 +139,11 @@ class Completions:
         self.client = client
         self.notes = notes
         self.logprobs = True
-        #: Whether partial words are healed (False once the engine showed it cannot).
+        #: Whether partial words are healed (False once the engine showed it cannot tokenize).
         self.word_healing = True
+        #: Whether healed tokens can be chosen from one-token requests' top alternatives (False
+        #: once the engine refused or garbled one).
+        self.step_healing = True
         #: When the last completion stream was closed (perf_counter), for the benchmark.
         self.last_stream_closed = 0.0
 
@@ -198,22 +201,29 @@ class Completions:
         heal = heal_word.heal_of(req.prefix, last)
         if not heal:
             return None
-        prompt = req.preamble + req.prefix[: -len(heal)]
+        got = await self._constrained(req.preamble + req.prefix[: -len(heal)], heal)
+        self.client.stats["healed" if got else "heal_missed"] += 1
+        return got
+
+    async def _constrained(self, prompt: str, heal: str) -> heal_word.Healed | None:
+        """``heal`` written again after ``prompt`` token by token, each the likeliest of the
+        engine's top alternatives that fits (the in-process constraint); None where none fits or
+        the engine refuses the one-token requests (then never asked again)."""
+        if not self.step_healing:
+            return None
 
         async def ask(body: dict[str, Any]) -> dict[str, Any]:
             self.client.stats["requests"] += 1
             return await self.client.post_json(body, "token healing")
 
         try:
-            got = await heal_word.heal_word(prompt, heal, self.client.model, ask)
+            return await heal_word.heal_word(prompt, heal, self.client.model, ask)
         except EngineError as exc:
-            if exc.kind != REQUEST:
+            if exc.kind not in (REQUEST, PROTOCOL, UNSUPPORTED):
                 raise
-            self.word_healing = False  # e.g. an engine that caps logprobs below heal.TOP
-            self.notes.append(f"{self.client.host} cannot heal partial words: {exc}")
+            self.step_healing = False  # e.g. an engine that caps logprobs below heal.TOP
+            self.notes.append(f"{self.client.host} cannot choose healed tokens: {exc}")
             return None
-        self.client.stats["healed" if got else "heal_missed"] += 1
-        return got
 
     async def _continue(
         self,
@@ -244,19 +254,27 @@ class Completions:
         heal: str,
         tpl: fim.FimTemplate | None,
     ) -> None:
-        """Send the healed prompt; where the model would not write the healed-away text again,
-        ask once more with the prompt as it is (what an engine without healing would do)."""
+        """Send the healed prompt. Where the model's own choice does not write the healed-away
+        text again, its tokens are chosen as in-process (the likeliest that fit, ``heal.py``);
+        where none fits, ask once more with the prompt as it is (what an engine without healing
+        would do)."""
         stats = self.client.stats
         try:
             await self._send(body, req, gen, heal)
             if heal:
                 stats["healed"] += 1
+            return
         except HealMissed:
-            stats["heal_missed"] += 1
-            stats["requests"] += 1
             _reset(gen)
-            body.update(prompt=build_prompt(req, tpl), max_tokens=req.max_new_tokens)
-            await self._send(body, req, gen, "")
+        healed = await self._constrained(body["prompt"], heal)
+        if healed is not None:
+            stats["healed"] += 1
+            await self._continue(body, req, gen, healed)
+            return
+        stats["heal_missed"] += 1
+        stats["requests"] += 1
+        body.update(prompt=build_prompt(req, tpl), max_tokens=req.max_new_tokens)
+        await self._send(body, req, gen, "")
 
     async def _send(
         self,
