@@ -26,18 +26,19 @@ from tactful.flags.mutate import indent_of, mutate
 
 REPO = Path(__file__).resolve().parents[3]
 CACHE = REPO / ".cache" / "flag"
-#: ConDefects (development set), from the project's shared data folder beside the checkout;
-#: ``TACTFUL_CONDEFECTS`` overrides it.
-CONDEFECTS = Path(
-    os.environ.get(
-        "TACTFUL_CONDEFECTS",
-        Path(__file__).resolve().parents[4]
-        / "shared"
-        / "data"
-        / "condefects"
-        / "condefects_python.jsonl.gz",
-    )
-)
+#: The project's shared data folder, beside the checkout (development data, never needed at run
+#: time).
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(env: str, *parts: str) -> Path:
+    """A file of :data:`SHARED_DATA` (``parts`` below it), or the path in the environment
+    variable ``env`` where that is set."""
+    return Path(os.environ.get(env, SHARED_DATA.joinpath(*parts)))
+
+
+#: ConDefects (development set); ``TACTFUL_CONDEFECTS`` overrides it.
+CONDEFECTS = shared_data("TACTFUL_CONDEFECTS", "condefects", "condefects_python.jsonl.gz")
 SEED = 20260415
 PARAMS = {
     "objective": "binary",
