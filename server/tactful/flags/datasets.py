@@ -203,9 +203,7 @@ def build(
                 options=RegenOptions(regen_extra=regen_extra, force=sorted(set(bugs) | set(extra))),
                 key="train",
             )
-            for unit in job.steps():
-                unit(backend)
-            record = _record(job, sid, text, bugs, dtype)
+            record = _record(job, job.run(backend), sid, text, bugs, dtype)
             if extra:
                 record["also"] = extra
             fh.write(json.dumps(record) + "\n")
@@ -218,9 +216,9 @@ def build(
     return out
 
 
-def _record(job: Any, sid: str, text: str, bugs: list[int], dtype: str) -> dict[str, Any]:
-    """One sample of a dataset: every considered line's features from the finished ``job``."""
-    res = job.result()
+def _record(job: Any, res: Any, sid: str, text: str, bugs: list[int], dtype: str) -> dict[str, Any]:
+    """One sample of a dataset: every considered line's features from the finished ``job``
+    (``res``: its result)."""
     rows: list[dict[str, Any]] = []
     for i, cheap, regen, p1 in job.rows():
         row = {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}

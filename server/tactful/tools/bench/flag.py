@@ -122,9 +122,7 @@ def _run(
         ),
     )
     t0 = time.perf_counter()
-    for unit in job.steps():
-        unit(backend)
-    res = job.result()
+    res = job.run(backend)
     return job, res, time.perf_counter() - t0
 
 

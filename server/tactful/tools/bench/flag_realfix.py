@@ -87,9 +87,7 @@ def _flag_run(
     backend: Any, text: str, model: FlagModel, budget: float, memo: WindowMemo | None
 ) -> dict[str, Any]:
     job = FlagJob(text, "python", budget=budget, model=model, key="realfix", memo=memo)
-    for unit in job.steps():
-        unit(backend)
-    res = job.result()
+    res = job.run(backend)
     lines = job.lines
     fixes = [f for f in res.flags if f.fix is not None]
     compiling = 0
