@@ -14,7 +14,8 @@ import pytest
 
 from tactful.flags import datasets as flag_datasets
 from tactful.flags import features as ff
-from tactful.flags import train as flag_train
+from tactful.flags import fitting as flag_fitting
+from tactful.flags import simulate as flag_simulate
 from tactful.flags.model import FlagModel
 
 
@@ -65,7 +66,7 @@ def test_load_dataset_recomputes_text_features_from_the_recorded_text(
     }
     (tmp_path / "x.jsonl").write_text(json.dumps(sample) + "\n")
     monkeypatch.setattr(flag_datasets, "CACHE", tmp_path)
-    (got,) = flag_train.load_dataset("x")
+    (got,) = flag_datasets.load_dataset("x")
     lines = ff.document_lines(text)
     assert lines[1] == "for i in range(a + 1):"
     context = ff.context_text_features(lines)
@@ -76,7 +77,7 @@ def test_load_dataset_recomputes_text_features_from_the_recorded_text(
     del sample["text"]
     (tmp_path / "y.jsonl").write_text(json.dumps(sample) + "\n")
     with pytest.raises(ValueError, match="no recorded text"):
-        flag_train.load_dataset("y")
+        flag_datasets.load_dataset("y")
 
 
 class _ByFeature:
@@ -110,14 +111,14 @@ def test_simulate_counts_only_flags_whose_regeneration_differs() -> None:
     scores = [0.1 * i for i in range(20)]  # line 19 scores highest; 20 lines: 3 flags
     hit = _sample("t1/Python/1", scores, bug=19)
     same = _sample("t2/Python/2", scores, bug=19, exact=frozenset({19}))
-    m = flag_train.simulate([hit], _ByFeature())
+    m = flag_simulate.simulate([hit], _ByFeature())
     assert m["recall_at_budget"] == 1.0 and m["top1"] == 1.0
     assert m["random_recall"] == pytest.approx(3 / 20) and m["random_top1"] == pytest.approx(1 / 20)
-    m = flag_train.simulate([same], _ByFeature())
+    m = flag_simulate.simulate([same], _ByFeature())
     # The model would write the bug line as it is: never a flag, ranked after the flags.
     assert m["recall_at_budget"] == 0.0 and m["top1"] == 0.0 and m["top3"] == 0.0
     low = _sample("t3/Python/3", scores, bug=0)
-    assert flag_train.simulate([low], _ByFeature())["recall_at_budget"] == 0.0
+    assert flag_simulate.simulate([low], _ByFeature())["recall_at_budget"] == 0.0
 
 
 def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,16 +140,18 @@ def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.M
         return None, None
 
     tested: list[set[str]] = []
-    real_simulate = flag_train.simulate
+    real_simulate = flag_simulate.simulate
 
     def fake_simulate(samples: Any, model: Any) -> dict[str, float]:
         tested.append({s["id"] for s in samples})
         return real_simulate(samples, _ByFeature())
 
-    monkeypatch.setattr(flag_train, "fit", fake_fit)
-    monkeypatch.setattr(flag_train, "simulate", fake_simulate)
+    monkeypatch.setattr(flag_fitting, "fit", fake_fit)
+    monkeypatch.setattr(flag_fitting, "simulate", fake_simulate)
     # The prior: record which folds each booster left out, and which booster each sample got.
-    monkeypatch.setattr(flag_train, "fit_prior", lambda corpus, folds, exclude: frozenset(exclude))
+    monkeypatch.setattr(
+        flag_fitting, "fit_prior", lambda corpus, folds, exclude: frozenset(exclude)
+    )
     got_prior: list[dict[str, Any]] = []
 
     def fake_with_priors(samples: Any, prior_of: Any) -> Any:
@@ -157,7 +160,7 @@ def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.M
 
     monkeypatch.setattr(flag_datasets, "with_priors", fake_with_priors)
     folds = {f"task{t}": t % 3 for t in range(6)}
-    pooled = flag_train.cross_validate(
+    pooled = flag_fitting.cross_validate(
         dev,
         others,
         3,
@@ -173,13 +176,13 @@ def test_cross_validation_keeps_test_tasks_out_of_training(monkeypatch: pytest.M
             for sid, excluded in ids.items():
                 # Every prior a fold uses left out the test fold, and a dev sample's own fold.
                 assert f in excluded
-                g = folds.get(flag_train.task_of(sid))
+                g = folds.get(flag_datasets.task_of(sid))
                 assert g is None or g in excluded
     assert len(seen) == 3 and pooled["n"] == len(dev) and pooled["recall_at_budget"] == 1.0
     assert set().union(*tested) == {s["id"] for s in dev}
     for (train, weights), test in zip(seen, tested, strict=True):
-        test_tasks = {flag_train.task_of(i) for i in test}
-        assert test_tasks and not {flag_train.task_of(i) for i in train} & test_tasks
+        test_tasks = {flag_datasets.task_of(i) for i in test}
+        assert test_tasks and not {flag_datasets.task_of(i) for i in train} & test_tasks
         assert "textwrap.py:10:deleted_line" in train
         assert sorted(set(weights)) == [0.5, 2.0]
     assert math.isclose(sum(len(t) for t in tested), len(dev))
@@ -191,8 +194,8 @@ def test_fit_hides_a_regeneration_feature_from_the_final_stage_only() -> None:
         _sample(f"t{k}/Python/{k}", [0.1 * i for i in range(20)], bug=19, exact=frozenset({3}))
         for k in range(4)
     ]
-    stage1, final = flag_train.fit(samples, rounds=3, drop=["ed_char", "lp_min"])
+    stage1, final = flag_fitting.fit(samples, rounds=3, drop=["ed_char", "lp_min"])
     assert stage1.num_feature() == len(ff.CHEAP_FEATURES)
     assert final.num_feature() == len(ff.ALL_FEATURES)
-    masked = flag_train._Masked(FlagModel(stage1, final), ["ed_char"])
+    masked = flag_fitting.Masked(FlagModel(stage1, final), ["ed_char"])
     assert masked.cheap == [] and masked.all == [ff.ALL_FEATURES.index("ed_char")]

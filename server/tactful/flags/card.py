@@ -14,25 +14,17 @@ from tactful.flags.datasets import PARAMS, ROUNDS
 
 def model_card(meta: dict[str, Any], stage1: Any, final: Any, prior: Any = None) -> str:
     """The model card: what the classifiers are, what they were trained on, how they did."""
-
-    def importance(booster: Any) -> str:
-        names = booster.feature_name()
-        gains = booster.feature_importance(importance_type="gain")
-        ranked = sorted(zip(names, gains, strict=True), key=lambda t: -t[1])[:8]
-        total = sum(gains) or 1.0
-        return ", ".join(f"`{n}` {100 * g / total:.0f} %" for n, g in ranked)
-
-    metrics = meta.get("dev_metrics") or {}
-
-    def cell(m: dict[str, float], key: str, rand: str) -> str:
-        return f"{m[key]:.3f} ({m[rand]:.3f})" if rand in m else f"{m[key]:.3f}"
-
-    rows = "\n".join(
-        f"| {name} | {m['n']} | {cell(m, 'top1', 'random_top1')} | "
-        f"{cell(m, 'top3', 'random_top3')} | {cell(m, 'recall_at_budget', 'random_recall')} |"
-        for name, m in metrics.items()
+    return (
+        _files_section(meta, prior)
+        + _training_section(meta)
+        + _results_section(meta.get("dev_metrics") or {})
+        + _importance_section(stage1, final, prior)
+        + _limits_section(meta)
     )
-    recipe = meta.get("recipe") or {}
+
+
+def _files_section(meta: dict[str, Any], prior: Any) -> str:
+    """The title, the files and what each classifier reads, and what the output means."""
     prior_row = (
         f"| `{meta['prior']}` | prior: how likely a line of this text and place is the bug "
         f"(the cheap feature `prior`) | {len(meta['prior_inputs'])} features of the line's text "
@@ -40,7 +32,6 @@ def model_card(meta: dict[str, Any], stage1: Any, final: Any, prior: Any = None)
         if prior is not None
         else ""
     )
-    prior_imp = f"\n* prior: {importance(prior)}" if prior is not None else ""
     return f"""# Model card: tactful line-flag classifiers (`{meta["name"]}`)
 
 LightGBM binary classifiers stored as LightGBM **text** model files (no pickle), read by
@@ -55,7 +46,13 @@ LightGBM binary classifiers stored as LightGBM **text** model files (no pickle),
 Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, at most
 `flags.budget` of a file's lines, whose regeneration differs from the written line.
 
-## Training data
+"""
+
+
+def _training_section(meta: dict[str, Any]) -> str:
+    """What the classifiers were trained on, with which parameters, and how to reproduce them."""
+    recipe = meta.get("recipe") or {}
+    return f"""## Training data
 
 {meta.get("trained_on")}.
 
@@ -63,7 +60,7 @@ Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, 
   task name even), clean single-fault programs of at most 40 lines, first by id; the label is the
   line the fix changed. No held-out task was used for training, tuning or feature selection.
 * Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
-  negated condition, swapped arguments, deleted line) injected by `tactful.flags.train.mutate` into
+  negated condition, swapped arguments, deleted line) injected by `tactful.flags.mutate` into
   real source files on the build machine: function-sized snippets of the Python standard library
   and installed pure-Python packages (never tactful's own code), and the accepted programs of the
   ConDefects tasks of the dev split (never a held-out task).
@@ -81,7 +78,21 @@ build --dev 0 --dev-mutations 0` (the library mutations, first stage: the heuris
 (the real dev bugs and the mutated accepted dev programs, first stage: the heuristic plus 2 lines
 and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flags.train train --with-dev --cv 5")}`.
 
-## Development results (recorded rows, two-stage ranking simulated)
+"""
+
+
+def _results_section(metrics: dict[str, dict[str, float]]) -> str:
+    """The recorded figures of each set, each beside its random expectation."""
+
+    def cell(m: dict[str, float], key: str, rand: str) -> str:
+        return f"{m[key]:.3f} ({m[rand]:.3f})" if rand in m else f"{m[key]:.3f}"
+
+    rows = "\n".join(
+        f"| {name} | {m['n']} | {cell(m, 'top1', 'random_top1')} | "
+        f"{cell(m, 'top3', 'random_top3')} | {cell(m, 'recall_at_budget', 'random_recall')} |"
+        for name, m in metrics.items()
+    )
+    return f"""## Development results (recorded rows, two-stage ranking simulated)
 
 Random ranking of the same lines in brackets (exact expectation). The cross-validated row is the
 honest one for real bugs; a row marked "in training" was seen by the classifier.
@@ -92,12 +103,30 @@ honest one for real bugs; a row marked "in training" was seen by the classifier.
 
 The held-out figures of the real pipeline are in `docs/benchmarks.md` (`tactful bench flag`).
 
-## Most useful features (share of total gain)
+"""
 
-* first stage: {importance(stage1)}
-* decision: {importance(final)}{prior_imp}
 
-## Limits
+def _importance(booster: Any) -> str:
+    """The eight features with the largest share of a booster's total gain."""
+    names = booster.feature_name()
+    gains = booster.feature_importance(importance_type="gain")
+    ranked = sorted(zip(names, gains, strict=True), key=lambda t: -t[1])[:8]
+    total = sum(gains) or 1.0
+    return ", ".join(f"`{n}` {100 * g / total:.0f} %" for n, g in ranked)
+
+
+def _importance_section(stage1: Any, final: Any, prior: Any) -> str:
+    prior_imp = f"\n* prior: {_importance(prior)}" if prior is not None else ""
+    return f"""## Most useful features (share of total gain)
+
+* first stage: {_importance(stage1)}
+* decision: {_importance(final)}{prior_imp}
+
+"""
+
+
+def _limits_section(meta: dict[str, Any]) -> str:
+    return f"""## Limits
 
 * Real bugs that span lines or are missing code are harder; the real bugs in training are short
   AtCoder programs, not library code.

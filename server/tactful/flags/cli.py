@@ -47,13 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.15,
         help="flag at most this fraction of lines (default 0.15)",
     )
-    ap.add_argument(
-        "--min-score",
-        type=float,
-        default=FlagSettings().min_score,
-        help="show only flags scoring at least this "
-        f"(default {FlagSettings().min_score}, as the editor; 0: fill the budget)",
-    )
+    _add_threshold(ap, "--min-score", FlagSettings().min_score, "scoring at least this")
     ap.add_argument("--max-lines", type=int, default=5000, help="skip longer files (default 5000)")
     ap.add_argument(
         "--max-regen",
@@ -83,26 +77,36 @@ def _parser() -> argparse.ArgumentParser:
         help="neither read nor write the flag cache (the model's results for windows flagged "
         "before, shared with the server)",
     )
-    ap.add_argument(
+    _add_threshold(
+        ap,
         "--min-probability",
-        type=float,
-        default=FlagSettings().min_probability,
-        help="show only flags whose calibrated probability of being the bug is at least this "
-        f"(default {FlagSettings().min_probability}, as the editor; 0: fill the budget)",
+        FlagSettings().min_probability,
+        "whose calibrated probability of being the bug is at least this",
     )
     return ap
+
+
+def _add_threshold(ap: argparse.ArgumentParser, option: str, default: float, what: str) -> None:
+    """A threshold of the editor's (a float in [0, 1]) with the editor's default."""
+    ap.add_argument(
+        option,
+        type=float,
+        default=default,
+        help=f"show only flags {what} (default {default}, as the editor; 0: fill the budget)",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     """``tactful flag FILE... [--json] [--budget F]``: print the lines that look wrong."""
     ap = _parser()
     args = ap.parse_args(list(argv))
-    if not 0.0 <= args.budget <= 1.0:
-        ap.error("--budget must be between 0 and 1")
-    if not 0.0 <= args.min_score <= 1.0:
-        ap.error("--min-score must be between 0 and 1")
-    if not 0.0 <= args.min_probability <= 1.0:
-        ap.error("--min-probability must be between 0 and 1")
+    for option, value in (
+        ("--budget", args.budget),
+        ("--min-score", args.min_score),
+        ("--min-probability", args.min_probability),
+    ):
+        if not 0.0 <= value <= 1.0:
+            ap.error(f"{option} must be between 0 and 1")
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
     from tactful.backend.types import ModelError

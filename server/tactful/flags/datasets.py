@@ -26,18 +26,19 @@ from tactful.flags.mutate import indent_of, mutate
 
 REPO = Path(__file__).resolve().parents[3]
 CACHE = REPO / ".cache" / "flag"
-#: ConDefects (development set), from the project's shared data folder beside the checkout;
-#: ``TACTFUL_CONDEFECTS`` overrides it.
-CONDEFECTS = Path(
-    os.environ.get(
-        "TACTFUL_CONDEFECTS",
-        Path(__file__).resolve().parents[4]
-        / "shared"
-        / "data"
-        / "condefects"
-        / "condefects_python.jsonl.gz",
-    )
-)
+#: The project's shared data folder, beside the checkout (development data, never needed at run
+#: time).
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(env: str, *parts: str) -> Path:
+    """A file of :data:`SHARED_DATA` (``parts`` below it), or the path in the environment
+    variable ``env`` where that is set."""
+    return Path(os.environ.get(env, SHARED_DATA.joinpath(*parts)))
+
+
+#: ConDefects (development set); ``TACTFUL_CONDEFECTS`` overrides it.
+CONDEFECTS = shared_data("TACTFUL_CONDEFECTS", "condefects", "condefects_python.jsonl.gz")
 SEED = 20260415
 PARAMS = {
     "objective": "binary",
@@ -202,9 +203,7 @@ def build(
                 options=RegenOptions(regen_extra=regen_extra, force=sorted(set(bugs) | set(extra))),
                 key="train",
             )
-            for unit in job.steps():
-                unit(backend)
-            record = _record(job, sid, text, bugs, dtype)
+            record = _record(job, job.run(backend), sid, text, bugs, dtype)
             if extra:
                 record["also"] = extra
             fh.write(json.dumps(record) + "\n")
@@ -217,9 +216,9 @@ def build(
     return out
 
 
-def _record(job: Any, sid: str, text: str, bugs: list[int], dtype: str) -> dict[str, Any]:
-    """One sample of a dataset: every considered line's features from the finished ``job``."""
-    res = job.result()
+def _record(job: Any, res: Any, sid: str, text: str, bugs: list[int], dtype: str) -> dict[str, Any]:
+    """One sample of a dataset: every considered line's features from the finished ``job``
+    (``res``: its result)."""
     rows: list[dict[str, Any]] = []
     for i, cheap, regen, p1 in job.rows():
         row = {"i": i, "y": int(i in bugs), "cheap": cheap, "regen": regen, "p1": p1}

@@ -8,6 +8,7 @@ feature vectors the two classifiers read (``CHEAP_FEATURES`` from the one teache
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -52,23 +53,25 @@ _IMPORT_NODES = {
 }
 
 
+#: The line rules in the order they are tried: the first that matches gives the kind.
+_RULES = (
+    ("comment", _COMMENT_RE),
+    ("import", _IMPORT_RE),
+    ("brace", _BRACE_RE),
+    ("header", _HEADER_RE),
+    ("control", _CONTROL_RE),
+    ("jump", _JUMP_RE),
+)
+
+
 def rule_kind(line: str) -> str:
     """Kind of a line by line rules alone (any language)."""
     s = line.strip()
     if not s:
         return "blank"
-    if _COMMENT_RE.match(line):
-        return "comment"
-    if _IMPORT_RE.match(line):
-        return "import"
-    if _BRACE_RE.match(line):
-        return "brace"
-    if _HEADER_RE.match(line):
-        return "header"
-    if _CONTROL_RE.match(line):
-        return "control"
-    if _JUMP_RE.match(line):
-        return "jump"
+    for kind, rule in _RULES:
+        if rule.match(line):
+            return kind
     if _STRING_ONLY_RE.match(line) and s[-1:] in "\"'`,":
         return "string"
     return "code"
@@ -402,6 +405,76 @@ def context_text_features(lines: Sequence[str]) -> list[list[float]]:
     return out
 
 
+@dataclass
+class _PassStats:
+    """Each line's mean and lowest token log-probability from the teacher-forced pass, and what
+    places a line among the others: the sorted minima of the non-blank lines, and the mean and
+    spread of their means."""
+
+    means: list[float]
+    mins: list[float]
+    finite_mins: list[float]
+    mu: float
+    sd: float
+
+
+def _pass_stats(kinds: Sequence[str], line_lp: Sequence[Sequence[float]]) -> _PassStats:
+    means = [_mean(lp) for lp in line_lp]
+    mins = [min(lp) if lp else NAN for lp in line_lp]
+    finite_mins = sorted(
+        m for m, k in zip(mins, kinds, strict=True) if not math.isnan(m) and k != "blank"
+    )
+    fm = [m for m, k in zip(means, kinds, strict=True) if not math.isnan(m) and k != "blank"]
+    mu = _mean(fm) if fm else 0.0
+    sd = math.sqrt(_mean([(x - mu) ** 2 for x in fm])) if len(fm) > 1 else 1.0
+    return _PassStats(means, mins, finite_mins, mu, sd or 1.0)
+
+
+def _pass_row(
+    i: int, n: int, lp: Sequence[float], ent: Sequence[float], st: _PassStats
+) -> list[float]:
+    """The model's features of line ``i`` of ``n`` (``PASS_FEATURES`` before ``kind``)."""
+    surp = [-a - h for a, h in zip(lp, ent, strict=False)]
+    mins, means = st.mins, st.means
+    rank = (
+        bisect.bisect_left(st.finite_mins, mins[i]) / max(1, len(st.finite_mins))
+        if not math.isnan(mins[i])
+        else NAN
+    )
+    return [
+        float(len(lp)),
+        mins[i],
+        means[i],
+        float(sum(lp)) if lp else NAN,
+        _mean(ent),
+        max(ent) if ent else NAN,
+        _mean(surp),
+        max(surp) if surp else NAN,
+        rank,
+        (means[i] - st.mu) / st.sd if not math.isnan(means[i]) else NAN,
+        means[i - 1] if i > 0 else NAN,
+        means[i + 1] if i + 1 < n else NAN,
+        mins[i + 1] if i + 1 < n else NAN,
+    ]
+
+
+def _place_row(i: int, n: int, line: str, kind: str, cdist: int, error: bool) -> list[float]:
+    """Line ``i``'s own facts (``PASS_FEATURES`` from ``kind`` on): its kind, the distance to a
+    comment, its indent, length and place in the file, digits, comparisons, a parse error."""
+    stripped = line.strip()
+    return [
+        float(KIND_INDEX[kind]),
+        float(cdist),
+        float(len(line) - len(line.lstrip())),
+        float(len(stripped)),
+        i / max(1, n - 1),
+        float(any(c.isdigit() for c in stripped)),
+        float(any(op in stripped for op in ("==", "!=", "<", ">", "<=", ">="))),
+        float(error),
+        math.log(n + 1),
+    ]
+
+
 def cheap_features(
     lines: Sequence[str],
     kinds: Sequence[str],
@@ -412,59 +485,16 @@ def cheap_features(
     """One row of ``CHEAP_FEATURES`` per line from the teacher-forced pass."""
     n = len(lines)
     cdist = comment_distance(kinds, lines)
-    means = [_mean(lp) for lp in line_lp]
-    mins = [min(lp) if lp else NAN for lp in line_lp]
-    finite_mins = sorted(
-        m for m, k in zip(mins, kinds, strict=True) if not math.isnan(m) and k != "blank"
-    )
-    fm = [m for m, k in zip(means, kinds, strict=True) if not math.isnan(m) and k != "blank"]
-    mu = _mean(fm) if fm else 0.0
-    sd = math.sqrt(_mean([(x - mu) ** 2 for x in fm])) if len(fm) > 1 else 1.0
-    sd = sd or 1.0
-    import bisect
-
+    stats = _pass_stats(kinds, line_lp)
     context = context_text_features(lines)
-
-    rows = []
-    for i in range(n):
-        lp, ent, line = line_lp[i], line_ent[i], lines[i]
-        surp = [-a - h for a, h in zip(lp, ent, strict=False)]
-        rank = (
-            bisect.bisect_left(finite_mins, mins[i]) / max(1, len(finite_mins))
-            if not math.isnan(mins[i])
-            else NAN
-        )
-        stripped = line.strip()
-        rows.append(
-            [
-                float(len(lp)),
-                mins[i],
-                means[i],
-                float(sum(lp)) if lp else NAN,
-                _mean(ent),
-                max(ent) if ent else NAN,
-                _mean(surp),
-                max(surp) if surp else NAN,
-                rank,
-                (means[i] - mu) / sd if not math.isnan(means[i]) else NAN,
-                means[i - 1] if i > 0 else NAN,
-                means[i + 1] if i + 1 < n else NAN,
-                mins[i + 1] if i + 1 < n else NAN,
-                float(KIND_INDEX[kinds[i]]),
-                float(cdist[i]),
-                float(len(line) - len(line.lstrip())),
-                float(len(stripped)),
-                i / max(1, n - 1),
-                float(any(c.isdigit() for c in stripped)),
-                float(any(op in stripped for op in ("==", "!=", "<", ">", "<=", ">="))),
-                float(facts.error[i]),
-                math.log(n + 1),
-                *text_features(line),
-                *context[i],
-                NAN,  # prior: filled in by the classifier that has one
-            ]
-        )
-    return rows
+    return [
+        _pass_row(i, n, line_lp[i], line_ent[i], stats)
+        + _place_row(i, n, lines[i], kinds[i], cdist[i], facts.error[i])
+        + text_features(lines[i])
+        + context[i]
+        + [NAN]  # prior: filled in by the classifier that has one
+        for i in range(n)
+    ]
 
 
 def regen_features(

@@ -406,6 +406,13 @@ class FlagJob:
         """Scores and flags from the units run so far (all of them, normally)."""
         return build_result(self)
 
+    def run(self, backend: Backend) -> FlagResult:
+        """Run every unit now, on the calling thread, and return the result (the command line,
+        the benchmarks and the dataset build; the editor runs the units on the model worker)."""
+        for unit in self.steps():
+            unit(backend)
+        return self.result()
+
     def rows(self) -> list[tuple[int, list[float], list[float] | None, float]]:
         """(line, cheap features, regeneration features or None, stage-1 score) per considered line."""
         return [
@@ -445,6 +452,4 @@ def flag_document(
         memo=memo,
         options=RegenOptions(max_regen=max_regen),
     )
-    for unit in job.steps():
-        unit(backend)
-    return job.result()
+    return job.run(backend)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tactful.flags import features as ff
 from tactful.flags.job import FlagJob
@@ -38,38 +38,64 @@ REGEN_EXTRA_OVERRIDE: int | None = None
 NAIVE_BATCH = 1
 
 
+class Row(NamedTuple):
+    """One program's figures: hits of the ranking's first and first three lines and of the
+    flags at the budget (or their random expectation), seconds, lines, share of lines flagged."""
+
+    top1: float
+    top3: float
+    recall: float
+    seconds: float
+    lines: int
+    flagged_share: float
+
+
 @dataclass
 class Tally:
-    n: int = 0
-    top1: float = 0.0
-    top3: float = 0.0
-    recall: float = 0.0
-    seconds: float = 0.0
-    lines: int = 0
-    flagged_share: list[float] = field(default_factory=list)
+    """The rows of the programs run so far, and their means."""
 
-    def add(
-        self, top1: float, top3: float, recall: float, seconds: float, lines: int, flagged: float
-    ) -> None:
-        self.n += 1
-        self.top1 += top1
-        self.top3 += top3
-        self.recall += recall
-        self.seconds += seconds
-        self.lines += lines
-        self.flagged_share.append(flagged)
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.rows)
 
     def summary(self) -> dict[str, Any]:
         n = max(1, self.n)
+        seconds, lines = self.seconds, sum(r.lines for r in self.rows)
         return {
             "programs": self.n,
-            "recall_at_budget": round(self.recall / n, 4),
-            "top1": round(self.top1 / n, 4),
-            "top3": round(self.top3 / n, 4),
-            "seconds_per_100_lines": round(100 * self.seconds / max(1, self.lines), 2)
-            if self.seconds
-            else None,
-            "mean_flagged_share": round(sum(self.flagged_share) / n, 4),
+            "recall_at_budget": round(sum(r.recall for r in self.rows) / n, 4),
+            "top1": round(sum(r.top1 for r in self.rows) / n, 4),
+            "top3": round(sum(r.top3 for r in self.rows) / n, 4),
+            "seconds_per_100_lines": round(100 * seconds / max(1, lines), 2) if seconds else None,
+            "mean_flagged_share": round(sum(r.flagged_share for r in self.rows) / n, 4),
+        }
+
+
+@dataclass
+class Shown:
+    """The flags the editor would show at one threshold: how often the bug is among them, and
+    the share of lines they flag."""
+
+    hits: float = 0.0
+    share: float = 0.0
+
+    def add(self, shown: Sequence[int], bug: int, lines: int) -> None:
+        self.hits += float(bug in shown)
+        self.share += len(shown) / max(1, lines)
+
+    def summary(self, programs: int) -> dict[str, float]:
+        return {
+            "recall": round(self.hits / programs, 4),
+            "mean_flagged_share": round(self.share / programs, 4),
         }
 
 
@@ -96,9 +122,7 @@ def _run(
         ),
     )
     t0 = time.perf_counter()
-    for unit in job.steps():
-        unit(backend)
-    res = job.result()
+    res = job.run(backend)
     return job, res, time.perf_counter() - t0
 
 
@@ -113,9 +137,6 @@ def _naive_ranking(job: FlagJob) -> list[int]:
     return [i for _s, i in sorted(scored)]
 
 
-Row = tuple[float, float, float, float, int, float]
-
-
 def _rows(job: FlagJob, res: FlagResult, secs: float, bug: int) -> tuple[Row, Row]:
     """tactful's (top-1, top-3, recall, seconds, lines, flagged share) for one program, and the
     random ranking's expectation for the same considered lines and number of flags."""
@@ -127,7 +148,7 @@ def _rows(job: FlagJob, res: FlagResult, secs: float, bug: int) -> tuple[Row, Ro
     ranked = [f.line for f in res.flags] + [i for _s, i in rest]
     c = len(job.considered)
     kmax = job.max_flags
-    ours = (
+    ours = Row(
         float(bug in ranked[:1]),
         float(bug in ranked[:3]),
         float(bug in flagged),
@@ -136,7 +157,7 @@ def _rows(job: FlagJob, res: FlagResult, secs: float, bug: int) -> tuple[Row, Ro
         len(flagged) / max(1, res.lines),
     )
     considered = bug in set(job.considered)
-    rand = (
+    rand = Row(
         (min(1, c) / c if considered else 0.0) if c else 0.0,
         (min(3, c) / c if considered else 0.0) if c else 0.0,
         (min(kmax, c) / c if considered else 0.0) if c else 0.0,
@@ -152,7 +173,7 @@ def _naive_row(
 ) -> Row:
     njob, nres, nsecs = _run(backend, text, model, budget, naive=True)
     nrank = _naive_ranking(njob)
-    return (
+    return Row(
         float(bug in nrank[:1]),
         float(bug in nrank[:3]),
         float(bug in nrank[:kmax]),
@@ -178,41 +199,35 @@ def evaluate(
     from tactful.config import FlagSettings
 
     ours, rand, naive, ours_on_naive, rand_on_naive = Tally(), Tally(), Tally(), Tally(), Tally()
-    ms_hits, ms_share, mp_hits, mp_share = 0.0, 0.0, 0.0, 0.0
+    at_score, at_probability = Shown(), Shown()
     floor = FlagSettings().min_probability
     for k, (pid, text, bug) in enumerate(programs):
         job, res, secs = _run(backend, text, model, budget, naive=False)
         if min_score is not None:
-            shown = [f.line for f in res.flags if f.score >= min_score]
-            ms_hits += float(bug in shown)
-            ms_share += len(shown) / max(1, res.lines)
+            at_score.add([f.line for f in res.flags if f.score >= min_score], bug, res.lines)
         # What the editor shows at the default flags.minProbability.
         shown = [f.line for f in res.flags if model.probability(f.score) >= floor]
-        mp_hits += float(bug in shown)
-        mp_share += len(shown) / max(1, res.lines)
+        at_probability.add(shown, bug, res.lines)
         row, r = _rows(job, res, secs, bug)
-        ours.add(*row)
-        rand.add(*r)
-        line = f"[{k + 1}/{len(programs)}] {pid}: ours {'hit' if row[2] else 'miss'} ({secs:.1f}s)"
+        ours.add(row)
+        rand.add(r)
+        line = (
+            f"[{k + 1}/{len(programs)}] {pid}: ours {'hit' if row.recall else 'miss'} ({secs:.1f}s)"
+        )
         if k < naive_n:
             nrow = _naive_row(backend, text, model, budget, job.max_flags, bug)
-            naive.add(*nrow)
-            ours_on_naive.add(*row)
-            rand_on_naive.add(*r)
-            line += f", naive {'hit' if nrow[2] else 'miss'} ({nrow[3]:.1f}s)"
+            naive.add(nrow)
+            ours_on_naive.add(row)
+            rand_on_naive.add(r)
+            line += f", naive {'hit' if nrow.recall else 'miss'} ({nrow.seconds:.1f}s)"
         print(line, file=log, flush=True)
     out: dict[str, Any] = {"budget": budget, "tactful": ours.summary(), "random": rand.summary()}
     if min_score is not None and programs:
-        out["tactful_min_score"] = {
-            "min_score": min_score,
-            "recall": round(ms_hits / len(programs), 4),
-            "mean_flagged_share": round(ms_share / len(programs), 4),
-        }
+        out["tactful_min_score"] = {"min_score": min_score, **at_score.summary(len(programs))}
     if programs:
         out["tactful_min_probability"] = {
             "min_probability": floor,
-            "recall": round(mp_hits / len(programs), 4),
-            "mean_flagged_share": round(mp_share / len(programs), 4),
+            **at_probability.summary(len(programs)),
         }
     if naive.n:
         out["same_programs_as_naive"] = {
@@ -303,6 +318,24 @@ def _parse_files(specs: Sequence[str]) -> list[tuple[str, str, int]]:
     return out
 
 
+def _condefects_programs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """``(id, text, bug_line_0based)`` of the first ``-n`` ConDefects programs of the split, by
+    id, of ``--min-lines`` to ``--max-lines`` lines."""
+    from tactful.flags.datasets import condefects
+
+    if not args.n:
+        return []
+    rows = [
+        r
+        for r in condefects(args.split, max_lines=args.max_lines)
+        if r["n_lines"] >= args.min_lines
+    ]
+    return [
+        (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1)
+        for r in rows[: args.n]
+    ]
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tactful bench flag", description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -367,7 +400,7 @@ def main(argv: Sequence[str]) -> int:
     REGEN_EXTRA_OVERRIDE = args.regen_extra
     NAIVE_BATCH = max(1, args.naive_batch)
     from tactful.backend.hf import TransformersBackend
-    from tactful.flags.datasets import condefects, set_threads
+    from tactful.flags.datasets import set_threads
 
     model = FlagModel.load(args.classifier)
     if args.realfix_records:  # figures from saved records: no model needed
@@ -376,18 +409,7 @@ def main(argv: Sequence[str]) -> int:
     set_threads(args.threads)
     if args.realfix:
         return _realfix(args, backend, model)
-    programs: list[tuple[str, str, int]] = []
-    if args.n:
-        rows = [
-            r
-            for r in condefects(args.split, max_lines=args.max_lines)
-            if r["n_lines"] >= args.min_lines
-        ]
-        rows = rows[: args.n]
-        programs += [
-            (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows
-        ]
-    programs += files
+    programs = _condefects_programs(args) + files
     t0 = time.time()
     from tactful.config import FlagSettings
 

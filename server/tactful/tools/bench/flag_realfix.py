@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import sys
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,20 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from tactful.flags.calibration import Calibration, fit_platt
+from tactful.flags.datasets import shared_data
+from tactful.flags.fixes import python_compiles
 from tactful.flags.job import FlagJob
 from tactful.flags.memo import WindowMemo
 from tactful.flags.model import FlagModel
 
-REALFIX = Path(
-    os.environ.get(
-        "TACTFUL_REALFIX",
-        Path(__file__).resolve().parents[5]
-        / "shared"
-        / "data"
-        / "realfix"
-        / "realfix_dev.jsonl.gz",
-    )
-)
+REALFIX = shared_data("TACTFUL_REALFIX", "realfix", "realfix_dev.jsonl.gz")
 #: A row whose changed line only sets version metadata is no bug (LOADER.md's spot-check).
 _NOT_A_BUG = re.compile(r"^\s*(__version__|__build__|__version_info__|VERSION)\s*=")
 THRESHOLDS = (
@@ -69,16 +60,6 @@ THRESHOLDS = (
 )
 
 
-def _compiles(text: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            compile(text, "<realfix>", "exec", dont_inherit=True)
-            return True
-        except (SyntaxError, ValueError):
-            return False
-
-
 def load_rows(n: int, max_lines: int = 300, path: Path = REALFIX) -> list[dict[str, Any]]:
     """``n`` rows: Python 3 files (both versions compile), not version bumps, at most
     ``max_lines`` lines; sorted by id within each repository and taken in turn from each, so
@@ -90,7 +71,7 @@ def load_rows(n: int, max_lines: int = 300, path: Path = REALFIX) -> list[dict[s
         if r["n_lines"] > max_lines or _NOT_A_BUG.match(r["buggy_line_text"]):
             continue
         if r["buggy_code"] == r["fixed_code"] or not (
-            _compiles(r["buggy_code"]) and _compiles(r["fixed_code"])
+            python_compiles(r["buggy_code"]) and python_compiles(r["fixed_code"])
         ):
             continue
         by_repo[r["repo"]].append(r)
@@ -106,16 +87,14 @@ def _flag_run(
     backend: Any, text: str, model: FlagModel, budget: float, memo: WindowMemo | None
 ) -> dict[str, Any]:
     job = FlagJob(text, "python", budget=budget, model=model, key="realfix", memo=memo)
-    for unit in job.steps():
-        unit(backend)
-    res = job.result()
+    res = job.run(backend)
     lines = job.lines
     fixes = [f for f in res.flags if f.fix is not None]
     compiling = 0
     for f in fixes:
         edited = list(lines)
         edited[f.line] = f.fix or ""
-        compiling += _compiles("\n".join(edited) + "\n")
+        compiling += python_compiles("\n".join(edited) + "\n")
     return {
         "lines": res.lines,
         "considered": sorted(job.considered),
