@@ -75,7 +75,7 @@ def _svg_open(id_: str, w: int, h: int, title: str, desc: str) -> str:
 
 def _legend(
     entries: Sequence[tuple[str, str, str]], x0: float, y0: float, w: float
-) -> tuple[str, float]:
+) -> tuple[str, int]:
     """A legend of ``(series, label, swatch svg)``, one a row from (x0, y0); returns svg, height."""
     parts = ['<g class="legend">']
     for k, (series, label, swatch) in enumerate(entries):
