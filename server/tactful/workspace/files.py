@@ -293,10 +293,7 @@ def _enter_folder(
     if entry.name in SKIP_DIRS or entry.name.endswith(".egg-info"):
         rep.skipped["skipped folders"] += 1
         return False
-    if excluded(rel, exclude) or _ignored(specs, entry.path, True):
-        rep.skipped["ignored folders"] += 1
-        return False
-    return True
+    return not _left_out(rel, entry.path, True, exclude, specs, rep)
 
 
 def _index_file(
@@ -314,10 +311,17 @@ def _index_file(
     if is_secret_name(entry.name):
         rep.skipped["secret-looking files"] += 1
         return False
-    if excluded(rel, exclude) or _ignored(specs, entry.path, False):
-        rep.skipped["ignored files"] += 1
-        return False
-    return True
+    return not _left_out(rel, entry.path, False, exclude, specs, rep)
+
+
+def _left_out(
+    rel: str, path: str, is_dir: bool, exclude: Sequence[str], specs: _Specs, rep: ScanReport
+) -> bool:
+    """True (counted) when the user's exclude globs or a .gitignore leave out a folder or file."""
+    if excluded(rel, exclude) or _ignored(specs, path, is_dir):
+        rep.skipped["ignored folders" if is_dir else "ignored files"] += 1
+        return True
+    return False
 
 
 class Skip(Exception):
