@@ -6,7 +6,7 @@ Each subcommand lives in its capability's module as ``main(argv) -> int``:
 =================  =====================================
 ``serve``          :mod:`tactful.lsp.server`
 ``model``          :mod:`tactful.backend.cli` (install / info)
-``complete``       :mod:`tactful.completion.engine` (one-shot, for scripts)
+``complete``       :mod:`tactful.completion.oneshot` (one-shot, for scripts)
 ``demo``           :mod:`tactful.tools.demo` (a real LSP session on a sample file)
 ``flag``           :mod:`tactful.flags.cli`
 ``log``            :mod:`tactful.feedback.cli` (export, import-cups, stats)
@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("tactful.lsp.server", "Run the language server (stdio by default)."),
     "model": ("tactful.backend.cli", "Install (convert) the embedded model, or show model info."),
     "complete": (
-        "tactful.completion.engine",
+        "tactful.completion.oneshot",
         "Complete one file at one position and print the suggestion.",
     ),
     "demo": (

@@ -21,15 +21,13 @@ brings the rest as the next ghost text).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tactful.backend.runner import PRIORITY_COMPLETION, ModelRunner
@@ -200,68 +198,50 @@ class CompletionEngine:
         """
         t0 = time.perf_counter()
         settings = self._settings()
-        key = uri if channel == "inline" else f"{uri}#{channel}"
-        seq = self._begin(key)
+        key, seq = self._begin(uri, channel)
         # Type-along: the user typed the start of what is on screen; no model call.
-        enabled = settings.language_enabled(language_id)
-        answered, along = await self._type_along(key, seq, text, offset, settings, enabled)
-        if answered or not enabled:
+        answered, along = await self._type_along(key, seq, text, offset, settings, language_id)
+        if answered:
             return along
         # Context.
         backend = self.runner.ready_backend()
         if backend is None:
             return None
-        ctx = self._context(backend, text, offset, language_id, settings, single_line)
-        if self.repo_context is not None and len(text) <= MAX_PARSE_CHARS:
-            ctx.preamble = self.repo_context(
-                uri, text, offset, language_id, ctx.prefix_start, backend
-            )
+        ctx = self._context(backend, uri, text, offset, language_id, settings, single_line)
         req = RequestInfo(
             uri, language_id, text, offset, line, character, version, trigger,
             ctx.context_class, ctx.multiline,
         )  # fmt: skip
         # Stage 1: show a suggestion here at all?
         hooks = self._hooks()
-        stage1 = hooks.before_generation(req)
-        if not stage1.show:
-            self.stats.skipped_stage1 += 1
-            hooks.skipped(req, stage1)
-            return None
-        if not await self._debounced(key, seq, settings):
+        stage1 = self._stage1(hooks, req)
+        if not stage1.show or not await self._debounced(key, seq, settings):
             return None
         # The model (or the cache), post-processed.
         gen = await self._generate(backend, ctx, settings, uri, key, trigger)
-        if gen is None:
-            return None
-        if not self.is_latest(key, seq) or _edited(version, current_version):
-            self.stats.superseded += 1
-            self._stop_writing(key, gen.going_on)
+        if gen is None or self._superseded(key, seq, gen, version, current_version):
             return None
         # Stage 2: show this suggestion?
-        stage2 = hooks.after_generation(req, gen.info, stage1)
+        stage2 = self._stage2(key, hooks, req, gen, stage1)
         if not stage2.show:
-            self.stats.hidden_stage2 += 1
-            hooks.hidden(Judged(req, gen.info, stage1, stage2))
-            self._stop_writing(key, gen.going_on)
             return None
         # The item.
         shown = self._shown[key] = self._item(text, offset, ctx, gen)
-        sugg = shown.suggestion
-        hooks.shown(Judged(req, gen.info, stage1, stage2), sugg.id)
-        self.stats.answered += 1
-        if gen.info.source == "model":
-            self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
+        hooks.shown(Judged(req, gen.info, stage1, stage2), shown.suggestion.id)
+        self._count_answer(gen, t0)
         if gen.going_on is not None:
             self._keep_writing(key, uri, shown, gen.going_on, ctx, backend, settings)
-        return sugg
+        return shown.suggestion
 
     # --- the stages ----------------------------------------------------------------------------
-    def _begin(self, key: str) -> int:
-        """Count the request; its sequence number, which makes it the latest for ``key``."""
+    def _begin(self, uri: str, channel: str) -> tuple[str, int]:
+        """Count the request; its channel's key (the ``uri`` for ghost text) and its sequence
+        number, which makes it the latest for that key."""
+        key = uri if channel == "inline" else f"{uri}#{channel}"
         self.stats.requests += 1
         self._seq += 1
         self._latest[key] = self._seq
-        return self._seq
+        return key, self._seq
 
     def _still_latest(self, key: str, seq: int) -> bool:
         """False (counted as superseded) when a newer request for ``key`` has arrived."""
@@ -271,10 +251,12 @@ class CompletionEngine:
         return False
 
     async def _type_along(
-        self, key: str, seq: int, text: str, offset: int, settings: Settings, enabled: bool
+        self, key: str, seq: int, text: str, offset: int, settings: Settings, language_id: str
     ) -> tuple[bool, Suggestion | None]:
         """(True, the rest of the suggestion on screen) when the user typed its start; (True,
-        None) when a newer request came meanwhile; (False, None): go on to the model."""
+        None) when a newer request came meanwhile or completions are off for the language;
+        (False, None): go on to the model."""
+        enabled = settings.language_enabled(language_id)
         shown = self._shown.get(key)
         along = settings.completion.type_along and enabled
         rest = type_along(shown, text, offset) if along else None
@@ -310,17 +292,20 @@ class CompletionEngine:
         s = shown.suggestion
         return Suggestion(s.id, rest, offset, "type_along", s.multiline, s.context_class, s.info)
 
-    @staticmethod
     def _context(
+        self,
         backend: Backend,
+        uri: str,
         text: str,
         offset: int,
         language_id: str,
         settings: Settings,
         single_line: bool,
     ) -> CompletionContext:
+        """The prompt's context: the document around the cursor (a window of it, without a
+        tree-sitter pass, when it is huge) and the repository context's preamble."""
         parse_text = text if len(text) <= MAX_PARSE_CHARS else ""
-        return build_context(
+        ctx = build_context(
             text if parse_text else text[max(0, offset - 20000) : offset + 4000],
             offset if parse_text else min(offset, 20000),
             language_id if parse_text else "plaintext",
@@ -328,6 +313,54 @@ class CompletionEngine:
             multiline_enabled=settings.completion.multiline and not single_line,
             fim=backend.fim,
         )
+        if self.repo_context is not None and len(text) <= MAX_PARSE_CHARS:
+            ctx.preamble = self.repo_context(
+                uri, text, offset, language_id, ctx.prefix_start, backend
+            )
+        return ctx
+
+    def _stage1(self, hooks: SuggestionHooks, req: RequestInfo) -> Decision:
+        """Stage 1, before generation: the cascade's decision from the context alone (a skip is
+        counted and told to the hooks)."""
+        stage1 = hooks.before_generation(req)
+        if not stage1.show:
+            self.stats.skipped_stage1 += 1
+            hooks.skipped(req, stage1)
+        return stage1
+
+    def _superseded(
+        self,
+        key: str,
+        seq: int,
+        gen: Generated,
+        version: int | None,
+        current_version: Callable[[], int | None] | None,
+    ) -> bool:
+        """True (counted, the generation going on stopped) when a newer request for ``key``
+        came or the document was edited while the suggestion was written."""
+        if self.is_latest(key, seq) and not _edited(version, current_version):
+            return False
+        self.stats.superseded += 1
+        self._stop_writing(key, gen.going_on)
+        return True
+
+    def _stage2(
+        self, key: str, hooks: SuggestionHooks, req: RequestInfo, gen: Generated, stage1: Decision
+    ) -> Decision:
+        """Stage 2, with the suggestion: the cascade's decision (a hidden suggestion is counted
+        and told to the hooks, and its generation going on is stopped)."""
+        stage2 = hooks.after_generation(req, gen.info, stage1)
+        if not stage2.show:
+            self.stats.hidden_stage2 += 1
+            hooks.hidden(Judged(req, gen.info, stage1, stage2))
+            self._stop_writing(key, gen.going_on)
+        return stage2
+
+    def _count_answer(self, gen: Generated, t0: float) -> None:
+        """An answer shown; for a model-written one, its time from the request (``t0``)."""
+        self.stats.answered += 1
+        if gen.info.source == "model":
+            self.model_answer_ms.append((time.perf_counter() - t0) * 1000)
 
     async def _debounced(self, key: str, seq: int, settings: Settings) -> bool:
         """Wait ``completion.debounceMs``; False when a newer request came meanwhile."""
@@ -353,13 +386,7 @@ class CompletionEngine:
             self.stats.cache_hits += 1
             return Generated(hit.text, hit)
         greq = make_generate_request(ctx, settings, uri, backend.fim)
-        self._continuing.make_room(uri)
-        # Likewise a request still waiting for its first words in another document (a long
-        # prompt's prefill): it is answered with nothing, and what it prefilled stays in that
-        # document's KV cache for its next request (one cursor, one model thread).
-        for other, pending in list(self._inflight.items()):
-            if other not in (uri, f"{uri}#list"):
-                pending.set()
+        self._make_room(uri)
         self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
@@ -371,14 +398,34 @@ class CompletionEngine:
             log.warning("completion failed: %s", exc)
             return None
         self._inflight[channel_key] = greq.cancel
+        deadline = _deadline_s(settings, channel_key == uri, trigger)
+        return await self._await_model(fut, greq, backend, ctx, settings, channel_key, deadline, t0)
+
+    def _make_room(self, uri: str) -> None:
+        """Before a model call for ``uri``: generations going on for other documents stop, and
+        likewise a request still waiting for its first words in another document (a long
+        prompt's prefill): it is answered with nothing, and what it prefilled stays in that
+        document's KV cache for its next request (one cursor, one model thread)."""
+        self._continuing.make_room(uri)
+        for other, pending in list(self._inflight.items()):
+            if other not in (uri, f"{uri}#list"):
+                pending.set()
+
+    async def _await_model(
+        self,
+        fut: asyncio.Future[Generation],
+        greq: GenerateRequest,
+        backend: Backend,
+        ctx: CompletionContext,
+        settings: Settings,
+        channel_key: str,
+        deadline: float,
+        t0: float,
+    ) -> Generated | None:
+        """The model's suggestion: the whole of it, or when ``deadline`` (s, 0 for none) passes
+        first, the whole words written so far with the generation that goes on writing."""
         going_on = False
         try:
-            # Ghost text only: type-along brings the rest of a part there; a list item is
-            # picked whole from a menu, so the list channel waits for the whole suggestion.
-            # A user who asked (Alt+\\) waits for the whole suggestion too, within a bound.
-            deadline = settings.completion.deadline_ms / 1000 if channel_key == uri else 0.0
-            if deadline and trigger == "invoked":
-                deadline = max(deadline, INVOKED_WAIT_S)
             if deadline:
                 part = await until_deadline(fut, greq, ctx, deadline)
                 if part is not None:
@@ -507,64 +554,20 @@ class CompletionEngine:
             del self._inflight[key]
 
 
+def _deadline_s(settings: Settings, ghost_text: bool, trigger: str) -> float:
+    """How long a request waits for the whole suggestion before it is answered with a part (0:
+    no deadline). Ghost text only: type-along brings the rest of a part there; a list item is
+    picked whole from a menu, so the list channel waits for the whole suggestion. A user who
+    asked (Alt+\\) waits for the whole suggestion too, within a bound."""
+    deadline = settings.completion.deadline_ms / 1000 if ghost_text else 0.0
+    if deadline and trigger == "invoked":
+        deadline = max(deadline, INVOKED_WAIT_S)
+    return deadline
+
+
 def _edited(version: int | None, current_version: Callable[[], int | None] | None) -> bool:
     """True when the document is no longer at the version the request was made for."""
     return current_version is not None and version is not None and current_version() != version
 
 
-def complete_text(
-    backend: Backend, text: str, offset: int, language_id: str, settings: Settings | None = None
-) -> str | None:
-    """One-shot completion of ``text`` at ``offset`` (no server, no cache): for scripts and tests."""
-    settings = settings or Settings()
-    ctx = build_context(
-        text,
-        offset,
-        language_id,
-        context_tokens=settings.completion.context_tokens,
-        multiline_enabled=settings.completion.multiline,
-        fim=backend.fim,
-    )
-    gen = backend.generate(make_generate_request(ctx, settings, None, backend.fim))
-    return pp.postprocess(gen.text, ctx)
-
-
-def main(argv: Sequence[str]) -> int:
-    """``tactful complete FILE LINE COL``: print the suggestion at a 1-based position."""
-    from pathlib import Path
-
-    from tactful import paths, syntax
-    from tactful.backend.hf import TransformersBackend
-    from tactful.documents import Document
-
-    parser = argparse.ArgumentParser(prog="tactful complete")
-    parser.add_argument("file")
-    parser.add_argument("line", type=int, help="1-based line")
-    parser.add_argument(
-        "column", type=int, help="1-based column (UTF-16 units); past the end = end of line"
-    )
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--language", default=None)
-    args = parser.parse_args(list(argv))
-    try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"tactful complete: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 1
-    doc = Document("file://" + args.file, text)
-    offset = doc.offset_at(args.line - 1, args.column - 1)
-    try:
-        backend = TransformersBackend.load(args.model, cache_dir=paths.cache_dir())
-    except ModelError as exc:
-        print(f"tactful complete: {exc}", file=sys.stderr)
-        return 1
-    t0 = time.perf_counter()
-    out = complete_text(
-        backend, text, offset, args.language or syntax.language_from_path(args.file)
-    )
-    print(out if out is not None else "", end="\n" if out else "")
-    print(f"[{time.perf_counter() - t0:.2f} s]", file=sys.stderr)
-    return 0
-
-
-__all__ = ["CompletionEngine", "Decision", "Suggestion", "complete_text", "type_along"]
+__all__ = ["CompletionEngine", "Decision", "Suggestion", "type_along"]

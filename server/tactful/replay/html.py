@@ -82,75 +82,116 @@ def describe(name: str, pol: Mapping[str, Any]) -> str:
     return "a show/hide policy"
 
 
+def _capitalized(text: str) -> str:
+    return f"{text[0].upper()}{text[1:]}"
+
+
 def summary(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Per policy ``(name, sentences)``: the result in plain language, with intervals."""
     pols: Mapping[str, Any] = report["policies"]
-    out: list[tuple[str, str]] = []
     base = pols.get("show-all")
+    out: list[tuple[str, str]] = []
     for name, pol in pols.items():
-        n = int(pol.get("decisions") or 0)
-        hidden = int(pol.get("hidden") or 0)
-        acc = int(pol.get("accepted") or 0)
-        lost = int(pol.get("accepted_hidden") or 0)
-        rej_h = int(pol.get("rejected_hidden") or 0)
-        skipped = int(pol.get("skipped_before_generation") or 0)
-        what = describe(name, pol)
-        if hidden == 0:
-            if _about(pol).get("kind") == "baseline" or name == "show-all":
-                text = (
-                    f"{what[0].upper()}{what[1:]}: {n} decisions, {acc} accepted "
-                    f"({_pct(pol.get('acceptance_rate_shown'))} of those shown)."
-                )
-            else:
-                text = f"{what[0].upper()}{what[1:]}. It would have hidden nothing on this log: every suggestion shown, as with show-all."
-                verdict = _about(pol).get("verdict")
-                if verdict:
-                    text += f" Its training says why: {verdict}."
-            out.append((name, text))
-            continue
-        parts = [f"{what[0].upper()}{what[1:]}."]
-        ci = _ci_of(pol, "hidden_rate")
-        parts.append(
-            f"It would have hidden **{hidden} of {n} suggestions** ({_pct(pol.get('hidden_rate'))}"
-            + (f"; interval {ci}" if ci else "")
-            + ")"
-            + (
-                ", all of them skipped before generation (the model would not even have been called)"
-                if skipped == hidden
-                else f", {skipped} of them skipped before generation (no model call) and {hidden - skipped} hidden after generation"
-                if skipped
-                else ", all after generation (the model would still have run)"
-                if _about(pol).get("kind") in ("threshold", "cascade")
-                else ""
-            )
-            + "."
-        )
-        ci = _ci_of(pol, "accuracy_when_hiding")
-        parts.append(
-            f"{'All' if rej_h == hidden else rej_h} of the hidden ones had been rejected anyway: accuracy when hiding "
-            f"{_pct(pol.get('accuracy_when_hiding'))}" + (f" (interval {ci})" if ci else "") + "."
-        )
-        ci = _ci_of(pol, "accepted_lost_share")
-        parts.append(
-            f"**{lost} of the {acc} accepted suggestions would have been lost** "
-            f"({_pct(pol.get('accepted_lost_share'))}" + (f"; interval {ci}" if ci else "") + ")."
-        )
-        if base is not None and pol.get("acceptance_rate_shown") is not None:
-            parts.append(
-                f"Of what is still shown, {_pct(pol.get('acceptance_rate_shown'))} would be accepted "
-                f"(show-all: {_pct(base.get('acceptance_rate_shown'))})."
-            )
-        elif hidden == n:
-            parts.append("**It would have shown nothing at all.**")
-        out.append((name, " ".join(parts)))
+        if int(pol.get("hidden") or 0) == 0:
+            out.append((name, _hides_nothing(name, pol)))
+        else:
+            out.append((name, _hides_some(name, pol, base)))
     return out
+
+
+def _hides_nothing(name: str, pol: Mapping[str, Any]) -> str:
+    """The summary of a policy that hides nothing: the baseline's counts, or why it hid nothing."""
+    what = _capitalized(describe(name, pol))
+    if _about(pol).get("kind") == "baseline" or name == "show-all":
+        n, acc = int(pol.get("decisions") or 0), int(pol.get("accepted") or 0)
+        return (
+            f"{what}: {n} decisions, {acc} accepted "
+            f"({_pct(pol.get('acceptance_rate_shown'))} of those shown)."
+        )
+    text = f"{what}. It would have hidden nothing on this log: every suggestion shown, as with show-all."
+    verdict = _about(pol).get("verdict")
+    if verdict:
+        text += f" Its training says why: {verdict}."
+    return text
+
+
+def _where_hidden(pol: Mapping[str, Any], hidden: int, skipped: int) -> str:
+    """How the hidden suggestions divide between before and after generation ('' when the
+    policy is no cascade and skips nothing)."""
+    if skipped == hidden:
+        return ", all of them skipped before generation (the model would not even have been called)"
+    if skipped:
+        return f", {skipped} of them skipped before generation (no model call) and {hidden - skipped} hidden after generation"
+    if _about(pol).get("kind") in ("threshold", "cascade"):
+        return ", all after generation (the model would still have run)"
+    return ""
+
+
+def _hides_some(name: str, pol: Mapping[str, Any], base: Mapping[str, Any] | None) -> str:
+    """The summary of a policy that hides: how many, how accurately, the accepted ones lost and
+    what is still shown."""
+    n = int(pol.get("decisions") or 0)
+    hidden = int(pol.get("hidden") or 0)
+    acc = int(pol.get("accepted") or 0)
+    lost = int(pol.get("accepted_hidden") or 0)
+    rej_h = int(pol.get("rejected_hidden") or 0)
+    skipped = int(pol.get("skipped_before_generation") or 0)
+    parts = [f"{_capitalized(describe(name, pol))}."]
+    ci = _ci_of(pol, "hidden_rate")
+    parts.append(
+        f"It would have hidden **{hidden} of {n} suggestions** ({_pct(pol.get('hidden_rate'))}"
+        + (f"; interval {ci}" if ci else "")
+        + ")"
+        + _where_hidden(pol, hidden, skipped)
+        + "."
+    )
+    ci = _ci_of(pol, "accuracy_when_hiding")
+    parts.append(
+        f"{'All' if rej_h == hidden else rej_h} of the hidden ones had been rejected anyway: accuracy when hiding "
+        f"{_pct(pol.get('accuracy_when_hiding'))}" + (f" (interval {ci})" if ci else "") + "."
+    )
+    ci = _ci_of(pol, "accepted_lost_share")
+    parts.append(
+        f"**{lost} of the {acc} accepted suggestions would have been lost** "
+        f"({_pct(pol.get('accepted_lost_share'))}" + (f"; interval {ci}" if ci else "") + ")."
+    )
+    if base is not None and pol.get("acceptance_rate_shown") is not None:
+        parts.append(
+            f"Of what is still shown, {_pct(pol.get('acceptance_rate_shown'))} would be accepted "
+            f"(show-all: {_pct(base.get('acceptance_rate_shown'))})."
+        )
+    elif hidden == n:
+        parts.append("**It would have shown nothing at all.**")
+    return " ".join(parts)
 
 
 def warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(kind, text)`` for what a reader must know before trusting the figures."""
     pols: Mapping[str, Any] = report["policies"]
-    n = int(report.get("decisions") or 0)
-    users = list(report.get("users") or [])
+    out = _size_warnings(int(report.get("decisions") or 0), list(report.get("users") or []))
+    out += [("in-sample", text) for text in _in_sample_warnings(pols)]
+    if _seconds_row_missing(pols):
+        out.append(
+            (
+                "no-seconds",
+                "Model time saved is not shown: this log records no generation times (imported "
+                "CUPS events have none), so the time that skipping requests before generation "
+                "would save cannot be computed; the table counts the skipped requests instead.",
+            )
+        )
+    problems = report.get("problems") or []
+    if problems:
+        out.append(
+            (
+                "skipped-lines",
+                f"{_plural(len(problems), 'log line')} could not be read and were skipped (listed at the end).",
+            )
+        )
+    return out
+
+
+def _size_warnings(n: int, users: Sequence[str]) -> list[tuple[str, str]]:
+    """Warnings about a log too small to trust: few decisions, one user or few users."""
     out: list[tuple[str, str]] = []
     if n < SMALL_LOG:
         out.append(
@@ -177,65 +218,62 @@ def warnings(report: Mapping[str, Any]) -> list[tuple[str, str]]:
                 "understate how much another group could differ.",
             )
         )
+    return out
+
+
+def _in_sample_warnings(pols: Mapping[str, Any]) -> list[str]:
+    """One warning per reason a model has seen this log, naming the policies that use it."""
     in_sample: dict[str, list[str]] = {}
     for name, pol in pols.items():
         why = _about(pol).get("in_sample_why")
         if _about(pol).get("in_sample") and why:
             in_sample.setdefault(str(why), []).append(name)
-    for why, names in in_sample.items():
-        held = _about(pols[names[0]]).get("held_out") or {}
-        aucs = [
-            f"{k.replace('auc_', '').replace('stage', 'stage ')} {pols[names[0]].get(k):.2f}"
-            for k in ("auc_stage1", "auc_stage2")
-            if pols[names[0]].get(k) is not None
-        ]
-        text = (
-            f"In-sample: the model behind {_and(names)} has seen these decisions — {why}. "
-            "Its figures here (marked †) are optimistic"
-            + (f": AUC {', '.join(aucs)} here" if aucs else "")
+    return [_in_sample_text(why, names, pols) for why, names in in_sample.items()]
+
+
+def _in_sample_text(why: str, names: Sequence[str], pols: Mapping[str, Any]) -> str:
+    """The in-sample warning: the figures here against those with groups held out in training,
+    and what a new user should expect from a cascade's fitted thresholds."""
+    pol = pols[names[0]]
+    held = _about(pol).get("held_out") or {}
+    aucs = [
+        f"{k.replace('auc_', '').replace('stage', 'stage ')} {pol.get(k):.2f}"
+        for k in ("auc_stage1", "auc_stage2")
+        if pol.get(k) is not None
+    ]
+    text = (
+        f"In-sample: the model behind {_and(names)} has seen these decisions — {why}. "
+        "Its figures here (marked †) are optimistic"
+        + (f": AUC {', '.join(aucs)} here" if aucs else "")
+    )
+    ho = [
+        f"stage {i} {held[k]:.2f}"
+        for i, k in ((1, "auc_stage1"), (2, "auc_stage2"))
+        if isinstance(held.get(k), int | float)
+    ]
+    if ho:
+        text += f", against {', '.join(ho)} with {held.get('by') or 'group'}s held out"
+    if isinstance(held.get("hidden_rate"), int | float) and any(
+        _about(pols[x]).get("kind") == "cascade" for x in names
+    ):
+        text += _held_out_expectation(held)
+    return text + ". Replay a log the model was not trained on for a fair figure."
+
+
+def _held_out_expectation(held: Mapping[str, Any]) -> str:
+    """What a new user (or the held-out group) should expect from the fitted thresholds."""
+    who = held.get("by") or "user"
+    if not held["hidden_rate"] > 0:
+        return f"; its fitted thresholds hid nothing for {who}s held out"
+    return (
+        f"; with its fitted thresholds a new {who} should expect about "
+        f"{_pct(held['hidden_rate'])} hidden"
+        + (
+            f" at {_pct(held['accuracy_when_hiding'])} accuracy when hiding"
+            if held.get("accuracy_when_hiding") is not None
+            else ""
         )
-        ho = [
-            f"stage {i} {held[k]:.2f}"
-            for i, k in ((1, "auc_stage1"), (2, "auc_stage2"))
-            if isinstance(held.get(k), int | float)
-        ]
-        if ho:
-            text += f", against {', '.join(ho)} with {held.get('by') or 'group'}s held out"
-        if isinstance(held.get("hidden_rate"), int | float) and any(
-            _about(pols[x]).get("kind") == "cascade" for x in names
-        ):
-            who = held.get("by") or "user"
-            text += (
-                f"; with its fitted thresholds a new {who} should expect about "
-                f"{_pct(held['hidden_rate'])} hidden"
-                + (
-                    f" at {_pct(held['accuracy_when_hiding'])} accuracy when hiding"
-                    if held.get("accuracy_when_hiding") is not None
-                    else ""
-                )
-                if held["hidden_rate"] > 0
-                else f"; its fitted thresholds hid nothing for {who}s held out"
-            )
-        text += ". Replay a log the model was not trained on for a fair figure."
-        out.append(("in-sample", text))
-    if _seconds_row_missing(pols):
-        out.append(
-            (
-                "no-seconds",
-                "Model time saved is not shown: this log records no generation times (imported "
-                "CUPS events have none), so the time that skipping requests before generation "
-                "would save cannot be computed; the table counts the skipped requests instead.",
-            )
-        )
-    problems = report.get("problems") or []
-    if problems:
-        out.append(
-            (
-                "skipped-lines",
-                f"{_plural(len(problems), 'log line')} could not be read and were skipped (listed at the end).",
-            )
-        )
-    return out
+    )
 
 
 def _seconds_row_missing(pols: Mapping[str, Any]) -> bool:
@@ -415,46 +453,67 @@ svg{max-width:100%;height:auto}
 """
 
 
-def render(report: Mapping[str, Any]) -> str:
-    pols: Mapping[str, Any] = report["policies"]
-    n_users = len(report.get("users", []))
-    summ = "".join(
+def _summary_items(report: Mapping[str, Any]) -> str:
+    """The summary's list items, one per policy."""
+    return "".join(
         f'<li data-policy="{_e(n)}"><strong>{_e(n)}</strong>: {_rich(t)}</li>'
         for n, t in summary(report)
     )
+
+
+def _warnings_section(report: Mapping[str, Any]) -> str:
+    """The warnings' section ('' when there is none)."""
     warn = warnings(report)
-    warn_html = (
+    if not warn:
+        return ""
+    return (
         '<section id="warnings"><h2>Before you trust these figures</h2><ul>'
         + "".join(f'<li class="warning" data-kind="{_e(k)}">{_e(t)}</li>' for k, t in warn)
         + "</ul></section>"
-        if warn
-        else ""
     )
+
+
+def _problems_html(report: Mapping[str, Any]) -> str:
+    """The log lines that could not be read (the first 200), '' when none."""
     problems = report.get("problems") or []
-    prob_html = ""
-    if problems:
-        items = "".join(f"<li>{_e(p)}</li>" for p in problems[:200])
-        prob_html = f"<h2>Skipped log lines ({len(problems)})</h2><ul>{items}</ul>"
+    if not problems:
+        return ""
+    items = "".join(f"<li>{_e(p)}</li>" for p in problems[:200])
+    return f"<h2>Skipped log lines ({len(problems)})</h2><ul>{items}</ul>"
+
+
+def _regenerate_html(report: Mapping[str, Any]) -> str:
+    """The ``--regenerate`` comparison's table, '' without one."""
     regen = report.get("regenerate")
-    regen_html = ""
-    if regen:
-        regen_html = (
-            "<h2>Regenerated suggestions</h2><table><tr><th></th><th>n</th><th>exact match</th><th>edit similarity</th></tr>"
-            + "".join(
-                f"<tr><th>vs {k[3:]}</th><td>{regen[k]['n']}</td><td>{_pct(regen[k]['exact_match'])}</td><td>{_num(regen[k]['edit_similarity'])}</td></tr>"
-                for k in ("vs_shown", "vs_accepted", "vs_rejected")
-            )
-            + f"</table><p>{regen['without_context']} shown suggestions had no logged context.</p>"
+    if not regen:
+        return ""
+    return (
+        "<h2>Regenerated suggestions</h2><table><tr><th></th><th>n</th><th>exact match</th><th>edit similarity</th></tr>"
+        + "".join(
+            f"<tr><th>vs {k[3:]}</th><td>{regen[k]['n']}</td><td>{_pct(regen[k]['exact_match'])}</td><td>{_num(regen[k]['edit_similarity'])}</td></tr>"
+            for k in ("vs_shown", "vs_accepted", "vs_rejected")
         )
-    hiders = [n for n, p in pols.items() if int(p.get("hidden") or 0) > 0]
-    sweep_note = "Show-all hides nothing and has no line or dot." if "show-all" in pols else ""
-    users_fig = (
+        + f"</table><p>{regen['without_context']} shown suggestions had no logged context.</p>"
+    )
+
+
+def _users_figure(report: Mapping[str, Any]) -> str:
+    """The per-user bars with their caption, or why there are none."""
+    pols: Mapping[str, Any] = report["policies"]
+    if not any(int(p.get("hidden") or 0) > 0 for p in pols.values()):
+        return "<p>No policy hides anything on this log, so there are no per-user bars.</p>"
+    return (
         f"<figure>{users_svg(pols, list(report.get('users', [])))}<figcaption>One bar per user and "
         "policy that hides anything; the number after each user is their decisions. A user far from the "
         "others is where a policy behaves differently.</figcaption></figure>"
-        if hiders
-        else "<p>No policy hides anything on this log, so there are no per-user bars.</p>"
     )
+
+
+def render(report: Mapping[str, Any]) -> str:
+    """The whole page of a :func:`tactful.replay.report.build_report` dict."""
+    pols: Mapping[str, Any] = report["policies"]
+    n_users = len(report.get("users", []))
+    sweep_note = "Show-all hides nothing and has no line or dot." if "show-all" in pols else ""
     interval_note = (
         "Intervals: 95% bootstrap intervals over users (1000 resamples of whole users): the range "
         "to expect for another group of people like these."
@@ -474,15 +533,15 @@ def render(report: Mapping[str, Any]) -> str:
 </head><body>
 <h1>tactful replay report</h1>
 <p>Log: <code>{_e(report.get("log", ""))}</code> ({_e(report.get("format", ""))}): {report.get("requests", 0)} requests, {report.get("decisions", 0)} decisions (shown suggestions with an accept or reject), {_plural(n_users, "user")}. Each policy below is replayed over the same requests in time order, as the server would have decided them.</p>
-<section id="summary"><h2>What this says</h2><ul>{summ}</ul><p class="note">{_e(interval_note)}</p></section>
-{warn_html}
+<section id="summary"><h2>What this says</h2><ul>{_summary_items(report)}</ul><p class="note">{_e(interval_note)}</p></section>
+{_warnings_section(report)}
 <h2>Policies</h2>
 <p>Hidden means the user would not have seen the suggestion. A cascade hides in two ways: <strong>skipped before generation</strong> (stage 1 looks at the context only, and the model is never called, which also saves its time) and <strong>hidden after generation</strong> (stage 2 also looks at the suggestion the model wrote, so the model's time is spent). {_e(ci_text)}{" † marks figures that are in-sample for the policy's model (see above)." if any_mark else ""}</p>
 {table_html(report)}
 <h2>Hiding more or less</h2>
 <figure>{sweep_svg(pols)}<figcaption>Each line moves one model's stage-2 threshold from 0 (hide everything) to 1 (hide nothing) over all decisions; left is cautious, right hides more. The small circles mark thresholds 0.9, 0.8, …: read off the one that keeps accuracy where you need it. Policies that use the same model share a line. A dot marks each policy as configured; a dot off its line hides with stage 1 too. {_e(sweep_note)}</figcaption></figure>
 <h2>Per user</h2>
-{users_fig}
-{regen_html}{prob_html}
+{_users_figure(report)}
+{_regenerate_html(report)}{_problems_html(report)}
 </body></html>
 """

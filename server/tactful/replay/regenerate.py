@@ -77,7 +77,7 @@ def embedded_completer(model: str | None = None) -> Callable[[str, str], str | N
     """``complete(prefix, suffix)`` with the embedded (or given) model through the server's path."""
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
-    from tactful.completion.engine import complete_text
+    from tactful.completion.oneshot import complete_text
 
     backend = TransformersBackend.load(model, cache_dir=paths.cache_dir())
 

@@ -376,12 +376,8 @@ def _is_shipped(path: Any) -> bool:
 def describe_policy(
     pol: Policy, log: str, users: Sequence[str], decisions: int | None = None
 ) -> dict[str, Any]:
-    """What a policy is, what its model was trained on and whether ``log`` is in-sample for it.
-
-    In-sample (its figures optimistic): the model's training log is the replayed file (the same
-    absolute path, or the same file name with as many decisions and users), or it was trained on
-    a CUPS study log and the replayed users are CUPS programmers (``cups-N``, as ``tactful log
-    import-cups`` names them; the shipped default is trained on CUPS)."""
+    """What a policy is, what its model was trained on and whether ``log`` is in-sample for it
+    (:func:`_in_sample_reason`)."""
     cascade = getattr(pol, "cascade", None)
     if cascade is None:
         return {"kind": "baseline" if isinstance(pol, ShowAll) else "rule"}
@@ -389,34 +385,8 @@ def describe_policy(
     trained = meta.get("trained") or {}
     logs = [str(x) for x in trained.get("logs") or ([trained["log"]] if trained.get("log") else [])]
     m = meta.get("metrics") or {}
-    held = m.get("held_out") or {}
     threshold = getattr(cascade, "stage2_override", None)
-    why = None
-    try:
-        same = any(
-            Path(x).expanduser().is_absolute()
-            and Path(x).expanduser().resolve() == Path(log).expanduser().resolve()
-            for x in logs
-        )
-    except (OSError, ValueError):
-        same = False
-    alike = Path(log).name in {Path(x).name for x in logs} and (
-        m.get("decisions") == decisions and m.get("users") == len(users)
-    )
-    cups_users = [u for u in users if u.startswith("cups-") and u[5:].isdigit()]
-    if same:
-        why = f"it was trained on this log ({log})"
-    elif alike:
-        why = (
-            f"it was trained on {Path(log).name} with {decisions} decisions of {len(users)} users, "
-            "as this log"
-        )
-    elif cups_users and any("cups" in Path(x).name.lower() for x in logs):
-        why = (
-            f"it was trained on the CUPS study log ({', '.join(Path(x).name for x in logs)}, "
-            f"{m.get('users', '?')} users) and {len(cups_users)} of the {len(users)} replayed users "
-            "are CUPS programmers"
-        )
+    why = _in_sample_reason(log, logs, m, users, decisions)
     return {
         "kind": "cascade" if threshold is None else "threshold",
         "model": str(getattr(cascade, "path", "")),
@@ -426,17 +396,64 @@ def describe_policy(
         "verdict": meta.get("verdict"),
         "trained_on": logs,
         "trained_users": m.get("users"),
-        "held_out": {
-            "by": m.get("held_out_by"),
-            "folds": m.get("folds"),
-            "auc_stage1": m.get("stage1_auc"),
-            "auc_stage2": m.get("stage2_auc"),
-            "hidden_rate": (held.get("pooled") or {}).get("hidden"),
-            "accuracy_when_hiding": (held.get("pooled") or {}).get("accuracy_when_hiding"),
-            "ci95": held.get("ci95"),
-        },
+        "held_out": _held_out_figures(m),
         "in_sample": why is not None,
         "in_sample_why": why,
+    }
+
+
+def _in_sample_reason(
+    log: str,
+    logs: Sequence[str],
+    metrics: Mapping[str, Any],
+    users: Sequence[str],
+    decisions: int | None,
+) -> str | None:
+    """Why the replayed ``log`` is in-sample for a model trained on ``logs`` (None: it is not).
+
+    In-sample (its figures optimistic): the model's training log is the replayed file (the same
+    absolute path, or the same file name with as many decisions and users), or it was trained on
+    a CUPS study log and the replayed users are CUPS programmers (``cups-N``, as ``tactful log
+    import-cups`` names them; the shipped default is trained on CUPS)."""
+    try:
+        same = any(
+            Path(x).expanduser().is_absolute()
+            and Path(x).expanduser().resolve() == Path(log).expanduser().resolve()
+            for x in logs
+        )
+    except (OSError, ValueError):
+        same = False
+    alike = Path(log).name in {Path(x).name for x in logs} and (
+        metrics.get("decisions") == decisions and metrics.get("users") == len(users)
+    )
+    cups_users = [u for u in users if u.startswith("cups-") and u[5:].isdigit()]
+    if same:
+        return f"it was trained on this log ({log})"
+    if alike:
+        return (
+            f"it was trained on {Path(log).name} with {decisions} decisions of {len(users)} users, "
+            "as this log"
+        )
+    if cups_users and any("cups" in Path(x).name.lower() for x in logs):
+        return (
+            f"it was trained on the CUPS study log ({', '.join(Path(x).name for x in logs)}, "
+            f"{metrics.get('users', '?')} users) and {len(cups_users)} of the {len(users)} replayed users "
+            "are CUPS programmers"
+        )
+    return None
+
+
+def _held_out_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's training figures with whole groups held out (what a new user should expect)."""
+    held = metrics.get("held_out") or {}
+    return {
+        "by": metrics.get("held_out_by"),
+        "folds": metrics.get("folds"),
+        "auc_stage1": metrics.get("stage1_auc"),
+        "auc_stage2": metrics.get("stage2_auc"),
+        "hidden_rate": (held.get("pooled") or {}).get("hidden"),
+        "accuracy_when_hiding": (held.get("pooled") or {}).get("accuracy_when_hiding"),
+        "ci95": held.get("ci95"),
     }
 
 

@@ -193,74 +193,33 @@ def walk(
     real_roots = [os.path.realpath(r) for r in roots]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    queue: deque[tuple[str, str, tuple[tuple[str, Any], ...]]] = deque()
+    queue: deque[tuple[str, str, _Specs]] = deque()
     for root in real_roots:
         if os.path.isdir(root):
             queue.append((root, root, ()))
     entries = 0
     while queue:
         root, folder, specs = queue.popleft()
-        try:
-            st = os.stat(folder)
-        except OSError:
-            rep.skipped["unreadable folders"] += 1
+        listed = _list_folder(folder, specs, seen_dirs, rep)
+        if listed is None:
             continue
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            rep.skipped["folders seen twice (links)"] += 1
-            continue
-        seen_dirs.add((st.st_dev, st.st_ino))
-        gi = _gitignore(folder)
-        if gi is not None:
-            specs = (*specs, (folder, gi))
-        try:
-            with os.scandir(folder) as it:
-                items = sorted(it, key=lambda e: e.name)
-        except OSError:
-            rep.skipped["unreadable folders"] += 1
-            continue
+        items, specs = listed
         subdirs = []
         for entry in items:
             entries += 1
             if entries > max_entries:
                 rep.capped = True
                 return
-            name = entry.name
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir()  # follows links
-                is_file = not is_dir and entry.is_file()
-            except OSError:
-                rep.skipped["unreadable"] += 1
+            kind = _entry_kind(entry, real_roots, rep)
+            if kind is None:
                 continue
-            path = entry.path
-            if is_link:
-                try:
-                    path = os.path.realpath(entry.path)
-                except (OSError, ValueError):
-                    rep.skipped["broken links"] += 1
-                    continue
-                if not within(path, real_roots):
-                    rep.skipped["links out of the workspace"] += 1
-                    continue
+            path, is_dir, is_file = kind
             rel = os.path.relpath(entry.path, root)
             if is_dir:
-                if name in SKIP_DIRS or name.endswith(".egg-info"):
-                    rep.skipped["skipped folders"] += 1
-                    continue
-                if excluded(rel, exclude) or _ignored(specs, entry.path, True):
-                    rep.skipped["ignored folders"] += 1
-                    continue
-                subdirs.append(path)
+                if _enter_folder(entry, rel, exclude, specs, rep):
+                    subdirs.append(path)
                 continue
-            if not is_file or not is_source_name(name):
-                continue
-            if is_secret_name(name):
-                rep.skipped["secret-looking files"] += 1
-                continue
-            if excluded(rel, exclude) or _ignored(specs, entry.path, False):
-                rep.skipped["ignored files"] += 1
-                continue
-            if path in seen_files:
+            if not _index_file(entry, is_file, rel, exclude, specs, rep) or path in seen_files:
                 continue
             if rep.files >= max_files:
                 rep.capped = True
@@ -270,6 +229,99 @@ def walk(
             yield root, path
         for sub in subdirs:
             queue.append((root, sub, specs))
+
+
+#: The .gitignore rules that apply in a folder: (the folder holding the file, its rules).
+_Specs = tuple[tuple[str, Any], ...]
+
+
+def _list_folder(
+    folder: str, specs: _Specs, seen_dirs: set[tuple[int, int]], rep: ScanReport
+) -> tuple[list[os.DirEntry[str]], _Specs] | None:
+    """The folder's entries sorted by name, and the .gitignore rules with its own added; None
+    when it cannot be read or was seen before (through a link)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        rep.skipped["unreadable folders"] += 1
+        return None
+    if (st.st_dev, st.st_ino) in seen_dirs:
+        rep.skipped["folders seen twice (links)"] += 1
+        return None
+    seen_dirs.add((st.st_dev, st.st_ino))
+    gi = _gitignore(folder)
+    if gi is not None:
+        specs = (*specs, (folder, gi))
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name), specs
+    except OSError:
+        rep.skipped["unreadable folders"] += 1
+        return None
+
+
+def _entry_kind(
+    entry: os.DirEntry[str], real_roots: Sequence[str], rep: ScanReport
+) -> tuple[str, bool, bool] | None:
+    """(real path, is a folder, is a file) of a folder entry, links followed; None for an
+    unreadable entry, a broken link or a link out of the workspace."""
+    try:
+        is_link = entry.is_symlink()
+        is_dir = entry.is_dir()  # follows links
+        is_file = not is_dir and entry.is_file()
+    except OSError:
+        rep.skipped["unreadable"] += 1
+        return None
+    path = entry.path
+    if is_link:
+        try:
+            path = os.path.realpath(entry.path)
+        except (OSError, ValueError):
+            rep.skipped["broken links"] += 1
+            return None
+        if not within(path, real_roots):
+            rep.skipped["links out of the workspace"] += 1
+            return None
+    return path, is_dir, is_file
+
+
+def _enter_folder(
+    entry: os.DirEntry[str], rel: str, exclude: Sequence[str], specs: _Specs, rep: ScanReport
+) -> bool:
+    """Whether the scan goes into a subfolder: not a skipped (dependency, build, vendored)
+    folder, not excluded, not ignored."""
+    if entry.name in SKIP_DIRS or entry.name.endswith(".egg-info"):
+        rep.skipped["skipped folders"] += 1
+        return False
+    return not _left_out(rel, entry.path, True, exclude, specs, rep)
+
+
+def _index_file(
+    entry: os.DirEntry[str],
+    is_file: bool,
+    rel: str,
+    exclude: Sequence[str],
+    specs: _Specs,
+    rep: ScanReport,
+) -> bool:
+    """Whether an entry is a file to index: a source file, not secret-looking, not excluded,
+    not ignored."""
+    if not is_file or not is_source_name(entry.name):
+        return False
+    if is_secret_name(entry.name):
+        rep.skipped["secret-looking files"] += 1
+        return False
+    return not _left_out(rel, entry.path, False, exclude, specs, rep)
+
+
+def _left_out(
+    rel: str, path: str, is_dir: bool, exclude: Sequence[str], specs: _Specs, rep: ScanReport
+) -> bool:
+    """True (counted) when the user's exclude globs or a .gitignore leave out a folder or file."""
+    if excluded(rel, exclude) or _ignored(specs, path, is_dir):
+        rep.skipped["ignored folders" if is_dir else "ignored files"] += 1
+        return True
+    return False
 
 
 class Skip(Exception):

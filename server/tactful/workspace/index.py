@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +214,9 @@ def _py_line(src: bytes, node: Any) -> str:
 
 
 def _py_defs(src: bytes, block: Any, parent: str | None, out: list[Definition]) -> None:
+    """Append the definitions of a Python block (a module or a class body) to ``out``: functions,
+    classes with their members (top-level classes only), assignments, and what module-level
+    ``if``/``try`` blocks define; at most :data:`MAX_DEFS_PER_FILE` in all."""
     for child in block.named_children:
         node = child
         if node.type == "decorated_definition":
@@ -221,82 +225,114 @@ def _py_defs(src: bytes, block: Any, parent: str | None, out: list[Definition]) 
                 continue
             node = inner
         if node.type == "function_definition":
-            name = node.child_by_field_name("name")
-            body = node.child_by_field_name("body")
-            if name is None:
+            d = _py_function(src, node, parent)
+            if d is None:
                 continue
-            out.append(
-                Definition(
-                    _text(src, name),
-                    "method" if parent else "function",
-                    node.start_point[0],
-                    _indent_at(src, node) + _header(src, node, body),
-                    _excerpt(src, body),
-                    parent,
-                )
-            )
+            out.append(d)
         elif node.type == "class_definition":
-            name = node.child_by_field_name("name")
-            body = node.child_by_field_name("body")
-            if name is None:
+            d = _py_class(src, node, parent)
+            if d is None:
                 continue
-            sup = node.child_by_field_name("superclasses")
-            bases = tuple(
-                _text(src, c)
-                for c in (sup.named_children if sup is not None else [])
-                if c.type in ("identifier", "attribute")
-            )
-            cname = _text(src, name)
-            doc = ""
-            if body is not None and body.named_child_count:
-                first = body.named_children[0]
-                if (
-                    first.type == "expression_statement"
-                    and first.named_children
-                    and (first.named_children[0].type == "string")
-                ):
-                    doc = _excerpt(src, body, 2)
-                    first = doc.split("\n", 1)[0]
-                    if first.count('"""') >= 2 or first.count("'''") >= 2:
-                        doc = first
-            out.append(
-                Definition(
-                    cname,
-                    "class",
-                    node.start_point[0],
-                    _indent_at(src, node) + _header(src, node, body),
-                    doc,
-                    parent,
-                    bases,
-                )
-            )
+            out.append(d)
+            body = node.child_by_field_name("body")
             if parent is None and body is not None:
                 before = len(out)
-                _py_defs(src, body, cname, out)
+                _py_defs(src, body, d.name, out)
                 del out[before + MAX_MEMBERS_PER_CLASS :]
         elif node.type == "expression_statement":
-            for n in _py_assign_names(src, node):
-                out.append(
-                    Definition(
-                        n,
-                        "class_attribute" if parent else "variable",
-                        node.start_point[0],
-                        _indent_at(src, node) + _py_line(src, node),
-                        "",
-                        parent,
-                    )
-                )
+            out += _py_assignments(src, node, parent)
         elif parent is None and node.type in ("if_statement", "try_statement"):
             # ``if TYPE_CHECKING:`` / ``try: ... except ImportError:`` at module level.
-            for sub in node.named_children:
-                if sub.type == "block":
-                    _py_defs(src, sub, None, out)
-                elif sub.type in ("else_clause", "except_clause", "elif_clause", "finally_clause"):
-                    for b in sub.named_children:
-                        if b.type == "block":
-                            _py_defs(src, b, None, out)
+            for sub in _py_branch_blocks(node):
+                _py_defs(src, sub, None, out)
         if len(out) >= MAX_DEFS_PER_FILE:
             return
+
+
+def _py_function(src: bytes, node: Any, parent: str | None) -> Definition | None:
+    """A function (a method inside a class) with its header and the first lines of its body."""
+    name = node.child_by_field_name("name")
+    body = node.child_by_field_name("body")
+    if name is None:
+        return None
+    return Definition(
+        _text(src, name),
+        "method" if parent else "function",
+        node.start_point[0],
+        _indent_at(src, node) + _header(src, node, body),
+        _excerpt(src, body),
+        parent,
+    )
+
+
+def _py_class(src: bytes, node: Any, parent: str | None) -> Definition | None:
+    """A class with its header, its base classes and the start of its docstring (its members
+    are separate definitions)."""
+    name = node.child_by_field_name("name")
+    body = node.child_by_field_name("body")
+    if name is None:
+        return None
+    sup = node.child_by_field_name("superclasses")
+    bases = tuple(
+        _text(src, c)
+        for c in (sup.named_children if sup is not None else [])
+        if c.type in ("identifier", "attribute")
+    )
+    return Definition(
+        _text(src, name),
+        "class",
+        node.start_point[0],
+        _indent_at(src, node) + _header(src, node, body),
+        _py_class_doc(src, body),
+        parent,
+        bases,
+    )
+
+
+def _py_class_doc(src: bytes, body: Any | None) -> str:
+    """The first lines of a class's docstring (only its first line when that closes it); ''
+    when the body does not start with a string."""
+    if body is None or not body.named_child_count:
+        return ""
+    first = body.named_children[0]
+    if not (
+        first.type == "expression_statement"
+        and first.named_children
+        and (first.named_children[0].type == "string")
+    ):
+        return ""
+    doc = _excerpt(src, body, 2)
+    first_line = doc.split("\n", 1)[0]
+    if first_line.count('"""') >= 2 or first_line.count("'''") >= 2:
+        return first_line
+    return doc
+
+
+def _py_assignments(src: bytes, node: Any, parent: str | None) -> list[Definition]:
+    """The names a module- or class-level assignment binds, each with the statement on one line."""
+    return [
+        Definition(
+            n,
+            "class_attribute" if parent else "variable",
+            node.start_point[0],
+            _indent_at(src, node) + _py_line(src, node),
+            "",
+            parent,
+        )
+        for n in _py_assign_names(src, node)
+    ]
+
+
+def _py_branch_blocks(node: Any) -> Iterator[Any]:
+    """The blocks of an ``if``/``try`` statement: its own, then its clauses' (else, except, elif,
+    finally)."""
+    for sub in node.named_children:
+        if sub.type == "block":
+            yield sub
+        elif sub.type in ("else_clause", "except_clause", "elif_clause", "finally_clause"):
+            for b in sub.named_children:
+                if b.type == "block":
+                    yield b
 
 
 def _dotted(src: bytes, node: Any) -> str:

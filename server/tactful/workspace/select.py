@@ -229,75 +229,92 @@ def select(
     of the current file starts (members shown there are not repeated)."""
     lines = text.split("\n")
     cursor_line = text.count("\n", 0, offset)
-    first_prompt_line = text.count("\n", 0, prompt_start)
     near = identifiers(_near_text(lines, cursor_line))
-    head = "\n".join(lines[:cursor_line])
-    used_above = identifiers(head)
-    candidates: list[Part] = []
-
-    def add(
-        entry: FileEntry,
-        d: Definition,
-        score: float,
-        order: int,
-        excerpt: bool,
-        needs: int | None = None,
-    ) -> None:
-        candidates.append(
-            Part(entry.path, entry.rel, d.line, _def_text(d, excerpt), score, order, needs=needs)
-        )
-
+    cursor = _Cursor(lines, cursor_line, text.count("\n", 0, prompt_start), near)
     binds = bindings(modules, current_path, imports)
     file_order: dict[str, int] = {}
     for b in binds:
         file_order.setdefault(b.entry.path, len(file_order))
-
-    # 1. The enclosing class: members outside the prompt's window, and inherited ones.
+    candidates: list[Part] = []
     if current is not None:
-        cls = _enclosing_class(current, cursor_line, lines)
-        if cls is not None:
-            members = [
-                m
-                for m in _class_members(current, cls.name)
-                if m.line < first_prompt_line or m.line > cursor_line
-            ]
-            if members and cls.line < first_prompt_line:
-                add(current, cls, 3.2, -1, False)
-            for m in members:
-                add(
-                    current,
-                    m,
-                    3.0 + (m.name in near),
-                    -1,
-                    False,
-                    cls.line if cls.line < first_prompt_line else None,
-                )
-            by_name = {b.name: b for b in binds}
-            for base in cls.bases:
-                bb = by_name.get(base.split(".")[-1])
-                if bb is not None and bb.definition is not None and bb.definition.kind == "class":
-                    add(bb.entry, bb.definition, 2.5, file_order[bb.entry.path], False)
-                    for m in _class_members(bb.entry, bb.definition.name):
-                        add(
-                            bb.entry,
-                            m,
-                            2.4 + 0.5 * (m.name in near),
-                            file_order[bb.entry.path],
-                            False,
-                            bb.definition.line,
-                        )
+        candidates += _class_parts(current, cursor, binds, file_order)
+    used_above = identifiers("\n".join(lines[:cursor_line]))
+    candidates += _imported_parts(binds, file_order, near, used_above)
+    if others and snippets is not None:
+        candidates += _snippet_parts(lines, cursor_line, text, current_path, others, snippets)
+    return _within_budget(candidates, budget_tokens)
 
-    # 2. Imported names: near the cursor first, with excerpts; then the rest, signatures.
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where the cursor is: the document's lines, the cursor's line, the first line the prompt's
+    window of the file shows, and the identifiers near the cursor (its own line left out)."""
+
+    lines: list[str]
+    line: int
+    first_prompt_line: int
+    near: set[str]
+
+
+def _def_part(
+    entry: FileEntry,
+    d: Definition,
+    score: float,
+    order: int,
+    excerpt: bool,
+    needs: int | None = None,
+) -> Part:
+    """A definition of ``entry`` as a candidate part (with its excerpt when ``excerpt``)."""
+    return Part(entry.path, entry.rel, d.line, _def_text(d, excerpt), score, order, needs=needs)
+
+
+def _class_parts(
+    current: FileEntry, cursor: _Cursor, binds: Sequence[Binding], file_order: dict[str, int]
+) -> list[Part]:
+    """Candidates of the class enclosing the cursor: its members outside the prompt's window,
+    and its base classes (from other files) with their members."""
+    cls = _enclosing_class(current, cursor.line, cursor.lines)
+    if cls is None:
+        return []
+    first, near = cursor.first_prompt_line, cursor.near
+    out: list[Part] = []
+    members = [
+        m for m in _class_members(current, cls.name) if m.line < first or m.line > cursor.line
+    ]
+    if members and cls.line < first:
+        out.append(_def_part(current, cls, 3.2, -1, False))
+    for m in members:
+        needs = cls.line if cls.line < first else None
+        out.append(_def_part(current, m, 3.0 + (m.name in near), -1, False, needs))
+    by_name = {b.name: b for b in binds}
+    for base in cls.bases:
+        bb = by_name.get(base.split(".")[-1])
+        if bb is None or bb.definition is None or bb.definition.kind != "class":
+            continue
+        order = file_order[bb.entry.path]
+        out.append(_def_part(bb.entry, bb.definition, 2.5, order, False))
+        for m in _class_members(bb.entry, bb.definition.name):
+            score = 2.4 + 0.5 * (m.name in near)
+            out.append(_def_part(bb.entry, m, score, order, False, bb.definition.line))
+    return out
+
+
+def _imported_parts(
+    binds: Sequence[Binding], file_order: dict[str, int], near: set[str], used_above: set[str]
+) -> list[Part]:
+    """Candidates of the names the file imports from the workspace: those used near the cursor
+    first, with excerpts; then the rest, signatures; an imported class brings its members."""
+    out: list[Part] = []
     for b in binds:
         order = file_order[b.entry.path]
         is_near = b.name.split(".")[-1] in near or b.name in near
         base_score = 2.0 if is_near else (1.2 if b.name in used_above else 1.0)
         base_score -= 0.001 * order
         if b.definition is None:
-            _add_module(candidates, b, near, order, base_score)
+            out += _module_parts(b, near, order, base_score)
             continue
         d = b.definition
-        add(b.entry, d, base_score + 0.5, order, is_near)
+        out.append(_def_part(b.entry, d, base_score + 0.5, order, is_near))
         if d.kind == "class":
             members = [
                 m
@@ -306,30 +323,64 @@ def select(
             ]
             # Members after every imported name's own definition, unless named near the cursor.
             for m in members[:MAX_MODULE_MEMBERS]:
-                add(b.entry, m, base_score - 1.0 + 1.2 * (m.name in near), order, False, d.line)
+                score = base_score - 1.0 + 1.2 * (m.name in near)
+                out.append(_def_part(b.entry, m, score, order, False, d.line))
+    return out
 
-    # 3. Similar snippets from open / recently edited documents.
-    if others and snippets is not None:
-        q_lines = lines[max(0, cursor_line - SNIPPET_LINES) : cursor_line]
-        query = identifiers("\n".join(q_lines))
-        if len(query) >= 3:
-            scored: list[tuple[float, str, str, int, str]] = []
-            for path, rel, other in others:
-                if path == current_path:
-                    continue
-                best: tuple[float, int, str] | None = None
-                for start, chunk, ids in snippets.get(path, other):
-                    j = len(query & ids) / len(query | ids)
-                    if (best is None or j > best[0]) and chunk.strip() not in text:
-                        # (a window the current file already holds adds nothing)
-                        best = (j, start, chunk)
-                if best is not None and best[0] >= SNIPPET_MIN_JACCARD:
-                    scored.append((best[0], path, rel, best[1], best[2]))
-            scored.sort(key=lambda s: (-s[0], s[1], s[3]))
-            for j, path, rel, start, chunk in scored[:MAX_SNIPPETS]:
-                candidates.append(Part(path, rel, start, chunk, 0.5 + j, 10_000, snippet=True))
 
-    # Greedy by score within the budget; then the rendering order.
+def _module_parts(b: Binding, near: set[str], order: int, score: float) -> list[Part]:
+    """A module bound by an import: its top-level definitions, those named near the cursor
+    (as ``m.name``) first."""
+    members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
+    return [
+        Part(
+            b.entry.path,
+            b.entry.rel,
+            d.line,
+            _def_text(d, d.name in near),
+            score + (0.6 if d.name in near else -1.0),
+            order,
+        )
+        for d in members[: MAX_MODULE_MEMBERS * 2]
+    ]
+
+
+def _snippet_parts(
+    lines: list[str],
+    cursor_line: int,
+    text: str,
+    current_path: str | None,
+    others: Sequence[tuple[str, str, str]],
+    snippets: SnippetWindows,
+) -> list[Part]:
+    """Candidates from open / recently edited documents: per document, the window most similar
+    to the lines above the cursor (one the current file already holds adds nothing), the best
+    :data:`MAX_SNIPPETS` of them."""
+    q_lines = lines[max(0, cursor_line - SNIPPET_LINES) : cursor_line]
+    query = identifiers("\n".join(q_lines))
+    if len(query) < 3:
+        return []
+    scored: list[tuple[float, str, str, int, str]] = []
+    for path, rel, other in others:
+        if path == current_path:
+            continue
+        best: tuple[float, int, str] | None = None
+        for start, chunk, ids in snippets.get(path, other):
+            j = len(query & ids) / len(query | ids)
+            if (best is None or j > best[0]) and chunk.strip() not in text:
+                best = (j, start, chunk)
+        if best is not None and best[0] >= SNIPPET_MIN_JACCARD:
+            scored.append((best[0], path, rel, best[1], best[2]))
+    scored.sort(key=lambda s: (-s[0], s[1], s[3]))
+    return [
+        Part(path, rel, start, chunk, 0.5 + j, 10_000, snippet=True)
+        for j, path, rel, start, chunk in scored[:MAX_SNIPPETS]
+    ]
+
+
+def _within_budget(candidates: Sequence[Part], budget_tokens: int) -> list[Part]:
+    """Greedy by score within the budget (a member only after its class; a file's first part
+    pays for its header); then the rendering order."""
     budget = budget_tokens
     chosen: list[Part] = []
     seen: set[tuple[str, int, bool]] = set()
@@ -345,19 +396,6 @@ def select(
         budget -= cost
     chosen.sort(key=lambda p: (p.snippet, p.order, p.path, p.line))
     return chosen
-
-
-def _add_module(
-    candidates: list[Part], b: Binding, near: set[str], order: int, score: float
-) -> None:
-    """A module bound by an import: its top-level definitions, those named near the cursor
-    (as ``m.name``) first."""
-    members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
-    for d in members[: MAX_MODULE_MEMBERS * 2]:
-        s = score + (0.6 if d.name in near else -1.0)
-        candidates.append(
-            Part(b.entry.path, b.entry.rel, d.line, _def_text(d, d.name in near), s, order)
-        )
 
 
 def render(

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,30 +203,8 @@ class WorkspaceService:
             entry = self._parse_live(path, text, language)
             if entry is None:
                 return ""
-        others = []
-        for ouri, opath in list(self._open.items()):
-            if ouri == uri:
-                continue
-            live = self._live_text(ouri)
-            if live is not None and len(live[0]) <= opts.max_file_kb * 1024:
-                others.append((opath, self._rel(opath), live[0]))
-        for ouri, (opath, otext) in list(self._recent.items()):
-            if ouri != uri and ouri not in self._open:
-                others.append((opath, self._rel(opath), otext))
-        line_start = text.rfind("\n", 0, offset) + 1
-        line_end = text.find("\n", offset)
-        key = (
-            self.index.version,
-            uri,
-            path,
-            text.count("\n", 0, offset),
-            prompt_start,
-            hash(text[:line_start]),
-            hash(text[line_end:]) if line_end >= 0 else 0,
-            opts,
-            fmt,
-            tuple((p, len(t), hash(t)) for p, _, t in others),
-        )
+        others = self._other_documents(uri, opts.max_file_kb * 1024)
+        key = self._memo_key(uri, path, text, offset, prompt_start, opts, fmt, others)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
         parts = select(
@@ -247,6 +225,49 @@ class WorkspaceService:
         )
         self._memo = (key, out)
         return out
+
+    def _other_documents(self, uri: str, max_chars: int) -> list[tuple[str, str, str]]:
+        """(path, rel, text) of the open documents other than ``uri`` (up to ``max_chars``
+        long), then of the recently edited ones that are closed: the sources of snippets."""
+        others = []
+        for ouri, opath in list(self._open.items()):
+            if ouri == uri:
+                continue
+            live = self._live_text(ouri)
+            if live is not None and len(live[0]) <= max_chars:
+                others.append((opath, self._rel(opath), live[0]))
+        for ouri, (opath, otext) in list(self._recent.items()):
+            if ouri != uri and ouri not in self._open:
+                others.append((opath, self._rel(opath), otext))
+        return others
+
+    def _memo_key(
+        self,
+        uri: str,
+        path: str,
+        text: str,
+        offset: int,
+        prompt_start: int,
+        opts: Options,
+        fmt: RepoFormat,
+        others: Sequence[tuple[str, str, str]],
+    ) -> tuple[Any, ...]:
+        """What the preamble depends on: the index, the document, the cursor's line (not what
+        is typed on it), the settings and the other documents' texts."""
+        line_start = text.rfind("\n", 0, offset) + 1
+        line_end = text.find("\n", offset)
+        return (
+            self.index.version,
+            uri,
+            path,
+            text.count("\n", 0, offset),
+            prompt_start,
+            hash(text[:line_start]),
+            hash(text[line_end:]) if line_end >= 0 else 0,
+            opts,
+            fmt,
+            tuple((p, len(t), hash(t)) for p, _, t in others),
+        )
 
     # --- helpers --------------------------------------------------------------------------
     def _path_for(self, uri: str) -> str | None:
@@ -338,6 +359,8 @@ class WorkspaceService:
             return None
 
     def _build(self, generation: int, roots: tuple[str, ...]) -> None:
+        """Index ``roots``: the persisted rows of unchanged files, the other files read and
+        parsed (persisted in batches); stops when a newer build starts."""
         self.state = "building"
         t0 = time.perf_counter()
         opts = self._options()
@@ -362,17 +385,14 @@ class WorkspaceService:
             row = stored.get(path)
             if row is not None:
                 try:
-                    st = os.stat(path)
+                    unchanged = _unchanged_entry(root, path, row)
                 except OSError:
                     report.skipped["files deleted while indexed"] += 1
                     continue
-                if row[1] == st.st_mtime_ns and row[2] == st.st_size:
-                    try:
-                        self.index.put(FileEntry.from_row(path, root, row[1], row[2], row[3]))
-                        reused += 1
-                        continue
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        pass  # a damaged row: read the file again
+                if unchanged is not None:
+                    self.index.put(unchanged)
+                    reused += 1
+                    continue
             entry = self._read(root, path, max_bytes, report)
             if entry is not None:
                 self.index.put(entry)
@@ -383,6 +403,20 @@ class WorkspaceService:
                     batch = []
                     self.index.refresh_modules()
             time.sleep(BUILD_PAUSE_S)
+        self._finish_build(store, stored, batch, found)
+        seconds = time.perf_counter() - t0
+        self._report_build(len(found), len(roots), seconds, reused, report, opts.max_files)
+        self.built.set()
+
+    def _finish_build(
+        self,
+        store: IndexStore | None,
+        stored: Mapping[str, Any],
+        batch: Sequence[FileEntry],
+        found: set[str],
+    ) -> None:
+        """Persist the last batch, and drop from the store and the index the files the scan
+        did not find (documents open outside the workspace stay)."""
         if store is not None:
             store.put_many(batch)
             gone = [p for p in stored if p not in found]
@@ -391,22 +425,30 @@ class WorkspaceService:
             self.index.remove(path)
         self.index.refresh_modules()
         self.state = "ready"
-        n = len(found)
+
+    def _report_build(
+        self,
+        n: int,
+        folders: int,
+        seconds: float,
+        reused: int,
+        report: wf.ScanReport,
+        max_files: int,
+    ) -> None:
+        """The build's one log line (kept for the status command)."""
         self.last_report = (
-            f"workspace index: {n} files of {len(roots)} folder(s) in "
-            f"{time.perf_counter() - t0:.1f} s ({reused} unchanged since the last run); "
+            f"workspace index: {n} files of {folders} folder(s) in "
+            f"{seconds:.1f} s ({reused} unchanged since the last run); "
             f"{report.summary()}"
         )
         if report.capped:
             self.last_report += (
-                f" (context.maxFiles {opts.max_files}: the files nearest the folder roots "
-                "were kept)"
+                f" (context.maxFiles {max_files}: the files nearest the folder roots were kept)"
             )
         # Skips that are normal (dependency folders, .gitignore, secrets) are INFO; a cap or files
         # that could not be read are worth a WARNING (seen at the default log level).
         notable = report.capped or any(report.skipped[k] for k in _NOTABLE)
         log.log(logging.WARNING if notable else logging.INFO, "%s", self.last_report)
-        self.built.set()
 
     def _read(
         self, root: str, path: str, max_bytes: int, report: wf.ScanReport
@@ -482,6 +524,19 @@ class WorkspaceService:
             and not self._busy
             and not self.index.modules_stale
         )
+
+
+def _unchanged_entry(root: str, path: str, row: Sequence[Any]) -> FileEntry | None:
+    """The entry of a persisted row (mtime_ns, size, data at 1..3) when the file on disk has
+    that mtime and size and the row reads back; None: read the file again. OSError when the
+    file is gone."""
+    st = os.stat(path)
+    if row[1] == st.st_mtime_ns and row[2] == st.st_size:
+        try:
+            return FileEntry.from_row(path, root, row[1], row[2], row[3])
+        except (ValueError, KeyError, IndexError, TypeError):
+            pass  # a damaged row: read the file again
+    return None
 
 
 def vocabulary_of(backend: Any) -> set[str]:
