@@ -286,10 +286,19 @@ class Completions:
     ) -> None:
         """Send with token log-probabilities while the engine takes them; without, from the
         first refusal on (the cascade's stage 2 then lacks the log-probability features)."""
+
+        async def read() -> None:
+            try:
+                async with self.client.stream(body) as events:
+                    await read_completion(events, req, gen, heal, lead)
+            finally:
+                self.last_stream_closed = time.perf_counter()
+
         if self.logprobs:
             body["logprobs"] = 1
+            n_tokens, n_logprobs = len(gen.tokens), len(gen.token_logprobs)
             try:
-                await self._read(body, req, gen, heal, lead)
+                await read()
                 return
             except EngineError as exc:
                 if exc.kind != REQUEST or "logprob" not in str(exc).lower():
@@ -298,20 +307,7 @@ class Completions:
             self.notes.append(
                 f"{self.client.host} gives no token log-probabilities for completions"
             )
-            _reset(gen)
+            gen.text = ""  # what the refused request added goes; a healed word's tokens stay
+            del gen.tokens[n_tokens:], gen.token_logprobs[n_logprobs:]
         body.pop("logprobs", None)
-        await self._read(body, req, gen, heal, lead)
-
-    async def _read(
-        self,
-        body: dict[str, Any],
-        req: GenerateRequest,
-        gen: Generation,
-        heal: str,
-        lead: str = "",
-    ) -> None:
-        try:
-            async with self.client.stream(body) as events:
-                await read_completion(events, req, gen, heal, lead)
-        finally:
-            self.last_stream_closed = time.perf_counter()
+        await read()
