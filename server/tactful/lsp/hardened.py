@@ -68,8 +68,10 @@ class HardenedProtocol(LanguageServerProtocol):
     #: Called (with a reason) when a connection must be closed (failed authentication).
     on_reject: Callable[[str], None] | None = None
 
-    def __init__(self, server: Any, converter: Any) -> None:
+    def __init__(self, server: HardenedServer, converter: Any) -> None:
         super().__init__(server, converter)
+        #: The server, typed (pygls keeps it as a plain ``LanguageServer``).
+        self.owner = server
         self.initialize_seen = False
         self.counts = {"received": 0, "requests": 0, "errors": 0, "dropped": 0}
 
@@ -80,7 +82,7 @@ class HardenedProtocol(LanguageServerProtocol):
         log.warning("protocol: %s", problem)
         self._send_error(None, PARSE_ERROR, f"Parse error: {problem}")
         notice(
-            self._server,
+            self.owner,
             "framing",
             f"the editor sent a malformed message ({problem}); details are in the server log.",
         )
@@ -207,7 +209,7 @@ class HardenedProtocol(LanguageServerProtocol):
                 self._send_error(msg_id, INVALID_PARAMS, f"Invalid params: {problem}")
             else:
                 notice(
-                    self._server,
+                    self.owner,
                     "params",
                     f"the editor sent a {method} the server could not use ({problem}); details are in the server log.",
                 )
@@ -337,7 +339,8 @@ class HardenedServer(LanguageServer):
     def __init__(self, name: str, version: str, **kw: Any) -> None:
         kw.setdefault("protocol_cls", HardenedProtocol)
         super().__init__(name, version, **kw)
-        self._notices_shown: set[str] = set()
+        #: The kinds of problem the user was told about this session (``notices.notice``).
+        self.notices_shown: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Problems that last (kind -> message for a person), sent with the status.
         self.problems: dict[str, str] = {}

@@ -5,22 +5,24 @@ server's event loop)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
+
+if TYPE_CHECKING:
+    from tactful.lsp.hardened import HardenedServer
 
 log = logging.getLogger(__name__)
 
 ERROR = types.MessageType.Error
 
 
-def call_in_loop(server: Any, fn: Callable[[], Any]) -> None:
+def call_in_loop(server: HardenedServer, fn: Callable[[], Any]) -> None:
     """Run ``fn`` on the server's event loop (now when already there): writers are not
     thread-safe."""
-    loop: asyncio.AbstractEventLoop | None = getattr(server, "loop", None)
+    loop = server.loop
     try:
         here = asyncio.get_running_loop()
     except RuntimeError:
@@ -35,17 +37,15 @@ def call_in_loop(server: Any, fn: Callable[[], Any]) -> None:
 
 
 def notice(
-    server: Any, kind: str, message: str, level: types.MessageType = types.MessageType.Warning
+    server: HardenedServer,
+    kind: str,
+    message: str,
+    level: types.MessageType = types.MessageType.Warning,
 ) -> bool:
     """Show ``message`` to the user unless a message of this kind was shown this session."""
-    shown: set[str] | None = getattr(server, "_notices_shown", None)
-    if shown is None:
-        shown = set()
-        with contextlib.suppress(AttributeError):
-            server._notices_shown = shown
-    if kind in shown:
+    if kind in server.notices_shown:
         return False
-    shown.add(kind)
+    server.notices_shown.add(kind)
     params = types.ShowMessageParams(type=level, message=f"tactful: {message}")
     call_in_loop(server, lambda: server.window_show_message(params))
     return True
