@@ -101,7 +101,12 @@ def _user_log(path: Path, n: int, seed: int = 0, flip_after: int | None = None) 
         log.record(
             "requested",
             sid,
-            {"features": F.context_features("x = f(", ")", "python")},
+            {
+                "features": {
+                    **F.context_features("x = f(", ")", "python"),
+                    "features_version": F.FEATURES_VERSION,
+                }
+            },
             t=t,
             **extra,
         )

@@ -87,6 +87,10 @@ def test_bootstrap_ci_resamples_whole_users() -> None:
     assert ci3["accuracy_when_hiding"] is None and ci3["hidden"] == [0.0, 0.0]
 
 
+#: The features of a request that says only which feature version computed them.
+CURRENT = {"features_version": F.FEATURES_VERSION}
+
+
 def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1) -> None:
     """Short suggestions shown right after another one get rejected; long ones accepted."""
     rnd = random.Random(seed)
@@ -99,6 +103,7 @@ def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1
             rejected = rnd.random() < (0.9 if short else 0.2)
             feats1 = {
                 **F.context_features("x = foo(", ")\n", "python"),
+                "features_version": F.FEATURES_VERSION,
                 "since_shown": rnd.uniform(0, 2) if short else rnd.uniform(5, 30),
                 "session_decisions": float(i),
             }
@@ -133,6 +138,7 @@ def test_train_on_a_small_log(tmp_path: Path) -> None:
     assert res.metrics["stage2_auc"] > 0.75, res.metrics["stage2_auc"]
     assert res.metrics["stage1_auc"] > 0.7, "since_shown is a stage-1 feature"
     card = (out / "MODEL_CARD.md").read_text()
+    assert f"Features version {F.FEATURES_VERSION} " in card
     assert "stage 2 AUC" in card
     assert card.splitlines()[2].startswith("What a new user should expect"), card
     # The held-out hiding figures come with intervals that resample users.
@@ -179,7 +185,11 @@ def test_unsupported_target_writes_a_cascade_that_hides_nothing(tmp_path: Path) 
     rnd = random.Random(5)
     for i in range(240):
         sid, extra = f"s{i}", {"user": f"u{i % 6}", "session": f"s{i % 6}"}
-        feats = {**F.context_features("x = foo(", ")\n", "python"), "doc_len": rnd.random()}
+        feats = {
+            **F.context_features("x = foo(", ")\n", "python"),
+            "doc_len": rnd.random(),
+            "features_version": F.FEATURES_VERSION,
+        }
         flog.record("requested", sid, {"features": feats}, t=i, **extra)
         flog.record("generated", sid, {"features": {"sugg_chars": rnd.random()}}, t=i, **extra)
         flog.record("shown", sid, {"text": "x"}, t=i, **extra)
@@ -254,7 +264,8 @@ def test_old_feature_version_is_refused_and_the_previous_model_kept(tmp_path: Pa
     flog = FeedbackLog(old)
     for i in range(200):
         sid, extra = f"s{i}", {"user": f"u{i % 4}", "session": f"s{i % 4}"}
-        feats = {"features_version": F.FEATURES_VERSION - 1, "doc_len": float(i)}
+        # Version 1 logs did not record the version: half the rows say it, half leave it out.
+        feats = {"doc_len": float(i)} if i % 2 else {"features_version": 1, "doc_len": float(i)}
         flog.record("requested", sid, {"features": feats}, t=i, **extra)
         flog.record("shown", sid, {"text": "x"}, t=i, **extra)
         flog.record(
@@ -276,6 +287,7 @@ def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
     one = tmp_path / "one.sqlite3"
     flog = FeedbackLog(one)
     for i in range(40):
+        flog.record("requested", f"s{i}", {"features": CURRENT})
         flog.record("shown", f"s{i}", {})
         flog.record("rejected", f"s{i}", {"reason": "timeout"})
     flog.close()
@@ -284,6 +296,7 @@ def test_train_refuses_too_little_or_one_sided_data(tmp_path: Path) -> None:
     few = tmp_path / "few.sqlite3"
     flog = FeedbackLog(few)
     for i in range(60):  # enough decisions, too few rejected ones to show 95 %
+        flog.record("requested", f"s{i}", {"features": CURRENT}, user=f"u{i % 3}")
         flog.record("shown", f"s{i}", {}, user=f"u{i % 3}")
         flog.record(
             "rejected" if i % 3 == 0 else "accepted",
@@ -393,14 +406,20 @@ def test_resolve_model_dir_prefers_setting_then_own(tmp_path: Path) -> None:
         ("x = 1  # a comm", "\n", "comment"),
         ("s = 'hello wor", "'\n", "string"),
         ("def f(x):\n    ", "\n", "block_start"),
+        ("def f(x):", "\n", "block_start"),
         ("x = 1\n", "\n", "empty_line"),
         ("x = foo", "\n", "line_end"),
+        ("x = foo(", ")\n", "line_end"),
         ("x = foo", "(1)\n", "mid_line"),
+        ("x = foo", None, "line_end"),
     ],
 )
-def test_context_class(prefix: str, suffix: str, expected: str) -> None:
-    nl = suffix.find("\n")
-    assert F.context_class(prefix, suffix[: nl if nl >= 0 else None], "python") == expected
+def test_context_class_is_the_cursor_class(prefix: str, suffix: str | None, expected: str) -> None:
+    from tactful.cursor import cursor_class
+
+    f = F.context_features(prefix, suffix, "python")
+    assert f["context_class"] == F.CONTEXT_CLASSES.index(expected)
+    assert cursor_class(prefix, suffix, "python") == expected
 
 
 def test_context_features() -> None:

@@ -70,7 +70,7 @@ def test_multiline_setting_off() -> None:
 
 
 def test_cursor_class_is_build_contexts_classification() -> None:
-    from tactful.completion.context import cursor_class
+    from tactful.cursor import cursor_class
 
     cases = [
         ("def f(x):\n", 9, "python"),
@@ -81,11 +81,48 @@ def test_cursor_class_is_build_contexts_classification() -> None:
         ("x = 1\n\n", 6, "python"),
         ("x = 1", 5, "python"),
         ("if (a) {\n", 8, "javascript"),
+        ('def f():\n    """Doc.\n\n    More."""\n', 22, "python"),
     ]
     for text, offset, lang in cases:
-        assert cursor_class(text, offset, lang) == build_context(text, offset, lang).context_class
-    assert cursor_class("def f(x):\n", 9, "python") == "block_start"
-    assert cursor_class("x = foo(1, 2)\n", 8, "python") == "mid_line"
+        got = cursor_class(text[:offset], text[offset:], lang)
+        assert got == build_context(text, offset, lang).context_class
+    assert cursor_class("def f(x):", "\n", "python") == "block_start"
+    assert cursor_class("x = foo(", "1, 2)\n", "python") == "mid_line"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "language", "expected"),
+    [
+        # Inside a docstring, on a blank line: the closing quotes are after the cursor.
+        ('def f():\n    """Doc.\n', '\n    More."""\n', "python", "string"),
+        # Right after a closed string: no longer inside it.
+        ('x = "abc"', "\n", "python", "line_end"),
+        # A string being typed (the parse has an error): the open quote on the line decides.
+        ('x = "abc', "\nprint(x)\n", "python", "string"),
+        ("x = 1  # a comm", None, "python", "comment"),
+        # A block comment spanning lines.
+        ("int x; /* one\n   two", "\n*/\n", "c", "comment"),
+        # A Rust lifetime is no quote when the grammar parses cleanly.
+        ("fn f<'a>(x: &'a ", "str) {}\n", "rust", "mid_line"),
+        ("fn f<'a>(x: &'a str) {}", "\n", "rust", "line_end"),
+        # Auto-closed brackets and quotes after the cursor are still the line's end.
+        ("x = foo(", ")\n", "python", "line_end"),
+        ("x = foo(", '")\n', "python", "line_end"),
+        # Unknown suffix (an imported log): nothing after the cursor.
+        ("def f(x):\n    return x", None, "python", "line_end"),
+        ("def f(x):\n    ", None, "python", "block_start"),
+        ("x = 1\n", None, "python", "empty_line"),
+        # Without a grammar: no comment or string (an apostrophe in prose is no quote).
+        ("it's a ", "\n", "plaintext", "line_end"),
+        ("# note ", "\n", "ruby", "line_end"),
+        ("items = [\n  ", "\n", "ruby", "block_start"),
+    ],
+)
+def test_cursor_class_rules(prefix: str, suffix: str | None, language: str, expected: str) -> None:
+    from tactful.cursor import CURSOR_CLASSES, cursor_class
+
+    got = cursor_class(prefix, suffix, language)
+    assert got == expected and got in CURSOR_CLASSES
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,8 @@ def model_card(meta: Mapping[str, Any], m2: Any | None = None) -> str:
         f"- Evaluation holds out whole {m['held_out_by']}s: GroupKFold with {m['folds']} folds.",
         "",
         "## Models",
+        f"- Features version {meta['features_version']} (`tactful.cascade.features`; "
+        "a tactful that computes another version refuses this model).",
         f"- Stage 1: LightGBM, {len(meta['stage1_features'])} "
         + ("context and telemetry" if tele else "context (telemetry left out)")
         + " features: "

@@ -5,7 +5,7 @@ This module owns the feature vocabulary of the CDHF cascade (``STAGE1_FEATURES``
 
 * :func:`context_features` - the document around the cursor (last characters, whitespace
   after the cursor, line length, document length, cursor offset and its fraction, language,
-  tree-sitter context class);
+  the cursor's class from :func:`tactful.cursor.cursor_class`, the completion path's own);
 * :class:`Telemetry` - the session's history (time since the last shown, accepted and rejected
   suggestion, typing speed, recent acceptance rate in the session and the file);
 * :func:`suggestion_features` - the generated text (length, lines, tokens, mean and min
@@ -28,8 +28,12 @@ from functools import lru_cache
 from typing import Any
 
 from tactful import syntax
+from tactful.cursor import CURSOR_CLASSES, LINE_COMMENT, cursor_class, prefix_window
 
-FEATURES_VERSION = 1
+#: The version of the features' definitions, recorded with every logged request and in every
+#: trained model: a model is used, and a log trained on, only with the version that computed
+#: them. 2 (issue 26): ``context_class`` is the completion path's cursor class.
+FEATURES_VERSION = 2
 
 #: Character classes of the last (and last non-whitespace) character before the cursor.
 CHAR_CLASSES: tuple[str, ...] = (
@@ -67,16 +71,9 @@ LANGUAGES: tuple[str, ...] = (
     "rust",
     "other",
 )
-#: Syntactic class of the cursor position.
-CONTEXT_CLASSES: tuple[str, ...] = (
-    "comment",
-    "string",
-    "block_start",
-    "empty_line",
-    "line_end",
-    "mid_line",
-    "other",
-)
+#: Syntactic class of the cursor position (:func:`tactful.cursor.cursor_class`); the codes are
+#: the same as in version 1, whose rules differed.
+CONTEXT_CLASSES: tuple[str, ...] = (*CURSOR_CLASSES, "other")
 
 CONTEXT_FEATURES: tuple[str, ...] = (
     "language",
@@ -161,11 +158,7 @@ def language_code(language_id: str) -> int:
     return code(LANGUAGES, language_id if language_id in LANGUAGES else "other")
 
 
-# --- tree-sitter context class -----------------------------------------------------------------
-
-#: Only the last this-many characters of the prefix are parsed (cut at a line start).
-PARSE_WINDOW = 6000
-
+# --- tree-sitter ---------------------------------------------------------------------------------
 
 # Grammars and parsers come from tactful.syntax (one table of languages for the project).
 _language = syntax.language
@@ -182,84 +175,6 @@ def _error_query(language_id: str) -> Any:
     return tree_sitter.Query(lang, "(ERROR) @e")
 
 
-def _window(prefix: str) -> str:
-    if len(prefix) <= PARSE_WINDOW:
-        return prefix
-    cut = prefix.find("\n", len(prefix) - PARSE_WINDOW)
-    return prefix[cut + 1 :] if cut >= 0 else prefix[-PARSE_WINDOW:]
-
-
-_LINE_COMMENT = {"python": "#", "go": "//", "rust": "//", "c": "//", "cpp": "//", "java": "//"}
-
-
-def _in_line_string(line: str) -> bool:
-    # Quote parity on the current line, skipping escaped quotes: an open quote means "string".
-    open_q: str | None = None
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if open_q is None and ch in _QUOTES:
-            open_q = ch
-        elif ch == open_q:
-            open_q = None
-        i += 1
-    return open_q is not None
-
-
-def context_class(prefix: str, suffix_line: str, language_id: str) -> str:
-    """Syntactic class of the cursor: comment, string, block_start, empty_line, line_end,
-    mid_line (see ``CONTEXT_CLASSES``). Uses the tree-sitter grammar of the language when
-    one is installed (for comments and strings), line heuristics otherwise."""
-    line = prefix[prefix.rfind("\n") + 1 :]
-    parser = _parser(language_id)
-    if parser is not None and line.strip():
-        text = _window(prefix)
-        data = text.encode("utf-8", "surrogatepass")
-        try:
-            tree = parser.parse(data)
-            end = len(data)
-            node = tree.root_node.descendant_for_byte_range(max(0, end - 1), end)
-            while node is not None:
-                t = node.type
-                if "comment" in t:
-                    return "comment"
-                if t in (
-                    "string",
-                    "string_content",
-                    "template_string",
-                    "string_literal",
-                    "raw_string_literal",
-                    "interpreted_string_literal",
-                    "char_literal",
-                ):
-                    if node.end_byte > end - 1 or t == "string_content":
-                        return "string"
-                    break
-                node = node.parent
-        except Exception:
-            pass
-    marker = _LINE_COMMENT.get(language_id, "//" if language_id != "other" else "#")
-    stripped = line.lstrip()
-    if stripped.startswith(marker) or (
-        language_id in ("javascript", "typescript", "javascriptreact", "typescriptreact")
-        and stripped.startswith("//")
-    ):
-        return "comment"
-    if _in_line_string(line):
-        return "string"
-    if not stripped:
-        before = prefix[: len(prefix) - len(line)].rstrip()
-        if before.endswith((":", "{", "(", "[")):
-            return "block_start"
-        return "empty_line"
-    if not suffix_line.strip():
-        return "line_end"
-    return "mid_line"
-
-
 # --- context -----------------------------------------------------------------------------------
 
 
@@ -274,7 +189,8 @@ def context_features(
 
     ``prefix`` is the text before the cursor; ``suffix`` the text after it, or None when it is
     unknown (imported data that logged only the prefix). ``doc_len`` defaults to
-    ``len(prefix) + len(suffix)``; ``klass`` to :func:`context_class`.
+    ``len(prefix) + len(suffix)``; ``klass`` to :func:`tactful.cursor.cursor_class` (an unknown suffix counts as nothing after
+    the cursor).
     """
     offset = len(prefix)
     if doc_len is None:
@@ -284,13 +200,10 @@ def context_features(
     nonws = prefix.rstrip()
     if suffix is None:
         ws_after: float | None = 1.0 if doc_len <= offset else None
-        suffix_line = "" if doc_len <= offset else "?"
     else:
         ws_after = 1.0 if (not suffix or suffix[0].isspace()) else 0.0
-        nl = suffix.find("\n")
-        suffix_line = suffix if nl < 0 else suffix[:nl]
     if klass is None:
-        klass = context_class(prefix, suffix_line, language_id)
+        klass = cursor_class(prefix, suffix, language_id)
     return {
         "language": float(language_code(language_id)),
         "context_class": float(code(CONTEXT_CLASSES, klass)),
@@ -417,7 +330,7 @@ def syntax_ok(prefix: str, suggestion: str, language_id: str) -> float | None:
     query = _error_query(language_id)
     if parser is None or query is None or not suggestion.strip():
         return None
-    head = _window(prefix).encode("utf-8", "surrogatepass")
+    head = prefix_window(prefix).encode("utf-8", "surrogatepass")
     body = suggestion.encode("utf-8", "surrogatepass")
     try:
         import tree_sitter
@@ -474,7 +387,7 @@ def suggestion_features(
 
 def comment_share(text: str, language_id: str) -> float:
     """Share of the suggestion's non-blank lines that are comments (by the line marker)."""
-    marker = _LINE_COMMENT.get(language_id, "#" if language_id in ("none", "other") else "//")
+    marker = LINE_COMMENT.get(language_id, "#" if language_id in ("none", "other") else "//")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return 0.0

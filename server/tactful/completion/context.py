@@ -4,14 +4,14 @@
 steps, so successive prompts share a token prefix and the KV cache can be reused; the budget
 holds in characters and in UTF-8 bytes, so in tokens too, even on one long line) and decides,
 from the cursor's syntactic position (tree-sitter where a grammar exists, else lines and
-indentation), whether to offer a single line or a block.
+indentation; ``tactful.cursor``), whether to offer a single line or a block.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tactful import syntax
+from tactful.cursor import cursor_class
 
 #: Average characters per token used to turn a token budget into a character budget.
 CHARS_PER_TOKEN = 3.0
@@ -24,21 +24,6 @@ WINDOW_STEP_CHARS = 64
 #: this many UTF-8 bytes of itself, before and after the cursor: on such a line a long prompt
 #: (up to a token per byte) costs seconds of prefill and buys no better suggestion.
 LONG_LINE_BYTES = 256
-
-_OPENERS = {"python": (":",), "default": ("{", "(", "[", "=>", "->")}
-_CLOSERS = set(")]}>;,\"'`")
-_STRING_TYPES = {
-    "string",
-    "string_content",
-    "string_fragment",
-    "template_string",
-    "raw_string_literal",
-    "interpreted_string_literal",
-    "char_literal",
-    "string_literal",
-    "character_literal",
-}
-_COMMENT_TYPES = {"comment", "line_comment", "block_comment"}
 
 
 @dataclass
@@ -53,7 +38,8 @@ class CompletionContext:
     language_id: str
     #: Offer a block (several lines) rather than the rest of one line.
     multiline: bool
-    #: "block_start", "line_end", "empty_line", "mid_line", "comment", "string", "other"
+    #: Where the cursor is (``tactful.cursor.cursor_class``): "block_start", "line_end",
+    #: "empty_line", "mid_line", "comment" or "string"
     context_class: str
     #: Indentation that the suggestion's lines must keep (for cutting at the block end).
     block_indent: str
@@ -128,23 +114,6 @@ def _indent_of(line: str) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))]
 
 
-def _node_class(text: str, offset: int, language_id: str) -> str | None:
-    """'comment' or 'string' when the cursor is inside one (per tree-sitter), else None."""
-    tree = syntax.parse(text, language_id)
-    if tree is None:
-        return None
-    byte = len(text[:offset].encode("utf-8", "surrogatepass"))
-    node = tree.root_node.descendant_for_byte_range(max(0, byte - 1), max(0, byte - 1))
-    while node is not None:
-        if node.type in _COMMENT_TYPES:
-            # The cursor right after a line comment's end is still in it.
-            return "comment"
-        if node.type in _STRING_TYPES and node.start_byte < byte < node.end_byte:
-            return "string"
-        node = node.parent
-    return None
-
-
 def build_context(
     text: str,
     offset: int,
@@ -176,7 +145,7 @@ def build_context(
     cut = text.rfind("\n", offset, suffix_end)
     suffix = text[offset : (cut if cut > offset and suffix_end < len(text) else suffix_end)]
 
-    cls = _classify(text, offset, language_id, line_prefix, line_suffix)
+    cls = cursor_class(text[:offset], text[offset:], language_id)
     multiline = multiline_enabled and cls in ("block_start", "empty_line")
     indent = _indent_of(line_prefix)
     if cls == "block_start" and line_prefix.strip():
@@ -194,48 +163,3 @@ def build_context(
         prefix_start=start,
         offset=offset,
     )
-
-
-def cursor_class(text: str, offset: int, language_id: str) -> str:
-    """The kind of position the cursor at ``offset`` is in: "comment" or "string" (tree-sitter,
-    where a grammar is installed), "mid_line" (text other than closing brackets and quotes
-    follows on the line), "block_start" (the line, or the last line with text when this one
-    is empty, ends with a block opener: ``:`` in Python, ``{ ( [ => ->`` elsewhere),
-    "empty_line", or "line_end". The completion path's one cursor classification."""
-    offset = max(0, min(offset, len(text)))
-    line_start = text.rfind("\n", 0, offset) + 1
-    line_end = text.find("\n", offset)
-    line_end = len(text) if line_end < 0 else line_end
-    return _classify(
-        text, offset, language_id, text[line_start:offset], text[offset:line_end].rstrip("\r")
-    )
-
-
-def _classify(text: str, offset: int, language_id: str, line_prefix: str, line_suffix: str) -> str:
-    node_cls = _node_class(text, offset, language_id)
-    if node_cls is not None:
-        return node_cls
-    rest = line_suffix.strip()
-    if rest and not all(ch in _CLOSERS for ch in rest):
-        return "mid_line"
-    stripped = line_prefix.rstrip()
-    openers = _OPENERS.get(language_id, _OPENERS["default"])
-    if stripped and stripped.endswith(openers):
-        return "block_start"
-    if not stripped:
-        prev = _previous_nonblank(text, offset - len(line_prefix))
-        if prev is not None and prev.rstrip().endswith(openers):
-            return "block_start"
-        return "empty_line"
-    return "line_end"
-
-
-def _previous_nonblank(text: str, line_start: int) -> str | None:
-    end = line_start - 1
-    while end > 0:
-        start = text.rfind("\n", 0, end) + 1
-        line = text[start:end]
-        if line.strip():
-            return line
-        end = start - 1
-    return None

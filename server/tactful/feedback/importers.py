@@ -138,7 +138,7 @@ class _CupsSession:
             history=self.tel.history(sugg),
         )
         requested = {
-            "features": json_safe({**ctx, **tele}),
+            "features": json_safe({**ctx, **tele, "features_version": F.FEATURES_VERSION}),
             "trigger": "automatic",
             "source": "cups",
         }
