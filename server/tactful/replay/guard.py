@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stream_decisions:
         from tactful.replay import guard_streams
 
-        rep = guard_streams.run(
+        return guard_streams.cli(
             ds,
             units,
             contexts,
@@ -327,9 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.explore,
             conf,
         )
-        print(guard_streams.table(rep), file=sys.stderr)
-        print(json.dumps(rep, indent=2))
-        return 0
     results = []
     for k, (tr, te) in enumerate(T._folds(ds.groups, args.folds)):
         cascade = _fold_cascade(ds, tr, args.target, conf)

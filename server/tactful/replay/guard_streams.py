@@ -20,6 +20,7 @@ fading training prior (``estimate``, what the guard acts on).
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -200,6 +201,28 @@ def run(
         "streams": streams,
         "summary": {at: summarise(streams, at), "at_end": summarise(streams, "at_end")},
     }
+
+
+def cli(
+    ds: Any,
+    units: Sequence[Unit],
+    contexts: Mapping[str, tuple[str, str]],
+    seeds: Sequence[int],
+    min_decisions: int,
+    target: float,
+    explore: float,
+    confidence: float | None,
+) -> int:
+    """``python -m tactful.replay.guard --stream-decisions N``: the table on stderr, the
+    report as JSON on stdout; 2 with a message when the users cannot make the streams."""
+    try:
+        rep = run(ds, units, contexts, seeds, min_decisions, target, explore, confidence)
+    except ValueError as exc:
+        print(f"python -m tactful.replay.guard: {exc}", file=sys.stderr)
+        return 2
+    print(table(rep), file=sys.stderr)
+    print(json.dumps(rep, indent=2))
+    return 0
 
 
 def _pct(x: float | None) -> str:
