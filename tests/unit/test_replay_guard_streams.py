@@ -75,6 +75,8 @@ def test_at_decision_reads_the_estimate_after_k_decisions_against_the_truth_so_f
     assert (a["estimate"], a["observed"], a["evidence"]) == (0.8, 0.6, 3), "state after 4"
     assert a["observed_error"] == pytest.approx(0.6 - 2 / 3)
     assert a["estimate_error"] == pytest.approx(0.8 - 2 / 3)
+    assert a["prior"] is None and a["prior_error"] is None
+    assert at_decision(tr, 4, 0.9)["prior_error"] == pytest.approx(0.9 - 2 / 3)
     end = at_decision(tr, 200)  # a shorter stream: the end state, the truth over all of it
     assert end["decisions"] == 6 and end["would_hide"] == 4
     assert end["truth"] == pytest.approx(3 / 4)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tactful.cascade.guard import Guard
+from tactful.cascade.guard import LEVELS, Guard
 from tactful.replay.guard import GuardedPolicy, Trace, _fold_cascade
 from tactful.replay.report import Unit
 
@@ -85,9 +85,10 @@ def concatenate(units: Sequence[Unit], users: Sequence[str], name: str) -> list[
     return out
 
 
-def at_decision(tr: Trace, k: int) -> dict[str, Any]:
+def at_decision(tr: Trace, k: int, prior: float | None = None) -> dict[str, Any]:
     """The guard's running estimate after the first ``k`` labelled decisions of its stream (all
-    of them when it is shorter) against the truth over the same decisions (module doc)."""
+    of them when it is shorter) against the truth over the same decisions (module doc), and
+    the training ``prior`` alone (the held-out record the guard starts from) as a baseline."""
     n = len(tr.would_hide)
     k = min(k, n)
     wh = np.array(tr.would_hide[:k], dtype=bool)
@@ -112,6 +113,8 @@ def at_decision(tr: Trace, k: int) -> dict[str, Any]:
         "estimate": est,
         "estimate_error": err(est),
         "evidence": ev,
+        "prior": prior,
+        "prior_error": err(prior),
     }
 
 
@@ -140,7 +143,9 @@ def run_seed(
         cascade = _fold_cascade(ds, np.flatnonzero(~held), target, confidence)
         name = "+".join(users)
         stream = concatenate(units, users, name)
-        guard = guard_for(cascade) or Guard(target)
+        fitted = guard_for(cascade)
+        guard = fitted or Guard(target)
+        prior = guard.prior_correct / guard.prior_hidden if fitted is not None else None
         pol = GuardedPolicy("guarded", cascade, _once(guard), contexts, explore, seed=1234 + seed)
         pol.prepare(stream, contexts)
         replay(stream, [pol])
@@ -151,9 +156,9 @@ def run_seed(
             "fold": k,
             "users": users,
             "decisions": len(tr.would_hide),
-            f"at_{min_decisions}": at_decision(tr, min_decisions),
-            "at_end": at_decision(tr, len(tr.would_hide)),
-            "final_state": ["hiding", "stricter", "off"][guard.level],
+            f"at_{min_decisions}": at_decision(tr, min_decisions, prior),
+            "at_end": at_decision(tr, len(tr.would_hide), prior),
+            "final_state": LEVELS[guard.level] if fitted is not None else "hides nothing",
             "thresholds": vars(cascade.thresholds),
         }
         print(f"guard streams: seed {seed} stream {k}: {name}", file=sys.stderr)
@@ -168,9 +173,10 @@ def _once(guard: Guard) -> Callable[[], Guard]:
 
 def summarise(streams: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
     """Pooled over streams at ``key`` (``at_200``, ``at_end``): how many estimates are within
-    :data:`TOLERANCE` of the truth, and the median absolute error, for both estimates."""
+    :data:`TOLERANCE` of the truth, and the median absolute error, for both estimates and for
+    the training prior alone."""
     out: dict[str, Any] = {"streams": len(streams)}
-    for which in ("observed", "estimate"):
+    for which in ("observed", "estimate", "prior"):
         e = [abs(s[key][f"{which}_error"]) for s in streams if s[key][f"{which}_error"] is not None]
         out[f"{which}_within_{TOLERANCE:.2f}"] = f"{sum(x <= TOLERANCE for x in e)} of {len(e)}"
         out[f"{which}_abs_error_median"] = float(np.median(e)) if e else None
@@ -235,16 +241,16 @@ def table(report: Mapping[str, Any]) -> str:
     m = report["min_decisions"]
     lines = [
         f"| seed | stream (users in order) | decisions | at {m}: truth (would hide) | "
-        f"own estimate | with prior | evidence | at end: truth | own estimate | with prior | "
-        "guard at the end |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"own estimate | with prior | evidence | training prior | at end: truth | own estimate | "
+        "with prior | guard at the end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["streams"]:
         a, e = s[f"at_{m}"], s["at_end"]
         lines.append(
             f"| {s['seed']} | {', '.join(s['users'])} | {s['decisions']} | "
             f"{_pct(a['truth'])} ({a['would_hide']}) | {_pct(a['observed'])} | "
-            f"{_pct(a['estimate'])} | {a['evidence']} | {_pct(e['truth'])} | "
+            f"{_pct(a['estimate'])} | {a['evidence']} | {_pct(a['prior'])} | {_pct(e['truth'])} | "
             f"{_pct(e['observed'])} | {_pct(e['estimate'])} | {s['final_state']} |"
         )
     return "\n".join(lines)
