@@ -12,7 +12,9 @@ later, when the user types.
 ``python -m tactful.replay.guard --log CUPS`` (:func:`main`) is the benchmark behind
 docs/cdhf.md: users held out (GroupKFold), a cascade trained on the other users, replayed with
 and without the guard on the held-out users' streams, and on the same streams with every
-suggestion accepted (a user for whom hiding is always wrong).
+suggestion accepted (a user for whom hiding is always wrong). With ``--stream-decisions N``
+(:mod:`tactful.replay.guard_streams`) the held-out users are replayed several at a time as one
+stream of at least N decisions through one guard, and its estimate is read at decision N.
 """
 
 from __future__ import annotations
