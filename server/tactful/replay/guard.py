@@ -319,16 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stream_decisions:
         from tactful.replay import guard_streams
 
-        return guard_streams.cli(
-            ds,
-            units,
-            contexts,
-            args.seed or [0],
-            args.stream_decisions,
-            args.target,
-            args.explore,
-            conf,
+        bench = guard_streams.Bench(
+            ds, units, contexts, args.stream_decisions, args.target, args.explore, conf
         )
+        return guard_streams.cli(bench, args.seed or [0])
     results = []
     for k, (tr, te) in enumerate(T._folds(ds.groups, args.folds)):
         cascade = _fold_cascade(ds, tr, args.target, conf)

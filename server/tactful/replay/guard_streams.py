@@ -24,7 +24,7 @@ import json
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -118,52 +118,62 @@ def at_decision(tr: Trace, k: int, prior: float | None = None) -> dict[str, Any]
     }
 
 
-def run_seed(
-    ds: Any,
-    units: Sequence[Unit],
-    contexts: Mapping[str, tuple[str, str]],
-    seed: int,
-    min_decisions: int,
-    target: float,
-    explore: float,
-    confidence: float | None,
-) -> list[dict[str, Any]]:
-    """One cut of the users into streams (``seed``): per stream, a cascade trained on the other
-    users, replayed through one fresh guard; the figures at ``min_decisions`` and at the end."""
-    from tactful.cascade.gate import guard_for
-    from tactful.replay.report import replay
+@dataclass
+class Bench:
+    """What every stream of the benchmark shares: the log (training dataset, requests and
+    their contexts) and the settings."""
 
+    ds: Any
+    units: Sequence[Unit]
+    contexts: Mapping[str, tuple[str, str]]
+    min_decisions: int
+    target: float
+    explore: float
+    #: The lower bound's confidence the thresholds are fitted with; None: the point estimate.
+    confidence: float | None
+
+
+def run_seed(bench: Bench, seed: int) -> list[dict[str, Any]]:
+    """One cut of the users into streams (``seed``), each replayed (:func:`one_stream`)."""
     counts: dict[str, int] = {}
-    for u in units:
+    for u in bench.units:
         if u.accepted is not None:
             counts[u.user] = counts.get(u.user, 0) + 1
     out: list[dict[str, Any]] = []
-    for k, users in enumerate(stream_folds(counts, min_decisions, seed)):
-        held = np.isin(ds.groups, [ds.group_names.index(u) for u in users])
-        cascade = _fold_cascade(ds, np.flatnonzero(~held), target, confidence)
-        name = "+".join(users)
-        stream = concatenate(units, users, name)
-        fitted = guard_for(cascade)
-        guard = fitted or Guard(target)
-        prior = guard.prior_correct / guard.prior_hidden if fitted is not None else None
-        pol = GuardedPolicy("guarded", cascade, _once(guard), contexts, explore, seed=1234 + seed)
-        pol.prepare(stream, contexts)
-        replay(stream, [pol])
-        pol.finish()
-        tr = pol.traces.get(name) or Trace()
-        res = {
-            "seed": seed,
-            "fold": k,
-            "users": users,
-            "decisions": len(tr.would_hide),
-            f"at_{min_decisions}": at_decision(tr, min_decisions, prior),
-            "at_end": at_decision(tr, len(tr.would_hide), prior),
-            "final_state": LEVELS[guard.level] if fitted is not None else "hides nothing",
-            "thresholds": vars(cascade.thresholds),
-        }
-        print(f"guard streams: seed {seed} stream {k}: {name}", file=sys.stderr)
-        out.append(res)
+    for k, users in enumerate(stream_folds(counts, bench.min_decisions, seed)):
+        out.append({"seed": seed, "fold": k, "users": users, **one_stream(bench, users, seed)})
+        print(f"guard streams: seed {seed} stream {k}: {'+'.join(users)}", file=sys.stderr)
     return out
+
+
+def one_stream(bench: Bench, users: Sequence[str], seed: int) -> dict[str, Any]:
+    """The held-out ``users`` as one stream: a cascade trained on all the other users,
+    replayed through one fresh guard; the figures at ``min_decisions`` and at the end."""
+    from tactful.cascade.gate import guard_for
+    from tactful.replay.report import replay
+
+    ds = bench.ds
+    held = np.isin(ds.groups, [ds.group_names.index(u) for u in users])
+    cascade = _fold_cascade(ds, np.flatnonzero(~held), bench.target, bench.confidence)
+    name = "+".join(users)
+    stream = concatenate(bench.units, users, name)
+    fitted = guard_for(cascade)
+    guard = fitted or Guard(bench.target)
+    prior = guard.prior_correct / guard.prior_hidden if fitted is not None else None
+    pol = GuardedPolicy(
+        "guarded", cascade, _once(guard), bench.contexts, bench.explore, seed=1234 + seed
+    )
+    pol.prepare(stream, bench.contexts)
+    replay(stream, [pol])
+    pol.finish()
+    tr = pol.traces.get(name) or Trace()
+    return {
+        "decisions": len(tr.would_hide),
+        f"at_{bench.min_decisions}": at_decision(tr, bench.min_decisions, prior),
+        "at_end": at_decision(tr, len(tr.would_hide), prior),
+        "final_state": LEVELS[guard.level] if fitted is not None else "hides nothing",
+        "thresholds": vars(cascade.thresholds),
+    }
 
 
 def _once(guard: Guard) -> Callable[[], Guard]:
@@ -184,45 +194,27 @@ def summarise(streams: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
     return out
 
 
-def run(
-    ds: Any,
-    units: Sequence[Unit],
-    contexts: Mapping[str, tuple[str, str]],
-    seeds: Sequence[int],
-    min_decisions: int,
-    target: float,
-    explore: float,
-    confidence: float | None,
-) -> dict[str, Any]:
+def run(bench: Bench, seeds: Sequence[int]) -> dict[str, Any]:
     """The benchmark over ``seeds`` (module doc): per stream and pooled."""
     streams: list[dict[str, Any]] = []
     for seed in seeds:
-        streams += run_seed(ds, units, contexts, seed, min_decisions, target, explore, confidence)
-    at = f"at_{min_decisions}"
+        streams += run_seed(bench, seed)
+    at = f"at_{bench.min_decisions}"
     return {
-        "target": target,
-        "explore": explore,
+        "target": bench.target,
+        "explore": bench.explore,
         "seeds": list(seeds),
-        "min_decisions": min_decisions,
+        "min_decisions": bench.min_decisions,
         "streams": streams,
         "summary": {at: summarise(streams, at), "at_end": summarise(streams, "at_end")},
     }
 
 
-def cli(
-    ds: Any,
-    units: Sequence[Unit],
-    contexts: Mapping[str, tuple[str, str]],
-    seeds: Sequence[int],
-    min_decisions: int,
-    target: float,
-    explore: float,
-    confidence: float | None,
-) -> int:
+def cli(bench: Bench, seeds: Sequence[int]) -> int:
     """``python -m tactful.replay.guard --stream-decisions N``: the table on stderr, the
     report as JSON on stdout; 2 with a message when the users cannot make the streams."""
     try:
-        rep = run(ds, units, contexts, seeds, min_decisions, target, explore, confidence)
+        rep = run(bench, seeds)
     except ValueError as exc:
         print(f"python -m tactful.replay.guard: {exc}", file=sys.stderr)
         return 2
