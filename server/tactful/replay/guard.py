@@ -12,7 +12,9 @@ later, when the user types.
 ``python -m tactful.replay.guard --log CUPS`` (:func:`main`) is the benchmark behind
 docs/cdhf.md: users held out (GroupKFold), a cascade trained on the other users, replayed with
 and without the guard on the held-out users' streams, and on the same streams with every
-suggestion accepted (a user for whom hiding is always wrong).
+suggestion accepted (a user for whom hiding is always wrong). With ``--stream-decisions N``
+(:mod:`tactful.replay.guard_streams`) the held-out users are replayed several at a time as one
+stream of at least N decisions through one guard, and its estimate is read at decision N.
 """
 
 from __future__ import annotations
@@ -74,7 +76,11 @@ class Trace:
     would_hide: list[bool] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
     hidden: list[bool] = field(default_factory=list)
+    #: Pieces of evidence the estimate rests on (the guard's window).
+    evidence: list[int] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    #: The guard's estimate after the last decision (:meth:`GuardedPolicy.finish`).
+    end: dict[str, Any] | None = None
 
 
 class GuardedPolicy(CascadePolicy):
@@ -147,6 +153,7 @@ class GuardedPolicy(CascadePolicy):
             trace.level.append(guard.level)
             trace.estimate.append(est["accuracy"])
             trace.observed.append(est["observed"])
+            trace.evidence.append(est["n"])
             trace.would_hide.append(why is not None)
             trace.accepted.append(bool(unit.accepted))
             trace.hidden.append(outcome.hidden)
@@ -158,6 +165,12 @@ class GuardedPolicy(CascadePolicy):
                 _add(guard, trace, Evidence(not verdict, "typed", *_pd(why[1]), unit.t, unit.sid))
         elif unit.shown:
             self._awaiting[i] = why
+
+    def finish(self) -> None:
+        """Record each guard's estimate after the last decision of its stream."""
+        for user, gate in self.gates.items():
+            assert gate.guard is not None
+            self.traces[user].end = gate.guard.estimate()
 
     def report(self) -> dict[str, Any]:
         """Per user and pooled: hiding with and without the guard, its estimate, its state."""
@@ -295,7 +308,38 @@ def _accepting(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tactful.replay.guard --log CUPS_EVENTS [--target T] [--point]``."""
+    """``python -m tactful.replay.guard --log CUPS_EVENTS [--target T] [--point]
+    [--stream-decisions N [--seed S ...]]``."""
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    from tactful.cascade import train as T
+    from tactful.cascade.model import BOUND_CONFIDENCE
+
+    units, contexts, ds = _load(args.log, args.target)
+    conf = None if args.point else BOUND_CONFIDENCE
+    if args.stream_decisions:
+        from tactful.replay import guard_streams
+
+        bench = guard_streams.Bench(
+            ds, units, contexts, args.stream_decisions, args.target, args.explore, conf
+        )
+        return guard_streams.cli(bench, args.seed or [0])
+    results = []
+    for k, (tr, te) in enumerate(T._folds(ds.groups, args.folds)):
+        cascade = _fold_cascade(ds, tr, args.target, conf)
+        held = {ds.group_names[j] for j in np.unique(ds.groups[te])}
+        us = [u for u in units if u.user in held]
+        for user, res in run_users(us, contexts, cascade, args.target, args.explore).items():
+            res.update(fold=k, user=user, thresholds=vars(cascade.thresholds))
+            results.append(res)
+            print(json.dumps(res), file=sys.stderr)
+    summary = {
+        label: summarise([r[label] for r in results]) for label in ("logged", "accepts_everything")
+    }
+    print(json.dumps({"per_user": results, "summary": summary}, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tactful.replay.guard")
     ap.add_argument("--log", required=True, help="CUPS events (cups_events.jsonl.gz) or a log")
     ap.add_argument("--target", type=float, default=0.95)
@@ -306,39 +350,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--explore", type=float, default=0.05)
     ap.add_argument("--folds", type=int, default=5)
-    args = ap.parse_args(list(argv) if argv is not None else None)
-    from tactful.cascade import train as T
-    from tactful.cascade.model import BOUND_CONFIDENCE
-    from tactful.feedback import importers
-    from tactful.replay.report import build_units, load_log
+    ap.add_argument(
+        "--stream-decisions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold users out in groups of at least N decisions, each group replayed as ONE "
+        "stream through one guard, measured at decision N (tactful.replay.guard_streams)",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        help="with --stream-decisions: the order users are cut into streams in; repeat",
+    )
+    return ap
 
-    loaded = load_log(args.log)
-    units = build_units(loaded.events)
+
+def _load(log: str, target: float) -> tuple[list[Unit], Mapping[str, tuple[str, str]], Any]:
+    """The log's requests, their contexts, and its training dataset (CUPS events imported)."""
     import tempfile
     from pathlib import Path
 
+    from tactful.cascade import train as T
+    from tactful.feedback import importers
+    from tactful.replay.report import build_units, load_log
+
+    loaded = load_log(log)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "log.sqlite3"
         if loaded.fmt == "cups":
-            importers.import_cups(args.log, db)
+            importers.import_cups(log, db)
         else:
-            db = Path(args.log)
-        ds = T.dataset([db], target=min(args.target, 0.9))
-    results = []
-    conf = None if args.point else BOUND_CONFIDENCE
-    for k, (tr, te) in enumerate(T._folds(ds.groups, args.folds)):
-        cascade = _fold_cascade(ds, tr, args.target, conf)
-        held = {ds.group_names[j] for j in np.unique(ds.groups[te])}
-        us = [u for u in units if u.user in held]
-        for user, res in run_users(us, loaded.contexts, cascade, args.target, args.explore).items():
-            res.update(fold=k, user=user, thresholds=vars(cascade.thresholds))
-            results.append(res)
-            print(json.dumps(res), file=sys.stderr)
-    summary = {
-        label: summarise([r[label] for r in results]) for label in ("logged", "accepts_everything")
-    }
-    print(json.dumps({"per_user": results, "summary": summary}, indent=2))
-    return 0
+            db = Path(log)
+        ds = T.dataset([db], target=min(target, 0.9))
+    return build_units(loaded.events), loaded.contexts, ds
 
 
 def summarise(rs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
