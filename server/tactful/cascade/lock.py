@@ -77,6 +77,8 @@ def folder_lock(out: str | Path, wait_s: float = 0.0) -> Iterator[None]:
         raise CdhfError(f"{out}: cannot lock the model folder ({exc})") from exc
     try:
         deadline = time.monotonic() + wait_s
+        # A polling loop on purpose: flock has no timeout, and a blocking flock in a thread
+        # could not be given up after wait_s. A training holds the lock for tens of seconds.
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
                 raise FolderBusy(
