@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from tactful import __version__
+from tactful import __version__, memory
 from tactful.backend.runner import READY, ModelRunner
 from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.completion.engine import CompletionEngine
@@ -244,6 +244,7 @@ def main(argv: Sequence[str] = ()) -> int:
         level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    memory.limit_malloc_arenas()  # before any thread starts: see tactful.memory
     server = create_server()
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
