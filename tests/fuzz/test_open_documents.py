@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tactful.tools.bench.fuzz import Peer, frame, start
+from tactful.tools.bench.peer import Peer, frame, start
 
 
 def _note(peer: Peer, method: str, params: dict[str, Any]) -> None:
