@@ -121,7 +121,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tactful-longline-"))
-    peer = start(tmp / "data", tmp / "server.log", with_model=True)
+    # no persistent completion cache: it outlives the run, and a hit would time nothing
+    peer = start(tmp / "data", tmp / "server.log", True, {"completion": {"cache": False}})
     results: dict[str, list[float]] = {k: [] for k in ("baselineB", "aloneA", "A", "B", "delayB")}
     try:
         # warm-up: the first request of a process pays one-time costs

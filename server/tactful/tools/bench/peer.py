@@ -122,13 +122,17 @@ class Peer:
         self.proc.wait()
 
 
-def start(data_dir: Path, log_path: Path, with_model: bool) -> Peer:
+def start(
+    data_dir: Path, log_path: Path, with_model: bool, options: dict[str, Any] | None = None
+) -> Peer:
+    """A server, initialized (flags off, plus ``options``); with the model loaded and ready
+    when ``with_model``."""
     peer = Peer(data_dir, log_path)
     init = {
         "processId": None,
         "rootUri": None,
         "capabilities": {},
-        "initializationOptions": {"flags": {"enable": False}},
+        "initializationOptions": {"flags": {"enable": False}, **(options or {})},
     }
     r = peer.request("init", "initialize", init, timeout=120)
     if r is None or "result" not in r:
