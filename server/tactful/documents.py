@@ -130,19 +130,33 @@ DEFAULT_MAX_BYTES = 64 << 20
 
 class Documents:
     """Open documents by URI, least recently used first, with a bound on the text of the ones
-    that are not dormant (``max_bytes``; see the module doc)."""
+    that are not dormant (``max_bytes``; see the module doc).
+
+    The awake documents' total is kept as each one's size when it was last opened or used (the
+    server calls :meth:`use` after every edit), so checking the bound costs nothing while it
+    holds."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._docs: OrderedDict[str, Document] = OrderedDict()
+        #: Awake documents' sizes as last counted, and their sum.
+        self._counted: dict[str, int] = {}
+        self._awake_bytes = 0
         self.encoding = "utf-16"
         self.max_bytes = max_bytes
-        #: Documents that went dormant so far (the status and the log report it).
+        #: Documents that went dormant so far.
         self.dormant_count = 0
 
+    def _count(self, doc: Document) -> None:
+        size = 0 if doc.dormant else doc.size
+        self._awake_bytes += size - self._counted.pop(doc.uri, 0)
+        if size:
+            self._counted[doc.uri] = size
+
     def open(self, uri: str, text: str, language_id: str, version: int | None) -> Document:
+        self.close(uri)
         doc = Document(uri, text, language_id, version, self.encoding)
-        self._docs.pop(uri, None)
         self._docs[uri] = doc
+        self._count(doc)
         return doc
 
     def get(self, uri: str) -> Document | None:
@@ -156,26 +170,30 @@ class Documents:
             return False
         self._docs.move_to_end(uri)
         woke, doc.dormant = doc.dormant, False
+        self._count(doc)
         return woke
 
     def over_budget(self) -> list[str]:
         """Put the least recently used documents to sleep until the awake ones' text fits
         ``max_bytes``; the most recently used one always stays awake. Returns the URIs that
         went dormant now (the caller drops their derived state)."""
-        awake = [d for d in self._docs.values() if not d.dormant]
-        total = sum(d.size for d in awake)
         out: list[str] = []
-        for doc in awake[:-1]:
-            if total <= self.max_bytes:
+        if self._awake_bytes <= self.max_bytes:
+            return out
+        newest = next(reversed(self._docs), None)
+        for doc in list(self._docs.values()):
+            if self._awake_bytes <= self.max_bytes or doc.uri == newest:
                 break
-            doc.dormant = True
-            total -= doc.size
-            out.append(doc.uri)
+            if not doc.dormant:
+                doc.dormant = True
+                self._count(doc)
+                out.append(doc.uri)
         self.dormant_count += len(out)
         return out
 
     def close(self, uri: str) -> None:
-        self._docs.pop(uri, None)
+        if self._docs.pop(uri, None) is not None:
+            self._awake_bytes -= self._counted.pop(uri, 0)
 
     def __len__(self) -> int:
         return len(self._docs)

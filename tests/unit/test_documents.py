@@ -77,3 +77,21 @@ def test_a_dormant_document_still_takes_edits_and_the_newest_never_sleeps() -> N
     assert docs.use("big") is True and not big.dormant
     docs.close("big")
     assert docs.use("big") is False and docs.uris() == ["next"]
+
+
+def test_the_bound_follows_edits_and_closes() -> None:
+    one_kb = Document("x", "a" * 1000).size
+    docs = Documents(max_bytes=3 * one_kb)
+    docs.open("a", "a" * 1000, "python", 1)
+    docs.open("b", "b" * 1000, "python", 1)
+    assert docs.over_budget() == []
+    b = docs.get("b")
+    assert b is not None
+    b.apply_change("b" * 2500)  # b grows past the bound's room for a
+    docs.use("b")
+    assert docs.over_budget() == ["a"]
+    docs.close("b")  # closing gives its bytes back: a wakes and fits
+    assert docs.use("a") is True and docs.over_budget() == []
+    docs.open("a", "a" * 100, "python", 2)  # opened again: counted once
+    docs.open("c", "c" * 1000, "python", 1)
+    assert docs.over_budget() == [] and docs.dormant_uris() == []
