@@ -49,6 +49,34 @@ print(sum(
 
 
 @linux_only
+def test_a_fixed_mmap_threshold_gives_big_blocks_back_after_a_bigger_one_was_freed() -> None:
+    code = """
+import sys
+from tactful import memory
+if sys.argv[1] == "cap":
+    assert memory.limit_malloc_arenas()
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+keep = []
+big = bytearray(20 << 20)
+del big  # glibc's default: the threshold is now 20 MB, the next 10 MB block is heap
+before = rss()
+block = bytearray(10 << 20)  # zero-filled: every page touched
+keep.append(bytearray(100))  # a live block above it keeps the heap from shrinking
+del block
+print((rss() - before) // 1024)
+"""
+
+    def kept_mb(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout.split()[-1])
+
+    assert kept_mb("cap") <= 2 and kept_mb("free") >= 8
+
+
+@linux_only
 def test_trim_answers() -> None:
     blob = [bytearray(4096) for _ in range(5000)]
     del blob
