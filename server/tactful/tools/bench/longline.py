@@ -62,24 +62,24 @@ def _timed(peer: Peer, msg_id: str, t0: float, out: dict[str, float], timeout: f
     out[msg_id] = time.perf_counter() - t0 if msg_id in r else float("inf")
 
 
+def _alone(peer: Peer, msg_id: str, uri: str, text: str, timeout: float) -> float:
+    """Open ``uri`` and time one completion at its end, with nothing else asked."""
+    _open(peer, uri, text, 1)
+    t0 = time.perf_counter()
+    _ask(peer, msg_id, uri, text)
+    got = peer.wait([msg_id], timeout)
+    return time.perf_counter() - t0 if got else float("inf")
+
+
 def _trial(peer: Peer, kind: str, trial: int, kb: int, timeout: float) -> dict[str, float]:
     """One trial for one kind of long line: B alone (the baseline), A alone, then A with B
     asked 50 ms later; the answer times in seconds (inf when not answered in ``timeout``)."""
     k = f"{trial}-{kind}"
     b_text = SMALL + f"# {k}\n        "
     b_uri = f"file:///bench/b-{k}.py"
-    _open(peer, b_uri, b_text, 1)
-    t0 = time.perf_counter()
-    _ask(peer, f"base-{k}", b_uri, b_text)
-    got = peer.wait([f"base-{k}"], timeout)
-    base = time.perf_counter() - t0 if got else float("inf")
+    base = _alone(peer, f"base-{k}", b_uri, b_text, timeout)
     alone_text = _long(kind, kb, trial + 1000)
-    alone_uri = f"file:///bench/alone-{k}.py"
-    _open(peer, alone_uri, alone_text, 1)
-    t0 = time.perf_counter()
-    _ask(peer, f"alone-{k}", alone_uri, alone_text)
-    got = peer.wait([f"alone-{k}"], timeout)
-    alone = time.perf_counter() - t0 if got else float("inf")
+    alone = _alone(peer, f"alone-{k}", f"file:///bench/alone-{k}.py", alone_text, timeout)
     b_text2 = b_text + "# again\n        "
     _open(peer, b_uri + "2", b_text2, 1)
     a_text = _long(kind, kb, trial)
