@@ -294,6 +294,8 @@ class Settings:
     """Where the converted model, the completion cache and the flag cache live; null: the user cache directory."""
     data_dir: str | None = attrs.field(default=None, validator=_opt_str)
     """Where the feedback log and user-trained models live; null: the user data directory."""
+    open_documents_mb: int = attrs.field(default=64, validator=_int_range(1, 65536))
+    """Most text (MB) of open documents that keep what tactful derives from them (flags, index entries, the model's cache); beyond it the least recently used ones keep only their text until they are edited or completed in again."""
     completion: CompletionSettings = attrs.field(factory=CompletionSettings)
     flags: FlagSettings = attrs.field(factory=FlagSettings)
     feedback: FeedbackSettings = attrs.field(factory=FeedbackSettings)

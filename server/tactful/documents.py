@@ -3,12 +3,23 @@
 LSP lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only (``str.splitlines`` also splits on form
 feeds and U+2028, which would shift every position after them), and positions count UTF-16
 code units by default. Plain data, no pygls: unit-tested on its own.
+
+Open documents are bounded (``Documents.max_bytes``, the ``openDocumentsMb`` setting): LSP lets
+a server neither refuse a ``didOpen`` nor forget an open document's text (the next incremental
+``didChange`` is relative to it), so the text of every open document stays; what tactful
+derives from a document (its flags, its entries in the repository index, the model's cache for
+it) is what grows with many or huge documents. Beyond the bound, the least recently used
+documents go *dormant*: the server drops their derived state as on a close, keeps their text, and
+wakes them (as on an open) when they are edited or asked for a completion again.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+import sys
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 _EOL = re.compile(r"\r\n|\r|\n")
@@ -57,10 +68,18 @@ class Document:
     language_id: str = ""
     version: int | None = None
     encoding: str = "utf-16"
-    _starts: list[int] = field(default_factory=list, repr=False)
+    #: Dropped from the server's bounded set (see the module doc): text kept, derived state not.
+    dormant: bool = False
+    #: Line starts, 8 bytes a line (a list of ints takes 36).
+    _starts: array[int] = field(default_factory=lambda: array("q"), repr=False)
 
     def __post_init__(self) -> None:
-        self._starts = line_starts(self.text)
+        self._starts = array("q", line_starts(self.text))
+
+    @property
+    def size(self) -> int:
+        """Bytes the text takes in memory."""
+        return sys.getsizeof(self.text)
 
     @property
     def line_count(self) -> int:
@@ -102,29 +121,85 @@ class Document:
             a = self.offset_at(*start)
             b = max(a, self.offset_at(*end))
             self.text = self.text[:a] + text + self.text[b:]
-        self._starts = line_starts(self.text)
+        self._starts = array("q", line_starts(self.text))
+
+
+#: Default bound on the text of the open documents whose derived state is kept (bytes).
+DEFAULT_MAX_BYTES = 64 << 20
 
 
 class Documents:
-    """Open documents by URI."""
+    """Open documents by URI, least recently used first, with a bound on the text of the ones
+    that are not dormant (``max_bytes``; see the module doc).
 
-    def __init__(self) -> None:
-        self._docs: dict[str, Document] = {}
+    The awake documents' total is kept as each one's size when it was last opened or used (the
+    server calls :meth:`use` after every edit), so checking the bound costs nothing while it
+    holds."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._docs: OrderedDict[str, Document] = OrderedDict()
+        #: Awake documents' sizes as last counted, and their sum.
+        self._counted: dict[str, int] = {}
+        self._awake_bytes = 0
         self.encoding = "utf-16"
+        self.max_bytes = max_bytes
+        #: Documents that went dormant so far.
+        self.dormant_count = 0
+
+    def _count(self, doc: Document) -> None:
+        size = 0 if doc.dormant else doc.size
+        self._awake_bytes += size - self._counted.pop(doc.uri, 0)
+        if size:
+            self._counted[doc.uri] = size
 
     def open(self, uri: str, text: str, language_id: str, version: int | None) -> Document:
+        self.close(uri)
         doc = Document(uri, text, language_id, version, self.encoding)
         self._docs[uri] = doc
+        self._count(doc)
         return doc
 
     def get(self, uri: str) -> Document | None:
         return self._docs.get(uri)
 
+    def use(self, uri: str) -> bool:
+        """Mark ``uri`` as just used (edited, completed in); True when it was dormant and is
+        awake again (the caller rebuilds its derived state)."""
+        doc = self._docs.get(uri)
+        if doc is None:
+            return False
+        self._docs.move_to_end(uri)
+        woke, doc.dormant = doc.dormant, False
+        self._count(doc)
+        return woke
+
+    def over_budget(self) -> list[str]:
+        """Put the least recently used documents to sleep until the awake ones' text fits
+        ``max_bytes``; the most recently used one always stays awake. Returns the URIs that
+        went dormant now (the caller drops their derived state)."""
+        out: list[str] = []
+        if self._awake_bytes <= self.max_bytes:
+            return out
+        newest = next(reversed(self._docs), None)
+        for doc in list(self._docs.values()):
+            if self._awake_bytes <= self.max_bytes or doc.uri == newest:
+                break
+            if not doc.dormant:
+                doc.dormant = True
+                self._count(doc)
+                out.append(doc.uri)
+        self.dormant_count += len(out)
+        return out
+
     def close(self, uri: str) -> None:
-        self._docs.pop(uri, None)
+        if self._docs.pop(uri, None) is not None:
+            self._awake_bytes -= self._counted.pop(uri, 0)
 
     def __len__(self) -> int:
         return len(self._docs)
 
     def uris(self) -> list[str]:
         return list(self._docs)
+
+    def dormant_uris(self) -> list[str]:
+        return [u for u, d in self._docs.items() if d.dormant]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tactful.documents import Document, line_starts
+from tactful.documents import Document, Documents, line_starts
 
 
 def test_utf16_columns_for_emoji_and_cjk() -> None:
@@ -48,3 +48,50 @@ def test_incremental_edits() -> None:
     assert doc.line_text(1) == "t = len(s)"
     doc.apply_change("whole\n")
     assert doc.text == "whole\n" and doc.line_count == 2
+
+
+def test_open_documents_over_the_bound_go_dormant_least_recently_used_first() -> None:
+    docs = Documents(max_bytes=3 * Document("x", "a" * 1000).size)
+    for name in "abcd":
+        docs.open(name, name * 1000, "python", 1)
+    assert docs.over_budget() == ["a"]  # four of ~1 KB in a bound of three
+    assert docs.dormant_uris() == ["a"] and docs.get("a") is not None  # the text stays
+    assert docs.use("b") is False  # b was awake; now the most recently used
+    docs.open("e", "e" * 1000, "python", 1)
+    assert docs.over_budget() == ["c"]
+    assert docs.use("a") is True  # awake again; the next check puts the oldest awake to sleep
+    assert docs.over_budget() == ["d"]
+    assert set(docs.dormant_uris()) == {"c", "d"} and len(docs) == 5 and docs.dormant_count == 3
+
+
+def test_a_dormant_document_still_takes_edits_and_the_newest_never_sleeps() -> None:
+    docs = Documents(max_bytes=10)
+    docs.open("big", "x = 1\n" * 100, "python", 1)
+    assert docs.over_budget() == []  # alone and over the bound: the newest stays awake
+    docs.open("next", "y\n", "python", 1)
+    assert docs.over_budget() == ["big"]
+    big = docs.get("big")
+    assert big is not None and big.dormant
+    big.apply_change("z", (1, 0), (1, 5))  # an incremental didChange still applies
+    assert big.line_text(1) == "z" and big.line_count == 101
+    assert docs.use("big") is True and not big.dormant
+    docs.close("big")
+    assert docs.use("big") is False and docs.uris() == ["next"]
+
+
+def test_the_bound_follows_edits_and_closes() -> None:
+    one_kb = Document("x", "a" * 1000).size
+    docs = Documents(max_bytes=3 * one_kb)
+    docs.open("a", "a" * 1000, "python", 1)
+    docs.open("b", "b" * 1000, "python", 1)
+    assert docs.over_budget() == []
+    b = docs.get("b")
+    assert b is not None
+    b.apply_change("b" * 2500)  # b grows past the bound's room for a
+    docs.use("b")
+    assert docs.over_budget() == ["a"]
+    docs.close("b")  # closing gives its bytes back: a wakes and fits
+    assert docs.use("a") is True and docs.over_budget() == []
+    docs.open("a", "a" * 100, "python", 2)  # opened again: counted once
+    docs.open("c", "c" * 1000, "python", 1)
+    assert docs.over_budget() == [] and docs.dormant_uris() == []

@@ -31,6 +31,7 @@ async def suggest(
     doc = ls.documents.get(uri)
     if doc is None or pos.line >= doc.line_count:
         return None
+    ls.use_document(uri)
     offset = doc.offset_at(pos.line, pos.character)
     sugg = await ls.engine.complete(
         uri=uri,

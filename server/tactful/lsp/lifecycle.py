@@ -93,6 +93,7 @@ def on_open(ls: TactfulServer, params: types.DidOpenTextDocumentParams) -> None:
     doc = ls.documents.open(d.uri, d.text, d.language_id, d.version)
     ls.hooks.document_changed(doc.uri, doc.text, doc.version)
     ls.document_event("open", doc.uri)
+    ls.use_document(doc.uri)  # the open documents' bound (tactful.documents)
 
 
 def on_change(ls: TactfulServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -102,6 +103,7 @@ def on_change(ls: TactfulServer, params: types.DidChangeTextDocumentParams) -> N
         return
     apply_changes(doc, params.content_changes)
     doc.version = params.text_document.version
+    ls.use_document(doc.uri)  # wakes a dormant document (tactful.documents)
     ls.hooks.document_changed(doc.uri, doc.text, doc.version)
     ls.document_event("change", doc.uri)
 
@@ -110,6 +112,8 @@ def on_save(ls: TactfulServer, params: types.DidSaveTextDocumentParams) -> None:
     doc = ls.documents.get(params.text_document.uri)
     if doc is not None and params.text is not None:
         doc.apply_change(params.text)
+    if doc is not None:
+        ls.use_document(doc.uri)
     ls.document_event("save", params.text_document.uri)
 
 

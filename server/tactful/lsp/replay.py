@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tactful import memory
 from tactful.config import Settings
 from tactful.lsp import protocol
 
@@ -72,3 +73,5 @@ def register(server: TactfulServer) -> None:
             msg = f"replay report failed: {exc}"
             log.warning(msg)
             return {"html": None, "error": msg}
+        finally:
+            memory.trim()  # the policies' models and the log's rows were freed just now

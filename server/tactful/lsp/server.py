@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from tactful import __version__
+from tactful import __version__, memory
 from tactful.backend.runner import READY, ModelRunner
 from tactful.cascade.hooks import NullHooks, SuggestionHooks
 from tactful.completion.engine import CompletionEngine
@@ -101,6 +101,7 @@ class TactfulServer(HardenedServer):
         old = self.settings
         new, errors, unknown = apply_settings(old, raw)
         self.settings = new
+        self.documents.max_bytes = new.open_documents_mb << 20
         for err in errors:
             log.warning("%s", err)
             # once per setting and session: a client repeating a bad value is not a popup storm
@@ -121,6 +122,28 @@ class TactfulServer(HardenedServer):
                 listener(event, uri)
             except Exception:
                 log.exception("document listener failed")
+
+    def use_document(self, uri: str) -> None:
+        """``uri`` was just edited, saved or asked for a completion: wake it if it was dormant,
+        and put the least recently used documents to sleep while the awake ones are over
+        ``openDocumentsMb`` (tactful.documents): their derived state goes as on a close."""
+        if self.documents.use(uri):
+            log.info("document awake again: %s", uri)
+            self.document_event("open", uri)
+        asleep = self.documents.over_budget()
+        for u in asleep:
+            self.engine.forget(u)
+            self.document_event("close", u)
+        if asleep:
+            log.info("documents dormant (over openDocumentsMb): %s", ", ".join(asleep))
+            notice(
+                self,
+                "dormant documents",
+                f"more than {self.settings.open_documents_mb} MB of documents are open "
+                "(openDocumentsMb): the least recently used ones get no flags or repository "
+                "context until they are edited or completed in again.",
+                types.MessageType.Info,
+            )
 
     def show_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         try:
@@ -158,6 +181,10 @@ class TactfulServer(HardenedServer):
             backend=getattr(self.runner.backend, "stats", {}),
             cascadeGuard=self.feedback.guard_status() if self.feedback is not None else None,
             problems=dict(self.problems),
+            documents={
+                "open": len(self.documents),
+                "dormant": len(self.documents.dormant_uris()),
+            },
         )
         engine_status = getattr(self.runner.backend, "engine_status", None)
         if callable(engine_status):  # serving from an inference engine (docs/engines.md)
@@ -244,6 +271,7 @@ def main(argv: Sequence[str] = ()) -> int:
         level=level, handlers=[handler], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    memory.limit_malloc_arenas()  # before any thread starts: see tactful.memory
     server = create_server()
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tactful import memory
 from tactful.lsp.framing import Framer
 from tactful.lsp.hardened import HardenedProtocol, HardenedServer
 from tactful.lsp.jsonrpc import INVALID_REQUEST, error_payload, request_id
@@ -113,6 +114,7 @@ class _OneEditor:
     async def listen(self, host: str, port: int) -> None:
         """Accept connections until the editor that initialized the server leaves."""
         self.server.loop = asyncio.get_running_loop()
+        memory.bound_default_executor(self.server.loop)
         self.listener = srv = await asyncio.start_server(self.connection, host, port)
         self.server._server = srv
         log.info("serving on %s", ", ".join(str(s.getsockname()) for s in srv.sockets))

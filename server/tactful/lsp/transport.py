@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tactful import memory
 from tactful.lsp.framing import Framer
 from tactful.lsp.hardened import HardenedProtocol, HardenedServer
 
@@ -76,6 +77,7 @@ def serve_stdio(server: HardenedServer, stdin: Any = None, stdout: Any = None) -
 
     async def main() -> None:
         loop = server.loop = asyncio.get_running_loop()
+        memory.bound_default_executor(loop)
 
         def read() -> Any:
             return loop.run_in_executor(reader, os.read, fd, 1 << 16)

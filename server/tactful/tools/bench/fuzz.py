@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import re
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_CL = re.compile(rb"Content-Length: (\d+)\r\n")
+from tactful.tools.bench.peer import Peer, frame, start
 
 URIS = [
     "file:///fuzz/a.py",
@@ -73,10 +70,6 @@ NOTIFICATIONS = [
     "$/cancelRequest",
     "$/setTrace",
 ]
-
-
-def frame(body: bytes) -> bytes:
-    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
 class Grammar:
@@ -132,78 +125,90 @@ class Grammar:
         return {"line": r.randrange(0, 60), "character": r.randrange(0, 200)}
 
     def params(self, method: str) -> Any:
-        r = self.rng
-        uri = r.choice(URIS)
+        """Valid params for ``method`` (on a URI drawn first); junk for a method tactful lacks."""
+        uri = self.rng.choice(URIS)
         td = {"uri": uri}
-        if method == "textDocument/didOpen":
-            return {
-                "textDocument": {
-                    "uri": uri,
-                    "languageId": r.choice(["python", "javascript", "plaintext", ""]),
-                    "version": 1,
-                    "text": self.text(),
-                }
-            }
-        if method == "textDocument/didChange":
-            change: dict[str, Any] = {"text": self.text()[:3000]}
-            if r.random() < 0.6:
-                a, b = self.position(), self.position()
-                change["range"] = {"start": a, "end": b}
-            return {
-                "textDocument": {"uri": uri, "version": r.randrange(2, 1000)},
-                "contentChanges": [change],
-            }
-        if method == "textDocument/didSave":
-            return (
-                {"textDocument": td, "text": self.text()[:1000]}
-                if r.random() < 0.5
-                else {"textDocument": td}
-            )
-        if method == "textDocument/didClose":
-            return {"textDocument": td}
-        if method in ("textDocument/completion", "textDocument/hover"):
-            return {"textDocument": td, "position": self.position()}
-        if method == "textDocument/inlineCompletion":
-            return {
-                "textDocument": td,
-                "position": self.position(),
-                "context": {"triggerKind": r.choice([1, 2])},
-            }
-        if method == "textDocument/codeAction":
-            a = self.position()
-            return {
-                "textDocument": td,
-                "range": {"start": a, "end": a},
-                "context": {"diagnostics": []},
-            }
-        if method == "textDocument/diagnostic":
-            return {"textDocument": td}
-        if method == "workspace/executeCommand":
-            cmd = r.choice(COMMANDS)
-            args = r.choice([[], [True], [False], ["x"], [uri], ["id", 3], [self.junk()]])
-            return {"command": cmd, "arguments": args}
-        if method in (
-            "textDocument/didShowCompletion",
-            "textDocument/didPartiallyAcceptCompletion",
-        ):
-            item = {
-                "insertText": "x",
-                "command": {"title": "a", "command": "tactful.accept", "arguments": ["nope"]},
-            }
-            return {"item": item, "acceptedLength": r.randrange(-5, 50)}
-        if method == "workspace/didChangeConfiguration":
-            return {
-                "settings": {
-                    "tactful": {r.choice(["enable", "completion", "feedback", "x"]): self.junk()}
-                }
-            }
-        if method == "$/cancelRequest":
-            return {"id": r.randrange(900, self.next_id + 1)}
-        if method == "$/setTrace":
-            return {"value": r.choice(["off", "messages", "verbose", "loud"])}
-        if method == "initialize":
-            return {"processId": None, "rootUri": None, "capabilities": {}}
-        return {"anything": self.junk()}
+        builders: dict[str, Any] = {
+            "textDocument/didOpen": self._open_params,
+            "textDocument/didChange": self._change_params,
+            "textDocument/didSave": self._save_params,
+            "textDocument/didClose": lambda _: {"textDocument": td},
+            "textDocument/diagnostic": lambda _: {"textDocument": td},
+            "textDocument/completion": self._position_params,
+            "textDocument/hover": self._position_params,
+            "textDocument/inlineCompletion": self._inline_params,
+            "textDocument/codeAction": self._code_action_params,
+            "workspace/executeCommand": self._command_params,
+            "textDocument/didShowCompletion": self._item_params,
+            "textDocument/didPartiallyAcceptCompletion": self._item_params,
+            "workspace/didChangeConfiguration": self._configuration_params,
+            "$/cancelRequest": lambda _: {"id": self.rng.randrange(900, self.next_id + 1)},
+            "$/setTrace": lambda _: {
+                "value": self.rng.choice(["off", "messages", "verbose", "loud"])
+            },
+            "initialize": lambda _: {"processId": None, "rootUri": None, "capabilities": {}},
+        }
+        build = builders.get(method)
+        return build(uri) if build is not None else {"anything": self.junk()}
+
+    def _open_params(self, uri: str) -> dict[str, Any]:
+        language = self.rng.choice(["python", "javascript", "plaintext", ""])
+        doc = {"uri": uri, "languageId": language, "version": 1, "text": self.text()}
+        return {"textDocument": doc}
+
+    def _change_params(self, uri: str) -> dict[str, Any]:
+        r = self.rng
+        change: dict[str, Any] = {"text": self.text()[:3000]}
+        if r.random() < 0.6:
+            a, b = self.position(), self.position()
+            change["range"] = {"start": a, "end": b}
+        return {
+            "textDocument": {"uri": uri, "version": r.randrange(2, 1000)},
+            "contentChanges": [change],
+        }
+
+    def _save_params(self, uri: str) -> dict[str, Any]:
+        td = {"uri": uri}
+        return (
+            {"textDocument": td, "text": self.text()[:1000]}
+            if self.rng.random() < 0.5
+            else {"textDocument": td}
+        )
+
+    def _position_params(self, uri: str) -> dict[str, Any]:
+        return {"textDocument": {"uri": uri}, "position": self.position()}
+
+    def _inline_params(self, uri: str) -> dict[str, Any]:
+        return {
+            "textDocument": {"uri": uri},
+            "position": self.position(),
+            "context": {"triggerKind": self.rng.choice([1, 2])},
+        }
+
+    def _code_action_params(self, uri: str) -> dict[str, Any]:
+        a = self.position()
+        return {
+            "textDocument": {"uri": uri},
+            "range": {"start": a, "end": a},
+            "context": {"diagnostics": []},
+        }
+
+    def _command_params(self, uri: str) -> dict[str, Any]:
+        r = self.rng
+        cmd = r.choice(COMMANDS)
+        args = r.choice([[], [True], [False], ["x"], [uri], ["id", 3], [self.junk()]])
+        return {"command": cmd, "arguments": args}
+
+    def _item_params(self, uri: str) -> dict[str, Any]:
+        item = {
+            "insertText": "x",
+            "command": {"title": "a", "command": "tactful.accept", "arguments": ["nope"]},
+        }
+        return {"item": item, "acceptedLength": self.rng.randrange(-5, 50)}
+
+    def _configuration_params(self, uri: str) -> dict[str, Any]:
+        key = self.rng.choice(["enable", "completion", "feedback", "x"])
+        return {"settings": {"tactful": {key: self.junk()}}}
 
     def mutate(self, obj: Any) -> Any:
         """``obj`` with one field (at any depth) replaced by junk, or removed."""
@@ -230,60 +235,65 @@ class Grammar:
         return body.replace("\\\\ud800", "\\ud800").encode()
 
     def next(self) -> tuple[bytes, Any]:
+        """One message: an LSP message (65 %), JSON-RPC junk (15 %) or framing junk (20 %)."""
+        roll = self.rng.random()
+        if roll < 0.65:
+            return self._lsp_message(roll)
+        if roll < 0.8:
+            return self._jsonrpc_junk()
+        return self._framing_junk(), None
+
+    def _lsp_message(self, roll: float) -> tuple[bytes, Any]:
+        """An LSP request or notification, valid or (``roll`` > 0.4) with one field mutated."""
         r = self.rng
-        roll = r.random()
-        if roll < 0.65:  # an LSP message, valid or with one field mutated
-            request = r.random() < 0.5
-            method = r.choice(REQUESTS if request else NOTIFICATIONS)
-            msg: dict[str, Any] = {
-                "jsonrpc": "2.0",
-                "method": method,
-                "params": self.params(method),
-            }
-            if roll > 0.4:
-                msg = (
-                    self.mutate(msg)
-                    if r.random() < 0.3
-                    else {**msg, "params": self.mutate(msg["params"])}
-                )
-            due = None
-            if request:
-                self.next_id += 1
-                msg = {"id": self.next_id if r.random() < 0.8 else f"s{self.next_id}", **msg}
-            if isinstance(msg, dict) and "method" in msg and "id" in msg:
-                mid = msg["id"]
-                if (isinstance(mid, int) and not isinstance(mid, bool)) or isinstance(mid, str):
-                    due = mid
-            return frame(self._dump(msg)), due
-        if roll < 0.8:  # JSON-RPC junk, correctly framed
+        request = r.random() < 0.5
+        method = r.choice(REQUESTS if request else NOTIFICATIONS)
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": self.params(method)}
+        if roll > 0.4:
+            msg = (
+                self.mutate(msg)
+                if r.random() < 0.3
+                else {**msg, "params": self.mutate(msg["params"])}
+            )
+        due = None
+        if request:
             self.next_id += 1
-            i = self.next_id
-            options: list[tuple[Any, Any]] = [
-                ([{"jsonrpc": "2.0", "id": i, "method": "shutdown"}], None),
-                ({"jsonrpc": "1.0", "id": i, "method": "tactful/x"}, i),
-                ({"jsonrpc": "2.0", "id": i, "method": 5}, i),
-                (
-                    {
-                        "jsonrpc": "2.0",
-                        "id": i,
-                        "method": "workspace/executeCommand",
-                        "params": "str",
-                    },
-                    i,
-                ),
-                ({"jsonrpc": "2.0", "id": i}, i),
-                ({"jsonrpc": "2.0", "id": [i], "method": "x"}, None),
-                ({"jsonrpc": "2.0", "id": 1.5, "method": "x"}, None),
-                ({"jsonrpc": "2.0", "id": True, "method": "x"}, None),
-                (self.junk(), None),
-                ({"jsonrpc": "2.0", "id": i, "result": None}, None),
-                ({"jsonrpc": "2.0", "id": i, "method": "x", "params": [1, 2]}, i),
-            ]
-            obj, due = r.choice(options)
-            return frame(json.dumps(obj).encode()), due
-        # framing junk; nothing is due
+            msg = {"id": self.next_id if r.random() < 0.8 else f"s{self.next_id}", **msg}
+        if isinstance(msg, dict) and "method" in msg and "id" in msg:
+            mid = msg["id"]
+            if (isinstance(mid, int) and not isinstance(mid, bool)) or isinstance(mid, str):
+                due = mid
+        return frame(self._dump(msg)), due
+
+    def _jsonrpc_junk(self) -> tuple[bytes, Any]:
+        """A correctly framed message JSON-RPC must reject, and the id whose answer is due."""
+        self.next_id += 1
+        i = self.next_id
+        options: list[tuple[Any, Any]] = [
+            ([{"jsonrpc": "2.0", "id": i, "method": "shutdown"}], None),
+            ({"jsonrpc": "1.0", "id": i, "method": "tactful/x"}, i),
+            ({"jsonrpc": "2.0", "id": i, "method": 5}, i),
+            (
+                {"jsonrpc": "2.0", "id": i, "method": "workspace/executeCommand", "params": "str"},
+                i,
+            ),
+            ({"jsonrpc": "2.0", "id": i}, i),
+            ({"jsonrpc": "2.0", "id": [i], "method": "x"}, None),
+            ({"jsonrpc": "2.0", "id": 1.5, "method": "x"}, None),
+            ({"jsonrpc": "2.0", "id": True, "method": "x"}, None),
+            (self.junk(), None),
+            ({"jsonrpc": "2.0", "id": i, "result": None}, None),
+            ({"jsonrpc": "2.0", "id": i, "method": "x", "params": [1, 2]}, i),
+        ]
+        obj, due = self.rng.choice(options)
+        return frame(json.dumps(obj).encode()), due
+
+    def _framing_junk(self) -> bytes:
+        """Bytes that break the framing (nothing is due): lengths that lie, bad headers,
+        garbage, huge lengths, invalid UTF-8, deep nesting."""
+        r = self.rng
         body = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "tactful/x"}).encode()
-        options_b = [
+        options = [
             b"Content-Length: %d\r\n\r\n%s" % (len(body) + r.randrange(1, 500), body),
             b"Content-Length: %d\r\n\r\n%s" % (max(1, len(body) - r.randrange(1, 20)), body),
             b"Content-Length: 5\r\nGARBAGE",
@@ -298,136 +308,11 @@ class Grammar:
             b"Content-Length: 0\r\n\r\n",
             b"\r\n\r\n\r\n",
         ]
-        return r.choice(options_b), None
-
-
-class Peer:
-    """``tactful serve`` over pipes; a thread collects the responses by id."""
-
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
-        env = {**os.environ, "TACTFUL_DATA_DIR": str(data_dir)}
-        exe = Path(sys.executable).parent / "tactful"
-        cmd = (
-            [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "tactful.cli", "serve"]
-        )
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_path.open("ab"), env=env
-        )
-        self.answers: dict[Any, dict[str, Any]] = {}
-        self.notifications: list[dict[str, Any]] = []
-        self.cv = threading.Condition()
-        self.done = False
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        buf = b""
-        while True:
-            chunk = self.proc.stdout.read1(1 << 16)  # type: ignore[attr-defined]
-            if not chunk:
-                with self.cv:
-                    self.done = True
-                    self.cv.notify_all()
-                return
-            buf += chunk
-            while (m := _CL.search(buf)) is not None:
-                end = buf.find(b"\r\n\r\n", m.start())
-                n = int(m.group(1))
-                if end < 0 or len(buf) < end + 4 + n:
-                    break
-                msg = json.loads(buf[end + 4 : end + 4 + n])
-                buf = buf[end + 4 + n :]
-                with self.cv:
-                    if "method" in msg:
-                        self.notifications.append(msg)
-                    else:
-                        self.answers.setdefault(msg.get("id"), msg)
-                    self.cv.notify_all()
-
-    def send(self, data: bytes) -> bool:
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
-
-    def request(
-        self, msg_id: Any, method: str, params: Any = None, timeout: float = 60
-    ) -> dict[str, Any] | None:
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send(frame(json.dumps(msg).encode()))
-        return self.wait([msg_id], timeout).get(msg_id)
-
-    def wait(self, ids: list[Any], timeout: float) -> dict[Any, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self.cv:
-            while not all(i in self.answers for i in ids) and not self.done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.cv.wait(left)
-            return {i: self.answers[i] for i in ids if i in self.answers}
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_threads(self) -> tuple[int, int]:
-        rss = threads = 0
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Threads:"):
-                    threads = int(line.split()[1])
-        except OSError:
-            pass
-        return rss, threads
-
-    def close(self) -> None:
-        if self.alive():
-            self.send(frame(b'{"jsonrpc": "2.0", "id": "bye", "method": "shutdown"}'))
-            self.wait(["bye"], 30)
-            self.send(frame(b'{"jsonrpc": "2.0", "method": "exit"}'))
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
+        return r.choice(options)
 
 
 VALID_DOC = "file:///fuzz/valid.py"
 VALID_TEXT = "import os\n\n\ndef read_config(path):\n    with open(path) as fh:\n        "
-
-
-def start(data_dir: Path, log_path: Path, with_model: bool) -> Peer:
-    peer = Peer(data_dir, log_path)
-    init = {
-        "processId": None,
-        "rootUri": None,
-        "capabilities": {},
-        "initializationOptions": {"flags": {"enable": False}},
-    }
-    r = peer.request("init", "initialize", init, timeout=120)
-    if r is None or "result" not in r:
-        raise RuntimeError(f"the server did not initialize: {r}")
-    if with_model:
-        peer.send(frame(b'{"jsonrpc": "2.0", "method": "initialized", "params": {}}'))
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            with peer.cv:
-                states = [
-                    n["params"].get("state")
-                    for n in peer.notifications
-                    if n.get("method") == "tactful/status"
-                ]
-            if states and states[-1] in ("ready", "failed"):
-                break
-            time.sleep(0.5)
-    return peer
 
 
 def accept_one(peer: Peer, k: int) -> bool:
@@ -465,7 +350,7 @@ def accept_one(peer: Peer, k: int) -> bool:
     return bool(a and isinstance(a.get("result"), dict) and a["result"].get("ok"))
 
 
-def main(argv: list[str]) -> int:
+def _parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="tactful bench fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=2000, help="fuzzed messages in all (default 2000)")
     ap.add_argument("--rounds", type=int, default=10)
@@ -481,52 +366,84 @@ def main(argv: list[str]) -> int:
         default=60.0,
         help="seconds a round's requests may take to be answered",
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+@dataclass
+class Tally:
+    """What the barrage counted so far."""
+
+    tried: int = 0
+    due: int = 0
+    answered: int = 0
+    crashes: int = 0
+    confirmed: int = 0
+    unanswered: list[Any] = field(default_factory=list)
+
+
+def _round(peer: Peer, g: Grammar, rnd: int, per_round: int, timeout: float, t: Tally) -> None:
+    """Send one round of fuzzed messages, then a valid ``tactful.status`` request (the stream is
+    in sync and the server answers); count the requests due and answered."""
+    due: list[Any] = []
+    for _ in range(per_round):
+        data, mid = g.next()
+        t.tried += 1
+        if mid is not None:
+            due.append(mid)
+        if not peer.send(data):
+            break
+    sentinel = f"sentinel{rnd}"
+    sent_ok = peer.request(
+        sentinel,
+        "workspace/executeCommand",
+        {"command": "tactful.status", "arguments": []},
+        timeout=timeout,
+    )
+    got = peer.wait(due, timeout)
+    t.due += len(due) + 1
+    t.answered += len(got) + (1 if sent_ok and "state" in (sent_ok.get("result") or {}) else 0)
+    t.unanswered += [i for i in due if i not in got] + ([] if sent_ok else [sentinel])
+
+
+def _accepts_logged(db: Path) -> int:
+    """Accept events in the feedback log at ``db`` (0 when there is no log)."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db)
+    try:
+        return int(
+            conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'accepted'").fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def main(argv: list[str]) -> int:
+    args = _parse_args(argv)
     g = Grammar(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="tactful-fuzz-"))
     log_path = tmp / "server.log"
     t0 = time.monotonic()
     peer = start(tmp / "data", log_path, args.with_model)
     rss0, thr0 = peer.rss_threads()
-    tried = due_n = answered = crashes = 0
-    unanswered: list[Any] = []
-    confirmed = 0
+    t = Tally()
     rss1 = thr1 = 0
     per_round = max(1, args.n // args.rounds)
     for rnd in range(args.rounds):
-        due: list[Any] = []
-        for _ in range(per_round):
-            data, mid = g.next()
-            tried += 1
-            if mid is not None:
-                due.append(mid)
-            if not peer.send(data):
-                break
-        # a valid request at the end of the round: the stream is in sync and the server answers
-        sentinel = f"sentinel{rnd}"
-        sent_ok = peer.request(
-            sentinel,
-            "workspace/executeCommand",
-            {"command": "tactful.status", "arguments": []},
-            timeout=args.timeout,
-        )
-        got = peer.wait(due, args.timeout)
-        due_n += len(due) + 1
-        answered += len(got) + (1 if sent_ok and "state" in (sent_ok.get("result") or {}) else 0)
-        unanswered += [i for i in due if i not in got] + ([] if sent_ok else [sentinel])
+        _round(peer, g, rnd, per_round, args.timeout, t)
         if not peer.alive():
-            crashes += 1
+            t.crashes += 1
             print(
                 f"round {rnd}: the server died (exit {peer.proc.returncode}); restarting",
                 file=sys.stderr,
             )
             peer = start(tmp / "data", log_path, args.with_model)
         elif args.with_model and accept_one(peer, rnd):
-            confirmed += 1
+            t.confirmed += 1
         if rnd == 0:
             rss1, thr1 = peer.rss_threads()
         print(
-            f"round {rnd + 1}/{args.rounds}: {tried} tried, {answered}/{due_n} answered, rss {peer.rss_threads()[0] / 1024:.0f} MB",
+            f"round {rnd + 1}/{args.rounds}: {t.tried} tried, {t.answered}/{t.due} answered, rss {peer.rss_threads()[0] / 1024:.0f} MB",
             file=sys.stderr,
         )
     rss2, thr2 = peer.rss_threads()
@@ -534,24 +451,16 @@ def main(argv: list[str]) -> int:
     peer.close()
     lost: int | None = None
     if args.with_model:
-        db = tmp / "data" / "feedback.sqlite3"
-        n_acc = 0
-        if db.exists():
-            conn = sqlite3.connect(db)
-            n_acc = conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'accepted'").fetchone()[
-                0
-            ]
-            conn.close()
-        lost = max(0, confirmed - n_acc)
+        lost = max(0, t.confirmed - _accepts_logged(tmp / "data" / "feedback.sqlite3"))
     growth = (rss2 - rss1) / rss1 * 100 if rss1 else float("nan")
     out = {
-        "messages": tried,
-        "requestsDue": due_n,
-        "answered": answered,
-        "unanswered": len(unanswered),
-        "crashes": crashes,
+        "messages": t.tried,
+        "requestsDue": t.due,
+        "answered": t.answered,
+        "unanswered": len(t.unanswered),
+        "crashes": t.crashes,
         "showMessages": shows,
-        "acceptsConfirmed": confirmed if args.with_model else None,
+        "acceptsConfirmed": t.confirmed if args.with_model else None,
         "lostEvents": lost,
         "rssMb": {
             "start": round(rss0 / 1024),
@@ -564,9 +473,9 @@ def main(argv: list[str]) -> int:
         "serverLog": str(log_path),
     }
     print(json.dumps(out, indent=2))
-    if unanswered:
-        print(f"unanswered ids (first 10): {unanswered[:10]}", file=sys.stderr)
-    return 0 if not crashes and not unanswered and not lost else 1
+    if t.unanswered:
+        print(f"unanswered ids (first 10): {t.unanswered[:10]}", file=sys.stderr)
+    return 0 if not t.crashes and not t.unanswered and not lost else 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tactful.tools.bench.fuzz import Peer, frame, start
+from tactful.tools.bench.peer import Peer, frame, start
 
 SMALL = "import os\n\n\ndef list_python_files(folder):\n    out = []\n    for name in os.listdir(folder):\n        "
 
@@ -62,6 +62,56 @@ def _timed(peer: Peer, msg_id: str, t0: float, out: dict[str, float], timeout: f
     out[msg_id] = time.perf_counter() - t0 if msg_id in r else float("inf")
 
 
+def _alone(peer: Peer, msg_id: str, uri: str, text: str, timeout: float) -> float:
+    """Open ``uri`` and time one completion at its end, with nothing else asked."""
+    _open(peer, uri, text, 1)
+    t0 = time.perf_counter()
+    _ask(peer, msg_id, uri, text)
+    got = peer.wait([msg_id], timeout)
+    return time.perf_counter() - t0 if got else float("inf")
+
+
+def _trial(peer: Peer, kind: str, trial: int, kb: int, timeout: float) -> dict[str, float]:
+    """One trial for one kind of long line: B alone (the baseline), A alone, then A with B
+    asked 50 ms later; the answer times in seconds (inf when not answered in ``timeout``)."""
+    k = f"{trial}-{kind}"
+    b_text = SMALL + f"# {k}\n        "
+    b_uri = f"file:///bench/b-{k}.py"
+    base = _alone(peer, f"base-{k}", b_uri, b_text, timeout)
+    alone_text = _long(kind, kb, trial + 1000)
+    alone = _alone(peer, f"alone-{k}", f"file:///bench/alone-{k}.py", alone_text, timeout)
+    b_text2 = b_text + "# again\n        "
+    _open(peer, b_uri + "2", b_text2, 1)
+    a_text = _long(kind, kb, trial)
+    a_uri = f"file:///bench/a-{k}.py"
+    _open(peer, a_uri, a_text, 1)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _ask(peer, f"A-{k}", a_uri, a_text)
+    th = threading.Thread(target=_timed, args=(peer, f"A-{k}", t0, times, timeout))
+    th.start()
+    time.sleep(0.05)
+    t1 = time.perf_counter()
+    _ask(peer, f"B-{k}", b_uri + "2", b_text2)
+    _timed(peer, f"B-{k}", t1, times, timeout)
+    th.join()
+    print(
+        f"{k}: A {times[f'A-{k}']:.2f} s, B {times[f'B-{k}']:.2f} s (alone {base:.2f} s)",
+        file=sys.stderr,
+    )
+    return {
+        "baselineB": base,
+        "aloneA": alone,
+        "A": times[f"A-{k}"],
+        "B": times[f"B-{k}"],
+        "delayB": times[f"B-{k}"] - base,
+    }
+
+
+def _summary(xs: list[float]) -> dict[str, Any]:
+    return {"median": round(statistics.median(xs), 3), "max": round(max(xs), 3)}
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="tactful bench longline", description=__doc__.split("\n\n")[0]
@@ -71,14 +121,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tactful-longline-"))
-    peer = start(tmp / "data", tmp / "server.log", with_model=True)
-    results: dict[str, list[float]] = {
-        "baselineB": [],
-        "aloneA": [],
-        "A": [],
-        "B": [],
-        "delayB": [],
-    }
+    # no persistent completion cache: it outlives the run, and a hit would time nothing
+    peer = start(tmp / "data", tmp / "server.log", True, {"completion": {"cache": False}})
+    results: dict[str, list[float]] = {k: [] for k in ("baselineB", "aloneA", "A", "B", "delayB")}
     try:
         # warm-up: the first request of a process pays one-time costs
         _open(peer, "file:///bench/warm.py", SMALL, 1)
@@ -86,56 +131,16 @@ def main(argv: list[str]) -> int:
         peer.wait(["warm"], args.timeout)
         for trial in range(args.trials):
             for kind in ("digits", "minified", "emoji"):
-                k = f"{trial}-{kind}"
-                b_text = SMALL + f"# {k}\n        "
-                b_uri = f"file:///bench/b-{k}.py"
-                _open(peer, b_uri, b_text, 1)
-                t0 = time.perf_counter()
-                _ask(peer, f"base-{k}", b_uri, b_text)
-                got = peer.wait([f"base-{k}"], args.timeout)
-                base = time.perf_counter() - t0 if got else float("inf")
-                alone_text = _long(kind, args.kb, trial + 1000)
-                alone_uri = f"file:///bench/alone-{k}.py"
-                _open(peer, alone_uri, alone_text, 1)
-                t0 = time.perf_counter()
-                _ask(peer, f"alone-{k}", alone_uri, alone_text)
-                got = peer.wait([f"alone-{k}"], args.timeout)
-                results["aloneA"].append(time.perf_counter() - t0 if got else float("inf"))
-                b_text2 = b_text + "# again\n        "
-                _open(peer, b_uri + "2", b_text2, 1)
-                a_text = _long(kind, args.kb, trial)
-                a_uri = f"file:///bench/a-{k}.py"
-                _open(peer, a_uri, a_text, 1)
-                times: dict[str, float] = {}
-                t0 = time.perf_counter()
-                _ask(peer, f"A-{k}", a_uri, a_text)
-                th = threading.Thread(target=_timed, args=(peer, f"A-{k}", t0, times, args.timeout))
-                th.start()
-                time.sleep(0.05)
-                t1 = time.perf_counter()
-                _ask(peer, f"B-{k}", b_uri + "2", b_text2)
-                _timed(peer, f"B-{k}", t1, times, args.timeout)
-                th.join()
-                results["baselineB"].append(base)
-                results["A"].append(times[f"A-{k}"])
-                results["B"].append(times[f"B-{k}"])
-                results["delayB"].append(times[f"B-{k}"] - base)
-                print(
-                    f"{k}: A {times[f'A-{k}']:.2f} s, B {times[f'B-{k}']:.2f} s (alone {base:.2f} s)",
-                    file=sys.stderr,
-                )
+                for key, value in _trial(peer, kind, trial, args.kb, args.timeout).items():
+                    results[key].append(value)
     finally:
         peer.close()
-
-    def summary(xs: list[float]) -> dict[str, Any]:
-        return {"median": round(statistics.median(xs), 3), "max": round(max(xs), 3)}
-
     print(
         json.dumps(
             {
                 "kb": args.kb,
                 "runs": len(results["A"]),
-                **{k: summary(v) for k, v in results.items()},
+                **{k: _summary(v) for k, v in results.items()},
             },
             indent=2,
         )
