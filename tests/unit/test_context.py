@@ -177,3 +177,19 @@ def test_prompt_tokens_are_capped_with_the_real_tokenizer() -> None:
         c = build_context(line, len(line) - 10, "python", context_tokens=1500)
         n = len(tok.encode(c.prefix, add_special_tokens=False).ids)
         assert n <= LONG_LINE_BYTES < 1500 * 3 < 8192
+
+
+def test_a_long_line_is_classified_from_a_short_window_and_the_same_way() -> None:
+    from tactful import cursor
+
+    # A minified line of 30,000 characters with the cursor inside a string and in code.
+    code = "var a=1;" * 2000 + 'var s="abc'
+    rest = 'def";' + "var b=2;" * 1700
+    assert len(cursor.prefix_window(code)) == cursor.LONG_LINE_WINDOW
+    assert cursor.cursor_class(code, rest, "javascript") == "string"
+    assert cursor.cursor_class(code + 'def";', "var b=2;" * 1700, "javascript") == "mid_line"
+    # Ordinary lines: the window begins at a line start, as long as before.
+    text = "q = 0\n" * 2000
+    window = cursor.prefix_window(text)
+    assert text.endswith(window) and text[-len(window) - 1] == "\n"
+    assert cursor.LONG_LINE_WINDOW < len(window) <= cursor.PARSE_WINDOW
