@@ -30,10 +30,12 @@ def rec(
         "lines": lines,
         "considered": considered,
         "regenerated": 4,
+        "shortcuts": 1,
     }
     if requests is not None:
         r["requests"] = requests
         r["failed_requests"] = failed
+        r["heal_retries"] = 1
     return r
 
 
@@ -52,9 +54,9 @@ def test_summary_compares_with_random_and_reports_seconds_per_100_lines() -> Non
     # Per program: 10, 30, 10, 30 s per 100 lines; pooled 12 s over 60 lines.
     assert s["seconds_per_100_lines"] == 20.0
     assert s["seconds_per_100_lines_p50"] == 20.0 and s["seconds_per_100_lines_p95"] == 30.0
-    assert s["requests"] == 20 and s["failed_requests"] == 1
+    assert s["requests"] == 20 and s["failed_requests"] == 1 and s["heal_retries"] == 4
     assert s["requests_per_program"] == 5.0 and s["requests_per_100_lines"] == round(2000 / 60, 2)
-    assert s["regenerated"] == 16
+    assert s["regenerated"] == 16 and s["regenerated_by_the_model"] == 12
 
 
 def test_summary_without_counters_or_programs() -> None:

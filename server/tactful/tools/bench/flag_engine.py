@@ -11,7 +11,9 @@ counted). The two runs alternate which goes first. Printed side by side:
 
 - recall at the budget and top-3, each against a random ranking of the same lines;
 - seconds per 100 lines (pooled, and per program: median and p95);
-- the engine's requests (scoring and regenerations, retries included);
+- the engine's requests (one scoring request per window, one per regenerated line that the
+  model would not write as it stands, and the retries: failed ones, and a regeneration sent
+  again without token healing);
 - how far the two agree on the flagged lines: identical flag sets, mean Jaccard, the pooled
   overlap against what two random choices of as many lines would share, and the same outcome on
   the bug line.
@@ -47,8 +49,9 @@ def program_record(
     """Flag one program with ``backend`` through the flag job (``bench flag``'s run): its flags,
     the bug's outcome at the budget and in the top 3, the random expectation of both, the time,
     and (with ``counters``, the engine's request counters read before and after) the engine
-    requests it took and how many of them failed (a failed regeneration that was not retried
-    leaves its line without an alternative)."""
+    requests it took, how many of them failed (a failed regeneration that was not retried
+    leaves its line without an alternative), and how many were sent again because the model
+    would not write a healed-away end of the prompt (``heal_missed``)."""
     before = dict(counters()) if counters is not None else {}
     job, res, secs = bench_flag._run(backend, text, model, budget, naive=False)
     ours, rand = bench_flag._rows(job, res, secs, bug)
@@ -62,11 +65,14 @@ def program_record(
         "lines": res.lines,
         "considered": len(job.considered),
         "regenerated": res.regenerated,
+        # Lines whose regeneration is the line itself (every token the model's choice): no call.
+        "shortcuts": job.shortcuts,
     }
     if counters is not None:
         after = counters()
         rec["requests"] = after["requests"] - before["requests"]
         rec["failed_requests"] = after["failed"] - before["failed"]
+        rec["heal_retries"] = after["heal_missed"] - before["heal_missed"]
     return rec
 
 
@@ -96,11 +102,13 @@ def side_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "seconds_per_100_lines_p50": round(statistics.median(per100), 2),
         "seconds_per_100_lines_p95": round(percentile(per100, 95) or 0.0, 2),
         "regenerated": sum(r["regenerated"] for r in ok),
+        "regenerated_by_the_model": sum(r["regenerated"] - r["shortcuts"] for r in ok),
     }
     if all("requests" in r for r in ok):
         total = sum(r["requests"] for r in ok)
         out["requests"] = total
         out["failed_requests"] = sum(r["failed_requests"] for r in ok)
+        out["heal_retries"] = sum(r["heal_retries"] for r in ok)
         out["requests_per_program"] = round(total / n, 2)
         out["requests_per_100_lines"] = round(100 * total / max(1, lines), 2)
     return out
@@ -280,7 +288,10 @@ def print_table(report: dict[str, Any]) -> None:
             "s/100 lines p50 / p95",
             lambda s: f"{s['seconds_per_100_lines_p50']} / {s['seconds_per_100_lines_p95']}",
         ),
-        ("lines regenerated", lambda s: f"{s['regenerated']}"),
+        (
+            "regenerated (model calls)",
+            lambda s: f"{s['regenerated']} ({s['regenerated_by_the_model']})",
+        ),
         (
             "engine requests (failed)",
             lambda s: f"{s.get('requests', '-')} ({s.get('failed_requests', '-')})",
