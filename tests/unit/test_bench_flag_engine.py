@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
-from tactful.tools.bench.flag_engine import agreement, print_table, side_summary
+from tactful.backend.engine import open_engine
+from tactful.config import EngineSettings
+from tactful.tools.bench.flag_engine import agreement, count_http, print_table, side_summary
 
 
 def rec(
@@ -36,6 +39,7 @@ def rec(
         r["requests"] = requests
         r["failed_requests"] = failed
         r["heal_retries"] = 1
+        r["http_requests"] = requests + 2
     return r
 
 
@@ -55,6 +59,7 @@ def test_summary_compares_with_random_and_reports_seconds_per_100_lines() -> Non
     assert s["seconds_per_100_lines"] == 20.0
     assert s["seconds_per_100_lines_p50"] == 20.0 and s["seconds_per_100_lines_p95"] == 30.0
     assert s["requests"] == 20 and s["failed_requests"] == 1 and s["heal_retries"] == 4
+    assert s["http_requests"] == 28
     assert s["requests_per_program"] == 5.0 and s["requests_per_100_lines"] == round(2000 / 60, 2)
     assert s["regenerated"] == 16 and s["regenerated_by_the_model"] == 12
 
@@ -106,9 +111,33 @@ def test_table_shows_both_sides_and_a_failed_side(capsys: pytest.CaptureFixture[
     print_table(report)
     out = capsys.readouterr().out
     assert "recall at budget" in out and "5.0x" in out and "3 (0)" in out
+    assert "HTTP requests" in out and " 5\n" in out
     assert "identical flag sets 1" in out
     report["engine"] = side_summary([{"error": "x"}])
     print_table(report)
     out = capsys.readouterr().out
     assert "0 (1)" in out  # a side that failed on every program: its count, then dashes
     assert "1.000 (5.0x)" in out and "-" in out.split("recall at budget")[1].split("\n")[0]
+
+
+def test_every_http_request_of_the_engine_is_counted_by_path() -> None:
+    served = {"object": "list", "data": [{"id": "smollm2"}]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json=served)
+        return httpx.Response(404, json={"error": "not here"})
+
+    settings = EngineSettings(url="http://127.0.0.1:8000/v1", on_unreachable="none")
+    engine = open_engine(settings, None, transport=httpx.MockTransport(answer))
+    try:
+        assert engine.serving == "engine"
+        counts = count_http(engine)  # from now on: connecting (models, tokenize) is not counted
+        assert engine.engine.health()
+        assert engine.engine.health()
+        with pytest.raises(Exception, match="tokenize"):
+            engine.engine.count_tokens("x = 1")
+    finally:
+        engine.close()
+    assert counts["models"] == 2
+    assert counts["tokenize"] >= 1 and set(counts) == {"models", "tokenize"}

@@ -11,9 +11,11 @@ counted). The two runs alternate which goes first. Printed side by side:
 
 - recall at the budget and top-3, each against a random ranking of the same lines;
 - seconds per 100 lines (pooled, and per program: median and p95);
-- the engine's requests (one scoring request per window, one per regenerated line that the
-  model would not write as it stands, and the retries: failed ones, and a regeneration sent
-  again without token healing);
+- the engine's requests: its own counter of ``/v1/completions`` requests (one scoring request
+  per window, one per regenerated line that the model would not write as it stands, the
+  one-token requests that heal a partial word, and the retries: failed ones, and a
+  regeneration sent again without token healing), and every HTTP request it sent (with
+  ``/tokenize`` and ``/detokenize``), by path;
 - how far the two agree on the flagged lines: identical flag sets, mean Jaccard, the pooled
   overlap against what two random choices of as many lines would share, and the same outcome on
   the bug line.
@@ -26,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,8 @@ def program_record(
         rec["requests"] = after["requests"] - before["requests"]
         rec["failed_requests"] = after["failed"] - before["failed"]
         rec["heal_retries"] = after["heal_missed"] - before["heal_missed"]
+        if "http" in after:
+            rec["http_requests"] = after["http"] - before["http"]
     return rec
 
 
@@ -109,6 +114,8 @@ def side_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["requests"] = total
         out["failed_requests"] = sum(r["failed_requests"] for r in ok)
         out["heal_retries"] = sum(r["heal_retries"] for r in ok)
+        if all("http_requests" in r for r in ok):
+            out["http_requests"] = sum(r["http_requests"] for r in ok)
         out["requests_per_program"] = round(total / n, 2)
         out["requests_per_100_lines"] = round(100 * total / max(1, lines), 2)
     return out
@@ -142,6 +149,21 @@ def agreement(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> dict[
         "chance_overlap": round(chance / sizes, 4) if sizes else None,
         "same_bug_outcome": int(outcome),
     }
+
+
+def count_http(engine: Any) -> Counter[str]:
+    """Every HTTP request the routing backend's engine sends from now on, by the last part of
+    its path (``completions``, ``tokenize``, ``detokenize``, ``models``): a request hook on its
+    connection pool. The engine's own counter (``stats["requests"]``) counts the completions
+    requests only."""
+    counts: Counter[str] = Counter()
+
+    async def hook(request: Any) -> None:
+        counts[request.url.path.rsplit("/", 1)[-1]] += 1
+
+    http = engine.engine.client.http
+    http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], hook]}
+    return counts
 
 
 def _flag_both(
@@ -246,13 +268,14 @@ def main(argv: Sequence[str]) -> int:
     programs = heldout_programs(args.n, args.min_lines, args.max_lines)
     model = FlagModel.load(args.classifier)
     local, engine = _backends(args)
+    http = count_http(engine)
     t0 = time.time()
     records = _flag_both(
         {"in_process": local, "engine": engine},
         programs,
         model,
         args.budget,
-        lambda: engine.engine.stats,
+        lambda: {**engine.engine.stats, "http": sum(http.values())},
     )
     engine.close()
     report = {
@@ -267,6 +290,7 @@ def main(argv: Sequence[str]) -> int:
         f"maxConcurrent {args.max_concurrent})",
         **{side: side_summary(records[side]) for side in SIDES},
         "agreement": agreement(records["in_process"], records["engine"]),
+        "engine_http_requests_by_path": dict(sorted(http.items())),
         "wall_seconds": round(time.time() - t0, 1),
     }
     print(json.dumps(report, indent=2))
@@ -293,9 +317,10 @@ def print_table(report: dict[str, Any]) -> None:
             lambda s: f"{s['regenerated']} ({s['regenerated_by_the_model']})",
         ),
         (
-            "engine requests (failed)",
+            "completions req. (failed)",
             lambda s: f"{s.get('requests', '-')} ({s.get('failed_requests', '-')})",
         ),
+        ("HTTP requests", lambda s: f"{s.get('http_requests', '-')}"),
     ]
     print(f"{'':24}{'in-process':>22}{'engine':>22}")
     for label, cell in rows:
