@@ -255,6 +255,7 @@ def _backends(args: argparse.Namespace) -> tuple[Any, Any]:
     )
     engine = open_engine(settings, None, notify=lambda m: print(f"engine: {m}", file=sys.stderr))
     if engine.serving != "engine":
+        engine.close()
         raise SystemExit(f"tactful bench flag_engine: no engine: {engine.last_error}")
     local = TransformersBackend.load(
         None, cache_dir=paths.cache_dir(), dtype=args.dtype, fast_decode=not args.stock
@@ -270,14 +271,16 @@ def main(argv: Sequence[str]) -> int:
     local, engine = _backends(args)
     http = count_http(engine)
     t0 = time.time()
-    records = _flag_both(
-        {"in_process": local, "engine": engine},
-        programs,
-        model,
-        args.budget,
-        lambda: {**engine.engine.stats, "http": sum(http.values())},
-    )
-    engine.close()
+    try:
+        records = _flag_both(
+            {"in_process": local, "engine": engine},
+            programs,
+            model,
+            args.budget,
+            lambda: {**engine.engine.stats, "http": sum(http.values())},
+        )
+    finally:
+        engine.close()
     report = {
         "set": f"ConDefects python heldout, {args.min_lines} <= n_lines <= {args.max_lines}, "
         f"first {args.n} by id",
