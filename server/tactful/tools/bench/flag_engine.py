@@ -203,13 +203,9 @@ def _flag_both(
 
 def heldout_programs(n: int, min_lines: int, max_lines: int) -> list[tuple[str, str, int]]:
     """``(id, text, bug_line_0based)``: the first ``n`` held-out ConDefects programs (by id)
-    that ``tactful bench flag -n N`` takes with the same line limits."""
-    from tactful.flags.datasets import condefects
-
-    rows = [r for r in condefects("heldout", max_lines=max_lines) if r["n_lines"] >= min_lines]
-    return [
-        (r["id"], r["faulty_code"].replace("\r\n", "\n"), r["fault_lines"][0] - 1) for r in rows[:n]
-    ]
+    that ``tactful bench flag -n N`` takes with the same line limits (its own choice)."""
+    chosen = argparse.Namespace(split="heldout", n=n, min_lines=min_lines, max_lines=max_lines)
+    return bench_flag._condefects_programs(chosen)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
