@@ -1,5 +1,5 @@
 """``tactful bench flag_engine``'s figures from per-program records (the flagging itself needs
-the model, tests/model/test_bench_flag_engine.py, and a real engine: docs/benchmarks.md)."""
+the model, tests/model/test_bench_flag_engine_run.py, and a real engine: docs/benchmarks.md)."""
 
 from __future__ import annotations
 
