@@ -758,6 +758,7 @@ def test_healed_prompt_drops_the_rewritten_indent_and_falls_back_when_the_model_
         sent = [r[2] for r in fake.requests if r[1].endswith("/completions")]
         assert sent[-1]["prompt"] == "def add(a, b):\n        " and sent[-1]["stream"]
         assert gen.text == "     pass" and b.stats["healed"] == 2
+        assert b.stats["requests"] == len(sent)  # every completion request is counted
     finally:
         b.close()
 

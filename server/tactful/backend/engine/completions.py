@@ -269,6 +269,7 @@ class Completions:
         healed = await self._constrained(body["prompt"], heal)
         if healed is not None:
             stats["healed"] += 1
+            stats["requests"] += 1  # the stream after the chosen tokens
             await self._continue(body, req, gen, healed)
             return
         stats["heal_missed"] += 1
