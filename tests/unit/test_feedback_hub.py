@@ -240,6 +240,10 @@ class WatchedServer(FakeServer):
         super().__init__(settings)
         self.problems: dict[str, str] = {}
         self.shown: list[str] = []
+        # What notices.notice reads of a HardenedServer: the kinds told, and no event loop (the
+        # message is sent at once).
+        self.notices_shown: set[str] = set()
+        self.loop = None
         self.statuses: list[dict[str, str]] = []
 
     def window_show_message(self, params: Any) -> None:
