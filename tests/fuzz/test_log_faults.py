@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from tests.unit.test_feedback import filled_log
 
 from tactful.feedback.store import FeedbackError, FeedbackLog, read_events
 
@@ -74,11 +75,7 @@ def test_full_disk_reaches_the_user_once_and_loses_nothing(tmp_path: Path) -> No
 
 def test_a_damaged_log_is_moved_aside_and_events_go_on(tmp_path: Path) -> None:
     path = tmp_path / "f.sqlite3"
-    log = FeedbackLog(path)
-    for i in range(300):
-        log.record("requested", f"s{i}", {"text": "x" * 200})
-    log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    log.close()
+    filled_log(path)
     raw = bytearray(path.read_bytes())
     page = 4096
     for p in range(2, len(raw) // page - 1):  # garble every page but the first and the last

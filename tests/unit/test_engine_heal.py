@@ -13,7 +13,7 @@ import httpx
 from tactful.backend.engine import EngineBackend
 from tactful.backend.engine import heal as h
 from tactful.backend.prompt import build_prompt
-from tactful.backend.types import GenerateRequest
+from tactful.backend.types import GenerateRequest, Generation
 
 
 def sse(*texts: str) -> bytes:
@@ -139,46 +139,48 @@ def backend(engine: Engine) -> EngineBackend:
     return b
 
 
-def test_a_partial_word_is_healed_and_the_rest_streamed_after_it() -> None:
-    engine = Engine([87, 284, 1171], {1171: "te"}, [{"text": -0.4, "te": -2.0, " te": -0.1}])
+def run(engine: Engine, prefix: str, **kw: Any) -> tuple[Generation, dict[str, Any]]:
+    """One single-line completion of ``prefix`` through a fresh backend: the generation and the
+    backend's counters."""
     b = backend(engine)
     try:
-        gen = b.generate(GenerateRequest(prefix="x = te", single_line=True, max_new_tokens=8))
+        return b.generate(GenerateRequest(prefix=prefix, single_line=True, **kw)), b.stats
     finally:
         b.close()
+
+
+def completion_prompts(engine: Engine) -> list[str]:
+    return [body["prompt"] for path, body in engine.sent if path.endswith("/completions")]
+
+
+def test_a_partial_word_is_healed_and_the_rest_streamed_after_it() -> None:
+    engine = Engine([87, 284, 1171], {1171: "te"}, [{"text": -0.4, "te": -2.0, " te": -0.1}])
+    gen, stats = run(engine, "x = te", max_new_tokens=8)
     # "text" fits "te" and is likelier than "te"; " te" does not fit.
     assert gen.text == "xt = foo(1)"
     step = [body for path, body in engine.sent if path.endswith("/completions")]
     assert step[0]["prompt"] == "x = " and step[0]["max_tokens"] == 1 and step[0]["logprobs"]
     assert step[1]["prompt"] == "x = text" and step[1]["stream"] is True
     assert step[1]["max_tokens"] == 8 + 4 - 1
-    assert b.stats["healed"] == 1
+    assert stats["healed"] == 1
 
 
 def test_a_token_shorter_than_the_healed_text_takes_another_step() -> None:
     engine = Engine(
         [7, 8], {8: "textw"}, [{"text": -0.2, "tex": -0.5}, {"wrap": -0.1, "w": -0.3, "x": -0.01}]
     )
-    b = backend(engine)
-    try:
-        gen = b.generate(GenerateRequest(prefix="x = textw", single_line=True))
-    finally:
-        b.close()
-    prompts = [body["prompt"] for path, body in engine.sent if path.endswith("/completions")]
+    gen, _ = run(engine, "x = textw")
+    prompts = completion_prompts(engine)
     assert prompts == ["x = ", "x = text", "x = textwrap"]
     assert gen.text == "rap = foo(1)"
 
 
 def test_no_fitting_alternative_asks_with_the_prompt_unhealed() -> None:
     engine = Engine([7, 8], {8: "te"}, [{" =": -0.1, "(": -0.2}])
-    b = backend(engine)
-    try:
-        gen = b.generate(GenerateRequest(prefix="x = te", single_line=True))
-    finally:
-        b.close()
-    prompts = [body["prompt"] for path, body in engine.sent if path.endswith("/completions")]
+    gen, stats = run(engine, "x = te")
+    prompts = completion_prompts(engine)
     assert prompts == ["x = ", "x = te"]
-    assert gen.text == " = foo(1)" and b.stats["heal_missed"] == 1
+    assert gen.text == " = foo(1)" and stats["heal_missed"] == 1
 
 
 def test_an_engine_without_tokenize_is_asked_once_and_then_never_again() -> None:
@@ -202,17 +204,13 @@ def test_an_engine_without_tokenize_is_asked_once_and_then_never_again() -> None
         b.close()
     asked = [p for p, _ in engine.sent if p == "/tokenize"]
     assert 1 <= len(asked) <= 2  # both forms tried on the first request only
-    prompts = [body["prompt"] for path, body in engine.sent if path.endswith("/completions")]
+    prompts = completion_prompts(engine)
     assert prompts == ["x = te"] * 3
 
 
 def test_the_lead_alone_can_end_a_single_line_suggestion() -> None:
     engine = Engine([7, 8], {8: "te"}, [{"te)\n": -0.1}])
-    b = backend(engine)
-    try:
-        gen = b.generate(GenerateRequest(prefix="x = te", single_line=True))
-    finally:
-        b.close()
+    gen, _ = run(engine, "x = te")
     assert gen.text == ")" and gen.stopped
     assert not [body for path, body in engine.sent if body.get("stream")]
 

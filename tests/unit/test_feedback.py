@@ -99,14 +99,19 @@ def test_not_a_log_is_a_clear_error(tmp_path: Path) -> None:
         list(feedback.read_events(tmp_path / "missing.sqlite3"))
 
 
-def _damaged_log(path: Path, where: slice) -> bytes:
-    """A real log of 300 events, checkpointed into the main file, then ``where`` of its bytes
-    overwritten with random ones; returns the damaged file's bytes."""
+def filled_log(path: Path) -> None:
+    """A real log of 300 events at ``path``, checkpointed into the main file and closed."""
     log = FeedbackLog(path)
     for i in range(300):
         log.record("requested", f"s{i}", {"text": "x" * 200})
     log._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     log.close()
+
+
+def _damaged_log(path: Path, where: slice) -> bytes:
+    """``filled_log``, then ``where`` of its bytes overwritten with random ones; returns the
+    damaged file's bytes."""
+    filled_log(path)
     raw = bytearray(path.read_bytes())
     raw[where] = os.urandom(len(raw[where]))
     path.write_bytes(bytes(raw))
