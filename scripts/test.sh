@@ -18,10 +18,11 @@ fi
 step "Python environment and embedded model"
 scripts/setup.sh --dev
 if [[ $FAST == 1 ]]; then
-    step "ruff (lint and format) and mypy over server/"
+    step "ruff (lint and format), mypy and the size limits over server/"
     .venv/bin/ruff check server tests
     .venv/bin/ruff format --check server tests
     .venv/bin/mypy
+    .venv/bin/python scripts/check_sizes.py
     step "pytest (no model, no editor)"
     exec .venv/bin/python -m pytest -q -p no:cacheprovider -m "not model and not editor" "$@"
 fi
@@ -41,10 +42,11 @@ scripts/install-neovim.sh
 step "code-server, Chromium and the VS Code extension's packages"
 scripts/install-vscode-e2e.sh
 
-step "ruff (lint and format) and mypy over server/"
+step "ruff (lint and format), mypy and the size limits over server/"
 .venv/bin/ruff check server tests
 .venv/bin/ruff format --check server tests
 .venv/bin/mypy
+.venv/bin/python scripts/check_sizes.py
 step "tsc and eslint over vscode-client/"
 npm --prefix vscode-client run --silent compile
 npm --prefix vscode-client run --silent lint
