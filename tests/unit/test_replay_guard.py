@@ -124,3 +124,10 @@ def test_tactful_replay_guard_adds_a_guarded_twin(tmp_path, capsys) -> None:
     assert g["pooled"]["users"] == 4 and set(g["per_user"]) == {f"user{u}" for u in range(4)}
     assert g["pooled"]["unguarded_hidden"] == rep["policies"]["m"]["hidden"]
     assert rep["policies"]["m+guard"]["hidden"] == g["pooled"]["guarded_hidden"]
+    # The HTML report shows the guard's record too.
+    page = tmp_path / "report.html"
+    args = ["--log", str(log), "--policy", str(tmp_path / "m"), "--guard", "--quiet"]
+    assert replay_report.main([*args, "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "<h2>The guard</h2>" in html and "<th>m+guard</th>" in html
+    assert f"<td>{g['pooled']['guarded_hidden']} (" in html

@@ -497,6 +497,35 @@ def _regenerate_html(report: Mapping[str, Any]) -> str:
     )
 
 
+def _guard_html(report: Mapping[str, Any]) -> str:
+    """The guarded twins' record (``tactful replay --guard``), '' without one: per policy, what
+    it hid without and with the guard, how close the guard's estimate came, and where it ended."""
+    rows = []
+    for name, pol in report["policies"].items():
+        g = pol.get("guard")
+        if not g:
+            continue
+        p = g["pooled"]
+        states = ", ".join(f"{n} {s}" for s, n in p["final_states"].items() if n)
+        rows.append(
+            f"<tr><th>{_e(name)}</th><td>{p['unguarded_hidden']} ({_pct(p['unguarded_accuracy_when_hiding'])})</td>"
+            f"<td>{p['guarded_hidden']} ({_pct(p['guarded_accuracy_when_hiding'])})</td>"
+            f"<td>{_e(p['estimate_within_0.10'])} (median error {_num(p['estimate_abs_error_median'])})</td>"
+            f"<td>{_e(states)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>The guard</h2><p>Each guarded policy replays its cascade with the run-time guard: "
+        "it labels what it would hide from exploration and from what the user typed next, and backs "
+        "off when the lower bound of its accuracy when hiding falls below the target.</p>"
+        "<table><tr><th></th><th>hidden without the guard (accuracy)</th><th>hidden with it (accuracy)</th>"
+        "<th>users whose estimate came within ±0.10</th><th>state at the end (users)</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
 def _users_figure(report: Mapping[str, Any]) -> str:
     """The per-user bars with their caption, or why there are none."""
     pols: Mapping[str, Any] = report["policies"]
@@ -542,6 +571,6 @@ def render(report: Mapping[str, Any]) -> str:
 <figure>{sweep_svg(pols)}<figcaption>Each line moves one model's stage-2 threshold from 0 (hide everything) to 1 (hide nothing) over all decisions; left is cautious, right hides more. The small circles mark thresholds 0.9, 0.8, …: read off the one that keeps accuracy where you need it. Policies that use the same model share a line. A dot marks each policy as configured; a dot off its line hides with stage 1 too. {_e(sweep_note)}</figcaption></figure>
 <h2>Per user</h2>
 {_users_figure(report)}
-{_regenerate_html(report)}{_problems_html(report)}
+{_guard_html(report)}{_regenerate_html(report)}{_problems_html(report)}
 </body></html>
 """
