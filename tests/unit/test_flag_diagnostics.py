@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from lsprotocol import types
 
 from tactful.documents import Document
@@ -53,3 +56,21 @@ def test_quick_fixes_only_for_current_flags_whose_fix_still_parses() -> None:
     assert edit.range == types.Range(types.Position(1, 0), types.Position(1, 9))
     # The flag is gone (its line was edited): no quick fix from a stale diagnostic.
     assert fd.quick_fixes(URI, doc, diags, []) == []
+
+
+def test_fixes_of_flags_computed_on_this_very_text_are_not_checked_again(
+    monkeypatch: Any,
+) -> None:
+    """The document is unchanged since its flags (and their fixes) were computed: the code
+    action parses nothing on the event loop (a 5,000-line file costs ~0.1 s a parse)."""
+    doc = Document(URI, "a = 1\nb = a + 1\n", "python")
+    good = flag(1, "b = a + 1", "b = a - 1")
+    diags = fd.to_diagnostics(doc, [good], "hint")
+
+    def no_parse(*args: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(fd, "FixChecker", no_parse)
+    assert len(fd.quick_fixes(URI, doc, diags, [good], recheck=False)) == 1
+    with pytest.raises(AssertionError, match="parsed again"):
+        fd.quick_fixes(URI, doc, diags, [good])

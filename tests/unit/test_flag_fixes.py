@@ -198,31 +198,3 @@ def test_the_git_baseline_is_the_file_at_head(tmp_path: Path) -> None:
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "1")
     f.write_text("x = 2\n")
     assert git_head_text(f) == "x = 1\n"
-
-
-def test_bad_input_is_skipped_with_a_reason_or_gets_only_fixes_that_parse() -> None:
-    from tactful.flags.plan import skip_reason
-
-    five_thousand = "".join(f"x{i} = {i}\n" for i in range(5000))
-    assert skip_reason(five_thousand, 5000) is None  # 5,000 lines, the last one ended
-    assert "5001 lines is more than flags.maxLines (5000)" in (
-        skip_reason(five_thousand + "y = 1\n", 5000) or ""
-    )
-    assert "minified" in (skip_reason("var a=1;" * 1000, 5000) or "")
-    # A minified one-line file under the size rule: its line is too long to be considered.
-    job = FlagJob("var a=1;" * 60, "javascript", model=FlagModel())
-    assert job.skipped is None and job.considered == []
-    # Mixed tabs and spaces, a Python 2 file, a file that does not parse: fixes add no error.
-    for lines in (
-        ["def f():", "\tif x:", "\t    return 1", "        return 2"],
-        ["def f():", '    print "x"', "    return 1"],
-        ["def f(:", "    return 1"],
-    ):
-        c = FixChecker(lines, "python")
-        assert c.fix(len(lines) - 1, "return (") is None
-        got = c.fix(len(lines) - 1, "return 3")
-        assert got is not None and got.strip() == "return 3"
-        assert (
-            got[: len(got) - len(got.lstrip())]
-            == lines[-1][: len(lines[-1]) - len(lines[-1].lstrip())]
-        )

@@ -2,8 +2,10 @@
 
 A flag's quick fix replaces the flagged line with the model's alternative. The replacement keeps
 the written line's indentation (the exact characters, tabs included), differs from the line, and
-leaves the file with no more tree-sitter ERROR or MISSING nodes than it had (and, for Python,
-still compiling when it compiled: tree-sitter accepts some indentation errors). Otherwise the flag
+leaves the file with no more tree-sitter ERROR or MISSING nodes than it had; a line inside one of
+them (where tree-sitter reads nothing) gets a fix only when it removes one. Python that compiled
+must still compile (tree-sitter accepts some indentation errors); in a Python file that does not
+(Python 2, a TabError), the top-level statement around the line must, if it did. Otherwise the flag
 has no quick fix (it is still shown, with the alternative in its message). Plain functions over
 text; the LSP layer checks again against the document as it is when the action is asked for.
 """
@@ -26,17 +28,40 @@ def replacement_line(line: str, suggestion: str) -> str:
     return indent + suggestion.strip()
 
 
-def syntax_errors(tree: Any) -> int:
-    """ERROR and MISSING nodes in a tree-sitter tree (descends only where errors are)."""
-    count = 0
+def error_nodes(tree: Any) -> list[tuple[int, int]]:
+    """(first row, last row) of each ERROR and MISSING node of a tree-sitter tree (descends
+    only where errors are)."""
+    out = []
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
         if node.is_error or node.is_missing:
-            count += 1
+            out.append((node.start_point[0], node.end_point[0]))
         if node.has_error:
             stack.extend(node.children)
-    return count
+    return out
+
+
+def syntax_errors(tree: Any) -> int:
+    """ERROR and MISSING nodes in a tree-sitter tree."""
+    return len(error_nodes(tree))
+
+
+def top_level_chunk(lines: Sequence[str], index: int) -> tuple[int, int]:
+    """(start, end) of the top-level statement around line ``index``: from the nearest line at
+    or above it that starts in column 0 (not blank, not a comment) to the next such line."""
+
+    def top(i: int) -> bool:
+        s = lines[i]
+        return bool(s) and not s[0].isspace() and not s.startswith("#")
+
+    start = index
+    while start > 0 and not top(start):
+        start -= 1
+    end = index + 1
+    while end < len(lines) and not top(end):
+        end += 1
+    return start, end
 
 
 def python_compiles(text: str) -> bool:
@@ -63,12 +88,16 @@ class FixChecker:
         self.lines = list(lines)
         self.language_id = language_id
         self._parser = syntax.parser_for(language_id)
-        #: ERROR and MISSING nodes of the document as it is (0 without a grammar).
-        self.errors = 0
+        #: Rows of the ERROR and MISSING nodes of the document as it is (none without a grammar).
+        self._error_rows: list[tuple[int, int]] = []
         if self._parser is not None:
-            self.errors = syntax_errors(self._parser.parse(self._encode(self.lines)))
+            self._error_rows = error_nodes(self._parser.parse(self._encode(self.lines)))
+        #: ERROR and MISSING nodes of the document as it is (0 without a grammar).
+        self.errors = len(self._error_rows)
         #: Python that compiles now must compile after the fix.
         self._compiles = language_id == "python" and python_compiles("\n".join(self.lines))
+        #: Answers of :meth:`why_not` by (line, suggestion): each is parsed and compiled once.
+        self._answers: dict[tuple[int, str], str | None] = {}
 
     @staticmethod
     def _encode(lines: Sequence[str]) -> bytes:
@@ -76,6 +105,12 @@ class FixChecker:
 
     def why_not(self, index: int, suggestion: str) -> str | None:
         """Why replacing line ``index`` by ``suggestion`` is no quick fix (None: it is one)."""
+        key = (index, suggestion)
+        if key not in self._answers:
+            self._answers[key] = self._why_not(index, suggestion)
+        return self._answers[key]
+
+    def _why_not(self, index: int, suggestion: str) -> str | None:
         line = self.lines[index]
         new = replacement_line(line, suggestion)
         if not suggestion.strip():
@@ -88,11 +123,25 @@ class FixChecker:
             return None
         edited = list(self.lines)
         edited[index] = new
-        if syntax_errors(self._parser.parse(self._encode(edited))) > self.errors:
+        errors = syntax_errors(self._parser.parse(self._encode(edited)))
+        if errors > self.errors:
             return "the file would not parse"
-        if self._compiles and not python_compiles("\n".join(edited)):
+        if errors == self.errors and any(a <= index <= b for a, b in self._error_rows):
+            # tree-sitter reads nothing in an error region: a new error there changes no count.
+            return "the line is in a part of the file that does not parse"
+        if self.language_id == "python" and not self._still_compiles(index, edited):
             return "the file would not compile"
         return None
+
+    def _still_compiles(self, index: int, edited: Sequence[str]) -> bool:
+        """Python that compiled must compile after the edit; in a file that does not (Python 2,
+        a TabError, a half-typed edit elsewhere), the top-level statement around the line."""
+        if self._compiles:
+            return python_compiles("\n".join(edited))
+        a, b = top_level_chunk(self.lines, index)
+        if not python_compiles("\n".join(self.lines[a:b])):
+            return True  # nothing to compare with: tree-sitter's check stands alone
+        return python_compiles("\n".join(edited[a:b]))
 
     def fix(self, index: int, suggestion: str) -> str | None:
         """The replacement line for ``index``, or None when it is no quick fix."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import weakref
 from collections import deque
@@ -96,6 +97,8 @@ class _DocFlags:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: The lines changes are measured against: git's HEAD, else the text when opened.
     baseline: list[str] | None = None
+    #: Why the last run did not flag the document, numbers left out (``_log_skip``).
+    skip_logged: str | None = None
     #: Texts of suggestions accepted in this document, newest last.
     accepted: deque[str] = field(default_factory=lambda: deque(maxlen=_ACCEPTED_KEEP))
 
@@ -289,9 +292,25 @@ class FlagService:
             memo=self.memo,
             focus=None if skipped else self._focus(state, lines),
         )
-        if job.skipped:
-            log.info("flags: not flagging %s: %s", uri, job.skipped)
+        self._log_skip(uri, state, job)
         return job
+
+    @staticmethod
+    def _log_skip(uri: str, state: _DocFlags, job: FlagJob) -> None:
+        """Say in the log why ``uri`` is not flagged: once per document and reason, at WARNING
+        when the reason is its content (binary, too long, minified), INFO when it is routine
+        (empty, nothing changed, a budget too small); repeats (the same reason with other
+        numbers: a long file edited) at DEBUG."""
+        reason = job.skipped
+        kind = None if reason is None else re.sub(r"\d+", "N", reason)
+        if kind is None or kind == state.skip_logged:
+            state.skip_logged = kind
+            if reason is not None:
+                log.debug("flags: not flagging %s: %s", uri, reason)
+            return
+        state.skip_logged = kind
+        level = logging.INFO if job.skip_routine else logging.WARNING
+        log.log(level, "flags: not flagging %s: %s", uri, reason)
 
     async def _run(self, uri: str, state: _DocFlags, cancel: threading.Event) -> FlagResult | None:
         doc = self.server.documents.get(uri)
@@ -453,7 +472,9 @@ class FlagService:
         if not wanted:
             lines = range(params.range.start.line, params.range.end.line + 1)
             wanted = [d for d in self.diagnostics(uri) if d.range.start.line in lines]
-        return quick_fixes(uri, doc, wanted, self._current_flags(uri))
+        state = self.docs.get(uri)
+        recheck = state is None or doc.version != state.version
+        return quick_fixes(uri, doc, wanted, self._current_flags(uri), recheck)
 
     # --- command -----------------------------------------------------------------------------
     async def flag_command(self, args: tuple[Any, ...]) -> dict[str, Any]:
