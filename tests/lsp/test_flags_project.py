@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,14 @@ async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClie
         _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
     ceiling = math.floor(0.15 * default["lines"])
     assert len(default["flags"]) <= len(filled["flags"]) <= ceiling
+    assert len(default["flags"]) + default["held_back"] == len(filled["flags"])
+    # The setting reaches the flags: a threshold no probability clears holds every flag back.
+    _configure(client, {"minProbability": 1.0})
+    try:
+        none = await _flag(client, uri)
+    finally:
+        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
+    assert none["flags"] == [] and none["held_back"] == len(filled["flags"]) > 0
     print(
         f"\ngeometry.py (bug-free, {default['lines']} lines): {len(default['flags'])} flags at"
         f" the default threshold, {len(filled['flags'])} with the budget filled"
@@ -300,3 +310,37 @@ async def test_a_suggestion_just_accepted_is_not_flagged_until_edited(
         assert edited["considered"] == accepted["considered"] + 1, edited
     finally:
         _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+async def test_lines_changed_against_git_head_are_the_changed_lines(client: LanguageClient) -> None:
+    """Where the file is tracked, the changed lines are those that differ from HEAD, even in the
+    text as opened: with ``flags.scope: changed`` only they can be flagged."""
+    fixed = STATS.replace("(len(values) + 1)", "len(values)")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(PROJECT), *args], check=True, capture_output=True)
+
+    (PROJECT / "stats_head.py").write_text(fixed)
+    git("init", "-q")
+    git("add", "stats_head.py")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "stats")
+    (PROJECT / "stats_head.py").write_text(STATS)  # the bug, not committed
+    (PROJECT / "stats_new.py").write_text(STATS)  # untracked: the baseline is the opened text
+    _configure(client, {"scope": "changed", "minProbability": 0.0})
+    try:
+        tracked, untracked = _uri("stats_head.py"), _uri("stats_new.py")
+        open_doc(client, tracked, STATS)
+        open_doc(client, untracked, STATS)
+        res: dict[str, Any] = {}
+        for _ in range(50):  # the baseline comes from git in the background after the open
+            res = await _flag(client, tracked)
+            if res["considered"]:
+                break
+            await asyncio.sleep(0.1)
+        assert res["considered"] == 1, res
+        assert all(f["line"] == BUG_LINE and f["changed"] for f in res["flags"]), res
+        other = await _flag(client, untracked)
+        assert other["considered"] == 0 and "no line changed" in other["skipped"], other
+    finally:
+        _configure(client, {"scope": "file", "minProbability": DEFAULT_MIN_PROBABILITY})

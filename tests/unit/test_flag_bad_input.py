@@ -36,6 +36,7 @@ class StandIn:
         self.scored: list[int] = []  # characters of each window scored
         self.batches: list[int] = []  # lines of each generate_many call
         self.generated = 0
+        self.lines: list[int] = []  # the lines regenerated (in a one-window document)
 
     def score_into_slot(self, text: str, key: str, cancel: threading.Event) -> LineScores:
         self.scored.append(len(text))
@@ -50,7 +51,8 @@ class StandIn:
 
     def generate(self, req: GenerateRequest) -> Generation:
         self.generated += 1
-        return Generation(self.suggest(req.prefix.count("\n")), [-1.0])
+        self.lines.append(req.prefix.count("\n"))
+        return Generation(self.suggest(self.lines[-1]), [-1.0])
 
     def generate_many(self, reqs: list[GenerateRequest]) -> list[Generation]:
         self.batches.append(len(reqs))
