@@ -49,6 +49,9 @@ def test_a_fix_keeps_the_indentation_and_parses() -> None:
         # A block header replaced by a statement: tree-sitter finds no error, Python does.
         (1, '"""Raise for a negative width."""', "compile"),
         (3, "   ", "empty"),
+        # Code replaced by a comment (the model often writes one there): the code is deleted.
+        (7, "# print the area", "comment"),
+        (3, "# return the area", "comment"),
     ],
 )
 def test_no_fix_that_breaks_the_file_or_changes_nothing(
@@ -79,6 +82,9 @@ def test_languages_without_a_grammar_keep_their_brackets() -> None:
     c = FixChecker(["(a b)", "c"], "lisp-ish")
     assert c.fix(0, "(a c)") == "(a c)"
     assert c.fix(0, "(a c") is None
+    assert c.fix(1, "// c") is None and "comment" in (c.why_not(1, "// c") or "")
+    # A trailing comment is no deletion.
+    assert FixChecker(CODE.split("\n"), "python").fix(3, "return w * h  # area") is not None
 
 
 def test_titles_are_short_and_on_one_line() -> None:

@@ -1,13 +1,14 @@
 """Quick fixes for flags: the replacement line, kept only when the file still parses.
 
 A flag's quick fix replaces the flagged line with the model's alternative. The replacement keeps
-the written line's indentation (the exact characters, tabs included), differs from the line, and
-leaves the file with no more tree-sitter ERROR or MISSING nodes than it had; a line inside one of
-them (where tree-sitter reads nothing) gets a fix only when it removes one. Python that compiled
-must still compile (tree-sitter accepts some indentation errors); in a Python file that does not
-(Python 2, a TabError), the top-level statement around the line must, if it did. Otherwise the flag
-has no quick fix (it is still shown, with the alternative in its message). Plain functions over
-text; the LSP layer checks again against the document as it is when the action is asked for.
+the written line's indentation (the exact characters, tabs included), differs from the line, is not
+a comment in place of code, and leaves the file with no more tree-sitter ERROR or MISSING nodes
+than it had; a line inside one of them (where tree-sitter reads nothing) gets a fix only when it
+removes one. Python that compiled must still compile (tree-sitter accepts some indentation errors);
+in a Python file that does not (Python 2, a TabError), the top-level statement around the line
+must, if it did. Otherwise the flag has no quick fix (it is still shown, with the alternative in
+its message). Plain functions over text; the LSP layer checks again against the document as it is
+when the action is asked for, if it was edited since.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from typing import Any
+
+from tactful.flags.features import rule_kind
 
 #: Longest replacement shown in full in a code action's title.
 TITLE_CHARS = 48
@@ -75,6 +78,12 @@ def python_compiles(text: str) -> bool:
             return False
 
 
+def _is_comment_at(tree: Any, row: int, col: int) -> bool:
+    """Whether the node at (``row``, byte column ``col``) of a tree-sitter tree is a comment."""
+    node = tree.root_node.descendant_for_point_range((row, col), (row, col))
+    return node is not None and "comment" in node.type
+
+
 def _brackets(s: str) -> list[int]:
     return [s.count(c) for c in _BRACKETS]
 
@@ -118,12 +127,17 @@ class FixChecker:
         if " ".join(new.split()) == " ".join(line.split()):
             return "the replacement is the line itself (whitespace aside)"
         if self._parser is None:
+            if rule_kind(new) == "comment" and rule_kind(line) != "comment":
+                return "the replacement is a comment (it would delete the line's code)"
             if _brackets(new) != _brackets(line):
                 return "changes the brackets (no grammar to check it)"
             return None
         edited = list(self.lines)
         edited[index] = new
-        errors = syntax_errors(self._parser.parse(self._encode(edited)))
+        tree = self._parser.parse(self._encode(edited))
+        if _is_comment_at(tree, index, len(new[: len(new) - len(new.lstrip())].encode())):
+            return "the replacement is a comment (it would delete the line's code)"
+        errors = syntax_errors(tree)
         if errors > self.errors:
             return "the file would not parse"
         if errors == self.errors and any(a <= index <= b for a, b in self._error_rows):
