@@ -287,6 +287,7 @@ async def test_bad_python_gets_no_quick_fix_that_breaks_it(
             line = d.range.start.line
             new, old = fixed.split("\n")[line], lines[line]
             assert new[: len(new) - len(new.lstrip())] == old[: len(old) - len(old.lstrip())]
+            assert not new.lstrip().startswith("#"), (name, new)  # code is not commented out
             assert FixChecker(fixed.split("\n"), "python").errors <= before, (name, new)
             assert python_compiles(fixed) or not compiled, (name, new)
 

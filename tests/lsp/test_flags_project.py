@@ -255,6 +255,7 @@ async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compil
                 old = text.split("\n")[line]
                 new = fixed.split("\n")[line]
                 assert new == fix and new.strip() != old.strip()
+                assert not new.lstrip().startswith("#")  # code is not commented out
                 assert new[: len(new) - len(new.lstrip())] == old[: len(old) - len(old.lstrip())]
                 offered += 1
         print(f"\nquick fixes offered with the budget filled: {offered}, all compiling")

@@ -130,10 +130,10 @@ def nothing_to_flag(
             return NothingToFlag("no line changed in this session (flags.scope: changed)", True)
         long = sum(1 for ln in lines if len(ln) > MAX_LINE_CHARS)
         if long:
+            rest = ", the others blank, comments or left out" if long < len(lines) else ""
             return NothingToFlag(
                 f"no line can be flagged: {long} of {len(lines)} lines are over"
-                f" {MAX_LINE_CHARS} characters (minified or generated?), the rest blank,"
-                " comments or left out",
+                f" {MAX_LINE_CHARS} characters (minified or generated?){rest}",
                 False,
             )
         return NothingToFlag(
