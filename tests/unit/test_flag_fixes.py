@@ -13,7 +13,7 @@ import pytest
 
 from tactful.flags import features as ff
 from tactful.flags.calibration import Calibration, fit_platt
-from tactful.flags.fixes import FixChecker, replacement_line, short_title
+from tactful.flags.fixes import FixChecker, replacement_line, short_title, top_level_chunk
 from tactful.flags.focus import accepted_lines, changed_lines, git_head_text
 from tactful.flags.job import FlagJob, LineState
 from tactful.flags.model import FlagModel
@@ -69,6 +69,24 @@ def test_a_file_that_does_not_parse_gets_fixes_that_add_no_error() -> None:
     assert c.fix(2, "x = (") is None
     # Fixing the broken line is fine too.
     assert c.fix(1, "return 1") == "    return 1"
+
+
+def test_the_top_level_statement_around_a_line() -> None:
+    lines = [
+        "import os",
+        "if os.name:",
+        "    x = f(",
+        ")",
+        "else:",
+        "    # none",
+        "    x = 2",
+        "",
+        "def g():",
+        "    return x",
+    ]
+    assert top_level_chunk(lines, 6) == (1, 8)  # else and the closing bracket go on the if
+    assert top_level_chunk(lines, 9) == (8, 10)
+    assert top_level_chunk(lines, 0) == (0, 1)
 
 
 def test_python_2_files_get_no_fix_that_adds_an_error() -> None:

@@ -13,6 +13,7 @@ when the action is asked for, if it was edited since.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -50,13 +51,18 @@ def syntax_errors(tree: Any) -> int:
     return len(error_nodes(tree))
 
 
+#: Lines in column 0 that go on the statement above them (Python).
+_GOES_ON = re.compile(r"(else|elif|except|finally)\b|[)\]}#]")
+
+
 def top_level_chunk(lines: Sequence[str], index: int) -> tuple[int, int]:
     """(start, end) of the top-level statement around line ``index``: from the nearest line at
-    or above it that starts in column 0 (not blank, not a comment) to the next such line."""
+    or above it that starts one in column 0 (not blank, not a comment, not ``else:`` or a closing
+    bracket) to the next such line."""
 
     def top(i: int) -> bool:
         s = lines[i]
-        return bool(s) and not s[0].isspace() and not s.startswith("#")
+        return bool(s) and not s[0].isspace() and not _GOES_ON.match(s)
 
     start = index
     while start > 0 and not top(start):
