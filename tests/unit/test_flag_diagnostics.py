@@ -74,3 +74,39 @@ def test_fixes_of_flags_computed_on_this_very_text_are_not_checked_again(
     assert len(fd.quick_fixes(URI, doc, diags, [good], recheck=False)) == 1
     with pytest.raises(AssertionError, match="parsed again"):
         fd.quick_fixes(URI, doc, diags, [good])
+
+
+def test_code_actions_check_again_unless_every_fix_was_checked_on_this_text(
+    monkeypatch: Any,
+) -> None:
+    """The server's code action (the real server object, not started): no parse when the flags'
+    fixes were all checked on the document as it is; a parse when some were checked on older
+    text (a long document's earlier flags shown beside new ones) or the document changed."""
+    from tactful.lsp.flags import _DocFlags
+    from tactful.lsp.server import create_server
+
+    server = create_server()
+    service = server.flags
+    assert service is not None
+    server.documents.open(URI, "a = 1\nb = a + 1\n", "python", 3)
+    state = service.docs.setdefault(URI, _DocFlags())
+    state.flags, state.version, state.fixes_checked = [flag(1, "b = a + 1", "b = a - 1")], 3, True
+    parsed: list[int] = []
+    real = fd.FixChecker
+
+    def counted(*args: Any) -> Any:
+        parsed.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fd, "FixChecker", counted)
+    params = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=URI),
+        range=types.Range(types.Position(1, 0), types.Position(1, 0)),
+        context=types.CodeActionContext(diagnostics=[]),
+    )
+    assert len(service.code_actions(params)) == 1 and parsed == []
+    state.fixes_checked = False
+    assert len(service.code_actions(params)) == 1 and parsed == [1]
+    state.fixes_checked = True
+    server.documents.open(URI, "a = 1\nb = a + 1\n", "python", 4)  # a new version
+    assert len(service.code_actions(params)) == 1 and parsed == [1, 1]

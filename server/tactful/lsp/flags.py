@@ -94,6 +94,9 @@ class _DocFlags:
     #: Flags of the last finished job with the document version they were computed on.
     flags: list[Flag] = field(default_factory=list)
     version: int | None = None
+    #: Every fix of ``flags`` was checked on the text of ``version`` (a code action on that
+    #: text need not check it again).
+    fixes_checked: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: The lines changes are measured against: git's HEAD, else the text when opened.
     baseline: list[str] | None = None
@@ -335,6 +338,7 @@ class FlagService:
             raise FlagCancelled()
         self.runs += 1
         state.result, state.flags, state.version = result, result.flags, version
+        state.fixes_checked = True
         self._deliver(uri, version)
         if result.no_fix:
             log.info(
@@ -398,6 +402,7 @@ class FlagService:
         older = [f for f in self._current_flags(uri) if f.line >= cut]
         state.flags = [f for f in result.flags if f.line < cut] + older
         state.version = version
+        state.fixes_checked = not older  # the older flags' fixes were checked on older text
         self._deliver(uri, version)
 
     def _deliver(self, uri: str, version: int | None) -> None:
@@ -473,7 +478,7 @@ class FlagService:
             lines = range(params.range.start.line, params.range.end.line + 1)
             wanted = [d for d in self.diagnostics(uri) if d.range.start.line in lines]
         state = self.docs.get(uri)
-        recheck = state is None or doc.version != state.version
+        recheck = state is None or not state.fixes_checked or doc.version != state.version
         return quick_fixes(uri, doc, wanted, self._current_flags(uri), recheck)
 
     # --- command -----------------------------------------------------------------------------
