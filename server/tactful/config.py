@@ -177,7 +177,7 @@ class FlagSettings:
     on_save: bool = attrs.field(default=True, validator=_bool)
     """Flag a document when it is saved."""
     max_lines: int = attrs.field(default=5000, validator=_int_range(1, 1_000_000))
-    """Documents longer than this are not flagged (the reason is logged)."""
+    """Documents longer than this, or of more than 100 times this many characters, are not flagged (the reason is logged)."""
     cache: bool = attrs.field(default=True, validator=_bool)
     """Keep the model's results for flagged windows on disk, so that an unchanged window is flagged again without model work, also after a restart."""
     cache_size_mb: int = attrs.field(default=64, validator=_int_range(1, 4096))

@@ -25,8 +25,9 @@ from tests.lsp.helpers import (
     track_status,
     wait_ready,
 )
+from tests.unit.test_flag_bad_input import MIXED, NOT_PARSING, PYTHON_2, TAB_ERROR
 
-from tactful.flags.fixes import short_title
+from tactful.flags.fixes import FixChecker, python_compiles, short_title
 from tactful.lsp import protocol
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
@@ -231,6 +232,10 @@ async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClie
     open_doc(pull_client, minified, "var a=1;" * 5000, language_id="javascript")
     res = await _flag(pull_client, minified)
     assert res["ok"] and res["flags"] == [] and "minified" in res["skipped"], res
+    one_line = "file:///tmp/tactful-flags/one-line.js"  # under the size rule: no line to flag
+    open_doc(pull_client, one_line, "var a=1;" * 200, language_id="javascript")
+    res = await _flag(pull_client, one_line)
+    assert res["ok"] and res["flags"] == [] and "over 400 characters" in res["skipped"], res
 
     # A wrong argument type is refused by the protocol checks (-32602, never coerced).
     with pytest.raises(JsonRpcInvalidParams, match=r"arguments must be \[str\]"):
@@ -241,6 +246,50 @@ async def test_bad_documents_are_skipped_with_a_reason(pull_client: LanguageClie
         types.ExecuteCommandParams(command=protocol.CMD_STATUS, arguments=[])
     )
     assert status["state"] == "ready"
+
+
+@pytest.mark.parametrize("name", ["mixed tabs and spaces", "a TabError", "Python 2", "no parse"])
+async def test_bad_python_gets_no_quick_fix_that_breaks_it(
+    pull_client: LanguageClient, name: str
+) -> None:
+    """Python that does not parse or compile, or mixes tabs and spaces, with the real model's
+    suggestions: every quick fix offered keeps the line's indentation and adds no parse error
+    (and Python that compiled still compiles)."""
+    text = {"mixed tabs and spaces": MIXED, "a TabError": TAB_ERROR, "Python 2": PYTHON_2}.get(
+        name, NOT_PARSING
+    )
+    uri = f"file:///tmp/tactful-flags/bad-{name.replace(' ', '-')}.py"
+    open_doc(pull_client, uri, text)
+    pull_client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"tactful": {"flags": {"budget": 1.0}}})
+    )
+    try:
+        res = await _flag(pull_client, uri)
+    finally:
+        pull_client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"tactful": {"flags": {"budget": 0.15}}})
+        )
+    assert res["ok"] and res["skipped"] is None and res["flags"], res
+    lines = text.split("\n")
+    before = FixChecker(lines, "python").errors
+    compiled = python_compiles(text)
+    for d in await _pull(pull_client, uri):
+        got = await pull_client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                range=d.range,
+                context=types.CodeActionContext(diagnostics=[d]),
+            )
+        )
+        for action in got or []:
+            [edit] = action.edit.changes[uri]
+            fixed = _apply(text, edit)
+            line = d.range.start.line
+            new, old = fixed.split("\n")[line], lines[line]
+            assert new[: len(new) - len(new.lstrip())] == old[: len(old) - len(old.lstrip())]
+            assert not new.lstrip().startswith("#"), (name, new)  # code is not commented out
+            assert FixChecker(fixed.split("\n"), "python").errors <= before, (name, new)
+            assert python_compiles(fixed) or not compiled, (name, new)
 
 
 async def test_scope_changed_flags_only_the_lines_edited_in_this_session(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from lsprotocol import types
 
 from tactful.documents import Document
@@ -53,3 +56,57 @@ def test_quick_fixes_only_for_current_flags_whose_fix_still_parses() -> None:
     assert edit.range == types.Range(types.Position(1, 0), types.Position(1, 9))
     # The flag is gone (its line was edited): no quick fix from a stale diagnostic.
     assert fd.quick_fixes(URI, doc, diags, []) == []
+
+
+def test_fixes_of_flags_computed_on_this_very_text_are_not_checked_again(
+    monkeypatch: Any,
+) -> None:
+    """The document is unchanged since its flags (and their fixes) were computed: the code
+    action parses nothing on the event loop (a 5,000-line file costs ~0.1 s a parse)."""
+    doc = Document(URI, "a = 1\nb = a + 1\n", "python")
+    good = flag(1, "b = a + 1", "b = a - 1")
+    diags = fd.to_diagnostics(doc, [good], "hint")
+
+    def no_parse(*args: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(fd, "FixChecker", no_parse)
+    assert len(fd.quick_fixes(URI, doc, diags, [good], recheck=False)) == 1
+    with pytest.raises(AssertionError, match="parsed again"):
+        fd.quick_fixes(URI, doc, diags, [good])
+
+
+def test_code_actions_check_again_unless_every_fix_was_checked_on_this_text(
+    monkeypatch: Any,
+) -> None:
+    """The server's code action (the real server object, not started): no parse when the flags'
+    fixes were all checked on the document as it is; a parse when some were checked on older
+    text (a long document's earlier flags shown beside new ones) or the document changed."""
+    from tactful.lsp.flags import _DocFlags
+    from tactful.lsp.server import create_server
+
+    server = create_server()
+    service = server.flags
+    assert service is not None
+    server.documents.open(URI, "a = 1\nb = a + 1\n", "python", 3)
+    state = service.docs.setdefault(URI, _DocFlags())
+    state.flags, state.version, state.fixes_checked = [flag(1, "b = a + 1", "b = a - 1")], 3, True
+    parsed: list[int] = []
+    real = fd.FixChecker
+
+    def counted(*args: Any) -> Any:
+        parsed.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fd, "FixChecker", counted)
+    params = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=URI),
+        range=types.Range(types.Position(1, 0), types.Position(1, 0)),
+        context=types.CodeActionContext(diagnostics=[]),
+    )
+    assert len(service.code_actions(params)) == 1 and parsed == []
+    state.fixes_checked = False
+    assert len(service.code_actions(params)) == 1 and parsed == [1]
+    state.fixes_checked = True
+    server.documents.open(URI, "a = 1\nb = a + 1\n", "python", 4)  # a new version
+    assert len(service.code_actions(params)) == 1 and parsed == [1, 1]

@@ -13,7 +13,7 @@ import pytest
 
 from tactful.flags import features as ff
 from tactful.flags.calibration import Calibration, fit_platt
-from tactful.flags.fixes import FixChecker, replacement_line, short_title
+from tactful.flags.fixes import FixChecker, replacement_line, short_title, top_level_chunk
 from tactful.flags.focus import accepted_lines, changed_lines, git_head_text
 from tactful.flags.job import FlagJob, LineState
 from tactful.flags.model import FlagModel
@@ -49,6 +49,9 @@ def test_a_fix_keeps_the_indentation_and_parses() -> None:
         # A block header replaced by a statement: tree-sitter finds no error, Python does.
         (1, '"""Raise for a negative width."""', "compile"),
         (3, "   ", "empty"),
+        # Code replaced by a comment (the model often writes one there): the code is deleted.
+        (7, "# print the area", "comment"),
+        (3, "# return the area", "comment"),
     ],
 )
 def test_no_fix_that_breaks_the_file_or_changes_nothing(
@@ -68,6 +71,24 @@ def test_a_file_that_does_not_parse_gets_fixes_that_add_no_error() -> None:
     assert c.fix(1, "return 1") == "    return 1"
 
 
+def test_the_top_level_statement_around_a_line() -> None:
+    lines = [
+        "import os",
+        "if os.name:",
+        "    x = f(",
+        ")",
+        "else:",
+        "    # none",
+        "    x = 2",
+        "",
+        "def g():",
+        "    return x",
+    ]
+    assert top_level_chunk(lines, 6) == (1, 8)  # else and the closing bracket go on the if
+    assert top_level_chunk(lines, 9) == (8, 10)
+    assert top_level_chunk(lines, 0) == (0, 1)
+
+
 def test_python_2_files_get_no_fix_that_adds_an_error() -> None:
     lines = ["def main():", '    print "hello"', "    except_ = 1", "    return 0"]
     c = FixChecker(lines, "python")
@@ -79,6 +100,9 @@ def test_languages_without_a_grammar_keep_their_brackets() -> None:
     c = FixChecker(["(a b)", "c"], "lisp-ish")
     assert c.fix(0, "(a c)") == "(a c)"
     assert c.fix(0, "(a c") is None
+    assert c.fix(1, "// c") is None and "comment" in (c.why_not(1, "// c") or "")
+    # A trailing comment is no deletion.
+    assert FixChecker(CODE.split("\n"), "python").fix(3, "return w * h  # area") is not None
 
 
 def test_titles_are_short_and_on_one_line() -> None:
@@ -198,31 +222,3 @@ def test_the_git_baseline_is_the_file_at_head(tmp_path: Path) -> None:
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "1")
     f.write_text("x = 2\n")
     assert git_head_text(f) == "x = 1\n"
-
-
-def test_bad_input_is_skipped_with_a_reason_or_gets_only_fixes_that_parse() -> None:
-    from tactful.flags.plan import skip_reason
-
-    five_thousand = "".join(f"x{i} = {i}\n" for i in range(5000))
-    assert skip_reason(five_thousand, 5000) is None  # 5,000 lines, the last one ended
-    assert "5001 lines is more than flags.maxLines (5000)" in (
-        skip_reason(five_thousand + "y = 1\n", 5000) or ""
-    )
-    assert "minified" in (skip_reason("var a=1;" * 1000, 5000) or "")
-    # A minified one-line file under the size rule: its line is too long to be considered.
-    job = FlagJob("var a=1;" * 60, "javascript", model=FlagModel())
-    assert job.skipped is None and job.considered == []
-    # Mixed tabs and spaces, a Python 2 file, a file that does not parse: fixes add no error.
-    for lines in (
-        ["def f():", "\tif x:", "\t    return 1", "        return 2"],
-        ["def f():", '    print "x"', "    return 1"],
-        ["def f(:", "    return 1"],
-    ):
-        c = FixChecker(lines, "python")
-        assert c.fix(len(lines) - 1, "return (") is None
-        got = c.fix(len(lines) - 1, "return 3")
-        assert got is not None and got.strip() == "return 3"
-        assert (
-            got[: len(got) - len(got.lstrip())]
-            == lines[-1][: len(lines[-1]) - len(lines[-1].lstrip())]
-        )

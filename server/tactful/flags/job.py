@@ -101,7 +101,10 @@ class FlagJob:
         self.memo = memo
         self._init_model_state()
         self.lines = ff.document_lines(text)
+        #: Why the document is not flagged at all (None: it is).
         self.skipped = plan.skip_reason(text, max_lines)
+        #: The reason is no news (an empty document, nothing changed, a budget too small).
+        self.skip_routine = self.skipped == plan.EMPTY
         self.info: dict[int, LineState] = {}
         self.windows: list[Window] = []
         #: Windows whose units have all run (``steps`` counts them as it hands out units): the
@@ -114,6 +117,11 @@ class FlagJob:
         self.n_regen = 0
         if self.skipped is None:
             self._prepare()
+            none = plan.nothing_to_flag(
+                self.lines, self.kinds, self.considered, self.n_regen, self.focus
+            )
+            if none is not None:
+                self.skipped, self.skip_routine = none
 
     def _init_model_state(self) -> None:
         """What the units keep between them: the memo record and the scoring pass of the
@@ -153,11 +161,9 @@ class FlagJob:
         return self.interrupt if self.interrupt is not None else self.cancel
 
     # -- units --------------------------------------------------------------------------------
-
-    # -- units --------------------------------------------------------------------------------
     def steps(self) -> Iterator[Callable[[Backend], None]]:
         """Units of model work, each short; run each before asking for the next."""
-        if self.skipped is not None or not self.considered or self.n_regen == 0:
+        if self.skipped is not None:
             return  # nothing can be flagged (e.g. a budget below one line): no model work
         total = len(self.considered)
         considered = set(self.considered)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: Characters of owned lines per scoring window (about 1,000-1,500 tokens).
 WINDOW_CHARS = 4000
@@ -19,12 +20,16 @@ CONTEXT_CHARS = 1500
 #: Longer lines are cut to ``LONG_LINE_KEEP`` characters for the model and never flagged.
 MAX_LINE_CHARS = 400
 LONG_LINE_KEEP = 120
+#: A document may hold at most ``flags.maxLines`` times this many characters: the scoring
+#: windows (one model pass each) grow with the characters, not only with the lines.
+CHARS_PER_LINE_CAP = 100
 #: Regenerate this many more lines than can be flagged, and never more than MAX_REGEN per file.
 REGEN_EXTRA = 2
 #: Lines of one window regenerated together (one decoding pass per token for all of them).
 REGEN_BATCH = 8
 MAX_REGEN = 64
 NOT_CONSIDERED = ("blank", "comment")
+EMPTY = "empty document"
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,57 @@ def skip_reason(text: str, max_lines: int) -> str | None:
     n = text.count("\n") + (0 if text.endswith("\n") else 1)  # a final newline ends a line
     if n > max_lines:
         return f"{n} lines is more than flags.maxLines ({max_lines})"
+    if len(text) > max_lines * CHARS_PER_LINE_CAP:
+        return (
+            f"{len(text)} characters is more than flags.maxLines × {CHARS_PER_LINE_CAP}"
+            f" ({max_lines * CHARS_PER_LINE_CAP})"
+        )
     lines = text.split("\n")
     long_chars = sum(len(ln) for ln in lines if len(ln) > MAX_LINE_CHARS)
     if len(text) > 2000 and long_chars > len(text) / 2:
         return "minified or generated text (most of it is in lines over 400 characters)"
     if not any(ln.strip() for ln in lines):
-        return "empty document"
+        return EMPTY
+    return None
+
+
+class NothingToFlag(NamedTuple):
+    """Why a document that :func:`skip_reason` lets through has no line to flag."""
+
+    reason: str
+    #: The reason comes from the editing session or the settings (nothing changed, a budget
+    #: too small), not from the document's content: no news (the LSP layer logs it at INFO).
+    routine: bool
+
+
+def nothing_to_flag(
+    lines: Sequence[str],
+    kinds: Sequence[str],
+    considered: Sequence[int],
+    regen: int,
+    focus: Focus,
+) -> NothingToFlag | None:
+    """Why no line of ``lines`` can be flagged (None: some can): every line blank, a comment or
+    over-long, no line changed under ``flags.scope: changed``, or a budget that allows no flag
+    (``regen``: the lines to regenerate, :func:`regen_count`)."""
+    if not considered:
+        if focus.changed_only and not focus.changed:
+            return NothingToFlag("no line changed in this session (flags.scope: changed)", True)
+        long = sum(1 for ln in lines if len(ln) > MAX_LINE_CHARS)
+        if long:
+            rest = ", the others blank, comments or left out" if long < len(lines) else ""
+            return NothingToFlag(
+                f"no line can be flagged: {long} of {len(lines)} lines are over"
+                f" {MAX_LINE_CHARS} characters (minified or generated?){rest}",
+                False,
+            )
+        return NothingToFlag(
+            "no line can be flagged: blank lines, comments, accepted suggestions or (with"
+            " flags.scope: changed) unchanged lines only",
+            True,
+        )
+    if regen == 0:
+        return NothingToFlag(f"{len(lines)} lines: the budget (flags.budget) allows no flag", True)
     return None
 
 

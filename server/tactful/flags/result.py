@@ -8,7 +8,9 @@ results: highest final score first, changed lines (``Focus``) ahead of untouched
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +142,21 @@ def _flag(job: FlagJob, x: LineState, checker: FixChecker, no_fix: dict[str, int
     )
 
 
+#: Each job's quick-fix checker: the job's text is parsed (and compiled) once, and each line's
+#: suggestion checked once, however often :func:`build_result` runs (a long document's flags are
+#: shown window by window).
+_CHECKERS: weakref.WeakKeyDictionary[FlagJob, FixChecker] = weakref.WeakKeyDictionary()
+_CHECKERS_LOCK = threading.Lock()
+
+
+def _checker(job: FlagJob) -> FixChecker:
+    with _CHECKERS_LOCK:
+        checker = _CHECKERS.get(job)
+        if checker is None:
+            checker = _CHECKERS[job] = FixChecker(job.lines, job.language_id)
+        return checker
+
+
 def build_result(job: FlagJob) -> FlagResult:
     """Scores and flags from the units of ``job`` run so far (all of them, normally)."""
     res = FlagResult(
@@ -171,7 +188,7 @@ def build_result(job: FlagJob) -> FlagResult:
         and job.model.probability(x.p or 0.0) >= job.min_probability
     ]
     res.held_back = len(allowed) - len(shown)
-    checker = FixChecker(job.lines, job.language_id) if shown else None
+    checker = _checker(job) if shown else None
     if checker is not None:
         res.flags = [_flag(job, x, checker, res.no_fix) for x in shown]
         res.parse_errors = checker.errors

@@ -94,10 +94,16 @@ def quick_fix(uri: str, doc: Document, d: types.Diagnostic, fix: str) -> types.C
 
 
 def quick_fixes(
-    uri: str, doc: Document, wanted: Iterable[types.Diagnostic], current: Iterable[Flag]
+    uri: str,
+    doc: Document,
+    wanted: Iterable[types.Diagnostic],
+    current: Iterable[Flag],
+    recheck: bool = True,
 ) -> list[types.CodeAction]:
     """Quick fixes for the ``wanted`` diagnostics whose flag is still ``current`` (its line
-    unedited) and whose fix still leaves the document parsing as it is now."""
+    unedited) and whose fix still leaves the document parsing as it is now (``recheck``: the
+    document changed since the flags were computed; otherwise their fixes were checked on this
+    very text, and a long document is not parsed again on the event loop)."""
     fixes = {(f.line, f.fix) for f in current if f.fix is not None}
     checker: FixChecker | None = None
     actions = []
@@ -106,8 +112,9 @@ def quick_fixes(
         fix, line = data.get("fix"), d.range.start.line
         if not isinstance(fix, str) or (line, fix) not in fixes:
             continue  # no quick fix, or the flag is gone (its line was edited)
-        checker = checker or FixChecker(document_lines(doc), doc.language_id)
-        if checker.fix(line, fix) != fix:
-            continue
+        if recheck:
+            checker = checker or FixChecker(document_lines(doc), doc.language_id)
+            if checker.fix(line, fix) != fix:
+                continue
         actions.append(quick_fix(uri, doc, d, fix))
     return actions

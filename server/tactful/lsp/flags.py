@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import weakref
 from collections import deque
@@ -93,9 +94,14 @@ class _DocFlags:
     #: Flags of the last finished job with the document version they were computed on.
     flags: list[Flag] = field(default_factory=list)
     version: int | None = None
+    #: Every fix of ``flags`` was checked on the text of ``version`` (a code action on that
+    #: text need not check it again).
+    fixes_checked: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: The lines changes are measured against: git's HEAD, else the text when opened.
     baseline: list[str] | None = None
+    #: Why the last run did not flag the document, numbers left out (``_log_skip``).
+    skip_logged: str | None = None
     #: Texts of suggestions accepted in this document, newest last.
     accepted: deque[str] = field(default_factory=lambda: deque(maxlen=_ACCEPTED_KEEP))
 
@@ -289,9 +295,25 @@ class FlagService:
             memo=self.memo,
             focus=None if skipped else self._focus(state, lines),
         )
-        if job.skipped:
-            log.info("flags: not flagging %s: %s", uri, job.skipped)
+        self._log_skip(uri, state, job)
         return job
+
+    @staticmethod
+    def _log_skip(uri: str, state: _DocFlags, job: FlagJob) -> None:
+        """Say in the log why ``uri`` is not flagged: once per document and reason, at WARNING
+        when the reason is its content (binary, too long, minified), INFO when it is routine
+        (empty, nothing changed, a budget too small); repeats (the same reason with other
+        numbers: a long file edited) at DEBUG."""
+        reason = job.skipped
+        kind = None if reason is None else re.sub(r"\d+", "N", reason)
+        if kind is None or kind == state.skip_logged:
+            state.skip_logged = kind
+            if reason is not None:
+                log.debug("flags: not flagging %s: %s", uri, reason)
+            return
+        state.skip_logged = kind
+        level = logging.INFO if job.skip_routine else logging.WARNING
+        log.log(level, "flags: not flagging %s: %s", uri, reason)
 
     async def _run(self, uri: str, state: _DocFlags, cancel: threading.Event) -> FlagResult | None:
         doc = self.server.documents.get(uri)
@@ -316,6 +338,7 @@ class FlagService:
             raise FlagCancelled()
         self.runs += 1
         state.result, state.flags, state.version = result, result.flags, version
+        state.fixes_checked = True
         self._deliver(uri, version)
         if result.no_fix:
             log.info(
@@ -379,6 +402,7 @@ class FlagService:
         older = [f for f in self._current_flags(uri) if f.line >= cut]
         state.flags = [f for f in result.flags if f.line < cut] + older
         state.version = version
+        state.fixes_checked = not older  # the older flags' fixes were checked on older text
         self._deliver(uri, version)
 
     def _deliver(self, uri: str, version: int | None) -> None:
@@ -453,7 +477,9 @@ class FlagService:
         if not wanted:
             lines = range(params.range.start.line, params.range.end.line + 1)
             wanted = [d for d in self.diagnostics(uri) if d.range.start.line in lines]
-        return quick_fixes(uri, doc, wanted, self._current_flags(uri))
+        state = self.docs.get(uri)
+        recheck = state is None or not state.fixes_checked or doc.version != state.version
+        return quick_fixes(uri, doc, wanted, self._current_flags(uri), recheck)
 
     # --- command -----------------------------------------------------------------------------
     async def flag_command(self, args: tuple[Any, ...]) -> dict[str, Any]:
