@@ -135,6 +135,25 @@ def test_give_way_weighs_owner_priority_cancel_and_slice(
     assert second.result(5) == "second"  # queued work runs either way
 
 
+def test_cancelled_work_gives_way_before_its_slice_is_spent() -> None:
+    runner = ModelRunner(slice_s=60.0)
+    running, queued = threading.Event(), threading.Event()
+    cancel = threading.Event()
+
+    def work() -> tuple[bool, bool]:
+        running.set()
+        assert queued.wait(5)
+        wanted = runner.give_way()
+        cancel.set()  # the editor gave the request up (or a newer one came)
+        return wanted, runner.give_way()
+
+    first = runner.submit(work, 0, owner="a.py", cancel=cancel)
+    assert running.wait(5)
+    runner.submit(lambda: None, 0, owner="b.py")
+    queued.set()
+    assert first.result(5) == (False, True)
+
+
 def test_give_way_is_false_off_the_worker_and_between_jobs() -> None:
     runner = ModelRunner(slice_s=0.0)
     assert runner.give_way() is False  # not on the model worker

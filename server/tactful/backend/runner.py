@@ -56,6 +56,7 @@ LOADING, READY, FAILED, IDLE = "loading", "ready", "failed", "idle"
 #: (a keystroke whose prompt is in the KV cache: about 0.1-0.3 s) ends rather than being thrown
 #: away at the first request elsewhere, while a long one (a cold prompt, a pathological line)
 #: holds up another document by at most this plus one decoder layer or one decoding step.
+#: Work cancelled meanwhile (a request the editor or a newer one gave up) has no slice.
 SLICE_S = 0.15
 
 
@@ -249,15 +250,16 @@ class ModelRunner:
     def give_way(self) -> bool:
         """Asked by the running work, on the model worker (a generation's
         ``GenerateRequest.give_way``): True when it should stop now and leave the worker to
-        another document's work that waits (``contends``), having held it for ``slice_s``.
-        False on any other thread. Quick: a generation asks before each decoder layer."""
+        another document's work that waits (``contends``), having held it for ``slice_s``
+        (work that was cancelled meanwhile gives way at once: nobody waits for it). False on
+        any other thread. Quick: a generation asks before each decoder layer."""
         if threading.current_thread() is not self._thread:
             return False
         with self._cv:
             job = self._running
             if job is None or job.owner is None:
                 return False
-            if time.monotonic() - job.started < self.slice_s:
+            if job.wanted() and time.monotonic() - job.started < self.slice_s:
                 return False
             return any(contends(job, waiting) for waiting in self._queue)
 
