@@ -84,3 +84,31 @@ def test_a_generation_that_gives_way_while_writing_keeps_what_it_wrote(backend) 
     assert part.preempted and not part.cancelled
     assert part.tokens == whole.tokens[:3]
     assert whole.text.startswith(part.text) and part.text
+
+
+class _SetAfter:
+    """An event-like ``cancel`` (a flag unit's ``GiveWay``) that is set from its ``n``-th
+    ``is_set`` on."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+
+def test_a_scoring_pass_gives_way_between_layers(backend) -> None:  # type: ignore[no-untyped-def]
+    """A flag unit's scoring chunk stops inside its pass when a completion waits (not at the end
+    of the chunk), and scoring again gives what an uninterrupted run gives."""
+    text = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"
+    cancel = _SetAfter(5)  # one check before the chunk, then before each decoder layer
+    with pytest.raises(InterruptedError):
+        backend.score_into_slot(text, "flag:x", cancel)  # type: ignore[arg-type]
+    assert cancel.calls == 5
+    assert backend.slots.get("flag:x") is None  # nothing half-scored is kept
+    again = backend.score_into_slot(text, "flag:x")
+    fresh = backend.score_into_slot(text, "flag:y")
+    assert again.line_logprobs == fresh.line_logprobs and again.tokens == fresh.tokens
+    with pytest.raises(InterruptedError):
+        backend.score(text, _SetAfter(3))  # type: ignore[arg-type]
