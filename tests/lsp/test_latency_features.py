@@ -272,3 +272,48 @@ async def test_deadline_continuation_is_cancelled_by_an_edit_that_diverges(
             assert after["cancelled"] >= before["cancelled"] + 1, (before, after)
     finally:
         _set(client, {"deadlineMs": 0})
+
+
+def _texts(res: types.InlineCompletionList | None) -> list[str]:
+    return [item.insert_text for item in res.items] if res is not None else []  # type: ignore[misc]
+
+
+async def test_a_long_line_elsewhere_does_not_keep_a_document_from_its_answer(
+    client: LanguageClient,
+) -> None:
+    """Issue 28: a 30 KB single line of digits (a token per digit) is being completed when a
+    small document asks: the small one gets the suggestion it gets alone (the long line's
+    generation gives the model way or is cancelled), the long line is answered too, and its next
+    request writes what a fresh copy of it writes (what it prefilled before it gave way is
+    consistent). Untimed: the delay is measured by ``tactful bench longline``."""
+    # The fixture's settings (the deadline tests above replaced them: the cascade would judge),
+    # and each document's prompt its own text only.
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={
+                "tactful": {
+                    "flags": {"enable": False},
+                    "cdhf": {"enable": False},
+                    "completion": {"cache": False, "deadlineMs": 0},
+                    "context": {"tokens": 0},  # no snippets of the other open documents
+                }
+            }
+        )
+    )
+    long_text = "x = " + "3141592653589793238462643383279502884197" * 770
+    b_text = "# fair scheduling\n" + CODE.replace("    return found\n", "    return ")
+    b_line = b_text.split("\n").index("    return ")
+    a_uri, b_uri = "file:///tmp/latency/long-a.txt", "file:///tmp/latency/small-b.py"
+    open_doc(client, a_uri, long_text)
+    open_doc(client, b_uri, b_text)
+    first_a = asyncio.ensure_future(inline(client, a_uri, 0, len(long_text)))
+    await asyncio.sleep(0.05)
+    b = await inline(client, b_uri, b_line, 11)
+    assert await first_a is not None, "the long line's request is answered (maybe with nothing)"
+    again = await inline(client, a_uri, 0, len(long_text))
+    open_doc(client, "file:///tmp/latency/long-copy.txt", long_text)
+    fresh = await inline(client, "file:///tmp/latency/long-copy.txt", 0, len(long_text))
+    assert _texts(again) == _texts(fresh)
+    open_doc(client, "file:///tmp/latency/small-copy.py", b_text)
+    alone = await inline(client, "file:///tmp/latency/small-copy.py", b_line, 11)
+    assert _texts(b) == _texts(alone) and _texts(b) and _texts(b)[0].strip(), (b, alone)

@@ -1,7 +1,9 @@
 """Greedy generation on the model worker: the prompt's prefill (reusing the document's KV-cache
-slot), token healing, the stop rules, cancellation within one decoding step, and the progress
-each token publishes (``GenerateRequest.publish``). ``Continuation`` picks the tokens; the
-batched decoder (``batched``) shares it, so both choose the same tokens from the same logits."""
+slot), token healing, the stop rules, cancellation within one decoding step, giving way to other
+work (``GenerateRequest.give_way``: between decoding steps, and inside a prompt chunk between two
+decoder layers), and the progress each token publishes (``GenerateRequest.publish``).
+``Continuation`` picks the tokens; the batched decoder (``batched``) shares it, so both choose the
+same tokens from the same logits."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import time
 from typing import Any
 
 from tactful.backend import stops
-from tactful.backend.model import LoadedModel, crop
+from tactful.backend.model import LoadedModel, Preempted, crop
 from tactful.backend.prompt import build_prompt
 from tactful.backend.slots import Slot, Slots, common_prefix
 from tactful.backend.types import GenerateRequest, Generation, ModelError
@@ -101,9 +103,11 @@ def _slot_for(m: LoadedModel, slots: Slots, req: GenerateRequest, ids: list[int]
     return slot
 
 
-def _prefill(m: LoadedModel, req: GenerateRequest, slot: Slot, ids: list[int], pos: int) -> Any:
+def _prefill(
+    m: LoadedModel, req: GenerateRequest, slot: Slot, ids: list[int], pos: int, gen: Generation
+) -> Any:
     """Run the prompt from ``pos`` on; the logits after its last token, or None when the
-    request was cancelled meanwhile.
+    request was cancelled or gave way (``gen.preempted``) meanwhile.
 
     All prompt tokens but the last take the stock path and stay in the document's cache. The
     last one goes through the decoder like a generated token, cold and warm alike (so a warm run
@@ -111,15 +115,25 @@ def _prefill(m: LoadedModel, req: GenerateRequest, slot: Slot, ids: list[int], p
     prefill is one decoder step, not a stock forward."""
     last = len(ids) - 1
     logits = None
+    give_way = req.give_way
     while pos <= last:
         if req.cancel.is_set():
             return None
+        if give_way is not None and give_way():
+            gen.preempted = True
+            return None
         if pos < last:
             chunk = ids[pos : min(pos + PREFILL_CHUNK, last)]
-            # A chunk always runs to its end, even when the request is cancelled meanwhile: the
-            # next request for the document shares these tokens, and cutting chunks part way
-            # would lose the prefill of each keystroke's prompt to the next keystroke.
-            m.forward(chunk, slot.cache)
+            # A chunk runs to its end even when the request is cancelled meanwhile: the next
+            # request for the document shares these tokens, and cutting chunks part way would
+            # lose the prefill of each keystroke's prompt to the next keystroke. Only giving way
+            # (another document's work waits) stops it part way, between two decoder layers:
+            # the chunk is taken back out of the cache, the chunks before it stay.
+            try:
+                m.forward(chunk, slot.cache, stop=give_way)
+            except Preempted:
+                gen.preempted = True
+                return None
             pos += len(chunk)
             slot.ids = ids[:pos]
         else:
@@ -147,16 +161,20 @@ def generate(m: LoadedModel, slots: Slots, req: GenerateRequest) -> Generation:
     req.partial = gen
     m.stats["reused"] += keep
     try:
-        logits = _prefill(m, req, slot, ids, keep)
-        if logits is None:  # cancelled
-            gen.cancelled = True
-            m.stats["cancelled"] += 1
+        logits = _prefill(m, req, slot, ids, keep, gen)
+        if logits is None:  # cancelled, or gave way
+            gen.cancelled = req.cancel.is_set() or not gen.preempted
+            m.stats["preempted" if gen.preempted else "cancelled"] += 1
             return finish(gen, t0)
         dec = Continuation(m, req, heal, gen)
         while not dec.exhausted:
             if req.cancel.is_set():
                 gen.cancelled = True
                 m.stats["cancelled"] += 1
+                break
+            if req.give_way is not None and req.give_way():
+                gen.preempted = True  # what is written so far is the answer
+                m.stats["preempted"] += 1
                 break
             best = dec.step(logits)
             if best is None:

@@ -1,11 +1,19 @@
 """A transformers causal LM in memory and the passes every part of the backend shares: encoding,
 the forward pass (stock, or the fast CPU decoder for generated tokens), KV caches, the stop
-tokens and the token-healing index. Touched only on the model worker (``runner``)."""
+tokens and the token-healing index. Touched only on the model worker (``runner``).
+
+A stock forward pass can be given up between two decoder layers (``stoppable``): a check before
+each layer raises ``Preempted`` when the armed ``stop()`` says so, and ``forward`` takes the
+layers' partial writes back out of the KV cache. A prompt chunk of 256 tokens is one pass of
+about half a second on one CPU thread; this lets other work have the model worker within one
+layer (a thirtieth of that) without cutting prompts into smaller, slower passes."""
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tactful.backend import healing
@@ -15,6 +23,10 @@ if TYPE_CHECKING:
     from tactful.backend.fast import Decoder
 
 log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """A stock forward pass was given up between two decoder layers (``LoadedModel.stoppable``)."""
 
 
 class LoadedModel:
@@ -43,7 +55,39 @@ class LoadedModel:
             "calls": 0,
             "cancelled": 0,
             "finished": 0,
+            "preempted": 0,
         }
+        #: The check the decoder layers run before each of them (``stoppable``); None: none.
+        self._stop: Callable[[], bool] | None = None
+        #: True when the decoder layers were found and check ``_stop`` (Llama-style models).
+        self.stops_in_pass = self._install_layer_checks()
+
+    def _install_layer_checks(self) -> bool:
+        """A pre-hook on each decoder layer that raises ``Preempted`` when the armed stop says
+        so (one attribute read when none is armed)."""
+        layers = getattr(getattr(self.model, "model", None), "layers", None)
+        if layers is None or not hasattr(self.model, "register_forward_pre_hook"):
+            return False
+
+        def check(_module: Any, _args: Any) -> None:
+            stop = self._stop
+            if stop is not None and stop():
+                raise Preempted()
+
+        for layer in layers:
+            layer.register_forward_pre_hook(check)
+        return True
+
+    @contextmanager
+    def stoppable(self, stop: Callable[[], bool] | None) -> Iterator[None]:
+        """Stock passes run inside may be given up between two decoder layers when ``stop()``
+        returns True (it raises ``Preempted`` out of the pass; the caller undoes its cache
+        writes, see ``uncommit``). ``stop`` must be quick: it runs before every layer."""
+        previous, self._stop = self._stop, stop
+        try:
+            yield
+        finally:
+            self._stop = previous
 
     def _collect_stop_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -84,11 +128,19 @@ class LoadedModel:
         return self._heal
 
     # --- forward passes and KV caches ----------------------------------------------------------
-    def forward(self, ids: list[int], cache: Any, decode: bool = False) -> Any:
+    def forward(
+        self,
+        ids: list[int],
+        cache: Any,
+        decode: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> Any:
         """Logits after ``ids``. Prompt tokens always take the stock path with the model's own
-        weights; ``decode`` (generated tokens) may take the fast decoder."""
+        weights; ``decode`` (generated tokens) may take the fast decoder. A stock pass is given
+        up between two layers when ``stop()`` returns True: ``Preempted`` is raised and
+        ``cache`` is left as it was before the call."""
+        start = cache.get_seq_length()
         if decode and self.fast is not None:
-            start = cache.get_seq_length()
             try:
                 return self.fast.forward(ids, cache)
             except RuntimeError as exc:
@@ -97,12 +149,14 @@ class LoadedModel:
                 # Keep serving: undo this step's partial cache writes, use the stock path from now.
                 log.warning("fast decoding failed, using the stock path from now: %s", exc)
                 self.fast = None
-                for layer in cache.layers:  # layers before the failure hold the new tokens
-                    extra = layer.get_seq_length() - start
-                    if extra > 0:
-                        layer.crop(-extra)
+                uncommit(cache, start)
         inp = self.torch.tensor([ids], device=self.device)
-        out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
+        try:
+            with self.stoppable(stop):
+                out = self.model(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
+        except Preempted:
+            uncommit(cache, start)
+            raise
         return out.logits[0, -1].float()
 
     def new_cache(self) -> Any:
@@ -123,6 +177,15 @@ class LoadedModel:
         out = copy.deepcopy(cache)
         crop(out, length)
         return out
+
+
+def uncommit(cache: Any, length: int) -> None:
+    """Take a pass given up part way back out of ``cache``: the layers it reached hold its
+    tokens, the others do not; each is cut back to ``length`` positions."""
+    for layer in cache.layers:
+        extra = layer.get_seq_length() - length
+        if extra > 0:
+            layer.crop(-extra)
 
 
 def crop(cache: Any, length: int) -> None:

@@ -9,14 +9,17 @@ import bisect
 import itertools
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tactful.backend.model import LoadedModel
+from tactful.backend.model import LoadedModel, Preempted
 from tactful.backend.slots import Slot, Slots
 from tactful.backend.types import LineScores, ModelError
 
 #: Tokens per forward pass of ``score_into_slot``: a cancel (a completion waiting) is seen
-#: between chunks, so they are kept short.
+#: between chunks, so they are kept short (and between two decoder layers inside each: see
+#: ``LoadedModel.stoppable``).
 SCORE_CHUNK = 128
 #: The scoring pass turns logits into log-probabilities this many positions at a time.
 SCORE_ROWS = 8
@@ -103,6 +106,18 @@ def _encode_with_offsets(m: LoadedModel, text: str) -> tuple[list[int], Any]:
     return list(enc["input_ids"]), enc["offset_mapping"]
 
 
+@contextmanager
+def _cancellable(m: LoadedModel, cancel: threading.Event) -> Iterator[None]:
+    """A scoring pass that stops between two decoder layers once ``cancel`` is set (a flag
+    unit's ``GiveWay``: a completion waits), as ``InterruptedError``. Its cache is thrown away
+    by the caller (a unit that gave way scores again from the start)."""
+    try:
+        with m.stoppable(cancel.is_set):
+            yield
+    except Preempted:
+        raise InterruptedError("scoring cancelled") from None
+
+
 def score(m: LoadedModel, text: str, cancel: threading.Event) -> LineScores:
     """Per-line token log-probabilities of ``text`` in one teacher-forced pass (after a BOS)."""
     torch = m.torch
@@ -122,7 +137,8 @@ def score(m: LoadedModel, text: str, cancel: threading.Event) -> LineScores:
         if pos and pos % window == 0:
             cache = m.new_cache()  # restart context on very long files
         chunk = seq[pos : min(pos + 256, len(seq) - 1, (pos // window + 1) * window)]
-        out = m.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True)
+        with _cancellable(m, cancel):
+            out = m.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True)
         logp = torch.log_softmax(out.logits[0].float(), dim=-1)  # (chunk, vocab)
         entropy = -(logp.exp() * logp).sum(-1)
         for j in range(len(chunk)):
@@ -153,7 +169,8 @@ def score_into_slot(
             if cancel.is_set():
                 raise InterruptedError("scoring cancelled")
             chunk = ids[pos : pos + SCORE_CHUNK]
-            logits = all_logits(m, chunk, slot.cache)
+            with _cancellable(m, cancel):
+                logits = all_logits(m, chunk, slot.cache)
             targets = torch.tensor(
                 ids[pos + 1 : pos + len(chunk) + 1], dtype=torch.long, device=m.device
             )

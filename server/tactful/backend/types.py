@@ -30,6 +30,12 @@ class GenerateRequest:
     cache_key: str | None = None
     #: Set from another thread to stop generation within one decoding step.
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: Asked on the model worker between decoding steps and between the decoder layers of each
+    #: prompt chunk: True when the generation must give the worker to other work (another
+    #: document's request, see ``ModelRunner.give_way``). It then stops where it is: the whole
+    #: prompt chunks prefilled stay in the ``cache_key`` slot, the text written so far is kept,
+    #: and the result is marked ``preempted``. None: never.
+    give_way: Callable[[], bool] | None = field(default=None, compare=False)
     #: Repository context that starts the prompt, before the prefix (and before the FIM
     #: template's first token): see ``tactful.workspace``.
     preamble: str = ""
@@ -104,6 +110,9 @@ class Generation:
     seconds: float = 0.0
     #: The generation was cut because the model emitted an end token or a stop rule fired.
     stopped: bool = False
+    #: The generation gave the model worker to other work (``GenerateRequest.give_way``) before
+    #: it ended: ``text`` is what it had written by then (possibly nothing).
+    preempted: bool = False
 
 
 @dataclass

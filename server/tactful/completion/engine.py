@@ -110,6 +110,9 @@ class EngineStats:
     #: Answered at the deadline with the words written so far / extended when the model ended.
     partial: int = 0
     extended: int = 0
+    #: Generations stopped to leave the model to another document's request (what they had
+    #: written by then, cut where a person would stop, is their answer).
+    preempted: int = 0
     #: Prompt tokens run through the model / served from a document's KV cache.
     prefilled_tokens: int = 0
     reused_tokens: int = 0
@@ -386,12 +389,16 @@ class CompletionEngine:
             self.stats.cache_hits += 1
             return Generated(hit.text, hit)
         greq = make_generate_request(ctx, settings, uri, backend.fim)
+        # Fair scheduling: another document's request that waits stops this one (``give_way``).
+        greq.give_way = self.runner.give_way
         self._make_room(uri)
         self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
             fut = asyncio.wrap_future(
-                self.runner.start(lambda b: b.generate(greq), PRIORITY_COMPLETION)
+                self.runner.start(
+                    lambda b: b.generate(greq), PRIORITY_COMPLETION, owner=uri, cancel=greq.cancel
+                )
             )
         except ModelError as exc:
             self.stats.errors += 1
@@ -466,8 +473,9 @@ class CompletionEngine:
         if result.cancelled:
             self.stats.cancelled += 1
             return None
+        self.stats.preempted += result.preempted
         raw = result.text
-        if not result.stopped:  # the token cap ended it: end where a person would stop
+        if not result.stopped:  # the token cap or giving way ended it: stop where a person would
             raw = raw[: stop_point(raw)]
         text = pp.postprocess(raw, ctx)
         if text is None:
@@ -534,7 +542,8 @@ class CompletionEngine:
         if result.cancelled:
             self.stats.cancelled += 1
             return
-        text = pp.postprocess(result.text, ctx)
+        written = result.text[: stop_point(result.text)] if result.preempted else result.text
+        text = pp.postprocess(written, ctx)
         if text is None:
             return
         cache.remember(self.cache, backend, ctx, settings, part_info(text, result, backend.name))
