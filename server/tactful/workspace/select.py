@@ -229,7 +229,8 @@ def select(
     of the current file starts (members shown there are not repeated)."""
     lines = text.split("\n")
     cursor_line = text.count("\n", 0, offset)
-    near = identifiers(_near_text(lines, cursor_line))
+    near_text = _near_text(lines, cursor_line)
+    near = identifiers(near_text)
     cursor = _Cursor(lines, cursor_line, text.count("\n", 0, prompt_start), near)
     binds = bindings(modules, current_path, imports)
     file_order: dict[str, int] = {}
@@ -238,8 +239,8 @@ def select(
     candidates: list[Part] = []
     if current is not None:
         candidates += _class_parts(current, cursor, binds, file_order)
-    used_above = identifiers("\n".join(lines[:cursor_line]))
-    candidates += _imported_parts(binds, file_order, near, used_above)
+    above = "\n".join(lines[:cursor_line])
+    candidates += _imported_parts(modules, binds, file_order, near_text, above)
     if others and snippets is not None:
         candidates += _snippet_parts(lines, cursor_line, text, current_path, others, snippets)
     return _within_budget(candidates, budget_tokens)
@@ -300,10 +301,15 @@ def _class_parts(
 
 
 def _imported_parts(
-    binds: Sequence[Binding], file_order: dict[str, int], near: set[str], used_above: set[str]
+    modules: ModuleMap,
+    binds: Sequence[Binding],
+    file_order: dict[str, int],
+    near_text: str,
+    above: str,
 ) -> list[Part]:
     """Candidates of the names the file imports from the workspace: those used near the cursor
     first, with excerpts; then the rest, signatures; an imported class brings its members."""
+    near, used_above = identifiers(near_text), identifiers(above)
     out: list[Part] = []
     for b in binds:
         order = file_order[b.entry.path]
@@ -311,7 +317,8 @@ def _imported_parts(
         base_score = 2.0 if is_near else (1.2 if b.name in used_above else 1.0)
         base_score -= 0.001 * order
         if b.definition is None:
-            out += _module_parts(b, near, order, base_score)
+            attrs = (_attributes_of(b.name, near_text), _attributes_of(b.name, above))
+            out += _module_parts(modules, b, attrs, order, base_score, file_order)
             continue
         d = b.definition
         out.append(_def_part(b.entry, d, base_score + 0.5, order, is_near))
@@ -328,21 +335,45 @@ def _imported_parts(
     return out
 
 
-def _module_parts(b: Binding, near: set[str], order: int, score: float) -> list[Part]:
-    """A module bound by an import: its top-level definitions, those named near the cursor
-    (as ``m.name``) first."""
-    members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
-    return [
-        Part(
-            b.entry.path,
-            b.entry.rel,
-            d.line,
-            _def_text(d, d.name in near),
-            score + (0.6 if d.name in near else -1.0),
-            order,
-        )
-        for d in members[: MAX_MODULE_MEMBERS * 2]
+def _attributes_of(name: str, text: str) -> set[str]:
+    """The attributes ``text`` takes of ``name`` (``name.attr``)."""
+    return set(re.findall(r"(?<![\w.])" + re.escape(name) + r"\.([A-Za-z_]\w*)", text))
+
+
+def _module_parts(
+    modules: ModuleMap,
+    b: Binding,
+    attrs: tuple[set[str], set[str]],
+    order: int,
+    score: float,
+    file_order: dict[str, int],
+) -> list[Part]:
+    """A module bound by an import: the attributes taken of it near the cursor (``m.name``,
+    with excerpts), then those taken of it above (headers; private ones too, followed through a
+    package's re-exports), then its other public top-level definitions (headers)."""
+    out: list[Part] = []
+    own = {d.name: d for d in b.entry.defs if d.parent is None}
+    module = modules.name_of.get(b.entry.path)
+    near, above = attrs
+    for name in sorted(near | above):
+        is_near = name in near
+        entry, d = b.entry, own.get(name)
+        if d is None and module is not None:
+            found = modules.resolve(module, name)
+            if found is None or found[1] is None:
+                continue
+            entry, d = found
+        if d is None:
+            continue
+        o = order if entry is b.entry else file_order.setdefault(entry.path, len(file_order))
+        part_score = score + (0.6 if is_near else -0.3)
+        out.append(Part(entry.path, entry.rel, d.line, _def_text(d, is_near), part_score, o))
+    rest = [d for d in own.values() if not d.name.startswith("_") and d.name not in near | above]
+    out += [
+        Part(b.entry.path, b.entry.rel, d.line, _def_text(d, False), score - 1.0, order)
+        for d in rest[: MAX_MODULE_MEMBERS * 2]
     ]
+    return out
 
 
 def _snippet_parts(
