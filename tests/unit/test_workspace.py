@@ -576,3 +576,26 @@ def test_module_attributes_used_near_and_above_come_first(tmp_path: Path) -> Non
     pre = ctx(service(tmp_path, [root], tokens=150), cur)
     assert "<file_sep>pkg/tz/impl.py\nclass tzoffset:" in pre
     assert "class Block:" in pre
+
+
+def test_a_large_enclosing_class_leaves_room_for_imported_names(tmp_path: Path) -> None:
+    # The cursor in the first method of a class of many methods: the methods not named near
+    # the cursor no longer take the whole budget from the name the file imports.
+    root = tmp_path / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "compat.py").write_text(
+        "def assert_never(value: object) -> None:\n    raise AssertionError(value)\n"
+    )
+    methods = "".join(
+        f"\n    def method_{i}(self, argument_{i}: int) -> int:\n        return {i}\n"
+        for i in range(20)
+    )
+    cur = root / "pkg" / "unit.py"
+    filler = "".join(f"        y{i} = x + {i}\n" for i in range(50))
+    head = "from .compat import assert_never\n\n\nclass Case:\n    def run(self, x):\n" + filler
+    text = head + "        \n" + filler + methods
+    cur.write_text(text)
+    pre = ctx(service(tmp_path, [root], tokens=80), cur, text, len(head) + 8)
+    assert "def assert_never(value: object) -> None:" in pre
+    assert "method_" in pre  # the members still fill what is left

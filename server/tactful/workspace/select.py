@@ -39,6 +39,11 @@ SNIPPET_STEP = 5
 SNIPPET_MIN_JACCARD = 0.2
 MAX_SNIPPETS = 2
 MAX_MODULE_MEMBERS = 30
+#: Scores of the enclosing class's members: named near the cursor (before everything else), and
+#: the others (after the imported names used near the cursor, 2.5, and just below those used
+#: above it, 1.7).
+MEMBER_NEAR = 4.0
+MEMBER_OTHER = 1.6
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Python's keywords and the names every file uses (never a clue to another file's code).
@@ -282,20 +287,25 @@ def _class_parts(
     members = [
         m for m in _class_members(current, cls.name) if m.line < first or m.line > cursor.line
     ]
+    # Members named near the cursor first of all; the others after the imported names used
+    # near the cursor, with those used above it (a class of many members would otherwise
+    # take the whole budget from the names the line is likelier to need).
+    scores = [MEMBER_NEAR if m.name in near else MEMBER_OTHER for m in members]
     if members and cls.line < first:
-        out.append(_def_part(current, cls, 3.2, -1, False))
-    for m in members:
+        out.append(_def_part(current, cls, max(scores) + 0.05, -1, False))
+    for m, score in zip(members, scores, strict=True):
         needs = cls.line if cls.line < first else None
-        out.append(_def_part(current, m, 3.0 + (m.name in near), -1, False, needs))
+        out.append(_def_part(current, m, score, -1, False, needs))
     by_name = {b.name: b for b in binds}
     for base in cls.bases:
         bb = by_name.get(base.split(".")[-1])
         if bb is None or bb.definition is None or bb.definition.kind != "class":
             continue
         order = file_order[bb.entry.path]
-        out.append(_def_part(bb.entry, bb.definition, 2.5, order, False))
-        for m in _class_members(bb.entry, bb.definition.name):
-            score = 2.4 + 0.5 * (m.name in near)
+        base_members = _class_members(bb.entry, bb.definition.name)
+        scores = [MEMBER_NEAR - 1.1 if m.name in near else MEMBER_OTHER - 0.1 for m in base_members]
+        out.append(_def_part(bb.entry, bb.definition, max([2.5, *scores]), order, False))
+        for m, score in zip(base_members, scores, strict=True):
             out.append(_def_part(bb.entry, m, score, order, False, bb.definition.line))
     return out
 
