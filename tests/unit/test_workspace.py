@@ -144,8 +144,10 @@ def test_budget_and_order(tmp_path: Path) -> None:
     svc2 = service(tmp_path / "b", [root], tokens=2000)
     big = ctx(svc2, root / "shop" / "app.py")
     assert len(big) > len(small)
-    # files in the order the current file imports them: helpers' names come from models first
-    assert big.index("shop/models.py") < big.index("shop/helpers.py")
+    # the file of the best part last, nearest the current file: models.py holds the class of
+    # ``Inv`` (used near the cursor) and its method ``most_expensive_items`` (named there);
+    # helpers' ``total_value`` is only imported
+    assert big.index("shop/helpers.py") < big.index("shop/models.py") < big.index("shop/app.py")
     svc3 = service(tmp_path / "c", [root], tokens=0)
     assert ctx(svc3, root / "shop" / "app.py") == ""
 

@@ -435,8 +435,23 @@ def _within_budget(candidates: Sequence[Part], budget_tokens: int) -> list[Part]
         seen.add(key)
         chosen.append(p)
         budget -= cost
-    chosen.sort(key=lambda p: (p.snippet, p.order, p.path, p.line))
-    return chosen
+    return _rendering_order(chosen)
+
+
+def _rendering_order(chosen: Sequence[Part]) -> list[Part]:
+    """Snippets first, then the files, the file of the best part last (nearest the current
+    file, where a small model attends most); a file's parts in their line order. It depends
+    only on the chosen parts and their scores, which change only with the chosen set's inputs
+    (not while a line is typed), so the preamble stays the same across keystrokes."""
+    best: dict[str, tuple[float, int]] = {}
+    for p in chosen:
+        if not p.snippet:
+            got = best.get(p.path)
+            best[p.path] = (max(p.score, got[0]) if got else p.score, p.order)
+    return sorted(
+        chosen,
+        key=lambda p: (not p.snippet, best.get(p.path, (0.0, 0)), p.path, p.line),
+    )
 
 
 def render(
