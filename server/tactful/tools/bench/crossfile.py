@@ -10,6 +10,9 @@ same server in the same run. Scores: exact match of the line and the cross-name 
 cross-file name of the task is an identifier of the completed line), overall and for the tasks
 whose names the file above the line does not already use (``in_file_only`` false).
 
+``--recall`` counts, without the model, the tasks whose definitions the context holds (among
+its candidates, and within the budget), and how far from the cursor they are.
+
 Then typing latency: a stretch of a real file of one of these repositories is typed key by key
 (a ``didChange`` and an inline request per key, the previous request cancelled, as an editor
 does) into a server with the repository as its workspace, with context off and on.
