@@ -50,3 +50,26 @@ def test_walk_stops_in_a_huge_folder(tmp_path: Path) -> None:
     rep = wf.ScanReport()
     assert list(wf.walk([str(tmp_path)], max_files=10, report=rep, max_entries=100)) == []
     assert rep.capped
+
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "crossfile"
+
+
+@pytest.mark.skipif(not (DATA / "tasks_dev.jsonl.gz").is_file(), reason="no crossfile data")
+def test_recall_counts_the_definitions_the_context_holds(tmp_path: Path) -> None:
+    # The LOADER's example tasks: each name is only imported above the line; its definition is
+    # in another file, which the context must hold (and cannot within a 1-token budget).
+    from tactful.tools.bench.crossfile import read_jsonl_gz, recall
+
+    ids = {
+        "psf+requests/src/requests/cookies.py:46",
+        "psf+black/src/black/debug.py:54",
+        "pytest-dev+pytest/src/_pytest/unittest.py:442",
+    }
+    tasks = [t for t in read_jsonl_gz(DATA / "tasks_dev.jsonl.gz") if t["id"] in ids]
+    assert len(tasks) == 3
+    got = recall(DATA, tasks, 4096, tmp_path / "a")
+    assert got["all"] == {"n": 3, "candidates": 3, "chosen": 3}
+    assert 0 < got["chars_to_cursor_p50"] < 4096 * 3 + 6000
+    none = recall(DATA, tasks, 1, tmp_path / "b")
+    assert none["all"] == {"n": 3, "candidates": 3, "chosen": 0}

@@ -29,16 +29,22 @@ def _module_names(entry: FileEntry, known: set[str]) -> list[str]:
             break
         d = parent
     names = []
-    if parts:
+    # A file in a folder without ``__init__.py`` (a namespace package such as flask's
+    # ``sansio/``) is not the top-level module its stem names: its folder-relative names come
+    # first, so that its relative imports (``from ..x import y``) resolve from them.
+    in_package = d != folder or stem == "__init__" or folder == entry.root
+    if parts and in_package:
         names.append(".".join(parts))
     rel = os.path.relpath(path, entry.root)
     rel_parts = os.path.splitext(rel)[0].split(os.sep)
     if rel_parts and rel_parts[-1] == "__init__":
         rel_parts = rel_parts[:-1]
     if rel_parts and all(p.isidentifier() for p in rel_parts):
-        names.append(".".join(rel_parts))
         if rel_parts[0] in ("src", "lib") and len(rel_parts) > 1:
             names.append(".".join(rel_parts[1:]))
+        names.append(".".join(rel_parts))
+    if parts and not in_package:
+        names.append(".".join(parts))
     out: list[str] = []
     for n in names:
         if n and n not in out:

@@ -39,6 +39,11 @@ SNIPPET_STEP = 5
 SNIPPET_MIN_JACCARD = 0.2
 MAX_SNIPPETS = 2
 MAX_MODULE_MEMBERS = 30
+#: Scores of the enclosing class's members: named near the cursor (before everything else), and
+#: the others (after the imported names used near the cursor, 2.5, and just below those used
+#: above it, 1.7).
+MEMBER_NEAR = 4.0
+MEMBER_OTHER = 1.6
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Python's keywords and the names every file uses (never a clue to another file's code).
@@ -229,7 +234,8 @@ def select(
     of the current file starts (members shown there are not repeated)."""
     lines = text.split("\n")
     cursor_line = text.count("\n", 0, offset)
-    near = identifiers(_near_text(lines, cursor_line))
+    near_text = _near_text(lines, cursor_line)
+    near = identifiers(near_text)
     cursor = _Cursor(lines, cursor_line, text.count("\n", 0, prompt_start), near)
     binds = bindings(modules, current_path, imports)
     file_order: dict[str, int] = {}
@@ -238,8 +244,8 @@ def select(
     candidates: list[Part] = []
     if current is not None:
         candidates += _class_parts(current, cursor, binds, file_order)
-    used_above = identifiers("\n".join(lines[:cursor_line]))
-    candidates += _imported_parts(binds, file_order, near, used_above)
+    above = "\n".join(lines[:cursor_line])
+    candidates += _imported_parts(modules, binds, file_order, near_text, above)
     if others and snippets is not None:
         candidates += _snippet_parts(lines, cursor_line, text, current_path, others, snippets)
     return _within_budget(candidates, budget_tokens)
@@ -281,29 +287,39 @@ def _class_parts(
     members = [
         m for m in _class_members(current, cls.name) if m.line < first or m.line > cursor.line
     ]
+    # Members named near the cursor first of all; the others after the imported names used
+    # near the cursor, with those used above it (a class of many members would otherwise
+    # take the whole budget from the names the line is likelier to need).
+    scores = [MEMBER_NEAR if m.name in near else MEMBER_OTHER for m in members]
     if members and cls.line < first:
-        out.append(_def_part(current, cls, 3.2, -1, False))
-    for m in members:
+        out.append(_def_part(current, cls, max(scores) + 0.05, -1, False))
+    for m, score in zip(members, scores, strict=True):
         needs = cls.line if cls.line < first else None
-        out.append(_def_part(current, m, 3.0 + (m.name in near), -1, False, needs))
+        out.append(_def_part(current, m, score, -1, False, needs))
     by_name = {b.name: b for b in binds}
     for base in cls.bases:
         bb = by_name.get(base.split(".")[-1])
         if bb is None or bb.definition is None or bb.definition.kind != "class":
             continue
         order = file_order[bb.entry.path]
-        out.append(_def_part(bb.entry, bb.definition, 2.5, order, False))
-        for m in _class_members(bb.entry, bb.definition.name):
-            score = 2.4 + 0.5 * (m.name in near)
+        base_members = _class_members(bb.entry, bb.definition.name)
+        scores = [MEMBER_NEAR - 1.1 if m.name in near else MEMBER_OTHER - 0.1 for m in base_members]
+        out.append(_def_part(bb.entry, bb.definition, max([2.5, *scores]), order, False))
+        for m, score in zip(base_members, scores, strict=True):
             out.append(_def_part(bb.entry, m, score, order, False, bb.definition.line))
     return out
 
 
 def _imported_parts(
-    binds: Sequence[Binding], file_order: dict[str, int], near: set[str], used_above: set[str]
+    modules: ModuleMap,
+    binds: Sequence[Binding],
+    file_order: dict[str, int],
+    near_text: str,
+    above: str,
 ) -> list[Part]:
     """Candidates of the names the file imports from the workspace: those used near the cursor
     first, with excerpts; then the rest, signatures; an imported class brings its members."""
+    near, used_above = identifiers(near_text), identifiers(above)
     out: list[Part] = []
     for b in binds:
         order = file_order[b.entry.path]
@@ -311,7 +327,8 @@ def _imported_parts(
         base_score = 2.0 if is_near else (1.2 if b.name in used_above else 1.0)
         base_score -= 0.001 * order
         if b.definition is None:
-            out += _module_parts(b, near, order, base_score)
+            attrs = (_attributes_of(b.name, near_text), _attributes_of(b.name, above))
+            out += _module_parts(modules, b, attrs, order, base_score, file_order)
             continue
         d = b.definition
         out.append(_def_part(b.entry, d, base_score + 0.5, order, is_near))
@@ -328,21 +345,45 @@ def _imported_parts(
     return out
 
 
-def _module_parts(b: Binding, near: set[str], order: int, score: float) -> list[Part]:
-    """A module bound by an import: its top-level definitions, those named near the cursor
-    (as ``m.name``) first."""
-    members = [d for d in b.entry.defs if d.parent is None and not d.name.startswith("_")]
-    return [
-        Part(
-            b.entry.path,
-            b.entry.rel,
-            d.line,
-            _def_text(d, d.name in near),
-            score + (0.6 if d.name in near else -1.0),
-            order,
-        )
-        for d in members[: MAX_MODULE_MEMBERS * 2]
+def _attributes_of(name: str, text: str) -> set[str]:
+    """The attributes ``text`` takes of ``name`` (``name.attr``)."""
+    return set(re.findall(r"(?<![\w.])" + re.escape(name) + r"\.([A-Za-z_]\w*)", text))
+
+
+def _module_parts(
+    modules: ModuleMap,
+    b: Binding,
+    attrs: tuple[set[str], set[str]],
+    order: int,
+    score: float,
+    file_order: dict[str, int],
+) -> list[Part]:
+    """A module bound by an import: the attributes taken of it near the cursor (``m.name``,
+    with excerpts), then those taken of it above (headers; private ones too, followed through a
+    package's re-exports), then its other public top-level definitions (headers)."""
+    out: list[Part] = []
+    own = {d.name: d for d in b.entry.defs if d.parent is None}
+    module = modules.name_of.get(b.entry.path)
+    near, above = attrs
+    for name in sorted(near | above):
+        is_near = name in near
+        entry, d = b.entry, own.get(name)
+        if d is None and module is not None:
+            found = modules.resolve(module, name)
+            if found is None or found[1] is None:
+                continue
+            entry, d = found
+        if d is None:
+            continue
+        o = order if entry is b.entry else file_order.setdefault(entry.path, len(file_order))
+        part_score = score + (0.6 if is_near else -0.3)
+        out.append(Part(entry.path, entry.rel, d.line, _def_text(d, is_near), part_score, o))
+    rest = [d for d in own.values() if not d.name.startswith("_") and d.name not in near | above]
+    out += [
+        Part(b.entry.path, b.entry.rel, d.line, _def_text(d, False), score - 1.0, order)
+        for d in rest[: MAX_MODULE_MEMBERS * 2]
     ]
+    return out
 
 
 def _snippet_parts(
@@ -394,8 +435,23 @@ def _within_budget(candidates: Sequence[Part], budget_tokens: int) -> list[Part]
         seen.add(key)
         chosen.append(p)
         budget -= cost
-    chosen.sort(key=lambda p: (p.snippet, p.order, p.path, p.line))
-    return chosen
+    return _rendering_order(chosen)
+
+
+def _rendering_order(chosen: Sequence[Part]) -> list[Part]:
+    """Snippets first, then the files, the file of the best part last (nearest the current
+    file, where a small model attends most); a file's parts in their line order. It depends
+    only on the chosen parts and their scores, which change only with the chosen set's inputs
+    (not while a line is typed), so the preamble stays the same across keystrokes."""
+    best: dict[str, tuple[float, int]] = {}
+    for p in chosen:
+        if not p.snippet:
+            got = best.get(p.path)
+            best[p.path] = (max(p.score, got[0]) if got else p.score, p.order)
+    return sorted(
+        chosen,
+        key=lambda p: (not p.snippet, best.get(p.path, (0.0, 0)), p.path, p.line),
+    )
 
 
 def render(

@@ -24,6 +24,7 @@ from tactful.workspace import files as wf
 from tactful.workspace.index import FileEntry, extract
 from tactful.workspace.select import (
     COMMENTS,
+    Part,
     RepoFormat,
     SnippetWindows,
     detect_format,
@@ -198,16 +199,32 @@ class WorkspaceService:
         path = self._open.get(uri) or self._path_for(uri)
         if path is None:
             return ""
-        entry = self.index.files.get(path)
-        if entry is None or entry.language != language:
-            entry = self._parse_live(path, text, language)
-            if entry is None:
-                return ""
         others = self._other_documents(uri, opts.max_file_kb * 1024)
         key = self._memo_key(uri, path, text, offset, prompt_start, opts, fmt, others)
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
-        parts = select(
+        parts = self.parts(uri, text, offset, language, prompt_start, opts.tokens)
+        root = self._root_of(path)
+        out = render(
+            parts, fmt, repo=repo_name(root), current_rel=self._rel(path), language=language
+        )
+        self._memo = (key, out)
+        return out
+
+    def parts(
+        self, uri: str, text: str, offset: int, language: str, prompt_start: int, tokens: int
+    ) -> list[Part]:
+        """The parts of context chosen within ``tokens`` for the cursor at ``offset`` in the
+        document ``uri``, in rendering order (``context`` renders them; benchmarks count them)."""
+        path = self._open.get(uri) or self._path_for(uri)
+        if path is None:
+            return []
+        entry = self.index.files.get(path)
+        if entry is None or entry.language != language:
+            entry = self._parse_live(path, text, language)
+            if entry is None:
+                return []
+        return select(
             modules=self.index.modules(),
             current=entry,
             current_path=path,
@@ -215,16 +232,10 @@ class WorkspaceService:
             text=text,
             offset=offset,
             prompt_start=prompt_start,
-            budget_tokens=opts.tokens,
-            others=others,
+            budget_tokens=tokens,
+            others=self._other_documents(uri, self._options().max_file_kb * 1024),
             snippets=self._snippets,
         )
-        root = self._root_of(path)
-        out = render(
-            parts, fmt, repo=repo_name(root), current_rel=self._rel(path), language=language
-        )
-        self._memo = (key, out)
-        return out
 
     def _other_documents(self, uri: str, max_chars: int) -> list[tuple[str, str, str]]:
         """(path, rel, text) of the open documents other than ``uri`` (up to ``max_chars``

@@ -10,6 +10,9 @@ same server in the same run. Scores: exact match of the line and the cross-name 
 cross-file name of the task is an identifier of the completed line), overall and for the tasks
 whose names the file above the line does not already use (``in_file_only`` false).
 
+``--recall`` counts, without the model, the tasks whose definitions the context holds (among
+its candidates, and within the budget), and how far from the cursor they are.
+
 Then typing latency: a stretch of a real file of one of these repositories is typed key by key
 (a ``didChange`` and an inline request per key, the previous request cancelled, as an editor
 does) into a server with the repository as its workspace, with context off and on.
@@ -196,6 +199,67 @@ async def accuracy(
     return results
 
 
+def _found(parts: Sequence[Any], root: Path, d: dict[str, Any]) -> Any:
+    """The part that shows definition ``d`` of a task (its ``site``), or None."""
+    site, line = d["site"].rsplit(":", 1)
+    path = str((root / site).resolve())
+    return next((p for p in parts if p.path == path and p.line == int(line) - 1), None)
+
+
+def recall(data: Path, tasks: list[dict[str, Any]], tokens: int, tmp: Path) -> dict[str, Any]:
+    """Context recall, no model: for how many tasks the definitions of all the task's cross
+    names are among the context's candidates (any budget) and among the parts chosen within
+    ``tokens``; and how far (characters) a chosen definition is from the cursor (the rest of
+    the preamble after it plus the prompt's window of the file)."""
+    from tactful.completion.context import build_context
+    from tactful.workspace import files as wf
+    from tactful.workspace.select import STARCODER2, render
+    from tactful.workspace.service import Options, WorkspaceService
+
+    by_repo: dict[str, list[dict[str, Any]]] = {}
+    for t in tasks:
+        by_repo.setdefault(t["repo"], []).append(t)
+    rows: list[dict[str, Any]] = []
+    for repo, repo_tasks in sorted(by_repo.items()):
+        root = tmp / "recall" / repo
+        texts = _write_blanked_repo(data, repo, repo_tasks, root)
+        svc = WorkspaceService(None, lambda: Options(tokens=tokens))
+        svc.start([str(root)])
+        svc.built.wait(120)
+        svc.wait_idle(30)
+        for t in repo_tasks:
+            doc, off = blank(t, texts[t["path"]])
+            uri = wf.path_to_uri(str(root / t["path"]))
+            start = build_context(doc, off, "python").prefix_start
+            chosen = svc.parts(uri, doc, off, "python", start, tokens)
+            every = svc.parts(uri, doc, off, "python", start, 10**9)
+            pre = render(chosen, STARCODER2, repo=repo, current_rel=t["path"], language="python")
+            found = [_found(chosen, root, d) for d in t["definitions"]]
+            far = [len(pre) - pre.rfind(p.text) + off - start for p in found if p is not None]
+            rows.append(
+                {
+                    "in_file_only": t["in_file_only"],
+                    "candidates": all(_found(every, root, d) for d in t["definitions"]),
+                    "chosen": all(p is not None for p in found),
+                    "chars_to_cursor": max(far) if far else None,
+                }
+            )
+        svc.stop()
+    far_all = sorted(r["chars_to_cursor"] for r in rows if r["chars_to_cursor"] is not None)
+    out: dict[str, Any] = {}
+    for label, sel in (
+        ("all", rows),
+        ("in_file_only=false", [r for r in rows if not r["in_file_only"]]),
+    ):
+        out[label] = {
+            "n": len(sel),
+            "candidates": sum(r["candidates"] for r in sel),
+            "chosen": sum(r["chosen"] for r in sel),
+        }
+    out["chars_to_cursor_p50"] = far_all[len(far_all) // 2] if far_all else None
+    return out
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def rates(sel: list[dict[str, Any]], name: str) -> dict[str, Any]:
         n = len(sel)
@@ -366,6 +430,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokens", type=int, default=512, help="context.tokens (default 512)")
     parser.add_argument("--format", default="auto", choices=("auto", "comments"))
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument(
+        "--recall",
+        action="store_true",
+        help="also count, without the model, the tasks whose definitions the context holds",
+    )
     parser.add_argument("--typing-repo", default="psf+requests", help="'' skips typing")
     parser.add_argument("--typing-file", default=None)
     parser.add_argument("--typing-lines", type=int, default=3)
@@ -395,6 +464,8 @@ def main(argv: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tactful-crossfile-") as tmp:
         if args.index_files:
             report["index"] = index_bench(args.data, args.index_files, Path(tmp))
+        if args.recall:
+            report["recall"] = recall(args.data, picked, args.tokens, Path(tmp))
         if not args.no_accuracy and picked:
             t0 = time.perf_counter()
             rows = asyncio.run(accuracy(args.data, picked, args.tokens, args.format, Path(tmp)))
@@ -440,6 +511,13 @@ def _table(report: dict[str, Any]) -> str:
             )
         if "completion_ms_p50" in acc:
             out.append(f"completion p50 ms: {acc['completion_ms_p50']}")
+    rc = report.get("recall")
+    if rc:
+        for label in ("all", "in_file_only=false"):
+            out.append(f"context recall, {label}: {rc[label]}")
+        out.append(
+            f"  a chosen definition's distance to the cursor, p50: {rc['chars_to_cursor_p50']} chars"
+        )
     ix = report.get("index")
     if ix:
         out.append(f"index of {ix['files']} files:")
