@@ -167,13 +167,17 @@ def build(
     samples: Sequence[tuple[str, str, list[int]]],
     regen_extra: int = 4,
     also: Any = None,
+    picker: Any = None,
+    memo: Any = None,
 ) -> Path:
     """Run the pipeline (heuristic first stage, bug lines always regenerated) over ``samples``
     ``(id, text, bug_lines_0based)`` and append one JSON line per sample to .cache/flag/NAME.jsonl
     (samples already there are skipped, so an interrupted build resumes).
 
     ``also(id, text)``: more lines to regenerate (the top lines of the prior classifier, so that
-    the lines a trained first stage picks were regenerated too)."""
+    the lines a trained first stage picks were regenerated too). ``picker``: the first stage
+    that picks the other lines (default the heuristic). ``memo``: a window memo (with a store,
+    a sample whose windows were seen before costs no model work for them)."""
     from tactful.flags.job import FlagJob
     from tactful.flags.model import FlagModel
     from tactful.flags.plan import RegenOptions
@@ -187,7 +191,7 @@ def build(
                 done.add(json.loads(line)["id"])
             except (ValueError, KeyError):
                 continue
-    heuristic = FlagModel()
+    picker = FlagModel() if picker is None else picker
     # The features depend slightly on the model's dtype (bfloat16 on a CPU with AVX512-BF16).
     dtype = str(getattr(getattr(backend, "model", None), "dtype", "unknown")).removeprefix("torch.")
     t0 = time.time()
@@ -199,9 +203,10 @@ def build(
             job = FlagJob(
                 text,
                 "python",
-                model=heuristic,
+                model=picker,
                 options=RegenOptions(regen_extra=regen_extra, force=sorted(set(bugs) | set(extra))),
                 key="train",
+                memo=memo,
             )
             record = _record(job, job.run(backend), sid, text, bugs, dtype)
             if extra:
