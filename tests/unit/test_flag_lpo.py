@@ -198,3 +198,22 @@ def test_the_report_reads_records_from_disk(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text('{"records": [{"id": "a@1", "repo": "a", "bug": 1}]}')
     assert rf.read_records(path)[0]["repo"] == "a"
+
+
+def test_recorded_context_features_are_those_of_each_window() -> None:
+    """The flagger compares a line with the other lines of its own scoring window: names of the
+    last line that only the first window also has are names found on no other line."""
+    from tactful.flags.datasets import window_context_features
+
+    twin = "total = compute(alpha, beta_value, 1234567890, gamma)"
+    lines = [twin] + [f"value_{i:04d} = other(value_{i:04d}, 987654321)" for i in range(300)]
+    lines.append(twin)
+    windows = plan_windows(lines)
+    assert len(windows) >= 3 and windows[-1].start < len(lines) - 1
+    got = window_context_features(lines)
+    assert len(got) == len(lines)
+    last = windows[-1]
+    assert got[last.start :] == ff.context_text_features(lines[last.start : last.end])
+    whole = ff.context_text_features(lines)
+    once = ff.CONTEXT_TEXT_FEATURES.index("cx_once_names")
+    assert got[-1][once] > whole[-1][once]

@@ -296,10 +296,21 @@ def load_dataset(name: str) -> list[dict[str, Any]]:
         if "text" not in s:
             raise ValueError(f"{path}: sample {s['id']} has no recorded text; rebuild the dataset")
         lines = ff.document_lines(s["text"])
-        context = ff.context_text_features(lines)
+        context = window_context_features(lines)
         for r in s["rows"]:
             i = r["i"]
             r["cheap"] = r["cheap"][:n_pass] + ff.text_features(lines[i]) + context[i] + [math.nan]
+    return out
+
+
+def window_context_features(lines: Sequence[str]) -> list[list[float]]:
+    """The line-among-its-window features of every line, each window's own lines apart (as the
+    flagger computes them for a document of several scoring windows)."""
+    from tactful.flags.plan import plan_windows
+
+    out: list[list[float]] = []
+    for w in plan_windows(lines):
+        out += ff.context_text_features(lines[w.start : w.end])
     return out
 
 
