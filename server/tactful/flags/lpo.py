@@ -88,9 +88,7 @@ def evaluate(
     from tactful.flags.model import FlagModel
 
     groups = sorted({group_of(s["id"], folds) for s in samples})
-    per: dict[str, dict[str, Any]] = {}
-    records: list[dict[str, Any]] = []
-    done: Samples = []
+    out: dict[str, Any] = {"groups": {}, "records": [], "scored": []}
     for g in groups:
         held = None if g.startswith("realfix:") else int(g.split(":")[1])
         train, weights = training_set(samples, g, folds, recipe)
@@ -101,25 +99,51 @@ def evaluate(
             train = cross_fitted(train, folds, priors, exclude)
             test = cross_fitted(test, folds, priors, exclude)
         s1, f1 = fit(train, recipe.rounds, recipe.params, weights)
-        model = FlagModel(s1, f1, {})
-        bugs = [
-            s
-            for s in test
-            if not realfix.is_fixed(s["id"])
-            and s["rows"]
-            and (scored is None or "@" in s["id"] or s["id"] in scored)
-        ]
-        per[g] = simulate(bugs, model)
-        done += [dict(s, score=_one(s, model)) for s in bugs]
-        if held is None:
-            records += flag_records(test, model)
-        print(summary_line(g, per[g]), file=log, flush=True)
-    return {"groups": per, "records": records, "by_length": by_length(done), "scored": done}
+        _score_group(out, g, test, FlagModel(s1, f1, {}), scored, log)
+    out["by_length"] = by_length(out["scored"])
+    return out
 
 
-def _one(s: dict[str, Any], model: Any) -> dict[str, float]:
-    """One bug sample's figures (``simulate`` of it alone)."""
-    return simulate([s], model)
+def evaluate_model(
+    samples: Sequence[dict[str, Any]],
+    folds: dict[str, int],
+    model: Any,
+    scored: set[str] | None = None,
+    log: Any = sys.stdout,
+) -> dict[str, Any]:
+    """The figures of :func:`evaluate` for one given classifier (the shipped one: realfix is
+    out of sample for a classifier that never saw it), each group on its own."""
+    out: dict[str, Any] = {"groups": {}, "records": [], "scored": []}
+    for g in sorted({group_of(s["id"], folds) for s in samples}):
+        test = [s for s in samples if group_of(s["id"], folds) == g]
+        _score_group(out, g, test, model, scored, log)
+    out["by_length"] = by_length(out["scored"])
+    return out
+
+
+def _score_group(
+    out: dict[str, Any],
+    g: str,
+    test: Sequence[dict[str, Any]],
+    model: Any,
+    scored: set[str] | None,
+    log: Any,
+) -> None:
+    """Add group ``g``'s figures (its bugs; of ConDefects only the ``scored`` ids), its bugs'
+    own figures (for :func:`by_length`) and, for a realfix project, its flag records to
+    ``out``."""
+    bugs = [
+        s
+        for s in test
+        if not realfix.is_fixed(s["id"])
+        and s["rows"]
+        and (scored is None or "@" in s["id"] or s["id"] in scored)
+    ]
+    out["groups"][g] = simulate(bugs, model)
+    out["scored"] += [dict(s, score=simulate([s], model)) for s in bugs]
+    if g.startswith("realfix:"):
+        out["records"] += flag_records(test, model)
+    print(summary_line(g, out["groups"][g]), file=log, flush=True)
 
 
 def flag_records(test: Sequence[dict[str, Any]], model: Any) -> list[dict[str, Any]]:

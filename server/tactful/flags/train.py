@@ -174,6 +174,12 @@ def _realfix_train_args(ap: argparse.ArgumentParser) -> None:
         help="lpo: flags per 100 lines allowed on correct files when choosing the threshold",
     )
     ap.add_argument("--lpo-out", default="", help="lpo: write the figures and records here")
+    ap.add_argument(
+        "--baseline",
+        default="",
+        metavar="FOLDER",
+        help="lpo: the figures of the classifier in FOLDER as it is, instead of leave-group-out",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,9 +270,19 @@ def _lpo_step(args: argparse.Namespace) -> int:
         args.fixed_negatives,
         args.dev_weight,
     )
-    print(f"leave-group-out: {len(samples)} samples, {recipe}, prior {not args.no_prior}")
-    corpus = None if args.no_prior else prior_corpus()
-    res = lpo.evaluate(samples, dev_folds(PRIOR_FOLDS), recipe, corpus, scored=bench_ids())
+    folds = dev_folds(PRIOR_FOLDS)
+    if args.baseline:  # a trained classifier as it is, each group on its own
+        from tactful.flags.model import FlagModel
+
+        model = FlagModel.load(args.baseline)
+        for s in samples:
+            model.fill_prior([r["cheap"] for r in s["rows"]])
+        print(f"classifier {args.baseline} as it is: {len(samples)} samples")
+        res = lpo.evaluate_model(samples, folds, model, scored=bench_ids())
+    else:
+        print(f"leave-group-out: {len(samples)} samples, {recipe}, prior {not args.no_prior}")
+        corpus = None if args.no_prior else prior_corpus()
+        res = lpo.evaluate(samples, folds, recipe, corpus, scored=bench_ids())
     summary = lpo.report(res, args.max_flags_per_100, 10)
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=1))
     for point in summary["curve"]:
