@@ -217,3 +217,34 @@ def test_recorded_context_features_are_those_of_each_window() -> None:
     whole = ff.context_text_features(lines)
     once = ff.CONTEXT_TEXT_FEATURES.index("cx_once_names")
     assert got[-1][once] > whole[-1][once]
+
+
+def test_the_prior_never_sees_a_held_out_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tactful.flags import datasets as flag_datasets
+
+    monkeypatch.setattr(lpo, "fit", lambda *a: (None, None))
+    monkeypatch.setattr("tactful.flags.model.FlagModel", lambda *a, **k: _ByFeature())
+    fitted: list[frozenset[int]] = []
+
+    def fake_fit_prior(corpus: Any, folds: Any, exclude: set[int]) -> frozenset[int]:
+        fitted.append(frozenset(exclude))
+        return frozenset(exclude)
+
+    monkeypatch.setattr(lpo, "fit_prior", fake_fit_prior)
+    used: list[tuple[set[str], set[frozenset[int]]]] = []
+
+    def fake_with_priors(samples: Any, prior_of: Any) -> Any:
+        used.append(
+            ({lpo.group_of(s["id"], FOLDS) for s in samples}, {prior_of(s) for s in samples})
+        )
+        return list(samples)
+
+    monkeypatch.setattr(flag_datasets, "with_priors", fake_with_priors)
+    lpo.evaluate(_samples(), FOLDS, lpo.Recipe(), corpus=[], k=2, log=io.StringIO())
+    assert len(fitted) == len(set(fitted))  # each prior fitted once, shared by the groups
+    for groups, priors in used:
+        for g in groups:
+            if g.startswith("condefects:") and len(groups) == 1:  # the test set of a fold
+                assert all(int(g[-1]) in p for p in priors)
+    held_folds = [p for gs, ps in used if gs == {"condefects:0"} for p in ps]
+    assert held_folds == [frozenset({0})]

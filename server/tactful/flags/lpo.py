@@ -64,13 +64,21 @@ def training_set(
 
 
 def _priors(
-    corpus: Any, folds: dict[str, int], k: int, held: int | None
+    corpus: Any,
+    folds: dict[str, int],
+    k: int,
+    held: int | None,
+    fitted: dict[frozenset[int], Any],
 ) -> dict[frozenset[int], Any]:
     """Priors excluding the held-out fold ``held`` (None: a realfix project is held out) and
-    each training fold, keyed as :func:`cross_fitted` looks them up."""
+    each training fold, keyed as :func:`cross_fitted` looks them up (``fitted``: those fitted
+    so far, by excluded folds)."""
     base = set() if held is None else {held}
     keys = [frozenset(base)] + [frozenset(base | {g}) for g in range(k) if g != held]
-    return {key: fit_prior(corpus, folds, set(key)) for key in keys}
+    for key in keys:
+        if key not in fitted:
+            fitted[key] = fit_prior(corpus, folds, set(key))
+    return {key: fitted[key] for key in keys}
 
 
 def evaluate(
@@ -89,12 +97,13 @@ def evaluate(
 
     groups = sorted({group_of(s["id"], folds) for s in samples})
     out: dict[str, Any] = {"groups": {}, "records": [], "scored": []}
+    fitted: dict[frozenset[int], Any] = {}
     for g in groups:
         held = None if g.startswith("realfix:") else int(g.split(":")[1])
         train, weights = training_set(samples, g, folds, recipe)
         test = [s for s in samples if group_of(s["id"], folds) == g]
         if corpus is not None:
-            priors = _priors(corpus, folds, k, held)
+            priors = _priors(corpus, folds, k, held, fitted)
             exclude = set() if held is None else {held}
             train = cross_fitted(train, folds, priors, exclude)
             test = cross_fitted(test, folds, priors, exclude)
