@@ -13,6 +13,7 @@ import pytest
 from tactful.flags import features as ff
 from tactful.flags import lpo, realfix
 from tactful.flags import simulate as flag_simulate
+from tactful.flags.calibration import Calibration
 from tactful.flags.plan import MAX_REGEN, plan_windows
 from tactful.tools.bench import flag_realfix as rf
 
@@ -180,6 +181,11 @@ def test_leave_group_out_never_tests_on_a_training_group(monkeypatch: pytest.Mon
     assert summary["condefects_pooled"]["n"] == 4
     assert set(summary["by_length"]) == {"condefects 0-39 lines", "realfix 40-199 lines"}
     assert summary["leave_project_out"]["pooled"]["files"] == 6
+    doc = lpo.calibration_doc(summary, res["records"])
+    assert doc["fitted_on"]["bug_lines"] == 6 and doc["fitted_on"]["lines"] == 36
+    cal = Calibration.from_json(doc)
+    assert cal.probability(0.99) > cal.probability(0.5)
+    assert doc["fitted_on"]["min_probability"] == summary["min_probability_all"]
 
 
 def test_macro_weights_each_group_once() -> None:

@@ -244,3 +244,24 @@ def _missing(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         picked = sum(r[version]["picked"] for r in records)
         out[version] = round(sum(r[version]["missing"] for r in records) / max(1, picked), 4)
     return out
+
+
+def calibration_doc(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``calibration.json`` from a :func:`report`: the Platt scaling fitted on the held-out
+    projects' flag candidates (the scores a classifier gives a project it never saw) and the
+    threshold chosen on them, with what it was fitted on."""
+    cal = summary["calibration"]
+    if cal is None:
+        raise ValueError("no bug among the flag candidates: nothing to calibrate")
+    bugs = sum(1 for r in records for ln, _s in r["buggy"]["flags"] if ln == r["bug"])
+    cal = {k: v for k, v in cal.items() if k != "fitted_on"}
+    fitted = {
+        "lines": sum(len(r["buggy"]["flags"]) for r in records),
+        "bug_lines": bugs,
+        "data": f"realfix leave-project-out records: {len(records)} files of "
+        f"{len({r['repo'] for r in records})} projects, each flagged by classifiers trained "
+        "without its project (flags.train lpo)",
+        "score_threshold": summary["score_threshold_all"],
+        "min_probability": summary["min_probability_all"],
+    }
+    return {**cal, "fitted_on": fitted}

@@ -175,6 +175,13 @@ def _realfix_train_args(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--lpo-out", default="", help="lpo: write the figures and records here")
     ap.add_argument(
+        "--write-calibration",
+        default="",
+        metavar="FILE",
+        help="lpo: write the calibration fitted on the held-out projects' flags (and the "
+        "threshold) to FILE",
+    )
+    ap.add_argument(
         "--baseline",
         default="",
         metavar="FOLDER",
@@ -290,6 +297,10 @@ def _lpo_step(args: argparse.Namespace) -> int:
     if args.lpo_out:
         doc = {"recipe": vars(recipe), **summary, "records": res["records"]}
         Path(args.lpo_out).write_text(json.dumps(doc, indent=1) + "\n")
+    if args.write_calibration:
+        cal = lpo.calibration_doc(summary, res["records"])
+        cal["fitted_on"]["max_flags_per_100_lines"] = args.max_flags_per_100
+        Path(args.write_calibration).write_text(json.dumps(cal, indent=2) + "\n")
     return 0
 
 
