@@ -295,7 +295,8 @@ def _lpo_step(args: argparse.Namespace) -> int:
     for point in summary["curve"]:
         print(json.dumps(point))
     if args.lpo_out:
-        doc = {"recipe": vars(recipe), **summary, "records": res["records"]}
+        what = {"baseline": args.baseline} if args.baseline else vars(recipe)
+        doc = {"recipe": what, **summary, "records": res["records"]}
         Path(args.lpo_out).write_text(json.dumps(doc, indent=1) + "\n")
     if args.write_calibration:
         cal = lpo.calibration_doc(summary, res["records"])
@@ -412,9 +413,9 @@ def _fit_and_write(
     for name, m in metrics.items():
         print(summary_line(name, m))
     card = {
-        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus),
+        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus) + _realfix_part(rfx),
         "dev_metrics": metrics,
-        "recipe": _recipe(args, raw_argv, params, mut + dev),
+        "recipe": _recipe(args, raw_argv, params, mut + dev + rfx),
     }
     write_model(stage1, final, Path(args.out), card, prior)
     print(f"wrote {args.out}")
@@ -478,6 +479,19 @@ def _trained_on(
     return " + ".join(parts)
 
 
+def _realfix_part(rfx: Samples) -> str:
+    """The model card's words on the realfix training samples (none: nothing)."""
+    from tactful.flags import realfix
+
+    if not rfx:
+        return ""
+    bugs = [s for s in rfx if not realfix.is_fixed(s["id"])]
+    fixed = len(rfx) - len(bugs)
+    projects = len({realfix.repo_of(s["id"]) for s in bugs})
+    also = f" and the {fixed} fixed (correct) versions as negatives" if fixed else ""
+    return f" + {len(bugs)} real one-line bugs of {projects} Python projects (realfix){also}"
+
+
 def _recipe(
     args: argparse.Namespace, raw_argv: Sequence[str], params: dict[str, Any], samples: Samples
 ) -> dict[str, Any]:
@@ -488,6 +502,11 @@ def _recipe(
         "params": params,
         "mut_weight": args.mut_weight,
         "dev_weight": args.dev_weight,
+        **(
+            {"realfix_weight": args.realfix_weight, "fixed_negatives": args.fixed_negatives}
+            if args.with_realfix
+            else {}
+        ),
         "feature_dtypes": sorted({str(s.get("dtype", "not recorded")) for s in samples}),
     }
 
