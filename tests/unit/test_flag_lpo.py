@@ -254,3 +254,24 @@ def test_the_prior_never_sees_a_held_out_fold(monkeypatch: pytest.MonkeyPatch) -
                 assert all(int(g[-1]) in p for p in priors)
     held_folds = [p for gs, ps in used if gs == {"condefects:0"} for p in ps]
     assert held_folds == [frozenset({0})]
+
+
+def test_training_on_realfix_takes_the_buggy_versions_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from argparse import Namespace
+
+    from tactful.flags import train
+
+    samples = _samples()[:4]  # one project: 2 files, both versions
+    monkeypatch.setattr(train, "_recorded", lambda name: list(samples) if name == "realfix" else [])
+    args = Namespace(with_realfix=True, fixed_negatives=False, realfix_weight=2.0)
+    rfx, weights = train._realfix_training(args, None)
+    assert [s["id"] for s in rfx] == [s["id"] for s in samples if not realfix.is_fixed(s["id"])]
+    assert weights == [2.0] * len(rfx)
+    assert train._realfix_part(rfx) == " + 2 real one-line bugs of 1 Python projects (realfix)"
+    args.fixed_negatives = True
+    rfx, _ = train._realfix_training(args, None)
+    assert len(rfx) == len(samples) and "as negatives" in train._realfix_part(rfx)
+    args.with_realfix = False
+    assert train._realfix_training(args, None) == ([], [])
