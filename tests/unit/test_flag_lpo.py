@@ -275,3 +275,19 @@ def test_training_on_realfix_takes_the_buggy_versions_and_says_so(
     assert len(rfx) == len(samples) and "as negatives" in train._realfix_part(rfx)
     args.with_realfix = False
     assert train._realfix_training(args, None) == ([], [])
+
+
+def test_a_kept_first_stage_is_used_for_every_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lpo, "fit", lambda *a: ("trained stage 1", "trained final"))
+    made: list[tuple[Any, Any]] = []
+
+    def fake_model(stage1: Any, final: Any, meta: Any) -> _ByFeature:
+        made.append((stage1, final))
+        return _ByFeature()
+
+    monkeypatch.setattr("tactful.flags.model.FlagModel", fake_model)
+    lpo.evaluate(_samples(), FOLDS, lpo.Recipe(stage1="kept"), log=io.StringIO())
+    assert made and set(made) == {("kept", "trained final")}
+    made.clear()
+    lpo.evaluate(_samples(), FOLDS, lpo.Recipe(), log=io.StringIO())
+    assert set(made) == {("trained stage 1", "trained final")}

@@ -29,14 +29,18 @@ LENGTHS = ((0, 40), (40, 200), (200, 500), (500, 10**9))
 @dataclass
 class Recipe:
     """What is trained: boosting rounds, LightGBM parameters over the defaults, the weight of a
-    realfix sample's rows against a ConDefects one's, and whether the fixed (correct) versions
-    of the training projects' files are training negatives."""
+    realfix sample's rows against a ConDefects one's, whether the fixed (correct) versions
+    of the training projects' files are training negatives, and whether a given first stage is
+    kept."""
 
     rounds: int = ROUNDS
     params: dict[str, Any] | None = None
     realfix_weight: float = 1.0
     fixed_negatives: bool = False
     dev_weight: float = 1.0
+    #: A first stage kept as it is (a LightGBM booster) instead of the one trained with the
+    #: final classifier: the lines it picks are the ones the realfix build regenerated.
+    stage1: Any = None
 
 
 def group_of(sample_id: str, folds: dict[str, int]) -> str:
@@ -108,7 +112,8 @@ def evaluate(
             train = cross_fitted(train, folds, priors, exclude)
             test = cross_fitted(test, folds, priors, exclude)
         s1, f1 = fit(train, recipe.rounds, recipe.params, weights)
-        _score_group(out, g, test, FlagModel(s1, f1, {}), scored, log)
+        stage1 = s1 if recipe.stage1 is None else recipe.stage1
+        _score_group(out, g, test, FlagModel(stage1, f1, {}), scored, log)
     out["by_length"] = by_length(out["scored"])
     return out
 

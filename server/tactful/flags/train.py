@@ -175,6 +175,13 @@ def _realfix_train_args(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--lpo-out", default="", help="lpo: write the figures and records here")
     ap.add_argument(
+        "--keep-stage1",
+        default="",
+        metavar="FOLDER",
+        help="lpo, train: keep the first stage (stage1.txt) and the prior of the classifier in "
+        "FOLDER; train only the final classifier",
+    )
+    ap.add_argument(
         "--write-calibration",
         default="",
         metavar="FILE",
@@ -276,6 +283,7 @@ def _lpo_step(args: argparse.Namespace) -> int:
         args.realfix_weight,
         args.fixed_negatives,
         args.dev_weight,
+        _kept(args)[0],
     )
     folds = dev_folds(PRIOR_FOLDS)
     if args.baseline:  # a trained classifier as it is, each group on its own
@@ -303,6 +311,19 @@ def _lpo_step(args: argparse.Namespace) -> int:
         cal["fitted_on"]["max_flags_per_100_lines"] = args.max_flags_per_100
         Path(args.write_calibration).write_text(json.dumps(cal, indent=2) + "\n")
     return 0
+
+
+def _kept(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(first stage, prior) of the classifier in ``--keep-stage1`` (None, None: none kept)."""
+    if not args.keep_stage1:
+        return None, None
+    import lightgbm as lgb
+
+    folder = Path(args.keep_stage1)
+    meta = json.loads((folder / "meta.json").read_text())
+    stage1 = lgb.Booster(model_str=(folder / meta["stage1"]).read_text())
+    prior = meta.get("prior") and lgb.Booster(model_str=(folder / meta["prior"]).read_text())
+    return stage1, prior or None
 
 
 def _recorded(name: str) -> Samples:
@@ -399,8 +420,11 @@ def _fit_and_write(
     others = [] if args.no_mutations else mut
     train = others + (dev if args.with_dev else [])
     weights = training_weights(train, {s["id"] for s in dev}, args.mut_weight, args.dev_weight)
+    kept_stage1, kept_prior = _kept(args)
+    prior = kept_prior or prior
     rfx, rfx_weights = _realfix_training(args, prior)
     stage1, final = fit(train + rfx, args.rounds, params, weights + rfx_weights)
+    stage1 = kept_stage1 or stage1
     model = FlagModel(stage1, final, {"name": "flag-lgbm"}, prior)
     if mut:
         half = len(mut) // 2
