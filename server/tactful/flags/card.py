@@ -69,6 +69,11 @@ def _training_section(meta: dict[str, Any]) -> str:
         weights += " (fixed versions too, as negatives)" if recipe.get("fixed_negatives") else ""
     if "mutated" in trained_on:
         weights += f", mutations {recipe.get('mut_weight', 1.0)}"
+    if recipe.get("kept_stage1_and_prior_from"):
+        weights += (
+            ". The first stage and the prior were kept from the classifier before it (trained on"
+            " the data of its own card); only the decision classifier was trained on these data"
+        )
     return f"""## Training data
 
 {trained_on}.

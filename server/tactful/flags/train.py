@@ -531,6 +531,7 @@ def _recipe(
             if args.with_realfix
             else {}
         ),
+        **({"kept_stage1_and_prior_from": args.keep_stage1} if args.keep_stage1 else {}),
         "feature_dtypes": sorted({str(s.get("dtype", "not recorded")) for s in samples}),
     }
 
