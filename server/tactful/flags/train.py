@@ -303,7 +303,11 @@ def _lpo_step(args: argparse.Namespace) -> int:
     for point in summary["curve"]:
         print(json.dumps(point))
     if args.lpo_out:
-        what = {"baseline": args.baseline} if args.baseline else vars(recipe)
+        what = (
+            {"baseline": args.baseline}
+            if args.baseline
+            else {**vars(recipe), "stage1": args.keep_stage1 or "trained"}
+        )
         doc = {"recipe": what, **summary, "records": res["records"]}
         Path(args.lpo_out).write_text(json.dumps(doc, indent=1) + "\n")
     if args.write_calibration:

@@ -33,12 +33,20 @@ from tactful.flags.memo import WindowMemo
 from tactful.flags.model import FlagModel
 from tactful.flags.realfix import REALFIX, by_repo, in_turn, read
 
+#: The final-score grid (finer below 0.07, where a classifier that saw long project files puts
+#: most of its scores).
 THRESHOLDS = (
     0.0,
     0.01,
+    0.015,
     0.02,
+    0.025,
     0.03,
+    0.035,
+    0.04,
+    0.045,
     0.05,
+    0.06,
     0.07,
     0.1,
     0.15,
