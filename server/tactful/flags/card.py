@@ -52,33 +52,59 @@ Output: P(line holds the bug). Flags are the highest-scoring regenerated lines, 
 def _training_section(meta: dict[str, Any]) -> str:
     """What the classifiers were trained on, with which parameters, and how to reproduce them."""
     recipe = meta.get("recipe") or {}
+    trained_on = str(meta.get("trained_on"))
+    bullets = [
+        "* Real bugs: faulty submissions of ConDefects Python whose task is in the dev split (md5 "
+        "of the\n  task name even), clean single-fault programs of at most 40 lines, first by id; "
+        "the label is the\n  line the fix changed. No held-out task was used for training, tuning "
+        "or feature selection."
+    ]
+    if "realfix" in trained_on:
+        bullets.append(_REALFIX_BULLET)
+    if "mutated" in trained_on:
+        bullets.append(_MUTATIONS_BULLET)
+    weights = f"real bugs {recipe.get('dev_weight', 1.0)}"
+    if "realfix_weight" in recipe:
+        weights += f", realfix {recipe['realfix_weight']}"
+        weights += " (fixed versions too, as negatives)" if recipe.get("fixed_negatives") else ""
+    if "mutated" in trained_on:
+        weights += f", mutations {recipe.get('mut_weight', 1.0)}"
+    if recipe.get("kept_stage1_and_prior_from"):
+        weights += (
+            ". The first stage and the prior were kept from the classifier before it (trained on"
+            " the data of its own card); only the decision classifier was trained on these data"
+        )
     return f"""## Training data
 
-{meta.get("trained_on")}.
+{trained_on}.
 
-* Real bugs: faulty submissions of ConDefects Python whose task is in the dev split (md5 of the
-  task name even), clean single-fault programs of at most 40 lines, first by id; the label is the
-  line the fix changed. No held-out task was used for training, tuning or feature selection.
-* Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
-  negated condition, swapped arguments, deleted line) injected by `tactful.flags.mutate` into
-  real source files on the build machine: function-sized snippets of the Python standard library
-  and installed pure-Python packages (never tactful's own code), and the accepted programs of the
-  ConDefects tasks of the dev split (never a held-out task).
+{chr(10).join(bullets)}
 
 Training: LightGBM, {recipe.get("rounds", ROUNDS)} rounds, parameters `{json.dumps({**PARAMS, **(recipe.get("params") or {})}, sort_keys=True)}`;
-row weights: real bugs {recipe.get("dev_weight", 1.0)}, mutations {recipe.get("mut_weight", 1.0)}.
+row weights: {weights}.
 Features computed with the embedded SmolLM2-135M-Instruct on CPU, weights in {" and ".join(recipe.get("feature_dtypes") or ["a dtype not recorded"])}
 (the server runs it in bfloat16 where the CPU has AVX512-BF16 or AMX, float32 otherwise). Python only: other languages get the same features (line kinds from
 tree-sitter or line rules) but were not in the training data.
 
-Reproduce: build the datasets (cached in `.cache/flag/`, resumable): `python -m tactful.flags.train
-build --dev 0 --dev-mutations 0` (the library mutations, first stage: the heuristic plus 4 lines),
-`python -m tactful.flags.train build --mutations 0 --dev 775 --dev-mutations 0 --regen-extra 2` and
-`python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 110 --regen-extra 2`
-(the real dev bugs and the mutated accepted dev programs, first stage: the heuristic plus 2 lines
-and the out-of-fold prior's top lines), then train: `{recipe.get("command", "python -m tactful.flags.train train --with-dev --cv 5")}`.
+Reproduce: build the datasets (cached in `.cache/flag/`, resumable), then train with the
+command below. See docs/flags.md ("Training and benchmark") for the build commands of each
+dataset. Train: `{recipe.get("command", "python -m tactful.flags.train train --with-dev --cv 5")}`.
 
 """
+
+
+_REALFIX_BULLET = """* Real project bugs (realfix): real one-line fixes from the git history of Python projects
+  (`shared/data/realfix`: both versions compile under Python 3, not a version constant), at
+  most 10 files of each project; the label is the changed line of the buggy version. Built with
+  `python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 0
+  --realfix-per-project 10 --realfix-max-lines 600` (first stage: the classifier shipped before
+  it plus 4 lines)."""
+
+_MUTATIONS_BULLET = """* Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
+  negated condition, swapped arguments, deleted line) injected by `tactful.flags.mutate` into
+  real source files on the build machine: function-sized snippets of the Python standard library
+  and installed pure-Python packages (never tactful's own code), and the accepted programs of the
+  ConDefects tasks of the dev split (never a held-out task)."""
 
 
 def _results_section(metrics: dict[str, dict[str, float]]) -> str:

@@ -167,13 +167,17 @@ def build(
     samples: Sequence[tuple[str, str, list[int]]],
     regen_extra: int = 4,
     also: Any = None,
+    picker: Any = None,
+    memo: Any = None,
 ) -> Path:
     """Run the pipeline (heuristic first stage, bug lines always regenerated) over ``samples``
     ``(id, text, bug_lines_0based)`` and append one JSON line per sample to .cache/flag/NAME.jsonl
     (samples already there are skipped, so an interrupted build resumes).
 
     ``also(id, text)``: more lines to regenerate (the top lines of the prior classifier, so that
-    the lines a trained first stage picks were regenerated too)."""
+    the lines a trained first stage picks were regenerated too). ``picker``: the first stage
+    that picks the other lines (default the heuristic). ``memo``: a window memo (with a store,
+    a sample whose windows were seen before costs no model work for them)."""
     from tactful.flags.job import FlagJob
     from tactful.flags.model import FlagModel
     from tactful.flags.plan import RegenOptions
@@ -187,7 +191,7 @@ def build(
                 done.add(json.loads(line)["id"])
             except (ValueError, KeyError):
                 continue
-    heuristic = FlagModel()
+    picker = FlagModel() if picker is None else picker
     # The features depend slightly on the model's dtype (bfloat16 on a CPU with AVX512-BF16).
     dtype = str(getattr(getattr(backend, "model", None), "dtype", "unknown")).removeprefix("torch.")
     t0 = time.time()
@@ -199,9 +203,10 @@ def build(
             job = FlagJob(
                 text,
                 "python",
-                model=heuristic,
+                model=picker,
                 options=RegenOptions(regen_extra=regen_extra, force=sorted(set(bugs) | set(extra))),
                 key="train",
+                memo=memo,
             )
             record = _record(job, job.run(backend), sid, text, bugs, dtype)
             if extra:
@@ -291,10 +296,21 @@ def load_dataset(name: str) -> list[dict[str, Any]]:
         if "text" not in s:
             raise ValueError(f"{path}: sample {s['id']} has no recorded text; rebuild the dataset")
         lines = ff.document_lines(s["text"])
-        context = ff.context_text_features(lines)
+        context = window_context_features(lines)
         for r in s["rows"]:
             i = r["i"]
             r["cheap"] = r["cheap"][:n_pass] + ff.text_features(lines[i]) + context[i] + [math.nan]
+    return out
+
+
+def window_context_features(lines: Sequence[str]) -> list[list[float]]:
+    """The line-among-its-window features of every line, each window's own lines apart (as the
+    flagger computes them for a document of several scoring windows)."""
+    from tactful.flags.plan import plan_windows
+
+    out: list[list[float]] = []
+    for w in plan_windows(lines):
+        out += ff.context_text_features(lines[w.start : w.end])
     return out
 
 

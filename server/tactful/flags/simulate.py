@@ -61,6 +61,69 @@ def simulate(
     }
 
 
+def window_picks(s: dict[str, Any], p1: Sequence[float], n_regen: int) -> list[int]:
+    """Indices into ``s["rows"]`` of the lines the flagger regenerates: each scoring window
+    gets its share of ``n_regen`` (the last one the rest) and takes its top first-stage lines,
+    as :meth:`tactful.flags.job.FlagJob.steps` does."""
+    from tactful.flags.plan import plan_windows
+
+    rows = s["rows"]
+    pos = {r["i"]: j for j, r in enumerate(rows)}
+    windows = plan_windows(ff.document_lines(s["text"])) if "text" in s else []
+    if len(windows) <= 1:
+        return sorted(range(len(rows)), key=lambda j: -p1[j])[:n_regen]
+    picks: list[int] = []
+    left = n_regen
+    for wi, w in enumerate(windows):
+        mine = [pos[i] for i in range(w.start, w.end) if i in pos]
+        if not mine:
+            continue
+        k = (
+            left
+            if wi == len(windows) - 1
+            else min(left, math.ceil(n_regen * len(mine) / len(rows)))
+        )
+        left -= k
+        picks += sorted(mine, key=lambda j: -p1[j])[:k]
+    return picks
+
+
+def ranking(
+    s: dict[str, Any], model: Any, budget: float, extra: int, regen_min: float = 0.0
+) -> dict[str, Any]:
+    """What the flagger does with one recorded sample: ``flags`` ([line, final score], best
+    first, at most the budget), ``ranked`` (every considered line: the flags, the other
+    regenerated lines, the rest by the first stage), ``picked`` and ``missing`` (picks the build
+    did not regenerate; they rank by the first stage, below the regenerated lines)."""
+    from tactful.flags.plan import RegenOptions, max_flags, regen_count
+
+    i_exact = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("exact_ws")
+    i_empty = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("gen_empty")
+    rows = s["rows"]
+    n_flags = max_flags(budget, s["lines"])
+    n_regen = regen_count(len(rows), n_flags, RegenOptions(regen_extra=extra))
+    p1 = model.stage1([r["cheap"] for r in rows])
+    order = sorted(range(len(rows)), key=lambda j: -p1[j])
+    picks = [j for j in window_picks(s, p1, n_regen) if p1[j] >= regen_min]
+    chosen = [j for j in picks if rows[j]["regen"] is not None]
+    full = [rows[j]["cheap"] + rows[j]["regen"] for j in chosen]
+    pf = model.final(full) if full else []
+    by_score = sorted(range(len(chosen)), key=lambda k: -pf[k])
+    eligible = [k for k in by_score if not full[k][i_exact] and not full[k][i_empty]]
+    flags = [[rows[chosen[k]]["i"], float(pf[k])] for k in eligible[:n_flags]]
+    ranked = [ln for ln, _s in flags]
+    ranked += [rows[chosen[k]]["i"] for k in by_score if rows[chosen[k]]["i"] not in ranked]
+    seen = set(ranked)
+    ranked += [rows[j]["i"] for j in order if rows[j]["i"] not in seen]
+    return {
+        "flags": flags,
+        "ranked": ranked,
+        "picked": len(picks),
+        "missing": len(picks) - len(chosen),
+        "max_flags": n_flags,
+    }
+
+
 def _simulate_one(
     s: dict[str, Any],
     model: Any,
@@ -71,37 +134,24 @@ def _simulate_one(
     t: dict[str, float],
 ) -> None:
     """Add one recorded sample's counts to the tallies ``t`` (see :func:`simulate`)."""
-    i_exact = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("exact_ws")
-    i_empty = len(ff.CHEAP_FEATURES) + ff.REGEN_FEATURES.index("gen_empty")
-    rows = s["rows"]
-    max_flags = math.floor(budget * s["lines"] + 1e-9)
-    n_regen = min(len(rows), max_flags + extra) if max_flags else 0
-    p1 = model.stage1([r["cheap"] for r in rows])
-    order = sorted(range(len(rows)), key=lambda j: -p1[j])
-    picks = [j for j in order[:n_regen] if p1[j] >= regen_min]
-    chosen = [j for j in picks if rows[j]["regen"] is not None]
-    t["picked"] += len(picks)
-    t["missing"] += len(picks) - len(chosen)
+    r = ranking(s, model, budget, extra, regen_min)
+    t["picked"] += r["picked"]
+    t["missing"] += r["missing"]
     t["lines"] += s["lines"]
-    full = [rows[j]["cheap"] + rows[j]["regen"] for j in chosen]
-    pf = model.final(full)
-    by_score = sorted(range(len(chosen)), key=lambda k: -pf[k])
-    eligible = [k for k in by_score if not full[k][i_exact] and not full[k][i_empty]]
-    flags = [rows[chosen[k]]["i"] for k in eligible[:max_flags]]
-    ranked = flags + [rows[chosen[k]]["i"] for k in by_score if rows[chosen[k]]["i"] not in flags]
-    ranked += [rows[j]["i"] for j in order if rows[j]["i"] not in ranked]
+    flags = [ln for ln, _s in r["flags"]]
+    ranked = r["ranked"]
     bugs = set(s["bugs"])
     t["hits1"] += bool(bugs & set(ranked[:1]))
     t["hits3"] += bool(bugs & set(ranked[:3]))
     t["hitb"] += bool(bugs & set(flags))
-    shown = [rows[chosen[k]]["i"] for k in eligible[:max_flags] if pf[k] >= min_score]
+    shown = [ln for ln, score in r["flags"] if score >= min_score]
     t["hit_ms"] += bool(bugs & set(shown))
     t["share_ms"] += len(shown) / max(1, s["lines"])
-    c = len(rows)
-    if bugs & {r["i"] for r in rows}:
+    c = len(s["rows"])
+    if bugs & {row["i"] for row in s["rows"]}:
         t["rand1"] += min(1, c) / c
         t["rand3"] += min(3, c) / c
-        t["randb"] += min(max_flags, c) / c
+        t["randb"] += min(r["max_flags"], c) / c
 
 
 def pool(parts: Sequence[dict[str, float]]) -> dict[str, float]:

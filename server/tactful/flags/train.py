@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m tactful.flags.train", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("step", choices=["build", "train", "all"])
+    ap.add_argument("step", choices=["build", "train", "all", "lpo"])
     ap.add_argument(
         "--mutations",
         type=int,
@@ -76,7 +76,22 @@ def _parser() -> argparse.ArgumentParser:
         default=110,
         help="mutated accepted programs of ConDefects dev tasks to build (default 110)",
     )
+    ap.add_argument(
+        "--realfix-per-project",
+        type=int,
+        default=0,
+        metavar="N",
+        help="build the realfix dataset: N files of each project, buggy and fixed versions "
+        "(default 0: none)",
+    )
+    ap.add_argument(
+        "--realfix-max-lines",
+        type=int,
+        default=1000,
+        help="realfix files of at most this many lines (default 1000)",
+    )
     _train_args(ap)
+    _realfix_train_args(ap)
     return ap
 
 
@@ -134,12 +149,61 @@ def _train_args(ap: argparse.ArgumentParser) -> None:
     )
 
 
+def _realfix_train_args(ap: argparse.ArgumentParser) -> None:
+    """Training on real project bugs (realfix) and the leave-group-out step (``lpo``)."""
+    ap.add_argument(
+        "--with-realfix",
+        action="store_true",
+        help="train: also train on the realfix dataset (real project bugs)",
+    )
+    ap.add_argument(
+        "--realfix-weight",
+        type=float,
+        default=1.0,
+        help="weight of a realfix sample's rows (default 1)",
+    )
+    ap.add_argument(
+        "--fixed-negatives",
+        action="store_true",
+        help="with realfix: the fixed (correct) versions of the files train as negatives",
+    )
+    ap.add_argument(
+        "--max-flags-per-100",
+        type=float,
+        default=2.0,
+        help="lpo: flags per 100 lines allowed on correct files when choosing the threshold",
+    )
+    ap.add_argument("--lpo-out", default="", help="lpo: write the figures and records here")
+    ap.add_argument(
+        "--keep-stage1",
+        default="",
+        metavar="FOLDER",
+        help="lpo, train: keep the first stage (stage1.txt) and the prior of the classifier in "
+        "FOLDER; train only the final classifier",
+    )
+    ap.add_argument(
+        "--write-calibration",
+        default="",
+        metavar="FILE",
+        help="lpo: write the calibration fitted on the held-out projects' flags (and the "
+        "threshold) to FILE",
+    )
+    ap.add_argument(
+        "--baseline",
+        default="",
+        metavar="FOLDER",
+        help="lpo: the figures of the classifier in FOLDER as it is, instead of leave-group-out",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = _parser()
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(raw_argv)
     if args.step in ("build", "all"):
         _build_step(args)
+    if args.step == "lpo":
+        return _lpo_step(args)
     if args.step in ("train", "all"):
         drop = [d for d in args.drop.split(",") if d]
         if drop and not args.cv_only:
@@ -157,6 +221,8 @@ def _build_step(args: argparse.Namespace) -> None:
 
     backend = TransformersBackend.load(None, cache_dir=paths.cache_dir())
     set_threads(args.threads)
+    if args.realfix_per_project:
+        _build_realfix(backend, args)
     if args.mutations:
         build(backend, "mutations", mutation_samples(args.mutations), args.regen_extra)
     also = None
@@ -184,14 +250,99 @@ def _build_step(args: argparse.Namespace) -> None:
         )
 
 
+def _build_realfix(backend: Any, args: argparse.Namespace) -> None:
+    """The realfix dataset: both versions of each sampled file, lines picked by the shipped
+    classifier (it never saw realfix), with a window memo on disk (a fixed version's unchanged
+    windows cost no model work)."""
+    from tactful.flags import realfix
+    from tactful.flags.memo import WindowMemo, open_store
+    from tactful.flags.model import FlagModel
+
+    rows = realfix.sample_rows(args.realfix_max_lines, args.realfix_per_project)
+    memo = WindowMemo(store=open_store(CACHE, size_mb=2048))
+    build(
+        backend,
+        "realfix",
+        realfix.samples(rows),
+        args.regen_extra,
+        realfix.also_fixed_line(rows),
+        picker=FlagModel.load(),
+        memo=memo,
+    )
+
+
+def _lpo_step(args: argparse.Namespace) -> int:
+    """``lpo``: leave-group-out figures of a recipe on realfix (by project) and ConDefects dev
+    (by task fold), from the recorded datasets."""
+    from tactful.flags import lpo
+
+    samples = _recorded("realfix") + _recorded("condefects-dev")
+    recipe = lpo.Recipe(
+        args.rounds,
+        json.loads(args.params),
+        args.realfix_weight,
+        args.fixed_negatives,
+        args.dev_weight,
+        _kept(args)[0],
+    )
+    folds = dev_folds(PRIOR_FOLDS)
+    if args.baseline:  # a trained classifier as it is, each group on its own
+        from tactful.flags.model import FlagModel
+
+        model = FlagModel.load(args.baseline)
+        for s in samples:
+            model.fill_prior([r["cheap"] for r in s["rows"]])
+        print(f"classifier {args.baseline} as it is: {len(samples)} samples")
+        res = lpo.evaluate_model(samples, folds, model, scored=bench_ids())
+    else:
+        print(f"leave-group-out: {len(samples)} samples, {recipe}, prior {not args.no_prior}")
+        corpus = None if args.no_prior else prior_corpus()
+        res = lpo.evaluate(samples, folds, recipe, corpus, scored=bench_ids())
+    summary = lpo.report(res, args.max_flags_per_100, 10)
+    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=1))
+    for point in summary["curve"]:
+        print(json.dumps(point))
+    if args.lpo_out:
+        what = (
+            {"baseline": args.baseline}
+            if args.baseline
+            else {**vars(recipe), "stage1": args.keep_stage1 or "trained"}
+        )
+        doc = {"recipe": what, **summary, "records": res["records"]}
+        Path(args.lpo_out).write_text(json.dumps(doc, indent=1) + "\n")
+    if args.write_calibration:
+        cal = lpo.calibration_doc(summary, res["records"])
+        cal["fitted_on"]["max_flags_per_100_lines"] = args.max_flags_per_100
+        Path(args.write_calibration).write_text(json.dumps(cal, indent=2) + "\n")
+    return 0
+
+
+def _kept(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(first stage, prior) of the classifier in ``--keep-stage1`` (None, None: none kept)."""
+    if not args.keep_stage1:
+        return None, None
+    import lightgbm as lgb
+
+    folder = Path(args.keep_stage1)
+    meta = json.loads((folder / "meta.json").read_text())
+    stage1 = lgb.Booster(model_str=(folder / meta["stage1"]).read_text())
+    prior = meta.get("prior") and lgb.Booster(model_str=(folder / meta["prior"]).read_text())
+    return stage1, prior or None
+
+
+def _recorded(name: str) -> Samples:
+    """A recorded dataset, or nothing where it was not built."""
+    return load_dataset(name) if (CACHE / f"{name}.jsonl").exists() else []
+
+
 def _load_recorded() -> tuple[Samples, Samples, int]:
     """(mutations, real dev bugs, how many of the mutations are library snippets): the recorded
-    datasets; the library mutations and the mutated dev programs are shuffled together."""
-    mut = load_dataset("mutations")
-    dev = load_dataset("condefects-dev") if (CACHE / "condefects-dev.jsonl").exists() else []
-    dmut_path = CACHE / "condefects-dev-mutations.jsonl"
+    datasets (those built); the library mutations and the mutated dev programs are shuffled
+    together."""
+    mut = _recorded("mutations")
+    dev = _recorded("condefects-dev")
     n_std = len(mut)
-    mut += load_dataset("condefects-dev-mutations") if dmut_path.exists() else []
+    mut += _recorded("condefects-dev-mutations")
     random.Random(SEED).shuffle(mut)
     return mut, dev, n_std
 
@@ -271,27 +422,46 @@ def _fit_and_write(
         mut = cross_fitted(mut, folds, priors, set())
         dev = cross_fitted(dev, folds, priors, set())
     others = [] if args.no_mutations else mut
-    half = len(mut) // 2
-    s1, f1 = fit(mut[:half], args.rounds, params)
     train = others + (dev if args.with_dev else [])
     weights = training_weights(train, {s["id"] for s in dev}, args.mut_weight, args.dev_weight)
-    stage1, final = fit(train, args.rounds, params, weights)
+    kept_stage1, kept_prior = _kept(args)
+    prior = kept_prior or prior
+    rfx, rfx_weights = _realfix_training(args, prior)
+    stage1, final = fit(train + rfx, args.rounds, params, weights + rfx_weights)
+    stage1 = kept_stage1 or stage1
     model = FlagModel(stage1, final, {"name": "flag-lgbm"}, prior)
-    metrics["mutations, held-out half"] = simulate(mut[half:], FlagModel(s1, f1, {}))
-    metrics["mutations, heuristic"] = simulate(mut, FlagModel())
+    if mut:
+        half = len(mut) // 2
+        s1, f1 = fit(mut[:half], args.rounds, params)
+        metrics["mutations, held-out half"] = simulate(mut[half:], FlagModel(s1, f1, {}))
+        metrics["mutations, heuristic"] = simulate(mut, FlagModel())
     n_dev = sum(1 for s in dev if s["rows"])  # a program under 7 lines gets no flag
     if dev:
         dev = _dev_metrics(dev, model, args.with_dev, metrics)
     for name, m in metrics.items():
         print(summary_line(name, m))
     card = {
-        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus),
+        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus) + _realfix_part(rfx),
         "dev_metrics": metrics,
-        "recipe": _recipe(args, raw_argv, params, mut + dev),
+        "recipe": _recipe(args, raw_argv, params, mut + dev + rfx),
     }
     write_model(stage1, final, Path(args.out), card, prior)
     print(f"wrote {args.out}")
     return 0
+
+
+def _realfix_training(args: argparse.Namespace, prior: Any) -> tuple[Samples, list[float]]:
+    """With ``--with-realfix``: the realfix samples that train (the buggy versions, and the
+    fixed ones with ``--fixed-negatives``), their prior the shipped one (it never saw them),
+    and their weights."""
+    from tactful.flags import realfix
+    from tactful.flags.datasets import with_priors
+
+    if not args.with_realfix:
+        return [], []
+    rfx = [s for s in _recorded("realfix") if args.fixed_negatives or not realfix.is_fixed(s["id"])]
+    rfx = with_priors(rfx, lambda _s: prior)
+    return rfx, [args.realfix_weight] * len(rfx)
 
 
 def _dev_metrics(
@@ -337,6 +507,19 @@ def _trained_on(
     return " + ".join(parts)
 
 
+def _realfix_part(rfx: Samples) -> str:
+    """The model card's words on the realfix training samples (none: nothing)."""
+    from tactful.flags import realfix
+
+    if not rfx:
+        return ""
+    bugs = [s for s in rfx if not realfix.is_fixed(s["id"])]
+    fixed = len(rfx) - len(bugs)
+    projects = len({realfix.repo_of(s["id"]) for s in bugs})
+    also = f" and the {fixed} fixed (correct) versions as negatives" if fixed else ""
+    return f" + {len(bugs)} real one-line bugs of {projects} Python projects (realfix){also}"
+
+
 def _recipe(
     args: argparse.Namespace, raw_argv: Sequence[str], params: dict[str, Any], samples: Samples
 ) -> dict[str, Any]:
@@ -347,6 +530,12 @@ def _recipe(
         "params": params,
         "mut_weight": args.mut_weight,
         "dev_weight": args.dev_weight,
+        **(
+            {"realfix_weight": args.realfix_weight, "fixed_negatives": args.fixed_negatives}
+            if args.with_realfix
+            else {}
+        ),
+        **({"kept_stage1_and_prior_from": args.keep_stage1} if args.keep_stage1 else {}),
         "feature_dtypes": sorted({str(s.get("dtype", "not recorded")) for s in samples}),
     }
 

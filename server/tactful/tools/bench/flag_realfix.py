@@ -18,9 +18,7 @@ Runs use the persistent flag cache, so a second run costs no model work for unch
 
 from __future__ import annotations
 
-import gzip
 import json
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,21 +27,26 @@ from pathlib import Path
 from typing import Any
 
 from tactful.flags.calibration import Calibration, fit_platt
-from tactful.flags.datasets import shared_data
 from tactful.flags.fixes import python_compiles
 from tactful.flags.job import FlagJob
 from tactful.flags.memo import WindowMemo
 from tactful.flags.model import FlagModel
+from tactful.flags.realfix import REALFIX, by_repo, in_turn, read
 
-REALFIX = shared_data("TACTFUL_REALFIX", "realfix", "realfix_dev.jsonl.gz")
-#: A row whose changed line only sets version metadata is no bug (LOADER.md's spot-check).
-_NOT_A_BUG = re.compile(r"^\s*(__version__|__build__|__version_info__|VERSION)\s*=")
+#: The final-score grid (finer below 0.07, where a classifier that saw long project files puts
+#: most of its scores).
 THRESHOLDS = (
     0.0,
     0.01,
+    0.015,
     0.02,
+    0.025,
     0.03,
+    0.035,
+    0.04,
+    0.045,
     0.05,
+    0.06,
     0.07,
     0.1,
     0.15,
@@ -64,23 +67,7 @@ def load_rows(n: int, max_lines: int = 300, path: Path = REALFIX) -> list[dict[s
     """``n`` rows: Python 3 files (both versions compile), not version bumps, at most
     ``max_lines`` lines; sorted by id within each repository and taken in turn from each, so
     that every project is sampled."""
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh]
-    by_repo: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in sorted(rows, key=lambda r: r["id"]):
-        if r["n_lines"] > max_lines or _NOT_A_BUG.match(r["buggy_line_text"]):
-            continue
-        if r["buggy_code"] == r["fixed_code"] or not (
-            python_compiles(r["buggy_code"]) and python_compiles(r["fixed_code"])
-        ):
-            continue
-        by_repo[r["repo"]].append(r)
-    out: list[dict[str, Any]] = []
-    k = 0
-    while len(out) < n and any(len(v) > k for v in by_repo.values()):
-        out += [v[k] for _repo, v in sorted(by_repo.items()) if len(v) > k]
-        k += 1
-    return out[:n]
+    return in_turn(by_repo(read(path), max_lines))[:n]
 
 
 def _flag_run(
@@ -222,7 +209,7 @@ def choose_threshold(records: Sequence[dict[str, Any]], max_per_100: float) -> f
     return THRESHOLDS[-1]
 
 
-def _calibrated(records: Sequence[dict[str, Any]]) -> Calibration | None:
+def calibrated(records: Sequence[dict[str, Any]]) -> Calibration | None:
     try:
         return calibrate(records)
     except ValueError:  # no bug among the candidates
@@ -239,7 +226,7 @@ def leave_project_out(
         train = [r for r in records if r["repo"] != repo]
         test = [r for r in records if r["repo"] == repo]
         t = choose_threshold(train, max_per_100)
-        cal = _calibrated(train)
+        cal = calibrated(train)
         per[repo] = {
             "score_threshold": t,
             "min_probability": round(cal.probability(t), 4) if cal is not None and t else 0.0,
@@ -309,7 +296,7 @@ def curve(records: Sequence[dict[str, Any]], cal: Calibration | None) -> list[di
 def report(records: Sequence[dict[str, Any]], max_per_100: float, min_files: int) -> dict[str, Any]:
     """The figures of a realfix run: the curve, the leave-project-out choice, the shipped
     calibration (fitted on all projects) with its threshold, quick fixes."""
-    cal = _calibrated(records)
+    cal = calibrated(records)
     t = choose_threshold(records, max_per_100)
     runs = [r[v] for r in records for v in ("fixed", "buggy")]
     offered = sum(x["fixes_offered"] for x in runs)
