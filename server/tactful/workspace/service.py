@@ -43,7 +43,7 @@ RECENT_DOCS = 8
 #: Pause after each file parsed by the background build (leaves the CPU to the model).
 BUILD_PAUSE_S = 0.002
 #: A document the index does not hold yet is parsed at its first request (on the event loop) up
-#: to this size (about 20 ms of ordinary code); a bigger one is left to the index's thread, and
+#: to this size (about 25 ms of ordinary code on an idle core); a bigger one is left to the index's thread, and
 #: that request has no repository context.
 LIVE_PARSE_CHARS = 64 * 1024
 
