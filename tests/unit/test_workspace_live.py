@@ -1,5 +1,5 @@
 """The live parse of open documents is bounded (issue 28): tree-sitter holds the GIL whichever
-thread runs it, so a long line is left out of the parse, and a big document the index does not
+thread runs it, so a long line is cut for the parse, and a big document the index does not
 hold yet is parsed by the index's thread, not at its first request on the event loop."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from tactful.workspace import files as wf
 from tactful.workspace import service as ws
-from tactful.workspace.index import LONG_LINE_CHARS, without_long_lines
+from tactful.workspace.index import LONG_LINE_CHARS, LONG_LINE_KEEP, cut_long_lines, extract
 from tactful.workspace.select import COMMENTS
 from tactful.workspace.service import LIVE_PARSE_CHARS, Options, WorkspaceService
 
@@ -47,17 +47,29 @@ def open_service(tmp_path: Path, docs: dict[Path, str]) -> tuple[WorkspaceServic
     return svc, live
 
 
-def test_without_long_lines_keeps_line_numbers_and_normal_text() -> None:
+def test_cut_long_lines_keeps_line_numbers_ends_and_normal_text() -> None:
     normal = HELPER * 50 + "x = '" + "y" * (LONG_LINE_CHARS - 10) + "'\n"
-    assert without_long_lines(normal) == (normal, 0)
-    long = "z" * (LONG_LINE_CHARS + 1)
+    assert cut_long_lines(normal) == (normal, 0)
+    long = "<" + "z" * LONG_LINE_CHARS + ">"
+    kept = "<" + "z" * (2 * LONG_LINE_KEEP - 2) + ">"
     text = f"a = 1\n{long}\r\nb = 2\r{long}\rc = 3\n{long}"
-    out, n = without_long_lines(text)
+    out, n = cut_long_lines(text)
     assert n == 3
-    assert out == "a = 1\n\r\nb = 2\r\rc = 3\n"
+    assert out == f"a = 1\n{kept}\r\nb = 2\r{kept}\rc = 3\n{kept}"
 
 
-def test_a_long_line_is_left_out_of_the_parse_and_told_once(
+def test_a_string_opened_on_a_long_line_still_holds_its_lines() -> None:
+    data = "A" * 3 * LONG_LINE_CHARS
+    text = f'DATA = """{data}\n{data}\n{data}"""\n\n\ndef after_the_data(x):\n    return x\n'
+    out, n = cut_long_lines(text)
+    assert n == 3
+    assert [(d.name, d.line) for d in extract(out, "python")[0]] == [
+        ("DATA", 0),
+        ("after_the_data", 5),
+    ]
+
+
+def test_a_long_line_is_cut_for_the_parse_and_told_once(
     tmp_path: Path, parsed: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     a = tmp_path / "a.py"
@@ -71,9 +83,9 @@ def test_a_long_line_is_left_out_of_the_parse_and_told_once(
     assert parsed, "the open document was parsed"
     assert all(max(map(len, t.split("\n"))) <= LONG_LINE_CHARS for _, t in parsed)
     entry = svc.index.files[str(a.resolve())]
-    assert [(d.name, d.line) for d in entry.defs] == [("after_the_data", 4)]
+    assert [(d.name, d.line) for d in entry.defs] == [("DATA", 1), ("after_the_data", 4)]
     assert entry.imports[0].module == "os"
-    told = [r for r in caplog.records if "left out of its parse" in r.getMessage()]
+    told = [r for r in caplog.records if "cut for its parse" in r.getMessage()]
     assert len(told) == 1
     svc.stop()
 
@@ -89,7 +101,7 @@ def test_a_long_line_at_the_first_request_costs_no_parse_of_it(
     pre = svc.context(wf.path_to_uri(str(doc)), text, len(text), "python", 0, COMMENTS)
     assert "# def shared_helper_name(x):" in pre  # the imports above the line still count
     mine = [t for name, t in parsed if name == threading.current_thread().name]
-    assert mine == ["from a import shared_helper_name\n"]
+    assert mine == ["from a import shared_helper_name\n" + MINIFIED[:80] + MINIFIED[-80:]]
     svc.stop()
 
 

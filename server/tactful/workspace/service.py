@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful.workspace import files as wf
-from tactful.workspace.index import LONG_LINE_CHARS, FileEntry, extract, without_long_lines
+from tactful.workspace.index import LONG_LINE_CHARS, FileEntry, cut_long_lines, extract
 from tactful.workspace.select import (
     COMMENTS,
     Part,
@@ -334,9 +334,9 @@ class WorkspaceService:
     def _parse_live(self, path: str, text: str, language: str) -> FileEntry | None:
         if len(text) > self._options().max_file_kb * 1024:
             return None
-        parsed, emptied = without_long_lines(text)
-        if emptied:
-            what = f"has {emptied} line(s) over {LONG_LINE_CHARS} characters, left out of its parse"
+        parsed, cut = cut_long_lines(text)
+        if cut:
+            what = f"has {cut} line(s) over {LONG_LINE_CHARS} characters, cut for its parse"
             self._note("long lines", path, what)
         try:
             defs, imports = extract(parsed, language)
@@ -501,9 +501,9 @@ class WorkspaceService:
             report.skipped[str(why)] += 1
             return None
         language = wf.language_of(path)
-        parsed, emptied = without_long_lines(text)
-        if emptied:
-            report.skipped[f"lines over {LONG_LINE_CHARS} characters (the rest parsed)"] += emptied
+        parsed, cut = cut_long_lines(text)
+        if cut:
+            report.skipped[f"lines over {LONG_LINE_CHARS} characters (cut for the parse)"] += cut
         try:
             defs, imports = extract(parsed, language)
         except Exception as exc:
