@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tactful.workspace import files as wf
-from tactful.workspace.index import FileEntry, extract
+from tactful.workspace.index import LONG_LINE_CHARS, FileEntry, cut_long_lines, extract
 from tactful.workspace.select import (
     COMMENTS,
     Part,
@@ -42,6 +42,10 @@ LIVE_REPARSE_S = 0.75
 RECENT_DOCS = 8
 #: Pause after each file parsed by the background build (leaves the CPU to the model).
 BUILD_PAUSE_S = 0.002
+#: A document the index does not hold yet is parsed at its first request (on the event loop) up
+#: to this size (about 25 ms of ordinary code on an idle core); a bigger one is left to the index's thread, and
+#: that request has no repository context.
+LIVE_PARSE_CHARS = 64 * 1024
 
 
 _NOTABLE = (
@@ -97,6 +101,8 @@ class WorkspaceService:
         #: The last query's key and answer (the next keystroke on the same line often asks again).
         self._memo: tuple[Any, str] | None = None
         self._busy = False
+        #: (kind, path) of the bounds already told in the log.
+        self._noted: set[tuple[str, str]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, roots: Sequence[str]) -> None:
@@ -221,7 +227,7 @@ class WorkspaceService:
             return []
         entry = self.index.files.get(path)
         if entry is None or entry.language != language:
-            entry = self._parse_live(path, text, language)
+            entry = self._first_parse(path, text, language)
             if entry is None:
                 return []
         return select(
@@ -304,11 +310,36 @@ class WorkspaceService:
             return os.path.basename(path)
         return os.path.relpath(path, root).replace(os.sep, "/")
 
+    def _first_parse(self, path: str, text: str, language: str) -> FileEntry | None:
+        """The entry of a document the index does not hold yet, at a request (on the event
+        loop): parsed here up to ``LIVE_PARSE_CHARS``; a bigger document is left to the index's
+        thread, which parses open documents after they open or change (None: this request has
+        no repository context)."""
+        if len(text) <= LIVE_PARSE_CHARS:
+            return self._parse_live(path, text, language)
+        self._note(
+            "big",
+            path,
+            f"is over {LIVE_PARSE_CHARS // 1024} KB: parsed by the index's "
+            "thread, not at its first request (which has no repository context)",
+        )
+        return None
+
+    def _note(self, kind: str, path: str, what: str) -> None:
+        """One INFO line per document and kind of bound."""
+        if (kind, path) not in self._noted:
+            self._noted.add((kind, path))
+            log.info("workspace context: %s %s", path, what)
+
     def _parse_live(self, path: str, text: str, language: str) -> FileEntry | None:
         if len(text) > self._options().max_file_kb * 1024:
             return None
+        parsed, cut = cut_long_lines(text)
+        if cut:
+            what = f"has {cut} line(s) over {LONG_LINE_CHARS} characters, cut for its parse"
+            self._note("long lines", path, what)
         try:
-            defs, imports = extract(text, language)
+            defs, imports = extract(parsed, language)
         except Exception as exc:  # a grammar failure must not cost the completion
             log.debug("workspace context: could not parse %s: %s", path, exc)
             return None
@@ -470,8 +501,11 @@ class WorkspaceService:
             report.skipped[str(why)] += 1
             return None
         language = wf.language_of(path)
+        parsed, cut = cut_long_lines(text)
+        if cut:
+            report.skipped[f"lines over {LONG_LINE_CHARS} characters (cut for the parse)"] += cut
         try:
-            defs, imports = extract(text, language)
+            defs, imports = extract(parsed, language)
         except Exception as exc:
             log.debug("workspace index: could not parse %s: %s", path, exc)
             report.skipped["unparsable files"] += 1
