@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tactful.backend import names, stops
+from tactful.backend import stops
 from tactful.backend.model import LoadedModel, Preempted, crop
 from tactful.backend.prompt import build_prompt
 from tactful.backend.slots import Slot, Slots, common_prefix
@@ -92,13 +92,13 @@ class Continuation:
         if self.guide is None:
             return best
         line = self.line + self.text
-        ids = self.guide.bonus_ids(line[line.rfind("\n") + 1 :], self.m.tok.decode([best]))
+        ids, bonus = self.guide.bonus_ids(line[line.rfind("\n") + 1 :], self.m.tok.decode([best]))
         if not ids:
             return best
         torch = self.m.torch
         boosted = logp.clone()
         idx = torch.tensor(ids, dtype=torch.long)
-        boosted[idx] += names.BONUS
+        boosted[idx] += bonus
         return int(torch.argmax(boosted))
 
 

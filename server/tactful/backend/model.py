@@ -131,7 +131,12 @@ class LoadedModel:
 
     def name_guide(self, preamble: str, file_text: str) -> names.Guide:
         """The name guide of a request with repository context ``preamble``."""
-        return names.Guide(self.guide_names.names(preamble), file_text, self.heal_index().by_text)
+        cache = self.guide_names
+
+        def spell(text: str) -> tuple[tuple[int, str], ...]:
+            return cache.spelling(text, self.encode, lambda i: self.tok.decode([i]))
+
+        return names.Guide(cache.names(preamble), file_text, self.heal_index().by_text, spell)
 
     # --- forward passes and KV caches ----------------------------------------------------------
     def forward(
