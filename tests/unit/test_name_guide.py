@@ -76,6 +76,9 @@ def test_writing_finds_the_identifier_being_written() -> None:
     assert nm.writing("    x = 12") is None
     assert nm.writing("    x = 'ab") is None
     assert nm.writing('    x = "') is None
+    assert nm.writing('    x = "a b') is None  # inside a string
+    assert nm.writing("    # Dispatch ho") is None  # inside a comment
+    assert nm.writing("    x = f('#', ab") == "ab"  # a quoted hash is no comment
 
 
 def test_piece_name_only_starts_an_identifier_with_a_space() -> None:
@@ -141,8 +144,8 @@ def test_requests_ask_for_the_guide_only_with_context_and_the_setting() -> None:
     from tactful.completion.request import make_generate_request
     from tactful.config import Settings, apply_settings
 
-    on = Settings()
-    off, errors, _ = apply_settings(on, {"context": {"guidedNames": False}})
+    off = Settings()
+    on, errors, _ = apply_settings(off, {"context": {"guidedNames": True}})
     assert errors == [] and on.context.guided_names and not off.context.guided_names
     ctx = build_context("x = LIM", 7, "python")
     assert not make_generate_request(ctx, on, None, fim=False).guide_names

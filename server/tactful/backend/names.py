@@ -74,10 +74,27 @@ class Names:
         return lo < len(self.sorted) and self.sorted[lo].startswith(text)
 
 
+def in_comment_or_string(line: str) -> bool:
+    """Whether the end of ``line`` is, by a rough count, inside a comment or a string literal
+    (an odd number of quotes of one kind, or a ``#`` outside quotes)."""
+    quote = ""
+    for ch in line:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return True
+    return bool(quote)
+
+
 def writing(line: str) -> str | None:
     """The identifier ``line`` (the text before the next token on its line) ends in: the part
     written so far ("" where one may start); None where the next token cannot continue or start
-    an identifier (inside a number, right after a quote)."""
+    an identifier (inside a number, a string or a comment)."""
+    if in_comment_or_string(line):
+        return None
     tail = _TAIL.search(line)
     before = line if tail is None else line[: tail.start()]
     if before and (before[-1].isdigit() or before[-1] in "'\""):
