@@ -34,6 +34,13 @@ class Continuation:
         self.text = ""
         self.steps = 0
         self.limit = req.max_new_tokens + (4 if heal else 0)
+        self.guide = (
+            # Not the cursor's line: the identifier being typed there is no name to guide to.
+            m.name_guide(req.preamble, req.prefix[: max(req.prefix.rfind("\n"), 0)] + req.suffix)
+            if req.guide_names and req.preamble
+            else None
+        )
+        self.line = req.prefix[req.prefix.rfind("\n") + 1 :]
 
     @property
     def exhausted(self) -> bool:
@@ -52,7 +59,7 @@ class Continuation:
                 return None
             best = int(idx[int(torch.argmax(logp[idx]))])
         else:
-            best = int(torch.argmax(logp))
+            best = self._guided(int(torch.argmax(logp)), logp)
         if best in m.stop_ids:
             gen.stopped = True
             return None
@@ -78,6 +85,21 @@ class Continuation:
         if len(gen.tokens) >= self.limit:
             return None
         return best
+
+    def _guided(self, best: int, logp: Any) -> int:
+        """The greedy token, or where the name guide steers this step, the best token after its
+        bonus (the log-probabilities stay the model's own)."""
+        if self.guide is None:
+            return best
+        line = self.line + self.text
+        ids, bonus = self.guide.bonus_ids(line[line.rfind("\n") + 1 :], self.m.tok.decode([best]))
+        if not ids:
+            return best
+        torch = self.m.torch
+        boosted = logp.clone()
+        idx = torch.tensor(ids, dtype=torch.long)
+        boosted[idx] += bonus
+        return int(torch.argmax(boosted))
 
 
 def prompt_of(m: LoadedModel, req: GenerateRequest) -> tuple[str, str]:

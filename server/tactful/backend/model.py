@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tactful.backend import healing
+from tactful.backend import healing, names
 from tactful.backend.fim import FimTemplate, detect_fim
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class LoadedModel:
         self.fim_template: FimTemplate | None = detect_fim(t for t in specials if "<" in t)
         self.stop_ids = self._collect_stop_ids()
         self._heal: healing.HealIndex | None = None
+        #: The recent preambles' names, for name-guided decoding (``names``).
+        self.guide_names = names.GuideCache()
         #: The fast CPU decoder when it is on (see ``fast.py``), else None.
         self.fast: Decoder | None = None
         #: Totals since start, for benchmarks and the status command.
@@ -126,6 +128,15 @@ class LoadedModel:
         if self._heal is None:
             self._heal = healing.build(self.torch, self.tok, self.stop_ids)
         return self._heal
+
+    def name_guide(self, preamble: str, file_text: str) -> names.Guide:
+        """The name guide of a request with repository context ``preamble``."""
+        cache = self.guide_names
+
+        def spell(text: str) -> tuple[tuple[int, str], ...]:
+            return cache.spelling(text, self.encode, lambda i: self.tok.decode([i]))
+
+        return names.Guide(cache.names(preamble), file_text, self.heal_index().by_text, spell)
 
     # --- forward passes and KV caches ----------------------------------------------------------
     def forward(

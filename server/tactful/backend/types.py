@@ -39,6 +39,9 @@ class GenerateRequest:
     #: Repository context that starts the prompt, before the prefix (and before the FIM
     #: template's first token): see ``tactful.workspace``.
     preamble: str = ""
+    #: Name-guided decoding (``backend.names``): steer an identifier the model writes towards
+    #: the names of the preamble and the file. Only with a preamble.
+    guide_names: bool = False
     #: Use the suffix through the model's FIM template when it has one.
     use_fim: bool = True
     #: Optional per-step check on the text so far; returning True stops generation

@@ -18,6 +18,7 @@ def _gen_settings(settings: Settings) -> str:
     return (
         f"{cs.max_new_tokens}:{cs.single_line_max_tokens}:{cs.multiline}:"
         f"{settings.dtype}:{settings.fast_decode}:v4"
+        + (":names" if settings.context.guided_names else "")
     )
 
 

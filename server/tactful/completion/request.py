@@ -37,6 +37,7 @@ def make_generate_request(
         cache_key=uri if cs.prefix_reuse else None,
         use_fim=fim,
         preamble=ctx.preamble,
+        guide_names=settings.context.guided_names and bool(ctx.preamble),
         stop=("<file_sep>", "<|file_sep|>") if ctx.preamble else (),
         should_stop=stop_here,
     )

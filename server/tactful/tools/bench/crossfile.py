@@ -145,11 +145,24 @@ def _write_blanked_repo(
     return texts
 
 
+def _arms(tokens: int, compare_guided: bool) -> list[tuple[str, dict[str, Any]]]:
+    """Each answer's name and its ``context`` settings: without repository context, with it
+    (name-guided decoding as configured, or off when ``compare_guided``), and with it and
+    name-guided decoding on (``guided``, only when ``compare_guided``)."""
+    if not compare_guided:
+        return [("without", {"tokens": 0}), ("with", {"tokens": tokens})]
+    return [
+        ("without", {"tokens": 0}),
+        ("with", {"tokens": tokens, "guidedNames": False}),
+        ("guided", {"tokens": tokens, "guidedNames": True}),
+    ]
+
+
 async def _ask_task(
-    client: Any, t: dict[str, Any], root: Path, original: str, tokens: int
+    client: Any, t: dict[str, Any], root: Path, original: str, tokens: int, compare: bool
 ) -> dict[str, Any]:
     """One task: its file written with only this task's line blanked and opened, then an
-    inline completion at the line without repository context and with ``tokens`` of it."""
+    inline completion at the line for each of ``_arms``."""
     path = root / t["path"]
     doc = blank(t, original)[0]
     path.write_text(doc, encoding="utf-8", newline="")
@@ -157,9 +170,9 @@ async def _ask_task(
     uri = path.resolve().as_uri()
     lspclient.open_document(client, uri, doc)
     row: dict[str, Any] = {"id": t["id"], "in_file_only": t["in_file_only"], "target": t["target"]}
-    for name, budget in (("without", 0), ("with", tokens)):
+    for name, context in _arms(tokens, compare):
         client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings={"context": {"tokens": budget}})
+            types.DidChangeConfigurationParams(settings={"context": context})
         )
         t0 = time.perf_counter()
         out = await lspclient.inline_completion(
@@ -177,7 +190,12 @@ async def _ask_task(
 
 
 async def accuracy(
-    data: Path, tasks: list[dict[str, Any]], tokens: int, fmt: str, tmp: Path
+    data: Path,
+    tasks: list[dict[str, Any]],
+    tokens: int,
+    fmt: str,
+    tmp: Path,
+    compare_guided: bool = False,
 ) -> list[dict[str, Any]]:
     """Per task: the completion and scores without and with repository context (one server
     per repository, with the repository as its workspace folder)."""
@@ -195,7 +213,8 @@ async def accuracy(
             ws = await _wait_index(client)
             print(f"{repo}: {ws.get('report')}", file=sys.stderr)
             for t in repo_tasks:
-                results.append(await _ask_task(client, t, root, texts[t["path"]], tokens))
+                row = await _ask_task(client, t, root, texts[t["path"]], tokens, compare_guided)
+                results.append(row)
     return results
 
 
@@ -260,6 +279,12 @@ def recall(data: Path, tasks: list[dict[str, Any]], tokens: int, tmp: Path) -> d
     return out
 
 
+def _ratio(arm: dict[str, Any], without: dict[str, Any]) -> float | None:
+    if arm["cross_hit"] is None or not without["cross_hit"]:
+        return None
+    return round(arm["cross_hit"] / without["cross_hit"], 2)
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def rates(sel: list[dict[str, Any]], name: str) -> dict[str, Any]:
         n = len(sel)
@@ -280,12 +305,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ("in_file_only=true", [r for r in rows if r["in_file_only"]]),
     ):
         w, wo = rates(sel, "with"), rates(sel, "without")
-        ratio = (
-            round(w["cross_hit"] / wo["cross_hit"], 2)
-            if w["cross_hit"] is not None and wo["cross_hit"]
-            else None
-        )
-        out[label] = {"without": wo, "with": w, "cross_hit_ratio": ratio}
+        out[label] = {"without": wo, "with": w, "cross_hit_ratio": _ratio(w, wo)}
+        if sel and "guided" in sel[0]:
+            g = rates(sel, "guided")
+            out[label].update(guided=g, guided_cross_hit_ratio=_ratio(g, wo))
     if rows:
         out["completion_ms_p50"] = {
             "without": median_ms([r["without"]["ms"] for r in rows]),
@@ -431,6 +454,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="auto", choices=("auto", "comments"))
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument(
+        "--compare-guided",
+        action="store_true",
+        help="answer with context twice: context.guidedNames off ('with') and on ('guided')",
+    )
+    parser.add_argument(
         "--recall",
         action="store_true",
         help="also count, without the model, the tasks whose definitions the context holds",
@@ -468,7 +496,11 @@ def main(argv: Sequence[str]) -> int:
             report["recall"] = recall(args.data, picked, args.tokens, Path(tmp))
         if not args.no_accuracy and picked:
             t0 = time.perf_counter()
-            rows = asyncio.run(accuracy(args.data, picked, args.tokens, args.format, Path(tmp)))
+            rows = asyncio.run(
+                accuracy(
+                    args.data, picked, args.tokens, args.format, Path(tmp), args.compare_guided
+                )
+            )
             report["accuracy"] = summarize(rows)
             report["accuracy_seconds"] = round(time.perf_counter() - t0, 1)
             if args.rows is not None:
@@ -509,6 +541,12 @@ def _table(report: dict[str, Any]) -> str:
                 f"{label:<22} {a['with']['n']:>4}  {a['without']['exact']!s:>9} {a['with']['exact']!s:>10}"
                 f"  {a['without']['cross_hit']!s:>8} {a['with']['cross_hit']!s:>8}  {a['cross_hit_ratio']}"
             )
+            if "guided" in a:
+                g = a["guided"]
+                out.append(
+                    f"{'  guided names':<22} {g['n']:>4}  {'':>9} {g['exact']!s:>10}"
+                    f"  {'':>8} {g['cross_hit']!s:>8}  {a['guided_cross_hit_ratio']}"
+                )
         if "completion_ms_p50" in acc:
             out.append(f"completion p50 ms: {acc['completion_ms_p50']}")
     rc = report.get("recall")
