@@ -14,12 +14,10 @@ end
 H.run(function()
   local buf = api.nvim_get_current_buf()
   local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
+  if not client then
     return
   end
-  local st = H.wait_ready(client, 240000)
-  H.info('ready_ms', H.ms())
-  if not H.check('model-ready', st and st.state == 'ready', st) then
+  if not H.model_ready(client, 240000) then
     return
   end
   local t = H.ms()
