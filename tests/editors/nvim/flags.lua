@@ -13,11 +13,8 @@ end
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
+  local client = H.ready_client()
   if not client then
-    return
-  end
-  if not H.model_ready(client, 240000) then
     return
   end
   local t = H.ms()

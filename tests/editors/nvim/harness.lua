@@ -143,6 +143,24 @@ function H.model_ready(client, timeout)
   return H.check('model-ready', st and st.state == 'ready', st)
 end
 
+--- The usual start of a scenario: the tactful client, initialized (60 s at most) and its model
+--- ready (240 s at most), with the checks and info of H.client and H.model_ready.
+--- `with_client(client)`, if given, runs once the client is initialized, before the wait for the
+--- model. Returns the client, or nil when a check failed (the scenario should stop).
+function H.ready_client(with_client)
+  local client = H.client(60000)
+  if not client then
+    return nil
+  end
+  if with_client then
+    with_client(client)
+  end
+  if not H.model_ready(client, 240000) then
+    return nil
+  end
+  return client
+end
+
 --- Run a tactful server command synchronously (from inside the coroutine).
 function H.exec(client, command, arguments, timeout)
   local done, res, err = false, nil, nil

@@ -31,13 +31,11 @@ end
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
+  local client = H.ready_client(function(c)
+    H.check('server-advertises-inline', c.server_capabilities.inlineCompletionProvider ~= nil)
+    H.record_commands(c)
+  end)
   if not client then
-    return
-  end
-  H.check('server-advertises-inline', client.server_capabilities.inlineCompletionProvider ~= nil)
-  H.record_commands(client)
-  if not H.model_ready(client, 240000) then
     return
   end
   H.check('inline-enabled-for-buffer', vim.lsp.inline_completion.is_enabled({ bufnr = buf }))

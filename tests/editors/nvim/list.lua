@@ -8,12 +8,8 @@ local api = vim.api
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
+  local client = H.ready_client(H.record_commands)
   if not client then
-    return
-  end
-  H.record_commands(client)
-  if not H.model_ready(client, 240000) then
     return
   end
   H.check('no-inline-api', not tactful.has_inline())

@@ -15,11 +15,8 @@ vim.o.statusline = " %f %m%=%{v:lua.require'tactful'.statusline()}  %l:%c "
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
+  local client = H.ready_client()
   if not client then
-    return
-  end
-  if not H.model_ready(client, 240000) then
     return
   end
   local row = H.row_of(buf, 'return fib')
