@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.unit.test_cdhf import _synthetic_log, record_decision
+from tests.unit.test_cdhf import _synthetic_log, record_decision, suggestion_features
 
 from tactful.cascade import adapt
 from tactful.cascade import features as F
@@ -94,15 +94,11 @@ def _user_log(path: Path, n: int, seed: int = 0, flip_after: int | None = None) 
         short = rnd.random() < 0.5
         flipped = flip_after is not None and i >= flip_after
         rejected = (not flipped) if short else rnd.random() < 0.2
-        feats2 = {
-            "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
-            "mean_logprob": rnd.uniform(-2, 0),
-        }
         record_decision(
             log,
             sid,
             {**F.context_features("x = f(", ")", "python"), "features_version": F.FEATURES_VERSION},
-            feats2,
+            suggestion_features(rnd, short),
             rejected=rejected,
             reason="explicit",
             t=t,

@@ -92,6 +92,15 @@ def test_bootstrap_ci_resamples_whole_users() -> None:
 CURRENT = {"features_version": F.FEATURES_VERSION}
 
 
+def suggestion_features(rnd: random.Random, short: bool) -> dict[str, float]:
+    """A generated suggestion's features: 1 to 6 characters long when ``short``, else 20 to 80,
+    and its mean log-probability."""
+    return {
+        "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
+        "mean_logprob": rnd.uniform(-2, 0),
+    }
+
+
 def record_decision(
     log: FeedbackLog,
     sid: str,
@@ -135,15 +144,11 @@ def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1
                 "since_shown": rnd.uniform(0, 2) if short else rnd.uniform(5, 30),
                 "session_decisions": float(i),
             }
-            feats2 = {
-                "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
-                "mean_logprob": rnd.uniform(-2, 0),
-            }
             record_decision(
                 log,
                 sid,
                 feats1,
-                feats2,
+                suggestion_features(rnd, short),
                 rejected=rejected,
                 reason="timeout",
                 t=t,
