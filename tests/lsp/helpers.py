@@ -1,4 +1,13 @@
-"""Helpers for driving ``tactful serve`` over stdio with pytest-lsp and the real model."""
+"""Helpers for driving ``tactful serve`` over stdio with pytest-lsp and the real model, for the
+tests in tests/lsp and tests/engine. A test module's client fixture starts the server, sends
+only its own settings (and capabilities or workspace folders where they differ) and shuts down::
+
+    @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
+    async def client(lsp_client: LanguageClient):
+        await start_session(lsp_client, {"completion": {"debounceMs": 0}})
+        yield
+        await lsp_client.shutdown_session()
+"""
 
 from __future__ import annotations
 
