@@ -13,40 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_lsp
-from lsprotocol import types
 from pytest_lsp import LanguageClient
-from tests.lsp.helpers import (
-    capabilities,
-    change_doc,
-    inline,
-    open_doc,
-    server_config,
-    track_status,
-    wait_ready,
-)
+from tests.lsp.helpers import SAMPLE, change_doc, inline, open_doc, server_config, start_session
 
 pytestmark = [pytest.mark.model, pytest.mark.engine, pytest.mark.asyncio(loop_scope="module")]
 
-SAMPLE = '''import os
-
-
-def read_lines(path):
-    """Return the lines of a text file."""
-    with open(path) as f:
-        return f.read().splitlines()
-
-
-def count_words(text):
-    """Return the number of words in text."""
-    return len(text.split())
-
-
-def main():
-    for name in os.listdir("."):
-        if name.endswith(".py"):
-            lines = read_lines(name)
-            print(name, len(lines))
-'''
 URI = "file:///tmp/tactful-engine/sample.py"
 
 
@@ -63,19 +34,12 @@ def completion_requests(engine: Any) -> float:
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient, engine: Any):
     lsp_client.engine = engine  # type: ignore[attr-defined]
-    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=capabilities(),
-            initialization_options={
-                "completion": {"debounceMs": 0, "deadlineMs": 0, "cache": False},
-                "engine": {"url": engine.url, "timeoutMs": 30000},
-                "flags": {"enable": False},
-            },
-        )
-    )
-    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
-    assert st["state"] == "ready", st
+    settings = {
+        "completion": {"debounceMs": 0, "deadlineMs": 0, "cache": False},
+        "engine": {"url": engine.url, "timeoutMs": 30000},
+        "flags": {"enable": False},
+    }
+    await start_session(lsp_client, settings)
     open_doc(lsp_client, URI, SAMPLE)
     yield
     await lsp_client.shutdown_session()

@@ -26,10 +26,10 @@ from tests.lsp.helpers import (
     capabilities,
     change_doc,
     inline,
+    kill_server,
     open_doc,
     server_config,
-    track_status,
-    wait_ready,
+    start_session,
 )
 
 from tactful.feedback import store as feedback
@@ -71,25 +71,22 @@ async def wait_for(pred: Any, timeout: float = 10.0, path: Path = LOG) -> list[f
         await asyncio.sleep(0.1)
 
 
+def _settings(data: Path) -> dict[str, Any]:
+    """The server's settings with the model: its data in ``data``, whole suggestions (these tests
+    judge accepts of what was shown; the deadline's parts are covered in test_latency_features.py
+    and test_feedback_tracker.py), and the cascade never exploring."""
+    return {
+        "dataDir": str(data),
+        "completion": {"debounceMs": 0, "cache": False, "deadlineMs": 0},
+        "cdhf": {"exploreRate": 0.0},
+    }
+
+
 @pytest_lsp.fixture(
     config=server_config({"TACTFUL_DATA_DIR": str(DATA)}), scope="module", loop_scope="module"
 )
 async def client(lsp_client: LanguageClient):
-    statuses = track_status(lsp_client)
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=capabilities(),
-            initialization_options={
-                "dataDir": str(DATA),
-                # Whole suggestions: these tests judge accepts of what was shown (the deadline's
-                # parts are covered in test_latency_features.py and test_feedback_tracker.py).
-                "completion": {"debounceMs": 0, "cache": False, "deadlineMs": 0},
-                "cdhf": {"exploreRate": 0.0},
-            },
-        )
-    )
-    st = await wait_ready(lsp_client, statuses)
-    assert st["state"] == "ready", st
+    await start_session(lsp_client, _settings(DATA))
     yield
     await lsp_client.shutdown_session()
 
@@ -370,15 +367,6 @@ async def _commands(c: PlainClient, tag: str, n: int) -> None:
         assert field(res, "ok") is True
 
 
-async def _close(c: PlainClient) -> None:
-    proc = c._server
-    if proc is not None and proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(c.stop(), 5)
-
-
 async def test_log_survives_sigkill_of_the_server(tmp_path: Path) -> None:
     log = tmp_path / "log.sqlite3"
     c = await _plain_server(log)
@@ -389,7 +377,7 @@ async def test_log_survives_sigkill_of_the_server(tmp_path: Path) -> None:
         await c._server.wait()
         assert c._server.returncode == -9
     finally:
-        await _close(c)
+        await kill_server(c)
     evs = events(log)
     assert len(evs) == 60
     assert sorted(e.suggestion_id for e in evs) == sorted(f"k-{i}" for i in range(60))
@@ -402,7 +390,7 @@ async def test_two_servers_write_one_log(tmp_path: Path) -> None:
     try:
         await asyncio.gather(_commands(a, "a", 80), _commands(b, "b", 80))
     finally:
-        await asyncio.gather(_close(a), _close(b))
+        await asyncio.gather(kill_server(a), kill_server(b))
     evs = events(log)
     assert len(evs) == 160 and len({e.session for e in evs}) == 2
     for tag in ("a", "b"):
@@ -434,7 +422,7 @@ async def test_logging_switched_off_writes_nothing(tmp_path: Path, enable: bool)
         assert field(res, "enabled") is False and field(res, "path") is None
         await _commands(c, "off", 4)
     finally:
-        await _close(c)
+        await kill_server(c)
     assert not log.exists()
 
 
@@ -474,12 +462,7 @@ async def test_final_survival_records_are_written_when_the_server_stops(
     await c.start_io(TACTFUL, "serve", env=env)
     await c.initialize_async(
         types.InitializeParams(
-            capabilities=capabilities(),
-            initialization_options={
-                "dataDir": str(tmp_path),
-                "completion": {"debounceMs": 0, "cache": False, "deadlineMs": 0},
-                "cdhf": {"exploreRate": 0.0},
-            },
+            capabilities=capabilities(), initialization_options=_settings(tmp_path)
         )
     )
     c.initialized(types.InitializedParams())

@@ -18,12 +18,13 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pytest_lsp import LanguageClient
 from tests.lsp.helpers import (
+    apply_line_edit,
     capabilities,
     change_doc,
+    code_actions,
     open_doc,
     server_config,
-    track_status,
-    wait_ready,
+    start_session,
 )
 from tests.unit.test_flag_bad_input import MIXED, NOT_PARSING, PYTHON_2, TAB_ERROR
 
@@ -65,27 +66,16 @@ SETTINGS = {
 }
 
 
-async def _session(client: LanguageClient, pull: bool) -> None:
-    client.statuses = track_status(client)  # type: ignore[attr-defined]
-    await client.initialize_session(
-        types.InitializeParams(
-            capabilities=capabilities(pull_diagnostics=pull), initialization_options=SETTINGS
-        )
-    )
-    st = await wait_ready(client, client.statuses)  # type: ignore[attr-defined]
-    assert st["state"] == "ready", st
-
-
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def pull_client(lsp_client: LanguageClient):
-    await _session(lsp_client, pull=True)
+    await start_session(lsp_client, SETTINGS, capabilities(pull_diagnostics=True))
     yield
     await lsp_client.shutdown_session()
 
 
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def push_client(lsp_client: LanguageClient):
-    await _session(lsp_client, pull=False)
+    await start_session(lsp_client, SETTINGS, capabilities(pull_diagnostics=False))
     yield
     await lsp_client.shutdown_session()
 
@@ -110,15 +100,6 @@ async def _pull(client: LanguageClient, uri: str) -> list[types.Diagnostic]:
         )
     )
     return list(report.items)
-
-
-def _apply(text: str, edit: types.TextEdit) -> str:
-    lines = text.split("\n")
-    r = edit.range
-    assert r.start.line == r.end.line
-    line = lines[r.start.line]
-    lines[r.start.line] = line[: r.start.character] + edit.new_text + line[r.end.character :]
-    return "\n".join(lines)
 
 
 async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClient) -> None:
@@ -153,24 +134,14 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     await asyncio.sleep(0.5)
     assert uri not in pull_client.diagnostics
 
-    async def actions_for(d: types.Diagnostic) -> list[types.CodeAction]:
-        got = await pull_client.text_document_code_action_async(
-            types.CodeActionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                range=d.range,
-                context=types.CodeActionContext(diagnostics=[d]),
-            )
-        )
-        return list(got or [])
-
     # A flag whose replacement would break the file has no quick fix.
     for d in diags:
         if d.data["fix"] is None:
-            assert await actions_for(d) == []
+            assert await code_actions(pull_client, uri, d) == []
     with_fix = [d for d in diags if d.data["fix"]]
     assert with_fix, [d.data for d in diags]
     d = with_fix[0]
-    actions = await actions_for(d)
+    actions = await code_actions(pull_client, uri, d)
     assert actions and len(actions) == 1
     action = actions[0]
     # The title shows the replacement; the replacement keeps the line's indentation and
@@ -178,7 +149,7 @@ async def test_pull_diagnostics_quick_fix_and_command(pull_client: LanguageClien
     assert action.title == f"{protocol.CODE_ACTION_TITLE}: {short_title(d.data['fix'])}"
     assert len(action.title) <= len(protocol.CODE_ACTION_TITLE) + 2 + 48
     edits = action.edit.changes[uri]
-    fixed = _apply(BUGGY, edits[0])
+    fixed = apply_line_edit(BUGGY, edits[0])
     line = d.range.start.line
     assert fixed.split("\n")[line].strip() == d.data["suggestion"]
     assert fixed.split("\n")[line] == d.data["fix"]
@@ -283,7 +254,7 @@ async def test_bad_python_gets_no_quick_fix_that_breaks_it(
         )
         for action in got or []:
             [edit] = action.edit.changes[uri]
-            fixed = _apply(text, edit)
+            fixed = apply_line_edit(text, edit)
             line = d.range.start.line
             new, old = fixed.split("\n")[line], lines[line]
             assert new[: len(new) - len(new.lstrip())] == old[: len(old) - len(old.lstrip())]

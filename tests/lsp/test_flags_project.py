@@ -11,10 +11,12 @@ depends on the classifier that ``flagtrain`` ships.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,14 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 from tests.lsp.helpers import (
+    apply_line_edit,
     capabilities,
     change_doc,
+    code_actions,
     inline,
     open_doc,
     server_config,
-    track_status,
-    wait_ready,
+    start_session,
 )
 
 from tactful.config import FlagSettings
@@ -106,7 +109,8 @@ def summary(rectangles):
     + "    \n"
 )
 CURSOR = (8, 4)
-DEFAULT_MIN_PROBABILITY = FlagSettings().min_probability
+#: The flag settings these tests change, at their defaults (``_flag_settings`` puts them back).
+DEFAULTS = {"minProbability": FlagSettings().min_probability, "scope": FlagSettings().scope}
 
 
 def _inserted(text: str) -> list[str]:
@@ -129,16 +133,12 @@ def _settings(flags: dict[str, Any]) -> dict[str, Any]:
 
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient):
-    statuses = track_status(lsp_client)
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=capabilities(pull_diagnostics=True),
-            initialization_options=_settings({}),
-            workspace_folders=[types.WorkspaceFolder(uri=PROJECT.as_uri(), name="project")],
-        )
+    await start_session(
+        lsp_client,
+        _settings({}),
+        capabilities(pull_diagnostics=True),
+        workspace_folders=[types.WorkspaceFolder(uri=PROJECT.as_uri(), name="project")],
     )
-    st = await wait_ready(lsp_client, statuses)
-    assert st["state"] == "ready", st
     for name, text in (("geometry.py", GEOMETRY), ("stats.py", STATS), ("app.py", APP)):
         (PROJECT / name).write_text(text)
     yield
@@ -149,6 +149,16 @@ def _configure(client: LanguageClient, flags: dict[str, Any]) -> None:
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"tactful": {"flags": flags}})
     )
+
+
+@contextlib.contextmanager
+def _flag_settings(client: LanguageClient, **flags: Any) -> Iterator[None]:
+    """These flag settings (names as in ``DEFAULTS``) for the block; their defaults after it."""
+    _configure(client, flags)
+    try:
+        yield
+    finally:
+        _configure(client, {name: DEFAULTS[name] for name in flags})
 
 
 async def _flag(client: LanguageClient, uri: str) -> dict[str, Any]:
@@ -170,20 +180,14 @@ async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClie
     uri = _uri("geometry.py")
     open_doc(client, uri, GEOMETRY)
     default = await _flag(client, uri)
-    _configure(client, {"minProbability": 0.0})
-    try:
+    with _flag_settings(client, minProbability=0.0):
         filled = await _flag(client, uri)
-    finally:
-        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
     ceiling = math.floor(0.15 * default["lines"])
     assert len(default["flags"]) <= len(filled["flags"]) <= ceiling
     assert len(default["flags"]) + default["held_back"] == len(filled["flags"])
     # The setting reaches the flags: a threshold no probability clears holds every flag back.
-    _configure(client, {"minProbability": 1.0})
-    try:
+    with _flag_settings(client, minProbability=1.0):
         none = await _flag(client, uri)
-    finally:
-        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
     assert none["flags"] == [] and none["held_back"] == len(filled["flags"]) > 0
     print(
         f"\ngeometry.py (bug-free, {default['lines']} lines): {len(default['flags'])} flags at"
@@ -193,11 +197,8 @@ async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClie
     stats = _uri("stats.py")
     open_doc(client, stats, STATS)
     planted = await _flag(client, stats)
-    _configure(client, {"minProbability": 0.0})
-    try:
+    with _flag_settings(client, minProbability=0.0):
         ranked = await _flag(client, stats)
-    finally:
-        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
     print(
         f"stats.py (bug on line {BUG_LINE}): flags at the default threshold on lines"
         f" {[f['line'] for f in planted['flags']]}, with the budget filled on lines"
@@ -205,32 +206,11 @@ async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClie
     )
 
 
-def _apply(text: str, edit: types.TextEdit) -> str:
-    lines = text.split("\n")
-    r = edit.range
-    assert r.start.line == r.end.line
-    line = lines[r.start.line]
-    lines[r.start.line] = line[: r.start.character] + edit.new_text + line[r.end.character :]
-    return "\n".join(lines)
-
-
-async def _actions(client: LanguageClient, uri: str, d: types.Diagnostic) -> list[Any]:
-    got = await client.text_document_code_action_async(
-        types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=d.range,
-            context=types.CodeActionContext(diagnostics=[d]),
-        )
-    )
-    return list(got or [])
-
-
 async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compiling(
     client: LanguageClient,
 ) -> None:
     """The budget filled (so there are fixes to judge) on both modules of the project."""
-    _configure(client, {"minProbability": 0.0})
-    try:
+    with _flag_settings(client, minProbability=0.0):
         offered = 0
         for name, text in (("stats.py", STATS), ("geometry.py", GEOMETRY)):
             uri = _uri(f"fix_{name}")
@@ -241,7 +221,7 @@ async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compil
                 types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
             )
             for d in report.items:
-                actions = await _actions(client, uri, d)
+                actions = await code_actions(client, uri, d)
                 if d.data["fix"] is None:
                     assert actions == [], d.data
                     continue
@@ -249,7 +229,7 @@ async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compil
                 fix = d.data["fix"]
                 assert action.title == f"{protocol.CODE_ACTION_TITLE}: {short_title(fix)}"
                 [edit] = action.edit.changes[uri]
-                fixed = _apply(text, edit)
+                fixed = apply_line_edit(text, edit)
                 compile(fixed, name, "exec")  # a line ending in `*` would raise here
                 line = d.range.start.line
                 old = text.split("\n")[line]
@@ -259,8 +239,6 @@ async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compil
                 assert new[: len(new) - len(new.lstrip())] == old[: len(old) - len(old.lstrip())]
                 offered += 1
         print(f"\nquick fixes offered with the budget filled: {offered}, all compiling")
-    finally:
-        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
 
 
 async def _accept_suggestion(client: LanguageClient, uri: str, accept: bool) -> str:
@@ -288,8 +266,7 @@ async def test_a_suggestion_just_accepted_is_not_flagged_until_edited(
     client: LanguageClient,
 ) -> None:
     # The budget filled, so the accepted line would be a candidate like any other.
-    _configure(client, {"minProbability": 0.0})
-    try:
+    with _flag_settings(client, minProbability=0.0):
         accepted_uri, typed_uri = _uri("app.py"), _uri("app_typed.py")
         text = await _accept_suggestion(client, accepted_uri, accept=True)
         # The same text in another document, typed by the user rather than accepted.
@@ -309,8 +286,6 @@ async def test_a_suggestion_just_accepted_is_not_flagged_until_edited(
         change_doc(client, accepted_uri, 3, "  # edited", (line, end), (line, end))
         edited = await _flag(client, accepted_uri)
         assert edited["considered"] == accepted["considered"] + 1, edited
-    finally:
-        _configure(client, {"minProbability": DEFAULT_MIN_PROBABILITY})
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -328,8 +303,7 @@ async def test_lines_changed_against_git_head_are_the_changed_lines(client: Lang
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "stats")
     (PROJECT / "stats_head.py").write_text(STATS)  # the bug, not committed
     (PROJECT / "stats_new.py").write_text(STATS)  # untracked: the baseline is the opened text
-    _configure(client, {"scope": "changed", "minProbability": 0.0})
-    try:
+    with _flag_settings(client, scope="changed", minProbability=0.0):
         tracked, untracked = _uri("stats_head.py"), _uri("stats_new.py")
         open_doc(client, tracked, STATS)
         open_doc(client, untracked, STATS)
@@ -343,5 +317,3 @@ async def test_lines_changed_against_git_head_are_the_changed_lines(client: Lang
         assert all(f["line"] == BUG_LINE and f["changed"] for f in res["flags"]), res
         other = await _flag(client, untracked)
         assert other["considered"] == 0 and "no line changed" in other["skipped"], other
-    finally:
-        _configure(client, {"scope": "file", "minProbability": DEFAULT_MIN_PROBABILITY})

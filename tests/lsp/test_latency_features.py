@@ -9,7 +9,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from tests.lsp.helpers import change_doc, inline, open_doc, server_config, track_status, wait_ready
+from tests.lsp.helpers import change_doc, inline, open_doc, server_config, start_session
 
 from tactful.completion.deadline import stop_point
 
@@ -38,26 +38,19 @@ def main():
 
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient):
-    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
     caps = types.ClientCapabilities(
         text_document=types.TextDocumentClientCapabilities(
             inline_completion=types.InlineCompletionClientCapabilities()
         ),
         window=types.WindowClientCapabilities(work_done_progress=False),
     )
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=caps,
-            initialization_options={
-                "flags": {"enable": False},
-                "cdhf": {"enable": False},
-                # The deadline tests below switch it on; the others wait for whole suggestions.
-                "completion": {"cache": False, "deadlineMs": 0},
-            },
-        )
-    )
-    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
-    assert st["state"] == "ready", st
+    settings = {
+        "flags": {"enable": False},
+        "cdhf": {"enable": False},
+        # The deadline tests below switch it on; the others wait for whole suggestions.
+        "completion": {"cache": False, "deadlineMs": 0},
+    }
+    await start_session(lsp_client, settings, caps)
     yield
     await lsp_client.shutdown_session()
 

@@ -9,54 +9,19 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from tests.lsp.helpers import (
-    capabilities,
-    change_doc,
-    inline,
-    open_doc,
-    server_config,
-    track_status,
-    wait_ready,
-)
+from tests.lsp.helpers import SAMPLE, change_doc, inline, open_doc, server_config, start_session
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
 
-SAMPLE = '''import os
-
-
-def read_lines(path):
-    """Return the lines of a text file."""
-    with open(path) as f:
-        return f.read().splitlines()
-
-
-def count_words(text):
-    """Return the number of words in text."""
-    return len(text.split())
-
-
-def main():
-    for name in os.listdir("."):
-        if name.endswith(".py"):
-            lines = read_lines(name)
-            print(name, len(lines))
-'''
 URI = "file:///tmp/tactful-e2e/sample.py"
 
 
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient):
-    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
-    lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
-        types.InitializeParams(
-            capabilities=capabilities(),
-            # These tests judge whole suggestions; tests/lsp/test_latency_features.py covers the
-            # deadline, which would show part of them on a slow machine.
-            initialization_options={"completion": {"debounceMs": 0, "deadlineMs": 0}},
-        )
-    )
-    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
-    assert st["state"] == "ready", st
+    # These tests judge whole suggestions; tests/lsp/test_latency_features.py covers the
+    # deadline, which would show part of them on a slow machine.
+    settings = {"completion": {"debounceMs": 0, "deadlineMs": 0}}
+    lsp_client.init_result = await start_session(lsp_client, settings)  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
 

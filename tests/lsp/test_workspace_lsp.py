@@ -22,8 +22,7 @@ from tests.lsp.helpers import (
     inline,
     open_doc,
     server_config,
-    track_status,
-    wait_ready,
+    start_session,
 )
 
 pytestmark = [pytest.mark.model, pytest.mark.asyncio(loop_scope="module")]
@@ -70,7 +69,6 @@ def _write_project() -> None:
 @pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
 async def client(lsp_client: LanguageClient):
     _write_project()
-    lsp_client.statuses = track_status(lsp_client)  # type: ignore[attr-defined]
     caps = capabilities()
     caps.workspace.did_change_watched_files = types.DidChangeWatchedFilesClientCapabilities(
         dynamic_registration=True
@@ -81,24 +79,17 @@ async def client(lsp_client: LanguageClient):
     def _register(params: types.RegistrationParams) -> None:
         lsp_client.registrations.extend(params.registrations)  # type: ignore[attr-defined]
 
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=caps,
-            root_uri=PROJECT.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=PROJECT.as_uri(), name="shop")],
-            initialization_options={
-                "completion": {
-                    "debounceMs": 0,
-                    "deadlineMs": 0,
-                    "cache": False,
-                    "typeAlong": False,
-                },
-                "flags": {"enable": False},
-            },
-        )
+    settings = {
+        "completion": {"debounceMs": 0, "deadlineMs": 0, "cache": False, "typeAlong": False},
+        "flags": {"enable": False},
+    }
+    await start_session(
+        lsp_client,
+        settings,
+        caps,
+        root_uri=PROJECT.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=PROJECT.as_uri(), name="shop")],
     )
-    st = await wait_ready(lsp_client, lsp_client.statuses)  # type: ignore[attr-defined]
-    assert st["state"] == "ready", st
     yield
     await lsp_client.shutdown_session()
     shutil.rmtree(PROJECT, ignore_errors=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.unit.test_cdhf import _synthetic_log, record_decision, suggestion_features
 
 from tactful.cascade import adapt
 from tactful.cascade import features as F
@@ -93,31 +94,17 @@ def _user_log(path: Path, n: int, seed: int = 0, flip_after: int | None = None) 
         short = rnd.random() < 0.5
         flipped = flip_after is not None and i >= flip_after
         rejected = (not flipped) if short else rnd.random() < 0.2
-        extra = {"user": "local", "session": "s"}
-        feats2 = {
-            "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
-            "mean_logprob": rnd.uniform(-2, 0),
-        }
-        log.record(
-            "requested",
+        record_decision(
+            log,
             sid,
-            {
-                "features": {
-                    **F.context_features("x = f(", ")", "python"),
-                    "features_version": F.FEATURES_VERSION,
-                }
-            },
+            {**F.context_features("x = f(", ")", "python"), "features_version": F.FEATURES_VERSION},
+            suggestion_features(rnd, short),
+            rejected=rejected,
+            reason="explicit",
             t=t,
-            **extra,
-        )
-        log.record("generated", sid, {"features": feats2}, t=t, **extra)
-        log.record("shown", sid, {"text": "x"}, t=t, **extra)
-        log.record(
-            "rejected" if rejected else "accepted",
-            sid,
-            {"reason": "explicit"} if rejected else {"accepted_length": 1},
-            t=t + 2,
-            **extra,
+            decided_after=2,
+            user="local",
+            session="s",
         )
         t += 10
     log.close()
@@ -126,8 +113,6 @@ def _user_log(path: Path, n: int, seed: int = 0, flip_after: int | None = None) 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prior trained on other people (4 users), target 0.9, hiding nothing or little."""
-    from tests.unit.test_cdhf import _synthetic_log
-
     tmp = tmp_path_factory.mktemp("prior")
     _synthetic_log(tmp / "team.sqlite3", users=4, per_user=40, seed=5)
     cdhf_train.train(tmp / "team.sqlite3", tmp / "prior", target=0.9, lam=0.05, curve=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.unit.test_replay_guard import Hider
 
 from tactful import stats
 from tactful.cascade.gate import Gate
@@ -89,18 +90,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-class Hider:
-    """A cascade whose stage 2 hides everything (stage 1 defers), with fitted thresholds."""
-
-    stage1_override = stage2_override = None
-
-    def stage1(self, feats: dict) -> Decision:
-        return Decision(True, 0.5, 1, True)
-
-    def stage2(self, feats: dict, s1: Decision) -> Decision:
-        return Decision(False, 0.95, 2, threshold=0.9)
 
 
 def _wired(

@@ -7,6 +7,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,6 +92,42 @@ def test_bootstrap_ci_resamples_whole_users() -> None:
 CURRENT = {"features_version": F.FEATURES_VERSION}
 
 
+def suggestion_features(rnd: random.Random, short: bool) -> dict[str, float]:
+    """A generated suggestion's features: 1 to 6 characters long when ``short``, else 20 to 80,
+    and its mean log-probability."""
+    return {
+        "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
+        "mean_logprob": rnd.uniform(-2, 0),
+    }
+
+
+def record_decision(
+    log: FeedbackLog,
+    sid: str,
+    requested: dict[str, Any],
+    generated: dict[str, Any],
+    *,
+    rejected: bool,
+    reason: str,
+    t: float,
+    decided_after: float,
+    **extra: Any,
+) -> None:
+    """One shown suggestion as the server logs it: requested and generated (with these features)
+    and shown at ``t``, then rejected (for ``reason``) or accepted (one character)
+    ``decided_after`` seconds later. ``extra``: the event's user and session."""
+    log.record("requested", sid, {"features": requested}, t=t, **extra)
+    log.record("generated", sid, {"features": generated}, t=t, **extra)
+    log.record("shown", sid, {"text": "x"}, t=t, **extra)
+    log.record(
+        "rejected" if rejected else "accepted",
+        sid,
+        {"reason": reason} if rejected else {"accepted_length": 1},
+        t=t + decided_after,
+        **extra,
+    )
+
+
 def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1) -> None:
     """Short suggestions shown right after another one get rejected; long ones accepted."""
     rnd = random.Random(seed)
@@ -107,20 +144,17 @@ def _synthetic_log(path: Path, users: int = 4, per_user: int = 40, seed: int = 1
                 "since_shown": rnd.uniform(0, 2) if short else rnd.uniform(5, 30),
                 "session_decisions": float(i),
             }
-            feats2 = {
-                "sugg_chars": float(rnd.randint(1, 6) if short else rnd.randint(20, 80)),
-                "mean_logprob": rnd.uniform(-2, 0),
-            }
-            extra = {"user": f"user{u}", "session": f"s{u}"}
-            log.record("requested", sid, {"features": feats1}, t=t, **extra)
-            log.record("generated", sid, {"features": feats2}, t=t, **extra)
-            log.record("shown", sid, {"text": "x"}, t=t, **extra)
-            log.record(
-                "rejected" if rejected else "accepted",
+            record_decision(
+                log,
                 sid,
-                {"reason": "timeout"} if rejected else {"accepted_length": 1},
-                t=t + 1,
-                **extra,
+                feats1,
+                suggestion_features(rnd, short),
+                rejected=rejected,
+                reason="timeout",
+                t=t,
+                decided_after=1,
+                user=f"user{u}",
+                session=f"s{u}",
             )
             t += 10
     log.close()

@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.test_feedback import CUPS
 
 from tactful.cascade.hooks import Decision
 from tactful.feedback import store as feedback
 from tactful.feedback.store import FeedbackLog
 from tactful.replay import report as replay
-
-CUPS = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "data"
-    / "cups_copilot"
-    / "cups_events.jsonl.gz"
-)
 
 # (user, line_len, sugg_chars, outcome, seconds): outcome True accepted, False rejected,
 # "superseded" (imported rejection without a user decision), "skipped" (never generated).

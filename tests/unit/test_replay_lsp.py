@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 from test_replay import write_log
+from tests.lsp.helpers import TACTFUL, kill_server
 
 from tactful.lsp import protocol
-
-TACTFUL = str(Path(sys.executable).parent / "tactful")
 
 
 def field(obj: Any, key: str) -> Any:
@@ -35,15 +32,6 @@ async def _server(data: Path) -> LanguageClient:
     )
     c.initialized(types.InitializedParams())
     return c
-
-
-async def _close(c: LanguageClient) -> None:
-    proc = c._server
-    if proc is not None and proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(c.stop(), 5)
 
 
 async def _run(c: LanguageClient, *args: Any) -> Any:
@@ -88,4 +76,4 @@ async def test_replay_report_command(tmp_path: Path) -> None:
         assert field(status, "model") == str(data / "no-such-model")
         assert field(status, "state") in ("loading", "failed")
     finally:
-        await _close(c)
+        await kill_server(c)

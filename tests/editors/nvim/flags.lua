@@ -13,13 +13,8 @@ end
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
-    return
-  end
-  local st = H.wait_ready(client, 240000)
-  H.info('ready_ms', H.ms())
-  if not H.check('model-ready', st and st.state == 'ready', st) then
+  local client = H.ready_client()
+  if not client then
     return
   end
   local t = H.ms()

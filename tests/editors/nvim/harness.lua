@@ -80,12 +80,24 @@ function H.feed(keys)
   api.nvim_feedkeys(api.nvim_replace_termcodes(keys, true, false, true), 'mt', false)
 end
 
---- The tactful client once it is initialized.
+--- The tactful client once it is initialized, checked as 'client-initialized' (nil when it is
+--- not within `timeout` ms: the scenario should stop).
 function H.client(timeout)
-  return H.wait_until(function()
+  local client = H.wait_until(function()
     local c = require('tactful').client()
     return c and c.initialized and c
   end, timeout or 60000)
+  H.check('client-initialized', client ~= nil)
+  return client
+end
+
+--- Row (1-based) of the first line of `buf` from row `from` on that contains `text`, or nil.
+function H.row_of(buf, text, from)
+  for i, line in ipairs(api.nvim_buf_get_lines(buf, 0, -1, false)) do
+    if i >= (from or 1) and line:find(text, 1, true) then
+      return i
+    end
+  end
 end
 
 --- Messages shown with vim.notify, in order (the plugin's command results land here).
@@ -119,13 +131,34 @@ function H.record_commands(client)
   return sent
 end
 
---- Wait for the server's model to be ready (tactful/status notification).
-function H.wait_ready(client, timeout)
+--- Wait for the server's model (tactful/status notification) to be ready, failed or disabled;
+--- checked as 'model-ready', the time kept as info.ready_ms. Returns whether it is ready (if
+--- not, the scenario should stop).
+function H.model_ready(client, timeout)
   local st = H.wait_until(function()
     local s = require('tactful').status[client.id]
     return s and (s.state == 'ready' or s.state == 'failed' or s.state == 'disabled') and s
   end, timeout or 120000, 100)
-  return st
+  H.info('ready_ms', H.ms())
+  return H.check('model-ready', st and st.state == 'ready', st)
+end
+
+--- The usual start of a scenario: the tactful client, initialized (60 s at most) and its model
+--- ready (240 s at most), with the checks and info of H.client and H.model_ready.
+--- `with_client(client)`, if given, runs once the client is initialized, before the wait for the
+--- model. Returns the client, or nil when a check failed (the scenario should stop).
+function H.ready_client(with_client)
+  local client = H.client(60000)
+  if not client then
+    return nil
+  end
+  if with_client then
+    with_client(client)
+  end
+  if not H.model_ready(client, 240000) then
+    return nil
+  end
+  return client
 end
 
 --- Run a tactful server command synchronously (from inside the coroutine).

@@ -6,14 +6,6 @@ local tactful = require('tactful')
 local P = require('tactful.protocol')
 local api = vim.api
 
-local function row_of(buf, pattern, from)
-  for i, line in ipairs(api.nvim_buf_get_lines(buf, 0, -1, false)) do
-    if i >= (from or 1) and line:find(pattern, 1, true) then
-      return i
-    end
-  end
-end
-
 -- Go to the end of `row` in insert mode and wait for ghost text; returns it (or nil).
 local function ghost_at(buf, row, timeout)
   H.feed('<Esc>')
@@ -29,24 +21,28 @@ local function status(client)
   return H.exec(client, P.CMD_STATUS, {}) or {}
 end
 
+-- Wait (5 s at most) until the plugin's status for `client` says completions are `enabled`.
+local function enabled_becomes(client, enabled)
+  return H.wait_until(function()
+    local s = tactful.status[client.id]
+    return s and s.enabled == enabled
+  end, 5000)
+end
+
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
-    return
-  end
-  H.check('server-advertises-inline', client.server_capabilities.inlineCompletionProvider ~= nil)
-  H.record_commands(client)
-  local st = H.wait_ready(client, 240000)
-  H.info('ready_ms', H.ms())
-  if not H.check('model-ready', st and st.state == 'ready', st) then
+  local client = H.ready_client(function(c)
+    H.check('server-advertises-inline', c.server_capabilities.inlineCompletionProvider ~= nil)
+    H.record_commands(c)
+  end)
+  if not client then
     return
   end
   H.check('inline-enabled-for-buffer', vim.lsp.inline_completion.is_enabled({ bufnr = buf }))
   H.check('keymap-accept', vim.fn.maparg('<Tab>', 'i', false, true).desc == 'tactful: accept suggestion')
 
   -- 1. ghost text appears, <Tab> accepts it: the buffer holds it and the server counts an accept
-  local row = assert(row_of(buf, 'return fib'), 'sample.py changed?')
+  local row = assert(H.row_of(buf, 'return fib'), 'sample.py changed?')
   local before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   local t = H.ms()
   local ghost = ghost_at(buf, row, 300000)
@@ -71,7 +67,7 @@ H.run(function()
   H.info('accepted_text', ghost)
 
   -- 2. accept the next word only (<M-Right>): the buffer gets exactly that word
-  row = assert(row_of(buf, 'def add')) + 2
+  row = assert(H.row_of(buf, 'def add')) + 2
   before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   ghost = ghost_at(buf, row)
   if H.check('ghost-text-appears-2', ghost and ghost ~= '', { line = before }) then
@@ -92,7 +88,7 @@ H.run(function()
   end
 
   -- 3. cycle (<M-]>) redraws the suggestion with its index; dismiss (<C-]>) hides it, nothing inserted
-  row = assert(row_of(buf, 'def cube')) + 2
+  row = assert(H.row_of(buf, 'def cube')) + 2
   before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   ghost = ghost_at(buf, row)
   if H.check('ghost-text-appears-3', ghost and ghost ~= '', { line = before }) then
@@ -114,11 +110,7 @@ H.run(function()
 
   -- 4. :TactfulToggle off -> the server answers with no items; on -> suggestions again
   vim.cmd('TactfulToggle off')
-  local off = H.wait_until(function()
-    local s = tactful.status[client.id]
-    return s and s.enabled == false
-  end, 5000)
-  H.check('toggle-off', off)
+  H.check('toggle-off', enabled_becomes(client, false))
   local params = {
     textDocument = vim.lsp.util.make_text_document_params(buf),
     position = { line = row - 1, character = #before },
@@ -141,25 +133,16 @@ H.run(function()
   H.sleep(50)
   vim.cmd('undo')
   vim.cmd('TactfulToggle on')
-  H.check('toggle-on', H.wait_until(function()
-    local s = tactful.status[client.id]
-    return s and s.enabled == true
-  end, 5000))
+  H.check('toggle-on', enabled_becomes(client, true))
   -- setup() again with new settings reconfigures the running server (didChangeConfiguration)
   local opts = { cmd = vim.json.decode(vim.env.TACTFUL_CMD), settings = vim.json.decode(vim.env.TACTFUL_SETTINGS) }
   opts.settings.enable = false
   tactful.setup(opts)
-  H.check('setup-again-reconfigures', H.wait_until(function()
-    local s = tactful.status[client.id]
-    return s and s.enabled == false
-  end, 5000))
+  H.check('setup-again-reconfigures', enabled_becomes(client, false))
   H.check('setup-again-same-client', #vim.lsp.get_clients({ name = 'tactful' }) == 1 and tactful.client(buf) == client)
   opts.settings.enable = true
   tactful.setup(opts)
-  H.check('setup-again-reconfigures-back', H.wait_until(function()
-    local s = tactful.status[client.id]
-    return s and s.enabled == true
-  end, 5000))
+  H.check('setup-again-reconfigures-back', enabled_becomes(client, true))
   -- Suggestions were shown and accepted by now: the rate with its counts, e.g. 'tactful 40% (2/5)'.
   H.check('statusline', tactful.statusline():match('^tactful %d+%% %(%d+/%d+%)$') ~= nil, tactful.statusline())
   vim.cmd('TactfulStatus')

@@ -8,25 +8,14 @@ local api = vim.api
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
-    return
-  end
-  H.record_commands(client)
-  local st = H.wait_ready(client, 240000)
-  H.info('ready_ms', H.ms())
-  if not H.check('model-ready', st and st.state == 'ready', st) then
+  local client = H.ready_client(H.record_commands)
+  if not client then
     return
   end
   H.check('no-inline-api', not tactful.has_inline())
   H.check('suggest-keymap', vim.fn.maparg('<M-\\>', 'i', false, true).desc == 'tactful: suggest')
 
-  local row
-  for i, line in ipairs(api.nvim_buf_get_lines(buf, 0, -1, false)) do
-    if line:find('return fib', 1, true) then
-      row = i
-    end
-  end
+  local row = H.row_of(buf, 'return fib')
   local before = api.nvim_buf_get_lines(buf, row - 1, row, false)[1]
   api.nvim_win_set_cursor(0, { row, 0 })
   local t = H.ms()

@@ -12,12 +12,10 @@ H.run(function()
   })
   vim.cmd('silent edit ' .. vim.fn.fnameescape(vim.env.TACTFUL_OPEN))
   local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
+  if not client then
     return
   end
-  local st = H.wait_ready(client, 240000)
-  H.info('ready_ms', H.ms())
-  H.check('model-ready', st and st.state == 'ready', st)
+  H.model_ready(client, 240000)
   -- A flag pass runs on open; give late messages (a settings warning comes right after
   -- initialize, a flags failure later) a moment to arrive.
   H.sleep(3000)

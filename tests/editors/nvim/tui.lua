@@ -15,20 +15,11 @@ vim.o.statusline = " %f %m%=%{v:lua.require'tactful'.statusline()}  %l:%c "
 
 H.run(function()
   local buf = api.nvim_get_current_buf()
-  local client = H.client(60000)
-  if not H.check('client-initialized', client ~= nil) then
+  local client = H.ready_client()
+  if not client then
     return
   end
-  local st = H.wait_ready(client, 240000)
-  if not H.check('model-ready', st and st.state == 'ready', st) then
-    return
-  end
-  local row
-  for i, line in ipairs(api.nvim_buf_get_lines(buf, 0, -1, false)) do
-    if line:find('return fib', 1, true) then
-      row = i
-    end
-  end
+  local row = H.row_of(buf, 'return fib')
   api.nvim_win_set_cursor(0, { row, 0 })
   H.feed('A')
   local ghost = H.wait_until(function()
