@@ -162,9 +162,9 @@ class FlagSettings:
     """Compute line anomaly flags for open documents."""
     budget: float = attrs.field(default=0.15, validator=_float_range(0.0, 1.0))
     """Flag at most this fraction of a file's lines."""
-    min_score: float = attrs.field(default=0.05, validator=_float_range(0.0, 1.0))
+    min_score: float = attrs.field(default=0.02, validator=_float_range(0.0, 1.0))
     """Show only flags whose classifier score is at least this; 0: fill the budget."""
-    min_probability: float = attrs.field(default=0.0171, validator=_float_range(0.0, 1.0))
+    min_probability: float = attrs.field(default=0.021, validator=_float_range(0.0, 1.0))
     """Show only flags whose calibrated probability of being the bug is at least this; 0: fill the budget."""
     scope: str = attrs.field(default="file", validator=_one_of(*_FLAG_SCOPES))
     """``file``: flag the whole file, lines changed in this editing session first; ``changed``: flag only the changed lines."""

@@ -493,7 +493,7 @@ def test_flags_as_diagnostics(version: str, tmp_path: Path) -> None:
         tmp_path,
         open_file=name,
         # Delivery is tested here, not the threshold: the flags that fill the budget.
-        settings={**BASE_SETTINGS, "flags": {"minProbability": 0}},
+        settings={**BASE_SETTINGS, "flags": {"minScore": 0, "minProbability": 0}},
         extra_env={"TACTFUL_REFLAG": "1" if version == "0.12" else "0"},
     )
     print(f"nvim {out['nvim']}: flags after {out['info']['flags_ms']} ms: {out['info']['flags']}")

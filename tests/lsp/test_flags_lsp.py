@@ -59,9 +59,10 @@ def factorial(n):
         return 1
     return n * factorial(n - 1)
 '''
-# minProbability 0: the budget is filled (these tests are about delivery, not the threshold).
+# minScore and minProbability 0: the budget is filled (these tests are about delivery, not the
+# threshold).
 SETTINGS = {
-    "flags": {"budget": 0.15, "idleMs": 200, "minProbability": 0.0},
+    "flags": {"budget": 0.15, "idleMs": 200, "minScore": 0.0, "minProbability": 0.0},
     "completion": {"debounceMs": 0},
 }
 

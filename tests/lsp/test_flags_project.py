@@ -110,7 +110,11 @@ def summary(rectangles):
 )
 CURSOR = (8, 4)
 #: The flag settings these tests change, at their defaults (``_flag_settings`` puts them back).
-DEFAULTS = {"minProbability": FlagSettings().min_probability, "scope": FlagSettings().scope}
+DEFAULTS = {
+    "minScore": FlagSettings().min_score,
+    "minProbability": FlagSettings().min_probability,
+    "scope": FlagSettings().scope,
+}
 
 
 def _inserted(text: str) -> list[str]:
@@ -176,11 +180,11 @@ def _uri(name: str) -> str:
 
 async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClient) -> None:
     """A measurement: the flags of the bug-free module at the default threshold, beside the
-    budget filled (``minProbability`` 0). Only the budget (a ceiling) is asserted."""
+    budget filled (``minScore`` and ``minProbability`` 0). Only the budget (a ceiling) is asserted."""
     uri = _uri("geometry.py")
     open_doc(client, uri, GEOMETRY)
     default = await _flag(client, uri)
-    with _flag_settings(client, minProbability=0.0):
+    with _flag_settings(client, minScore=0.0, minProbability=0.0):
         filled = await _flag(client, uri)
     ceiling = math.floor(0.15 * default["lines"])
     assert len(default["flags"]) <= len(filled["flags"]) <= ceiling
@@ -197,7 +201,7 @@ async def test_the_bug_free_module_at_the_default_threshold(client: LanguageClie
     stats = _uri("stats.py")
     open_doc(client, stats, STATS)
     planted = await _flag(client, stats)
-    with _flag_settings(client, minProbability=0.0):
+    with _flag_settings(client, minScore=0.0, minProbability=0.0):
         ranked = await _flag(client, stats)
     print(
         f"stats.py (bug on line {BUG_LINE}): flags at the default threshold on lines"
@@ -210,7 +214,7 @@ async def test_every_quick_fix_offered_shows_its_line_and_leaves_the_file_compil
     client: LanguageClient,
 ) -> None:
     """The budget filled (so there are fixes to judge) on both modules of the project."""
-    with _flag_settings(client, minProbability=0.0):
+    with _flag_settings(client, minScore=0.0, minProbability=0.0):
         offered = 0
         for name, text in (("stats.py", STATS), ("geometry.py", GEOMETRY)):
             uri = _uri(f"fix_{name}")
@@ -266,7 +270,7 @@ async def test_a_suggestion_just_accepted_is_not_flagged_until_edited(
     client: LanguageClient,
 ) -> None:
     # The budget filled, so the accepted line would be a candidate like any other.
-    with _flag_settings(client, minProbability=0.0):
+    with _flag_settings(client, minScore=0.0, minProbability=0.0):
         accepted_uri, typed_uri = _uri("app.py"), _uri("app_typed.py")
         text = await _accept_suggestion(client, accepted_uri, accept=True)
         # The same text in another document, typed by the user rather than accepted.
@@ -303,7 +307,7 @@ async def test_lines_changed_against_git_head_are_the_changed_lines(client: Lang
     git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "stats")
     (PROJECT / "stats_head.py").write_text(STATS)  # the bug, not committed
     (PROJECT / "stats_new.py").write_text(STATS)  # untracked: the baseline is the opened text
-    with _flag_settings(client, scope="changed", minProbability=0.0):
+    with _flag_settings(client, scope="changed", minScore=0.0, minProbability=0.0):
         tracked, untracked = _uri("stats_head.py"), _uri("stats_new.py")
         open_doc(client, tracked, STATS)
         open_doc(client, untracked, STATS)

@@ -34,21 +34,45 @@ def backend() -> Any:
     return backend
 
 
-def test_injected_bugs_are_flagged_clearly_above_chance(backend: Any) -> None:
+def _flag_at_budget(backend: Any, model: Any, text: str, bug: int, key: str) -> tuple[int, float]:
+    """(1 if the bug line, 0-based, is among the flags at the 15 % budget, the chance that a
+    random choice of as many considered lines holds it)."""
+    res = flag_document(backend, text, "python", 0.15, model=model, key=key)
+    assert res.skipped is None
+    lines = [f.line for f in res.flags]
+    assert len(lines) == len(set(lines)), "a line flagged twice"
+    assert len(lines) <= int(0.15 * res.lines)
+    return int(bug in lines), min(int(0.15 * res.lines), res.considered) / res.considered
+
+
+def test_real_held_out_bugs_are_flagged_clearly_above_chance(backend: Any) -> None:
+    """The first 20 programs of the ConDefects held-out half (10 to 40 lines, tasks never used
+    in training), as `tactful bench flag -n 20` counts them: the shipped classifier flagged 11
+    bugs of 20 where chance finds about 3 (2026-12-07)."""
+    from tactful.flags.datasets import CONDEFECTS, condefects
+
+    if not CONDEFECTS.exists():
+        pytest.skip("shared/data/condefects is not here")
+    model = FlagModel.load()
+    rows = [r for r in condefects("heldout", max_lines=40) if r["n_lines"] >= 10][:20]
+    hits, expected_random = 0, 0.0
+    for r in rows:
+        text = r["faulty_code"].replace("\r\n", "\n")
+        hit, chance = _flag_at_budget(backend, model, text, r["fault_lines"][0] - 1, r["id"])
+        hits, expected_random = hits + hit, expected_random + chance
+    assert hits >= 6 and hits >= 2 * expected_random, (hits, expected_random)
+
+
+def test_injected_bugs_are_ranked_within_the_budget(backend: Any) -> None:
+    """Hand-made programs with an injected bug: the flags respect the budget, and the bugs are
+    found more often than chance (the classifier is trained on real bugs, not on such
+    mutations: a sample of six says little more)."""
     model = FlagModel.load()
     hits, expected_random = 0, 0.0
     for name, bug in sorted(BUGS.items()):
-        text = (FIXTURES / name).read_text()
-        res = flag_document(backend, text, "python", 0.15, model=model, key=name)
-        assert res.skipped is None
-        lines = [f.line for f in res.flags]
-        assert len(lines) == len(set(lines)), "a line flagged twice"
-        assert len(lines) <= int(0.15 * res.lines)
-        hits += (bug - 1) in lines
-        expected_random += min(int(0.15 * res.lines), res.considered) / res.considered
-    # A random choice of the same number of lines would find about expected_random bugs.
-    assert hits >= 3, (hits, expected_random)
-    assert hits >= 2 * expected_random, (hits, expected_random)
+        hit, chance = _flag_at_budget(backend, model, (FIXTURES / name).read_text(), bug - 1, name)
+        hits, expected_random = hits + hit, expected_random + chance
+    assert hits > expected_random, (hits, expected_random)
 
 
 def test_regeneration_from_the_kept_cache_matches_plain_generation(backend: Any) -> None:
@@ -144,3 +168,33 @@ def test_min_score_hides_only_the_low_scoring_flags(
     src.write_text(text)
     assert flag.main(["--json", "--min-score", "1.0", str(src)]) == 0
     assert json.loads(capsys.readouterr().out)["flags"] == []
+
+
+def test_a_short_file_needs_the_calibrations_score_floor(backend: Any) -> None:
+    """Under ``short_lines`` lines a flag also needs ``short_min_score`` (with the probability
+    threshold on); a longer file, or the budget filled, does not."""
+    import copy
+    import dataclasses
+
+    from tactful.flags.calibration import Calibration
+
+    text = (FIXTURES / "palindrome.py.txt").read_text()
+    job = FlagJob(text, "python", budget=0.3, key="short-floor")
+    for unit in job.steps():
+        unit(backend)
+    everything = job.result()
+    scores = sorted(f.score for f in everything.flags)
+    assert len(scores) >= 2
+    cut = scores[len(scores) // 2]
+    n = len(job.lines)
+    for short_lines, expect_cut in ((n + 1, True), (n, False)):
+        cal = Calibration(1.0, 0.0, {}, short_lines, cut)
+        job.model = copy.copy(job.model)  # the shared default model is left as it is
+        job.model.calibration = cal
+        job.min_probability = 1e-9
+        shown = {f.line for f in job.result().flags}
+        want = {f.line for f in everything.flags if f.score >= cut or not expect_cut}
+        assert shown == want
+        job.min_probability = 0.0  # the budget filled: no floor
+        assert {f.line for f in job.result().flags} == {f.line for f in everything.flags}
+    assert dataclasses.replace(cal, short_min_score=0.0).score_floor(1) == 0.0

@@ -188,6 +188,81 @@ def test_leave_group_out_never_tests_on_a_training_group(monkeypatch: pytest.Mon
     assert doc["fitted_on"]["min_probability"] == summary["min_probability_all"]
 
 
+def test_correct_contest_programs_are_negatives_and_measured_at_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The correct versions of ConDefects programs (``#fixed``) belong to their task's fold,
+    train only as negatives (``fixed_negatives``), are never scored as bugs, and give the flags
+    per 100 lines of short correct code at the threshold chosen on realfix."""
+    fixed = [_sample(f"task{t}/Python/{t}" + realfix.FIXED, 20, None) for t in range(4)]
+    samples = _samples() + fixed
+    assert lpo.group_of("task2/Python/2" + realfix.FIXED, FOLDS) == "condefects:0"
+    train, weights = lpo.training_set(samples, "realfix:a/one", FOLDS, lpo.Recipe())
+    assert not any(realfix.is_fixed(s["id"]) for s in train)
+    train, weights = lpo.training_set(
+        samples, "realfix:a/one", FOLDS, lpo.Recipe(fixed_negatives=True, dev_weight=2.0)
+    )
+    contest_fixed = [
+        w for s, w in zip(train, weights, strict=True) if "Python" in s["id"] and "#" in s["id"]
+    ]
+    assert contest_fixed == [2.0] * 4
+    monkeypatch.setattr(lpo, "fit", lambda *a, **k: (None, None))
+    monkeypatch.setattr("tactful.flags.model.FlagModel", lambda *a, **k: _ByFeature())
+    res = lpo.evaluate(samples, FOLDS, lpo.Recipe(fixed_negatives=True), log=io.StringIO())
+    assert len(res["condefects_records"]) == 4 and len(res["records"]) == 6
+    assert {r["repo"] for r in res["condefects_records"]} == {"condefects:0", "condefects:1"}
+    summary = lpo.report(res, 100.0, 2)
+    assert summary["condefects_pooled"]["n"] == 4  # the bugs only
+    short = summary["condefects_at_threshold"]
+    assert short["files"] == 4 and short["buggy_recall"] == 1.0
+    # Every regenerated line differs: the budget (3 of 20 lines) is filled on the correct code.
+    assert short["at_budget"]["fixed_flags_per_100_lines"] == pytest.approx(15.0)
+    without = dict(res, condefects_records=[])
+    assert lpo.report(without, 100.0, 2)["condefects_at_threshold"] is None
+    assert lpo.report(without, 100.0, 2)["short_files"] is None
+
+
+def _short_records(scores_by_fold: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Records of 20-line programs: the bug (line 19) scores 0.9; the correct version's three
+    flags score as given."""
+    out = []
+    for fold, scores in scores_by_fold.items():
+        fixed = {
+            "lines": 20,
+            "considered": list(range(20)),
+            "flags": [[i, s] for i, s in enumerate(scores)],
+        }
+        buggy = {"lines": 20, "considered": list(range(20)), "flags": [[19, 0.9], [0, 0.05]]}
+        out.append({"id": fold, "repo": fold, "bug": 19, "fixed": fixed, "buggy": buggy})
+    return out
+
+
+def test_the_short_file_floor_is_chosen_on_the_other_folds() -> None:
+    # Fold a's correct program has flags at 0.3, 0.2, 0.1; fold b's at 0.05 only.
+    records = _short_records({"condefects:0": [0.3, 0.2, 0.1], "condefects:1": [0.05]})
+    got = lpo.short_floor(records, 5.0)  # at most 1 flag in 20 lines
+    assert got is not None and got["short_lines"] == lpo.SHORT_LINES
+    assert got["min_score"] == 0.11  # pooled: 2 flags in 40 lines (0.3 and 0.2)
+    per = got["leave_fold_out"]["per_fold"]
+    assert per["condefects:0"]["threshold"] == 0.0  # chosen on fold b alone: b has 1 flag
+    assert per["condefects:0"]["fixed_flags_per_100_lines"] == 15.0
+    assert per["condefects:1"]["threshold"] == 0.21
+    assert per["condefects:1"]["fixed_flags_per_100_lines"] == 0.0
+    assert got["leave_fold_out"]["pooled"]["files"] == 2
+    assert got["leave_fold_out"]["pooled"]["buggy_recall"] == 1.0
+    assert lpo.short_floor([], 2.0) is None
+
+
+def test_the_calibration_carries_the_short_file_floor() -> None:
+    cal = Calibration.from_json(
+        {"method": "platt", "a": 1.0, "b": 0.0, "short_lines": 40, "short_min_score": 0.2}
+    )
+    assert cal.score_floor(39) == 0.2 and cal.score_floor(40) == 0.0
+    assert Calibration.from_json({"method": "platt", "a": 1.0, "b": 0.0}).score_floor(5) == 0.0
+    with pytest.raises(ValueError):
+        Calibration.from_json({"method": "platt", "a": 1, "b": 0, "short_min_score": 2.0})
+
+
 def test_macro_weights_each_group_once() -> None:
     per = {
         "realfix:a": {"n": 10, "recall_at_budget": 1.0},
@@ -291,3 +366,21 @@ def test_a_kept_first_stage_is_used_for_every_group(monkeypatch: pytest.MonkeyPa
     made.clear()
     lpo.evaluate(_samples(), FOLDS, lpo.Recipe(), log=io.StringIO())
     assert set(made) == {("trained stage 1", "trained final")}
+
+
+def test_the_correct_versions_of_contest_programs_differ_at_the_fixed_line() -> None:
+    from tactful.flags import datasets
+
+    if not datasets.CONDEFECTS.exists():
+        pytest.skip("shared/data/condefects is not here")
+    faulty = datasets.condefects_samples("dev", 40)
+    fixed = datasets.condefects_fixed_samples("dev", 40)
+    where = datasets.condefects_fixed_lines("dev", 40)
+    assert [s[0] + realfix.FIXED for s in faulty] == [s[0] for s in fixed]
+    assert all(bugs == [] for _sid, _text, bugs in fixed)
+    same_place = 0
+    for (_b, btext, bbugs), (fid, ftext, _f) in zip(faulty, fixed, strict=True):
+        assert where[fid] == bbugs[0] and btext != ftext
+        b, f = btext.split("\n"), ftext.split("\n")
+        same_place += len(b) == len(f) and [i for i in range(len(b)) if b[i] != f[i]] == bbugs
+    assert same_place >= 36  # a one-line fix in place (a few also changed whitespace elsewhere)

@@ -30,15 +30,29 @@ def sigmoid(x: float) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    """``probability(score) = sigmoid(a * logit(score) + b)``."""
+    """``probability(score) = sigmoid(a * logit(score) + b)``, fitted on project files; and for
+    short files (under ``short_lines`` lines) a score floor, ``short_min_score``.
+
+    The probability is that of a line of a project file. In a short file every line is more
+    likely to be the bug (one bug in 25 lines of a short faulty program, one in 300 of a project
+    file), so the same probability lets through most of a short correct file's lines; the floor
+    is the score that keeps correct short programs at the same flags per 100 lines."""
 
     a: float = 1.0
     b: float = 0.0
     #: What it was fitted on (free text and counts, for the model card).
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    #: Files with fewer lines than this get the score floor (0: no floor).
+    short_lines: int = 0
+    short_min_score: float = 0.0
 
     def probability(self, score: float) -> float:
         return sigmoid(self.a * logit(score) + self.b)
+
+    def score_floor(self, lines: int) -> float:
+        """The least final score a flag needs in a file of ``lines`` lines (besides the
+        probability threshold)."""
+        return self.short_min_score if lines < self.short_lines else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"method": "platt", **asdict(self)}
@@ -50,7 +64,10 @@ class Calibration:
         a, b = float(d["a"]), float(d["b"])
         if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
             raise ValueError("a calibration needs finite numbers and a positive slope")
-        return cls(a, b, dict(d.get("fitted_on", {})))
+        short_lines, short_min = int(d.get("short_lines", 0)), float(d.get("short_min_score", 0.0))
+        if short_lines < 0 or not 0.0 <= short_min <= 1.0:
+            raise ValueError("a short-file floor needs lines >= 0 and a score in [0, 1]")
+        return cls(a, b, dict(d.get("fitted_on", {})), short_lines, short_min)
 
     @classmethod
     def load(cls, path: Path) -> Calibration | None:

@@ -70,9 +70,10 @@ def _training_section(meta: dict[str, Any]) -> str:
     if "mutated" in trained_on:
         weights += f", mutations {recipe.get('mut_weight', 1.0)}"
     if recipe.get("kept_stage1_and_prior_from"):
+        kept_on = recipe.get("kept_trained_on") or "the data of its own card"
         weights += (
             ". The first stage and the prior were kept from the classifier before it (trained on"
-            " the data of its own card); only the decision classifier was trained on these data"
+            f" {kept_on}); only the decision classifier was trained on these data"
         )
     return f"""## Training data
 
@@ -94,11 +95,11 @@ dataset. Train: `{recipe.get("command", "python -m tactful.flags.train train --w
 
 
 _REALFIX_BULLET = """* Real project bugs (realfix): real one-line fixes from the git history of Python projects
-  (`shared/data/realfix`: both versions compile under Python 3, not a version constant), at
-  most 10 files of each project; the label is the changed line of the buggy version. Built with
-  `python -m tactful.flags.train build --mutations 0 --dev 0 --dev-mutations 0
-  --realfix-per-project 10 --realfix-max-lines 600` (first stage: the classifier shipped before
-  it plus 4 lines)."""
+  (`shared/data/realfix`: both versions compile under Python 3, not a version constant), files
+  of at most 600 lines, at most 40 of each project; the label is the changed line of the buggy
+  version. Built with `python -m tactful.flags.train build --mutations 0 --dev 0
+  --dev-mutations 0 --realfix-per-project 40 --realfix-max-lines 600` (first stage: the
+  classifier shipped before it plus 4 lines)."""
 
 _MUTATIONS_BULLET = """* Mutations: single-line mutations (operator swap, off-by-one, wrong variable, wrong constant,
   negated condition, swapped arguments, deleted line) injected by `tactful.flags.mutate` into
@@ -151,11 +152,24 @@ def _importance_section(stage1: Any, final: Any, prior: Any) -> str:
 """
 
 
+def _training_limit(meta: dict[str, Any]) -> str:
+    """What the real bugs in training are, in one sentence."""
+    if "realfix" in str(meta.get("trained_on")):
+        return (
+            "The real bugs in training are short AtCoder\n  programs and one-line fixes of 12 "
+            "Python projects; other kinds of code (other languages,\n  notebooks, generated "
+            "code) were not seen."
+        )
+    return "The real bugs in training are short AtCoder programs, not library code."
+
+
 def _limits_section(meta: dict[str, Any]) -> str:
     return f"""## Limits
 
-* Real bugs that span lines or are missing code are harder; the real bugs in training are short
-  AtCoder programs, not library code.
+* Real bugs that span lines or are missing code are harder. {_training_limit(meta)}
+* The score is the probability that a line is the bug given the file it is in: lines of short
+  files score higher (one bug in about 25 lines of a short faulty program, one in 300 of a
+  project file), so the calibration (`calibration.json`) adds a score floor for short files.
 * Features depend on the model (and slightly on its dtype and decoding path): retrain after
   changing the default model. `FlagModel.load` refuses a classifier whose feature list differs
   from the code's.

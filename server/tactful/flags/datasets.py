@@ -284,6 +284,25 @@ def condefects_samples(split: str, limit: int) -> list[tuple[str, str, list[int]
     ]
 
 
+def condefects_fixed_samples(split: str, limit: int) -> list[tuple[str, str, list[int]]]:
+    """The correct versions of the programs of :func:`condefects_samples` (id + ``#fixed``, no
+    bug line): short correct code, negatives for the decision classifier."""
+    from tactful.flags.realfix import FIXED
+
+    return [
+        (r["id"] + FIXED, r["correct_code"].replace("\r\n", "\n"), [])
+        for r in condefects(split, limit=limit)
+    ]
+
+
+def condefects_fixed_lines(split: str, limit: int) -> dict[str, int]:
+    """For the build: each correct version's fixed line (0-based; the fault line, since the
+    fix replaced that one line), regenerated as the bug line is in the faulty version."""
+    from tactful.flags.realfix import FIXED
+
+    return {r["id"] + FIXED: r["fault_lines"][0] - 1 for r in condefects(split, limit=limit)}
+
+
 def load_dataset(name: str) -> list[dict[str, Any]]:
     """The recorded samples of .cache/flag/NAME.jsonl, with the line-text features of every row
     recomputed from the recorded text by the flagger's own :func:`flag_features.text_features`

@@ -157,6 +157,9 @@ def _score_group(
     out["scored"] += [dict(s, score=simulate([s], model)) for s in bugs]
     if g.startswith("realfix:"):
         out["records"] += flag_records(test, model)
+    else:  # ConDefects programs whose correct version was recorded too (short correct code)
+        recs = [dict(r, repo=g) for r in flag_records(test, model)]  # by task fold
+        out["condefects_records"] = out.get("condefects_records", []) + recs
     print(summary_line(g, out["groups"][g]), file=log, flush=True)
 
 
@@ -170,7 +173,8 @@ def flag_records(test: Sequence[dict[str, Any]], model: Any) -> list[dict[str, A
         fixed = by_id.get(sid + realfix.FIXED)
         if realfix.is_fixed(sid) or fixed is None:
             continue
-        rec: dict[str, Any] = {"id": sid, "repo": realfix.repo_of(sid), "bug": s["bugs"][0]}
+        repo = realfix.repo_of(sid) if "@" in sid else "condefects"
+        rec: dict[str, Any] = {"id": sid, "repo": repo, "bug": s["bugs"][0]}
         for version, x in (("fixed", fixed), ("buggy", s)):
             r = ranking(x, model, 0.15, _extra())
             rec[version] = {
@@ -238,6 +242,65 @@ def report(result: dict[str, Any], max_per_100: float, min_files: int) -> dict[s
         "score_threshold_all": t_all,
         "min_probability_all": round(cal.probability(t_all), 4) if cal is not None else None,
         "leave_project_out": rf.leave_project_out(records, max_per_100, min_files),
+        "condefects_at_threshold": _short_code(result.get("condefects_records") or [], t_all),
+        "short_files": short_floor(result.get("condefects_records") or [], max_per_100),
+    }
+
+
+#: Files with fewer lines get the short-file score floor (ConDefects programs have at most 40).
+SHORT_LINES = 40
+#: The grid of the short-file floor (its scores are higher than project files').
+SHORT_GRID = tuple(round(0.01 * k, 2) for k in range(0, 61))
+
+
+def _lowest(records: Sequence[dict[str, Any]], max_per_100: float) -> float:
+    """The lowest score of :data:`SHORT_GRID` whose flags per 100 lines of the correct versions
+    are at most ``max_per_100``."""
+    from tactful.tools.bench import flag_realfix as rf
+
+    for t in SHORT_GRID:
+        if rf.point(records, None, t).flags_per_100 <= max_per_100:
+            return t
+    return SHORT_GRID[-1]
+
+
+def short_floor(records: Sequence[dict[str, Any]], max_per_100: float) -> dict[str, Any] | None:
+    """The short-file score floor: chosen on all the ConDefects folds' records (what ships), and
+    each fold's figures at the floor chosen on the other folds (what a new user should expect):
+    flags per 100 lines of correct short programs, recall on the faulty ones, pooled."""
+    from tactful.tools.bench import flag_realfix as rf
+
+    if not records:
+        return None
+    per, pooled = {}, rf.Point(0.0)
+    for fold in sorted({r["repo"] for r in records}):
+        t = _lowest([r for r in records if r["repo"] != fold], max_per_100)
+        pt = rf.point([r for r in records if r["repo"] == fold], None, t)
+        per[fold] = pt.to_json()
+        for k in ("files", "fixed_lines", "fixed_flags", "shown_on_buggy", "hits", "random"):
+            setattr(pooled, k, getattr(pooled, k) + getattr(pt, k))
+    return {
+        "short_lines": SHORT_LINES,
+        "min_score": _lowest(records, max_per_100),
+        "leave_fold_out": {
+            "per_fold": per,
+            "pooled": {k: v for k, v in pooled.to_json().items() if k != "threshold"},
+        },
+    }
+
+
+def _short_code(records: Sequence[dict[str, Any]], t: float) -> dict[str, Any] | None:
+    """Short programs at the threshold chosen on realfix: flags per 100 lines of the correct
+    versions of ConDefects programs, and recall on their faulty versions (the ConDefects folds
+    held out; None where no correct version was recorded)."""
+    from tactful.tools.bench import flag_realfix as rf
+
+    if not records:
+        return None
+    return {
+        **rf.point(records, None, t).to_json(),
+        "at_budget": rf.point(records, None, 0.0).to_json(),
+        "curve": [rf.point(records, None, x).to_json() for x in rf.THRESHOLDS],
     }
 
 
@@ -269,4 +332,13 @@ def calibration_doc(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
         "score_threshold": summary["score_threshold_all"],
         "min_probability": summary["min_probability_all"],
     }
+    short = summary.get("short_files")
+    if short is not None:
+        fitted["short_files"] = (
+            f"the score floor of files under {short['short_lines']} lines: the lowest whose "
+            f"flags per 100 lines of {short['leave_fold_out']['pooled']['files']} correct "
+            "ConDefects dev programs (each task fold flagged by classifiers trained without it) "
+            "stay within the same bound"
+        )
+        cal = {**cal, "short_lines": short["short_lines"], "short_min_score": short["min_score"]}
     return {**cal, "fitted_on": fitted}

@@ -88,6 +88,11 @@ class FlagModel:
         itself where the classifier has no calibration)."""
         return score if self.calibration is None else self.calibration.probability(score)
 
+    def score_floor(self, lines: int) -> float:
+        """The least final score a shown flag needs in a file of ``lines`` lines (0 without a
+        calibration): short files' floor, see :class:`Calibration`."""
+        return 0.0 if self.calibration is None else self.calibration.score_floor(lines)
+
     def stage1(self, rows: Sequence[Sequence[float]]) -> list[float]:
         if not rows:
             return []

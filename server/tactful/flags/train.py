@@ -39,6 +39,8 @@ from tactful.flags.datasets import (
     SEED,
     bench_ids,
     build,
+    condefects_fixed_lines,
+    condefects_fixed_samples,
     condefects_mutation_samples,
     condefects_samples,
     cross_fitted,
@@ -69,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--dev", type=int, default=25, help="ConDefects dev programs to build (default 25)"
+    )
+    ap.add_argument(
+        "--dev-fixed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="build the correct versions of the first N ConDefects dev programs (negatives; "
+        "default 0: none)",
     )
     ap.add_argument(
         "--dev-mutations",
@@ -165,7 +175,8 @@ def _realfix_train_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--fixed-negatives",
         action="store_true",
-        help="with realfix: the fixed (correct) versions of the files train as negatives",
+        help="with realfix: the fixed (correct) versions of the files train as negatives (and, "
+        "with --with-dev, the correct versions of the ConDefects dev programs, where built)",
     )
     ap.add_argument(
         "--max-flags-per-100",
@@ -226,7 +237,7 @@ def _build_step(args: argparse.Namespace) -> None:
     if args.mutations:
         build(backend, "mutations", mutation_samples(args.mutations), args.regen_extra)
     also = None
-    if (args.dev or args.dev_mutations) and not args.no_prior:
+    if (args.dev or args.dev_mutations or args.dev_fixed) and not args.no_prior:
         # Also regenerate the lines an out-of-fold prior ranks highest, so that the data
         # hold the lines a trained first stage picks (not only the heuristic's).
         bfolds, bcorpus = dev_folds(), prior_corpus()
@@ -239,6 +250,19 @@ def _build_step(args: argparse.Namespace) -> None:
             condefects_samples("dev", args.dev),
             args.regen_extra,
             also,
+        )
+    if args.dev_fixed:
+        fixed_line = condefects_fixed_lines("dev", args.dev_fixed)
+
+        def also_fixed(sid: str, text: str) -> list[int]:
+            return [fixed_line[sid], *(also(sid, text) if also is not None else [])]
+
+        build(
+            backend,
+            "condefects-dev-fixed",
+            condefects_fixed_samples("dev", args.dev_fixed),
+            args.regen_extra,
+            also_fixed,
         )
     if args.dev_mutations:
         build(
@@ -276,7 +300,7 @@ def _lpo_step(args: argparse.Namespace) -> int:
     (by task fold), from the recorded datasets."""
     from tactful.flags import lpo
 
-    samples = _recorded("realfix") + _recorded("condefects-dev")
+    samples = _recorded("realfix") + _recorded("condefects-dev") + _recorded("condefects-dev-fixed")
     recipe = lpo.Recipe(
         args.rounds,
         json.loads(args.params),
@@ -308,7 +332,12 @@ def _lpo_step(args: argparse.Namespace) -> int:
             if args.baseline
             else {**vars(recipe), "stage1": args.keep_stage1 or "trained"}
         )
-        doc = {"recipe": what, **summary, "records": res["records"]}
+        doc = {
+            "recipe": what,
+            **summary,
+            "records": res["records"],
+            "condefects_records": res.get("condefects_records", []),
+        }
         Path(args.lpo_out).write_text(json.dumps(doc, indent=1) + "\n")
     if args.write_calibration:
         cal = lpo.calibration_doc(summary, res["records"])
@@ -413,6 +442,8 @@ def _fit_and_write(
 
     n_dev_mut = len(mut) - n_std
     prior = None
+    # With --fixed-negatives the correct versions of the ConDefects dev programs train too.
+    dev_fixed = _recorded("condefects-dev-fixed") if args.fixed_negatives else []
     if corpus is not None:
         # The shipped prior sees every dev program; the training rows get out-of-fold ones.
         priors = {
@@ -421,9 +452,11 @@ def _fit_and_write(
         priors[frozenset()] = prior = fit_prior(corpus, folds, set())
         mut = cross_fitted(mut, folds, priors, set())
         dev = cross_fitted(dev, folds, priors, set())
+        dev_fixed = cross_fitted(dev_fixed, folds, priors, set())
     others = [] if args.no_mutations else mut
-    train = others + (dev if args.with_dev else [])
-    weights = training_weights(train, {s["id"] for s in dev}, args.mut_weight, args.dev_weight)
+    real = dev + dev_fixed
+    train = others + (real if args.with_dev else [])
+    weights = training_weights(train, {s["id"] for s in real}, args.mut_weight, args.dev_weight)
     kept_stage1, kept_prior = _kept(args)
     prior = kept_prior or prior
     rfx, rfx_weights = _realfix_training(args, prior)
@@ -488,17 +521,19 @@ def _trained_on(
     args: argparse.Namespace, n_std: int, n_dev_mut: int, n_dev: int, corpus: Any
 ) -> str:
     """The model card's sentence on the training data."""
-    parts = (
-        []
-        if args.no_mutations
-        else [
+    parts = []
+    if not args.no_mutations and n_std:
+        parts.append(
             f"{n_std} mutated function-sized snippets of the Python standard library and "
-            f"installed packages",
-            f"{n_dev_mut} mutated accepted programs of ConDefects dev-split tasks",
-        ]
-    )
+            f"installed packages"
+        )
+    if not args.no_mutations and n_dev_mut:
+        parts.append(f"{n_dev_mut} mutated accepted programs of ConDefects dev-split tasks")
     if args.with_dev:
         parts.append(f"{n_dev} real bugs of ConDefects dev-split programs")
+        if args.fixed_negatives and _recorded("condefects-dev-fixed"):
+            n_fixed = sum(1 for s in _recorded("condefects-dev-fixed") if s["rows"])
+            parts.append(f"the correct versions of {n_fixed} of them as negatives")
     if corpus is not None:
         parts.append(
             f"a prior on the text of {len(corpus)} real bugs of ConDefects dev-split programs "
@@ -535,9 +570,17 @@ def _recipe(
             if args.with_realfix
             else {}
         ),
-        **({"kept_stage1_and_prior_from": args.keep_stage1} if args.keep_stage1 else {}),
+        **(_kept_origin(args.keep_stage1) if args.keep_stage1 else {}),
         "feature_dtypes": sorted({str(s.get("dtype", "not recorded")) for s in samples}),
     }
+
+
+def _kept_origin(folder: str) -> dict[str, Any]:
+    """The recipe's words on a kept first stage and prior: where from, and what they were
+    trained on (that classifier's own card sentence)."""
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    kept_on = (meta.get("recipe") or {}).get("kept_trained_on") or meta.get("trained_on")
+    return {"kept_stage1_and_prior_from": folder, "kept_trained_on": kept_on}
 
 
 if __name__ == "__main__":

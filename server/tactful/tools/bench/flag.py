@@ -206,7 +206,11 @@ def evaluate(
         if min_score is not None:
             at_score.add([f.line for f in res.flags if f.score >= min_score], bug, res.lines)
         # What the editor shows at the default flags.minProbability.
-        shown = [f.line for f in res.flags if model.probability(f.score) >= floor]
+        shown = [
+            f.line
+            for f in res.flags
+            if model.probability(f.score) >= floor and f.score >= model.score_floor(res.lines)
+        ]
         at_probability.add(shown, bug, res.lines)
         row, r = _rows(job, res, secs, bug)
         ours.add(row)
@@ -274,7 +278,10 @@ def long_file_seconds(
     floor = FlagSettings().min_probability
     out["flags_at_min_probability"] = {
         "min_probability": floor,
-        "flags": sum(model.probability(f.score) >= floor for f in res.flags),
+        "flags": sum(
+            model.probability(f.score) >= floor and f.score >= model.score_floor(res.lines)
+            for f in res.flags
+        ),
     }
     restarted = WindowMemo(store=stores[1])
     job, again, secs = _run(backend, text, model, budget, naive=False, memo=restarted)
