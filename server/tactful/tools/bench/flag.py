@@ -183,6 +183,17 @@ def _naive_row(
     )
 
 
+def shown_at(model: Any, res: Any, min_probability: float) -> list[int]:
+    """The lines of ``res``'s flags the editor shows at ``min_probability`` (with a short
+    file's score floor), as flags/result.py decides."""
+    floor = model.score_floor(res.lines)
+    return [
+        f.line
+        for f in res.flags
+        if model.probability(f.score) >= min_probability and f.score >= floor
+    ]
+
+
 def evaluate(
     backend: Any,
     programs: Sequence[tuple[str, str, int]],
@@ -206,12 +217,7 @@ def evaluate(
         if min_score is not None:
             at_score.add([f.line for f in res.flags if f.score >= min_score], bug, res.lines)
         # What the editor shows at the default flags.minProbability.
-        shown = [
-            f.line
-            for f in res.flags
-            if model.probability(f.score) >= floor and f.score >= model.score_floor(res.lines)
-        ]
-        at_probability.add(shown, bug, res.lines)
+        at_probability.add(shown_at(model, res, floor), bug, res.lines)
         row, r = _rows(job, res, secs, bug)
         ours.add(row)
         rand.add(r)
@@ -278,10 +284,7 @@ def long_file_seconds(
     floor = FlagSettings().min_probability
     out["flags_at_min_probability"] = {
         "min_probability": floor,
-        "flags": sum(
-            model.probability(f.score) >= floor and f.score >= model.score_floor(res.lines)
-            for f in res.flags
-        ),
+        "flags": len(shown_at(model, res, floor)),
     }
     restarted = WindowMemo(store=stores[1])
     job, again, secs = _run(backend, text, model, budget, naive=False, memo=restarted)
