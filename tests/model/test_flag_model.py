@@ -148,17 +148,23 @@ def test_cli_json_and_text(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
         assert path == str(src) and lineno.isdigit() and float(score) >= 0 and "expected" in message
 
 
-def test_min_score_hides_only_the_low_scoring_flags(
-    backend: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    text = (FIXTURES / "palindrome.py.txt").read_text()
-    job = FlagJob(text, "python", budget=0.3, key="min-score")
+def _palindrome_at_budget(backend: Any, key: str) -> tuple[FlagJob, Any, float, list[float]]:
+    """A finished flag job on a fixture at a 30 % budget, its result (every flag, no threshold),
+    the median flag score, and the sorted scores."""
+    job = FlagJob((FIXTURES / "palindrome.py.txt").read_text(), "python", budget=0.3, key=key)
     for unit in job.steps():
         unit(backend)
     everything = job.result()
     scores = sorted(f.score for f in everything.flags)
     assert len(scores) >= 2
-    cut = scores[len(scores) // 2]
+    return job, everything, scores[len(scores) // 2], scores
+
+
+def test_min_score_hides_only_the_low_scoring_flags(
+    backend: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = (FIXTURES / "palindrome.py.txt").read_text()
+    job, everything, cut, scores = _palindrome_at_budget(backend, "min-score")
     job.min_score = cut
     shown = job.result()
     assert {f.line for f in shown.flags} == {f.line for f in everything.flags if f.score >= cut}
@@ -178,14 +184,7 @@ def test_a_short_file_needs_the_calibrations_score_floor(backend: Any) -> None:
 
     from tactful.flags.calibration import Calibration
 
-    text = (FIXTURES / "palindrome.py.txt").read_text()
-    job = FlagJob(text, "python", budget=0.3, key="short-floor")
-    for unit in job.steps():
-        unit(backend)
-    everything = job.result()
-    scores = sorted(f.score for f in everything.flags)
-    assert len(scores) >= 2
-    cut = scores[len(scores) // 2]
+    job, everything, cut, _scores = _palindrome_at_budget(backend, "short-floor")
     n = len(job.lines)
     for short_lines, expect_cut in ((n + 1, True), (n, False)):
         cal = Calibration(1.0, 0.0, {}, short_lines, cut)

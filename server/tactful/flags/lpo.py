@@ -253,17 +253,6 @@ SHORT_LINES = 40
 SHORT_GRID = tuple(round(0.01 * k, 2) for k in range(0, 61))
 
 
-def _lowest(records: Sequence[dict[str, Any]], max_per_100: float) -> float:
-    """The lowest score of :data:`SHORT_GRID` whose flags per 100 lines of the correct versions
-    are at most ``max_per_100``."""
-    from tactful.tools.bench import flag_realfix as rf
-
-    for t in SHORT_GRID:
-        if rf.point(records, None, t).flags_per_100 <= max_per_100:
-            return t
-    return SHORT_GRID[-1]
-
-
 def short_floor(records: Sequence[dict[str, Any]], max_per_100: float) -> dict[str, Any] | None:
     """The short-file score floor: chosen on all the ConDefects folds' records (what ships), and
     each fold's figures at the floor chosen on the other folds (what a new user should expect):
@@ -274,14 +263,14 @@ def short_floor(records: Sequence[dict[str, Any]], max_per_100: float) -> dict[s
         return None
     per, pooled = {}, rf.Point(0.0)
     for fold in sorted({r["repo"] for r in records}):
-        t = _lowest([r for r in records if r["repo"] != fold], max_per_100)
+        t = rf.choose_threshold([r for r in records if r["repo"] != fold], max_per_100, SHORT_GRID)
         pt = rf.point([r for r in records if r["repo"] == fold], None, t)
         per[fold] = pt.to_json()
         for k in ("files", "fixed_lines", "fixed_flags", "shown_on_buggy", "hits", "random"):
             setattr(pooled, k, getattr(pooled, k) + getattr(pt, k))
     return {
         "short_lines": SHORT_LINES,
-        "min_score": _lowest(records, max_per_100),
+        "min_score": rf.choose_threshold(records, max_per_100, SHORT_GRID),
         "leave_fold_out": {
             "per_fold": per,
             "pooled": {k: v for k, v in pooled.to_json().items() if k != "threshold"},

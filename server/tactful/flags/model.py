@@ -93,6 +93,14 @@ class FlagModel:
         calibration): short files' floor, see :class:`Calibration`."""
         return 0.0 if self.calibration is None else self.calibration.score_floor(lines)
 
+    def shows(self, score: float, lines: int, min_score: float, min_probability: float) -> bool:
+        """Whether a flag with this final score, in a file of ``lines`` lines, is shown at these
+        thresholds: its score clears ``min_score`` and, with the probability threshold on, the
+        short-file floor; its calibrated probability clears ``min_probability`` (both 0: every
+        flag of the budget)."""
+        floor = self.score_floor(lines) if min_probability > 0 else 0.0
+        return score >= max(min_score, floor) and self.probability(score) >= min_probability
+
     def stage1(self, rows: Sequence[Sequence[float]]) -> list[float]:
         if not rows:
             return []

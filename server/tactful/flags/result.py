@@ -181,13 +181,10 @@ def build_result(job: FlagJob) -> FlagResult:
     for x in job.info.values():
         res.scores[x.index] = 1.0 + x.p if x.p is not None else x.p1
     allowed = _candidates(job)[: job.max_flags]
-    # A short file's floor goes with the probability threshold (both 0: the budget is filled).
-    floor = job.model.score_floor(len(job.lines)) if job.min_probability > 0 else 0.0
     shown = [
         x
         for x in allowed
-        if (x.p or 0.0) >= max(job.min_score, floor)
-        and job.model.probability(x.p or 0.0) >= job.min_probability
+        if job.model.shows(x.p or 0.0, len(job.lines), job.min_score, job.min_probability)
     ]
     res.held_back = len(allowed) - len(shown)
     checker = _checker(job) if shown else None

@@ -469,12 +469,14 @@ def _fit_and_write(
         metrics["mutations, held-out half"] = simulate(mut[half:], FlagModel(s1, f1, {}))
         metrics["mutations, heuristic"] = simulate(mut, FlagModel())
     n_dev = sum(1 for s in dev if s["rows"])  # a program under 7 lines gets no flag
+    n_fixed = sum(1 for s in dev_fixed if s["rows"]) if args.with_dev else 0
     if dev:
         dev = _dev_metrics(dev, model, args.with_dev, metrics)
     for name, m in metrics.items():
         print(summary_line(name, m))
     card = {
-        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus) + _realfix_part(rfx),
+        "trained_on": _trained_on(args, n_std, n_dev_mut, n_dev, corpus, n_fixed)
+        + _realfix_part(rfx),
         "dev_metrics": metrics,
         "recipe": _recipe(args, raw_argv, params, mut + dev + rfx),
     }
@@ -518,9 +520,10 @@ def _dev_metrics(
 
 
 def _trained_on(
-    args: argparse.Namespace, n_std: int, n_dev_mut: int, n_dev: int, corpus: Any
+    args: argparse.Namespace, n_std: int, n_dev_mut: int, n_dev: int, corpus: Any, n_fixed: int = 0
 ) -> str:
-    """The model card's sentence on the training data."""
+    """The model card's sentence on the training data (``n_fixed``: correct ConDefects
+    programs that trained as negatives)."""
     parts = []
     if not args.no_mutations and n_std:
         parts.append(
@@ -531,8 +534,7 @@ def _trained_on(
         parts.append(f"{n_dev_mut} mutated accepted programs of ConDefects dev-split tasks")
     if args.with_dev:
         parts.append(f"{n_dev} real bugs of ConDefects dev-split programs")
-        if args.fixed_negatives and _recorded("condefects-dev-fixed"):
-            n_fixed = sum(1 for s in _recorded("condefects-dev-fixed") if s["rows"])
+        if n_fixed:
             parts.append(f"the correct versions of {n_fixed} of them as negatives")
     if corpus is not None:
         parts.append(

@@ -184,14 +184,9 @@ def _naive_row(
 
 
 def shown_at(model: Any, res: Any, min_probability: float) -> list[int]:
-    """The lines of ``res``'s flags the editor shows at ``min_probability`` (with a short
-    file's score floor), as flags/result.py decides."""
-    floor = model.score_floor(res.lines)
-    return [
-        f.line
-        for f in res.flags
-        if model.probability(f.score) >= min_probability and f.score >= floor
-    ]
+    """The lines of ``res``'s flags the editor shows at ``min_probability`` (and no score
+    threshold), as flags/result.py decides."""
+    return [f.line for f in res.flags if model.shows(f.score, res.lines, 0.0, min_probability)]
 
 
 def evaluate(

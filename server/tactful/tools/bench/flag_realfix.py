@@ -199,14 +199,16 @@ def calibrate(records: Iterable[dict[str, Any]]) -> Calibration:
     return fit_platt(scores, labels)
 
 
-def choose_threshold(records: Sequence[dict[str, Any]], max_per_100: float) -> float:
-    """The lowest final-score threshold of the grid whose flags per 100 lines of correct files
+def choose_threshold(
+    records: Sequence[dict[str, Any]], max_per_100: float, grid: Sequence[float] = THRESHOLDS
+) -> float:
+    """The lowest final-score threshold of ``grid`` whose flags per 100 lines of correct files
     is at most ``max_per_100`` (the calibration is monotone: a score threshold is a probability
     threshold)."""
-    for t in THRESHOLDS:
+    for t in grid:
         if point(records, None, t).flags_per_100 <= max_per_100:
             return t
-    return THRESHOLDS[-1]
+    return grid[-1]
 
 
 def calibrated(records: Sequence[dict[str, Any]]) -> Calibration | None:
