@@ -166,6 +166,8 @@ class FlagSettings:
     """Show only flags whose classifier score is at least this; 0: fill the budget."""
     min_probability: float = attrs.field(default=0.021, validator=_float_range(0.0, 1.0))
     """Show only flags whose calibrated probability of being the bug is at least this; 0: fill the budget."""
+    max_per_hundred_lines: float = attrs.field(default=2.0, validator=_float_range(0.0, 100.0))
+    """At most this many flags per 100 lines over the files flagged in this session: when they get more (code unlike what the classifier was fitted on), only the best-scoring flags that fit are shown; 0: off (and off when ``minProbability`` is 0: the budget is filled)."""
     scope: str = attrs.field(default="file", validator=_one_of(*_FLAG_SCOPES))
     """``file``: flag the whole file, lines changed in this editing session first; ``changed``: flag only the changed lines."""
     severity: str = attrs.field(default="information", validator=_one_of(*_SEVERITIES))

@@ -329,14 +329,19 @@ class _Recorded(dict):  # type: ignore[type-arg]
         super().__setitem__(key, value)
 
 
+def long_text() -> str:
+    """A document of two scoring windows: the flag fixtures one after another, then BUGGY."""
+    fixtures = Path(__file__).parent.parent / "fixtures" / "flag"
+    parts = [p.read_text().rstrip("\n") for p in sorted(fixtures.glob("*.py.txt"))]
+    return "\n\n".join([*parts, BUGGY.rstrip("\n")]) + "\n"
+
+
 async def test_a_long_document_gets_its_flags_window_by_window(push_client: LanguageClient) -> None:
     """A document of two scoring windows: the first window's flags are pushed as soon as it is
     done, before the second is scored; the last push has the flags of both."""
     from tactful.flags.job import FlagJob
 
-    fixtures = Path(__file__).parent.parent / "fixtures" / "flag"
-    parts = [p.read_text().rstrip("\n") for p in sorted(fixtures.glob("*.py.txt"))]
-    text = "\n\n".join([*parts, BUGGY.rstrip("\n")]) + "\n"
+    text = long_text()
     windows = FlagJob(text, "python").windows
     assert len(windows) == 2 and windows[1].end - windows[1].start >= 20
     cut = windows[1].start
@@ -393,3 +398,66 @@ async def test_a_second_server_takes_the_windows_from_the_flag_cache(
     fresh = await _flag(push_client, "file:///tmp/tactful-flags/other-too.py")
     assert fresh["ok"] and fresh["windows_reused"] == 0
     configure({"onOpen": True, "cache": True})
+
+
+# The probability threshold on (the rate guard acts only then), but low enough to let through
+# every flag of the budget in a file of 40 lines or more; only the command flags.
+GUARD_SETTINGS = {
+    "flags": {
+        "budget": 0.15,
+        "minScore": 0.0,
+        "minProbability": 1e-9,
+        "maxPerHundredLines": 0,
+        "onOpen": False,
+    },
+    "completion": {"debounceMs": 0},
+}
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module", loop_scope="module")
+async def guard_client(lsp_client: LanguageClient):
+    await start_session(lsp_client, GUARD_SETTINGS, capabilities(pull_diagnostics=True))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_rate_guard_holds_the_flags_to_the_promised_rate(
+    guard_client: LanguageClient,
+) -> None:
+    """A file that gets more flags per 100 lines than ``flags.maxPerHundredLines``: only the
+    best-scoring flags that fit are shown (diagnostics and the command alike), the others are
+    counted as held back; with the guard off, or the budget filled, all of them are."""
+    client = guard_client
+    uri = "file:///tmp/tactful-flags/guarded.py"
+    open_doc(client, uri, long_text())
+    off = await _flag(client, uri)
+    assert off["ok"] and off["held_back_by_rate"] == 0, off
+    lines, every = off["lines"], off["flags"]
+    assert off["rate_guard"]["lines"] == lines and off["rate_guard"]["min_score"] == 0
+    # Half the flags fit (at least the 6 the guard needs lines for).
+    fit = max(6, len(every) // 2)
+    assert len(every) > fit, f"too few flags to judge the guard: {every}"
+    target = 100.0 * fit / lines
+
+    def configure(flags: dict[str, Any]) -> None:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"flags": flags})
+        )
+
+    configure({"maxPerHundredLines": target})
+    on = await _flag(client, uri)
+    kept = sorted((f["score"] for f in on["flags"]), reverse=True)
+    best = sorted((f["score"] for f in every), reverse=True)
+    assert 0 < len(kept) <= fit and kept == best[: len(kept)], (kept, best)
+    assert on["held_back_by_rate"] == len(every) - len(kept)
+    assert on["rate_guard"]["min_score"] > 0 and on["rate_guard"]["flags"] == len(every)
+    # The diagnostics are the flags the guard lets through.
+    assert sorted(d.range.start.line + 1 for d in await _pull(client, uri)) == sorted(
+        f["line"] for f in on["flags"]
+    )
+    # Off again, or with the budget filled (minProbability 0): every flag.
+    for flags in ({"maxPerHundredLines": 0}, {"maxPerHundredLines": target, "minProbability": 0}):
+        configure(flags)
+        again = await _flag(client, uri)
+        assert len(again["flags"]) == len(every) and again["held_back_by_rate"] == 0, flags
+        assert len(await _pull(client, uri)) == len(every)

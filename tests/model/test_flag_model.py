@@ -197,3 +197,32 @@ def test_a_short_file_needs_the_calibrations_score_floor(backend: Any) -> None:
         job.min_probability = 0.0  # the budget filled: no floor
         assert {f.line for f in job.result().flags} == {f.line for f in everything.flags}
     assert dataclasses.replace(cal, short_min_score=0.0).score_floor(1) == 0.0
+
+
+def test_cli_holds_a_run_to_the_promised_rate(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--max-per-hundred-lines`` over the files of one run, as the editor's rate guard: the
+    best-scoring flags that fit are printed, the others counted as held back (and the reason
+    told on stderr); off (0) or with the budget filled (``--min-probability 0``), all of them."""
+    from tests.lsp.test_flags_lsp import long_text
+
+    src = tmp_path / "long.py"
+    src.write_text(long_text())
+    common = ["--json", "--min-score", "0", "--min-probability", "1e-9"]
+    assert flag.main([*common, "--max-per-hundred-lines", "0", str(src)]) == 0
+    off = json.loads(capsys.readouterr().out)
+    every = sorted((f["score"] for f in off["flags"]), reverse=True)
+    fit = max(6, len(every) // 2)
+    assert len(every) > fit, off
+    target = str(100.0 * fit / off["lines"])
+    assert flag.main([*common, "--max-per-hundred-lines", target, str(src)]) == 0
+    out = capsys.readouterr()
+    on = json.loads(out.out)
+    kept = [f["score"] for f in on["flags"]]
+    assert 0 < len(kept) <= fit and kept == every[: len(kept)]
+    assert on["held_back"] == off["held_back"] + len(every) - len(kept)
+    assert "more than flags.maxPerHundredLines" in out.err
+    filled = ["--json", "--min-score", "0", "--min-probability", "0"]
+    assert flag.main([*filled, "--max-per-hundred-lines", target, str(src)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["flags"]) == len(every)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tactful.backend.types import Backend
 from tactful.config import FlagSettings
+from tactful.flags.guard import RateGuard, describe
 from tactful.flags.job import flag_document
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
@@ -83,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
         FlagSettings().min_probability,
         "whose calibrated probability of being the bug is at least this",
     )
+    ap.add_argument(
+        "--max-per-hundred-lines",
+        type=float,
+        default=FlagSettings().max_per_hundred_lines,
+        help="over the files of this run (flagged in order), show at most this many flags per "
+        "100 lines: the best-scoring ones (default %(default)s, as the editor; 0: off)",
+    )
     return ap
 
 
@@ -107,6 +115,8 @@ def main(argv: Sequence[str]) -> int:
     ):
         if not 0.0 <= value <= 1.0:
             ap.error(f"{option} must be between 0 and 1")
+    if not 0.0 <= args.max_per_hundred_lines <= 100.0:
+        ap.error("--max-per-hundred-lines must be between 0 and 100")
     from tactful import paths
     from tactful.backend.hf import TransformersBackend
     from tactful.backend.types import ModelError
@@ -133,6 +143,7 @@ def _flag_files(
     from tactful.syntax import language_from_path
 
     status = 0
+    guard = RateGuard()
     for path in args.files:
         text, why = read_source(path)
         if text is None:
@@ -152,6 +163,7 @@ def _flag_files(
                 min_probability=args.min_probability,
                 memo=memo,
             )
+        _apply_guard(guard, path, res, args.max_per_hundred_lines if args.min_probability else 0)
         if args.json:
             print(json.dumps(res.to_json(path), ensure_ascii=False), flush=True)
         elif res.skipped:
@@ -162,3 +174,17 @@ def _flag_files(
         if text is None and why and why.startswith("cannot read"):
             status = 1
     return status
+
+
+def _apply_guard(guard: RateGuard, path: str, res: FlagResult, target: float) -> None:
+    """Record a file's flags with the rate guard and keep those that fit (as the editor does,
+    over the files flagged so far); the others count as held back."""
+    if res.skipped is not None:
+        return
+    changed = guard.record(path, res.lines, [f.score for f in res.flags], target)
+    if changed is not None:
+        print(f"tactful flag: {describe(changed, target)}", file=sys.stderr)
+    need = guard.min_score(target)
+    kept = [f for f in res.flags if f.score >= need]
+    res.held_back += len(res.flags) - len(kept)
+    res.flags = kept

@@ -36,6 +36,7 @@ from tactful.backend.runner import PRIORITY_FLAG, ModelRunner
 from tactful.backend.types import Backend
 from tactful.config import FlagSettings, Settings
 from tactful.flags import focus as ffocus
+from tactful.flags.guard import RateGuard, describe
 from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
@@ -106,6 +107,10 @@ class _DocFlags:
     accepted: deque[str] = field(default_factory=lambda: deque(maxlen=_ACCEPTED_KEEP))
 
 
+def _thresholds(s: FlagSettings) -> tuple[float, float, float, str]:
+    return (s.budget, s.min_score, s.min_probability, s.scope)
+
+
 class FlagService:
     """Line flags for one server's open documents."""
 
@@ -120,6 +125,8 @@ class FlagService:
         self._memo_for: weakref.ref[Backend] | None = None
         #: What the memo's store was opened for: (cache directory, size in MB); None: none.
         self._store_for: tuple[str, int] | None = None
+        #: Flags per 100 lines over the files flagged in this session (flags.maxPerHundredLines).
+        self.guard = RateGuard()
 
     # --- settings and capabilities -----------------------------------------------------------
     @property
@@ -227,6 +234,8 @@ class FlagService:
     def settings_changed(self, old: Settings, new: Settings) -> None:
         if old.flags == new.flags and old.languages == new.languages and old.enable == new.enable:
             return
+        if _thresholds(old.flags) != _thresholds(new.flags):
+            self.guard.clear()  # its scores were of the flags the old thresholds showed
         if not new.flags.enable:
             for uri, state in list(self.docs.items()):
                 self._cancel(state)
@@ -329,6 +338,7 @@ class FlagService:
         backend = self.server.runner.backend
         if backend is not None and (self._memo_for is None or self._memo_for() is not backend):
             self.memo.clear()
+            self.guard.clear()  # another model's scores
             self._memo_for = weakref.ref(backend)
         await asyncio.to_thread(self._open_store)
         job = await asyncio.to_thread(self._new_job, uri, doc, state, cancel, model)
@@ -339,6 +349,7 @@ class FlagService:
         self.runs += 1
         state.result, state.flags, state.version = result, result.flags, version
         state.fixes_checked = True
+        self._guard(uri, result)
         self._deliver(uri, version)
         if result.no_fix:
             log.info(
@@ -413,16 +424,40 @@ class FlagService:
         else:
             self._publish(uri, self.diagnostics(uri), version)
 
+    def _rate_target(self) -> float:
+        """The rate the guard holds the flags to: off (0) when the budget is filled (the
+        probability threshold at 0), as the short-file floor is."""
+        s = self.settings
+        return s.max_per_hundred_lines if s.min_probability > 0 else 0.0
+
+    def _guard(self, uri: str, result: FlagResult) -> None:
+        """Give a whole-file result to the rate guard; when the score a flag needs changed, say
+        so in the log and give the other documents' editors their flags again."""
+        if result.skipped is not None or self.settings.scope != "file":
+            return
+        target = self._rate_target()
+        changed = self.guard.record(uri, result.lines, [f.score for f in result.flags], target)
+        if changed is None:
+            return
+        log.info("flags: %s", describe(changed, target))
+        if not self.pull:
+            for other, state in list(self.docs.items()):
+                if other != uri and state.flags:
+                    self._publish(other, self.diagnostics(other), state.version)
+
     # --- diagnostics -------------------------------------------------------------------------
     def _current_flags(self, uri: str) -> list[Flag]:
-        """The last flags, moved to where their line now is (dropped when it changed)."""
+        """The last flags that the rate guard lets through, moved to where their line now is
+        (dropped when it changed)."""
         state = self.docs.get(uri)
         doc = self.server.documents.get(uri)
         if state is None or doc is None or not state.flags:
             return []
+        need = self.guard.min_score(self._rate_target())
+        flags = [f for f in state.flags if f.score >= need]
         if doc.version == state.version:
-            return list(state.flags)
-        return follow_lines(state.flags, doc)
+            return flags
+        return follow_lines(flags, doc)
 
     def diagnostics(self, uri: str) -> list[types.Diagnostic]:
         doc = self.server.documents.get(uri)
@@ -503,7 +538,16 @@ class FlagService:
                 "error": self.server.runner.error or "flagging was cancelled or is unavailable",
             }
         out = result.to_json(uri)
-        out["ok"] = True
+        guarded = self.guard.state(self._rate_target())
+        kept = sorted(
+            (f for f in result.flags if f.score >= guarded.min_score), key=lambda f: -f.score
+        )
+        out.update(
+            flags=[f.to_json() for f in kept],
+            held_back_by_rate=len(result.flags) - len(kept),
+            rate_guard=guarded.to_json(),
+            ok=True,
+        )
         return out
 
 
