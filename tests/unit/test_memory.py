@@ -31,11 +31,23 @@ def work():
 ts = [threading.Thread(target=work) for _ in range(8)]
 for t in ts: t.start()
 for t in ts: t.join()
-# a thread arena's heap: an anonymous mapping at a 64 MB-aligned address
-print(sum(
-    1 for line in open("/proc/self/maps")
-    if len(line.split()) == 5 and int(line.split("-")[0], 16) % (64 << 20) == 0
-))
+# A thread arena's heap: 64 MB of anonymous memory at a 64 MB-aligned address (the part in use,
+# then the reserved rest), not just any mapping that happens to start at such an address.
+H = 64 << 20
+spans = []
+for line in open("/proc/self/maps"):
+    if len(line.split()) == 5:
+        a, b = (int(x, 16) for x in line.split()[0].split("-"))
+        spans.append((a, b))
+heaps = 0
+for i, (a, b) in enumerate(spans):
+    if a % H:
+        continue
+    end, j = b, i + 1
+    while end < a + H and j < len(spans) and spans[j][0] == end:
+        end, j = spans[j][1], j + 1
+    heaps += end == a + H
+print(heaps)
 """
 
     def heaps(mode: str) -> int:
