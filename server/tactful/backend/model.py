@@ -175,9 +175,7 @@ class LoadedModel:
             from tactful.backend import fast
 
             return fast.new_cache(self.model.config)
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
+        return full_cache(self.model.config)
 
     def fork(self, cache: Any, length: int) -> Any:
         """A copy of the first ``length`` positions of ``cache``."""
@@ -188,6 +186,21 @@ class LoadedModel:
         out = copy.deepcopy(cache)
         crop(out, length)
         return out
+
+
+def full_cache(config: Any) -> Any:
+    """A ``DynamicCache`` that keeps every position in every layer. A sliding-window layer
+    (Gemma 2 and 3, Phi-3, Mistral, Cohere 2 ...) drops what falls out of its window and can
+    then not be cut back, which prefix reuse, forks and healing need; kept whole, the model's
+    attention mask still applies the window."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    cache.layers = [
+        DynamicLayer() if getattr(layer, "is_sliding", False) else layer for layer in cache.layers
+    ]
+    return cache
 
 
 def uncommit(cache: Any, length: int) -> None:
