@@ -80,7 +80,7 @@ def test_simulate_replays_a_project_file_by_file() -> None:
     assert off["per_100_lines_guarded"] == off["per_100_lines"]
 
 
-def test_lpo_replays_the_guard_at_the_shipped_thresholds() -> None:
+def test_lpo_replays_the_guard_at_each_projects_threshold() -> None:
     """The realfix records as ``lpo`` writes them: short files need the floor too."""
     rec = {
         "repo": "o/p",
@@ -88,9 +88,9 @@ def test_lpo_replays_the_guard_at_the_shipped_thresholds() -> None:
         "fixed": {"lines": 30, "flags": [[1, 0.1], [2, 0.5]]},
         "buggy": {"lines": 30, "flags": [[3, 0.2], [2, 0.5]]},
     }
-    out = lpo.rate_guard([rec], 0.02, 0.16, 2.0, 1)
+    out = lpo.rate_guard([rec], {"o/p": 0.02}, 0.16, 2.0, 1)
     p = out["per_project"]["o/p"]
     # The fixed file's 0.1 flag is under the short-file floor: 1 flag in 30 lines.
     assert p["per_100_lines"] == pytest.approx(100 / 30, abs=1e-3)
-    assert p["recall"] == 1.0
+    assert p["recall"] == 1.0 and p["score_threshold"] == 0.02
     assert out["macro_projects_with_1_files"]["recall"] == 1.0

@@ -231,6 +231,7 @@ def report(result: dict[str, Any], max_per_100: float, min_files: int) -> dict[s
     folds = [m for g, m in per.items() if g.startswith("condefects:")]
     t_all = rf.choose_threshold(records, max_per_100)
     short = short_floor(result.get("condefects_records") or [], max_per_100)
+    held_out = rf.leave_project_out(records, max_per_100, min_files)
     return {
         "realfix_projects": {g.removeprefix("realfix:"): m for g, m in per.items() if "/" in g},
         f"realfix_macro_projects_with_{min_files}_bugs": macro(per, "realfix:", min_files),
@@ -242,39 +243,56 @@ def report(result: dict[str, Any], max_per_100: float, min_files: int) -> dict[s
         "curve": rf.curve(records, cal),
         "score_threshold_all": t_all,
         "min_probability_all": round(cal.probability(t_all), 4) if cal is not None else None,
-        "leave_project_out": rf.leave_project_out(records, max_per_100, min_files),
+        "leave_project_out": held_out,
         "condefects_at_threshold": _short_code(result.get("condefects_records") or [], t_all),
         "short_files": short,
         "rate_guard": rate_guard(
-            records, t_all, short["min_score"] if short else 0.0, max_per_100, min_files
+            records,
+            {p: v["score_threshold"] for p, v in held_out["per_project"].items()},
+            short["min_score"] if short else 0.0,
+            max_per_100,
+            min_files,
         ),
     }
 
 
 def rate_guard(
-    records: Sequence[dict[str, Any]], t: float, floor: float, max_per_100: float, min_files: int
+    records: Sequence[dict[str, Any]],
+    thresholds: dict[str, float],
+    floor: float,
+    max_per_100: float,
+    min_files: int,
 ) -> dict[str, Any]:
     """The flag rate guard (:mod:`tactful.flags.guard`) replayed on each held-out project's
-    files at the threshold ``t`` chosen on all of them (what ships; files under
-    ``SHORT_LINES`` lines need the short-file ``floor`` too, as in the editor): flags per 100 lines of correct code and bugs flagged, without and with the guard,
-    per project and macro-averaged over the projects with at least ``min_files`` files."""
+    files at its threshold in ``thresholds`` (chosen on the other projects, as a new project
+    meets the shipped one; files under ``SHORT_LINES`` lines need the short-file ``floor`` too,
+    as in the editor): flags per 100 lines of correct code and bugs flagged, without and with
+    the guard, per project and macro-averaged over the projects with at least ``min_files``
+    files."""
     from tactful.flags import guard
 
-    def kept(version: dict[str, Any]) -> tuple[tuple[int, float], ...]:
+    def kept(version: dict[str, Any], t: float) -> tuple[tuple[int, float], ...]:
         need = t if version["lines"] >= SHORT_LINES else max(t, floor)
         return tuple((int(ln), float(sc)) for ln, sc in version["flags"] if sc >= need)
 
-    shown = [
-        guard.Recorded(
-            r["repo"], int(r["fixed"]["lines"]), kept(r["fixed"]), kept(r["buggy"]), int(r["bug"])
+    shown = []
+    for r in records:
+        t = thresholds[r["repo"]]
+        shown.append(
+            guard.Recorded(
+                r["repo"],
+                int(r["fixed"]["lines"]),
+                kept(r["fixed"], t),
+                kept(r["buggy"], t),
+                int(r["bug"]),
+            )
         )
-        for r in records
-    ]
     per = guard.simulate(shown, max_per_100)
+    for repo, m in per.items():
+        m["score_threshold"] = thresholds[repo]
     big = [m for m in per.values() if m["files"] >= min_files]
     keys = ("per_100_lines", "per_100_lines_guarded", "recall", "recall_guarded")
     return {
-        "threshold": t,
         "max_per_100_lines": max_per_100,
         "per_project": per,
         f"macro_projects_with_{min_files}_files": {
