@@ -94,3 +94,28 @@ def test_lpo_replays_the_guard_at_each_projects_threshold() -> None:
     assert p["per_100_lines"] == pytest.approx(100 / 30, abs=1e-3)
     assert p["recall"] == 1.0 and p["score_threshold"] == 0.02
     assert out["macro_projects_with_1_files"]["recall"] == 1.0
+
+
+def test_the_state_is_computed_once_per_change_and_rate() -> None:
+    g = RateGuard()
+    scores = [0.9 - 0.05 * i for i in range(13)]
+    g.record("a", 600, scores, 2.0)  # 13 flags in 600 lines: 12 fit at 2, 6 at 1
+    first = g.state(2.0)
+    assert g.state(2.0) is first  # asked again (every diagnostic): not recomputed
+    assert g.state(1.0) is not first and g.state(1.0).min_score > first.min_score > 0
+    g.record("b", 600, [], 2.0)
+    assert g.state(2.0).lines == 1200 and g.min_score(2.0) == 0.0  # recomputed after a record
+
+    class Scored:
+        def __init__(self, score: float) -> None:
+            self.score = score
+
+    kept = g.passing([Scored(0.9), Scored(0.3)], 1.0)  # anything with a score
+    assert [k.score for k in kept] == [0.9]
+    g.clear()
+    assert g.state(2.0).files == 0
+
+
+def test_the_guard_is_off_when_the_budget_is_filled() -> None:
+    assert guard.target(2.0, 0.021) == 2.0
+    assert guard.target(2.0, 0.0) == 0.0 and guard.target(0.0, 0.021) == 0.0

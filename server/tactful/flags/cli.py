@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tactful.backend.types import Backend
 from tactful.config import FlagSettings
-from tactful.flags.guard import RateGuard, describe
+from tactful.flags.guard import RateGuard, describe, target
 from tactful.flags.job import flag_document
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
@@ -163,7 +163,7 @@ def _flag_files(
                 min_probability=args.min_probability,
                 memo=memo,
             )
-        _apply_guard(guard, path, res, args.max_per_hundred_lines if args.min_probability else 0)
+        _apply_guard(guard, path, res, target(args.max_per_hundred_lines, args.min_probability))
         if args.json:
             print(json.dumps(res.to_json(path), ensure_ascii=False), flush=True)
         elif res.skipped:
@@ -176,15 +176,14 @@ def _flag_files(
     return status
 
 
-def _apply_guard(guard: RateGuard, path: str, res: FlagResult, target: float) -> None:
+def _apply_guard(guard: RateGuard, path: str, res: FlagResult, rate: float) -> None:
     """Record a file's flags with the rate guard and keep those that fit (as the editor does,
     over the files flagged so far); the others count as held back."""
     if res.skipped is not None:
         return
-    changed = guard.record(path, res.lines, [f.score for f in res.flags], target)
+    changed = guard.record(path, res.lines, [f.score for f in res.flags], rate)
     if changed is not None:
-        print(f"tactful flag: {describe(changed, target)}", file=sys.stderr)
-    need = guard.min_score(target)
-    kept = [f for f in res.flags if f.score >= need]
+        print(f"tactful flag: {describe(changed, rate)}", file=sys.stderr)
+    kept = guard.passing(res.flags, rate)
     res.held_back += len(res.flags) - len(kept)
     res.flags = kept

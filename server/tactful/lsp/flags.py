@@ -37,6 +37,7 @@ from tactful.backend.types import Backend
 from tactful.config import FlagSettings, Settings
 from tactful.flags import focus as ffocus
 from tactful.flags.guard import RateGuard, describe
+from tactful.flags.guard import target as rate_target
 from tactful.flags.job import FlagCancelled, FlagInterrupted, FlagJob
 from tactful.flags.memo import WindowMemo, open_store
 from tactful.flags.model import FlagModel, default_model
@@ -425,10 +426,7 @@ class FlagService:
             self._publish(uri, self.diagnostics(uri), version)
 
     def _rate_target(self) -> float:
-        """The rate the guard holds the flags to: off (0) when the budget is filled (the
-        probability threshold at 0), as the short-file floor is."""
-        s = self.settings
-        return s.max_per_hundred_lines if s.min_probability > 0 else 0.0
+        return rate_target(self.settings.max_per_hundred_lines, self.settings.min_probability)
 
     def _guard(self, uri: str, result: FlagResult) -> None:
         """Give a whole-file result to the rate guard; when the score a flag needs changed, say
@@ -453,8 +451,7 @@ class FlagService:
         doc = self.server.documents.get(uri)
         if state is None or doc is None or not state.flags:
             return []
-        need = self.guard.min_score(self._rate_target())
-        flags = [f for f in state.flags if f.score >= need]
+        flags = self.guard.passing(state.flags, self._rate_target())
         if doc.version == state.version:
             return flags
         return follow_lines(flags, doc)
@@ -539,11 +536,9 @@ class FlagService:
             }
         out = result.to_json(uri)
         guarded = self.guard.state(self._rate_target())
-        kept = sorted(
-            (f for f in result.flags if f.score >= guarded.min_score), key=lambda f: -f.score
-        )
+        kept = self.guard.passing(result.flags, self._rate_target())
         out.update(
-            flags=[f.to_json() for f in kept],
+            flags=[f.to_json() for f in sorted(kept, key=lambda f: -f.score)],
             held_back_by_rate=len(result.flags) - len(kept),
             rate_guard=guarded.to_json(),
             ok=True,
