@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 import torch
-from transformers import AttentionInterface, DynamicCache
+from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -168,8 +168,11 @@ class GrowingLayer(DynamicLayer):
 
 
 def new_cache(config: Any) -> Any:
-    """A ``DynamicCache`` whose plain (full-attention) layers are ``GrowingLayer``s."""
-    cache = DynamicCache(config=config)
+    """The backend's cache (:func:`tactful.backend.model.full_cache`: every position kept)
+    with ``GrowingLayer``s for its plain layers."""
+    from tactful.backend.model import full_cache
+
+    cache = full_cache(config)
     cache.layers = [
         GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers
     ]
