@@ -4,33 +4,19 @@ backend's KV cache keeps every position, so it can be cut back and reused like a
 from __future__ import annotations
 
 import torch
+from tests.unit.test_fast_decode import _tiny
 
 from tactful.backend.model import crop, full_cache
 
 
 def _tiny_gemma3() -> torch.nn.Module:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.for_model(
+    return _tiny(
         "gemma3_text",
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        torch.float32,
         head_dim=16,
-        max_position_embeddings=256,
         sliding_window=4,
-        layer_types=[
-            "sliding_attention",
-            "sliding_attention",
-            "sliding_attention",
-            "full_attention",
-        ],
+        layer_types=["sliding_attention", "full_attention"],
     )
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 
 
 def _logits(model: torch.nn.Module, ids: list[int], cache: object) -> torch.Tensor:
